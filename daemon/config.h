@@ -1,0 +1,110 @@
+/* config.h - the daemon's configuration (libconfig file), parsed and validated
+ * as a whole into one struct.  Errors name the key and the line.
+ *
+ * Reload (SIGHUP): parse the new file into a new struct, validate all of it,
+ * then mtld_config_diff() tells which keys changed and whether each is
+ * reloadable; the daemon applies all reloadable ones or none. */
+#ifndef MTLD_CONFIG_H
+#define MTLD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "daemon/decode.h"
+#include "features/joiner.h"
+#include "features/store.h"
+#include "trainer/status.h"
+
+#define MTLD_MAX_TOPICS 16
+#define MTLD_MAX_KAFKA_PROPS 64
+
+typedef enum { MTLD_SOURCE_KAFKA = 0, MTLD_SOURCE_FILE } mtld_source_type_t;
+
+typedef struct {
+  char name[128];  /* librdkafka property, e.g. "bootstrap.servers" */
+  char value[512];
+} mtld_kv_t;
+
+typedef struct {
+  char path[1024]; /* the file this came from */
+
+  /* source */
+  mtld_source_type_t source_type; /* source.type = "kafka" | "file" */
+  char topics[MTLD_MAX_TOPICS][256];
+  int n_topics;
+  char source_file[1024];   /* source.file (type "file") */
+  mtld_format_t format;     /* source.format = "auto" | "protobuf" | "json" */
+
+  /* kafka: every key of group `kafka` passed to librdkafka; '_' in a libconfig
+   * name becomes '.' (bootstrap_servers -> bootstrap.servers), values as text
+   * (numbers and booleans converted).  group.id defaults to "mtld" (it is in
+   * this list unless the file sets it). */
+  mtld_kv_t kafka[MTLD_MAX_KAFKA_PROPS];
+  int n_kafka;
+
+  char dead_letter_topic[256]; /* dead_letter.topic; "" = none (reloadable) */
+
+  /* store */
+  char store_path[1024];   /* store.path, default "/var/lib/mtld/store" */
+  int store_sync;          /* store.sync, default true */
+  int batch_max_events;    /* store.batch_max_events, default 2000 (reloadable) */
+  int batch_max_ms;        /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
+
+  mtld_feature_def_t features; /* features.* */
+  mtld_validate_limits_t limits; /* validation.* (reloadable) */
+
+  /* joiner.* (features/joiner.h): windows, mode, negatives; the watermark's
+   * allowed lateness and idleness (event time) */
+  mtld_joiner_config_t joiner;
+  int64_t allowed_lateness_ms; /* joiner.allowed_lateness, default 60 s */
+  int64_t idle_ms;             /* joiner.idle_after, default 0 = never idle */
+
+  /* operations */
+  char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */
+  int metrics_enabled;     /* metrics.enabled, default true */
+  char metrics_listen[64]; /* metrics.listen, default "127.0.0.1" */
+  int metrics_port;        /* metrics.port, default 9464; 0 = pick a free port */
+  int shutdown_timeout_ms; /* shutdown_timeout (a duration), default "30s" (reloadable) */
+  int status_interval_ms;  /* status_interval (a duration), default "5s" (reloadable) */
+} mtld_config_t;
+
+/* Fills every default.  The defaults alone are not a valid config: a Kafka
+ * source needs source.topics and kafka.bootstrap_servers.  Any thread. */
+void mtld_config_default(mtld_config_t *cfg);
+
+/* Parses and validates a file into *cfg (defaults first).  On error returns
+ * MTLD_ERR_CONFIG and err names the file, line and key, e.g.
+ * "mtld.conf:12: store.batch_max_events: must be between 1 and 1000000";
+ * *cfg is then left untouched (so a failed reload keeps the old config).
+ * Unknown keys are errors (except inside `kafka`).  MTLD_ERR_NOMEM if the
+ * work copy cannot be allocated.  `@include` paths are relative to the
+ * file's directory.  Any thread (no global state). */
+mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Same, from a string (tests); `name` is used in messages and in cfg->path. */
+mtld_status_t mtld_config_load_string(mtld_config_t *cfg, const char *text, const char *name,
+                                      char *err, size_t errlen);
+
+/* Prints the effective config in libconfig syntax (for --check-config); the
+ * output loads again into an equal config. */
+void mtld_config_print(const mtld_config_t *cfg, FILE *out);
+
+/* Compares old and new (cfg->path is not compared).  For every changed key
+ * calls fn(ctx, key, reloadable) with its dotted name ("store.batch_max_ms",
+ * "kafka.session_timeout_ms" as written in the file); fn may be NULL.
+ * Returns the number of changed keys that are NOT reloadable. */
+int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
+                     void (*fn)(void *ctx, const char *key, int reloadable), void *ctx);
+
+
+/* Parses a duration: digits followed by a unit, one of ms, s, m, h, d
+ * ("250ms", "90s", "5m", "1h", "7d").  Returns MTLD_OK and *ms, or
+ * MTLD_ERR_INVALID (no digits, no or unknown unit, overflow).  Any thread. */
+mtld_status_t mtld_config_parse_duration_ms(const char *s, int64_t *ms);
+
+/* Writes ms (>= 0) with the largest unit that divides it exactly ("90s",
+ * "1h", "250ms"; 0 -> "0s"); the inverse of the parser.  Any thread. */
+void mtld_config_format_duration(int64_t ms, char *buf, size_t len);
+
+#endif

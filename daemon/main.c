@@ -1,0 +1,321 @@
+/* main.c - the mtld daemon: command line, signals, the main loop.
+ *
+ * Runs in the foreground (systemd Type=notify; never daemonizes).  The main
+ * loop polls the source, processes records through the pipeline, commits a
+ * batch when it is due, publishes metrics and STATUS, and pets the watchdog.
+ * Signal handlers only set flags; the loop does the work.
+ *
+ * Exit codes (documented in --help and README.md):
+ *   0  clean stop (signal, or end of a replayed file)
+ *   1  configuration invalid (--check-config, start-up, or bad command line)
+ *   2  state refused (store built with other feature definitions, cannot open)
+ *   3  source failed (Kafka client or event file could not be set up/read)
+ *   4  runtime failure (store writes failing, shutdown bound exceeded) */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/notify.h"
+#include "daemon/pipeline.h"
+#include "daemon/source.h"
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_STATE = 2, EXIT_SOURCE = 3, EXIT_RUNTIME = 4 };
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+static void on_stop(int sig) {
+  if (stop_requested) _exit(128 + sig); /* second signal: exit at once */
+  stop_requested = sig;
+}
+
+static void on_hup(int sig) {
+  (void)sig;
+  reload_requested = 1;
+}
+
+static void install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: mtld -c FILE [--check-config]\n"
+          "       mtld --version | --help\n"
+          "\n"
+          "Online multi-scenario, multi-task learning daemon: consumes e-commerce events\n"
+          "from Kafka (or replays an event file), keeps per-user and per-item features in\n"
+          "RocksDB exactly once, joins delayed labels and trains a shared model online.\n"
+          "Runs in the foreground (systemd Type=notify).  SIGHUP reloads the config,\n"
+          "SIGTERM/SIGINT drain, commit and exit (a second one exits at once).\n"
+          "\n"
+          "  -c, --config FILE   configuration file (libconfig syntax)\n"
+          "      --check-config  parse and validate FILE, print the effective config\n"
+          "  -V, --version       print the version\n"
+          "  -h, --help          this text\n"
+          "\n"
+          "exit codes: 0 clean stop, 1 configuration invalid, 2 state refused (store),\n"
+          "            3 source failed, 4 runtime failure\n");
+}
+
+typedef struct {
+  mtld_config_t cfg;
+  mtld_pipeline_t *pipe;
+  mtld_source_t *src;
+  mtld_metrics_server_t *metrics;
+  mtld_metrics_buf_t mbuf;
+  int64_t started_mono_ms;
+  uint64_t last_status_records;
+  int64_t last_status_ms;
+} daemon_t;
+
+static void log_key(void *ctx, const char *key, int reloadable) {
+  (void)ctx;
+  if (reloadable)
+    mtld_log(MTLD_LOG_INFO, "reload: %s changed: applied", key);
+  else
+    mtld_log(MTLD_LOG_WARNING, "reload: %s changed but is not reloadable: refused (restart mtld)",
+             key);
+}
+
+static void start_metrics(daemon_t *d) {
+  char err[512];
+  if (!d->cfg.metrics_enabled) return;
+  if (mtld_metrics_server_start(&d->metrics, d->cfg.metrics_listen, d->cfg.metrics_port, err,
+                                sizeof(err)) != MTLD_OK) {
+    /* Metrics are for watching, not for the data: run without them. */
+    mtld_log(MTLD_LOG_ERR, "metrics: %s (running without the metrics endpoint)", err);
+    d->metrics = NULL;
+    return;
+  }
+  mtld_log(MTLD_LOG_INFO, "metrics on http://%s:%d/metrics", d->cfg.metrics_listen,
+           mtld_metrics_server_port(d->metrics));
+}
+
+static void do_reload(daemon_t *d) {
+  mtld_config_t next;
+  char err[1024];
+  mtld_notify_reloading();
+  mtld_log(MTLD_LOG_NOTICE, "SIGHUP: reloading %s", d->cfg.path);
+  if (mtld_config_load(&next, d->cfg.path, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "reload refused, old configuration stays in force: %s", err);
+    mtld_notify_ready();
+    return;
+  }
+  int refused = mtld_config_diff(&d->cfg, &next, log_key, NULL);
+  /* Apply every reloadable key together, at a batch boundary (here). */
+  int level = mtld_log_level_parse(next.log_level);
+  if (level >= 0) mtld_log_set_level(level);
+  mtld_pipeline_reload(d->pipe, &next);
+  int metrics_changed = next.metrics_enabled != d->cfg.metrics_enabled ||
+                        next.metrics_port != d->cfg.metrics_port ||
+                        strcmp(next.metrics_listen, d->cfg.metrics_listen) != 0;
+  /* Keep the non-reloadable keys as they were. */
+  mtld_config_t applied = d->cfg;
+  applied.dead_letter_topic[0] = 0;
+  snprintf(applied.dead_letter_topic, sizeof(applied.dead_letter_topic), "%s",
+           next.dead_letter_topic);
+  applied.batch_max_events = next.batch_max_events;
+  applied.batch_max_ms = next.batch_max_ms;
+  applied.limits = next.limits;
+  snprintf(applied.log_level, sizeof(applied.log_level), "%s", next.log_level);
+  applied.metrics_enabled = next.metrics_enabled;
+  snprintf(applied.metrics_listen, sizeof(applied.metrics_listen), "%s", next.metrics_listen);
+  applied.metrics_port = next.metrics_port;
+  applied.shutdown_timeout_ms = next.shutdown_timeout_ms;
+  applied.status_interval_ms = next.status_interval_ms;
+  d->cfg = applied;
+  if (metrics_changed) {
+    mtld_metrics_server_stop(d->metrics);
+    d->metrics = NULL;
+    start_metrics(d);
+  }
+  mtld_log(MTLD_LOG_NOTICE, "reload done%s", refused ? " (some keys refused, see above)" : "");
+  mtld_notify_ready();
+}
+
+static void publish(daemon_t *d, int healthy, const char *why) {
+  if (!d->metrics) return;
+  mtld_pipeline_render_metrics(d->pipe, &d->mbuf);
+  mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
+  mtld_metrics_sample(&d->mbuf, "mtld_resident_memory_bytes", NULL,
+                      (double)mtld_metrics_rss_bytes());
+  mtld_metrics_family(&d->mbuf, "mtld_uptime_seconds", "gauge", "Seconds since start.");
+  mtld_metrics_sample(&d->mbuf, "mtld_uptime_seconds", NULL,
+                      (double)(mono_ms() - d->started_mono_ms) / 1000.0);
+  mtld_metrics_publish(d->metrics, &d->mbuf);
+  mtld_metrics_set_health(d->metrics, healthy, why);
+}
+
+static void status(daemon_t *d) {
+  mtld_pipeline_stats_t s;
+  mtld_pipeline_stats(d->pipe, &s);
+  int64_t now = mono_ms();
+  double secs = (double)(now - d->last_status_ms) / 1000.0;
+  double rate = secs > 0 ? (double)(s.records - d->last_status_records) / secs : 0;
+  d->last_status_ms = now;
+  d->last_status_records = s.records;
+  int connected = mtld_source_connected(d->src);
+  mtld_notify_status("%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
+                     " samples",
+                     connected ? "" : "brokers unreachable; ", rate, s.events, s.rejected,
+                     s.samples_released);
+}
+
+static int run(daemon_t *d) {
+  char err[1024];
+  mtld_record_t recs[512];
+  int rc = EXIT_OK;
+  int64_t last_publish = 0;
+  int file_ended = 0;
+  int commit_failing_since = 0;
+  mtld_notify_ready();
+  mtld_log(MTLD_LOG_NOTICE, "mtld %s running", MTLD_VERSION);
+  while (!stop_requested) {
+    if (reload_requested) {
+      reload_requested = 0;
+      char e[512];
+      if (mtld_pipeline_commit(d->pipe, e, sizeof(e)) != MTLD_OK)
+        mtld_log(MTLD_LOG_WARNING, "commit before reload: %s", e);
+      do_reload(d);
+    }
+    int n = mtld_source_poll(d->src, recs, 512, 100, err, sizeof(err));
+    if (n < 0) {
+      if (err[0]) {
+        mtld_log(MTLD_LOG_ERR, "source: %s", err);
+        rc = EXIT_SOURCE;
+      }
+      file_ended = 1;
+    }
+    err[0] = 0;
+    for (int i = 0; i < n; i++) mtld_pipeline_process(d->pipe, &recs[i]);
+    if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
+      if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
+        mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
+        if (!commit_failing_since) commit_failing_since = (int)(mono_ms() / 1000);
+      } else {
+        commit_failing_since = 0;
+      }
+    }
+    int64_t now = mono_ms();
+    if (now - last_publish >= 1000) {
+      last_publish = now;
+      publish(d, !commit_failing_since && mtld_source_connected(d->src),
+              commit_failing_since ? "store writes failing" : "brokers unreachable");
+      mtld_notify_watchdog();
+    }
+    if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
+    if (file_ended) break;
+  }
+  return rc;
+}
+
+static int shutdown_daemon(daemon_t *d, int rc) {
+  char err[512];
+  mtld_notify_stopping();
+  mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
+  int64_t deadline = mono_ms() + d->cfg.shutdown_timeout_ms;
+  while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
+    if (mono_ms() > deadline || stop_requested > 1) {
+      mtld_log(MTLD_LOG_ERR, "shutdown bound exceeded; uncommitted records will be replayed");
+      rc = EXIT_RUNTIME;
+      break;
+    }
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  mtld_source_close(d->src); /* leaves the group; revoke hook commits (nothing left) */
+  publish(d, 0, "stopping");
+  mtld_metrics_server_stop(d->metrics);
+  mtld_metrics_buf_free(&d->mbuf);
+  mtld_pipeline_stats_t s;
+  mtld_pipeline_stats(d->pipe, &s);
+  mtld_log(MTLD_LOG_NOTICE,
+           "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
+           " batches",
+           s.records, s.events, s.rejected, s.batches);
+  mtld_pipeline_free(d->pipe);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"check-config", no_argument, NULL, 'k'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *path = NULL;
+  int check = 0, c;
+  while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': path = optarg; break;
+    case 'k': check = 1; break;
+    case 'V': printf("mtld %s\n", MTLD_VERSION); return EXIT_OK;
+    case 'h': usage(stdout); return EXIT_OK;
+    default: usage(stderr); return EXIT_CONFIG;
+    }
+  }
+  if (!path || optind != argc) {
+    usage(stderr);
+    return EXIT_CONFIG;
+  }
+  mtld_log_init();
+  mtld_notify_init();
+  static daemon_t d; /* large: keep it off the stack */
+  char err[1024];
+  if (mtld_config_load(&d.cfg, path, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "mtld: %s\n", err);
+    return EXIT_CONFIG;
+  }
+  if (check) {
+    mtld_config_print(&d.cfg, stdout);
+    return EXIT_OK;
+  }
+  mtld_log_set_level(mtld_log_level_parse(d.cfg.log_level));
+  install_signals();
+  d.started_mono_ms = d.last_status_ms = mono_ms();
+  mtld_metrics_buf_init(&d.mbuf);
+
+  if (mtld_pipeline_new(&d.pipe, &d.cfg, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "%s", err);
+    return EXIT_STATE;
+  }
+  mtld_source_hooks_t hooks = mtld_pipeline_hooks(d.pipe);
+  mtld_status_t st = d.cfg.source_type == MTLD_SOURCE_KAFKA
+                         ? mtld_source_kafka_new(&d.src, &d.cfg, &hooks, err, sizeof(err))
+                         : mtld_source_file_new(&d.src, &d.cfg, &hooks, err, sizeof(err));
+  if (st != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "source: %s", err);
+    mtld_pipeline_free(d.pipe);
+    return EXIT_SOURCE;
+  }
+  mtld_pipeline_set_source(d.pipe, d.src);
+  start_metrics(&d);
+  int rc = run(&d);
+  return shutdown_daemon(&d, rc);
+}

@@ -1,0 +1,425 @@
+/* metrics.c - Prometheus text-format builder and the libmicrohttpd server
+ * that serves the last published text (see metrics.h).
+ *
+ * The server owns a copy of nothing but the published text and the health
+ * flag, both under one mutex; requests copy the text out while holding it. */
+#include "daemon/metrics.h"
+
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "daemon/log.h"
+
+/* ---- builder ---------------------------------------------------------- */
+
+void mtld_metrics_buf_init(mtld_metrics_buf_t *b) {
+  memset(b, 0, sizeof(*b));
+  b->status = MTLD_OK;
+}
+
+void mtld_metrics_buf_reset(mtld_metrics_buf_t *b) {
+  for (size_t i = 0; i < b->n_families; i++) free(b->families[i]);
+  b->n_families = 0;
+  b->len = 0;
+  if (b->text) b->text[0] = '\0';
+  b->status = MTLD_OK;
+}
+
+void mtld_metrics_buf_free(mtld_metrics_buf_t *b) {
+  mtld_metrics_buf_reset(b);
+  free(b->families);
+  free(b->text);
+  mtld_metrics_buf_init(b);
+}
+
+const char *mtld_metrics_buf_text(const mtld_metrics_buf_t *b) {
+  return b->text ? b->text : "";
+}
+
+mtld_status_t mtld_metrics_buf_status(const mtld_metrics_buf_t *b) {
+  return b->status;
+}
+
+static void buf_fail(mtld_metrics_buf_t *b, mtld_status_t st) {
+  if (b->status == MTLD_OK) b->status = st;
+}
+
+/* Makes room for n more bytes plus the NUL. */
+static int buf_reserve(mtld_metrics_buf_t *b, size_t n) {
+  if (b->status != MTLD_OK) return 0;
+  if (b->len + n + 1 <= b->cap) return 1;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + n + 1) cap *= 2;
+  char *t = realloc(b->text, cap);
+  if (!t) {
+    buf_fail(b, MTLD_ERR_NOMEM);
+    return 0;
+  }
+  b->text = t;
+  b->cap = cap;
+  return 1;
+}
+
+static void buf_append(mtld_metrics_buf_t *b, const char *s, size_t n) {
+  if (!buf_reserve(b, n)) return;
+  memcpy(b->text + b->len, s, n);
+  b->len += n;
+  b->text[b->len] = '\0';
+}
+
+static void buf_puts(mtld_metrics_buf_t *b, const char *s) {
+  buf_append(b, s, strlen(s));
+}
+
+/* Appends s escaped: backslash and newline always, the double quote only in
+ * label values (HELP text keeps quotes as they are). */
+static void buf_escaped(mtld_metrics_buf_t *b, const char *s, int quote) {
+  for (const char *p = s; *p; p++) {
+    const char *run = p;
+    while (*p && *p != '\\' && *p != '\n' && !(quote && *p == '"')) p++;
+    buf_append(b, run, (size_t)(p - run));
+    if (!*p) break;
+    buf_append(b, *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : "\\\"", 2);
+  }
+}
+
+/* Metric names: [a-zA-Z_:][a-zA-Z0-9_:]*; label names: the same without ':'. */
+static int valid_name(const char *s, int colon) {
+  if (!s || !*s) return 0;
+  for (const char *p = s; *p; p++) {
+    int c = (unsigned char)*p;
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') ||
+             (p != s && c >= '0' && c <= '9');
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+void mtld_metrics_family(mtld_metrics_buf_t *b, const char *name, const char *type,
+                         const char *help) {
+  static const char *const types[] = {"counter", "gauge", "summary", "histogram", "untyped"};
+  if (b->status != MTLD_OK) return;
+  int type_ok = 0;
+  for (size_t i = 0; type && i < sizeof(types) / sizeof(types[0]); i++)
+    if (strcmp(type, types[i]) == 0) type_ok = 1;
+  if (!valid_name(name, 1) || !type_ok) {
+    buf_fail(b, MTLD_ERR_INVALID);
+    return;
+  }
+  for (size_t i = 0; i < b->n_families; i++)
+    if (strcmp(b->families[i], name) == 0) return;
+
+  if (b->n_families == b->cap_families) {
+    size_t cap = b->cap_families ? b->cap_families * 2 : 32;
+    char **f = realloc(b->families, cap * sizeof(*f));
+    if (!f) {
+      buf_fail(b, MTLD_ERR_NOMEM);
+      return;
+    }
+    b->families = f;
+    b->cap_families = cap;
+  }
+  char *copy = strdup(name);
+  if (!copy) {
+    buf_fail(b, MTLD_ERR_NOMEM);
+    return;
+  }
+  b->families[b->n_families++] = copy;
+
+  buf_puts(b, "# HELP ");
+  buf_puts(b, name);
+  buf_puts(b, " ");
+  buf_escaped(b, help ? help : "", 0);
+  buf_puts(b, "\n# TYPE ");
+  buf_puts(b, name);
+  buf_puts(b, " ");
+  buf_puts(b, type);
+  buf_puts(b, "\n");
+}
+
+int mtld_metrics_format_value(char *out, size_t outlen, double v) {
+  if (isnan(v)) return snprintf(out, outlen, "NaN");
+  if (isinf(v)) return snprintf(out, outlen, v > 0 ? "+Inf" : "-Inf");
+  /* Counters are integral: print them whole, never as 1.2345e+06.  Beyond
+   * 1e17 every double is integral and %.0f would print a long digit string
+   * of fake precision, so those go through %g. */
+  if (v == floor(v) && fabs(v) < 1e17) return snprintf(out, outlen, "%.0f", v == 0 ? 0.0 : v);
+  /* Shortest of 15 or 17 significant digits that reads back exactly. */
+  char tmp[40];
+  snprintf(tmp, sizeof(tmp), "%.15g", v);
+  if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof(tmp), "%.17g", v);
+  return snprintf(out, outlen, "%s", tmp);
+}
+
+static void sample_begin(mtld_metrics_buf_t *b, const char *name) {
+  if (b->status != MTLD_OK) return;
+  if (!valid_name(name, 1)) {
+    buf_fail(b, MTLD_ERR_INVALID);
+    return;
+  }
+  buf_puts(b, name);
+}
+
+static void sample_end(mtld_metrics_buf_t *b, double value) {
+  char num[48];
+  int n = mtld_metrics_format_value(num, sizeof(num), value);
+  buf_puts(b, " ");
+  buf_append(b, num, (size_t)n);
+  buf_puts(b, "\n");
+}
+
+void mtld_metrics_sample(mtld_metrics_buf_t *b, const char *name, const char *labels,
+                         double value) {
+  sample_begin(b, name);
+  if (labels && *labels) {
+    buf_puts(b, "{");
+    buf_puts(b, labels);
+    buf_puts(b, "}");
+  }
+  sample_end(b, value);
+}
+
+void mtld_metrics_sample_kv(mtld_metrics_buf_t *b, const char *name,
+                            const mtld_metrics_label_t *labels, size_t n, double value) {
+  for (size_t i = 0; i < n; i++) {
+    if (!valid_name(labels[i].key, 0)) {
+      buf_fail(b, MTLD_ERR_INVALID);
+      return;
+    }
+  }
+  sample_begin(b, name);
+  for (size_t i = 0; i < n; i++) {
+    buf_puts(b, i == 0 ? "{" : ",");
+    buf_puts(b, labels[i].key);
+    buf_puts(b, "=\"");
+    buf_escaped(b, labels[i].value ? labels[i].value : "", 1);
+    buf_puts(b, "\"");
+  }
+  if (n > 0) buf_puts(b, "}");
+  sample_end(b, value);
+}
+
+size_t mtld_metrics_label_escape(char *out, size_t outlen, const char *value) {
+  size_t need = 0;
+  for (const char *p = value; *p; p++) {
+    char esc[2] = {*p, 0};
+    size_t k = 1;
+    if (*p == '\\' || *p == '"' || *p == '\n') {
+      esc[0] = '\\';
+      esc[1] = *p == '\n' ? 'n' : *p;
+      k = 2;
+    }
+    for (size_t i = 0; i < k; i++, need++)
+      if (need + 1 < outlen) out[need] = esc[i];
+  }
+  if (outlen > 0) out[need < outlen ? need : outlen - 1] = '\0';
+  return need;
+}
+
+uint64_t mtld_metrics_rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "re");
+  if (!f) return 0;
+  unsigned long long size = 0, resident = 0;
+  int n = fscanf(f, "%llu %llu", &size, &resident);
+  fclose(f);
+  long page = sysconf(_SC_PAGESIZE);
+  if (n != 2 || page <= 0) return 0;
+  return (uint64_t)resident * (uint64_t)page;
+}
+
+/* ---- HTTP server ------------------------------------------------------ */
+
+#define MTLD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct mtld_metrics_server {
+  struct MHD_Daemon *mhd;
+  struct sockaddr_storage addr;
+  int port;
+  atomic_int started;  /* 0 while MHD_start_daemon runs: the logger captures */
+  char start_err[256]; /* last MHD message during start */
+
+  pthread_mutex_t lock; /* guards everything below */
+  char *text;           /* published /metrics body (owned; may be NULL) */
+  size_t len, cap;
+  int healthy;
+  char reason[256];
+};
+
+/* MHD's messages: during start they explain a failure to the caller; after
+ * that they go to the log, rate-limited (a scraper storm must not flood it). */
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+  mtld_metrics_server_t *srv = cls;
+  char msg[256];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+  if (!atomic_load(&srv->started)) {
+    snprintf(srv->start_err, sizeof(srv->start_err), "%s", msg);
+    return;
+  }
+  mtld_log_rl(MTLD_LOG_WARNING, "metrics-http", "metrics: http: %s", msg);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned int code, const char *ctype,
+                             const char *body, size_t len, int allow_hdr) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (allow_hdr) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  enum MHD_Result ret = MHD_queue_response(c, code, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned int code, const char *body,
+                                  int allow_hdr) {
+  return reply(c, code, "text/plain; charset=utf-8", body, strlen(body), allow_hdr);
+}
+
+/* Runs on MHD's thread: reads only the published text and the health flag. */
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls) {
+  mtld_metrics_server_t *srv = cls;
+  int is_metrics = strcmp(url, "/metrics") == 0;
+  int is_health = strcmp(url, "/healthz") == 0;
+  if (!is_metrics && !is_health) return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n", 0);
+  if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
+
+  enum MHD_Result ret;
+  pthread_mutex_lock(&srv->lock);
+  if (is_metrics) {
+    ret = reply(c, MHD_HTTP_OK, MTLD_METRICS_CONTENT_TYPE, srv->text ? srv->text : "", srv->len, 0);
+  } else if (srv->healthy) {
+    ret = reply_text(c, MHD_HTTP_OK, "ok\n", 0);
+  } else {
+    char body[sizeof(srv->reason) + 2];
+    snprintf(body, sizeof(body), "%s\n", srv->reason);
+    ret = reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, body, 0);
+  }
+  pthread_mutex_unlock(&srv->lock);
+  return ret;
+}
+
+/* Resolves listen_addr into srv->addr with the port set. */
+static mtld_status_t resolve(mtld_metrics_server_t *srv, const char *listen_addr, int port,
+                             char *err, size_t errlen) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST; /* no DNS at start-up, no guessing v4 or v6 */
+  int rc = getaddrinfo(listen_addr, NULL, &hints, &res);
+  if (rc != 0 || !res) {
+    snprintf(err, errlen, "metrics listen address \"%s\": %s (want a numeric IPv4 or IPv6 address)",
+             listen_addr, rc ? gai_strerror(rc) : "no address");
+    return MTLD_ERR_INVALID;
+  }
+  memcpy(&srv->addr, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (srv->addr.ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)&srv->addr)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)&srv->addr)->sin_port = htons((uint16_t)port);
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_metrics_server_start(mtld_metrics_server_t **out, const char *listen_addr,
+                                        int port, char *err, size_t errlen) {
+  *out = NULL;
+  if (!listen_addr || !*listen_addr) {
+    snprintf(err, errlen, "metrics listen address is empty");
+    return MTLD_ERR_INVALID;
+  }
+  if (port < 0 || port > 65535) {
+    snprintf(err, errlen, "metrics port %d: must be between 0 and 65535", port);
+    return MTLD_ERR_INVALID;
+  }
+  mtld_metrics_server_t *srv = calloc(1, sizeof(*srv));
+  if (!srv) {
+    snprintf(err, errlen, "metrics server: out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  mtld_status_t st = resolve(srv, listen_addr, port, err, errlen);
+  if (st != MTLD_OK) {
+    free(srv);
+    return st;
+  }
+  pthread_mutex_init(&srv->lock, NULL);
+  snprintf(srv->reason, sizeof(srv->reason), "starting");
+
+  unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+  if (srv->addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  srv->mhd =
+      MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle_request, srv, MHD_OPTION_SOCK_ADDR,
+                       (struct sockaddr *)&srv->addr, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
+                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)32, MHD_OPTION_CONNECTION_TIMEOUT,
+                       (unsigned int)10, MHD_OPTION_END);
+  if (!srv->mhd) {
+    snprintf(err, errlen, "metrics server on %s port %d: %s", listen_addr, port,
+             srv->start_err[0] ? srv->start_err : "cannot start");
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+    return MTLD_ERR_IO;
+  }
+  /* The MHD thread only logs on connections, which cannot exist before the
+   * daemon returned; from here on messages go to the log. */
+  atomic_store(&srv->started, 1);
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+  srv->port = info && info->port ? info->port : port;
+  *out = srv;
+  return MTLD_OK;
+}
+
+int mtld_metrics_server_port(const mtld_metrics_server_t *srv) {
+  return srv->port;
+}
+
+mtld_status_t mtld_metrics_publish(mtld_metrics_server_t *srv, mtld_metrics_buf_t *b) {
+  mtld_status_t st = b->status;
+  if (st == MTLD_OK) {
+    pthread_mutex_lock(&srv->lock);
+    char *t = srv->text;
+    size_t len = srv->len, cap = srv->cap;
+    srv->text = b->text;
+    srv->len = b->len;
+    srv->cap = b->cap;
+    pthread_mutex_unlock(&srv->lock);
+    b->text = t;
+    b->len = len;
+    b->cap = cap;
+  }
+  mtld_metrics_buf_reset(b);
+  return st;
+}
+
+void mtld_metrics_set_health(mtld_metrics_server_t *srv, int ok, const char *reason) {
+  pthread_mutex_lock(&srv->lock);
+  srv->healthy = ok != 0;
+  snprintf(srv->reason, sizeof(srv->reason), "%s", reason ? reason : "unhealthy");
+  pthread_mutex_unlock(&srv->lock);
+}
+
+void mtld_metrics_server_stop(mtld_metrics_server_t *srv) {
+  if (!srv) return;
+  MHD_stop_daemon(srv->mhd);
+  pthread_mutex_destroy(&srv->lock);
+  free(srv->text);
+  free(srv);
+}

@@ -1,0 +1,461 @@
+/* pipeline.c - decode -> validate -> store -> joiner -> batch commit.
+ *
+ * Owns the per-batch bookkeeping: which partitions moved to which offsets
+ * (written into the same RocksDB batch as the state they produced), the
+ * counters behind the metrics, and the dead letters that must be durable
+ * before a batch moves offsets past them. */
+#include "daemon/pipeline.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/deadletter.h"
+#include "daemon/decode.h"
+#include "daemon/log.h"
+#include "features/joiner.h"
+#include "features/store.h"
+#include "features/watermark.h"
+
+#define MAX_PARTS 1024
+#define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
+
+typedef struct {
+  char *topic; /* owned */
+  int32_t partition;
+  int64_t next_offset; /* next record to read, as staged */
+  int dirty;           /* moved in the current batch */
+  int assigned;
+} part_t;
+
+typedef struct {
+  uint64_t id;
+  char name[MTLD_SCENARIO_MAX];
+  uint64_t events[MTLD_N_EVENT_TYPES];
+} scen_t;
+
+struct mtld_pipeline {
+  mtld_config_t cfg;
+  mtld_store_t *store;
+  mtld_watermark_t *wm;
+  mtld_joiner_t *joiner;
+  mtld_deadletter_t *dlq;
+  mtld_source_t *src;
+  mtld_sample_sink_fn sink;
+  void *sink_ctx;
+
+  part_t parts[MAX_PARTS];
+  int n_parts;
+  int last_part; /* lookup cache */
+
+  size_t batch_records;
+  int64_t batch_start_mono_ms;
+  int dlq_pending; /* dead letters queued in this batch */
+
+  /* counters */
+  uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
+  uint64_t rejected[MTLD_REJECT_COUNT];
+  uint64_t events_by_type[MTLD_N_EVENT_TYPES];
+  scen_t scen[MAX_SCENARIOS];
+  int n_scen;
+  uint64_t other_scen_events[MTLD_N_EVENT_TYPES];
+  double commit_seconds_sum, commit_seconds_max;
+  uint64_t commit_count;
+  uint64_t samples_by_kind[3];
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition, int create) {
+  if (p->last_part < p->n_parts) {
+    part_t *c = &p->parts[p->last_part];
+    if (c->partition == partition && strcmp(c->topic, topic) == 0) return c;
+  }
+  for (int i = 0; i < p->n_parts; i++) {
+    if (p->parts[i].partition == partition && strcmp(p->parts[i].topic, topic) == 0) {
+      p->last_part = i;
+      return &p->parts[i];
+    }
+  }
+  if (!create || p->n_parts == MAX_PARTS) return NULL;
+  part_t *n = &p->parts[p->n_parts];
+  memset(n, 0, sizeof(*n));
+  n->topic = strdup(topic);
+  if (!n->topic) return NULL;
+  n->partition = partition;
+  n->next_offset = -1;
+  p->last_part = p->n_parts++;
+  return n;
+}
+
+/* ---- source hooks ------------------------------------------------------ */
+
+static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition, int64_t *next,
+                                 int64_t *max_time_ms) {
+  mtld_pipeline_t *p = ctx;
+  *max_time_ms = INT64_MIN;
+  return mtld_store_get_offset(p->store, topic, partition, next, max_time_ms);
+}
+
+static void hook_assigned(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms) {
+  mtld_pipeline_t *p = ctx;
+  part_t *pt = part_get(p, topic, partition, 1);
+  if (pt) pt->assigned = 1;
+  mtld_watermark_assign(p->wm, topic, partition, max_time_ms);
+}
+
+static void reload_joiner(mtld_pipeline_t *p) {
+  char err[512];
+  if (mtld_joiner_reload(p->joiner, err, sizeof(err)) != MTLD_OK)
+    mtld_log(MTLD_LOG_ERR, "joiner reload after rollback: %s", err);
+}
+
+/* Drops the staged batch and puts every in-memory mirror of the state back
+ * to what is committed: joiner indexes, partitions' max event times. */
+static void drop_batch(mtld_pipeline_t *p) {
+  mtld_store_rollback(p->store);
+  reload_joiner(p);
+  for (int i = 0; i < p->n_parts; i++) {
+    part_t *pt = &p->parts[i];
+    pt->dirty = 0;
+    if (!pt->assigned) continue;
+    int64_t next, max_time = INT64_MIN;
+    mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time);
+    mtld_watermark_assign(p->wm, pt->topic, pt->partition, max_time);
+  }
+  p->batch_records = 0;
+  p->dlq_pending = 0;
+}
+
+static void hook_revoke_begin(void *ctx, int lost) {
+  mtld_pipeline_t *p = ctx;
+  char err[512];
+  if (lost) {
+    /* Another member may own these partitions already: what we staged from
+     * them must not be written.  Drop the whole batch; what we still own is
+     * rewound to the stored offsets by the source. */
+    mtld_log(MTLD_LOG_WARNING, "partitions lost: dropping the uncommitted batch (%zu records)",
+             p->batch_records);
+    drop_batch(p);
+    return;
+  }
+  /* Make everything consumed so far durable before the partitions go. */
+  for (int tries = 0; tries < 50; tries++) {
+    if (mtld_pipeline_commit(p, err, sizeof(err)) == MTLD_OK) return;
+    mtld_log(MTLD_LOG_ERR, "commit before revocation failed (try %d): %s", tries + 1, err);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  /* Still failing: drop it; the stored offsets make the next owner (or us)
+   * replay these records, so nothing is lost. */
+  drop_batch(p);
+}
+
+static void hook_revoke_partition(void *ctx, const char *topic, int32_t partition) {
+  mtld_pipeline_t *p = ctx;
+  part_t *pt = part_get(p, topic, partition, 0);
+  if (pt) pt->assigned = 0;
+  mtld_watermark_revoke(p->wm, topic, partition);
+}
+
+mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
+  return (mtld_source_hooks_t){.resume = hook_resume,
+                               .revoke_begin = hook_revoke_begin,
+                               .revoke_partition = hook_revoke_partition,
+                               .assigned = hook_assigned,
+                               .ctx = p};
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
+                                size_t errlen) {
+  mtld_pipeline_t *p = calloc(1, sizeof(*p));
+  if (!p) return MTLD_ERR_NOMEM;
+  p->cfg = *cfg;
+  mtld_status_t st =
+      mtld_store_open(&p->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
+  if (st != MTLD_OK) goto fail;
+  st = mtld_watermark_create(&p->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
+  if (st != MTLD_OK) {
+    snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
+    goto fail;
+  }
+  st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
+  if (st != MTLD_OK) goto fail;
+  if (cfg->dead_letter_topic[0]) {
+    st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
+    if (st != MTLD_OK) goto fail;
+  }
+  p->batch_start_mono_ms = mono_ms();
+  *out = p;
+  return MTLD_OK;
+fail:
+  mtld_pipeline_free(p);
+  return st;
+}
+
+void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src) {
+  p->src = src;
+}
+
+void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ctx) {
+  p->sink = fn;
+  p->sink_ctx = ctx;
+}
+
+void mtld_pipeline_free(mtld_pipeline_t *p) {
+  if (!p) return;
+  mtld_deadletter_close(p->dlq, 5000);
+  mtld_joiner_destroy(p->joiner);
+  mtld_watermark_destroy(p->wm);
+  mtld_store_close(p->store);
+  for (int i = 0; i < p->n_parts; i++) free(p->parts[i].topic);
+  free(p);
+}
+
+/* ---- per record ------------------------------------------------------- */
+
+static scen_t *scen_get(mtld_pipeline_t *p, const mtld_event_t *ev) {
+  for (int i = 0; i < p->n_scen; i++)
+    if (p->scen[i].id == ev->scenario_id) return &p->scen[i];
+  if (p->n_scen == MAX_SCENARIOS) return NULL;
+  scen_t *s = &p->scen[p->n_scen++];
+  s->id = ev->scenario_id;
+  snprintf(s->name, sizeof(s->name), "%s", ev->scenario);
+  return s;
+}
+
+static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r, const char *msg) {
+  p->rejected[r]++;
+  p->rejected_total++;
+  mtld_log_rl(MTLD_LOG_WARNING, mtld_reject_name(r), "rejected %s[%d]@%" PRId64 ": %s: %s",
+              rec->topic, (int)rec->partition, rec->offset, mtld_reject_name(r), msg);
+  if (!p->dlq) return;
+  for (;;) {
+    mtld_status_t st = mtld_deadletter_send(p->dlq, rec, mtld_reject_name(r), msg);
+    if (st != MTLD_ERR_RETRY) break;
+    mtld_deadletter_flush(p->dlq, 100); /* local queue full: drain and retry */
+  }
+  p->dlq_pending++;
+}
+
+void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
+  char msg[256];
+  mtld_event_t ev;
+  if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+  p->records++;
+  p->batch_records++;
+  part_t *pt = part_get(p, rec->topic, rec->partition, 1);
+  mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
+                                      p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
+  if (r == MTLD_REJECT_NONE)
+    r = mtld_validate_event(&ev, &p->cfg.limits, mtld_watermark_get(p->wm),
+                            mtld_watermark_newest(p->wm), msg, sizeof(msg));
+  if (r != MTLD_REJECT_NONE) {
+    reject(p, rec, r, msg);
+  } else {
+    mtld_user_features_t ub;
+    mtld_item_features_t ib;
+    mtld_status_t st = mtld_store_apply(p->store, &ev, &ub, &ib);
+    if (st != MTLD_OK) {
+      /* The store could not read its own state: nothing sensible can be done
+       * with this event without breaking exactly-once; log loudly.  The
+       * batch commit will fail the same way and stop the daemon. */
+      mtld_log(MTLD_LOG_ERR, "store apply failed at %s[%d]@%" PRId64 ": %s", rec->topic,
+               (int)rec->partition, rec->offset, mtld_status_str(st));
+    } else {
+      mtld_watermark_observe(p->wm, rec->topic, rec->partition, ev.time_ms);
+      mtld_joiner_on_event(p->joiner, &ev, rec->partition, rec->offset, &ub, &ib);
+      p->events++;
+      p->events_by_type[ev.type - 1]++;
+      scen_t *s = scen_get(p, &ev);
+      if (s)
+        s->events[ev.type - 1]++;
+      else
+        p->other_scen_events[ev.type - 1]++;
+    }
+  }
+  if (pt) {
+    pt->next_offset = rec->offset + 1;
+    pt->dirty = 1;
+  }
+  mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset + 1,
+                        mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
+}
+
+int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
+  if (p->batch_records == 0) return 0;
+  if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
+  return mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
+}
+
+static void release_cb(void *ctx, const mtld_sample_t *s) {
+  mtld_pipeline_t *p = ctx;
+  p->samples_released++;
+  if (s->kind >= 1 && s->kind <= 2) p->samples_by_kind[s->kind]++;
+  if (p->sink) p->sink(p->sink_ctx, s);
+}
+
+mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen) {
+  if (p->batch_records == 0) return MTLD_OK;
+  /* Dead letters first: the batch moves offsets past them. */
+  if (p->dlq && p->dlq_pending) {
+    mtld_status_t st = mtld_deadletter_flush(p->dlq, 10000);
+    if (st == MTLD_ERR_RETRY) {
+      snprintf(err, errlen, "dead-letter topic %s not acknowledged yet",
+               mtld_deadletter_topic(p->dlq));
+      return MTLD_ERR_RETRY;
+    }
+    p->dlq_pending = 0;
+  }
+  mtld_joiner_release(p->joiner, mtld_watermark_get(p->wm), release_cb, p);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  mtld_status_t st = mtld_store_commit(p->store, err, errlen);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (st != MTLD_OK) {
+    p->commit_failures++;
+    return st;
+  }
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  p->commit_seconds_sum += secs;
+  if (secs > p->commit_seconds_max) p->commit_seconds_max = secs;
+  p->commit_count++;
+  p->batches++;
+  p->batch_records = 0;
+
+  /* Durable: tell Kafka (for lag monitoring only). */
+  const char *topics[MAX_PARTS];
+  int32_t parts[MAX_PARTS];
+  int64_t offs[MAX_PARTS];
+  int n = 0;
+  for (int i = 0; i < p->n_parts; i++) {
+    if (!p->parts[i].dirty) continue;
+    p->parts[i].dirty = 0;
+    topics[n] = p->parts[i].topic;
+    parts[n] = p->parts[i].partition;
+    offs[n] = p->parts[i].next_offset;
+    n++;
+  }
+  if (p->src && n) mtld_source_commit(p->src, topics, parts, offs, n);
+  return MTLD_OK;
+}
+
+void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
+  p->cfg.batch_max_events = cfg->batch_max_events;
+  p->cfg.batch_max_ms = cfg->batch_max_ms;
+  p->cfg.limits = cfg->limits;
+  if (strcmp(p->cfg.dead_letter_topic, cfg->dead_letter_topic) != 0) {
+    char err[512];
+    mtld_deadletter_t *dl = NULL;
+    if (cfg->dead_letter_topic[0] && mtld_deadletter_new(&dl, cfg, err, sizeof(err)) != MTLD_OK) {
+      mtld_log(MTLD_LOG_ERR, "reload: dead_letter.topic: %s (keeping %s)", err,
+               p->cfg.dead_letter_topic[0] ? p->cfg.dead_letter_topic : "none");
+      return;
+    }
+    if (p->dlq) mtld_deadletter_flush(p->dlq, 10000);
+    mtld_deadletter_close(p->dlq, 5000);
+    p->dlq = dl;
+    p->dlq_pending = 0;
+    snprintf(p->cfg.dead_letter_topic, sizeof(p->cfg.dead_letter_topic), "%s",
+             cfg->dead_letter_topic);
+  }
+}
+
+void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
+  out->records = p->records;
+  out->events = p->events;
+  out->rejected = p->rejected_total;
+  out->batches = p->batches;
+  out->samples_released = p->samples_released;
+  out->watermark_ms = mtld_watermark_get(p->wm);
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag) {
+  mtld_metrics_buf_t *b = ctx;
+  char part[16];
+  snprintf(part, sizeof(part), "%d", (int)partition);
+  mtld_metrics_label_t l[2] = {{"topic", topic}, {"partition", part}};
+  mtld_metrics_sample_kv(b, "mtld_consumer_lag", l, 2, (double)lag);
+}
+
+void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_records_total", "counter", "Records consumed (good and bad).");
+  mtld_metrics_sample(b, "mtld_records_total", NULL, (double)p->records);
+
+  mtld_metrics_family(b, "mtld_events_total", "counter",
+                      "Events applied to the feature store, by type and scenario.");
+  for (int i = 0; i < p->n_scen; i++)
+    for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
+      mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)},
+                                   {"scenario", p->scen[i].name}};
+      mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->scen[i].events[t]);
+    }
+  for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
+    if (!p->other_scen_events[t]) continue;
+    mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)}, {"scenario", "_other"}};
+    mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->other_scen_events[t]);
+  }
+
+  mtld_metrics_family(b, "mtld_events_rejected_total", "counter",
+                      "Records rejected, by reason (sent to the dead-letter topic if set).");
+  for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
+    mtld_metrics_label_t l[1] = {{"reason", mtld_reject_name(r)}};
+    mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->rejected[r]);
+  }
+  if (p->dlq) {
+    mtld_metrics_family(b, "mtld_dead_letters_total", "counter",
+                        "Dead letters acknowledged by the broker, by outcome.");
+    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"delivered\"",
+                        (double)mtld_deadletter_delivered(p->dlq));
+    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"failed\"",
+                        (double)mtld_deadletter_failed(p->dlq));
+  }
+
+  mtld_metrics_family(b, "mtld_store_batches_total", "counter", "Store write batches committed.");
+  mtld_metrics_sample(b, "mtld_store_batches_total", NULL, (double)p->batches);
+  mtld_metrics_family(b, "mtld_store_commit_failures_total", "counter",
+                      "Store write batches that failed (kept and retried).");
+  mtld_metrics_sample(b, "mtld_store_commit_failures_total", NULL, (double)p->commit_failures);
+  mtld_metrics_family(b, "mtld_store_write_seconds", "summary",
+                      "Time to write one batch to RocksDB (fsync included when store.sync).");
+  mtld_metrics_sample(b, "mtld_store_write_seconds_sum", NULL, p->commit_seconds_sum);
+  mtld_metrics_sample(b, "mtld_store_write_seconds_count", NULL, (double)p->commit_count);
+  mtld_metrics_family(b, "mtld_store_write_seconds_max", "gauge",
+                      "Longest batch write so far, in seconds.");
+  mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, p->commit_seconds_max);
+  mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
+  mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(p->store));
+
+  int64_t wm = mtld_watermark_get(p->wm);
+  mtld_metrics_family(b, "mtld_watermark_seconds", "gauge",
+                      "Event-time watermark (Unix seconds; NaN before any event).");
+  mtld_metrics_sample(b, "mtld_watermark_seconds", NULL, wm == INT64_MIN ? NAN : wm / 1000.0);
+
+  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
+  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(p->joiner));
+  mtld_metrics_family(b, "mtld_samples_released_total", "counter",
+                      "Joined samples handed to the trainer, by kind.");
+  mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"impression\"",
+                      (double)p->samples_by_kind[1]);
+  mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
+                      (double)p->samples_by_kind[2]);
+
+  if (p->src) {
+    mtld_metrics_family(b, "mtld_consumer_lag", "gauge",
+                        "Records behind the partition's high watermark.");
+    mtld_source_foreach_lag(p->src, lag_cb, b);
+    mtld_metrics_family(b, "mtld_source_connected", "gauge", "1 while brokers are reachable.");
+    mtld_metrics_sample(b, "mtld_source_connected", NULL, mtld_source_connected(p->src));
+  }
+}

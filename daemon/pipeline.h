@@ -1,0 +1,74 @@
+/* pipeline.h - one pass per record: decode, validate, update the feature
+ * store (point-in-time read first), hand the event to the joiner, and at the
+ * end of a batch release joined samples to the sample sink and commit
+ * everything with the offsets that produced it.
+ *
+ * The pipeline owns the store, the watermark, the joiner and the dead-letter
+ * producer; it gives the source the hooks through which partitions resume at
+ * the stored offsets.  Main thread only. */
+#ifndef MTLD_PIPELINE_H
+#define MTLD_PIPELINE_H
+
+#include <stdint.h>
+
+#include "daemon/config.h"
+#include "daemon/metrics.h"
+#include "daemon/source.h"
+#include "trainer/sample.h"
+#include "trainer/status.h"
+
+typedef struct mtld_pipeline mtld_pipeline_t;
+
+/* Where released samples go (the trainer, a dump file).  Called in release
+ * order, inside mtld_pipeline_commit, before the batch is written. */
+typedef void (*mtld_sample_sink_fn)(void *ctx, const mtld_sample_t *s);
+
+/* Opens the store (refusing other feature definitions), creates the
+ * watermark, the joiner and, when configured, the dead-letter producer.
+ * Returns MTLD_OK and *out; on error err says why. */
+mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
+                                size_t errlen);
+
+/* Hooks for mtld_source_*_new (resume at stored offsets, commit before a
+ * revocation, drop the batch when partitions are lost). */
+mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p);
+
+/* Tells the pipeline its source (for Kafka offset commits after each batch). */
+void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src);
+
+/* Sets the sample sink (NULL: samples are counted and dropped). */
+void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ctx);
+
+/* Processes one record: a good event updates features and the joiner; a bad
+ * one is counted by reason, logged (rate-limited) and sent to the dead-letter
+ * topic.  Either way the record's offset joins the batch. */
+void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
+
+/* 1 when the batch should be committed now: batch_max_events staged, or the
+ * oldest staged record is batch_max_ms old (monotonic clock: pacing only). */
+int mtld_pipeline_batch_due(const mtld_pipeline_t *p);
+
+/* Ends the batch: releases joined samples up to the watermark to the sink,
+ * makes dead letters durable, writes features + joiner state + offsets in
+ * one RocksDB write batch, then commits the offsets to Kafka (monitoring).
+ * MTLD_OK, or an error (the batch is kept: retry later). */
+mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen);
+
+/* Applies the reloadable keys of a new, already validated config. */
+void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg);
+
+/* Renders every pipeline metric into b (Prometheus text). */
+void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);
+
+/* Totals for STATUS= lines and tests. */
+typedef struct {
+  uint64_t records, events, rejected, batches, samples_released;
+  int64_t watermark_ms;
+} mtld_pipeline_stats_t;
+void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out);
+
+/* Commits nothing further; closes the dead-letter producer, joiner and store
+ * (an uncommitted batch is dropped: call mtld_pipeline_commit first). */
+void mtld_pipeline_free(mtld_pipeline_t *p);
+
+#endif

@@ -1,0 +1,93 @@
+/* source.h - where records come from: a Kafka consumer group or an event file.
+ *
+ * Both give the pipeline the same thing, records with (topic, partition,
+ * offset), so a replay runs exactly the processing path of live consumption.
+ * The pipeline owns the offsets: it tells the source, through hooks, where
+ * each assigned partition resumes (the offsets stored in RocksDB with the
+ * state they produced), and is told before partitions go away so it can make
+ * its batch durable first.
+ *
+ * Thread: a source is used from the daemon's main thread only; hooks run on
+ * that thread too (inside mtld_source_poll). */
+#ifndef MTLD_SOURCE_H
+#define MTLD_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/config.h"
+#include "trainer/status.h"
+
+typedef struct {
+  const void *payload;
+  size_t len;
+  const void *key;
+  size_t key_len;
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+} mtld_record_t;
+
+typedef struct {
+  /* Next offset to read for a newly assigned partition: MTLD_OK and *next, or
+   * MTLD_ERR_NOTFOUND to start from Kafka's committed offset (or
+   * auto.offset.reset).  *max_time_ms is the partition's stored max event time
+   * (INT64_MIN if none). */
+  mtld_status_t (*resume)(void *ctx, const char *topic, int32_t partition, int64_t *next,
+                          int64_t *max_time_ms);
+  /* Partitions are about to be revoked (lost = 0) or were lost (lost = 1: the
+   * staged batch must be dropped, not committed).  Called once per
+   * rebalance event, before the partitions go, with each partition named in
+   * turn by `gone` (called n times, then `done`). */
+  void (*revoke_begin)(void *ctx, int lost);
+  void (*revoke_partition)(void *ctx, const char *topic, int32_t partition);
+  /* Called after an assignment took effect for (topic, partition). */
+  void (*assigned)(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms);
+  void *ctx;
+} mtld_source_hooks_t;
+
+typedef struct mtld_source mtld_source_t;
+
+/* Creates a Kafka source: consumer in cfg's group, subscribed to cfg's topics,
+ * every cfg->kafka property passed to librdkafka (enable.auto.commit and
+ * enable.auto.offset.store are forced off: offsets live in the store).  The
+ * hooks are copied. */
+mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cfg,
+                                    const mtld_source_hooks_t *hooks, char *err, size_t errlen);
+
+/* Creates a file source over cfg->source_file (topic "file:<path>",
+ * partition 0, offset = record index).  Resumes at the stored offset (through
+ * the resume hook) when there is one. */
+mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg,
+                                   const mtld_source_hooks_t *hooks, char *err, size_t errlen);
+
+/* Fills up to max records, waiting at most timeout_ms for the first.  Records
+ * stay valid until the next call.  Returns the count (0 on timeout), or -1
+ * when a file source reached its end (nothing more will come).  A framing
+ * error in a file is reported through err and ends the file (-1). */
+int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms,
+                     char *err, size_t errlen);
+
+/* Tells Kafka the consumed offsets after a durable batch (for lag monitoring
+ * only; never read back for state).  Asynchronous; failures are logged at
+ * debug level (a commit during a rebalance fails on some brokers).  No-op for
+ * files.  next_offsets: parallel arrays of n entries. */
+void mtld_source_commit(mtld_source_t *src, const char *const *topics, const int32_t *partitions,
+                        const int64_t *next_offsets, int n);
+
+/* Consumer lag of each assigned partition (high watermark - position) for
+ * metrics; calls fn per partition.  Kafka only. */
+void mtld_source_foreach_lag(mtld_source_t *src,
+                             void (*fn)(void *ctx, const char *topic, int32_t partition,
+                                        int64_t lag),
+                             void *ctx);
+
+/* 1 while the source can reach its brokers (Kafka: no "all brokers down"
+ * since the last successful fetch), for STATUS and /healthz. */
+int mtld_source_connected(const mtld_source_t *src);
+
+/* Closes: Kafka leaves the group (rd_kafka_consumer_close, which runs the
+ * revoke hook) and is destroyed.  NULL is a no-op. */
+void mtld_source_close(mtld_source_t *src);
+
+#endif

@@ -1,0 +1,286 @@
+/* source_kafka.c - the Kafka source: a high-level consumer in a group.
+ *
+ * Offsets live in the store, not in Kafka: on every assignment the rebalance
+ * callback asks the pipeline (resume hook) where each partition resumes and
+ * starts it there.  Kafka's committed offsets are written after each durable
+ * batch for lag monitoring only.  Handles the eager and the cooperative
+ * rebalance protocols, and lost partitions (the staged batch is dropped and
+ * the remaining partitions are rewound to their stored offsets). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "daemon/log.h"
+#include "daemon/source_int.h"
+
+typedef struct {
+  mtld_source_t base;
+  rd_kafka_t *rk;
+  rd_kafka_message_t **held; /* messages handed out by the last poll */
+  int n_held, cap_held;
+  int connected;
+  int closing;
+} kafka_source_t;
+
+static void release_held(kafka_source_t *ks) {
+  for (int i = 0; i < ks->n_held; i++) rd_kafka_message_destroy(ks->held[i]);
+  ks->n_held = 0;
+}
+
+/* Sets each partition's start offset from the store (where it resumes). */
+static void set_resume_offsets(kafka_source_t *ks, rd_kafka_topic_partition_list_t *parts) {
+  const mtld_source_hooks_t *h = &ks->base.hooks;
+  for (int i = 0; i < parts->cnt; i++) {
+    rd_kafka_topic_partition_t *p = &parts->elems[i];
+    int64_t next, max_time;
+    if (h->resume && h->resume(h->ctx, p->topic, p->partition, &next, &max_time) == MTLD_OK) {
+      p->offset = next;
+      mtld_log(MTLD_LOG_INFO, "assigned %s[%d]: resuming at stored offset %lld", p->topic,
+               (int)p->partition, (long long)next);
+    } else {
+      p->offset = RD_KAFKA_OFFSET_INVALID; /* committed offset, else auto.offset.reset */
+      mtld_log(MTLD_LOG_INFO, "assigned %s[%d]: no stored offset, starting from the group's",
+               p->topic, (int)p->partition);
+    }
+  }
+}
+
+static void notify_assigned(kafka_source_t *ks, rd_kafka_topic_partition_list_t *parts) {
+  const mtld_source_hooks_t *h = &ks->base.hooks;
+  for (int i = 0; i < parts->cnt; i++) {
+    int64_t next, max_time = INT64_MIN;
+    if (h->resume) h->resume(h->ctx, parts->elems[i].topic, parts->elems[i].partition, &next,
+                             &max_time);
+    if (h->assigned) h->assigned(h->ctx, parts->elems[i].topic, parts->elems[i].partition,
+                                 max_time);
+  }
+}
+
+static void notify_revoked(kafka_source_t *ks, rd_kafka_topic_partition_list_t *parts, int lost) {
+  const mtld_source_hooks_t *h = &ks->base.hooks;
+  if (h->revoke_begin) h->revoke_begin(h->ctx, lost);
+  for (int i = 0; i < parts->cnt; i++)
+    if (h->revoke_partition)
+      h->revoke_partition(h->ctx, parts->elems[i].topic, parts->elems[i].partition);
+}
+
+/* After a lost assignment the staged batch was dropped: rewind what we still
+ * own to the stored offsets so nothing staged-and-dropped is skipped. */
+static void rewind_remaining(kafka_source_t *ks) {
+  rd_kafka_topic_partition_list_t *cur = NULL;
+  if (rd_kafka_assignment(ks->rk, &cur) || !cur) return;
+  if (cur->cnt > 0) {
+    set_resume_offsets(ks, cur);
+    for (int i = 0; i < cur->cnt; i++)
+      if (cur->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+        cur->elems[i].offset = RD_KAFKA_OFFSET_STORED;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(ks->rk, cur, 5000);
+    if (e) {
+      mtld_log(MTLD_LOG_WARNING, "rewind after lost partitions: %s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(cur);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  kafka_source_t *ks = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  /* Messages of the previous poll were processed already; drop them before
+   * the assignment changes. */
+  release_held(ks);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    set_resume_offsets(ks, parts);
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative)
+      e = rd_kafka_incremental_assign(rk, parts);
+    else
+      re = rd_kafka_assign(rk, parts);
+    if (e) {
+      mtld_log(MTLD_LOG_ERR, "incremental assign failed: %s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    } else if (re) {
+      mtld_log(MTLD_LOG_ERR, "assign failed: %s", rd_kafka_err2str(re));
+    }
+    notify_assigned(ks, parts);
+  } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    int lost = rd_kafka_assignment_lost(rk);
+    mtld_log(MTLD_LOG_INFO, "%s %d partition(s)%s", lost ? "lost" : "revoking", parts->cnt,
+             cooperative ? " (cooperative)" : "");
+    notify_revoked(ks, parts, lost);
+    if (cooperative) {
+      rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+      if (e) {
+        mtld_log(MTLD_LOG_ERR, "incremental unassign failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+      }
+      if (lost) rewind_remaining(ks);
+    } else {
+      rd_kafka_assign(rk, NULL);
+    }
+  } else {
+    mtld_log(MTLD_LOG_ERR, "rebalance error: %s", rd_kafka_err2str(err));
+    rd_kafka_assign(rk, NULL);
+  }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  kafka_source_t *ks = opaque;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) ks->connected = 0;
+  mtld_log_rl(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? MTLD_LOG_WARNING : MTLD_LOG_NOTICE,
+              "kafka-error", "kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  mtld_log_rl(level < MTLD_LOG_ERR ? MTLD_LOG_ERR : level, "kafka-log", "kafka %s: %s", fac, buf);
+}
+
+static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms, char *err,
+                      size_t errlen) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  release_held(ks);
+  if (ks->cap_held < max) {
+    rd_kafka_message_t **nh = realloc(ks->held, sizeof(*nh) * max);
+    if (!nh) return 0;
+    ks->held = nh;
+    ks->cap_held = max;
+  }
+  int n = 0;
+  while (n < max) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, n == 0 ? timeout_ms : 0);
+    if (!m) break;
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        mtld_log_rl(MTLD_LOG_WARNING, "consume-error", "consume: %s", rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    ks->connected = 1;
+    ks->held[ks->n_held++] = m;
+    recs[n] = (mtld_record_t){.payload = m->payload,
+                              .len = m->len,
+                              .key = m->key,
+                              .key_len = m->key_len,
+                              .topic = rd_kafka_topic_name(m->rkt),
+                              .partition = m->partition,
+                              .offset = m->offset};
+    n++;
+  }
+  return n;
+}
+
+static void kafka_commit(mtld_source_t *src, const char *const *topics, const int32_t *partitions,
+                         const int64_t *next_offsets, int n) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  if (n == 0) return;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+  for (int i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, topics[i], partitions[i])->offset = next_offsets[i];
+  rd_kafka_resp_err_t e = rd_kafka_commit(ks->rk, l, 1);
+  if (e) mtld_log(MTLD_LOG_DEBUG, "offset commit (lag monitoring only): %s", rd_kafka_err2str(e));
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void kafka_foreach_lag(mtld_source_t *src,
+                              void (*fn)(void *ctx, const char *topic, int32_t partition,
+                                         int64_t lag),
+                              void *ctx) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  rd_kafka_topic_partition_list_t *cur = NULL;
+  if (rd_kafka_assignment(ks->rk, &cur) || !cur) return;
+  if (rd_kafka_position(ks->rk, cur) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < cur->cnt; i++) {
+      int64_t lo, hi;
+      if (rd_kafka_get_watermark_offsets(ks->rk, cur->elems[i].topic, cur->elems[i].partition, &lo,
+                                         &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        continue;
+      int64_t pos = cur->elems[i].offset;
+      if (pos < 0) pos = lo;
+      fn(ctx, cur->elems[i].topic, cur->elems[i].partition, hi > pos ? hi - pos : 0);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(cur);
+}
+
+static int kafka_connected(const mtld_source_t *src) {
+  return ((const kafka_source_t *)src)->connected;
+}
+
+static void kafka_close(mtld_source_t *src) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  release_held(ks);
+  ks->closing = 1;
+  rd_kafka_consumer_close(ks->rk); /* runs the revoke hook: the pipeline commits first */
+  rd_kafka_destroy(ks->rk);
+  free(ks->held);
+  free(ks);
+}
+
+static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
+                                            .commit = kafka_commit,
+                                            .foreach_lag = kafka_foreach_lag,
+                                            .connected = kafka_connected,
+                                            .close = kafka_close};
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err,
+                    size_t errlen) {
+  char e[512];
+  if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+    snprintf(err, errlen, "kafka.%s: %s", k, e);
+    return -1;
+  }
+  return 0;
+}
+
+mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cfg,
+                                    const mtld_source_hooks_t *hooks, char *err, size_t errlen) {
+  kafka_source_t *ks = calloc(1, sizeof(*ks));
+  if (!ks) return MTLD_ERR_NOMEM;
+  ks->base.ops = &kafka_ops;
+  ks->base.hooks = *hooks;
+  ks->connected = 1;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  int has_group = 0;
+  for (int i = 0; i < cfg->n_kafka; i++) {
+    if (strcmp(cfg->kafka[i].name, "group.id") == 0) has_group = 1;
+    if (conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, err, errlen)) goto fail;
+  }
+  if (!has_group && conf_set(conf, "group.id", "mtld", err, errlen)) goto fail;
+  /* State offsets are ours: Kafka's are written only after durable batches. */
+  if (conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+      conf_set(conf, "enable.auto.offset.store", "false", err, errlen))
+    goto fail;
+  rd_kafka_conf_set_opaque(conf, ks);
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_log_cb(conf, log_cb);
+  char e[512];
+  ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
+  if (!ks->rk) {
+    snprintf(err, errlen, "kafka consumer: %s", e);
+    goto fail; /* conf still ours on failure */
+  }
+  conf = NULL; /* owned by rk now */
+  rd_kafka_poll_set_consumer(ks->rk);
+  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics);
+  for (int i = 0; i < cfg->n_topics; i++)
+    rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t re = rd_kafka_subscribe(ks->rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (re) {
+    snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(re));
+    rd_kafka_destroy(ks->rk);
+    free(ks);
+    return MTLD_ERR_CONFIG;
+  }
+  *out = &ks->base;
+  return MTLD_OK;
+fail:
+  if (conf) rd_kafka_conf_destroy(conf);
+  free(ks);
+  return MTLD_ERR_CONFIG;
+}

@@ -1,0 +1,52 @@
+/* event.h - the decoded, validated in-memory event every layer works on.
+ *
+ * Ids are 64-bit.  Producers may send strings instead; mtld_hash_id() maps
+ * them deterministically (XXH64 with seed 0 over the UTF-8 bytes) so that
+ * serving systems can hash the same way.  Scenario is kept both as its short
+ * name (for metrics) and as the hash of that name (for features/embeddings). */
+#ifndef MTLD_EVENT_H
+#define MTLD_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  MTLD_EV_IMPRESSION = 1,
+  MTLD_EV_CLICK = 2,
+  MTLD_EV_ADD_TO_CART = 3,
+  MTLD_EV_PURCHASE = 4,
+  MTLD_EV_REVIEW = 5
+} mtld_event_type_t;
+
+#define MTLD_N_EVENT_TYPES 5 /* index = type - 1 */
+#define MTLD_SCENARIO_MAX 32 /* bytes including the terminating NUL */
+
+typedef struct {
+  uint64_t event_id;
+  uint64_t user_id;
+  uint64_t item_id;
+  uint64_t category_id; /* 0 = unknown */
+  uint64_t request_id;  /* 0 = none */
+  uint64_t scenario_id; /* mtld_hash_id(scenario) ; 0 when scenario is "" */
+  int64_t time_ms;      /* event time */
+  int32_t type;         /* mtld_event_type_t */
+  int32_t position;
+  int32_t quantity;
+  float rating; /* 0 = none; 1..5 for REVIEW */
+  double price;
+  char scenario[MTLD_SCENARIO_MAX];
+} mtld_event_t;
+
+/* Deterministic 64-bit hash of an id given as bytes: XXH64(buf, len, 0).
+ * Never returns 0 (0 means "absent"): a zero hash maps to 1.  Any thread. */
+uint64_t mtld_hash_id(const void *buf, size_t len);
+
+/* Name of an event type ("IMPRESSION", ...), or NULL when unknown. */
+const char *mtld_event_type_name(int type);
+
+/* Parses a type name (case-insensitive; also "pv"->CLICK, "cart"->ADD_TO_CART,
+ * "buy"->PURCHASE are NOT accepted here: converters map those).  Returns the
+ * type, or 0 when unknown. */
+int mtld_event_type_parse(const char *name);
+
+#endif

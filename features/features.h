@@ -1,0 +1,164 @@
+/* features.h - feature definitions and the pure arithmetic on per-user and
+ * per-item features: event-time decay, applying an event, the compact binary
+ * encoding the store writes, and the dense vector the model reads.
+ *
+ * Nothing here touches RocksDB (see store.h) or the wall clock: every time is
+ * an event time in ms.  Decayed counts are kept as of f->last_time_ms, the
+ * newest event time applied:
+ *     value(T) = sum_i 2^(-(T - t_i) / half_life)
+ * An in-order event (t >= last) decays every value to t and adds 1; an older
+ * event adds its already-decayed contribution 2^(-(last - t) / half_life).
+ * Item features get events from many partitions, so they are kept as sums
+ * and max-by-key values: the result does not depend on arrival order (up to
+ * floating-point rounding of the decay products).
+ *
+ * Thread: all functions are pure (any thread, no shared state). */
+#ifndef MTLD_FEATURES_H
+#define MTLD_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+#include "trainer/status.h"
+
+#define MTLD_MAX_HALF_LIVES 4
+#define MTLD_MAX_SEQ 200
+#define MTLD_MAX_USER_SCENARIOS 8
+
+/* Feature definitions (from the config's `features` group).  Their hash is
+ * stored in meta; a DB built with other definitions is refused. */
+typedef struct {
+  int n_half_lives;                        /* 1..MTLD_MAX_HALF_LIVES */
+  double half_life_s[MTLD_MAX_HALF_LIVES]; /* default 3600, 86400, 604800 */
+  int seq_len;                             /* last N items, default 50 */
+  double prior_strength;                   /* smoothing pseudo-count, default 10 */
+  double ctr_prior, cvr_prior, cart_prior; /* prior means, default .05 .02 .05 */
+} mtld_feature_def_t;
+
+/* Fills the defaults above (unused half-life slots are 0). */
+void mtld_feature_def_default(mtld_feature_def_t *def);
+
+/* Checks ranges: n_half_lives 1..MTLD_MAX_HALF_LIVES, half-lives finite and
+ * > 0, seq_len 0..MTLD_MAX_SEQ, prior_strength finite and >= 0, priors in
+ * [0,1].  Returns MTLD_OK or MTLD_ERR_INVALID with a message naming the key. */
+mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, size_t errlen);
+
+/* Deterministic 64-bit hash of the definitions (stored in meta): XXH64 of
+ * their encoding (below), so it covers every field that is used (half-life
+ * slots beyond n_half_lives are not). */
+uint64_t mtld_feature_def_hash(const mtld_feature_def_t *def);
+
+/* Encoding of the definitions (meta key "feature_def"): returns the length,
+ * or 0 when cap is too small.  MTLD_FEATURE_DEF_ENC_MAX is always enough. */
+#define MTLD_FEATURE_DEF_ENC_MAX (2 + 8 * MTLD_MAX_HALF_LIVES + 4 + 4 * 8)
+size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t cap);
+
+/* Decodes and checks definitions; MTLD_ERR_CORRUPT when malformed. */
+mtld_status_t mtld_feature_def_decode(mtld_feature_def_t *def, const void *buf, size_t len);
+
+typedef struct {
+  uint64_t item_id;
+  uint64_t category_id;
+  int64_t time_ms;
+  int32_t type;
+  uint64_t event_id; /* orders equal times: (time_ms, event_id) descending */
+} mtld_seq_item_t;
+
+typedef struct {
+  uint64_t scenario_id;
+  double decayed[MTLD_MAX_HALF_LIVES]; /* events in that scenario */
+} mtld_scenario_activity_t;
+
+typedef struct {
+  int64_t last_time_ms; /* newest event time applied; 0 = never seen */
+  uint64_t n_events;
+  double decayed[MTLD_N_EVENT_TYPES][MTLD_MAX_HALF_LIVES]; /* [type-1][hl] */
+  uint32_t n_reviews;
+  double rating_sum;    /* mean rating given = rating_sum / n_reviews */
+  double spend;         /* sum of price * max(quantity,1) over purchases */
+  uint32_t n_scenarios; /* most active scenarios, at most MTLD_MAX_USER_SCENARIOS */
+  mtld_scenario_activity_t scenarios[MTLD_MAX_USER_SCENARIOS];
+  uint32_t seq_len; /* newest first */
+  mtld_seq_item_t seq[MTLD_MAX_SEQ];
+} mtld_user_features_t;
+
+typedef struct {
+  int64_t last_time_ms;
+  uint64_t n_events;
+  double decayed[MTLD_N_EVENT_TYPES][MTLD_MAX_HALF_LIVES];
+  uint32_t n_reviews;
+  double rating_sum;
+  double last_price; /* price of the newest priced event (ties: larger event id) */
+  int64_t last_price_time_ms;
+  uint64_t last_price_event_id;
+  uint64_t category_id;
+} mtld_item_features_t;
+
+/* Smoothed rate (num + strength * prior) / (den + strength).  When both den
+ * and strength are 0 it returns prior. */
+double mtld_features_rate(double num, double den, double prior, double strength);
+
+/* Applies one validated event (type 1..5) to a user's / an item's features,
+ * in place (decay to the event time, then add it).  A zeroed struct is a
+ * never-seen entity.
+ * User: counts per type and half-life; REVIEW: n_reviews, rating_sum;
+ * PURCHASE: spend += price * max(quantity,1); per-scenario activity when
+ * scenario_id != 0 (at most MTLD_MAX_USER_SCENARIOS; when full a new scenario
+ * replaces the one with the smallest count at the longest half-life, ties:
+ * smaller scenario id); the sequence keeps the newest def->seq_len CLICK,
+ * ADD_TO_CART, PURCHASE and REVIEW events by (time_ms, event_id) descending.
+ * Item: counts, reviews, category (when the event has one), last_price (the
+ * priced event with the greatest (time_ms, event_id)). */
+void mtld_features_user_apply(const mtld_feature_def_t *def, mtld_user_features_t *f,
+                              const mtld_event_t *ev);
+void mtld_features_item_apply(const mtld_feature_def_t *def, mtld_item_features_t *f,
+                              const mtld_event_t *ev);
+
+/* Compact versioned encodings (the store's values): a version byte, the
+ * number of half-lives, then fixed-width little-endian fields; only the used
+ * half-lives, f->n_scenarios scenarios and f->seq_len sequence entries are
+ * written.  Byte-deterministic.  encode returns the length, or 0 when cap is
+ * too small (the _ENC_MAX sizes are always enough).  decode fills *f
+ * entirely (unused parts zeroed) and returns MTLD_OK, or MTLD_ERR_CORRUPT on
+ * a wrong version, half-life count, length or out-of-range field. */
+#define MTLD_FEATURES_USER_ENC_MAX                                                                 \
+  (2 + 8 + 8 + 8 * MTLD_N_EVENT_TYPES * MTLD_MAX_HALF_LIVES + 4 + 8 + 8 + 4 +                      \
+   MTLD_MAX_USER_SCENARIOS * (8 + 8 * MTLD_MAX_HALF_LIVES) + 4 + MTLD_MAX_SEQ * 33)
+#define MTLD_FEATURES_ITEM_ENC_MAX                                                                 \
+  (2 + 8 + 8 + 8 * MTLD_N_EVENT_TYPES * MTLD_MAX_HALF_LIVES + 4 + 8 + 8 + 8 + 8 + 8)
+size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_features_t *f,
+                                 void *buf, size_t cap);
+mtld_status_t mtld_features_user_decode(const mtld_feature_def_t *def, mtld_user_features_t *f,
+                                        const void *buf, size_t len);
+size_t mtld_features_item_encode(const mtld_feature_def_t *def, const mtld_item_features_t *f,
+                                 void *buf, size_t cap);
+mtld_status_t mtld_features_item_decode(const mtld_feature_def_t *def, mtld_item_features_t *f,
+                                        const void *buf, size_t len);
+
+/* Number of dense features for these definitions: 10 * n_half_lives + 15
+ * (45 for 3 half-lives, at most 55). */
+int mtld_features_dense_count(const mtld_feature_def_t *def);
+
+/* Dense features as of now_ms (counts decayed to now_ms; inputs unchanged;
+ * a now_ms before an entity's last event does not decay it).  u or it NULL
+ * means never seen.  Writes, in this order ("longest" = the longest half-life):
+ *   for each half-life h: log1p(user count[type][h]) for the 5 types, then
+ *                         log1p(item count[type][h]) for the 5 types
+ *   user CTR (clicks/impressions), CVR (purchases/clicks), cart rate
+ *     (carts/clicks), smoothed with the priors, at the longest half-life
+ *   item CTR, CVR, cart rate, likewise
+ *   user mean rating given (0 without reviews), log1p(user n_reviews)
+ *   item mean rating received (0 without reviews), log1p(item n_reviews)
+ *   log1p(user spend)
+ *   log1p(seconds since the user's last event)  (0 if never seen)
+ *   log1p(seconds since the item's last event)  (0 if never seen)
+ *   log1p(item last_price)
+ *   user's activity share in scenario_id: its count / the user's total count
+ *     at the longest half-life (0 if none)
+ * Returns the number written, or -1 when cap is too small. */
+int mtld_features_dense(const mtld_feature_def_t *def, const mtld_user_features_t *u,
+                        const mtld_item_features_t *it, uint64_t scenario_id, int64_t now_ms,
+                        float *out, int cap);
+
+#endif

@@ -1,0 +1,1090 @@
+/* joiner.c - online label joiner: pending samples in the store's "pending"
+ * column family, small in-memory indexes over them (an entry slab, three
+ * id -> chain maps, a release heap) and per-(partition, scenario) popularity
+ * rings for sampled negatives.  See joiner.h for the rules. */
+#include "features/joiner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- byte helpers: little-endian values, big-endian ordered keys ---- */
+
+static void put_le32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_le32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+static uint64_t get_le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+static void put_f32(uint8_t *p, float f) {
+  uint32_t v;
+  memcpy(&v, &f, 4);
+  put_le32(p, v);
+}
+static float get_f32(const uint8_t *p) {
+  uint32_t v = get_le32(p);
+  float f;
+  memcpy(&f, &v, 4);
+  return f;
+}
+static void put_be32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+static void put_be64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static uint32_t get_be32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v = v << 8 | p[i];
+  return v;
+}
+static uint64_t get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* signed -> unsigned preserving order */
+static uint64_t ord64(int64_t v) {
+  return (uint64_t)v ^ (UINT64_C(1) << 63);
+}
+static int64_t unord64(uint64_t v) {
+  return (int64_t)(v ^ (UINT64_C(1) << 63));
+}
+static uint32_t ord32(int32_t v) {
+  return (uint32_t)v ^ UINT32_C(0x80000000);
+}
+static int32_t unord32(uint32_t v) {
+  return (int32_t)(v ^ UINT32_C(0x80000000));
+}
+
+static uint64_t mix64(uint64_t x) { /* splitmix64 finaliser */
+  x += UINT64_C(0x9e3779b97f4a7c15);
+  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+static int64_t sat_add(int64_t a, int64_t b) { /* b >= 0 */
+  return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* ---- pending keys ---- */
+
+#define KEY_TAG 'S'
+#define KEY_LEN 25 /* tag, time 8, partition 4, offset 8, sub 4 */
+
+static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset,
+                     uint32_t sub) {
+  k[0] = KEY_TAG;
+  put_be64(k + 1, ord64(time_ms));
+  put_be32(k + 9, ord32(partition));
+  put_be64(k + 13, ord64(offset));
+  put_be32(k + 21, sub);
+}
+
+/* ---- sample encoding (the pending value) ----
+ * Fixed header, then variable parts.  Label updates patch the header in
+ * place: click time at ENC_CLICK, labels at ENC_LABELS. */
+#define ENC_VERSION 1
+#define ENC_CLICK 4
+#define ENC_LABELS 12
+#define ENC_FIXED 76
+#define ENC_MAX                                                                                    \
+  (ENC_FIXED + 1 + MTLD_SCENARIO_NAME_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 + \
+   16 * MTLD_MAX_SAMPLE_SEQ)
+
+static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id,
+                         int64_t click_time) {
+  b[0] = ENC_VERSION;
+  b[1] = (uint8_t)s->kind;
+  b[2] = s->label_mask;
+  b[3] = 0;
+  put_le64(b + ENC_CLICK, (uint64_t)click_time);
+  for (int l = 0; l < MTLD_N_LABELS; l++) put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
+  put_f32(b + 28, s->weight);
+  put_le64(b + 32, s->sample_id);
+  put_le64(b + 40, request_id);
+  put_le64(b + 48, (uint64_t)s->time_ms);
+  put_le32(b + 56, (uint32_t)s->partition);
+  put_le64(b + 60, (uint64_t)s->offset);
+  put_le64(b + 68, s->scenario_id);
+  size_t n = ENC_FIXED;
+  size_t sl = strnlen(s->scenario, MTLD_SCENARIO_NAME_MAX - 1);
+  b[n++] = (uint8_t)sl;
+  memcpy(b + n, s->scenario, sl);
+  n += sl;
+  b[n++] = (uint8_t)s->n_fields;
+  for (int i = 0; i < s->n_fields; i++, n += 8) put_le64(b + n, s->fields[i]);
+  b[n++] = (uint8_t)s->n_dense;
+  for (int i = 0; i < s->n_dense; i++, n += 4) put_f32(b + n, s->dense[i]);
+  b[n++] = (uint8_t)s->seq_len;
+  for (int i = 0; i < s->seq_len; i++, n += 16) {
+    put_le64(b + n, s->seq_items[i]);
+    put_le64(b + n + 8, s->seq_cats[i]);
+  }
+  return n;
+}
+
+static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t *click_time,
+                                const uint8_t *b, size_t len) {
+  memset(s, 0, sizeof *s);
+  if (len < ENC_FIXED + 4 || b[0] != ENC_VERSION) return MTLD_ERR_CORRUPT;
+  s->kind = b[1];
+  if (s->kind != MTLD_SAMPLE_IMPRESSION && s->kind != MTLD_SAMPLE_REVIEW) return MTLD_ERR_CORRUPT;
+  s->label_mask = b[2];
+  *click_time = (int64_t)get_le64(b + ENC_CLICK);
+  for (int l = 0; l < MTLD_N_LABELS; l++) s->labels[l] = get_f32(b + ENC_LABELS + 4 * l);
+  s->weight = get_f32(b + 28);
+  s->sample_id = get_le64(b + 32);
+  *request_id = get_le64(b + 40);
+  s->time_ms = (int64_t)get_le64(b + 48);
+  s->partition = (int32_t)get_le32(b + 56);
+  s->offset = (int64_t)get_le64(b + 60);
+  s->scenario_id = get_le64(b + 68);
+  size_t n = ENC_FIXED;
+  size_t sl = b[n++];
+  if (sl >= MTLD_SCENARIO_NAME_MAX || n + sl + 1 > len) return MTLD_ERR_CORRUPT;
+  memcpy(s->scenario, b + n, sl);
+  n += sl;
+  s->n_fields = b[n++];
+  if (s->n_fields > MTLD_MAX_FIELDS || n + 8 * (size_t)s->n_fields + 1 > len)
+    return MTLD_ERR_CORRUPT;
+  for (int i = 0; i < s->n_fields; i++, n += 8) s->fields[i] = get_le64(b + n);
+  s->n_dense = b[n++];
+  if (s->n_dense > MTLD_MAX_DENSE || n + 4 * (size_t)s->n_dense + 1 > len) return MTLD_ERR_CORRUPT;
+  for (int i = 0; i < s->n_dense; i++, n += 4) s->dense[i] = get_f32(b + n);
+  s->seq_len = b[n++];
+  if (s->seq_len > MTLD_MAX_SAMPLE_SEQ || n + 16 * (size_t)s->seq_len != len)
+    return MTLD_ERR_CORRUPT;
+  for (int i = 0; i < s->seq_len; i++, n += 16) {
+    s->seq_items[i] = get_le64(b + n);
+    s->seq_cats[i] = get_le64(b + n + 8);
+  }
+  return MTLD_OK;
+}
+
+/* ---- id -> chain head maps (open addressing, backward-shift deletion) ---- */
+
+typedef struct {
+  uint64_t key;
+  int32_t val;
+  int32_t used;
+} cslot_t;
+
+typedef struct {
+  cslot_t *s;
+  size_t cap, n; /* cap: power of two or 0 */
+} cmap_t;
+
+static size_t cmap_home(const cmap_t *m, uint64_t k) {
+  return (size_t)(mix64(k) & (m->cap - 1));
+}
+
+static int32_t *cmap_find(cmap_t *m, uint64_t k) {
+  if (!m->cap) return NULL;
+  for (size_t i = cmap_home(m, k);; i = (i + 1) & (m->cap - 1)) {
+    if (!m->s[i].used) return NULL;
+    if (m->s[i].key == k) return &m->s[i].val;
+  }
+}
+
+static int cmap_insert(cmap_t *m, uint64_t k, int32_t v); /* k must be absent */
+
+static int cmap_grow(cmap_t *m) {
+  cmap_t g = {calloc(m->cap ? 2 * m->cap : 64, sizeof(cslot_t)), m->cap ? 2 * m->cap : 64, 0};
+  if (!g.s) return -1;
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->s[i].used) cmap_insert(&g, m->s[i].key, m->s[i].val);
+  free(m->s);
+  *m = g;
+  return 0;
+}
+
+static int cmap_insert(cmap_t *m, uint64_t k, int32_t v) {
+  if (2 * (m->n + 1) > m->cap && cmap_grow(m) != 0) return -1;
+  size_t i = cmap_home(m, k);
+  while (m->s[i].used) i = (i + 1) & (m->cap - 1);
+  m->s[i] = (cslot_t){k, v, 1};
+  m->n++;
+  return 0;
+}
+
+static void cmap_erase(cmap_t *m, uint64_t k) {
+  if (!m->cap) return;
+  size_t mask = m->cap - 1, i = cmap_home(m, k);
+  for (;; i = (i + 1) & mask) {
+    if (!m->s[i].used) return;
+    if (m->s[i].key == k) break;
+  }
+  /* shift later members of the probe run back into the hole when the hole
+   * lies between their home and their slot */
+  for (size_t j = (i + 1) & mask; m->s[j].used; j = (j + 1) & mask) {
+    size_t h = cmap_home(m, m->s[j].key);
+    if (((j - h) & mask) >= ((j - i) & mask)) {
+      m->s[i] = m->s[j];
+      i = j;
+    }
+  }
+  m->s[i].used = 0;
+  m->n--;
+}
+
+static void cmap_free(cmap_t *m) {
+  free(m->s);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- pending entries ---- */
+
+enum { IDX_ID = 0, IDX_REQ = 1, IDX_UI = 2, N_IDX = 3 };
+
+typedef struct {
+  int64_t time_ms, offset, deadline;
+  int64_t click_time; /* INT64_MIN: not clicked */
+  int32_t partition;
+  uint32_t sub;
+  uint64_t sample_id, request_id, user_id, item_id, scenario_id;
+  int32_t next[N_IDX]; /* chain links; next[0] links the free list too */
+  uint8_t kind;
+  uint8_t indexed; /* bit i: in index i */
+} entry_t;
+
+typedef struct {
+  int32_t partition;
+  uint64_t scenario_id;
+  uint64_t total;   /* pushes ever; slot of the next push = total % cap */
+  uint32_t n_alloc; /* items allocated (grows to cap) */
+  uint32_t cap;     /* config popularity_size, or the stored one while loading */
+  uint64_t *items;
+} ring_t;
+
+struct mtld_joiner {
+  mtld_store_t *st;
+  mtld_feature_def_t def;
+  mtld_joiner_config_t cfg;
+
+  entry_t *ent;
+  int32_t n_ent, cap_ent, free_head;
+  size_t n_live;
+  cmap_t idx[N_IDX];
+
+  int32_t *heap; /* entry indices, min-heap by release order */
+  size_t n_heap, cap_heap;
+
+  ring_t *rings;
+  int32_t n_rings, cap_rings;
+  cmap_t ring_map; /* probe key (see ring_find) -> ring index */
+  size_t ring_bytes;
+
+  int64_t max_release_wm;
+  mtld_status_t load_rc; /* sticky error while loading */
+  mtld_joiner_counters_t c;
+};
+
+void mtld_joiner_config_default(mtld_joiner_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->click_window_ms = 30 * 60 * 1000;
+  cfg->conversion_window_ms = 24 * 3600 * 1000;
+  cfg->mode = MTLD_JOIN_IMPRESSIONS;
+  cfg->negatives_per_positive = 4;
+  cfg->popularity_size = 10000;
+  cfg->seed = 0;
+}
+
+mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *err, size_t errlen) {
+  const char *bad = NULL;
+  if (cfg->click_window_ms < 0) bad = "click_window must be >= 0";
+  else if (cfg->conversion_window_ms < 0) bad = "conversion_window must be >= 0";
+  else if (cfg->mode != MTLD_JOIN_IMPRESSIONS && cfg->mode != MTLD_JOIN_SAMPLED_NEGATIVES)
+    bad = "mode must be impressions or sampled_negatives";
+  else if (cfg->negatives_per_positive < 0 ||
+           cfg->negatives_per_positive > MTLD_JOINER_MAX_NEGATIVES)
+    bad = "negatives_per_positive must be between 0 and 100";
+  else if (cfg->popularity_size < 1 || cfg->popularity_size > MTLD_JOINER_MAX_POPULARITY)
+    bad = "popularity_size must be between 1 and 16777216";
+  if (!bad) return MTLD_OK;
+  if (errlen) snprintf(err, errlen, "joiner: %s", bad);
+  return MTLD_ERR_CONFIG;
+}
+
+uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub) {
+  uint64_t id = mix64(click_event_id ^ mix64(UINT64_C(0x6e6567) + sub));
+  return id ? id : 1;
+}
+
+static uint64_t ui_key(uint64_t user, uint64_t item) {
+  return mix64(user) ^ (item * UINT64_C(0x9e3779b97f4a7c15));
+}
+
+/* release order: (deadline, time, partition, offset, sub) */
+static int entry_before(const entry_t *a, const entry_t *b) {
+  if (a->deadline != b->deadline) return a->deadline < b->deadline;
+  return 0;
+}
+static int key_cmp(const entry_t *a, const entry_t *b) { /* (time, partition, offset, sub) */
+  if (a->time_ms != b->time_ms) return a->time_ms < b->time_ms ? -1 : 1;
+  if (a->partition != b->partition) return a->partition < b->partition ? -1 : 1;
+  if (a->offset != b->offset) return a->offset < b->offset ? -1 : 1;
+  if (a->sub != b->sub) return a->sub < b->sub ? -1 : 1;
+  return 0;
+}
+static int heap_less(const mtld_joiner_t *j, int32_t a, int32_t b) {
+  const entry_t *x = &j->ent[a], *y = &j->ent[b];
+  if (x->deadline != y->deadline) return entry_before(x, y);
+  return key_cmp(x, y) < 0;
+}
+
+static int heap_push(mtld_joiner_t *j, int32_t e) {
+  if (j->n_heap == j->cap_heap) {
+    size_t cap = j->cap_heap ? 2 * j->cap_heap : 256;
+    int32_t *h = realloc(j->heap, cap * sizeof *h);
+    if (!h) return -1;
+    j->heap = h;
+    j->cap_heap = cap;
+  }
+  size_t i = j->n_heap++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!heap_less(j, e, j->heap[p])) break;
+    j->heap[i] = j->heap[p];
+    i = p;
+  }
+  j->heap[i] = e;
+  return 0;
+}
+
+static int32_t heap_pop(mtld_joiner_t *j) {
+  int32_t top = j->heap[0], last = j->heap[--j->n_heap];
+  size_t i = 0, n = j->n_heap;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heap_less(j, j->heap[c + 1], j->heap[c])) c++;
+    if (!heap_less(j, j->heap[c], last)) break;
+    j->heap[i] = j->heap[c];
+    i = c;
+  }
+  if (n) j->heap[i] = last;
+  return top;
+}
+
+static int32_t entry_alloc(mtld_joiner_t *j) {
+  if (j->free_head >= 0) {
+    int32_t e = j->free_head;
+    j->free_head = j->ent[e].next[0];
+    return e;
+  }
+  if (j->n_ent == j->cap_ent) {
+    if (j->cap_ent >= INT32_MAX / 2) return -1;
+    int32_t cap = j->cap_ent ? 2 * j->cap_ent : 256;
+    entry_t *p = realloc(j->ent, (size_t)cap * sizeof *p);
+    if (!p) return -1;
+    j->ent = p;
+    j->cap_ent = cap;
+  }
+  return j->n_ent++;
+}
+
+static uint64_t idx_key(const entry_t *e, int which) {
+  return which == IDX_ID ? e->sample_id : which == IDX_REQ ? e->request_id
+                                                           : ui_key(e->user_id, e->item_id);
+}
+
+static int chain_add(mtld_joiner_t *j, int which, int32_t e) {
+  uint64_t k = idx_key(&j->ent[e], which);
+  int32_t *head = cmap_find(&j->idx[which], k);
+  if (head) {
+    j->ent[e].next[which] = *head;
+    *head = e;
+  } else {
+    j->ent[e].next[which] = -1;
+    if (cmap_insert(&j->idx[which], k, e) != 0) return -1;
+  }
+  j->ent[e].indexed |= (uint8_t)(1u << which);
+  return 0;
+}
+
+static void chain_remove(mtld_joiner_t *j, int which, int32_t e) {
+  uint64_t k = idx_key(&j->ent[e], which);
+  int32_t *head = cmap_find(&j->idx[which], k);
+  if (!head) return;
+  if (*head == e) {
+    if (j->ent[e].next[which] >= 0) *head = j->ent[e].next[which];
+    else cmap_erase(&j->idx[which], k);
+    return;
+  }
+  for (int32_t p = *head; j->ent[p].next[which] >= 0; p = j->ent[p].next[which])
+    if (j->ent[p].next[which] == e) {
+      j->ent[p].next[which] = j->ent[e].next[which];
+      return;
+    }
+}
+
+static void entry_free(mtld_joiner_t *j, int32_t e) {
+  for (int w = 0; w < N_IDX; w++)
+    if (j->ent[e].indexed & (1u << w)) chain_remove(j, w, e);
+  j->ent[e].indexed = 0;
+  j->ent[e].next[0] = j->free_head;
+  j->free_head = e;
+  j->n_live--;
+}
+
+static int64_t deadline_of(const mtld_joiner_t *j, int kind, int64_t time_ms) {
+  if (kind == MTLD_SAMPLE_REVIEW) return time_ms;
+  return sat_add(sat_add(time_ms, j->cfg.click_window_ms), j->cfg.conversion_window_ms);
+}
+
+/* Adds an in-memory entry (indexes by kind: impressions with sub 0 are
+ * matchable, reviews are only found by id for de-duplication, sampled
+ * negatives are never matched).  Returns the entry or -1 (no memory). */
+static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
+                         uint64_t request_id, int64_t click_time) {
+  int32_t e = entry_alloc(j);
+  if (e < 0) return -1;
+  entry_t *x = &j->ent[e];
+  memset(x, 0, sizeof *x);
+  x->time_ms = s->time_ms;
+  x->offset = s->offset;
+  x->partition = s->partition;
+  x->sub = sub;
+  x->kind = (uint8_t)s->kind;
+  x->deadline = deadline_of(j, s->kind, s->time_ms);
+  x->click_time = click_time;
+  x->sample_id = s->sample_id;
+  x->request_id = request_id;
+  x->user_id = s->n_fields > MTLD_FIELD_USER ? s->fields[MTLD_FIELD_USER] : 0;
+  x->item_id = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
+  x->scenario_id = s->scenario_id;
+  for (int w = 0; w < N_IDX; w++) x->next[w] = -1;
+  j->n_live++;
+  int rc = 0;
+  if (sub == 0) {
+    rc |= chain_add(j, IDX_ID, e);
+    if (s->kind == MTLD_SAMPLE_IMPRESSION) {
+      if (request_id) rc |= chain_add(j, IDX_REQ, e);
+      rc |= chain_add(j, IDX_UI, e);
+    }
+  }
+  if (rc == 0) rc = heap_push(j, e);
+  if (rc != 0) {
+    entry_free(j, e);
+    return -1;
+  }
+  if (j->ent[e].deadline < j->max_release_wm) j->c.late++;
+  return e;
+}
+
+/* An entry already pending at this exact position (the same record seen
+ * twice): found through the id index. */
+static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms,
+                         int32_t partition, int64_t offset) {
+  int32_t *head = cmap_find(&j->idx[IDX_ID], sample_id);
+  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_ID]) {
+    const entry_t *x = &j->ent[e];
+    if (x->sample_id == sample_id && x->time_ms == time_ms && x->partition == partition &&
+        x->offset == offset && x->sub == 0)
+      return e;
+  }
+  return -1;
+}
+
+/* ---- popularity rings ---- */
+
+static uint64_t ring_probe_key(int32_t partition, uint64_t scenario_id) {
+  return mix64(scenario_id) ^ ((uint64_t)ord32(partition) << 1);
+}
+
+/* The ring of (partition, scenario), or -1; *slot_key gets the map key where
+ * it is or would be inserted (collisions probe consecutive keys). */
+static int32_t ring_find(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id,
+                         uint64_t *slot_key) {
+  uint64_t k = ring_probe_key(partition, scenario_id);
+  for (;; k++) {
+    int32_t *v = cmap_find(&j->ring_map, k);
+    if (!v) break;
+    const ring_t *r = &j->rings[*v];
+    if (r->partition == partition && r->scenario_id == scenario_id) return *v;
+  }
+  *slot_key = k;
+  return -1;
+}
+
+static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id,
+                        uint32_t cap) {
+  uint64_t k;
+  int32_t r = ring_find(j, partition, scenario_id, &k);
+  if (r >= 0) return r;
+  if (j->n_rings == j->cap_rings) {
+    int32_t c = j->cap_rings ? 2 * j->cap_rings : 16;
+    ring_t *p = realloc(j->rings, (size_t)c * sizeof *p);
+    if (!p) return -1;
+    j->rings = p;
+    j->cap_rings = c;
+  }
+  if (cmap_insert(&j->ring_map, k, j->n_rings) != 0) return -1;
+  j->rings[j->n_rings] = (ring_t){partition, scenario_id, 0, 0, cap, NULL};
+  return j->n_rings++;
+}
+
+static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
+  if (n <= r->n_alloc) return 0;
+  uint32_t a = r->n_alloc ? r->n_alloc : 64;
+  while (a < n) a = a > UINT32_MAX / 2 ? n : 2 * a;
+  if (a > r->cap) a = r->cap;
+  uint64_t *p = realloc(r->items, (size_t)a * sizeof *p);
+  if (!p) return -1;
+  memset(p + r->n_alloc, 0, (size_t)(a - r->n_alloc) * sizeof *p);
+  j->ring_bytes += (size_t)(a - r->n_alloc) * sizeof *p;
+  r->items = p;
+  r->n_alloc = a;
+  return 0;
+}
+
+#define POP_PREFIX "pop/"
+#define POP_KEY_HDR 17  /* "pop/" partition(4) scenario(8) 'h' */
+#define POP_KEY_SLOT 21 /* "pop/" partition(4) scenario(8) 's' slot(4) */
+
+static void pop_key(uint8_t *k, const ring_t *r, char what) {
+  memcpy(k, POP_PREFIX, 4);
+  put_be32(k + 4, ord32(r->partition));
+  put_be64(k + 8, r->scenario_id);
+  k[16] = (uint8_t)what;
+}
+
+static mtld_status_t ring_write_header(mtld_joiner_t *j, const ring_t *r) {
+  uint8_t k[POP_KEY_HDR], v[12];
+  pop_key(k, r, 'h');
+  put_le64(v, r->total);
+  put_le32(v + 8, r->cap);
+  return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
+}
+
+static mtld_status_t ring_write_slot(mtld_joiner_t *j, const ring_t *r, uint32_t slot) {
+  uint8_t k[POP_KEY_SLOT], v[8];
+  pop_key(k, r, 's');
+  put_be32(k + 17, slot);
+  put_le64(v, r->items[slot]);
+  return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
+}
+
+static mtld_status_t ring_push(mtld_joiner_t *j, ring_t *r, uint64_t item) {
+  uint32_t slot = (uint32_t)(r->total % r->cap);
+  if (ring_reserve(j, r, slot + 1) != 0) return MTLD_ERR_NOMEM;
+  r->items[slot] = item;
+  r->total++;
+  mtld_status_t rc = ring_write_slot(j, r, slot);
+  if (rc == MTLD_OK) rc = ring_write_header(j, r);
+  return rc;
+}
+
+/* Converts a ring loaded with another capacity to the configured one: keeps
+ * the newest min(n, M) items in push order and rewrites the slots. */
+static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
+  uint32_t n_old = r->total < r->cap ? (uint32_t)r->total : r->cap;
+  uint32_t n_new = n_old < m ? n_old : m;
+  uint64_t *items = malloc(((size_t)n_new + 1) * sizeof *items);
+  if (!items) return MTLD_ERR_NOMEM;
+  uint64_t first = r->total - n_old; /* push number of the oldest kept item */
+  for (uint32_t i = 0; i < n_new; i++) {
+    uint64_t push = first + (n_old - n_new) + i;
+    uint32_t slot = (uint32_t)(push % r->cap);
+    items[i] = slot < r->n_alloc ? r->items[slot] : 0;
+  }
+  ring_t old = *r;
+  j->ring_bytes -= (size_t)r->n_alloc * sizeof(uint64_t);
+  r->items = items;
+  r->n_alloc = n_new + 1 <= m ? n_new + 1 : m;
+  j->ring_bytes += (size_t)r->n_alloc * sizeof(uint64_t);
+  r->total = n_new;
+  r->cap = m;
+  free(old.items);
+  mtld_status_t rc = MTLD_OK;
+  for (uint32_t i = 0; i < n_new && rc == MTLD_OK; i++) rc = ring_write_slot(j, r, i);
+  for (uint32_t s = n_new; s < n_old && rc == MTLD_OK; s++) {
+    uint8_t k[POP_KEY_SLOT];
+    pop_key(k, r, 's');
+    put_be32(k + 17, s);
+    rc = mtld_store_delete(j->st, MTLD_CF_PENDING, k, sizeof k);
+  }
+  if (rc == MTLD_OK) rc = ring_write_header(j, r);
+  return rc;
+}
+
+/* ---- loading ---- */
+
+static void clear_memory(mtld_joiner_t *j) {
+  free(j->ent);
+  j->ent = NULL;
+  j->n_ent = j->cap_ent = 0;
+  j->free_head = -1;
+  j->n_live = 0;
+  for (int w = 0; w < N_IDX; w++) cmap_free(&j->idx[w]);
+  free(j->heap);
+  j->heap = NULL;
+  j->n_heap = j->cap_heap = 0;
+  for (int32_t i = 0; i < j->n_rings; i++) free(j->rings[i].items);
+  free(j->rings);
+  j->rings = NULL;
+  j->n_rings = j->cap_rings = 0;
+  cmap_free(&j->ring_map);
+  j->ring_bytes = 0;
+}
+
+static int load_pending(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  mtld_joiner_t *j = ctx;
+  const uint8_t *k = key;
+  mtld_sample_t s;
+  uint64_t request_id;
+  int64_t click_time;
+  if (klen != KEY_LEN || dec_sample(&s, &request_id, &click_time, val, vlen) != MTLD_OK ||
+      s.time_ms != unord64(get_be64(k + 1)) || s.partition != unord32(get_be32(k + 9)) ||
+      s.offset != unord64(get_be64(k + 13))) {
+    /* not ours to keep: drop it with the next commit rather than stall */
+    j->c.corrupt++;
+    j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
+    return j->load_rc != MTLD_OK;
+  }
+  if (entry_add(j, &s, get_be32(k + 21), request_id, click_time) < 0) {
+    j->load_rc = MTLD_ERR_NOMEM;
+    return 1;
+  }
+  return 0;
+}
+
+static int load_ring(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  mtld_joiner_t *j = ctx;
+  const uint8_t *k = key, *v = val;
+  if (klen < POP_KEY_HDR) goto corrupt;
+  int32_t partition = unord32(get_be32(k + 4));
+  uint64_t scenario_id = get_be64(k + 8);
+  if (klen == POP_KEY_HDR && k[16] == 'h' && vlen == 12) {
+    uint32_t cap = get_le32(v + 8);
+    if (cap < 1 || cap > MTLD_JOINER_MAX_POPULARITY) goto corrupt;
+    int32_t r = ring_get(j, partition, scenario_id, cap);
+    if (r < 0) goto nomem;
+    j->rings[r].total = get_le64(v);
+    j->rings[r].cap = cap;
+    return 0;
+  }
+  if (klen == POP_KEY_SLOT && k[16] == 's' && vlen == 8) {
+    uint64_t unused;
+    int32_t r = ring_find(j, partition, scenario_id, &unused);
+    uint32_t slot = get_be32(k + 17);
+    /* the header sorts before the slots of its ring */
+    if (r < 0 || slot >= j->rings[r].cap) goto corrupt;
+    if (ring_reserve(j, &j->rings[r], slot + 1) != 0) goto nomem;
+    j->rings[r].items[slot] = get_le64(v);
+    return 0;
+  }
+corrupt:
+  j->c.corrupt++;
+  j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
+  return j->load_rc != MTLD_OK;
+nomem:
+  j->load_rc = MTLD_ERR_NOMEM;
+  return 1;
+}
+
+static mtld_status_t load(mtld_joiner_t *j, char *err, size_t errlen) {
+  clear_memory(j);
+  j->load_rc = MTLD_OK;
+  uint8_t tag = KEY_TAG;
+  mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, &tag, 1, load_pending, j);
+  if (j->load_rc == MTLD_OK)
+    mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, POP_PREFIX, 4, load_ring, j);
+  for (int32_t i = 0; i < j->n_rings && j->load_rc == MTLD_OK; i++) {
+    ring_t *r = &j->rings[i];
+    uint32_t n = r->total < r->cap ? (uint32_t)r->total : r->cap;
+    if (r->n_alloc < n) { /* slots missing: keep what is there, zeros are skipped */
+      if (ring_reserve(j, r, n) != 0) j->load_rc = MTLD_ERR_NOMEM;
+    }
+    if (j->load_rc == MTLD_OK && r->cap != (uint32_t)j->cfg.popularity_size)
+      j->load_rc = ring_resize(j, r, (uint32_t)j->cfg.popularity_size);
+  }
+  if (j->load_rc != MTLD_OK) {
+    if (errlen)
+      snprintf(err, errlen, "joiner: loading pending state: %s", mtld_status_str(j->load_rc));
+    clear_memory(j);
+    return j->load_rc;
+  }
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_joiner_create(mtld_joiner_t **out, mtld_store_t *st,
+                                 const mtld_feature_def_t *def, const mtld_joiner_config_t *cfg,
+                                 char *err, size_t errlen) {
+  *out = NULL;
+  mtld_status_t rc = mtld_joiner_config_check(cfg, err, errlen);
+  if (rc != MTLD_OK) return rc;
+  if (mtld_features_dense_count(def) > MTLD_MAX_DENSE) {
+    if (errlen) snprintf(err, errlen, "joiner: more dense features than MTLD_MAX_DENSE");
+    return MTLD_ERR_CONFIG;
+  }
+  mtld_joiner_t *j = calloc(1, sizeof *j);
+  if (!j) return MTLD_ERR_NOMEM;
+  j->st = st;
+  j->def = *def;
+  j->cfg = *cfg;
+  j->free_head = -1;
+  j->max_release_wm = INT64_MIN;
+  rc = load(j, err, errlen);
+  if (rc != MTLD_OK) {
+    free(j);
+    return rc;
+  }
+  *out = j;
+  return MTLD_OK;
+}
+
+void mtld_joiner_destroy(mtld_joiner_t *j) {
+  if (!j) return;
+  clear_memory(j);
+  free(j);
+}
+
+mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen) {
+  return load(j, err, errlen);
+}
+
+/* ---- events ---- */
+
+static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_event_t *ev,
+                        int32_t partition, int64_t offset, const mtld_user_features_t *u,
+                        const mtld_item_features_t *it, uint64_t item_id, uint64_t category_id,
+                        int with_position) {
+  memset(s, 0, sizeof *s);
+  s->sample_id = ev->event_id;
+  s->time_ms = ev->time_ms;
+  s->partition = partition;
+  s->offset = offset;
+  s->kind = ev->type == MTLD_EV_REVIEW ? MTLD_SAMPLE_REVIEW : MTLD_SAMPLE_IMPRESSION;
+  s->weight = 1.0f;
+  s->n_fields = MTLD_FIELD_EXTRA;
+  s->fields[MTLD_FIELD_USER] = ev->user_id;
+  s->fields[MTLD_FIELD_ITEM] = item_id;
+  s->fields[MTLD_FIELD_CATEGORY] = category_id;
+  s->fields[MTLD_FIELD_SCENARIO] = ev->scenario_id;
+  s->fields[MTLD_FIELD_POSITION] =
+      with_position && ev->position > 0 ? (uint64_t)(uint32_t)ev->position : 0;
+  s->scenario_id = ev->scenario_id;
+  size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
+  if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
+  memcpy(s->scenario, ev->scenario, sl);
+  int n = mtld_features_dense(&j->def, u, it, ev->scenario_id, ev->time_ms, s->dense,
+                              MTLD_MAX_DENSE);
+  s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
+  if (u) {
+    uint32_t n_seq = u->seq_len < MTLD_MAX_SEQ ? u->seq_len : MTLD_MAX_SEQ;
+    if (n_seq > MTLD_MAX_SAMPLE_SEQ) n_seq = MTLD_MAX_SAMPLE_SEQ;
+    for (uint32_t i = 0; i < n_seq; i++) {
+      s->seq_items[i] = u->seq[i].item_id;
+      s->seq_cats[i] = u->seq[i].category_id;
+    }
+    s->seq_len = (int)n_seq;
+  }
+  if (s->kind == MTLD_SAMPLE_REVIEW) {
+    s->labels[MTLD_LABEL_RATING] = ev->rating;
+    s->label_mask = 1u << MTLD_LABEL_RATING;
+  } else {
+    s->label_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_CART | 1u << MTLD_LABEL_PURCHASE;
+  }
+}
+
+/* Stages a new pending sample and indexes it.  *dup = 1 (and nothing is
+ * written) when the same record already has a pending sample. */
+static mtld_status_t open_sample(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
+                                 uint64_t request_id, int64_t click_time, int *dup) {
+  *dup = 0;
+  if (sub == 0 && find_same(j, s->sample_id, s->time_ms, s->partition, s->offset) >= 0) {
+    *dup = 1;
+    return MTLD_OK;
+  }
+  uint8_t key[KEY_LEN], val[ENC_MAX];
+  make_key(key, s->time_ms, s->partition, s->offset, sub);
+  size_t n = enc_sample(val, s, request_id, click_time);
+  mtld_status_t rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, n);
+  if (rc != MTLD_OK) return rc;
+  if (entry_add(j, s, sub, request_id, click_time) < 0) return MTLD_ERR_NOMEM;
+  return MTLD_OK;
+}
+
+/* Is candidate c preferred over the best so far b (-1 = none)?  prefer(x)
+ * ranks a candidate first (higher wins), then the more recent key wins. */
+static int better(const mtld_joiner_t *j, int32_t c, int pc, int32_t b, int pb) {
+  if (b < 0) return 1;
+  if (pc != pb) return pc > pb;
+  return key_cmp(&j->ent[c], &j->ent[b]) > 0;
+}
+
+static int matchable(const entry_t *x) {
+  return x->kind == MTLD_SAMPLE_IMPRESSION && x->sub == 0;
+}
+
+/* The impression a click belongs to (see joiner.h), or -1. */
+static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
+  int32_t best = -1, *head;
+  int pbest = 0;
+  if (ev->request_id) {
+    head = cmap_find(&j->idx[IDX_ID], ev->request_id);
+    for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_ID]) {
+      const entry_t *x = &j->ent[e];
+      if (!matchable(x) || x->sample_id != ev->request_id || x->user_id != ev->user_id) continue;
+      int p = x->click_time == INT64_MIN;
+      if (better(j, e, p, best, pbest)) best = e, pbest = p;
+    }
+    if (best >= 0) return best;
+    head = cmap_find(&j->idx[IDX_REQ], ev->request_id);
+    for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_REQ]) {
+      const entry_t *x = &j->ent[e];
+      if (!matchable(x) || x->request_id != ev->request_id || x->user_id != ev->user_id ||
+          x->item_id != ev->item_id)
+        continue;
+      int p = x->click_time == INT64_MIN;
+      if (better(j, e, p, best, pbest)) best = e, pbest = p;
+    }
+    if (best >= 0) return best;
+  }
+  head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
+  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
+    const entry_t *x = &j->ent[e];
+    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
+        x->scenario_id != ev->scenario_id)
+      continue;
+    if (ev->time_ms < x->time_ms || ev->time_ms > sat_add(x->time_ms, j->cfg.click_window_ms))
+      continue;
+    int p = x->click_time == INT64_MIN;
+    if (better(j, e, p, best, pbest)) best = e, pbest = p;
+  }
+  return best;
+}
+
+/* The clicked sample a cart or purchase belongs to, or -1. */
+static int32_t match_conversion(mtld_joiner_t *j, const mtld_event_t *ev) {
+  int32_t best = -1, *head;
+  int pbest = 0;
+  if (ev->request_id) {
+    head = cmap_find(&j->idx[IDX_ID], ev->request_id);
+    for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_ID]) {
+      const entry_t *x = &j->ent[e];
+      if (!matchable(x) || x->sample_id != ev->request_id || x->user_id != ev->user_id ||
+          x->click_time == INT64_MIN)
+        continue;
+      if (better(j, e, 0, best, pbest)) best = e;
+    }
+    if (best >= 0) return best;
+    head = cmap_find(&j->idx[IDX_REQ], ev->request_id);
+    for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_REQ]) {
+      const entry_t *x = &j->ent[e];
+      if (!matchable(x) || x->request_id != ev->request_id || x->user_id != ev->user_id ||
+          x->item_id != ev->item_id || x->click_time == INT64_MIN)
+        continue;
+      int p = x->scenario_id == ev->scenario_id;
+      if (better(j, e, p, best, pbest)) best = e, pbest = p;
+    }
+    if (best >= 0) return best;
+  }
+  head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
+  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
+    const entry_t *x = &j->ent[e];
+    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
+        x->click_time == INT64_MIN)
+      continue;
+    if (ev->time_ms < x->click_time ||
+        ev->time_ms > sat_add(x->click_time, j->cfg.conversion_window_ms))
+      continue;
+    int p = x->scenario_id == ev->scenario_id;
+    if (better(j, e, p, best, pbest)) best = e, pbest = p;
+  }
+  return best;
+}
+
+/* Sets a label of pending entry e in the store (and its click time for a
+ * click).  *changed = 1 when the label was 0 before. */
+static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t click_time,
+                               int *changed) {
+  entry_t *x = &j->ent[e];
+  uint8_t key[KEY_LEN];
+  make_key(key, x->time_ms, x->partition, x->offset, x->sub);
+  void *val = NULL;
+  size_t vlen = 0;
+  *changed = 0;
+  mtld_status_t rc = mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen);
+  if (rc != MTLD_OK) return rc == MTLD_ERR_NOTFOUND ? MTLD_ERR_CORRUPT : rc;
+  uint8_t *b = val;
+  if (vlen < ENC_FIXED || b[0] != ENC_VERSION) {
+    free(val);
+    return MTLD_ERR_CORRUPT;
+  }
+  if (get_f32(b + ENC_LABELS + 4 * label) == 0.0f) {
+    put_f32(b + ENC_LABELS + 4 * label, 1.0f);
+    if (label == MTLD_LABEL_CLICK) {
+      put_le64(b + ENC_CLICK, (uint64_t)click_time);
+      x->click_time = click_time;
+    }
+    rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, vlen);
+    *changed = rc == MTLD_OK;
+  }
+  free(val);
+  return rc;
+}
+
+/* Deterministic PRNG (splitmix64 stream). */
+static uint64_t rng_next(uint64_t *state) {
+  *state += UINT64_C(0x9e3779b97f4a7c15);
+  uint64_t z = *state;
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+/* An unmatched click in sampled-negatives mode: a positive sample, K
+ * negatives from the (partition, scenario) ring, then the click joins the
+ * ring. */
+static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
+                                      int64_t offset, const mtld_user_features_t *u,
+                                      const mtld_item_features_t *it) {
+  mtld_sample_t s;
+  int dup;
+  fill_sample(j, &s, ev, partition, offset, u, it, ev->item_id, ev->category_id, 0);
+  s.labels[MTLD_LABEL_CLICK] = 1.0f;
+  mtld_status_t rc = open_sample(j, &s, 0, ev->request_id, ev->time_ms, &dup);
+  if (rc != MTLD_OK || dup) return rc;
+  j->c.opened++;
+  j->c.clicked++;
+
+  int32_t r = ring_get(j, partition, ev->scenario_id, (uint32_t)j->cfg.popularity_size);
+  if (r < 0) return MTLD_ERR_NOMEM;
+  uint32_t n = j->rings[r].total < j->rings[r].cap ? (uint32_t)j->rings[r].total : j->rings[r].cap;
+  uint64_t state = mix64(j->cfg.seed) ^ mix64(ev->event_id ^ UINT64_C(0x5deece66d));
+  uint32_t sub = 0;
+  for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
+    uint64_t item = 0;
+    for (int attempt = 0; attempt < 8 && item == 0; attempt++) {
+      uint64_t cand = j->rings[r].items[(uint32_t)(((rng_next(&state) >> 32) * n) >> 32)];
+      if (cand != ev->item_id) item = cand;
+    }
+    if (item == 0) continue; /* the ring holds (almost) only the clicked item */
+    mtld_item_features_t nf;
+    int have = mtld_store_get_item(j->st, item, &nf) == MTLD_OK;
+    mtld_sample_t ns;
+    fill_sample(j, &ns, ev, partition, offset, u, have ? &nf : NULL, item,
+                have ? nf.category_id : 0, 0);
+    ns.sample_id = mtld_joiner_negative_id(ev->event_id, ++sub);
+    rc = open_sample(j, &ns, sub, 0, INT64_MIN, &dup);
+    if (rc != MTLD_OK) return rc;
+    j->c.negatives_sampled++;
+  }
+  return ring_push(j, &j->rings[r], ev->item_id);
+}
+
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
+                                   int64_t offset, const mtld_user_features_t *user_before,
+                                   const mtld_item_features_t *item_before) {
+  mtld_sample_t s;
+  mtld_status_t rc = MTLD_OK;
+  int dup, changed;
+  int32_t e;
+  switch (ev->type) {
+  case MTLD_EV_IMPRESSION:
+  case MTLD_EV_REVIEW:
+    fill_sample(j, &s, ev, partition, offset, user_before, item_before, ev->item_id,
+                ev->category_id, 1);
+    rc = open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN,
+                     &dup);
+    if (rc == MTLD_OK && !dup) {
+      if (ev->type == MTLD_EV_IMPRESSION) j->c.opened++;
+      else j->c.reviews++;
+    }
+    return rc;
+  case MTLD_EV_CLICK:
+    e = match_click(j, ev);
+    if (e >= 0) {
+      rc = set_label(j, e, MTLD_LABEL_CLICK, ev->time_ms, &changed);
+      if (rc == MTLD_OK) {
+        if (changed) j->c.clicked++;
+        else j->c.duplicate_click++;
+      }
+      return rc;
+    }
+    if (j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
+      return sample_negatives(j, ev, partition, offset, user_before, item_before);
+    j->c.unmatched_click++;
+    return MTLD_OK;
+  case MTLD_EV_ADD_TO_CART:
+  case MTLD_EV_PURCHASE:
+    e = match_conversion(j, ev);
+    if (e < 0) {
+      if (ev->type == MTLD_EV_PURCHASE) j->c.unmatched_purchase++;
+      else j->c.unmatched_cart++;
+      return MTLD_OK;
+    }
+    rc = set_label(j, e, ev->type == MTLD_EV_PURCHASE ? MTLD_LABEL_PURCHASE : MTLD_LABEL_CART, 0,
+                   &changed);
+    if (rc == MTLD_OK && changed) {
+      if (ev->type == MTLD_EV_PURCHASE) j->c.purchased++;
+      else j->c.carted++;
+    }
+    return rc;
+  default: return MTLD_ERR_INVALID;
+  }
+}
+
+size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,
+                           void *ctx) {
+  size_t n = 0;
+  if (watermark_ms > j->max_release_wm) j->max_release_wm = watermark_ms;
+  while (j->n_heap > 0 && j->ent[j->heap[0]].deadline < watermark_ms) {
+    int32_t e = heap_pop(j);
+    const entry_t *x = &j->ent[e];
+    uint8_t key[KEY_LEN];
+    make_key(key, x->time_ms, x->partition, x->offset, x->sub);
+    void *val = NULL;
+    size_t vlen = 0;
+    mtld_sample_t s;
+    uint64_t request_id;
+    int64_t click_time;
+    if (mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen) == MTLD_OK &&
+        dec_sample(&s, &request_id, &click_time, val, vlen) == MTLD_OK) {
+      fn(ctx, &s);
+      n++;
+    } else {
+      j->c.corrupt++;
+    }
+    free(val);
+    mtld_store_delete(j->st, MTLD_CF_PENDING, key, sizeof key);
+    entry_free(j, e);
+  }
+  j->c.released += n;
+  return n;
+}
+
+size_t mtld_joiner_pending_count(const mtld_joiner_t *j) {
+  return j->n_live;
+}
+
+int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
+  return j->n_heap ? j->ent[j->heap[0]].deadline : INT64_MAX;
+}
+
+void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
+  *out = j->c;
+}
+
+size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {
+  size_t b = sizeof *j + (size_t)j->cap_ent * sizeof(entry_t) + j->cap_heap * sizeof(int32_t) +
+             (size_t)j->cap_rings * sizeof(ring_t) + j->ring_map.cap * sizeof(cslot_t) +
+             j->ring_bytes;
+  for (int w = 0; w < N_IDX; w++) b += j->idx[w].cap * sizeof(cslot_t);
+  return b;
+}

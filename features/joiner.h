@@ -1,0 +1,181 @@
+/* joiner.h - the online label joiner: impressions wait, in event time, for
+ * the clicks, carts and purchases that label them; reviews become rating
+ * samples; released samples go to the trainer in a deterministic order.
+ *
+ * Pending samples live in the store's "pending" column family, staged in the
+ * same batch as the features and offsets of the events that produced them,
+ * so a commit makes features, joiner state and offsets durable together
+ * (exactly once).  Only small in-memory indexes are kept (per pending sample
+ * ~120 bytes: its key, ids, click time); they are rebuilt from the committed
+ * store at create time and by mtld_joiner_reload() after a rollback.
+ *
+ * Matching (all in event time):
+ *   CLICK     -> the pending impression whose event id == the click's
+ *                request_id, else one whose request_id == it with the same
+ *                user and item, else the most recent impression of the same
+ *                user, item and scenario with t_imp <= t_click <=
+ *                t_imp + click_window.  Not-yet-clicked ones are preferred;
+ *                "most recent" = greatest (time, partition, offset).
+ *   CART/PURCH-> the clicked pending sample linked by request_id (as above),
+ *                else the most recent clicked sample of the same user and item
+ *                (same scenario preferred) with t_click <= t <= t_click +
+ *                conversion_window.  purchase = click AND purchase (ESMM);
+ *                a purchase without a clicked sample labels nothing.
+ *   REVIEW    -> a rating sample at once (it waits for release like the rest).
+ *
+ * Release: a pending sample's deadline is
+ *   impression: time + click_window + conversion_window
+ *   review:     time
+ * and it is released once deadline < watermark (the watermark says no event
+ * older than it is still expected; an event AT the watermark may still come,
+ * and it must still find its sample).  Samples are released in
+ * (deadline, time, partition, offset, sub) order.  Because released deadlines
+ * only grow with the watermark, the whole released sequence is sorted by
+ * that key however the release calls split it, and so it does not depend on
+ * how partitions interleave (for samples that are not late, i.e. created
+ * with deadline >= the highest watermark released so far; late ones are
+ * counted and go out with the next release).  With impressions only, that is
+ * exactly (time, partition, offset) order.
+ *
+ * Sampled negatives (MTLD_JOIN_SAMPLED_NEGATIVES, streams without
+ * impressions): an unmatched CLICK (a page view) becomes a positive sample
+ * (click = 1, sub 0) and K = negatives_per_positive negatives (click = 0,
+ * subs 1..K) whose items are drawn uniformly from a ring of the last
+ * popularity_size clicked items of the same scenario ON THE SAME PARTITION
+ * (so, in proportion to recent popularity).  Per-partition rings keep the draw
+ * independent of how partitions interleave and move with the partition;
+ * events are keyed by user, so each partition sees a random share of the
+ * users and its ring estimates the scenario's popularity.  The draw uses a
+ * PRNG seeded by (seed, click event id) and skips the clicked item, so a
+ * replay draws the same negatives.  Negatives carry the user's features
+ * before the click and the item's current (staged) features; position is left
+ * absent on all samples of this mode (negatives have none, and a position
+ * present only on positives would leak the label).
+ * Weights: every sample keeps weight 1.  Negatives stand for unobserved
+ * impressions whose true number is unknown, so no importance weight would be
+ * right; the model learns p(click) in a mix of 1 positive : K negatives
+ * (a ranking score, calibrated against that mix, not an absolute CTR).  K is
+ * the recorded sampling rate: mtld_joiner_config_t.negatives_per_positive,
+ * for the pipeline to export with the metrics and snapshots.  Negatives'
+ * sample_id is mtld_joiner_negative_id(click event id, sub).
+ *
+ * Store layout (column family MTLD_CF_PENDING):
+ *   'S' time(8) partition(4) offset(8) sub(4)  -> encoded sample + click time
+ *       (integers big-endian with the sign bit flipped, so key order is
+ *       (time, partition, offset, sub))
+ *   "pop/" partition(4) scenario(8) 'h'        -> ring header (total, capacity)
+ *   "pop/" partition(4) scenario(8) 's' slot(4) -> item id
+ * The partition number is the key: with several topics the pipeline must
+ * pass partition numbers that are unique across topics.
+ *
+ * Thread: one thread owns a joiner and its store (the daemon's main loop). */
+#ifndef MTLD_JOINER_H
+#define MTLD_JOINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+#include "features/features.h"
+#include "features/store.h"
+#include "trainer/sample.h"
+#include "trainer/status.h"
+
+typedef enum {
+  MTLD_JOIN_IMPRESSIONS = 0,      /* impressions open samples (default) */
+  MTLD_JOIN_SAMPLED_NEGATIVES = 1 /* clicks are positives, negatives are sampled */
+} mtld_join_mode_t;
+
+typedef struct {
+  int64_t click_window_ms;      /* default 30 min */
+  int64_t conversion_window_ms; /* default 24 h */
+  int mode;                     /* mtld_join_mode_t */
+  int negatives_per_positive;   /* K, default 4 (0..MTLD_JOINER_MAX_NEGATIVES) */
+  int popularity_size;          /* ring size M per (partition, scenario), default 10000 */
+  uint64_t seed;                /* negative sampling seed, default 0 */
+} mtld_joiner_config_t;
+
+#define MTLD_JOINER_MAX_NEGATIVES 100
+#define MTLD_JOINER_MAX_POPULARITY (1 << 24)
+
+/* Fills the defaults above. */
+void mtld_joiner_config_default(mtld_joiner_config_t *cfg);
+
+/* Checks ranges (windows >= 0, K and M in range, mode known).  MTLD_OK or
+ * MTLD_ERR_CONFIG with err naming the field. */
+mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *err, size_t errlen);
+
+typedef struct {
+  uint64_t opened;             /* pending samples created (impressions, positives) */
+  uint64_t reviews;            /* review samples created */
+  uint64_t negatives_sampled;  /* negative samples created */
+  uint64_t clicked;            /* samples that got click = 1 */
+  uint64_t duplicate_click;    /* clicks matched to an already clicked sample */
+  uint64_t carted;             /* samples that got cart = 1 */
+  uint64_t purchased;          /* samples that got purchase = 1 */
+  uint64_t unmatched_click;    /* IMPRESSIONS mode: click without pending impression */
+  uint64_t unmatched_cart;     /* cart without a clicked pending sample */
+  uint64_t unmatched_purchase; /* purchase without a clicked pending sample */
+  uint64_t late;               /* created with deadline < the highest release watermark */
+  uint64_t released;           /* samples handed to the release callback */
+  uint64_t corrupt;            /* undecodable pending records dropped */
+} mtld_joiner_counters_t;
+
+typedef struct mtld_joiner mtld_joiner_t;
+
+/* Creates a joiner over `st` (borrowed: it must outlive the joiner) with the
+ * feature definitions (copied) and config (copied), and rebuilds its indexes
+ * and popularity rings from the COMMITTED pending state (call it before
+ * staging anything, or after a commit).  MTLD_OK and *out; MTLD_ERR_CONFIG
+ * for a bad config, MTLD_ERR_CORRUPT / MTLD_ERR_NOMEM with err set. */
+mtld_status_t mtld_joiner_create(mtld_joiner_t **out, mtld_store_t *st,
+                                 const mtld_feature_def_t *def, const mtld_joiner_config_t *cfg,
+                                 char *err, size_t errlen);
+
+/* Frees the in-memory state (the store keeps the pending samples).  NULL is
+ * a no-op. */
+void mtld_joiner_destroy(mtld_joiner_t *j);
+
+/* Drops every in-memory index and ring and rebuilds them from the committed
+ * store.  Call after mtld_store_rollback() (the staged pending writes are
+ * gone, the indexes must follow).  Counters are kept.  MTLD_OK, or
+ * MTLD_ERR_NOMEM / MTLD_ERR_CORRUPT with err set (the joiner is then empty
+ * and must be destroyed). */
+mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen);
+
+/* Handles one accepted event, right after mtld_store_apply() filled
+ * user_before / item_before (the features BEFORE the event; NULL = never
+ * seen).  (partition, offset) is the record's position: it orders release.
+ * Stages its pending writes in the store's batch.  MTLD_OK, or an error
+ * from the store / MTLD_ERR_NOMEM (the batch should then be rolled back and
+ * the joiner reloaded). */
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
+                                   int64_t offset, const mtld_user_features_t *user_before,
+                                   const mtld_item_features_t *item_before);
+
+typedef void (*mtld_joiner_release_fn)(void *ctx, const mtld_sample_t *s);
+
+/* Releases every pending sample with deadline < watermark_ms, in (deadline,
+ * time, partition, offset, sub) order: calls fn (the sample is valid during
+ * the call only) and stages its deletion.  Returns the number released.
+ * A lower watermark than before releases nothing new.  A pending record
+ * that cannot be read back is dropped and counted as corrupt. */
+size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,
+                           void *ctx);
+
+/* Number of pending samples (in memory, including staged ones). */
+size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
+
+/* Deadline of the next sample to release (INT64_MAX when none pending). */
+int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
+
+/* Counters since create (not reset by reload). */
+void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
+
+/* Bytes held by the in-memory indexes and popularity rings (metrics). */
+size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j);
+
+/* The sample_id of the negative number sub (1..K) drawn for a click. */
+uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
+
+#endif

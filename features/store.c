@@ -1,0 +1,847 @@
+/* store.c - the per-user and per-item feature store on RocksDB (store.h).
+ *
+ * Owns the RocksDB handle, its column families and the current batch.  The
+ * batch keeps every dirty user and item DECODED in a hash map (open
+ * addressing keyed by the 8-byte big-endian id), so repeated events of one
+ * entity inside a batch read their own writes without decoding again; raw
+ * puts/deletes (pending, meta, offsets) are staged in a third map keyed by
+ * (column family, key).  Commit encodes everything, in sorted key order, into
+ * one rocksdb_writebatch: the bytes written depend only on the batch's
+ * content.
+ *
+ * Meta keys: "schema_hash" (8 bytes LE), "feature_def" (encoded definitions),
+ * "offset/<topic>/<partition>" -> version byte, next_offset, max_time_ms
+ * (8 bytes LE each). */
+#include "features/store.h"
+
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
+static const char *const cf_names[N_CF] = {"default", "user", "item", "pending", "meta"};
+
+#define BLOCK_CACHE_BYTES ((size_t)64 << 20)
+#define OFFSET_PREFIX "offset/"
+#define OFFSET_ENC_VERSION 1
+#define OFFSET_ENC_LEN 17
+#define META_SCHEMA_HASH "schema_hash"
+#define META_FEATURE_DEF "feature_def"
+
+/* ---- the batch's hash map: open addressing over a dense entry array ---- */
+
+typedef struct {
+  uint64_t hash;
+  uint8_t *key; /* malloc'd copy */
+  size_t klen;
+  void *val; /* user/item map: the decoded features; raw map: the bytes */
+  size_t vlen;
+  uint8_t cf;      /* mtld_cf_t */
+  uint8_t deleted; /* raw map: a staged delete */
+} entry_t;
+
+typedef struct {
+  entry_t *ents; /* insertion order */
+  size_t n, ents_cap;
+  uint32_t *slots; /* 0 = empty, else index into ents + 1 */
+  size_t nslots;   /* power of two, or 0 */
+  size_t heap;     /* bytes of keys and values */
+} map_t;
+
+static uint64_t map_hash(int cf, const void *key, size_t klen) {
+  return XXH64(key, klen, (uint64_t)cf);
+}
+
+static entry_t *map_find(map_t *m, int cf, const void *key, size_t klen, uint64_t hash) {
+  if (!m->nslots) return NULL;
+  size_t mask = m->nslots - 1;
+  for (size_t i = hash & mask; m->slots[i]; i = (i + 1) & mask) {
+    entry_t *e = &m->ents[m->slots[i] - 1];
+    if (e->hash == hash && e->cf == cf && e->klen == klen && memcmp(e->key, key, klen) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+static int map_rehash(map_t *m, size_t nslots) {
+  uint32_t *slots = calloc(nslots, sizeof *slots);
+  if (!slots) return -1;
+  free(m->slots);
+  m->slots = slots;
+  m->nslots = nslots;
+  for (size_t k = 0; k < m->n; k++) {
+    size_t i = m->ents[k].hash & (nslots - 1);
+    while (slots[i]) i = (i + 1) & (nslots - 1);
+    slots[i] = (uint32_t)(k + 1);
+  }
+  return 0;
+}
+
+/* Adds a new entry (the caller checked it is absent); val is NULL. */
+static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t hash) {
+  if ((m->n + 1) * 2 > m->nslots && map_rehash(m, m->nslots ? m->nslots * 2 : 64) != 0)
+    return NULL;
+  if (m->n == m->ents_cap) {
+    size_t cap = m->ents_cap ? m->ents_cap * 2 : 32;
+    entry_t *ents = realloc(m->ents, cap * sizeof *ents);
+    if (!ents) return NULL;
+    m->ents = ents;
+    m->ents_cap = cap;
+  }
+  uint8_t *k = malloc(klen ? klen : 1);
+  if (!k) return NULL;
+  memcpy(k, key, klen);
+  entry_t *e = &m->ents[m->n];
+  memset(e, 0, sizeof *e);
+  e->hash = hash;
+  e->key = k;
+  e->klen = klen;
+  e->cf = (uint8_t)cf;
+  size_t i = hash & (m->nslots - 1);
+  while (m->slots[i]) i = (i + 1) & (m->nslots - 1);
+  m->slots[i] = (uint32_t)(++m->n);
+  m->heap += klen;
+  return e;
+}
+
+/* Empties the map; a table grown by a huge batch is given back. */
+static void map_clear(map_t *m) {
+  for (size_t k = 0; k < m->n; k++) {
+    free(m->ents[k].key);
+    free(m->ents[k].val);
+  }
+  m->n = 0;
+  m->heap = 0;
+  if (m->nslots > 65536) {
+    free(m->slots);
+    free(m->ents);
+    m->slots = NULL;
+    m->ents = NULL;
+    m->nslots = m->ents_cap = 0;
+  } else if (m->nslots) {
+    memset(m->slots, 0, m->nslots * sizeof *m->slots);
+  }
+}
+
+static void map_free(map_t *m) {
+  map_clear(m);
+  free(m->slots);
+  free(m->ents);
+  memset(m, 0, sizeof *m);
+}
+
+static size_t map_bytes(const map_t *m) {
+  return m->ents_cap * sizeof(entry_t) + m->nslots * sizeof(uint32_t) + m->heap;
+}
+
+/* ---- the store ---- */
+
+struct mtld_store {
+  rocksdb_t *db;
+  rocksdb_options_t *opts;
+  rocksdb_block_based_table_options_t *bbto;
+  rocksdb_cache_t *cache;
+  rocksdb_readoptions_t *ro;
+  rocksdb_writeoptions_t *wo;
+  rocksdb_column_family_handle_t *cfh[N_CF];
+  mtld_feature_def_t def;
+  int readonly;
+  map_t users, items, raw;
+  size_t n_events;
+  char errbuf[512];
+};
+
+static rocksdb_column_family_handle_t *cf_handle(mtld_store_t *st, mtld_cf_t cf) {
+  return st->cfh[cf + 1];
+}
+
+__attribute__((format(printf, 2, 3))) static void set_error(mtld_store_t *st, const char *fmt,
+                                                            ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(st->errbuf, sizeof st->errbuf, fmt, ap);
+  va_end(ap);
+}
+
+static void put_be64(uint8_t k[8], uint64_t id) {
+  for (int i = 0; i < 8; i++) k[i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t *k) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | k[i];
+  return v;
+}
+
+static void put_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Committed value of (cf, key): MTLD_OK with a rocksdb-malloc'd *val (free
+ * with rocksdb_free), MTLD_ERR_NOTFOUND, or MTLD_ERR_IO. */
+static mtld_status_t db_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                            char **val, size_t *vlen) {
+  char *e = NULL;
+  *val = rocksdb_get_cf(st->db, st->ro, cf_handle(st, cf), key, klen, vlen, &e);
+  if (e) {
+    set_error(st, "store read (%s): %s", cf_names[cf + 1], e);
+    rocksdb_free(e);
+    return MTLD_ERR_IO;
+  }
+  return *val ? MTLD_OK : MTLD_ERR_NOTFOUND;
+}
+
+static void close_handles(mtld_store_t *st) {
+  for (int i = 0; i < N_CF; i++)
+    if (st->cfh[i]) rocksdb_column_family_handle_destroy(st->cfh[i]);
+  if (st->db) rocksdb_close(st->db);
+  if (st->ro) rocksdb_readoptions_destroy(st->ro);
+  if (st->wo) rocksdb_writeoptions_destroy(st->wo);
+  if (st->opts) rocksdb_options_destroy(st->opts);
+  if (st->bbto) rocksdb_block_based_options_destroy(st->bbto);
+  if (st->cache) rocksdb_cache_destroy(st->cache);
+}
+
+void mtld_store_close(mtld_store_t *st) {
+  if (!st) return;
+  map_free(&st->users);
+  map_free(&st->items);
+  map_free(&st->raw);
+  close_handles(st);
+  free(st);
+}
+
+static void describe_def(const mtld_feature_def_t *d, char *buf, size_t len) {
+  int n = snprintf(buf, len, "half_lives=");
+  for (int h = 0; h < d->n_half_lives && n >= 0 && (size_t)n < len; h++)
+    n += snprintf(buf + n, len - n, "%s%g", h ? "," : "", d->half_life_s[h]);
+  if (n >= 0 && (size_t)n < len)
+    snprintf(buf + n, len - n, " seq_len=%d prior_strength=%g priors(ctr,cvr,cart)=%g,%g,%g",
+             d->seq_len, d->prior_strength, d->ctr_prior, d->cvr_prior, d->cart_prior);
+}
+
+/* Reads, writes or checks the stored definitions after the DB is open. */
+static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_feature_def_t *def,
+                                 char *err, size_t errlen) {
+  char *hv = NULL, *dv = NULL;
+  size_t hlen = 0, dlen = 0;
+  mtld_status_t rc = db_get(st, MTLD_CF_META, META_SCHEMA_HASH, strlen(META_SCHEMA_HASH), &hv,
+                            &hlen);
+  if (rc == MTLD_ERR_IO) {
+    snprintf(err, errlen, "store %s: %s", path, st->errbuf);
+    return rc;
+  }
+  if (rc == MTLD_ERR_NOTFOUND) {
+    if (st->readonly || !def) {
+      snprintf(err, errlen,
+               "store %s holds no feature definitions (not an mtld store, or never opened by "
+               "the daemon)",
+               path);
+      return MTLD_ERR_INVALID;
+    }
+    uint8_t hb[8], db[MTLD_FEATURE_DEF_ENC_MAX];
+    put_le64(hb, mtld_feature_def_hash(def));
+    size_t n = mtld_feature_def_encode(def, db, sizeof db);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_column_family_handle_t *meta = cf_handle(st, MTLD_CF_META);
+    rocksdb_writebatch_put_cf(wb, meta, META_SCHEMA_HASH, strlen(META_SCHEMA_HASH),
+                              (const char *)hb, 8);
+    rocksdb_writebatch_put_cf(wb, meta, META_FEATURE_DEF, strlen(META_FEATURE_DEF),
+                              (const char *)db, n);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    char *e = NULL;
+    rocksdb_write(st->db, wo, wb, &e);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_writebatch_destroy(wb);
+    if (e) {
+      snprintf(err, errlen, "store %s: cannot record the feature definitions: %s", path, e);
+      rocksdb_free(e);
+      return MTLD_ERR_IO;
+    }
+    st->def = *def;
+    return MTLD_OK;
+  }
+
+  mtld_feature_def_t stored;
+  rc = db_get(st, MTLD_CF_META, META_FEATURE_DEF, strlen(META_FEATURE_DEF), &dv, &dlen);
+  if (rc == MTLD_ERR_IO) {
+    snprintf(err, errlen, "store %s: %s", path, st->errbuf);
+  } else if (hlen != 8 || rc != MTLD_OK || mtld_feature_def_decode(&stored, dv, dlen) != MTLD_OK ||
+             mtld_feature_def_hash(&stored) != get_le64((const uint8_t *)hv)) {
+    snprintf(err, errlen, "store %s: meta \"schema_hash\"/\"feature_def\" unreadable or inconsistent",
+             path);
+    rc = MTLD_ERR_CORRUPT;
+  } else if (def && mtld_feature_def_hash(def) != mtld_feature_def_hash(&stored)) {
+    char a[256], b[256];
+    describe_def(&stored, a, sizeof a);
+    describe_def(def, b, sizeof b);
+    snprintf(err, errlen,
+             "store %s was built with other feature definitions (store: %s; config: %s): set a "
+             "new store.path, or delete the store and rebuild it by replaying the source",
+             path, a, b);
+    rc = MTLD_ERR_SCHEMA;
+  } else {
+    st->def = def ? *def : stored;
+    rc = MTLD_OK;
+  }
+  rocksdb_free(hv);
+  rocksdb_free(dv);
+  return rc;
+}
+
+static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
+                                int sync, int readonly, char *err, size_t errlen) {
+  *out = NULL;
+  if (def) {
+    char msg[256];
+    if (mtld_feature_def_check(def, msg, sizeof msg) != MTLD_OK) {
+      snprintf(err, errlen, "%s", msg);
+      return MTLD_ERR_INVALID;
+    }
+  }
+  mtld_store_t *st = calloc(1, sizeof *st);
+  if (!st) {
+    snprintf(err, errlen, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  st->readonly = readonly;
+  st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
+  st->bbto = rocksdb_block_based_options_create();
+  rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
+  st->opts = rocksdb_options_create();
+  rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
+  rocksdb_options_set_create_if_missing(st->opts, !readonly && def != NULL);
+  rocksdb_options_set_create_missing_column_families(st->opts, !readonly);
+  rocksdb_options_set_keep_log_file_num(st->opts, 5);
+  const rocksdb_options_t *cf_opts[N_CF];
+  for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
+
+  char *e = NULL;
+  if (readonly)
+    st->db = rocksdb_open_for_read_only_column_families(st->opts, path, N_CF, cf_names, cf_opts,
+                                                        st->cfh, 0, &e);
+  else
+    st->db = rocksdb_open_column_families(st->opts, path, N_CF, cf_names, cf_opts, st->cfh, &e);
+  if (e) {
+    snprintf(err, errlen, "cannot open store %s%s: %s", path, readonly ? " read-only" : "", e);
+    rocksdb_free(e);
+    st->db = NULL;
+    memset(st->cfh, 0, sizeof st->cfh);
+    mtld_store_close(st);
+    return MTLD_ERR_IO;
+  }
+  st->ro = rocksdb_readoptions_create();
+  st->wo = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(st->wo, sync ? 1 : 0);
+
+  mtld_status_t rc = open_schema(st, path, def, err, errlen);
+  if (rc != MTLD_OK) {
+    mtld_store_close(st);
+    return rc;
+  }
+  *out = st;
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
+                              int sync, char *err, size_t errlen) {
+  return store_open(out, path, def, sync, 0, err, errlen);
+}
+
+mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
+                                       size_t errlen) {
+  return store_open(out, path, NULL, 0, 1, err, errlen);
+}
+
+const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {
+  return &st->def;
+}
+
+const char *mtld_store_last_error(const mtld_store_t *st) {
+  return st->errbuf;
+}
+
+void *mtld_store_rocksdb(mtld_store_t *st) {
+  return st->db;
+}
+
+/* ---- features in the batch ---- */
+
+/* The batch's decoded features of (cf, id), loaded from the DB (or zeroed:
+ * never seen) and added to the map on first use.  NULL on error. */
+static void *load_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, mtld_status_t *rc) {
+  map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
+  size_t size = cf == MTLD_CF_USER ? sizeof(mtld_user_features_t) : sizeof(mtld_item_features_t);
+  uint8_t key[8];
+  put_be64(key, id);
+  uint64_t hash = map_hash(cf, key, 8);
+  entry_t *e = map_find(m, cf, key, 8, hash);
+  if (e) return e->val;
+
+  void *f = calloc(1, size);
+  if (!f) {
+    set_error(st, "out of memory");
+    *rc = MTLD_ERR_NOMEM;
+    return NULL;
+  }
+  char *val;
+  size_t vlen;
+  *rc = db_get(st, cf, key, 8, &val, &vlen);
+  if (*rc == MTLD_OK) {
+    *rc = cf == MTLD_CF_USER ? mtld_features_user_decode(&st->def, f, val, vlen)
+                             : mtld_features_item_decode(&st->def, f, val, vlen);
+    rocksdb_free(val);
+    if (*rc != MTLD_OK) set_error(st, "%s %llu: undecodable value", cf_names[cf + 1],
+                                  (unsigned long long)id);
+  } else if (*rc == MTLD_ERR_NOTFOUND) {
+    *rc = MTLD_OK;
+  }
+  if (*rc == MTLD_OK && !(e = map_add(m, cf, key, 8, hash))) {
+    set_error(st, "out of memory");
+    *rc = MTLD_ERR_NOMEM;
+  }
+  if (*rc != MTLD_OK) {
+    free(f);
+    return NULL;
+  }
+  e->val = f;
+  e->vlen = size;
+  m->heap += size;
+  return f;
+}
+
+mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
+                               mtld_user_features_t *user_before,
+                               mtld_item_features_t *item_before) {
+  if (st->readonly) {
+    set_error(st, "store is read-only");
+    return MTLD_ERR_INVALID;
+  }
+  if (ev->type < 1 || ev->type > MTLD_N_EVENT_TYPES) {
+    set_error(st, "event %llu: unknown type %d", (unsigned long long)ev->event_id, ev->type);
+    return MTLD_ERR_INVALID;
+  }
+  mtld_status_t rc = MTLD_OK;
+  mtld_user_features_t *u = load_entity(st, MTLD_CF_USER, ev->user_id, &rc);
+  if (!u) return rc;
+  mtld_item_features_t *it = load_entity(st, MTLD_CF_ITEM, ev->item_id, &rc);
+  if (!it) return rc; /* the user stays loaded but unchanged: harmless */
+  if (user_before) *user_before = *u;
+  if (item_before) *item_before = *it;
+  mtld_features_user_apply(&st->def, u, ev);
+  mtld_features_item_apply(&st->def, it, ev);
+  st->n_events++;
+  return MTLD_OK;
+}
+
+static uint64_t entity_events(mtld_cf_t cf, const void *f) {
+  return cf == MTLD_CF_USER ? ((const mtld_user_features_t *)f)->n_events
+                            : ((const mtld_item_features_t *)f)->n_events;
+}
+
+/* Staged-or-committed features; a loaded-but-untouched entry with no events
+ * counts as absent. */
+static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, void *out) {
+  map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
+  size_t size = cf == MTLD_CF_USER ? sizeof(mtld_user_features_t) : sizeof(mtld_item_features_t);
+  uint8_t key[8];
+  put_be64(key, id);
+  entry_t *e = map_find(m, cf, key, 8, map_hash(cf, key, 8));
+  if (e) {
+    memcpy(out, e->val, size);
+    return entity_events(cf, e->val) ? MTLD_OK : MTLD_ERR_NOTFOUND;
+  }
+  char *val;
+  size_t vlen;
+  mtld_status_t rc = db_get(st, cf, key, 8, &val, &vlen);
+  if (rc != MTLD_OK) return rc;
+  rc = cf == MTLD_CF_USER ? mtld_features_user_decode(&st->def, out, val, vlen)
+                          : mtld_features_item_decode(&st->def, out, val, vlen);
+  rocksdb_free(val);
+  if (rc != MTLD_OK)
+    set_error(st, "%s %llu: undecodable value", cf_names[cf + 1], (unsigned long long)id);
+  return rc;
+}
+
+mtld_status_t mtld_store_get_user(mtld_store_t *st, uint64_t user_id, mtld_user_features_t *out) {
+  return get_entity(st, MTLD_CF_USER, user_id, out);
+}
+
+mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_features_t *out) {
+  return get_entity(st, MTLD_CF_ITEM, item_id, out);
+}
+
+size_t mtld_store_batch_events(const mtld_store_t *st) {
+  return st->n_events;
+}
+
+size_t mtld_store_batch_bytes(const mtld_store_t *st) {
+  return map_bytes(&st->users) + map_bytes(&st->items) + map_bytes(&st->raw);
+}
+
+/* ---- raw staged access ---- */
+
+static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                               const void *val, size_t vlen, int deleted) {
+  if (st->readonly) {
+    set_error(st, "store is read-only");
+    return MTLD_ERR_INVALID;
+  }
+  if (cf != MTLD_CF_PENDING && cf != MTLD_CF_META) {
+    set_error(st, "raw writes go to the pending or meta column family only");
+    return MTLD_ERR_INVALID;
+  }
+  void *copy = NULL;
+  if (!deleted) {
+    copy = malloc(vlen ? vlen : 1);
+    if (!copy) {
+      set_error(st, "out of memory");
+      return MTLD_ERR_NOMEM;
+    }
+    if (vlen) memcpy(copy, val, vlen);
+  }
+  uint64_t hash = map_hash(cf, key, klen);
+  entry_t *e = map_find(&st->raw, cf, key, klen, hash);
+  if (!e && !(e = map_add(&st->raw, cf, key, klen, hash))) {
+    free(copy);
+    set_error(st, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  if (e->val) st->raw.heap -= e->vlen ? e->vlen : 1;
+  free(e->val);
+  e->val = copy;
+  e->vlen = deleted ? 0 : vlen;
+  e->deleted = (uint8_t)deleted;
+  if (copy) st->raw.heap += vlen ? vlen : 1;
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_store_put(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                             const void *val, size_t vlen) {
+  return raw_stage(st, cf, key, klen, val, vlen, 0);
+}
+
+mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen) {
+  return raw_stage(st, cf, key, klen, NULL, 0, 1);
+}
+
+mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                             void **val, size_t *vlen) {
+  *val = NULL;
+  *vlen = 0;
+  if ((int)cf < 0 || cf >= MTLD_CF_COUNT) {
+    set_error(st, "bad column family %d", (int)cf);
+    return MTLD_ERR_INVALID;
+  }
+  void *copy;
+  size_t n;
+  if (cf == MTLD_CF_USER || cf == MTLD_CF_ITEM) {
+    /* staged features, encoded as they would be committed */
+    map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
+    entry_t *e = klen == 8 ? map_find(m, cf, key, 8, map_hash(cf, key, 8)) : NULL;
+    if (e) {
+      if (entity_events(cf, e->val) == 0) goto from_db; /* loaded, untouched: the DB has the truth */
+      size_t cap = cf == MTLD_CF_USER ? MTLD_FEATURES_USER_ENC_MAX : MTLD_FEATURES_ITEM_ENC_MAX;
+      if (!(copy = malloc(cap))) goto nomem;
+      n = cf == MTLD_CF_USER ? mtld_features_user_encode(&st->def, e->val, copy, cap)
+                             : mtld_features_item_encode(&st->def, e->val, copy, cap);
+      *val = copy;
+      *vlen = n;
+      return MTLD_OK;
+    }
+  } else {
+    entry_t *e = map_find(&st->raw, cf, key, klen, map_hash(cf, key, klen));
+    if (e) {
+      if (e->deleted) return MTLD_ERR_NOTFOUND;
+      if (!(copy = malloc(e->vlen ? e->vlen : 1))) goto nomem;
+      if (e->vlen) memcpy(copy, e->val, e->vlen);
+      *val = copy;
+      *vlen = e->vlen;
+      return MTLD_OK;
+    }
+  }
+from_db:;
+  char *dv;
+  mtld_status_t rc = db_get(st, cf, key, klen, &dv, &n);
+  if (rc != MTLD_OK) return rc;
+  copy = malloc(n ? n : 1);
+  if (!copy) {
+    rocksdb_free(dv);
+    goto nomem;
+  }
+  if (n) memcpy(copy, dv, n);
+  rocksdb_free(dv);
+  *val = copy;
+  *vlen = n;
+  return MTLD_OK;
+nomem:
+  set_error(st, "out of memory");
+  return MTLD_ERR_NOMEM;
+}
+
+/* ---- offsets ---- */
+
+/* "offset/<topic>/<partition>" in a malloc'd buffer; NULL on OOM. */
+static char *offset_key(const char *topic, int32_t partition, size_t *klen) {
+  size_t cap = strlen(OFFSET_PREFIX) + strlen(topic) + 16;
+  char *k = malloc(cap);
+  if (!k) return NULL;
+  int n = snprintf(k, cap, OFFSET_PREFIX "%s/%d", topic, (int)partition);
+  *klen = (size_t)n;
+  return k;
+}
+
+void mtld_store_set_offset(mtld_store_t *st, const char *topic, int32_t partition,
+                           int64_t next_offset, int64_t max_time_ms) {
+  size_t klen;
+  char *key = offset_key(topic, partition, &klen);
+  if (!key) {
+    set_error(st, "out of memory");
+    return;
+  }
+  uint8_t v[OFFSET_ENC_LEN];
+  v[0] = OFFSET_ENC_VERSION;
+  put_le64(v + 1, (uint64_t)next_offset);
+  put_le64(v + 9, (uint64_t)max_time_ms);
+  raw_stage(st, MTLD_CF_META, key, klen, v, sizeof v, 0);
+  free(key);
+}
+
+static int decode_offset(const void *val, size_t vlen, int64_t *next_offset,
+                         int64_t *max_time_ms) {
+  const uint8_t *v = val;
+  if (vlen != OFFSET_ENC_LEN || v[0] != OFFSET_ENC_VERSION) return -1;
+  *next_offset = (int64_t)get_le64(v + 1);
+  *max_time_ms = (int64_t)get_le64(v + 9);
+  return 0;
+}
+
+mtld_status_t mtld_store_get_offset(mtld_store_t *st, const char *topic, int32_t partition,
+                                    int64_t *next_offset, int64_t *max_time_ms) {
+  size_t klen;
+  char *key = offset_key(topic, partition, &klen);
+  if (!key) {
+    set_error(st, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  char *val;
+  size_t vlen;
+  mtld_status_t rc = db_get(st, MTLD_CF_META, key, klen, &val, &vlen);
+  free(key);
+  if (rc != MTLD_OK) return rc;
+  if (decode_offset(val, vlen, next_offset, max_time_ms) != 0) {
+    set_error(st, "offset of %s/%d: undecodable value", topic, (int)partition);
+    rc = MTLD_ERR_CORRUPT;
+  }
+  rocksdb_free(val);
+  return rc;
+}
+
+/* ---- iteration over committed state ---- */
+
+typedef int (*raw_fn_t)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
+
+void mtld_store_foreach_raw(mtld_store_t *st, mtld_cf_t cf, const void *prefix, size_t plen,
+                            raw_fn_t fn, void *ctx) {
+  if ((int)cf < 0 || cf >= MTLD_CF_COUNT) return;
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, cf_handle(st, cf));
+  if (plen)
+    rocksdb_iter_seek(it, prefix, plen);
+  else
+    rocksdb_iter_seek_to_first(it);
+  for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t klen, vlen;
+    const char *k = rocksdb_iter_key(it, &klen);
+    if (klen < plen || memcmp(k, prefix, plen) != 0) break;
+    const char *v = rocksdb_iter_value(it, &vlen);
+    if (fn(ctx, k, klen, v, vlen)) break;
+  }
+  char *e = NULL;
+  rocksdb_iter_get_error(it, &e);
+  if (e) {
+    set_error(st, "store iteration (%s): %s", cf_names[cf + 1], e);
+    rocksdb_free(e);
+  }
+  rocksdb_iter_destroy(it);
+}
+
+typedef struct {
+  int (*fn)(void *ctx, const char *topic, int32_t partition, int64_t next_offset,
+            int64_t max_time_ms);
+  void *ctx;
+  mtld_store_t *st;
+} offset_iter_t;
+
+static int offset_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  offset_iter_t *oi = ctx;
+  size_t pl = strlen(OFFSET_PREFIX);
+  char topic[512];
+  const char *k = key;
+  /* the partition follows the last '/' (topic names have none) */
+  size_t slash = klen;
+  while (slash > pl && k[slash - 1] != '/') slash--;
+  int64_t next, maxt;
+  if (slash <= pl + 1 || slash - 1 - pl >= sizeof topic || slash == klen || klen - slash > 11 ||
+      decode_offset(val, vlen, &next, &maxt) != 0) {
+    set_error(oi->st, "meta: malformed offset record skipped");
+    return 0;
+  }
+  memcpy(topic, k + pl, slash - 1 - pl);
+  topic[slash - 1 - pl] = 0;
+  char num[16];
+  memcpy(num, k + slash, klen - slash);
+  num[klen - slash] = 0;
+  return oi->fn(oi->ctx, topic, (int32_t)strtol(num, NULL, 10), next, maxt);
+}
+
+void mtld_store_foreach_offset(mtld_store_t *st,
+                               int (*fn)(void *ctx, const char *topic, int32_t partition,
+                                         int64_t next_offset, int64_t max_time_ms),
+                               void *ctx) {
+  offset_iter_t oi = {fn, ctx, st};
+  mtld_store_foreach_raw(st, MTLD_CF_META, OFFSET_PREFIX, strlen(OFFSET_PREFIX), offset_cb, &oi);
+}
+
+typedef struct {
+  mtld_store_t *st;
+  mtld_cf_t cf;
+  void *f; /* decode target */
+  int (*user_fn)(void *ctx, uint64_t id, const mtld_user_features_t *f);
+  int (*item_fn)(void *ctx, uint64_t id, const mtld_item_features_t *f);
+  void *ctx;
+} entity_iter_t;
+
+static int entity_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  entity_iter_t *ei = ctx;
+  mtld_status_t rc = klen != 8 ? MTLD_ERR_CORRUPT
+                     : ei->cf == MTLD_CF_USER
+                         ? mtld_features_user_decode(&ei->st->def, ei->f, val, vlen)
+                         : mtld_features_item_decode(&ei->st->def, ei->f, val, vlen);
+  if (rc != MTLD_OK) {
+    set_error(ei->st, "%s: undecodable entry skipped", cf_names[ei->cf + 1]);
+    return 0;
+  }
+  uint64_t id = get_be64(key);
+  return ei->cf == MTLD_CF_USER ? ei->user_fn(ei->ctx, id, ei->f) : ei->item_fn(ei->ctx, id, ei->f);
+}
+
+void mtld_store_foreach_user(mtld_store_t *st,
+                             int (*fn)(void *ctx, uint64_t id, const mtld_user_features_t *f),
+                             void *ctx) {
+  mtld_user_features_t *f = malloc(sizeof *f);
+  if (!f) {
+    set_error(st, "out of memory");
+    return;
+  }
+  entity_iter_t ei = {st, MTLD_CF_USER, f, fn, NULL, ctx};
+  mtld_store_foreach_raw(st, MTLD_CF_USER, NULL, 0, entity_cb, &ei);
+  free(f);
+}
+
+void mtld_store_foreach_item(mtld_store_t *st,
+                             int (*fn)(void *ctx, uint64_t id, const mtld_item_features_t *f),
+                             void *ctx) {
+  mtld_item_features_t f;
+  entity_iter_t ei = {st, MTLD_CF_ITEM, &f, NULL, fn, ctx};
+  mtld_store_foreach_raw(st, MTLD_CF_ITEM, NULL, 0, entity_cb, &ei);
+}
+
+/* ---- commit ---- */
+
+static int entry_cmp(const void *a, const void *b) {
+  const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
+  if (x->cf != y->cf) return x->cf < y->cf ? -1 : 1;
+  size_t n = x->klen < y->klen ? x->klen : y->klen;
+  int c = memcmp(x->key, y->key, n);
+  if (c) return c;
+  return x->klen < y->klen ? -1 : x->klen > y->klen;
+}
+
+void mtld_store_rollback(mtld_store_t *st) {
+  map_clear(&st->users);
+  map_clear(&st->items);
+  map_clear(&st->raw);
+  st->n_events = 0;
+}
+
+mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
+  if (st->readonly) {
+    snprintf(err, errlen, "store is read-only");
+    return MTLD_ERR_INVALID;
+  }
+  size_t total = st->users.n + st->items.n + st->raw.n;
+  if (total == 0) {
+    st->n_events = 0;
+    return MTLD_OK;
+  }
+  entry_t **order = malloc(total * sizeof *order);
+  if (!order) {
+    snprintf(err, errlen, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < st->users.n; i++) order[n++] = &st->users.ents[i];
+  for (size_t i = 0; i < st->items.n; i++) order[n++] = &st->items.ents[i];
+  for (size_t i = 0; i < st->raw.n; i++) order[n++] = &st->raw.ents[i];
+  qsort(order, n, sizeof *order, entry_cmp);
+
+  uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX
+                         ? MTLD_FEATURES_USER_ENC_MAX
+                         : MTLD_FEATURES_ITEM_ENC_MAX];
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  for (size_t i = 0; i < n; i++) {
+    const entry_t *e = order[i];
+    rocksdb_column_family_handle_t *h = cf_handle(st, e->cf);
+    size_t len;
+    if (e->cf == MTLD_CF_USER) {
+      const mtld_user_features_t *f = e->val;
+      if (f->n_events == 0) continue; /* loaded, never applied */
+      len = mtld_features_user_encode(&st->def, f, buf, sizeof buf);
+      rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
+    } else if (e->cf == MTLD_CF_ITEM) {
+      const mtld_item_features_t *f = e->val;
+      if (f->n_events == 0) continue;
+      len = mtld_features_item_encode(&st->def, f, buf, sizeof buf);
+      rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
+    } else if (e->deleted) {
+      rocksdb_writebatch_delete_cf(wb, h, (const char *)e->key, e->klen);
+    } else {
+      rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, e->val, e->vlen);
+    }
+  }
+  free(order);
+  char *e = NULL;
+  rocksdb_write(st->db, st->wo, wb, &e);
+  rocksdb_writebatch_destroy(wb);
+  if (e) {
+    snprintf(err, errlen, "store commit failed: %s", e);
+    set_error(st, "store commit failed: %s", e);
+    rocksdb_free(e);
+    return MTLD_ERR_IO; /* the batch is kept for a retry */
+  }
+  mtld_store_rollback(st);
+  return MTLD_OK;
+}
+
+uint64_t mtld_store_size_bytes(mtld_store_t *st) {
+  static const char *const props[2] = {"rocksdb.total-sst-files-size",
+                                       "rocksdb.cur-size-all-mem-tables"};
+  uint64_t total = 0;
+  for (int i = 0; i < N_CF; i++) {
+    for (int p = 0; p < 2; p++) {
+      uint64_t v = 0;
+      if (rocksdb_property_int_cf(st->db, st->cfh[i], props[p], &v) == 0) total += v;
+    }
+  }
+  return total;
+}

@@ -1,0 +1,137 @@
+/* store.h - the per-user and per-item feature store on RocksDB, exactly once.
+ *
+ * Column families: "user" (key: user id, 8 bytes big-endian), "item" (item
+ * id), "pending" (joiner state, opaque to the store), "meta" (schema hash,
+ * source offsets with each partition's max event time, other small state).
+ *
+ * Work happens in batches: mtld_store_apply() stages events (reading the
+ * batch's own writes first, then the DB), mtld_store_set_offset() records
+ * what the batch consumed, and mtld_store_commit() writes everything in ONE
+ * RocksDB WriteBatch (fsynced when configured).  After a crash the DB holds
+ * exactly the committed batches and the offsets that produced them, so the
+ * consumer seeks to those offsets and replays the rest: exactly-once state.
+ *
+ * Decayed counts are kept as of the newest event time applied (event time,
+ * never wall clock): value(t) = sum_i 2^(-(t - t_i) / half_life).  An event
+ * older than the stored time adds its already-decayed contribution.
+ *
+ * Thread: one thread owns a store (the daemon's main loop). */
+#ifndef MTLD_STORE_H
+#define MTLD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+#include "features/features.h"
+#include "trainer/status.h"
+
+typedef struct mtld_store mtld_store_t;
+
+typedef enum { MTLD_CF_USER = 0, MTLD_CF_ITEM, MTLD_CF_PENDING, MTLD_CF_META, MTLD_CF_COUNT } mtld_cf_t;
+
+/* Opens (creating if absent) the store at `path`.  Refuses with
+ * MTLD_ERR_SCHEMA when the DB was built with other feature definitions.
+ * def == NULL: use the definitions stored in the DB (which must exist and
+ * hold them; nothing is created).  A new DB records def's hash and encoding
+ * in meta ("schema_hash", "feature_def").  def is copied.
+ * sync: fsync every commit (WAL sync).  Returns MTLD_OK and *out; otherwise
+ * MTLD_ERR_INVALID (bad def, no stored def), MTLD_ERR_IO (RocksDB), or
+ * MTLD_ERR_CORRUPT (unreadable meta), with err set. */
+mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
+                              int sync, char *err, size_t errlen);
+
+/* Opens an existing store read-only with its stored definitions (tools; may
+ * run while the daemon writes: it sees the state as of the open).  apply,
+ * put, delete, set_offset and commit fail (MTLD_ERR_INVALID) on it. */
+mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
+                                       size_t errlen);
+
+/* The definitions the store works with (valid until close). */
+const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st);
+
+/* Text of the last error of a call without an err buffer (apply, put, get,
+ * foreach...); "" when none.  Valid until the next call. */
+const char *mtld_store_last_error(const mtld_store_t *st);
+
+/* Discards any uncommitted batch and closes.  NULL is a no-op. */
+void mtld_store_close(mtld_store_t *st);
+
+/* Applies one validated event to the current batch.  Copies the features as
+ * they were BEFORE the event into *user_before / *item_before (either may be
+ * NULL): the point-in-time read the joiner needs.  Returns MTLD_OK;
+ * MTLD_ERR_INVALID for a type outside 1..5 or a read-only store;
+ * MTLD_ERR_IO / MTLD_ERR_CORRUPT when reading the DB failed (nothing staged;
+ * mtld_store_last_error() says why). */
+mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
+                               mtld_user_features_t *user_before,
+                               mtld_item_features_t *item_before);
+
+/* Records in the current batch that (topic, partition) was consumed up to
+ * next_offset (the offset of the next record to read) and that the
+ * partition's max event time is max_time_ms. */
+void mtld_store_set_offset(mtld_store_t *st, const char *topic, int32_t partition,
+                           int64_t next_offset, int64_t max_time_ms);
+
+/* Committed offset state of (topic, partition): MTLD_OK with *next_offset and
+ * *max_time_ms, or MTLD_ERR_NOTFOUND.  Reads the DB only (not the batch). */
+mtld_status_t mtld_store_get_offset(mtld_store_t *st, const char *topic, int32_t partition,
+                                    int64_t *next_offset, int64_t *max_time_ms);
+
+/* Calls fn for every committed offset record; stops when fn returns non-zero. */
+void mtld_store_foreach_offset(mtld_store_t *st,
+                               int (*fn)(void *ctx, const char *topic, int32_t partition,
+                                         int64_t next_offset, int64_t max_time_ms),
+                               void *ctx);
+
+/* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta).
+ * get reads the batch first, then the DB; *val is malloc'd (caller frees).
+ * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch). */
+mtld_status_t mtld_store_put(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                             const void *val, size_t vlen);
+mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen);
+mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                             void **val, size_t *vlen);
+
+/* Calls fn for every COMMITTED key/value of a column family whose key starts
+ * with prefix (plen may be 0), in key order; stops when fn returns non-zero.
+ * Staged (uncommitted) writes are not seen: use at start-up to rebuild
+ * in-memory indexes (the joiner's). */
+void mtld_store_foreach_raw(mtld_store_t *st, mtld_cf_t cf, const void *prefix, size_t plen,
+                            int (*fn)(void *ctx, const void *key, size_t klen, const void *val,
+                                      size_t vlen),
+                            void *ctx);
+
+/* Number of events staged in the current batch. */
+size_t mtld_store_batch_events(const mtld_store_t *st);
+
+/* Heap bytes held by the current batch (decoded dirty users/items, staged
+ * raw writes, the maps' tables), for metrics. */
+size_t mtld_store_batch_bytes(const mtld_store_t *st);
+
+/* Writes the batch atomically (features, raw puts/deletes, offsets) and starts
+ * a new one.  On failure the batch is kept (retry) and err says why. */
+mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen);
+
+/* Drops the current batch (e.g. on partition revocation without commit). */
+void mtld_store_rollback(mtld_store_t *st);
+
+/* Reads committed+staged features.  MTLD_ERR_NOTFOUND when never seen. */
+mtld_status_t mtld_store_get_user(mtld_store_t *st, uint64_t user_id, mtld_user_features_t *out);
+mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_features_t *out);
+
+/* Iterates committed users / items in key order (inspect tool, tests). */
+void mtld_store_foreach_user(mtld_store_t *st,
+                             int (*fn)(void *ctx, uint64_t id, const mtld_user_features_t *f),
+                             void *ctx);
+void mtld_store_foreach_item(mtld_store_t *st,
+                             int (*fn)(void *ctx, uint64_t id, const mtld_item_features_t *f),
+                             void *ctx);
+
+/* Approximate on-disk size in bytes (live SST + memtables), for metrics. */
+uint64_t mtld_store_size_bytes(mtld_store_t *st);
+
+/* The underlying rocksdb_t* (for checkpoints); opaque here. */
+void *mtld_store_rocksdb(mtld_store_t *st);
+
+#endif

@@ -1,0 +1,137 @@
+/* watermark.c - event-time watermark: an array of assigned partitions and
+ * their max event times; every query is a linear scan (partitions are few). */
+#include "features/watermark.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  char *topic;
+  int32_t partition;
+  int64_t max_time_ms; /* INT64_MIN = nothing seen */
+} wm_part_t;
+
+struct mtld_watermark {
+  int64_t lateness_ms;
+  int64_t idle_ms;
+  wm_part_t *parts;
+  int n, cap;
+};
+
+mtld_status_t mtld_watermark_create(mtld_watermark_t **out, int64_t allowed_lateness_ms,
+                                    int64_t idle_ms) {
+  *out = NULL;
+  if (allowed_lateness_ms < 0 || idle_ms < 0) return MTLD_ERR_INVALID;
+  mtld_watermark_t *wm = calloc(1, sizeof *wm);
+  if (!wm) return MTLD_ERR_NOMEM;
+  wm->lateness_ms = allowed_lateness_ms;
+  wm->idle_ms = idle_ms;
+  *out = wm;
+  return MTLD_OK;
+}
+
+void mtld_watermark_destroy(mtld_watermark_t *wm) {
+  if (!wm) return;
+  for (int i = 0; i < wm->n; i++) free(wm->parts[i].topic);
+  free(wm->parts);
+  free(wm);
+}
+
+mtld_status_t mtld_watermark_set_params(mtld_watermark_t *wm, int64_t allowed_lateness_ms,
+                                        int64_t idle_ms) {
+  if (allowed_lateness_ms < 0 || idle_ms < 0) return MTLD_ERR_INVALID;
+  wm->lateness_ms = allowed_lateness_ms;
+  wm->idle_ms = idle_ms;
+  return MTLD_OK;
+}
+
+static int find(const mtld_watermark_t *wm, const char *topic, int32_t partition) {
+  for (int i = 0; i < wm->n; i++)
+    if (wm->parts[i].partition == partition && strcmp(wm->parts[i].topic, topic) == 0) return i;
+  return -1;
+}
+
+static int add(mtld_watermark_t *wm, const char *topic, int32_t partition) {
+  if (wm->n == wm->cap) {
+    int cap = wm->cap ? 2 * wm->cap : 16;
+    wm_part_t *p = realloc(wm->parts, (size_t)cap * sizeof *p);
+    if (!p) return -1;
+    wm->parts = p;
+    wm->cap = cap;
+  }
+  char *t = strdup(topic);
+  if (!t) return -1;
+  wm->parts[wm->n] = (wm_part_t){t, partition, INT64_MIN};
+  return wm->n++;
+}
+
+mtld_status_t mtld_watermark_assign(mtld_watermark_t *wm, const char *topic, int32_t partition,
+                                    int64_t max_time_ms) {
+  int i = find(wm, topic, partition);
+  if (i < 0) i = add(wm, topic, partition);
+  if (i < 0) return MTLD_ERR_NOMEM;
+  wm->parts[i].max_time_ms = max_time_ms;
+  return MTLD_OK;
+}
+
+void mtld_watermark_revoke(mtld_watermark_t *wm, const char *topic, int32_t partition) {
+  int i = find(wm, topic, partition);
+  if (i < 0) return;
+  free(wm->parts[i].topic);
+  /* keep the array in assignment order: nothing depends on it, but it makes
+   * debugging output stable */
+  memmove(&wm->parts[i], &wm->parts[i + 1], (size_t)(wm->n - i - 1) * sizeof wm->parts[0]);
+  wm->n--;
+}
+
+mtld_status_t mtld_watermark_observe(mtld_watermark_t *wm, const char *topic, int32_t partition,
+                                     int64_t time_ms) {
+  int i = find(wm, topic, partition);
+  if (i < 0) i = add(wm, topic, partition);
+  if (i < 0) return MTLD_ERR_NOMEM;
+  if (time_ms > wm->parts[i].max_time_ms) wm->parts[i].max_time_ms = time_ms;
+  return MTLD_OK;
+}
+
+int64_t mtld_watermark_newest(const mtld_watermark_t *wm) {
+  int64_t newest = INT64_MIN;
+  for (int i = 0; i < wm->n; i++)
+    if (wm->parts[i].max_time_ms > newest) newest = wm->parts[i].max_time_ms;
+  return newest;
+}
+
+static int is_idle(const mtld_watermark_t *wm, int64_t max_time, int64_t newest) {
+  if (max_time == INT64_MIN) return 1; /* seen nothing: only counts once others have */
+  /* newest - max_time may overflow for extreme times: compare without it */
+  return wm->idle_ms > 0 && max_time < newest && newest - max_time > wm->idle_ms;
+}
+
+int64_t mtld_watermark_get(const mtld_watermark_t *wm) {
+  int64_t newest = mtld_watermark_newest(wm);
+  if (newest == INT64_MIN) return INT64_MIN;
+  int64_t low = INT64_MAX;
+  for (int i = 0; i < wm->n; i++) {
+    int64_t t = wm->parts[i].max_time_ms;
+    if (!is_idle(wm, t, newest) && t < low) low = t;
+  }
+  /* the newest partition is never idle, so low is set */
+  if (low < INT64_MIN + wm->lateness_ms) return INT64_MIN;
+  return low - wm->lateness_ms;
+}
+
+int64_t mtld_watermark_max_time(const mtld_watermark_t *wm, const char *topic, int32_t partition) {
+  int i = find(wm, topic, partition);
+  return i < 0 ? INT64_MIN : wm->parts[i].max_time_ms;
+}
+
+int mtld_watermark_partitions(const mtld_watermark_t *wm) {
+  return wm->n;
+}
+
+int mtld_watermark_idle_partitions(const mtld_watermark_t *wm) {
+  int64_t newest = mtld_watermark_newest(wm);
+  int idle = 0;
+  if (newest == INT64_MIN) return 0;
+  for (int i = 0; i < wm->n; i++) idle += is_idle(wm, wm->parts[i].max_time_ms, newest);
+  return idle;
+}

@@ -1,0 +1,75 @@
+/* watermark.h - the event-time watermark over the assigned partitions.
+ *
+ * Each assigned (topic, partition) keeps the greatest event time seen on it
+ * (restored from the store's offset records on assignment).  The watermark is
+ *     min over ACTIVE partitions of (max_time - allowed_lateness)
+ * and means "events older than this are not expected any more".  A partition
+ * does not hold the watermark back (is idle) when
+ *   - it has seen nothing yet while another partition has, or
+ *   - idle_ms > 0 and its max time is more than idle_ms behind the newest max
+ *     time across the assigned partitions.
+ * Idleness is measured in event time, never wall clock, so a replay computes
+ * the same watermarks as live consumption.
+ *
+ * The watermark is not clamped: it may move back when a partition is
+ * assigned with an older max time or when an idle partition catches up.
+ * Consumers that need monotone release (the joiner) tolerate that: releasing
+ * at a lower watermark releases nothing new.
+ *
+ * Small and array-based (a few hundred partitions at most).  Thread: one
+ * thread owns a watermark (the daemon's main loop). */
+#ifndef MTLD_WATERMARK_H
+#define MTLD_WATERMARK_H
+
+#include <stdint.h>
+
+#include "trainer/status.h"
+
+typedef struct mtld_watermark mtld_watermark_t;
+
+/* Creates an empty watermark.  allowed_lateness_ms >= 0; idle_ms >= 0 (0 =
+ * a partition is never idle for being behind).  MTLD_OK and *out,
+ * MTLD_ERR_INVALID on negative arguments, MTLD_ERR_NOMEM. */
+mtld_status_t mtld_watermark_create(mtld_watermark_t **out, int64_t allowed_lateness_ms,
+                                    int64_t idle_ms);
+
+/* Frees.  NULL is a no-op. */
+void mtld_watermark_destroy(mtld_watermark_t *wm);
+
+/* Changes the lateness and idleness (config reload); same ranges as create,
+ * MTLD_ERR_INVALID leaves them unchanged. */
+mtld_status_t mtld_watermark_set_params(mtld_watermark_t *wm, int64_t allowed_lateness_ms,
+                                        int64_t idle_ms);
+
+/* Assigns (topic, partition) with its restored max event time (INT64_MIN =
+ * nothing seen).  Assigning an already assigned partition replaces its max
+ * time (after a rollback the stored value is the truth).  The topic is
+ * copied.  MTLD_OK or MTLD_ERR_NOMEM. */
+mtld_status_t mtld_watermark_assign(mtld_watermark_t *wm, const char *topic, int32_t partition,
+                                    int64_t max_time_ms);
+
+/* Forgets (topic, partition); no-op when not assigned. */
+void mtld_watermark_revoke(mtld_watermark_t *wm, const char *topic, int32_t partition);
+
+/* Records an event time seen on (topic, partition): its max time becomes
+ * max(max, time_ms).  An unassigned partition is assigned first (a file
+ * replay needs no assign call).  MTLD_OK or MTLD_ERR_NOMEM. */
+mtld_status_t mtld_watermark_observe(mtld_watermark_t *wm, const char *topic, int32_t partition,
+                                     int64_t time_ms);
+
+/* The current watermark, or INT64_MIN when no assigned partition has seen
+ * anything (or none is assigned). */
+int64_t mtld_watermark_get(const mtld_watermark_t *wm);
+
+/* The newest max time across the assigned partitions (INT64_MIN if none). */
+int64_t mtld_watermark_newest(const mtld_watermark_t *wm);
+
+/* Max event time of (topic, partition), to persist with its offset
+ * (mtld_store_set_offset); INT64_MIN when not assigned or nothing seen. */
+int64_t mtld_watermark_max_time(const mtld_watermark_t *wm, const char *topic, int32_t partition);
+
+/* Number of assigned partitions, and how many of them are idle now. */
+int mtld_watermark_partitions(const mtld_watermark_t *wm);
+int mtld_watermark_idle_partitions(const mtld_watermark_t *wm);
+
+#endif

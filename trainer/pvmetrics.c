@@ -1,0 +1,342 @@
+/* pvmetrics.c - progressive validation metrics (see pvmetrics.h). */
+#include "trainer/pvmetrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOGIT_RANGE 16.0 /* histogram spans logits in [-16, 16] */
+
+typedef struct {
+  uint64_t n, n_pos;
+  double sum_pred, sum_label, sum_ll, sum_se;
+  float *ring;     /* [cap] predictions, oldest at head once full */
+  uint8_t *ring_y; /* [cap] binary labels */
+  uint32_t cap, len, head;
+  uint64_t *hist; /* [2 * MTLD_PV_BINS]: negatives then positives */
+} pv_acc_t;
+
+struct mtld_pvmetrics {
+  int n_tasks;
+  int *is_reg;
+  char (*task_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  uint32_t window;
+  int max_scen, n_scen, other_used;
+  uint64_t *scen_id;
+  char (*scen_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  pv_acc_t *acc; /* [n_tasks][max_scen + 2]: all, scenarios..., other */
+};
+
+static pv_acc_t *acc_at(const mtld_pvmetrics_t *m, int task, int scen) {
+  int slot = scen == MTLD_PV_ALL ? 0 : 1 + scen;
+  return &m->acc[(size_t)task * (m->max_scen + 2) + slot];
+}
+
+mtld_status_t mtld_pvmetrics_create(mtld_pvmetrics_t **out, int n_tasks, const int *is_regression,
+                                    const char *const *names, uint32_t window, int max_scenarios,
+                                    char *err, size_t errlen) {
+  *out = NULL;
+  if (n_tasks <= 0 || window == 0 || max_scenarios < 0) {
+    snprintf(err, errlen, "pvmetrics: need tasks > 0 and window > 0");
+    return MTLD_ERR_INVALID;
+  }
+  mtld_pvmetrics_t *m = calloc(1, sizeof(*m));
+  if (!m) goto nomem;
+  m->n_tasks = n_tasks;
+  m->window = window;
+  m->max_scen = max_scenarios;
+  m->is_reg = calloc((size_t)n_tasks, sizeof(int));
+  m->task_name = calloc((size_t)n_tasks, sizeof(*m->task_name));
+  m->scen_id = calloc((size_t)max_scenarios + 1, sizeof(uint64_t));
+  m->scen_name = calloc((size_t)max_scenarios + 1, sizeof(*m->scen_name));
+  m->acc = calloc((size_t)n_tasks * (max_scenarios + 2), sizeof(pv_acc_t));
+  if (!m->is_reg || !m->task_name || !m->scen_id || !m->scen_name || !m->acc) goto nomem;
+  for (int t = 0; t < n_tasks; t++) {
+    m->is_reg[t] = is_regression[t] != 0;
+    snprintf(m->task_name[t], MTLD_PV_SCENARIO_NAME_MAX, "%s", names[t]);
+  }
+  *out = m;
+  return MTLD_OK;
+nomem:
+  mtld_pvmetrics_destroy(m);
+  snprintf(err, errlen, "pvmetrics: out of memory");
+  return MTLD_ERR_NOMEM;
+}
+
+void mtld_pvmetrics_destroy(mtld_pvmetrics_t *m) {
+  if (!m) return;
+  if (m->acc) {
+    for (size_t i = 0; i < (size_t)m->n_tasks * (m->max_scen + 2); i++) {
+      free(m->acc[i].ring);
+      free(m->acc[i].ring_y);
+      free(m->acc[i].hist);
+    }
+  }
+  free(m->acc);
+  free(m->is_reg);
+  free(m->task_name);
+  free(m->scen_id);
+  free(m->scen_name);
+  free(m);
+}
+
+int mtld_pvmetrics_scenario(mtld_pvmetrics_t *m, uint64_t scenario_id, const char *name) {
+  for (int i = 0; i < m->n_scen; i++)
+    if (m->scen_id[i] == scenario_id) return i;
+  if (m->n_scen < m->max_scen) {
+    m->scen_id[m->n_scen] = scenario_id;
+    if (name && name[0])
+      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%s", name);
+    else
+      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%llu",
+               (unsigned long long)scenario_id);
+    return m->n_scen++;
+  }
+  m->other_used = 1;
+  return m->max_scen;
+}
+
+static int bin_of(float p) {
+  double q = p < 1e-12f ? 1e-12 : (p > 1.0f - 1e-7f ? 1.0 - 1e-7 : (double)p);
+  double z = log(q / (1.0 - q));
+  int b = (int)((z + LOGIT_RANGE) / (2.0 * LOGIT_RANGE) * MTLD_PV_BINS);
+  return b < 0 ? 0 : (b >= MTLD_PV_BINS ? MTLD_PV_BINS - 1 : b);
+}
+
+static void acc_add(pv_acc_t *a, uint32_t window, int is_reg, float pred, float label) {
+  a->n++;
+  a->sum_pred += pred;
+  a->sum_label += label;
+  a->sum_se += ((double)pred - label) * ((double)pred - label);
+  if (is_reg) return;
+  int pos = label > 0.5f;
+  a->n_pos += (uint64_t)pos;
+  double p = pred < 1e-7f ? 1e-7 : (pred > 1.0f - 1e-7f ? 1.0 - 1e-7 : (double)pred);
+  a->sum_ll -= pos ? log(p) : log(1.0 - p);
+  if (!a->hist) {
+    a->hist = calloc(2 * MTLD_PV_BINS, sizeof(uint64_t));
+    if (!a->hist) return; /* metrics degrade (AUC stays NAN), training goes on */
+  }
+  a->hist[(size_t)pos * MTLD_PV_BINS + bin_of(pred)]++;
+  if (a->len == a->cap && a->cap < window) {
+    uint32_t cap = a->cap ? a->cap * 2 : 1024;
+    if (cap > window) cap = window;
+    float *r = realloc(a->ring, sizeof(float) * cap);
+    if (r) a->ring = r;
+    uint8_t *ry = realloc(a->ring_y, cap);
+    if (ry) a->ring_y = ry;
+    if (r && ry) a->cap = cap; /* ring is not yet wrapped: len == cap, head == 0 */
+  }
+  if (a->len < a->cap) {
+    a->ring[a->len] = pred;
+    a->ring_y[a->len] = (uint8_t)pos;
+    a->len++;
+  } else if (a->cap == window) {
+    a->ring[a->head] = pred;
+    a->ring_y[a->head] = (uint8_t)pos;
+    a->head = (a->head + 1) % a->cap;
+  }
+}
+
+void mtld_pvmetrics_add(mtld_pvmetrics_t *m, int task, int scen, float pred, float label) {
+  int reg = m->is_reg[task];
+  acc_add(acc_at(m, task, MTLD_PV_ALL), m->window, reg, pred, label);
+  acc_add(acc_at(m, task, scen), m->window, reg, pred, label);
+}
+
+typedef struct {
+  float p;
+  uint8_t y;
+} pv_pair_t;
+
+static int pair_cmp(const void *a, const void *b) {
+  float x = ((const pv_pair_t *)a)->p, y = ((const pv_pair_t *)b)->p;
+  return (x > y) - (x < y);
+}
+
+static double auc_pairs(pv_pair_t *v, size_t n) {
+  qsort(v, n, sizeof(*v), pair_cmp);
+  double rank_pos = 0.0, npos = 0.0;
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    double pos_in_tie = 0.0;
+    while (j < n && v[j].p == v[i].p) pos_in_tie += v[j++].y;
+    rank_pos += pos_in_tie * (((double)i + 1.0 + (double)j) / 2.0); /* mid rank, 1-based */
+    npos += pos_in_tie;
+    i = j;
+  }
+  double nneg = (double)n - npos;
+  if (npos == 0.0 || nneg == 0.0) return NAN;
+  return (rank_pos - npos * (npos + 1.0) / 2.0) / (npos * nneg);
+}
+
+double mtld_auc_exact(const float *pred, const float *label, size_t n) {
+  pv_pair_t *v = malloc(sizeof(*v) * (n ? n : 1));
+  if (!v) return NAN;
+  for (size_t i = 0; i < n; i++) {
+    v[i].p = pred[i];
+    v[i].y = label[i] > 0.5f;
+  }
+  double auc = auc_pairs(v, n);
+  free(v);
+  return auc;
+}
+
+static double auc_hist(const uint64_t *h) {
+  const uint64_t *neg = h, *pos = h + MTLD_PV_BINS;
+  double below = 0.0, num = 0.0, np = 0.0;
+  for (int b = 0; b < MTLD_PV_BINS; b++) {
+    num += (double)pos[b] * (below + 0.5 * (double)neg[b]);
+    below += (double)neg[b];
+    np += (double)pos[b];
+  }
+  if (np == 0.0 || below == 0.0) return NAN;
+  return num / (np * below);
+}
+
+mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
+                                 mtld_pv_summary_t *out) {
+  if (task < 0 || task >= m->n_tasks || scen < MTLD_PV_ALL || scen > m->max_scen)
+    return MTLD_ERR_INVALID;
+  const pv_acc_t *a = acc_at(m, task, scen);
+  int reg = m->is_reg[task];
+  double n = (double)a->n;
+  memset(out, 0, sizeof(*out));
+  out->n = a->n;
+  out->n_pos = a->n_pos;
+  out->mean_pred = n ? a->sum_pred / n : NAN;
+  out->mean_label = n ? a->sum_label / n : NAN;
+  out->calibration = a->sum_label != 0.0 ? a->sum_pred / a->sum_label : NAN;
+  out->rmse = n ? sqrt(a->sum_se / n) : NAN;
+  out->logloss = reg || !n ? NAN : a->sum_ll / n;
+  out->auc_cum = reg || !a->hist ? NAN : auc_hist(a->hist);
+  out->auc_window = NAN;
+  if (!reg && a->len) {
+    pv_pair_t *v = malloc(sizeof(*v) * a->len);
+    if (!v) return MTLD_ERR_NOMEM;
+    for (uint32_t i = 0; i < a->len; i++) {
+      v[i].p = a->ring[i];
+      v[i].y = a->ring_y[i];
+    }
+    out->auc_window = auc_pairs(v, a->len);
+    free(v);
+  }
+  return MTLD_OK;
+}
+
+int mtld_pvmetrics_n_scenarios(const mtld_pvmetrics_t *m) {
+  return m->n_scen + (m->other_used ? 1 : 0);
+}
+
+const char *mtld_pvmetrics_scenario_name(const mtld_pvmetrics_t *m, int scen) {
+  if (scen == MTLD_PV_ALL) return "all";
+  if (scen >= 0 && scen < m->n_scen) return m->scen_name[scen];
+  return "other";
+}
+
+static void print_line(const mtld_pvmetrics_t *m, FILE *f, int t, int scen) {
+  mtld_pv_summary_t s;
+  int idx = scen;
+  if (scen >= m->n_scen && scen != MTLD_PV_ALL) idx = m->max_scen; /* "other" */
+  if (mtld_pvmetrics_get(m, t, idx, &s) != MTLD_OK || s.n == 0) return;
+  if (m->is_reg[t])
+    fprintf(f, "task=%s scenario=%s n=%llu rmse=%.4f mean_pred=%.4f mean_label=%.4f calib=%.4f\n",
+            m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n,
+            s.rmse, s.mean_pred, s.mean_label, s.calibration);
+  else
+    fprintf(f,
+            "task=%s scenario=%s n=%llu pos=%llu auc_window=%.4f auc_cum=%.4f logloss=%.4f "
+            "calib=%.4f rmse=%.4f\n",
+            m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n,
+            (unsigned long long)s.n_pos, s.auc_window, s.auc_cum, s.logloss, s.calibration,
+            s.rmse);
+}
+
+void mtld_pvmetrics_print(const mtld_pvmetrics_t *m, FILE *f, int per_scenario) {
+  for (int t = 0; t < m->n_tasks; t++) print_line(m, f, t, MTLD_PV_ALL);
+  if (!per_scenario) return;
+  for (int t = 0; t < m->n_tasks; t++)
+    for (int s = 0; s < mtld_pvmetrics_n_scenarios(m); s++) print_line(m, f, t, s);
+}
+
+/* Rings are saved in age order (oldest first) so a restored ring has head 0. */
+void mtld_pvmetrics_save(const mtld_pvmetrics_t *m, mtld_wr_t *w) {
+  MTLD_WR(w, m->n_scen);
+  MTLD_WR(w, m->other_used);
+  mtld_wr_bytes(w, m->scen_id, sizeof(uint64_t) * (size_t)m->n_scen);
+  mtld_wr_bytes(w, m->scen_name, sizeof(*m->scen_name) * (size_t)m->n_scen);
+  for (size_t i = 0; i < (size_t)m->n_tasks * (m->max_scen + 2); i++) {
+    const pv_acc_t *a = &m->acc[i];
+    MTLD_WR(w, a->n);
+    MTLD_WR(w, a->n_pos);
+    MTLD_WR(w, a->sum_pred);
+    MTLD_WR(w, a->sum_label);
+    MTLD_WR(w, a->sum_ll);
+    MTLD_WR(w, a->sum_se);
+    MTLD_WR(w, a->len);
+    for (uint32_t k = 0; k < a->len; k++) {
+      uint32_t j = (a->head + k) % a->len;
+      mtld_wr_bytes(w, &a->ring[j], sizeof(float));
+      mtld_wr_bytes(w, &a->ring_y[j], 1);
+    }
+    uint8_t has_hist = a->hist != NULL;
+    MTLD_WR(w, has_hist);
+    if (has_hist) mtld_wr_bytes(w, a->hist, sizeof(uint64_t) * 2 * MTLD_PV_BINS);
+  }
+}
+
+void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
+  MTLD_RD(r, m->n_scen);
+  MTLD_RD(r, m->other_used);
+  if (m->n_scen < 0 || m->n_scen > m->max_scen) {
+    r->st = MTLD_ERR_CORRUPT;
+    return;
+  }
+  mtld_rd_bytes(r, m->scen_id, sizeof(uint64_t) * (size_t)m->n_scen);
+  mtld_rd_bytes(r, m->scen_name, sizeof(*m->scen_name) * (size_t)m->n_scen);
+  for (int i = 0; i < m->n_scen; i++) m->scen_name[i][MTLD_PV_SCENARIO_NAME_MAX - 1] = 0;
+  for (size_t i = 0; i < (size_t)m->n_tasks * (m->max_scen + 2) && r->st == MTLD_OK; i++) {
+    pv_acc_t *a = &m->acc[i];
+    MTLD_RD(r, a->n);
+    MTLD_RD(r, a->n_pos);
+    MTLD_RD(r, a->sum_pred);
+    MTLD_RD(r, a->sum_label);
+    MTLD_RD(r, a->sum_ll);
+    MTLD_RD(r, a->sum_se);
+    uint32_t len = 0;
+    MTLD_RD(r, len);
+    if (len > m->window) {
+      r->st = MTLD_ERR_CORRUPT;
+      return;
+    }
+    free(a->ring);
+    free(a->ring_y);
+    a->ring = NULL;
+    a->ring_y = NULL;
+    a->cap = a->len = a->head = 0;
+    if (len) {
+      a->ring = malloc(sizeof(float) * len);
+      a->ring_y = malloc(len);
+      if (!a->ring || !a->ring_y) {
+        r->st = MTLD_ERR_NOMEM;
+        return;
+      }
+      a->cap = a->len = len;
+      for (uint32_t k = 0; k < len; k++) {
+        mtld_rd_bytes(r, &a->ring[k], sizeof(float));
+        mtld_rd_bytes(r, &a->ring_y[k], 1);
+      }
+    }
+    uint8_t has_hist = 0;
+    MTLD_RD(r, has_hist);
+    if (has_hist) {
+      if (!a->hist) a->hist = calloc(2 * MTLD_PV_BINS, sizeof(uint64_t));
+      if (!a->hist) {
+        r->st = MTLD_ERR_NOMEM;
+        return;
+      }
+      mtld_rd_bytes(r, a->hist, sizeof(uint64_t) * 2 * MTLD_PV_BINS);
+    }
+  }
+}

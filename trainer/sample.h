@@ -1,0 +1,66 @@
+/* sample.h - one labelled training sample, the unit the joiner hands to the
+ * trainer.  Plain data, no pointers, fixed size: the joiner stores it (in its
+ * own encoding) in RocksDB while labels are pending.
+ *
+ * Features are those as of the creating event (point in time): the joiner
+ * fills them from the store's "before" read, never after. */
+#ifndef MTLD_SAMPLE_H
+#define MTLD_SAMPLE_H
+
+#include <stdint.h>
+
+#define MTLD_MAX_FIELDS 8      /* categorical fields */
+#define MTLD_MAX_DENSE 64      /* dense features */
+#define MTLD_MAX_SAMPLE_SEQ 50 /* recent items carried for attention */
+#define MTLD_SCENARIO_NAME_MAX 32
+
+/* Fixed categorical field slots; slots >= MTLD_FIELD_EXTRA are configured extras. */
+enum {
+  MTLD_FIELD_USER = 0,
+  MTLD_FIELD_ITEM = 1,
+  MTLD_FIELD_CATEGORY = 2,
+  MTLD_FIELD_SCENARIO = 3,
+  MTLD_FIELD_POSITION = 4,
+  MTLD_FIELD_EXTRA = 5
+};
+
+/* Labels a task may train on (config: task.label = "click" | "cart" |
+ * "purchase" | "rating"). */
+typedef enum {
+  MTLD_LABEL_CLICK = 0,
+  MTLD_LABEL_CART = 1,
+  MTLD_LABEL_PURCHASE = 2, /* click AND purchase (the ESMM CTCVR label) */
+  MTLD_LABEL_RATING = 3,
+  MTLD_N_LABELS = 4
+} mtld_label_t;
+
+typedef enum {
+  MTLD_SAMPLE_IMPRESSION = 1, /* click / cart / purchase labels valid */
+  MTLD_SAMPLE_REVIEW = 2      /* rating label valid */
+} mtld_sample_kind_t;
+
+typedef struct {
+  uint64_t sample_id; /* event id of the impression (or review) */
+  int64_t time_ms;    /* its event time */
+  int32_t partition;  /* where it came from: release order is */
+  int64_t offset;     /* (time_ms, partition, offset) */
+  int32_t kind;       /* mtld_sample_kind_t */
+  float weight;       /* importance weight; 1 unless negatives were sampled */
+
+  int n_fields;
+  uint64_t fields[MTLD_MAX_FIELDS]; /* hashed ids, slots as above; 0 = absent */
+  uint64_t scenario_id;
+  char scenario[MTLD_SCENARIO_NAME_MAX];
+
+  int n_dense;
+  float dense[MTLD_MAX_DENSE]; /* already log-scaled; the model normalises online */
+
+  int seq_len; /* user's recent items before this event, newest first */
+  uint64_t seq_items[MTLD_MAX_SAMPLE_SEQ];
+  uint64_t seq_cats[MTLD_MAX_SAMPLE_SEQ];
+
+  float labels[MTLD_N_LABELS];   /* 0/1 for click/cart/purchase; 1..5 for rating */
+  uint8_t label_mask;            /* bit l set: labels[l] is valid for this sample */
+} mtld_sample_t;
+
+#endif

@@ -25,20 +25,26 @@
 /* ---------------------------------------------------------------- errors */
 
 typedef struct {
-  const char *name; /* file name for settings that carry none (string input) */
+  const char *name;        /* file name for settings that carry none (string input) */
+  const char *include_dir; /* where relative @include names are, or NULL */
   char *err;
   size_t errlen;
 } perr_t;
 
 static mtld_status_t fail_v(perr_t *pe, const char *file, int line, const char *key,
                             const char *fmt, va_list ap) {
-  char msg[512];
+  char msg[512], where[1280];
   vsnprintf(msg, sizeof(msg), fmt, ap);
   if (!file) file = pe->name;
-  if (line > 0)
-    snprintf(pe->err, pe->errlen, "%s:%d: %s: %s", file, line, key, msg);
+  /* libconfig names an included file as the @include line wrote it */
+  if (pe->include_dir && file[0] != '/' && strcmp(file, pe->name) != 0)
+    snprintf(where, sizeof(where), "%s/%s", pe->include_dir, file);
   else
-    snprintf(pe->err, pe->errlen, "%s: %s: %s", file, key, msg);
+    snprintf(where, sizeof(where), "%s", file);
+  if (line > 0)
+    snprintf(pe->err, pe->errlen, "%s:%d: %s: %s", where, line, key, msg);
+  else
+    snprintf(pe->err, pe->errlen, "%s: %s: %s", where, key, msg);
   return MTLD_ERR_CONFIG;
 }
 
@@ -49,8 +55,8 @@ static mtld_status_t fail(perr_t *pe, const config_setting_t *s, const char *key
                           ...) {
   va_list ap;
   va_start(ap, fmt);
-  mtld_status_t st = fail_v(pe, config_setting_source_file(s), (int)config_setting_source_line(s),
-                            key, fmt, ap);
+  mtld_status_t st =
+      fail_v(pe, config_setting_source_file(s), (int)config_setting_source_line(s), key, fmt, ap);
   va_end(ap);
   return st;
 }
@@ -137,6 +143,7 @@ static mtld_status_t get_duration(const config_setting_t *s, const char *key, in
 typedef enum {
   K_INT,      /* int, integer in [min, max] */
   K_SIZE,     /* size_t, integer in [min, max] */
+  K_U64,      /* uint64_t, integer >= 0 (libconfig: up to INT64_MAX with an L suffix) */
   K_BOOL,     /* int, true/false */
   K_DOUBLE,   /* double, finite number in [min, max] (or (min, max] with excl_min) */
   K_STRING,   /* char[size] */
@@ -170,6 +177,7 @@ struct key_def {
   const custom_ops_t *ops;
 };
 
+#define DAY_MS 86400000.0
 #define FIELD(f) .offset = offsetof(mtld_config_t, f), .size = sizeof(((mtld_config_t *)0)->f)
 
 static void *field(mtld_config_t *cfg, const key_def_t *k) {
@@ -201,8 +209,12 @@ static void print_string(FILE *out, const char *s) {
   fputc('"', out);
 }
 
-/* Shortest text that reads back as the same double. */
+/* Shortest text that reads back as the same double ("10", not "1e+01"). */
 static void format_double(double v, char *buf, size_t len) {
+  if (v == floor(v) && fabs(v) < 1e15) {
+    snprintf(buf, len, "%.0f", v);
+    return;
+  }
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, len, "%.*g", prec, v);
     if (strtod(buf, NULL) == v) break;
@@ -248,12 +260,13 @@ static int equal_source_type(const key_def_t *k, const mtld_config_t *a, const m
 static const custom_ops_t source_type_ops = {parse_source_type, print_source_type,
                                              equal_source_type, NULL};
 
-static mtld_status_t parse_format(const key_def_t *k, const config_setting_t *s,
-                                  mtld_config_t *cfg, perr_t *pe) {
+static mtld_status_t parse_format(const key_def_t *k, const config_setting_t *s, mtld_config_t *cfg,
+                                  perr_t *pe) {
   const char *v = config_setting_get_string(s);
   if (!v) return fail(pe, s, k->path, "expected a string (\"auto\", \"protobuf\" or \"json\")");
   int f = mtld_format_parse(v);
-  if (f < 0) return fail(pe, s, k->path, "must be \"auto\", \"protobuf\" or \"json\", not \"%s\"", v);
+  if (f < 0)
+    return fail(pe, s, k->path, "must be \"auto\", \"protobuf\" or \"json\", not \"%s\"", v);
   cfg->format = (mtld_format_t)f;
   return MTLD_OK;
 }
@@ -292,12 +305,11 @@ static void print_log_level(const key_def_t *k, const mtld_config_t *cfg, FILE *
 static int equal_log_level(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
   return strcmp(a->log_level, b->log_level) == 0;
 }
-static const custom_ops_t log_level_ops = {parse_log_level, print_log_level, equal_log_level,
-                                           NULL};
+static const custom_ops_t log_level_ops = {parse_log_level, print_log_level, equal_log_level, NULL};
 
 /* source.topics: a list of topic names. */
-static mtld_status_t parse_topics(const key_def_t *k, const config_setting_t *s,
-                                  mtld_config_t *cfg, perr_t *pe) {
+static mtld_status_t parse_topics(const key_def_t *k, const config_setting_t *s, mtld_config_t *cfg,
+                                  perr_t *pe) {
   if (!config_setting_is_array(s) && !config_setting_is_list(s))
     return fail(pe, s, k->path, "expected a list of topic names, e.g. [\"events\"]");
   int n = config_setting_length(s);
@@ -459,57 +471,100 @@ static int diff_kafka(const key_def_t *k, const mtld_config_t *a, const mtld_con
 }
 static const custom_ops_t kafka_ops = {parse_kafka, print_kafka, NULL, diff_kafka};
 
-/* The table.  Keep a group's rows together; mtld.conf documents each row. */
+/* joiner.mode */
+static const char *const join_mode_names[] = {"impressions", "sampled_negatives"};
+
+static mtld_status_t parse_join_mode(const key_def_t *k, const config_setting_t *s,
+                                     mtld_config_t *cfg, perr_t *pe) {
+  const char *v = config_setting_get_string(s);
+  if (!v)
+    return fail(pe, s, k->path, "expected a string (\"impressions\" or \"sampled_negatives\")");
+  if (strcmp(v, "impressions") == 0)
+    cfg->joiner.mode = MTLD_JOIN_IMPRESSIONS;
+  else if (strcmp(v, "sampled_negatives") == 0)
+    cfg->joiner.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
+  else
+    return fail(pe, s, k->path, "must be \"impressions\" or \"sampled_negatives\", not \"%s\"", v);
+  return MTLD_OK;
+}
+static void print_join_mode(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
+  print_string(out, join_mode_names[cfg->joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES]);
+}
+static int equal_join_mode(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
+  return a->joiner.mode == b->joiner.mode;
+}
+static const custom_ops_t join_mode_ops = {parse_join_mode, print_join_mode, equal_join_mode, NULL};
+
+/* The table.  Keep a group's rows together; conf/mtld.conf documents each
+ * row.  R = reloadable on SIGHUP.  Durations: min/max in ms; unit_ms is what
+ * a plain integer counts (1 for *_ms keys, 1000 = seconds otherwise). */
+#define R .reloadable = 1
+// clang-format off
 static const key_def_t keys[] = {
-    {.path = "source.type", .kind = K_CUSTOM, FIELD(source_type), .ops = &source_type_ops},
-    {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics), .ops = &topics_ops},
-    {.path = "source.file", .kind = K_STRING, FIELD(source_file)},
-    {.path = "source.format", .kind = K_CUSTOM, FIELD(format), .ops = &format_ops},
+  {.path = "source.type",   .kind = K_CUSTOM, FIELD(source_type), .ops = &source_type_ops},
+  {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics),      .ops = &topics_ops},
+  {.path = "source.file",   .kind = K_STRING, FIELD(source_file)},
+  {.path = "source.format", .kind = K_CUSTOM, FIELD(format),      .ops = &format_ops},
 
-    {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
+  {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
 
-    {.path = "dead_letter.topic", .kind = K_STRING, FIELD(dead_letter_topic), .reloadable = 1},
+  {.path = "dead_letter.topic", .kind = K_STRING, FIELD(dead_letter_topic), R},
 
-    {.path = "store.path", .kind = K_STRING, FIELD(store_path)},
-    {.path = "store.sync", .kind = K_BOOL, FIELD(store_sync)},
-    {.path = "store.batch_max_events", .kind = K_INT, FIELD(batch_max_events), .min = 1,
-     .max = 1000000, .reloadable = 1},
-    {.path = "store.batch_max_ms", .kind = K_DURATION, FIELD(batch_max_ms), .min = 1,
-     .max = 60000, .unit_ms = 1, .reloadable = 1},
+  {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
+  {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
+  {.path = "store.batch_max_events", .kind = K_INT,      FIELD(batch_max_events),
+   .min = 1, .max = 1000000, R},
+  {.path = "store.batch_max_ms",     .kind = K_DURATION, FIELD(batch_max_ms),
+   .min = 1, .max = 60000, .unit_ms = 1, R},
 
-    {.path = "features.half_lives", .kind = K_CUSTOM, FIELD(features.half_life_s),
-     .ops = &half_lives_ops},
-    {.path = "features.sequence_length", .kind = K_INT, FIELD(features.seq_len), .min = 1,
-     .max = MTLD_MAX_SEQ},
-    {.path = "features.prior_strength", .kind = K_DOUBLE, FIELD(features.prior_strength),
-     .min = 0, .excl_min = 1, .max = 1e9},
-    {.path = "features.ctr_prior", .kind = K_DOUBLE, FIELD(features.ctr_prior), .min = 0,
-     .max = 1},
-    {.path = "features.cvr_prior", .kind = K_DOUBLE, FIELD(features.cvr_prior), .min = 0,
-     .max = 1},
-    {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0,
-     .max = 1},
+  {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
+   .ops = &half_lives_ops},
+  {.path = "features.sequence_length", .kind = K_INT,    FIELD(features.seq_len),
+   .min = 1, .max = MTLD_MAX_SEQ},
+  {.path = "features.prior_strength",  .kind = K_DOUBLE, FIELD(features.prior_strength),
+   .min = 0, .excl_min = 1, .max = 1e9},
+  {.path = "features.ctr_prior",  .kind = K_DOUBLE, FIELD(features.ctr_prior),  .min = 0, .max = 1},
+  {.path = "features.cvr_prior",  .kind = K_DOUBLE, FIELD(features.cvr_prior),  .min = 0, .max = 1},
+  {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0, .max = 1},
 
-    {.path = "validation.max_record_bytes", .kind = K_SIZE, FIELD(limits.max_record_bytes),
-     .min = 64, .max = 256 << 20, .reloadable = 1},
-    {.path = "validation.max_lateness", .kind = K_DURATION, FIELD(limits.max_lateness_ms),
-     .min = 0, .max = 365 * 86400000.0, .unit_ms = 1000, .reloadable = 1},
-    {.path = "validation.max_ahead", .kind = K_DURATION, FIELD(limits.max_ahead_ms), .min = 0,
-     .max = 365 * 86400000.0, .unit_ms = 1000, .reloadable = 1},
+  {.path = "validation.max_record_bytes", .kind = K_SIZE,     FIELD(limits.max_record_bytes),
+   .min = 64, .max = 256 << 20, R},
+  {.path = "validation.max_lateness",     .kind = K_DURATION, FIELD(limits.max_lateness_ms),
+   .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000, R},
+  {.path = "validation.max_ahead",        .kind = K_DURATION, FIELD(limits.max_ahead_ms),
+   .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000, R},
 
-    {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops,
-     .reloadable = 1},
+  /* The joiner's windows and the watermark shape the training stream: a
+   * change needs a restart. */
+  {.path = "joiner.mode",                   .kind = K_CUSTOM,   FIELD(joiner.mode),
+   .ops = &join_mode_ops},
+  {.path = "joiner.click_window",           .kind = K_DURATION, FIELD(joiner.click_window_ms),
+   .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.conversion_window",      .kind = K_DURATION, FIELD(joiner.conversion_window_ms),
+   .min = 0, .max = 90 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.negatives_per_positive", .kind = K_INT,      FIELD(joiner.negatives_per_positive),
+   .min = 0, .max = MTLD_JOINER_MAX_NEGATIVES},
+  {.path = "joiner.popularity_size",        .kind = K_INT,      FIELD(joiner.popularity_size),
+   .min = 1, .max = MTLD_JOINER_MAX_POPULARITY},
+  {.path = "joiner.seed",                   .kind = K_U64,      FIELD(joiner.seed)},
+  {.path = "joiner.allowed_lateness",       .kind = K_DURATION, FIELD(allowed_lateness_ms),
+   .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.idle_after",             .kind = K_DURATION, FIELD(idle_ms),
+   .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000},
 
-    {.path = "metrics.enabled", .kind = K_BOOL, FIELD(metrics_enabled), .reloadable = 1},
-    {.path = "metrics.listen", .kind = K_STRING, FIELD(metrics_listen), .reloadable = 1},
-    {.path = "metrics.port", .kind = K_INT, FIELD(metrics_port), .min = 0, .max = 65535,
-     .reloadable = 1},
+  {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops, R},
 
-    {.path = "shutdown_timeout", .kind = K_DURATION, FIELD(shutdown_timeout_ms), .min = 1,
-     .max = 3600000, .unit_ms = 1000, .reloadable = 1},
-    {.path = "status_interval", .kind = K_DURATION, FIELD(status_interval_ms), .min = 100,
-     .max = 3600000, .unit_ms = 1000, .reloadable = 1},
+  {.path = "metrics.enabled", .kind = K_BOOL,   FIELD(metrics_enabled), R},
+  {.path = "metrics.listen",  .kind = K_STRING, FIELD(metrics_listen),  R},
+  {.path = "metrics.port",    .kind = K_INT,    FIELD(metrics_port), .min = 0, .max = 65535, R},
+
+  {.path = "shutdown_timeout", .kind = K_DURATION, FIELD(shutdown_timeout_ms),
+   .min = 1, .max = 3600000, .unit_ms = 1000, R},
+  {.path = "status_interval",  .kind = K_DURATION, FIELD(status_interval_ms),
+   .min = 100, .max = 3600000, .unit_ms = 1000, R},
 };
+// clang-format on
+#undef R
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* ------------------------------------------------------------- defaults */
@@ -527,6 +582,9 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->batch_max_ms = 200;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
+  mtld_joiner_config_default(&cfg->joiner);
+  cfg->allowed_lateness_ms = 60000;
+  cfg->idle_ms = 0;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");
@@ -624,14 +682,21 @@ static mtld_status_t parse_key(const key_def_t *k, const config_setting_t *s, mt
       *(size_t *)field(cfg, k) = (size_t)v;
     return MTLD_OK;
   }
+  case K_U64: {
+    if (!is_int) return fail(pe, s, k->path, "expected an integer");
+    long long v = config_setting_get_int64(s);
+    if (v < 0) return fail(pe, s, k->path, "must be >= 0");
+    *(uint64_t *)field(cfg, k) = (uint64_t)v;
+    return MTLD_OK;
+  }
   case K_BOOL:
     if (t != CONFIG_TYPE_BOOL) return fail(pe, s, k->path, "expected true or false");
     *(int *)field(cfg, k) = config_setting_get_bool(s);
     return MTLD_OK;
   case K_DOUBLE: {
     if (!is_int && t != CONFIG_TYPE_FLOAT) return fail(pe, s, k->path, "expected a number");
-    double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
-                                      : (double)config_setting_get_int64(s);
+    double v =
+        t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) : (double)config_setting_get_int64(s);
     if (!isfinite(v)) return fail(pe, s, k->path, "must be finite");
     if ((st = check_range(k, s, v, pe)) != MTLD_OK) return st;
     *(double *)field(cfg, k) = v;
@@ -640,7 +705,8 @@ static mtld_status_t parse_key(const key_def_t *k, const config_setting_t *s, mt
   case K_STRING: {
     const char *v = config_setting_get_string(s);
     if (!v) return fail(pe, s, k->path, "expected a string");
-    if (strlen(v) >= k->size) return fail(pe, s, k->path, "too long (at most %zu bytes)", k->size - 1);
+    if (strlen(v) >= k->size)
+      return fail(pe, s, k->path, "too long (at most %zu bytes)", k->size - 1);
     memcpy(field(cfg, k), v, strlen(v) + 1);
     return MTLD_OK;
   }
@@ -661,8 +727,8 @@ static mtld_status_t parse_key(const key_def_t *k, const config_setting_t *s, mt
 
 /* Walks group g (dotted path `prefix`, "" for the root): every member must be
  * a row of the table or a group that holds rows. */
-static mtld_status_t parse_group(const config_setting_t *g, const char *prefix,
-                                 mtld_config_t *cfg, perr_t *pe) {
+static mtld_status_t parse_group(const config_setting_t *g, const char *prefix, mtld_config_t *cfg,
+                                 perr_t *pe) {
   int n = config_setting_length(g);
   for (int i = 0; i < n; i++) {
     const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
@@ -687,15 +753,15 @@ static mtld_status_t parse_group(const config_setting_t *g, const char *prefix,
   return MTLD_OK;
 }
 
-static mtld_status_t fail_at_path(perr_t *pe, const config_t *lc, const char *key,
-                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static mtld_status_t fail_at_path(perr_t *pe, const config_t *lc, const char *key,
-                                  const char *fmt, ...) {
+static mtld_status_t fail_at_path(perr_t *pe, const config_t *lc, const char *key, const char *fmt,
+                                  ...) __attribute__((format(printf, 4, 5)));
+static mtld_status_t fail_at_path(perr_t *pe, const config_t *lc, const char *key, const char *fmt,
+                                  ...) {
   const config_setting_t *s = nearest_setting(lc, key);
   va_list ap;
   va_start(ap, fmt);
-  mtld_status_t st = fail_v(pe, config_setting_source_file(s), (int)config_setting_source_line(s),
-                            key, fmt, ap);
+  mtld_status_t st =
+      fail_v(pe, config_setting_source_file(s), (int)config_setting_source_line(s), key, fmt, ap);
   va_end(ap);
   return st;
 }
@@ -716,6 +782,9 @@ static mtld_status_t validate(const mtld_config_t *cfg, const config_t *lc, perr
     return fail_at_path(pe, lc, "kafka.bootstrap_servers",
                         "required when dead_letter.topic is set (the dead letters go to Kafka)");
   if (!cfg->store_path[0]) return fail_at_path(pe, lc, "store.path", "must not be empty");
+  char jerr[256];
+  if (mtld_joiner_config_check(&cfg->joiner, jerr, sizeof(jerr)) != MTLD_OK)
+    return fail_at_path(pe, lc, "joiner", "%s", jerr);
   unsigned char addr[16];
   if (inet_pton(AF_INET, cfg->metrics_listen, addr) != 1 &&
       inet_pton(AF_INET6, cfg->metrics_listen, addr) != 1)
@@ -744,19 +813,17 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
 
 static mtld_status_t syntax_error(const config_t *lc, perr_t *pe) {
   const char *file = config_error_file(lc) ? config_error_file(lc) : pe->name;
-  snprintf(pe->err, pe->errlen, "%s:%d: %s", file, config_error_line(lc),
+  char where[1280];
+  if (pe->include_dir && file[0] != '/' && strcmp(file, pe->name) != 0)
+    snprintf(where, sizeof(where), "%s/%s", pe->include_dir, file);
+  else
+    snprintf(where, sizeof(where), "%s", file);
+  snprintf(pe->err, pe->errlen, "%s:%d: %s", where, config_error_line(lc),
            config_error_text(lc) ? config_error_text(lc) : "syntax error");
   return MTLD_ERR_CONFIG;
 }
 
 mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, size_t errlen) {
-  perr_t pe = {path, err, errlen};
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    return MTLD_ERR_CONFIG;
-  }
-  fclose(f);
   char dir[1024];
   snprintf(dir, sizeof(dir), "%s", path);
   char *slash = strrchr(dir, '/');
@@ -764,6 +831,13 @@ mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, 
     slash[slash == dir ? 1 : 0] = '\0';
   else
     snprintf(dir, sizeof(dir), ".");
+  perr_t pe = {path, dir, err, errlen};
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return MTLD_ERR_CONFIG;
+  }
+  fclose(f);
   config_t lc;
   config_init(&lc);
   config_set_include_dir(&lc, dir);
@@ -784,11 +858,11 @@ mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, 
 
 mtld_status_t mtld_config_load_string(mtld_config_t *cfg, const char *text, const char *name,
                                       char *err, size_t errlen) {
-  perr_t pe = {name, err, errlen};
+  perr_t pe = {name, NULL, err, errlen};
   config_t lc;
   config_init(&lc);
-  mtld_status_t st = config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe)
-                                                   : syntax_error(&lc, &pe);
+  mtld_status_t st =
+      config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe) : syntax_error(&lc, &pe);
   config_destroy(&lc);
   return st;
 }
@@ -800,6 +874,7 @@ static void print_value(const key_def_t *k, const mtld_config_t *cfg, FILE *out,
   switch (k->kind) {
   case K_INT: fprintf(out, "%d", *(const int *)p); break;
   case K_SIZE: fprintf(out, "%zu", *(const size_t *)p); break;
+  case K_U64: fprintf(out, "%lluL", (unsigned long long)*(const uint64_t *)p); break;
   case K_BOOL: fputs(*(const int *)p ? "true" : "false", out); break;
   case K_DOUBLE: print_double(out, *(const double *)p); break;
   case K_STRING: print_string(out, (const char *)p); break;
@@ -826,8 +901,8 @@ void mtld_config_print(const mtld_config_t *cfg, FILE *out) {
     /* close open groups that do not contain this key */
     for (;;) {
       size_t olen = strlen(open);
-      if (olen == 0 || (glen >= olen && strncmp(path, open, olen) == 0 &&
-                        (glen == olen || path[olen] == '.')))
+      if (olen == 0 ||
+          (glen >= olen && strncmp(path, open, olen) == 0 && (glen == olen || path[olen] == '.')))
         break;
       char *dot = strrchr(open, '.');
       if (dot)

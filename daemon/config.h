@@ -3,7 +3,11 @@
  *
  * Reload (SIGHUP): parse the new file into a new struct, validate all of it,
  * then mtld_config_diff() tells which keys changed and whether each is
- * reloadable; the daemon applies all reloadable ones or none. */
+ * reloadable; the daemon applies all reloadable ones or none.
+ *
+ * Every key is one row of a table in config.c (dotted path, type, range,
+ * reloadable); parsing, printing and diffing walk that table, so a new
+ * setting is a new field here plus a row there, documented in conf/mtld.conf. */
 #ifndef MTLD_CONFIG_H
 #define MTLD_CONFIG_H
 
@@ -22,7 +26,7 @@
 typedef enum { MTLD_SOURCE_KAFKA = 0, MTLD_SOURCE_FILE } mtld_source_type_t;
 
 typedef struct {
-  char name[128];  /* librdkafka property, e.g. "bootstrap.servers" */
+  char name[128]; /* librdkafka property, e.g. "bootstrap.servers" */
   char value[512];
 } mtld_kv_t;
 
@@ -33,8 +37,8 @@ typedef struct {
   mtld_source_type_t source_type; /* source.type = "kafka" | "file" */
   char topics[MTLD_MAX_TOPICS][256];
   int n_topics;
-  char source_file[1024];   /* source.file (type "file") */
-  mtld_format_t format;     /* source.format = "auto" | "protobuf" | "json" */
+  char source_file[1024]; /* source.file (type "file") */
+  mtld_format_t format;   /* source.format = "auto" | "protobuf" | "json" */
 
   /* kafka: every key of group `kafka` passed to librdkafka; '_' in a libconfig
    * name becomes '.' (bootstrap_servers -> bootstrap.servers), values as text
@@ -46,12 +50,12 @@ typedef struct {
   char dead_letter_topic[256]; /* dead_letter.topic; "" = none (reloadable) */
 
   /* store */
-  char store_path[1024];   /* store.path, default "/var/lib/mtld/store" */
-  int store_sync;          /* store.sync, default true */
-  int batch_max_events;    /* store.batch_max_events, default 2000 (reloadable) */
-  int batch_max_ms;        /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
+  char store_path[1024]; /* store.path, default "/var/lib/mtld/store" */
+  int store_sync;        /* store.sync, default true */
+  int batch_max_events;  /* store.batch_max_events, default 2000 (reloadable) */
+  int batch_max_ms;      /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
 
-  mtld_feature_def_t features; /* features.* */
+  mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */
 
   /* joiner.* (features/joiner.h): windows, mode, negatives; the watermark's
@@ -96,7 +100,6 @@ void mtld_config_print(const mtld_config_t *cfg, FILE *out);
  * Returns the number of changed keys that are NOT reloadable. */
 int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx);
-
 
 /* Parses a duration: digits followed by a unit, one of ms, s, m, h, d
  * ("250ms", "90s", "5m", "1h", "7d").  Returns MTLD_OK and *ms, or

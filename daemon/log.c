@@ -30,19 +30,19 @@
 
 typedef struct {
   char key[RL_KEY_MAX];
-  long long window_start; /* ns, monotonic */
+  long long window_start;       /* ns, monotonic */
   unsigned long long last_used; /* tick, for eviction */
-  int count;               /* lines printed in this window */
-  unsigned long suppressed; /* lines dropped since the last printed one */
+  int count;                    /* lines printed in this window */
+  unsigned long suppressed;     /* lines dropped since the last printed one */
   int used;
 } rl_entry_t;
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int log_level = MTLD_LOG_INFO;
-static int log_journal;                /* under log_lock */
-static rl_entry_t rl_table[RL_KEYS];   /* under log_lock */
-static unsigned long long rl_tick;     /* under log_lock */
-static long long (*rl_clock)(void);    /* tests only */
+static int log_journal;              /* under log_lock */
+static rl_entry_t rl_table[RL_KEYS]; /* under log_lock */
+static unsigned long long rl_tick;   /* under log_lock */
+static long long (*rl_clock)(void);  /* tests only */
 
 static int journal_detect(void) {
   const char *js = getenv("JOURNAL_STREAM");

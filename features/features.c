@@ -325,9 +325,9 @@ void mtld_features_item_apply(const mtld_feature_def_t *def, mtld_item_features_
     f->rating_sum += ev->rating;
   }
   if (ev->category_id != 0) f->category_id = ev->category_id;
-  if (ev->price > 0 && (f->last_price <= 0 || key_gt(ev->time_ms, ev->event_id,
-                                                     f->last_price_time_ms,
-                                                     f->last_price_event_id))) {
+  if (ev->price > 0 &&
+      (f->last_price <= 0 ||
+       key_gt(ev->time_ms, ev->event_id, f->last_price_time_ms, f->last_price_event_id))) {
     f->last_price = ev->price;
     f->last_price_time_ms = ev->time_ms;
     f->last_price_event_id = ev->event_id;
@@ -350,8 +350,8 @@ size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   int nh = def->n_half_lives;
-  uint32_t n_sc = f->n_scenarios > MTLD_MAX_USER_SCENARIOS ? MTLD_MAX_USER_SCENARIOS
-                                                           : f->n_scenarios;
+  uint32_t n_sc =
+      f->n_scenarios > MTLD_MAX_USER_SCENARIOS ? MTLD_MAX_USER_SCENARIOS : f->n_scenarios;
   uint32_t n_seq = f->seq_len > MTLD_MAX_SEQ ? MTLD_MAX_SEQ : f->seq_len;
   put_u8(&w, FEATURES_ENC_VERSION);
   put_u8(&w, (uint8_t)nh);
@@ -490,18 +490,18 @@ int mtld_features_dense(const mtld_feature_def_t *def, const mtld_user_features_
    * changes them only through the prior, so they are taken as of now too */
   double ku = to_now(u->last_time_ms, now_ms, def->half_life_s[L]);
   double ki = to_now(it->last_time_ms, now_ms, def->half_life_s[L]);
-  out[k++] = (float)mtld_features_rate(u->decayed[C][L] * ku, u->decayed[I][L] * ku,
-                                       def->ctr_prior, s);
-  out[k++] = (float)mtld_features_rate(u->decayed[P][L] * ku, u->decayed[C][L] * ku,
-                                       def->cvr_prior, s);
-  out[k++] = (float)mtld_features_rate(u->decayed[A][L] * ku, u->decayed[C][L] * ku,
-                                       def->cart_prior, s);
-  out[k++] = (float)mtld_features_rate(it->decayed[C][L] * ki, it->decayed[I][L] * ki,
-                                       def->ctr_prior, s);
-  out[k++] = (float)mtld_features_rate(it->decayed[P][L] * ki, it->decayed[C][L] * ki,
-                                       def->cvr_prior, s);
-  out[k++] = (float)mtld_features_rate(it->decayed[A][L] * ki, it->decayed[C][L] * ki,
-                                       def->cart_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(u->decayed[C][L] * ku, u->decayed[I][L] * ku, def->ctr_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(u->decayed[P][L] * ku, u->decayed[C][L] * ku, def->cvr_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(u->decayed[A][L] * ku, u->decayed[C][L] * ku, def->cart_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(it->decayed[C][L] * ki, it->decayed[I][L] * ki, def->ctr_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(it->decayed[P][L] * ki, it->decayed[C][L] * ki, def->cvr_prior, s);
+  out[k++] =
+      (float)mtld_features_rate(it->decayed[A][L] * ki, it->decayed[C][L] * ki, def->cart_prior, s);
   out[k++] = u->n_reviews ? (float)(u->rating_sum / u->n_reviews) : 0.0f;
   out[k++] = (float)log1p((double)u->n_reviews);
   out[k++] = it->n_reviews ? (float)(it->rating_sum / it->n_reviews) : 0.0f;

@@ -84,8 +84,7 @@ static int64_t sat_add(int64_t a, int64_t b) { /* b >= 0 */
 #define KEY_TAG 'S'
 #define KEY_LEN 25 /* tag, time 8, partition 4, offset 8, sub 4 */
 
-static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset,
-                     uint32_t sub) {
+static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset, uint32_t sub) {
   k[0] = KEY_TAG;
   put_be64(k + 1, ord64(time_ms));
   put_be32(k + 9, ord32(partition));
@@ -304,8 +303,10 @@ void mtld_joiner_config_default(mtld_joiner_config_t *cfg) {
 
 mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *err, size_t errlen) {
   const char *bad = NULL;
-  if (cfg->click_window_ms < 0) bad = "click_window must be >= 0";
-  else if (cfg->conversion_window_ms < 0) bad = "conversion_window must be >= 0";
+  if (cfg->click_window_ms < 0)
+    bad = "click_window must be >= 0";
+  else if (cfg->conversion_window_ms < 0)
+    bad = "conversion_window must be >= 0";
   else if (cfg->mode != MTLD_JOIN_IMPRESSIONS && cfg->mode != MTLD_JOIN_SAMPLED_NEGATIVES)
     bad = "mode must be impressions or sampled_negatives";
   else if (cfg->negatives_per_positive < 0 ||
@@ -327,11 +328,6 @@ static uint64_t ui_key(uint64_t user, uint64_t item) {
   return mix64(user) ^ (item * UINT64_C(0x9e3779b97f4a7c15));
 }
 
-/* release order: (deadline, time, partition, offset, sub) */
-static int entry_before(const entry_t *a, const entry_t *b) {
-  if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return 0;
-}
 static int key_cmp(const entry_t *a, const entry_t *b) { /* (time, partition, offset, sub) */
   if (a->time_ms != b->time_ms) return a->time_ms < b->time_ms ? -1 : 1;
   if (a->partition != b->partition) return a->partition < b->partition ? -1 : 1;
@@ -339,9 +335,10 @@ static int key_cmp(const entry_t *a, const entry_t *b) { /* (time, partition, of
   if (a->sub != b->sub) return a->sub < b->sub ? -1 : 1;
   return 0;
 }
+/* release order: (deadline, time, partition, offset, sub) */
 static int heap_less(const mtld_joiner_t *j, int32_t a, int32_t b) {
   const entry_t *x = &j->ent[a], *y = &j->ent[b];
-  if (x->deadline != y->deadline) return entry_before(x, y);
+  if (x->deadline != y->deadline) return x->deadline < y->deadline;
   return key_cmp(x, y) < 0;
 }
 
@@ -397,8 +394,9 @@ static int32_t entry_alloc(mtld_joiner_t *j) {
 }
 
 static uint64_t idx_key(const entry_t *e, int which) {
-  return which == IDX_ID ? e->sample_id : which == IDX_REQ ? e->request_id
-                                                           : ui_key(e->user_id, e->item_id);
+  return which == IDX_ID    ? e->sample_id
+         : which == IDX_REQ ? e->request_id
+                            : ui_key(e->user_id, e->item_id);
 }
 
 static int chain_add(mtld_joiner_t *j, int which, int32_t e) {
@@ -420,8 +418,10 @@ static void chain_remove(mtld_joiner_t *j, int which, int32_t e) {
   int32_t *head = cmap_find(&j->idx[which], k);
   if (!head) return;
   if (*head == e) {
-    if (j->ent[e].next[which] >= 0) *head = j->ent[e].next[which];
-    else cmap_erase(&j->idx[which], k);
+    if (j->ent[e].next[which] >= 0)
+      *head = j->ent[e].next[which];
+    else
+      cmap_erase(&j->idx[which], k);
     return;
   }
   for (int32_t p = *head; j->ent[p].next[which] >= 0; p = j->ent[p].next[which])
@@ -473,7 +473,7 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
     rc |= chain_add(j, IDX_ID, e);
     if (s->kind == MTLD_SAMPLE_IMPRESSION) {
       if (request_id) rc |= chain_add(j, IDX_REQ, e);
-      rc |= chain_add(j, IDX_UI, e);
+      if (j->max_release_wm != INT64_MIN + 1) rc |= chain_add(j, IDX_UI, e);
     }
   }
   if (rc == 0) rc = heap_push(j, e);
@@ -481,14 +481,13 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
     entry_free(j, e);
     return -1;
   }
-  if (j->ent[e].deadline < j->max_release_wm) j->c.late++;
   return e;
 }
 
 /* An entry already pending at this exact position (the same record seen
  * twice): found through the id index. */
-static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms,
-                         int32_t partition, int64_t offset) {
+static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms, int32_t partition,
+                         int64_t offset) {
   int32_t *head = cmap_find(&j->idx[IDX_ID], sample_id);
   for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_ID]) {
     const entry_t *x = &j->ent[e];
@@ -520,8 +519,7 @@ static int32_t ring_find(mtld_joiner_t *j, int32_t partition, uint64_t scenario_
   return -1;
 }
 
-static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id,
-                        uint32_t cap) {
+static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id, uint32_t cap) {
   uint64_t k;
   int32_t r = ring_find(j, partition, scenario_id, &k);
   if (r >= 0) return r;
@@ -593,7 +591,7 @@ static mtld_status_t ring_push(mtld_joiner_t *j, ring_t *r, uint64_t item) {
 static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
   uint32_t n_old = r->total < r->cap ? (uint32_t)r->total : r->cap;
   uint32_t n_new = n_old < m ? n_old : m;
-  uint64_t *items = malloc(((size_t)n_new + 1) * sizeof *items);
+  uint64_t *items = calloc((size_t)n_new + 1, sizeof *items);
   if (!items) return MTLD_ERR_NOMEM;
   uint64_t first = r->total - n_old; /* push number of the oldest kept item */
   for (uint32_t i = 0; i < n_new; i++) {
@@ -643,6 +641,7 @@ static void clear_memory(mtld_joiner_t *j) {
 
 static int load_pending(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
   mtld_joiner_t *j = ctx;
+  j->max_release_wm = INT64_MIN + 1;
   const uint8_t *k = key;
   mtld_sample_t s;
   uint64_t request_id;
@@ -781,8 +780,8 @@ static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_eve
   size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
   if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
   memcpy(s->scenario, ev->scenario, sl);
-  int n = mtld_features_dense(&j->def, u, it, ev->scenario_id, ev->time_ms, s->dense,
-                              MTLD_MAX_DENSE);
+  int n =
+      mtld_features_dense(&j->def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
   if (u) {
     uint32_t n_seq = u->seq_len < MTLD_MAX_SEQ ? u->seq_len : MTLD_MAX_SEQ;
@@ -815,7 +814,9 @@ static mtld_status_t open_sample(mtld_joiner_t *j, const mtld_sample_t *s, uint3
   size_t n = enc_sample(val, s, request_id, click_time);
   mtld_status_t rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, n);
   if (rc != MTLD_OK) return rc;
-  if (entry_add(j, s, sub, request_id, click_time) < 0) return MTLD_ERR_NOMEM;
+  int32_t e = entry_add(j, s, sub, request_id, click_time);
+  if (e < 0) return MTLD_ERR_NOMEM;
+  if (j->ent[e].deadline < j->max_release_wm) j->c.late++;
   return MTLD_OK;
 }
 
@@ -1000,11 +1001,13 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int
   case MTLD_EV_REVIEW:
     fill_sample(j, &s, ev, partition, offset, user_before, item_before, ev->item_id,
                 ev->category_id, 1);
-    rc = open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN,
-                     &dup);
+    rc =
+        open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN, &dup);
     if (rc == MTLD_OK && !dup) {
-      if (ev->type == MTLD_EV_IMPRESSION) j->c.opened++;
-      else j->c.reviews++;
+      if (ev->type == MTLD_EV_IMPRESSION)
+        j->c.opened++;
+      else
+        j->c.reviews++;
     }
     return rc;
   case MTLD_EV_CLICK:
@@ -1012,8 +1015,10 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int
     if (e >= 0) {
       rc = set_label(j, e, MTLD_LABEL_CLICK, ev->time_ms, &changed);
       if (rc == MTLD_OK) {
-        if (changed) j->c.clicked++;
-        else j->c.duplicate_click++;
+        if (changed)
+          j->c.clicked++;
+        else
+          j->c.duplicate_click++;
       }
       return rc;
     }
@@ -1025,15 +1030,19 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int
   case MTLD_EV_PURCHASE:
     e = match_conversion(j, ev);
     if (e < 0) {
-      if (ev->type == MTLD_EV_PURCHASE) j->c.unmatched_purchase++;
-      else j->c.unmatched_cart++;
+      if (ev->type == MTLD_EV_PURCHASE)
+        j->c.unmatched_purchase++;
+      else
+        j->c.unmatched_cart++;
       return MTLD_OK;
     }
     rc = set_label(j, e, ev->type == MTLD_EV_PURCHASE ? MTLD_LABEL_PURCHASE : MTLD_LABEL_CART, 0,
                    &changed);
     if (rc == MTLD_OK && changed) {
-      if (ev->type == MTLD_EV_PURCHASE) j->c.purchased++;
-      else j->c.carted++;
+      if (ev->type == MTLD_EV_PURCHASE)
+        j->c.purchased++;
+      else
+        j->c.carted++;
     }
     return rc;
   default: return MTLD_ERR_INVALID;

@@ -6,7 +6,7 @@
  * same batch as the features and offsets of the events that produced them,
  * so a commit makes features, joiner state and offsets durable together
  * (exactly once).  Only small in-memory indexes are kept (per pending sample
- * ~120 bytes: its key, ids, click time); they are rebuilt from the committed
+ * ~200 bytes: its key, ids, click time, index slots); they are rebuilt from the committed
  * store at create time and by mtld_joiner_reload() after a rollback.
  *
  * Matching (all in event time):

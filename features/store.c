@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
@@ -82,8 +83,7 @@ static int map_rehash(map_t *m, size_t nslots) {
 
 /* Adds a new entry (the caller checked it is absent); val is NULL. */
 static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t hash) {
-  if ((m->n + 1) * 2 > m->nslots && map_rehash(m, m->nslots ? m->nslots * 2 : 64) != 0)
-    return NULL;
+  if ((m->n + 1) * 2 > m->nslots && map_rehash(m, m->nslots ? m->nslots * 2 : 64) != 0) return NULL;
   if (m->n == m->ents_cap) {
     size_t cap = m->ents_cap ? m->ents_cap * 2 : 32;
     entry_t *ents = realloc(m->ents, cap * sizeof *ents);
@@ -234,8 +234,8 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
                                  char *err, size_t errlen) {
   char *hv = NULL, *dv = NULL;
   size_t hlen = 0, dlen = 0;
-  mtld_status_t rc = db_get(st, MTLD_CF_META, META_SCHEMA_HASH, strlen(META_SCHEMA_HASH), &hv,
-                            &hlen);
+  mtld_status_t rc =
+      db_get(st, MTLD_CF_META, META_SCHEMA_HASH, strlen(META_SCHEMA_HASH), &hv, &hlen);
   if (rc == MTLD_ERR_IO) {
     snprintf(err, errlen, "store %s: %s", path, st->errbuf);
     return rc;
@@ -278,8 +278,8 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
     snprintf(err, errlen, "store %s: %s", path, st->errbuf);
   } else if (hlen != 8 || rc != MTLD_OK || mtld_feature_def_decode(&stored, dv, dlen) != MTLD_OK ||
              mtld_feature_def_hash(&stored) != get_le64((const uint8_t *)hv)) {
-    snprintf(err, errlen, "store %s: meta \"schema_hash\"/\"feature_def\" unreadable or inconsistent",
-             path);
+    snprintf(err, errlen,
+             "store %s: meta \"schema_hash\"/\"feature_def\" unreadable or inconsistent", path);
     rc = MTLD_ERR_CORRUPT;
   } else if (def && mtld_feature_def_hash(def) != mtld_feature_def_hash(&stored)) {
     char a[256], b[256];
@@ -307,6 +307,17 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
     if (mtld_feature_def_check(def, msg, sizeof msg) != MTLD_OK) {
       snprintf(err, errlen, "%s", msg);
       return MTLD_ERR_INVALID;
+    }
+  }
+  if (!def) {
+    /* only an existing store: RocksDB would create the directory (and its
+     * info LOG) before failing */
+    char current[4096];
+    struct stat sb;
+    snprintf(current, sizeof current, "%s/CURRENT", path);
+    if (stat(current, &sb) != 0) {
+      snprintf(err, errlen, "no store at %s", path);
+      return MTLD_ERR_NOTFOUND;
     }
   }
   mtld_store_t *st = calloc(1, sizeof *st);
@@ -401,8 +412,8 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, mtld_statu
     *rc = cf == MTLD_CF_USER ? mtld_features_user_decode(&st->def, f, val, vlen)
                              : mtld_features_item_decode(&st->def, f, val, vlen);
     rocksdb_free(val);
-    if (*rc != MTLD_OK) set_error(st, "%s %llu: undecodable value", cf_names[cf + 1],
-                                  (unsigned long long)id);
+    if (*rc != MTLD_OK)
+      set_error(st, "%s %llu: undecodable value", cf_names[cf + 1], (unsigned long long)id);
   } else if (*rc == MTLD_ERR_NOTFOUND) {
     *rc = MTLD_OK;
   }
@@ -550,7 +561,8 @@ mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, si
     map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
     entry_t *e = klen == 8 ? map_find(m, cf, key, 8, map_hash(cf, key, 8)) : NULL;
     if (e) {
-      if (entity_events(cf, e->val) == 0) goto from_db; /* loaded, untouched: the DB has the truth */
+      if (entity_events(cf, e->val) == 0)
+        goto from_db; /* loaded, untouched: the DB has the truth */
       size_t cap = cf == MTLD_CF_USER ? MTLD_FEATURES_USER_ENC_MAX : MTLD_FEATURES_ITEM_ENC_MAX;
       if (!(copy = malloc(cap))) goto nomem;
       n = cf == MTLD_CF_USER ? mtld_features_user_encode(&st->def, e->val, copy, cap)
@@ -617,8 +629,7 @@ void mtld_store_set_offset(mtld_store_t *st, const char *topic, int32_t partitio
   free(key);
 }
 
-static int decode_offset(const void *val, size_t vlen, int64_t *next_offset,
-                         int64_t *max_time_ms) {
+static int decode_offset(const void *val, size_t vlen, int64_t *next_offset, int64_t *max_time_ms) {
   const uint8_t *v = val;
   if (vlen != OFFSET_ENC_LEN || v[0] != OFFSET_ENC_VERSION) return -1;
   *next_offset = (int64_t)get_le64(v + 1);
@@ -662,7 +673,7 @@ void mtld_store_foreach_raw(mtld_store_t *st, mtld_cf_t cf, const void *prefix, 
   for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
     size_t klen, vlen;
     const char *k = rocksdb_iter_key(it, &klen);
-    if (klen < plen || memcmp(k, prefix, plen) != 0) break;
+    if (plen && (klen < plen || memcmp(k, prefix, plen) != 0)) break;
     const char *v = rocksdb_iter_value(it, &vlen);
     if (fn(ctx, k, klen, v, vlen)) break;
   }
@@ -795,9 +806,8 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
   for (size_t i = 0; i < st->raw.n; i++) order[n++] = &st->raw.ents[i];
   qsort(order, n, sizeof *order, entry_cmp);
 
-  uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX
-                         ? MTLD_FEATURES_USER_ENC_MAX
-                         : MTLD_FEATURES_ITEM_ENC_MAX];
+  uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX ? MTLD_FEATURES_USER_ENC_MAX
+                                                                      : MTLD_FEATURES_ITEM_ENC_MAX];
   rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
   for (size_t i = 0; i < n; i++) {
     const entry_t *e = order[i];

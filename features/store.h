@@ -28,22 +28,29 @@
 
 typedef struct mtld_store mtld_store_t;
 
-typedef enum { MTLD_CF_USER = 0, MTLD_CF_ITEM, MTLD_CF_PENDING, MTLD_CF_META, MTLD_CF_COUNT } mtld_cf_t;
+typedef enum {
+  MTLD_CF_USER = 0,
+  MTLD_CF_ITEM,
+  MTLD_CF_PENDING,
+  MTLD_CF_META,
+  MTLD_CF_COUNT
+} mtld_cf_t;
 
 /* Opens (creating if absent) the store at `path`.  Refuses with
  * MTLD_ERR_SCHEMA when the DB was built with other feature definitions.
- * def == NULL: use the definitions stored in the DB (which must exist and
- * hold them; nothing is created).  A new DB records def's hash and encoding
- * in meta ("schema_hash", "feature_def").  def is copied.
- * sync: fsync every commit (WAL sync).  Returns MTLD_OK and *out; otherwise
- * MTLD_ERR_INVALID (bad def, no stored def), MTLD_ERR_IO (RocksDB), or
- * MTLD_ERR_CORRUPT (unreadable meta), with err set. */
+ * def == NULL: use the definitions stored in the DB, which must exist
+ * (nothing is created: MTLD_ERR_NOTFOUND when there is no store).  A new DB
+ * records def's hash and encoding in meta ("schema_hash", "feature_def").
+ * def is copied.  sync: fsync every commit (WAL sync).  Returns MTLD_OK and
+ * *out; otherwise MTLD_ERR_INVALID (bad def, no stored def), MTLD_ERR_IO
+ * (RocksDB), or MTLD_ERR_CORRUPT (unreadable meta), with err set. */
 mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
                               int sync, char *err, size_t errlen);
 
 /* Opens an existing store read-only with its stored definitions (tools; may
- * run while the daemon writes: it sees the state as of the open).  apply,
- * put, delete, set_offset and commit fail (MTLD_ERR_INVALID) on it. */
+ * run while the daemon writes: it sees the state as of the open).
+ * MTLD_ERR_NOTFOUND when there is no store at path.  apply, put, delete,
+ * set_offset and commit fail (MTLD_ERR_INVALID) on it. */
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen);
 
@@ -86,7 +93,10 @@ void mtld_store_foreach_offset(mtld_store_t *st,
 
 /* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta).
  * get reads the batch first, then the DB; *val is malloc'd (caller frees).
- * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch). */
+ * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch).
+ * put/delete take MTLD_CF_PENDING and MTLD_CF_META only (MTLD_ERR_INVALID
+ * otherwise, and on a read-only store); get on MTLD_CF_USER/ITEM returns
+ * the encoded features (staged ones encoded as commit would write them). */
 mtld_status_t mtld_store_put(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
                              const void *val, size_t vlen);
 mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen);
@@ -120,7 +130,9 @@ void mtld_store_rollback(mtld_store_t *st);
 mtld_status_t mtld_store_get_user(mtld_store_t *st, uint64_t user_id, mtld_user_features_t *out);
 mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_features_t *out);
 
-/* Iterates committed users / items in key order (inspect tool, tests). */
+/* Iterates committed users / items in key order (inspect tool, tests);
+ * stops when fn returns non-zero.  Undecodable entries are skipped and
+ * reported through mtld_store_last_error(). */
 void mtld_store_foreach_user(mtld_store_t *st,
                              int (*fn)(void *ctx, uint64_t id, const mtld_user_features_t *f),
                              void *ctx);

@@ -102,8 +102,8 @@ int64_t mtld_watermark_newest(const mtld_watermark_t *wm) {
 
 static int is_idle(const mtld_watermark_t *wm, int64_t max_time, int64_t newest) {
   if (max_time == INT64_MIN) return 1; /* seen nothing: only counts once others have */
-  /* newest - max_time may overflow for extreme times: compare without it */
-  return wm->idle_ms > 0 && max_time < newest && newest - max_time > wm->idle_ms;
+  if (wm->idle_ms == 0 || newest < INT64_MIN + wm->idle_ms) return 0;
+  return max_time < newest - wm->idle_ms; /* no overflow, unlike newest - max_time */
 }
 
 int64_t mtld_watermark_get(const mtld_watermark_t *wm) {

@@ -73,6 +73,7 @@ struct mtld_conv {
   conv_ids_t ids;
   char scenario_prefix[32];
   int64_t base_ms;
+  int64_t time_from_ms, time_to_ms;
 
   conv_typemap_t *tmap; /* user entries first, then the layout's */
   int n_tmap;
@@ -99,7 +100,8 @@ struct mtld_conv {
 
 static const char *const bad_names[MTLD_CONV_BAD_COUNT] = {
     "bad_csv",    "too_few_columns", "missing_id",           "bad_time",         "unknown_type",
-    "bad_rating", "bad_number",      "bad_label", "purchase_without_click", "scenario_too_long"};
+    "bad_rating", "bad_number",      "bad_label", "purchase_without_click", "scenario_too_long",
+    "time_out_of_range"};
 
 const char *mtld_conv_bad_name(mtld_conv_bad_t r) {
   return (unsigned)r < MTLD_CONV_BAD_COUNT ? bad_names[r] : "unknown";
@@ -336,6 +338,8 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
   snprintf(c->layout, sizeof c->layout, "%s", layout);
   c->sep = ',';
   c->base_ms = opts->base_ms ? opts->base_ms : MTLD_CONV_DEFAULT_BASE_MS;
+  c->time_from_ms = opts->time_from_ms;
+  c->time_to_ms = opts->time_to_ms;
   mtld_status_t st = MTLD_OK;
   if (preset) st = conv_apply_map(c, preset, err, errlen);
   if (st == MTLD_OK && opts->map) st = conv_apply_map(c, opts->map, err, errlen);
@@ -846,6 +850,11 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
     }
   } else {
     ev.time_ms = c->base_ms + row_index * 1000;
+  }
+  if ((c->time_from_ms && ev.time_ms < c->time_from_ms) ||
+      (c->time_to_ms && ev.time_ms >= c->time_to_ms)) {
+    conv_bad(c, MTLD_CONV_BAD_TIME_RANGE, line, len);
+    return MTLD_OK;
   }
 
   if (scen_s && scen_n > 0) {

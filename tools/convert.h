@@ -63,6 +63,8 @@ typedef struct {
   const char *type_map; /* extra type mappings, searched before the layout's */
   const char *scenario; /* overrides the scenario with a constant; NULL = layout's */
   int64_t base_ms;      /* synthetic-time origin; 0 = MTLD_CONV_DEFAULT_BASE_MS */
+  int64_t time_from_ms; /* rows before this time are rejected (time_out_of_range); 0 = no bound */
+  int64_t time_to_ms;   /* rows at or after this time are rejected; 0 = no bound */
 } mtld_conv_opts_t;
 
 /* Why a row was not converted. */
@@ -77,6 +79,7 @@ typedef enum {
   MTLD_CONV_BAD_LABEL,          /* "bad_label": click/purchase not 0 or 1 */
   MTLD_CONV_BAD_PURCHASE_NOCLICK, /* "purchase_without_click" */
   MTLD_CONV_BAD_SCENARIO,       /* "scenario_too_long": over 31 bytes */
+  MTLD_CONV_BAD_TIME_RANGE,     /* "time_out_of_range": outside [time_from, time_to) */
   MTLD_CONV_BAD_COUNT
 } mtld_conv_bad_t;
 

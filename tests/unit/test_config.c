@@ -70,6 +70,10 @@ static void test_defaults(void) {
   CHECK(cfg.features.seq_len == 50);
   CHECK(cfg.limits.max_record_bytes == 65536);
   CHECK(cfg.limits.max_lateness_ms == 86400000 && cfg.limits.max_ahead_ms == 86400000);
+  mtld_joiner_config_t jdef;
+  mtld_joiner_config_default(&jdef);
+  CHECK(memcmp(&cfg.joiner, &jdef, sizeof(jdef)) == 0);
+  CHECK(cfg.allowed_lateness_ms == 60000 && cfg.idle_ms == 0);
   CHECK(strcmp(cfg.log_level, "info") == 0);
   CHECK(cfg.metrics_enabled == 1 && strcmp(cfg.metrics_listen, "127.0.0.1") == 0);
   CHECK(cfg.metrics_port == 9464);
@@ -107,6 +111,9 @@ static const char *full_text =
     "  ctr_prior = 0.1; cvr_prior = 0.03; cart_prior = 0.07;\n"
     "};\n"
     "validation = { max_record_bytes = 1024; max_lateness = \"2h\"; max_ahead = 60; };\n"
+    "joiner = { mode = \"sampled_negatives\"; click_window = \"10m\"; conversion_window = \"2d\";\n"
+    "  negatives_per_positive = 8; popularity_size = 500; seed = 5000000000L;\n"
+    "  allowed_lateness = \"90s\"; idle_after = \"5m\"; };\n"
     "log = { level = \"warn\"; };\n"
     "metrics = { enabled = false; listen = \"::1\"; port = 0; };\n"
     "shutdown_timeout = \"1m\";\n"
@@ -139,6 +146,11 @@ static void test_full(void) {
   CHECK(cfg.limits.max_record_bytes == 1024);
   CHECK(cfg.limits.max_lateness_ms == 7200000);
   CHECK(cfg.limits.max_ahead_ms == 60000); /* plain integer: seconds */
+  CHECK(cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES);
+  CHECK(cfg.joiner.click_window_ms == 600000 && cfg.joiner.conversion_window_ms == 172800000);
+  CHECK(cfg.joiner.negatives_per_positive == 8 && cfg.joiner.popularity_size == 500);
+  CHECK(cfg.joiner.seed == 5000000000ULL);
+  CHECK(cfg.allowed_lateness_ms == 90000 && cfg.idle_ms == 300000);
   CHECK(strcmp(cfg.log_level, "warning") == 0); /* canonical name */
   CHECK(cfg.metrics_enabled == 0 && strcmp(cfg.metrics_listen, "::1") == 0);
   CHECK(cfg.metrics_port == 0);
@@ -225,7 +237,15 @@ static void test_errors(void) {
     EXPECT_ERROR(text, "t.conf:2: source.topics: at most 16 topics");
   }
 
+  EXPECT_ERROR(MINIMAL "joiner = {\n  negatives_per_positive = 101;\n};\n",
+               "t.conf:4: joiner.negatives_per_positive: must be between 0 and 100");
+  EXPECT_ERROR(MINIMAL "joiner = { seed = -1; };\n", "t.conf:3: joiner.seed: must be >= 0");
+  EXPECT_ERROR(MINIMAL "joiner = { click_window = \"31d\"; };\n",
+               "t.conf:3: joiner.click_window: must be between 0s and 30d");
+
   /* bad values of enumerations */
+  EXPECT_ERROR(MINIMAL "joiner = { mode = \"clicks\"; };\n",
+               "t.conf:3: joiner.mode: must be \"impressions\" or \"sampled_negatives\"");
   EXPECT_ERROR(MINIMAL "log = { level = \"loud\"; };\n", "t.conf:3: log.level: must be \"err\"");
   EXPECT_ERROR("source = {\n  type = \"kafak\";\n};\n",
                "t.conf:2: source.type: must be \"kafka\" or \"file\", not \"kafak\"");
@@ -252,7 +272,8 @@ static void test_errors(void) {
                "t.conf:1: source.file: required when source.type is \"file\"");
   EXPECT_ERROR("source = { type = \"file\"; file = \"x\"; };\ndead_letter = { topic = \"d\"; };\n",
                "kafka.bootstrap_servers: required when dead_letter.topic is set");
-  EXPECT_ERROR(MINIMAL "store = {\n  path = \"\";\n};\n", "t.conf:4: store.path: must not be empty");
+  EXPECT_ERROR(MINIMAL "store = {\n  path = \"\";\n};\n",
+               "t.conf:4: store.path: must not be empty");
 
   /* bad durations */
   EXPECT_ERROR(MINIMAL "validation = {\n  max_lateness = \"1x\";\n};\n",
@@ -293,12 +314,11 @@ static void test_errors(void) {
   fprintf(f, "store = {\n  batch_max_events = -64;\n};\n");
   fclose(f);
   CHECK(mtld_config_load(&cfg, main_path, err, sizeof(err)) == MTLD_ERR_CONFIG);
-  fprintf(stderr, "DEBUG %s\n", err);
   char want[512];
   snprintf(want, sizeof(want), "%s:2: store.batch_max_events: must be between", inc_path);
   CHECK(strstr(err, want) != NULL);
   f = fopen(main_path, "w");
-  fprintf(f, MINIMAL "store = {\n  sync = true\n  path = \"x\";\n};\n");
+  fprintf(f, MINIMAL "store = {\n  sync = true;\n  path = = \"x\";\n};\n");
   fclose(f);
   CHECK(mtld_config_load(&cfg, main_path, err, sizeof(err)) == MTLD_ERR_CONFIG);
   snprintf(want, sizeof(want), "%s:5: syntax error", main_path);
@@ -334,13 +354,30 @@ static void test_duration(void) {
     const char *s;
     int64_t ms; /* -1 = invalid */
   } cases[] = {
-      {"250ms", 250},           {"90s", 90000},   {"5m", 300000}, {"1h", 3600000},
-      {"7d", 604800000},        {"0s", 0},        {"0ms", 0},     {"007s", 7000},
-      {"", -1},                 {"s", -1},        {"30", -1},     {"1x", -1},
-      {"1.5h", -1},             {"-1s", -1},      {" 1s", -1},    {"1s ", -1},
-      {"1 s", -1},              {"1H", -1},       {"1msx", -1},   {"1hh", -1},
-      {"9223372036854775807ms", INT64_MAX},       {"9223372036854775808ms", -1},
-      {"106751991167d", 106751991167LL * 86400000}, {"106751991168d", -1},
+      {"250ms", 250},
+      {"90s", 90000},
+      {"5m", 300000},
+      {"1h", 3600000},
+      {"7d", 604800000},
+      {"0s", 0},
+      {"0ms", 0},
+      {"007s", 7000},
+      {"", -1},
+      {"s", -1},
+      {"30", -1},
+      {"1x", -1},
+      {"1.5h", -1},
+      {"-1s", -1},
+      {" 1s", -1},
+      {"1s ", -1},
+      {"1 s", -1},
+      {"1H", -1},
+      {"1msx", -1},
+      {"1hh", -1},
+      {"9223372036854775807ms", INT64_MAX},
+      {"9223372036854775808ms", -1},
+      {"106751991167d", 106751991167LL * 86400000},
+      {"106751991168d", -1},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int64_t ms = -12345;
@@ -352,8 +389,8 @@ static void test_duration(void) {
   static const struct {
     int64_t ms;
     const char *s;
-  } fmt[] = {{0, "0s"},       {250, "250ms"}, {1500, "1500ms"}, {90000, "90s"}, {300000, "5m"},
-             {3600000, "1h"}, {86400000, "1d"}, {90000000, "25h"}};
+  } fmt[] = {{0, "0s"},      {250, "250ms"},  {1500, "1500ms"}, {90000, "90s"},
+             {300000, "5m"}, {3600000, "1h"}, {86400000, "1d"}, {90000000, "25h"}};
   for (size_t i = 0; i < sizeof(fmt) / sizeof(fmt[0]); i++) {
     char buf[32];
     int64_t back = -1;
@@ -460,10 +497,14 @@ static void test_diff(void) {
   cfg2.features.half_life_s[1] = 3600;
   cfg2.n_topics = 1;
   cfg2.format = MTLD_FMT_PROTOBUF;
+  cfg2.joiner.click_window_ms = 1;
+  cfg2.allowed_lateness_ms = 1;
   cfg2.shutdown_timeout_ms = 1; /* reloadable, among the others */
   memset(&seen, 0, sizeof(seen));
-  CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 5);
-  CHECK(seen.n == 6);
+  CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 7);
+  CHECK(seen.n == 8);
+  CHECK(seen_has(&seen, "joiner.click_window", 0));
+  CHECK(seen_has(&seen, "joiner.allowed_lateness", 0));
   CHECK(seen_has(&seen, "store.path", 0));
   CHECK(seen_has(&seen, "store.sync", 0));
   CHECK(seen_has(&seen, "features.half_lives", 0));
@@ -490,7 +531,7 @@ static void test_diff(void) {
   memset(&seen, 0, sizeof(seen));
   CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 3);
   CHECK(seen.n == 3);
-  CHECK(seen_has(&seen, "kafka.session_timeout_ms", 0)); /* changed */
+  CHECK(seen_has(&seen, "kafka.session_timeout_ms", 0));   /* changed */
   CHECK(seen_has(&seen, "kafka.enable_partition_eof", 0)); /* removed */
   CHECK(seen_has(&seen, "kafka.client_id", 0));            /* added */
 }
@@ -536,8 +577,8 @@ static void test_shipped_configs(void) {
   seen_t seen = {0};
   mtld_config_diff(&cfg2, &cfg, record, &seen);
   for (int i = 0; i < seen.n && i < 16; i++) {
-    int expected = strcmp(seen.keys[i], "source.topics") == 0 ||
-                   strncmp(seen.keys[i], "kafka.", 6) == 0;
+    int expected =
+        strcmp(seen.keys[i], "source.topics") == 0 || strncmp(seen.keys[i], "kafka.", 6) == 0;
     if (!expected) fprintf(stderr, "conf/mtld.conf: %s differs from its default\n", seen.keys[i]);
     CHECK(expected);
   }
@@ -573,9 +614,12 @@ static void test_print_layout(void) {
   CHECK(strstr(text, "  batch_max_ms = \"1s\";\n") != NULL);
   CHECK(strstr(text, "  half_lives = [\"30m\", \"2h\"];\n") != NULL);
   CHECK(strstr(text, "  prior_strength = 4.0;\n") != NULL);
+  CHECK(strstr(text, "  ctr_prior = 0.1;\n") != NULL);
   CHECK(strstr(text, "  session_timeout_ms = \"6000\";\n") != NULL);
   CHECK(strstr(text, "\nshutdown_timeout = \"1m\";\n") != NULL);
   CHECK(strstr(text, "\nstatus_interval = \"250ms\";\n") != NULL);
+  CHECK(strstr(text, "  seed = 5000000000L;\n") != NULL);
+  CHECK(strstr(text, "  mode = \"sampled_negatives\";\n") != NULL);
   free(text);
 }
 

@@ -1,4 +1,5 @@
 /* test_decode.c - decoding (protobuf and JSON), validation reasons, encoders. */
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -156,6 +157,16 @@ static void test_round_trip(void) {
   n = mtld_encode_event_pb(&ev, pb, sizeof pb);
   CHECK(mtld_decode_event(pb, n, MTLD_FMT_PROTOBUF, 65536, &out, err, sizeof err) == 0);
   CHECK(isnan(out.price) && isinf(out.rating));
+
+  /* The float extremes: printed as 3.4028235e+38, which as a double is just
+   * above FLT_MAX and must round back to it (found by the fuzzer). */
+  ev = make_event(MTLD_EV_CLICK);
+  ev.rating = -FLT_MAX;
+  n = mtld_encode_event_json(&ev, js, sizeof js);
+  CHECK(dec_json(js, &out) == MTLD_REJECT_NONE && out.rating == -FLT_MAX);
+  ev.rating = FLT_TRUE_MIN;
+  n = mtld_encode_event_json(&ev, js, sizeof js);
+  CHECK(dec_json(js, &out) == MTLD_REJECT_NONE && out.rating == FLT_TRUE_MIN);
 
   /* An unknown type number is carried as a number. */
   ev = make_event(9);

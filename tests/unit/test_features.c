@@ -337,8 +337,8 @@ static int user_equal(const mtld_user_features_t *a, const mtld_user_features_t 
   }
   for (uint32_t i = 0; i < a->seq_len; i++) {
     const mtld_seq_item_t *x = &a->seq[i], *y = &b->seq[i];
-    if (x->item_id != y->item_id || x->category_id != y->category_id ||
-        x->time_ms != y->time_ms || x->type != y->type || x->event_id != y->event_id)
+    if (x->item_id != y->item_id || x->category_id != y->category_id || x->time_ms != y->time_ms ||
+        x->type != y->type || x->event_id != y->event_id)
       return 0;
   }
   return 1;
@@ -506,8 +506,7 @@ static void test_dense(void) {
     double imp = exp2(-7200 / hl), one = exp2(-3600 / hl);
     const double want[5] = {log1p(imp), log1p(one), 0, log1p(one), 0};
     for (int k = 0; k < 5; k++)
-      if (fabs(out[10 * h + k] - want[k]) > tol || fabs(out[10 * h + 5 + k] - want[k]) > tol)
-        bad++;
+      if (fabs(out[10 * h + k] - want[k]) > tol || fabs(out[10 * h + 5 + k] - want[k]) > tol) bad++;
   }
   CHECK(bad == 0);
   /* rates at 7 d, decayed to now */

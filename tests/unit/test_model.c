@@ -1,0 +1,335 @@
+/* test_model.c - the multi-task network: finite-difference checks of the
+ * whole model's loss (every architecture, ESMM, uncertainty weighting,
+ * embedding rows through fields and attention), embedding tables (admission,
+ * expiry, sweep), config validation, reloadable settings. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/unit/check.h"
+#include "trainer/model.h"
+
+static uint64_t rng = 987654321;
+static uint64_t next_u64(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+static float frand01(void) {
+  return (float)(next_u64() >> 40) * (1.0f / 16777216.0f);
+}
+
+static void small_config(mtld_model_config_t *c, int arch) {
+  mtld_model_config_default(c);
+  c->arch = arch;
+  c->dim = 4;
+  uint32_t rows[5] = {97, 101, 13, 5, 7};
+  for (int f = 0; f < 5; f++) c->fields[f].rows = rows[f];
+  c->seq_max = 5;
+  c->n_dense = 3;
+  c->n_experts = 3;
+  c->n_shared_experts = 2;
+  c->n_task_experts = 1;
+  c->n_expert_layers = 2;
+  c->expert_layers[0] = 8;
+  c->expert_layers[1] = 6;
+  c->n_tower_layers = 1;
+  c->tower_layers[0] = 5;
+  c->batch_size = 16;
+  c->emb.admit_after = 1;
+  c->emb.init_scale = 0.5f; /* large rows: visible gradients through attention */
+  c->tasks[2].reg_loss = MTLD_REG_MSE;
+}
+
+static void make_sample(mtld_sample_t *s, int i) {
+  memset(s, 0, sizeof(*s));
+  s->sample_id = (uint64_t)i + 1;
+  s->time_ms = 1000 + i;
+  s->weight = 0.5f + frand01();
+  s->n_fields = 5;
+  s->fields[0] = 1 + next_u64() % 30;
+  s->fields[1] = 1 + next_u64() % 20;
+  s->fields[2] = 1 + next_u64() % 6;
+  s->fields[3] = 1 + next_u64() % 3;
+  s->fields[4] = 1 + next_u64() % 5;
+  s->scenario_id = s->fields[3];
+  s->n_dense = 3;
+  for (int d = 0; d < 3; d++) s->dense[d] = 3.0f * frand01() + (float)d;
+  s->seq_len = (int)(next_u64() % 7); /* may exceed seq_max */
+  for (int j = 0; j < s->seq_len; j++) {
+    s->seq_items[j] = 1 + next_u64() % 20;
+    s->seq_cats[j] = 1 + next_u64() % 6;
+  }
+  if (i % 5 == 4) {
+    s->kind = MTLD_SAMPLE_REVIEW;
+    s->labels[MTLD_LABEL_RATING] = (float)(1 + next_u64() % 5);
+    s->label_mask = 1u << MTLD_LABEL_RATING;
+  } else {
+    s->kind = MTLD_SAMPLE_IMPRESSION;
+    int click = frand01() < 0.4f, buy = click && frand01() < 0.5f;
+    s->labels[MTLD_LABEL_CLICK] = (float)click;
+    s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
+    s->label_mask = (1u << MTLD_LABEL_CLICK) | (1u << MTLD_LABEL_PURCHASE);
+  }
+}
+
+static int grad_ok(double num, double ana) {
+  return fabs(num - ana) <= 3e-3 + 3e-2 * fabs(ana);
+}
+
+#define EPS 1e-3f
+
+/* Central difference of the batch loss wrt params[i]. */
+static double numeric(mtld_model_t *m, const mtld_sample_t *s, int n, float *p) {
+  float save = *p;
+  *p = save + EPS;
+  double lp = mtld_model_forward(m, s, n);
+  *p = save - EPS;
+  double lm = mtld_model_forward(m, s, n);
+  *p = save;
+  return (lp - lm) / (2.0 * EPS);
+}
+
+/* Checks a few entries of every dense tensor, then live embedding rows.  The
+ * stream is fixed, so no check lands on a ReLU kink by chance: all must hold. */
+static void fd_model(const mtld_model_config_t *cfg, const char *label) {
+  mtld_model_t *m;
+  char err[256];
+  CHECK(mtld_model_create(&m, cfg, err, sizeof(err)) == MTLD_OK);
+  enum { N = 16 };
+  mtld_sample_t s[N];
+  for (int i = 0; i < N; i++) make_sample(&s[i], i);
+  /* two warm-up steps: rows come alive, normaliser and logvars move */
+  mtld_model_train_batch(m, s, N);
+  mtld_model_train_batch(m, s, N);
+  float *p, *g;
+  size_t np, nd;
+  mtld_model_params(m, &p, &np);
+  mtld_model_grads(m, &g, &nd);
+  mtld_model_forward(m, s, N);
+  mtld_model_backward(m);
+  int nt, checks = 0, bad = 0, nonzero = 0;
+  const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
+  for (int t = 0; t < nt; t++) {
+    if (ts[t].offset >= nd) continue;
+    size_t size = (size_t)ts[t].rows * ts[t].cols;
+    for (int k = 0; k < 3; k++) {
+      size_t i = ts[t].offset + (size_t)(next_u64() % size);
+      double ana = g[i], num = numeric(m, s, N, &p[i]);
+      checks++;
+      nonzero += ana != 0.0;
+      if (!grad_ok(num, ana)) {
+        bad++;
+        fprintf(stderr, "%s fd: %s[%zu] num %.6g ana %.6g\n", label, ts[t].name,
+                i - ts[t].offset, num, ana);
+      }
+    }
+  }
+  /* embeddings: rows of the first samples' ids, via fields and attention */
+  int emb_checks = 0;
+  for (int f = 0; f < cfg->n_fields; f++) {
+    mtld_embed_t *e = mtld_model_embed(m, f);
+    for (int b = 0; b < 4; b++) {
+      uint64_t id = s[b].fields[f];
+      if (f == 1 && s[b].seq_len > 0) id = s[b].seq_items[0]; /* a key of the attention */
+      int32_t r = mtld_embed_find(e, id, s[b].time_ms);
+      const float *eg = r >= 0 ? mtld_embed_grad_of(e, r) : NULL;
+      if (!eg) continue;
+      int d = (int)(next_u64() % (uint64_t)cfg->dim);
+      double ana = eg[d], num = numeric(m, s, N, &e->w[(size_t)r * cfg->dim + d]);
+      checks++;
+      emb_checks++;
+      if (!grad_ok(num, ana)) {
+        bad++;
+        fprintf(stderr, "%s fd: emb field %d row %d[%d] num %.6g ana %.6g\n", label, f, r, d, num,
+                ana);
+      }
+    }
+  }
+  printf("%s: %d gradient checks, %d off, %d non-zero dense\n", label, checks, bad, nonzero);
+  CHECK(emb_checks >= 10);
+  CHECK(nonzero > checks / 3);
+  CHECK(bad == 0);
+  mtld_model_destroy(m);
+}
+
+static void test_fd(void) {
+  mtld_model_config_t c;
+  small_config(&c, MTLD_ARCH_MMOE);
+  fd_model(&c, "mmoe");
+  small_config(&c, MTLD_ARCH_PLE);
+  c.uncertainty_weighting = 1;
+  fd_model(&c, "ple+uncertainty");
+  small_config(&c, MTLD_ARCH_SHARED_BOTTOM);
+  c.tasks[2].reg_loss = MTLD_REG_HUBER;
+  c.tasks[2].huber_delta = 0.7f;
+  fd_model(&c, "shared_bottom+huber");
+  small_config(&c, MTLD_ARCH_SINGLE_TASK);
+  c.emb.optim = MTLD_EMB_ADAM;
+  c.optim = MTLD_OPT_ADAGRAD;
+  fd_model(&c, "single_task");
+  /* ESMM alone: the CTR tower learns only through pCTCVR */
+  small_config(&c, MTLD_ARCH_MMOE);
+  c.tasks[0].loss_weight = 0.0f;
+  c.tasks[2].loss_weight = 0.0f;
+  fd_model(&c, "esmm-only");
+}
+
+/* With only the ESMM task weighted, the CTR tower still gets gradient (from
+ * pCTCVR); with ESMM weighted 0 too, nothing does. */
+static void test_esmm_parent_gradient(void) {
+  mtld_model_config_t c;
+  small_config(&c, MTLD_ARCH_MMOE);
+  c.tasks[0].loss_weight = 0.0f;
+  c.tasks[2].loss_weight = 0.0f;
+  mtld_model_t *m;
+  char err[256];
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  mtld_sample_t s[8];
+  for (int i = 0; i < 8; i++) make_sample(&s[i], i);
+  mtld_model_forward(m, s, 8);
+  mtld_model_backward(m);
+  const float *preds = mtld_model_preds(m), *cond = mtld_model_cond_preds(m);
+  CHECK(preds[1] > 0.0f && preds[1] < cond[1] && preds[1] < preds[0]);
+  CHECK_NEAR(preds[1], preds[0] * cond[1], 1e-6);
+  int nt;
+  const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
+  float *g;
+  size_t nd;
+  mtld_model_grads(m, &g, &nd);
+  double ctr = 0.0, rating = 0.0;
+  for (int t = 0; t < nt; t++) {
+    size_t size = (size_t)ts[t].rows * ts[t].cols;
+    for (size_t i = 0; i < size && ts[t].offset < nd; i++) {
+      if (strstr(ts[t].name, "tower.ctr.")) ctr += fabs(g[ts[t].offset + i]);
+      if (strstr(ts[t].name, "tower.rating.")) rating += fabs(g[ts[t].offset + i]);
+    }
+  }
+  CHECK(ctr > 0.0);
+  CHECK(rating == 0.0);
+  CHECK(mtld_model_set_loss_weight(m, 1, 0.0f) == MTLD_OK);
+  CHECK(mtld_model_forward(m, s, 8) == 0.0);
+  CHECK(mtld_model_set_loss_weight(m, 7, 1.0f) == MTLD_ERR_INVALID);
+  CHECK(mtld_model_set_loss_weight(m, 0, -1.0f) == MTLD_ERR_INVALID);
+  CHECK(mtld_model_set_lr(m, 0.0f, 0.1f) == MTLD_ERR_INVALID);
+  CHECK(mtld_model_set_lr(m, 0.01f, 0.1f) == MTLD_OK && mtld_model_config(m)->lr == 0.01f);
+  mtld_model_destroy(m);
+}
+
+static void test_embed(void) {
+  mtld_embed_config_t ec = {.optim = MTLD_EMB_ADAGRAD,
+                            .lr = 0.1f,
+                            .adagrad_init = 0.01f,
+                            .eps = 1e-8f,
+                            .init_scale = 0.1f,
+                            .admit_after = 3,
+                            .expire_ms = 1000};
+  enum { ROWS = 64, D = 4 };
+  float w[ROWS * D];
+  mtld_embed_t e;
+  char err[128];
+  CHECK(mtld_embed_init(&e, w, ROWS, D, 7, &ec, 16, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_embed_find(&e, 0, 0) == -1);
+  mtld_embed_touch(&e, 42, 0, 1);
+  mtld_embed_touch(&e, 42, 10, 1);
+  CHECK(mtld_embed_find(&e, 42, 10) == -1); /* seen twice: not admitted */
+  CHECK(e.stats.live_rows == 0);
+  mtld_embed_touch(&e, 42, 20, 1);
+  int32_t r = mtld_embed_find(&e, 42, 20);
+  CHECK(r >= 0 && e.stats.live_rows == 1 && e.stats.admitted == 1);
+  int nonzero = 0;
+  for (int d = 0; d < D; d++) nonzero += w[r * D + d] != 0.0f;
+  CHECK(nonzero == D);
+  /* sparse Adagrad: only the touched row moves, summed over occurrences */
+  float before[ROWS * D];
+  memcpy(before, w, sizeof(w));
+  float g[D] = {1.0f, -1.0f, 0.5f, 0.0f};
+  mtld_embed_grad_add(&e, r, g);
+  mtld_embed_grad_add(&e, r, g);
+  CHECK(mtld_embed_grad_of(&e, r) && mtld_embed_grad_of(&e, r)[0] == 2.0f);
+  mtld_embed_apply(&e);
+  CHECK(mtld_embed_grad_of(&e, r) == NULL);
+  CHECK(w[r * D + 0] < before[r * D + 0] && w[r * D + 1] > before[r * D + 1]);
+  CHECK(w[r * D + 3] == before[r * D + 3]);
+  int others = 0;
+  for (int i = 0; i < ROWS * D; i++)
+    if (i / D != r) others += w[i] != before[i];
+  CHECK(others == 0);
+  /* expiry by event time: unusable after 1000 ms idle, reset on next touch */
+  CHECK(mtld_embed_find(&e, 42, 1020) == r);
+  CHECK(mtld_embed_find(&e, 42, 1021) == -1);
+  mtld_embed_touch(&e, 42, 1021, 1);
+  CHECK(e.stats.evictions == 1 && e.stats.live_rows == 1);
+  CHECK(mtld_embed_find(&e, 42, 1021) == r);
+  /* sweep kills idle rows and halves the counts (42 must be seen again) */
+  mtld_embed_sweep(&e, 5000);
+  CHECK(e.stats.live_rows == 0 && e.stats.evictions == 2);
+  mtld_embed_touch(&e, 42, 5001, 1); /* counts 4 -> 2, +1 = 3: admitted again */
+  CHECK(mtld_embed_find(&e, 42, 5001) == r);
+  mtld_embed_free(&e);
+
+  /* Adam embeddings and admit-at-once */
+  ec.optim = MTLD_EMB_ADAM;
+  ec.admit_after = 0;
+  ec.beta1 = 0.9f;
+  ec.beta2 = 0.999f;
+  CHECK(mtld_embed_init(&e, w, ROWS, D, 7, &ec, 16, err, sizeof(err)) == MTLD_OK);
+  mtld_embed_touch(&e, 5, 0, 1);
+  r = mtld_embed_find(&e, 5, 0);
+  CHECK(r >= 0);
+  float w0 = w[r * D];
+  mtld_embed_grad_add(&e, r, g);
+  mtld_embed_apply(&e);
+  CHECK_NEAR(w[r * D], w0 - 0.1f, 1e-4); /* first Adam step moves by lr */
+  mtld_embed_free(&e);
+}
+
+static void test_config(void) {
+  mtld_model_config_t c;
+  char err[256];
+  mtld_model_config_default(&c);
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_OK);
+  c.tasks[1].parent = 2; /* a regression parent */
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  CHECK(strstr(err, "ctcvr") != NULL);
+  mtld_model_config_default(&c);
+  c.n_experts = MTLD_MAX_EXPERTS + 1;
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  mtld_model_config_default(&c);
+  c.seq_max = MTLD_MAX_SAMPLE_SEQ + 1;
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  mtld_model_config_default(&c);
+  snprintf(c.tasks[2].name, MTLD_NAME_MAX, "ctr");
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  /* a fourth task is data: a binary cart task */
+  mtld_model_config_default(&c);
+  c.fields[0].rows = c.fields[1].rows = 1024;
+  c.n_tasks = 4;
+  snprintf(c.tasks[3].name, MTLD_NAME_MAX, "cart");
+  c.tasks[3].type = MTLD_TASK_BINARY;
+  c.tasks[3].label = MTLD_LABEL_CART;
+  c.tasks[3].parent = -1;
+  c.tasks[3].loss_weight = 1.0f;
+  mtld_model_t *m;
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  int nt, found = 0;
+  const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
+  for (int t = 0; t < nt; t++) found += strstr(ts[t].name, "tower.cart.") != NULL;
+  CHECK(found == 4);
+  float *p;
+  size_t np;
+  mtld_model_params(m, &p, &np);
+  CHECK(ts[nt - 1].offset + (size_t)ts[nt - 1].rows * ts[nt - 1].cols == np);
+  CHECK(mtld_model_flops_per_sample(m) > 0.0 && mtld_model_memory_bytes(m) > np * 4);
+  mtld_model_destroy(m);
+}
+
+int main(void) {
+  test_embed();
+  test_config();
+  test_esmm_parent_gradient();
+  test_fd();
+  return CHECK_DONE();
+}

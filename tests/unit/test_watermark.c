@@ -1,0 +1,132 @@
+/* test_watermark.c - event-time watermark: min over partitions, lateness,
+ * idleness (nothing seen, far behind), restore on assignment, revoke. */
+#include "features/watermark.h"
+
+#include <stdint.h>
+
+#include "tests/unit/check.h"
+
+static void test_empty_and_min(void) {
+  mtld_watermark_t *wm;
+  CHECK(mtld_watermark_create(&wm, 0, 0) == MTLD_OK);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN);
+  CHECK(mtld_watermark_newest(wm) == INT64_MIN);
+  CHECK(mtld_watermark_assign(wm, "t", 0, INT64_MIN) == MTLD_OK);
+  CHECK(mtld_watermark_assign(wm, "t", 1, INT64_MIN) == MTLD_OK);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN); /* nothing seen anywhere */
+
+  /* partition 1 has seen nothing while 0 has: it does not hold back */
+  mtld_watermark_observe(wm, "t", 0, 1000);
+  CHECK(mtld_watermark_get(wm) == 1000);
+  mtld_watermark_observe(wm, "t", 1, 400);
+  CHECK(mtld_watermark_get(wm) == 400);
+  /* max, not last: an older event does not move it back */
+  mtld_watermark_observe(wm, "t", 1, 300);
+  CHECK(mtld_watermark_get(wm) == 400);
+  CHECK(mtld_watermark_max_time(wm, "t", 1) == 400);
+  mtld_watermark_observe(wm, "t", 1, 2000);
+  CHECK(mtld_watermark_get(wm) == 1000);
+  CHECK(mtld_watermark_newest(wm) == 2000);
+  /* same partition number, other topic: separate */
+  CHECK(mtld_watermark_max_time(wm, "u", 1) == INT64_MIN);
+  mtld_watermark_observe(wm, "u", 1, 500); /* observe assigns */
+  CHECK(mtld_watermark_partitions(wm) == 3);
+  CHECK(mtld_watermark_get(wm) == 500);
+  mtld_watermark_revoke(wm, "u", 1);
+  mtld_watermark_revoke(wm, "u", 7); /* not assigned: no-op */
+  CHECK(mtld_watermark_partitions(wm) == 2);
+  CHECK(mtld_watermark_get(wm) == 1000);
+  mtld_watermark_revoke(wm, "t", 0);
+  CHECK(mtld_watermark_get(wm) == 2000);
+  mtld_watermark_revoke(wm, "t", 1);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN);
+  mtld_watermark_destroy(wm);
+}
+
+static void test_lateness(void) {
+  mtld_watermark_t *wm;
+  CHECK(mtld_watermark_create(&wm, 5000, 0) == MTLD_OK);
+  mtld_watermark_observe(wm, "t", 0, 100000);
+  mtld_watermark_observe(wm, "t", 1, 60000);
+  CHECK(mtld_watermark_get(wm) == 55000);
+  /* no overflow near the bottom of the range */
+  mtld_watermark_assign(wm, "t", 1, INT64_MIN + 10);
+  mtld_watermark_assign(wm, "t", 0, INT64_MIN + 20);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN);
+  CHECK(mtld_watermark_set_params(wm, -1, 0) == MTLD_ERR_INVALID);
+  CHECK(mtld_watermark_set_params(wm, 0, 0) == MTLD_OK);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN + 10);
+  mtld_watermark_destroy(wm);
+  CHECK(mtld_watermark_create(&wm, -1, 0) == MTLD_ERR_INVALID);
+  CHECK(wm == NULL);
+}
+
+static void test_idle(void) {
+  mtld_watermark_t *wm;
+  CHECK(mtld_watermark_create(&wm, 1000, 60000) == MTLD_OK);
+  mtld_watermark_observe(wm, "t", 0, 100000);
+  mtld_watermark_observe(wm, "t", 1, 50000);
+  mtld_watermark_observe(wm, "t", 2, 90000);
+  CHECK(mtld_watermark_get(wm) == 49000); /* 50 s behind: within idle_ms, holds back */
+  CHECK(mtld_watermark_idle_partitions(wm) == 0);
+  mtld_watermark_observe(wm, "t", 0, 110000); /* exactly 60 s ahead: not idle yet */
+  CHECK(mtld_watermark_get(wm) == 49000);
+  mtld_watermark_observe(wm, "t", 0, 110001); /* now 1 ms more: partition 1 is idle */
+  CHECK(mtld_watermark_idle_partitions(wm) == 1);
+  CHECK(mtld_watermark_get(wm) == 89000);
+  /* it catches up: holds back again (the watermark may move back) */
+  mtld_watermark_observe(wm, "t", 1, 80000);
+  CHECK(mtld_watermark_get(wm) == 79000);
+  mtld_watermark_destroy(wm);
+
+  /* idle_ms 0: never idle, however far behind */
+  CHECK(mtld_watermark_create(&wm, 0, 0) == MTLD_OK);
+  mtld_watermark_observe(wm, "t", 0, INT64_MAX);
+  mtld_watermark_observe(wm, "t", 1, -5);
+  CHECK(mtld_watermark_get(wm) == -5);
+  mtld_watermark_destroy(wm);
+
+  /* extreme spread does not overflow the idleness test */
+  CHECK(mtld_watermark_create(&wm, 0, 1) == MTLD_OK);
+  mtld_watermark_observe(wm, "t", 0, INT64_MAX);
+  mtld_watermark_observe(wm, "t", 1, INT64_MIN + 1);
+  CHECK(mtld_watermark_get(wm) == INT64_MAX);
+  mtld_watermark_destroy(wm);
+}
+
+static void test_restore(void) {
+  mtld_watermark_t *wm;
+  CHECK(mtld_watermark_create(&wm, 0, 0) == MTLD_OK);
+  /* restored max times from the store's offset records */
+  CHECK(mtld_watermark_assign(wm, "t", 0, 7000) == MTLD_OK);
+  CHECK(mtld_watermark_assign(wm, "t", 1, 3000) == MTLD_OK);
+  CHECK(mtld_watermark_get(wm) == 3000);
+  CHECK(mtld_watermark_max_time(wm, "t", 0) == 7000);
+  /* an older event after restore does not lower it */
+  mtld_watermark_observe(wm, "t", 1, 2000);
+  CHECK(mtld_watermark_max_time(wm, "t", 1) == 3000);
+  /* re-assignment replaces (after a rollback the stored value is the truth) */
+  mtld_watermark_observe(wm, "t", 0, 9000);
+  CHECK(mtld_watermark_assign(wm, "t", 0, 7000) == MTLD_OK);
+  CHECK(mtld_watermark_max_time(wm, "t", 0) == 7000);
+  CHECK(mtld_watermark_partitions(wm) == 2);
+  CHECK(mtld_watermark_newest(wm) == 7000);
+  /* many partitions (array growth) */
+  for (int p = 2; p < 300; p++) mtld_watermark_assign(wm, "t", p, 10000 + p);
+  CHECK(mtld_watermark_partitions(wm) == 300);
+  CHECK(mtld_watermark_get(wm) == 3000);
+  CHECK(mtld_watermark_newest(wm) == 10299);
+  CHECK(mtld_watermark_max_time(wm, "t", 150) == 10150);
+  mtld_watermark_revoke(wm, "t", 150);
+  CHECK(mtld_watermark_max_time(wm, "t", 150) == INT64_MIN);
+  CHECK(mtld_watermark_max_time(wm, "t", 151) == 10151);
+  mtld_watermark_destroy(wm);
+}
+
+int main(void) {
+  test_empty_and_min();
+  test_lateness();
+  test_idle();
+  test_restore();
+  return CHECK_DONE();
+}

@@ -1,0 +1,291 @@
+/* train.c - the online trainer: progressive validation, fixed-size
+ * minibatches, checkpoint state (see train.h). */
+#include "trainer/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "trainer/serial.h"
+
+struct mtld_trainer {
+  mtld_model_config_t cfg;
+  mtld_model_t *model;
+  mtld_pvmetrics_t *metrics;
+  mtld_sample_t *batch; /* [batch_size] */
+  int n_batch;
+  mtld_trainer_stats_t stats;
+};
+
+mtld_status_t mtld_trainer_create(mtld_trainer_t **out, const mtld_model_config_t *cfg, char *err,
+                                  size_t errlen) {
+  *out = NULL;
+  mtld_trainer_t *t = calloc(1, sizeof(*t));
+  if (!t) {
+    snprintf(err, errlen, "trainer: out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  memcpy(&t->cfg, cfg, sizeof(*cfg));
+  mtld_status_t st = mtld_model_create(&t->model, cfg, err, errlen);
+  if (st != MTLD_OK) {
+    mtld_trainer_destroy(t);
+    return st;
+  }
+  int is_reg[MTLD_MAX_TASKS];
+  const char *names[MTLD_MAX_TASKS];
+  for (int k = 0; k < cfg->n_tasks; k++) {
+    is_reg[k] = cfg->tasks[k].type == MTLD_TASK_REGRESSION;
+    names[k] = cfg->tasks[k].name;
+  }
+  st = mtld_pvmetrics_create(&t->metrics, cfg->n_tasks, is_reg, names, cfg->pv_window,
+                             cfg->pv_max_scenarios, err, errlen);
+  if (st != MTLD_OK) {
+    mtld_trainer_destroy(t);
+    return st;
+  }
+  t->batch = calloc((size_t)cfg->batch_size, sizeof(mtld_sample_t));
+  if (!t->batch) {
+    mtld_trainer_destroy(t);
+    snprintf(err, errlen, "trainer: out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  *out = t;
+  return MTLD_OK;
+}
+
+void mtld_trainer_destroy(mtld_trainer_t *t) {
+  if (!t) return;
+  mtld_model_destroy(t->model);
+  mtld_pvmetrics_destroy(t->metrics);
+  free(t->batch);
+  free(t);
+}
+
+/* Scores the buffered batch into the metrics (forward = the model before this
+ * batch's update), then learns from it. */
+static void train_buffered(mtld_trainer_t *t) {
+  int n = t->n_batch;
+  if (n == 0) return;
+  const mtld_model_config_t *c = &t->cfg;
+  double loss = mtld_model_forward(t->model, t->batch, n);
+  const float *preds = mtld_model_preds(t->model);
+  for (int b = 0; b < n; b++) {
+    const mtld_sample_t *s = &t->batch[b];
+    uint64_t sid = s->scenario_id;
+    if (sid == 0 && c->scenario_field >= 0 && c->scenario_field < s->n_fields)
+      sid = s->fields[c->scenario_field];
+    char name[MTLD_SCENARIO_NAME_MAX];
+    memcpy(name, s->scenario, sizeof(name));
+    name[sizeof(name) - 1] = 0;
+    int scen = mtld_pvmetrics_scenario(t->metrics, sid, name);
+    for (int k = 0; k < c->n_tasks; k++) {
+      int label = c->tasks[k].label;
+      if ((s->label_mask >> label) & 1)
+        mtld_pvmetrics_add(t->metrics, k, scen, preds[b * c->n_tasks + k], s->labels[label]);
+    }
+  }
+  mtld_model_backward(t->model);
+  mtld_model_update(t->model, t->batch, n);
+  t->stats.trained += (uint64_t)n;
+  t->stats.batches++;
+  t->stats.last_loss = loss;
+  t->n_batch = 0;
+}
+
+mtld_status_t mtld_trainer_observe(mtld_trainer_t *t, const mtld_sample_t *s, float *pred_out) {
+  int ok = isfinite(s->weight) && s->weight >= 0.0f;
+  for (int l = 0; l < MTLD_N_LABELS; l++)
+    if (((s->label_mask >> l) & 1) && !isfinite(s->labels[l])) ok = 0;
+  if (!ok) {
+    t->stats.rejected++;
+    return MTLD_ERR_INVALID;
+  }
+  if (pred_out) mtld_model_predict(t->model, s, pred_out, NULL);
+  t->batch[t->n_batch++] = *s;
+  t->stats.observed++;
+  if (t->n_batch == t->cfg.batch_size) train_buffered(t);
+  return MTLD_OK;
+}
+
+void mtld_trainer_flush(mtld_trainer_t *t) {
+  train_buffered(t);
+}
+
+void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *preds, float *cond) {
+  mtld_model_predict(t->model, s, preds, cond);
+}
+
+mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr) {
+  mtld_status_t st = mtld_model_set_lr(t->model, lr, emb_lr);
+  if (st == MTLD_OK) {
+    t->cfg.lr = lr;
+    t->cfg.emb.lr = emb_lr;
+  }
+  return st;
+}
+
+mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w) {
+  mtld_status_t st = mtld_model_set_loss_weight(t->model, task, w);
+  if (st == MTLD_OK) t->cfg.tasks[task].loss_weight = w;
+  return st;
+}
+
+int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name) {
+  for (int k = 0; k < t->cfg.n_tasks; k++)
+    if (!strcmp(t->cfg.tasks[k].name, name)) return k;
+  return -1;
+}
+
+void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n) {
+  mtld_model_params(t->model, params, n);
+}
+
+mtld_model_t *mtld_trainer_model(mtld_trainer_t *t) {
+  return t->model;
+}
+
+mtld_pvmetrics_t *mtld_trainer_metrics(mtld_trainer_t *t) {
+  return t->metrics;
+}
+
+void mtld_trainer_stats(const mtld_trainer_t *t, mtld_trainer_stats_t *out) {
+  *out = t->stats;
+}
+
+int mtld_trainer_pending(const mtld_trainer_t *t) {
+  return t->n_batch;
+}
+
+size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t) {
+  return sizeof(*t) + sizeof(mtld_sample_t) * (size_t)t->cfg.batch_size +
+         mtld_model_memory_bytes(t->model);
+}
+
+/* ---- state ---------------------------------------------------------------- */
+
+static void save_to(const mtld_trainer_t *t, mtld_wr_t *w) {
+  uint32_t version = MTLD_TRAINER_VERSION, reserved = 0;
+  mtld_wr_bytes(w, MTLD_TRAINER_MAGIC, 8);
+  MTLD_WR(w, version);
+  MTLD_WR(w, reserved);
+  MTLD_WR(w, t->cfg);
+  MTLD_WR(w, t->stats);
+  MTLD_WR(w, t->n_batch);
+  mtld_wr_bytes(w, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
+  mtld_model_save(t->model, w);
+  mtld_pvmetrics_save(t->metrics, w);
+  mtld_wr_checksum(w);
+}
+
+mtld_status_t mtld_trainer_save(const mtld_trainer_t *t, FILE *f, char *err, size_t errlen) {
+  mtld_wr_t w;
+  mtld_status_t st = mtld_wr_open(&w, f);
+  if (st == MTLD_OK) save_to(t, &w);
+  st = w.st;
+  mtld_wr_close(&w);
+  if (st != MTLD_OK) snprintf(err, errlen, "trainer save: %s", mtld_status_str(st));
+  return st;
+}
+
+mtld_status_t mtld_trainer_save_mem(const mtld_trainer_t *t, void **buf, size_t *len, char *err,
+                                    size_t errlen) {
+  mtld_wr_t w;
+  *buf = NULL;
+  *len = 0;
+  mtld_status_t st = mtld_wr_open(&w, NULL);
+  if (st == MTLD_OK) save_to(t, &w);
+  st = w.st;
+  mtld_wr_close(&w);
+  if (st != MTLD_OK) {
+    free(w.buf);
+    snprintf(err, errlen, "trainer save: %s", mtld_status_str(st));
+    return st;
+  }
+  *buf = w.buf;
+  *len = w.len;
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_trainer_load_mem(mtld_trainer_t **out, const void *buf, size_t len, char *err,
+                                    size_t errlen) {
+  *out = NULL;
+  const unsigned char *p = buf;
+  uint64_t trailer;
+  if (len < 16 + sizeof(trailer) || memcmp(p, MTLD_TRAINER_MAGIC, 8) != 0) {
+    snprintf(err, errlen, "trainer load: not a trainer state (bad magic)");
+    return MTLD_ERR_CORRUPT;
+  }
+  memcpy(&trailer, p + len - sizeof(trailer), sizeof(trailer));
+  if (XXH64(p, len - sizeof(trailer), 0) != trailer) {
+    snprintf(err, errlen, "trainer load: checksum mismatch");
+    return MTLD_ERR_CORRUPT;
+  }
+  mtld_rd_t r;
+  mtld_status_t st = mtld_rd_open(&r, NULL, buf, len);
+  if (st != MTLD_OK) {
+    snprintf(err, errlen, "trainer load: out of memory");
+    return st;
+  }
+  char magic[8];
+  uint32_t version = 0, reserved = 0;
+  mtld_model_config_t cfg;
+  mtld_rd_bytes(&r, magic, 8);
+  MTLD_RD(&r, version);
+  MTLD_RD(&r, reserved);
+  if (version != MTLD_TRAINER_VERSION) {
+    mtld_rd_close(&r);
+    snprintf(err, errlen, "trainer load: version %u, expected %u", version, MTLD_TRAINER_VERSION);
+    return MTLD_ERR_SCHEMA;
+  }
+  MTLD_RD(&r, cfg);
+  mtld_trainer_t *t = NULL;
+  st = r.st != MTLD_OK ? r.st : mtld_trainer_create(&t, &cfg, err, errlen);
+  if (st != MTLD_OK) {
+    mtld_rd_close(&r);
+    return st;
+  }
+  MTLD_RD(&r, t->stats);
+  MTLD_RD(&r, t->n_batch);
+  if (r.st == MTLD_OK && (t->n_batch < 0 || t->n_batch >= cfg.batch_size)) r.st = MTLD_ERR_CORRUPT;
+  if (r.st == MTLD_OK) mtld_rd_bytes(&r, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
+  mtld_model_load(t->model, &r);
+  mtld_pvmetrics_load(t->metrics, &r);
+  mtld_rd_checksum(&r);
+  if (r.st == MTLD_OK && r.pos != len) r.st = MTLD_ERR_CORRUPT;
+  st = r.st;
+  mtld_rd_close(&r);
+  if (st != MTLD_OK) {
+    mtld_trainer_destroy(t);
+    snprintf(err, errlen, "trainer load: %s", mtld_status_str(st));
+    return st;
+  }
+  *out = t;
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_trainer_load(mtld_trainer_t **out, FILE *f, char *err, size_t errlen) {
+  *out = NULL;
+  size_t cap = 1 << 20, len = 0;
+  unsigned char *buf = malloc(cap);
+  for (;;) {
+    if (!buf) {
+      snprintf(err, errlen, "trainer load: out of memory");
+      return MTLD_ERR_NOMEM;
+    }
+    len += fread(buf + len, 1, cap - len, f);
+    if (len < cap) break;
+    unsigned char *nb = realloc(buf, cap * 2);
+    if (!nb) free(buf);
+    buf = nb;
+    cap *= 2;
+  }
+  if (ferror(f)) {
+    free(buf);
+    snprintf(err, errlen, "trainer load: read error");
+    return MTLD_ERR_IO;
+  }
+  mtld_status_t st = mtld_trainer_load_mem(out, buf, len, err, errlen);
+  free(buf);
+  return st;
+}

@@ -1,0 +1,96 @@
+/* train.h - the online trainer: takes samples one by one in release order,
+ * scores each with the model as it stands (progressive validation: before
+ * the model learns from it), buffers it into a fixed-size minibatch, and
+ * trains when the batch is full.
+ *
+ * The model only changes at batch boundaries, so the scores recorded in the
+ * metrics (computed by the batch's forward pass, before its update) are the
+ * scores every sample got from the model that had not yet seen it.
+ * Everything is deterministic: the same sample sequence (and the same flush
+ * points) gives bit-identical parameters.  Single-threaded: one thread owns a
+ * trainer (the daemon's trainer thread); nothing here locks. */
+#ifndef MTLD_TRAIN_H
+#define MTLD_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "trainer/model.h"
+#include "trainer/pvmetrics.h"
+#include "trainer/sample.h"
+#include "trainer/status.h"
+
+#define MTLD_TRAINER_MAGIC "MTLDTRN\0"
+#define MTLD_TRAINER_VERSION 1u
+
+typedef struct mtld_trainer mtld_trainer_t;
+
+typedef struct {
+  uint64_t observed; /* samples accepted */
+  uint64_t rejected; /* samples refused by observe (bad weight or labels) */
+  uint64_t trained;  /* samples the model has learned from */
+  uint64_t batches;  /* optimiser steps */
+  double last_loss;  /* loss of the last batch */
+} mtld_trainer_stats_t;
+
+/* Creates a trainer (model + metrics) from cfg (copied).  MTLD_OK or
+ * MTLD_ERR_CONFIG / MTLD_ERR_NOMEM with err filled. */
+mtld_status_t mtld_trainer_create(mtld_trainer_t **out, const mtld_model_config_t *cfg, char *err,
+                                  size_t errlen);
+/* Frees everything, including buffered samples not yet trained on (flush first
+ * to learn from them).  NULL is a no-op. */
+void mtld_trainer_destroy(mtld_trainer_t *t);
+
+/* Takes one sample (copied).  When pred_out is non-NULL it receives the
+ * sample's per-task predictions (mtld_model_preds semantics) from the current
+ * model.  When the minibatch is full it is scored into the metrics and
+ * trained.  Returns MTLD_OK, or MTLD_ERR_INVALID for a sample with a negative
+ * or non-finite weight or a non-finite label (counted, not buffered). */
+mtld_status_t mtld_trainer_observe(mtld_trainer_t *t, const mtld_sample_t *s, float *pred_out);
+
+/* Scores and trains on the buffered samples now (a partial batch), e.g. before
+ * a final checkpoint at shutdown.  No-op when nothing is buffered. */
+void mtld_trainer_flush(mtld_trainer_t *t);
+
+/* Scores one sample without learning: preds[n_tasks]; cond[n_tasks] (may be
+ * NULL) gets pCVR for ESMM tasks. */
+void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *preds, float *cond);
+
+/* Reloadable settings (SIGHUP): see mtld_model_set_lr / _set_loss_weight.
+ * task_index: the index of the named task, or -1. */
+mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr);
+mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w);
+int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name);
+
+/* The contiguous parameter buffer (dense then embeddings): borrowed, valid
+ * until the next observe/flush/destroy. */
+void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n);
+
+/* Borrowed views of the parts. */
+mtld_model_t *mtld_trainer_model(mtld_trainer_t *t);
+mtld_pvmetrics_t *mtld_trainer_metrics(mtld_trainer_t *t);
+void mtld_trainer_stats(const mtld_trainer_t *t, mtld_trainer_stats_t *out);
+/* Samples buffered and not yet trained on. */
+int mtld_trainer_pending(const mtld_trainer_t *t);
+size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
+
+/* Full state: magic, version, config, counters, buffered samples, model
+ * (parameters, optimiser, normaliser, tables), metrics, XXH64 trailer.  The
+ * file variant writes at the current position of f and does not fsync
+ * (the checkpoint writer owns temp file, fsync and rename).  The memory
+ * variant returns a malloc'ed buffer the caller frees.  MTLD_OK or
+ * MTLD_ERR_IO / MTLD_ERR_NOMEM with err filled. */
+mtld_status_t mtld_trainer_save(const mtld_trainer_t *t, FILE *f, char *err, size_t errlen);
+mtld_status_t mtld_trainer_save_mem(const mtld_trainer_t *t, void **buf, size_t *len, char *err,
+                                    size_t errlen);
+
+/* Creates a trainer from saved state (its saved config; apply reloadable
+ * settings afterwards).  The checksum is verified before anything is used.
+ * MTLD_OK, MTLD_ERR_IO, MTLD_ERR_CORRUPT (bad magic, checksum or layout),
+ * MTLD_ERR_SCHEMA (other version), MTLD_ERR_CONFIG, MTLD_ERR_NOMEM. */
+mtld_status_t mtld_trainer_load(mtld_trainer_t **out, FILE *f, char *err, size_t errlen);
+mtld_status_t mtld_trainer_load_mem(mtld_trainer_t **out, const void *buf, size_t len, char *err,
+                                    size_t errlen);
+
+#endif

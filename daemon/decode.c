@@ -87,8 +87,7 @@ static mtld_reject_t decode_pb(const uint8_t *buf, size_t len, mtld_event_t *ev,
                                size_t errlen) {
   Mtld__Event *m = mtld__event__unpack(NULL, len, buf);
   if (!m)
-    return fail(MTLD_REJECT_UNDECODABLE, err, errlen, "not a protobuf mtld.Event (%zu bytes)",
-                len);
+    return fail(MTLD_REJECT_UNDECODABLE, err, errlen, "not a protobuf mtld.Event (%zu bytes)", len);
 
   if (m->event_case == MTLD__EVENT__EVENT_EVENT_ID) ev->event_id = m->event_id;
   if (m->event_case == MTLD__EVENT__EVENT_EVENT_KEY) ev->event_id = key_id(m->event_key);
@@ -122,8 +121,8 @@ typedef struct {
   size_t errlen;
 } json_ctx_t;
 
-/* Whether the digits of an integer literal exceed the limit (same length or
- * more digits than the limit's text, compared as numbers). */
+/* Whether the decimal digits d[0..n) (leading zeros allowed) are a number
+ * above `limit`, itself given as digits. */
 static bool digits_exceed(const char *d, size_t n, const char *limit) {
   while (n > 1 && *d == '0') d++, n--;
   size_t ln = strlen(limit);
@@ -189,8 +188,8 @@ static mtld_reject_t get_string(json_ctx_t *c, const char *field, json_object *v
 }
 
 /* An integer value as int64 (neg = 1) or uint64 (neg = 0). */
-static mtld_reject_t get_int(json_ctx_t *c, const char *field, json_object *v, int *neg,
-                             int64_t *i, uint64_t *u) {
+static mtld_reject_t get_int(json_ctx_t *c, const char *field, json_object *v, int *neg, int64_t *i,
+                             uint64_t *u) {
   *i = json_object_get_int64(v);
   *neg = *i < 0;
   *u = *neg ? 0 : json_object_get_uint64(v);
@@ -361,8 +360,8 @@ static mtld_reject_t decode_json(const char *buf, size_t len, mtld_event_t *ev, 
   }
   while (end < len && is_blank(buf[end])) end++;
   if (end < len) {
-    r = fail(MTLD_REJECT_UNDECODABLE, err, errlen, "trailing bytes after the JSON value at byte %zu",
-             end);
+    r = fail(MTLD_REJECT_UNDECODABLE, err, errlen,
+             "trailing bytes after the JSON value at byte %zu", end);
   } else if (!json_object_is_type(o, json_type_object)) {
     r = fail(MTLD_REJECT_UNDECODABLE, err, errlen, "JSON %s, not an object",
              json_type_to_name(json_object_get_type(o)));
@@ -441,7 +440,8 @@ mtld_reject_t mtld_validate_event(const mtld_event_t *ev, const mtld_validate_li
                 ev->time_ms);
   if (newest_ms != INT64_MIN && diff_exceeds(ev->time_ms, newest_ms, lim->max_ahead_ms))
     return fail(MTLD_REJECT_BAD_TIME, err, errlen,
-                "time_ms %" PRId64 " more than %" PRId64 " ms ahead of the newest event time %" PRId64,
+                "time_ms %" PRId64 " more than %" PRId64
+                " ms ahead of the newest event time %" PRId64,
                 ev->time_ms, lim->max_ahead_ms, newest_ms);
   if (watermark_ms != INT64_MIN && diff_exceeds(watermark_ms, ev->time_ms, lim->max_lateness_ms))
     return fail(MTLD_REJECT_TOO_LATE, err, errlen,

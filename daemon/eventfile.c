@@ -189,8 +189,7 @@ static bool blank_line(const uint8_t *p, size_t n) {
   return true;
 }
 
-static int next_json(mtld_eventfile_t *f, const void **buf, size_t *len, char *err,
-                     size_t errlen) {
+static int next_json(mtld_eventfile_t *f, const void **buf, size_t *len, char *err, size_t errlen) {
   for (;;) {
     const uint8_t *nl = NULL;
     for (;;) {
@@ -199,8 +198,7 @@ static int next_json(mtld_eventfile_t *f, const void **buf, size_t *len, char *e
       if (nl || f->eof) break;
       f->scan = avail;
       if (avail > MTLD_EVENTFILE_MAX_RECORD)
-        return frame_error(f, err, errlen, "line longer than %zu bytes",
-                           MTLD_EVENTFILE_MAX_RECORD);
+        return frame_error(f, err, errlen, "line longer than %zu bytes", MTLD_EVENTFILE_MAX_RECORD);
       if (fill(f, avail + 1) < 0) return frame_error(f, err, errlen, "%s", strerror(errno));
     }
     const uint8_t *line = f->buf + f->start;

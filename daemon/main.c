@@ -250,6 +250,8 @@ static int shutdown_daemon(daemon_t *d, int rc) {
     nanosleep(&ts, NULL);
   }
   mtld_source_close(d->src); /* leaves the group; revoke hook commits (nothing left) */
+  d->src = NULL;
+  mtld_pipeline_set_source(d->pipe, NULL); /* the last render must not read the freed source */
   publish(d, 0, "stopping");
   mtld_metrics_server_stop(d->metrics);
   mtld_metrics_buf_free(&d->mbuf);

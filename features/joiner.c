@@ -473,7 +473,7 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
     rc |= chain_add(j, IDX_ID, e);
     if (s->kind == MTLD_SAMPLE_IMPRESSION) {
       if (request_id) rc |= chain_add(j, IDX_REQ, e);
-      if (j->max_release_wm != INT64_MIN + 1) rc |= chain_add(j, IDX_UI, e);
+      rc |= chain_add(j, IDX_UI, e);
     }
   }
   if (rc == 0) rc = heap_push(j, e);
@@ -641,7 +641,6 @@ static void clear_memory(mtld_joiner_t *j) {
 
 static int load_pending(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
   mtld_joiner_t *j = ctx;
-  j->max_release_wm = INT64_MIN + 1;
   const uint8_t *k = key;
   mtld_sample_t s;
   uint64_t request_id;

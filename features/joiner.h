@@ -5,23 +5,28 @@
  * Pending samples live in the store's "pending" column family, staged in the
  * same batch as the features and offsets of the events that produced them,
  * so a commit makes features, joiner state and offsets durable together
- * (exactly once).  Only small in-memory indexes are kept (per pending sample
- * ~200 bytes: its key, ids, click time, index slots); they are rebuilt from the committed
- * store at create time and by mtld_joiner_reload() after a rollback.
+ * (exactly once).  Only small in-memory indexes are kept (about 200 bytes
+ * per pending sample: its key, ids, click time, index slots); they are
+ * rebuilt from the committed store at create time and by
+ * mtld_joiner_reload() after a rollback.
  *
- * Matching (all in event time):
+ * Matching (all in event time; "most recent" = greatest (time, partition,
+ * offset), so the choice does not depend on arrival order):
  *   CLICK     -> the pending impression whose event id == the click's
- *                request_id, else one whose request_id == it with the same
- *                user and item, else the most recent impression of the same
- *                user, item and scenario with t_imp <= t_click <=
- *                t_imp + click_window.  Not-yet-clicked ones are preferred;
- *                "most recent" = greatest (time, partition, offset).
+ *                request_id (same user), else one whose request_id == it
+ *                (same user and item: a page request shows many items), else
+ *                the most recent impression of the same user, item and
+ *                scenario with t_imp <= t_click <= t_imp + click_window.
+ *                Not-yet-clicked impressions are preferred; a click that
+ *                finds only clicked ones counts as duplicate_click.
  *   CART/PURCH-> the clicked pending sample linked by request_id (as above),
  *                else the most recent clicked sample of the same user and item
  *                (same scenario preferred) with t_click <= t <= t_click +
  *                conversion_window.  purchase = click AND purchase (ESMM);
  *                a purchase without a clicked sample labels nothing.
  *   REVIEW    -> a rating sample at once (it waits for release like the rest).
+ * Events of one user are expected on one partition (Kafka key = user id);
+ * then matching sees the same pending samples however partitions interleave.
  *
  * Release: a pending sample's deadline is
  *   impression: time + click_window + conversion_window
@@ -47,10 +52,13 @@
  * events are keyed by user, so each partition sees a random share of the
  * users and its ring estimates the scenario's popularity.  The draw uses a
  * PRNG seeded by (seed, click event id) and skips the clicked item, so a
- * replay draws the same negatives.  Negatives carry the user's features
- * before the click and the item's current (staged) features; position is left
- * absent on all samples of this mode (negatives have none, and a position
- * present only on positives would leak the label).
+ * replay draws the same negatives.  A repeated view (same user, item and
+ * scenario within the click window) matches the earlier positive like a
+ * click matches an impression: it counts as duplicate_click and adds
+ * nothing.  Negatives carry the user's features before the click and the
+ * item's current (staged) features; position is left absent on all samples
+ * of this mode (negatives have none, and a position present only on
+ * positives would leak the label).
  * Weights: every sample keeps weight 1.  Negatives stand for unobserved
  * impressions whose true number is unknown, so no importance weight would be
  * right; the model learns p(click) in a mix of 1 positive : K negatives

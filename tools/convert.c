@@ -31,8 +31,8 @@ enum {
 };
 
 static const char *const field_names[F_COUNT] = {
-    "id",    "user",     "item",     "category", "type",    "time",  "scenario",
-    "rating", "price",   "quantity", "position", "request", "click", "purchase"};
+    "id",     "user",  "item",     "category", "type",    "time",  "scenario",
+    "rating", "price", "quantity", "position", "request", "click", "purchase"};
 
 #define CONV_MAX_COMBO 16 /* columns combined into one id */
 #define CONV_MAX_EXAMPLES 5
@@ -99,9 +99,10 @@ struct mtld_conv {
 };
 
 static const char *const bad_names[MTLD_CONV_BAD_COUNT] = {
-    "bad_csv",    "too_few_columns", "missing_id",           "bad_time",         "unknown_type",
-    "bad_rating", "bad_number",      "bad_label", "purchase_without_click", "scenario_too_long",
-    "time_out_of_range"};
+    "bad_csv",           "too_few_columns",  "missing_id",
+    "bad_time",          "unknown_type",     "bad_rating",
+    "bad_number",        "bad_label",        "purchase_without_click",
+    "scenario_too_long", "time_out_of_range"};
 
 const char *mtld_conv_bad_name(mtld_conv_bad_t r) {
   return (unsigned)r < MTLD_CONV_BAD_COUNT ? bad_names[r] : "unknown";
@@ -161,8 +162,8 @@ static int parse_sep(const char *v, size_t n, char *out) {
   static const struct {
     const char *name;
     char c;
-  } names[] = {{"comma", ','}, {"tab", '\t'}, {"\\t", '\t'}, {"semicolon", ';'},
-               {"pipe", '|'},  {"space", ' '}};
+  } names[] = {{"comma", ','},     {"tab", '\t'}, {"\\t", '\t'},
+               {"semicolon", ';'}, {"pipe", '|'}, {"space", ' '}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strlen(names[i].name) == n && strncasecmp(v, names[i].name, n) == 0) {
       *out = names[i].c;
@@ -575,9 +576,10 @@ static int hbuf_reserve(mtld_conv_t *c, size_t need) {
 static uint64_t conv_id(mtld_conv_t *c, int fi, int nf, int *missing) {
   const conv_field_t *f = &c->f[fi];
   if (!f->set) return 0;
-  if (f->konst) return all_digits(f->konst, strlen(f->konst)) && c->ids == IDS_AUTO
-                           ? strtoull(f->konst, NULL, 10)
-                           : mtld_hash_id(f->konst, strlen(f->konst));
+  if (f->konst)
+    return all_digits(f->konst, strlen(f->konst)) && c->ids == IDS_AUTO
+               ? strtoull(f->konst, NULL, 10)
+               : mtld_hash_id(f->konst, strlen(f->konst));
   if (f->ncols == 1) {
     int idx = f->idx[0];
     if (idx >= nf) {
@@ -761,8 +763,7 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
   if (!c->resolved) {
     if (c->header) {
       if (nf < 0) {
-        conv_seterr(err, errlen, "line %" PRId64 ": header has an unterminated quote",
-                    c->line_no);
+        conv_seterr(err, errlen, "line %" PRId64 ": header has an unterminated quote", c->line_no);
         return MTLD_ERR_INVALID;
       }
       return conv_resolve(c, nf, err, errlen);

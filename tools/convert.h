@@ -69,17 +69,17 @@ typedef struct {
 
 /* Why a row was not converted. */
 typedef enum {
-  MTLD_CONV_BAD_CSV = 0,        /* "bad_csv": unterminated quote */
-  MTLD_CONV_BAD_COLUMNS,        /* "too_few_columns" */
-  MTLD_CONV_BAD_MISSING_ID,     /* "missing_id": empty user or item */
-  MTLD_CONV_BAD_TIME,           /* "bad_time": unparsable or <= 0 */
-  MTLD_CONV_BAD_TYPE,           /* "unknown_type": not in the type map, not a type name */
-  MTLD_CONV_BAD_RATING,         /* "bad_rating": REVIEW without rating */
-  MTLD_CONV_BAD_NUMBER,         /* "bad_number": unparsable rating/price/quantity/position */
-  MTLD_CONV_BAD_LABEL,          /* "bad_label": click/purchase not 0 or 1 */
+  MTLD_CONV_BAD_CSV = 0,          /* "bad_csv": unterminated quote */
+  MTLD_CONV_BAD_COLUMNS,          /* "too_few_columns" */
+  MTLD_CONV_BAD_MISSING_ID,       /* "missing_id": empty user or item */
+  MTLD_CONV_BAD_TIME,             /* "bad_time": unparsable or <= 0 */
+  MTLD_CONV_BAD_TYPE,             /* "unknown_type": not in the type map, not a type name */
+  MTLD_CONV_BAD_RATING,           /* "bad_rating": REVIEW without rating */
+  MTLD_CONV_BAD_NUMBER,           /* "bad_number": unparsable rating/price/quantity/position */
+  MTLD_CONV_BAD_LABEL,            /* "bad_label": click/purchase not 0 or 1 */
   MTLD_CONV_BAD_PURCHASE_NOCLICK, /* "purchase_without_click" */
-  MTLD_CONV_BAD_SCENARIO,       /* "scenario_too_long": over 31 bytes */
-  MTLD_CONV_BAD_TIME_RANGE,     /* "time_out_of_range": outside [time_from, time_to) */
+  MTLD_CONV_BAD_SCENARIO,         /* "scenario_too_long": over 31 bytes */
+  MTLD_CONV_BAD_TIME_RANGE,       /* "time_out_of_range": outside [time_from, time_to) */
   MTLD_CONV_BAD_COUNT
 } mtld_conv_bad_t;
 

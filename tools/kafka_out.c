@@ -43,8 +43,7 @@ mtld_status_t mtld_kout_new(mtld_kout_t **out, const char *bootstrap, const char
                                {"acks", "all"},
                                {"linger.ms", "5"}};
   for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
-    if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, errlen) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, errlen) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       free(k);
       return MTLD_ERR_CONFIG;
@@ -82,10 +81,10 @@ mtld_status_t mtld_kout_new(mtld_kout_t **out, const char *bootstrap, const char
 mtld_status_t mtld_kout_send(mtld_kout_t *k, const void *key, size_t keylen, const void *buf,
                              size_t len, char *err, size_t errlen) {
   for (;;) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        k->rk, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(keylen ? key : NULL, keylen), RD_KAFKA_V_VALUE((void *)buf, len),
-        RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(k->topic),
+                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                              RD_KAFKA_V_KEY(keylen ? key : NULL, keylen),
+                                              RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
       k->sent++;
       rd_kafka_poll(k->rk, 0);
@@ -109,8 +108,8 @@ mtld_status_t mtld_kout_flush(mtld_kout_t *k, int timeout_ms, char *err, size_t 
     return MTLD_ERR_IO;
   }
   if (pending > 0) {
-    snprintf(err, errlen, "%" PRId64 " of %" PRId64 " records not delivered after %d ms",
-             pending, k->sent, timeout_ms);
+    snprintf(err, errlen, "%" PRId64 " of %" PRId64 " records not delivered after %d ms", pending,
+             k->sent, timeout_ms);
     return MTLD_ERR_IO;
   }
   return MTLD_OK;

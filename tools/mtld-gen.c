@@ -80,8 +80,10 @@ static size_t cdf_pick(const double *cdf, size_t n, double u) {
   size_t lo = 0, hi = n - 1;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (cdf[mid] > x) hi = mid;
-    else lo = mid + 1;
+    if (cdf[mid] > x)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
@@ -505,8 +507,9 @@ typedef enum {
   BAD_KINDS
 } gen_bad_t;
 
-static const char *const bad_kind_names[BAD_KINDS] = {
-    "truncated", "empty", "garbage", "nan_price", "rating_9", "negative_price", "huge", "missing_user"};
+static const char *const bad_kind_names[BAD_KINDS] = {"truncated", "empty",       "garbage",
+                                                      "nan_price", "rating_9",    "negative_price",
+                                                      "huge",      "missing_user"};
 
 /* The reason the daemon should give for each kind.  An empty protobuf
  * record is refused by the decoder; JSON lines cannot hold an empty record
@@ -546,8 +549,7 @@ static size_t bad_record(gen_bad_t kind, const mtld_event_t *base, mtld_format_t
     len = encode(&ev, fmt, buf, cap);
     /* cut until the decoder fails (a cut at a field boundary still decodes) */
     for (size_t cut = len / 2; cut > 0; cut--)
-      if (mtld_decode_event(buf, cut, fmt, 65536, &tmp, err, sizeof err) ==
-          MTLD_REJECT_UNDECODABLE)
+      if (mtld_decode_event(buf, cut, fmt, 65536, &tmp, err, sizeof err) == MTLD_REJECT_UNDECODABLE)
         return cut;
     return 1;
   case BAD_EMPTY:
@@ -603,9 +605,7 @@ static size_t bad_record(gen_bad_t kind, const mtld_event_t *base, mtld_format_t
     buf[len++] = (unsigned char)v;
     memset(buf + len, 'x', GEN_HUGE_BYTES);
     return len + GEN_HUGE_BYTES;
-  case BAD_MISSING_USER:
-    ev.user_id = 0;
-    return encode(&ev, fmt, buf, cap);
+  case BAD_MISSING_USER: ev.user_id = 0; return encode(&ev, fmt, buf, cap);
   default: return 0;
   }
 }
@@ -613,26 +613,25 @@ static size_t bad_record(gen_bad_t kind, const mtld_event_t *base, mtld_format_t
 /* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: mtld-gen [options]\n"
-          "  --seed S            PRNG seed (default 1)\n"
-          "  --users N           users (default 2000)\n"
-          "  --items M           items (default 1000)\n"
-          "  --categories C      categories (default 50)\n"
-          "  --days D            days of impressions (default 2)\n"
-          "  --impressions K     total impressions (default 200000)\n"
-          "  --dim D             latent dimension (default 8)\n"
-          "  --start-ms T        first time: ms since the epoch or ISO-8601\n"
-          "                      (default 2024-01-01T00:00:00Z)\n"
-          "  --format F          protobuf (length-delimited, default) | json (lines)\n"
-          "  --out FILE          event file (default stdout unless --kafka)\n"
-          "  --truth FILE        truth CSV: event_id,kind,p_click,p_purchase_given_click,\n"
-          "                      expected_rating,reason\n"
-          "  --bad-every N       every Nth record is a malformed one (rotating kinds)\n"
-          "  --kafka BOOTSTRAP   produce to Kafka (keyed by user id) ...\n"
-          "  --topic T           ... to this topic\n"
-          "  --kafka-prop K=V    librdkafka property (repeatable)\n"
-          "  --quiet             no summary on stderr\n");
+  fprintf(out, "usage: mtld-gen [options]\n"
+               "  --seed S            PRNG seed (default 1)\n"
+               "  --users N           users (default 2000)\n"
+               "  --items M           items (default 1000)\n"
+               "  --categories C      categories (default 50)\n"
+               "  --days D            days of impressions (default 2)\n"
+               "  --impressions K     total impressions (default 200000)\n"
+               "  --dim D             latent dimension (default 8)\n"
+               "  --start-ms T        first time: ms since the epoch or ISO-8601\n"
+               "                      (default 2024-01-01T00:00:00Z)\n"
+               "  --format F          protobuf (length-delimited, default) | json (lines)\n"
+               "  --out FILE          event file (default stdout unless --kafka)\n"
+               "  --truth FILE        truth CSV: event_id,kind,p_click,p_purchase_given_click,\n"
+               "                      expected_rating,reason\n"
+               "  --bad-every N       every Nth record is a malformed one (rotating kinds)\n"
+               "  --kafka BOOTSTRAP   produce to Kafka (keyed by user id) ...\n"
+               "  --topic T           ... to this topic\n"
+               "  --kafka-prop K=V    librdkafka property (repeatable)\n"
+               "  --quiet             no summary on stderr\n");
 }
 
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
@@ -817,8 +816,8 @@ int main(int argc, char **argv) {
         mtld_event_t dec;
         mtld_validate_limits_t lim;
         mtld_validate_limits_default(&lim);
-        mtld_reject_t got = mtld_decode_event(buf, len, fmt, lim.max_record_bytes, &dec, err,
-                                              sizeof err);
+        mtld_reject_t got =
+            mtld_decode_event(buf, len, fmt, lim.max_record_bytes, &dec, err, sizeof err);
         if (got == MTLD_REJECT_NONE)
           got = mtld_validate_event(&dec, &lim, INT64_MIN, INT64_MIN, err, sizeof err);
         if (got != bad_expected(kind, fmt) && bad_mismatch++ < 8)
@@ -877,8 +876,8 @@ int main(int argc, char **argv) {
   }
 
   if (!quiet && rc == 0) {
-    fprintf(stderr, "mtld-gen: seed %" PRIu64 ", %zu events + %" PRId64 " bad = %" PRId64
-                    " records\n",
+    fprintf(stderr,
+            "mtld-gen: seed %" PRIu64 ", %zu events + %" PRId64 " bad = %" PRId64 " records\n",
             o.seed, g.n, n_bad, written);
     fprintf(stderr, "%-12s %12s %12s %12s %12s\n", "type", gen_scen[0].name, gen_scen[1].name,
             gen_scen[2].name, "total");
@@ -897,8 +896,9 @@ int main(int argc, char **argv) {
                 mtld_reject_name(bad_expected(k, fmt)));
     unsigned char *ctcvr = xcalloc(nk, 1);
     for (size_t k = 0; k < nk; k++) ctcvr[k] = st.clicked[k] && st.bought[k];
-    fprintf(stderr, "oracle AUC click: %.4f   click&purchase: %.4f   rating RMSE: %.4f (%" PRId64
-                    " reviews)\n",
+    fprintf(stderr,
+            "oracle AUC click: %.4f   click&purchase: %.4f   rating RMSE: %.4f (%" PRId64
+            " reviews)\n",
             auc(st.p_click, st.clicked, nk), auc(st.p_ctcvr, ctcvr, nk),
             st.reviews ? sqrt(st.sq_err / (double)st.reviews) : NAN, st.reviews);
     free(ctcvr);

@@ -27,17 +27,16 @@ static void mc_on_signal(int sig) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: mtld-mockcluster [--brokers N] [--topic NAME:PARTITIONS]...\n"
-          "                        [--bootstrap-file PATH] [--control-fifo PATH]\n"
-          "  --brokers N             brokers (default 3)\n"
-          "  --topic NAME:P          create topic NAME with P partitions (repeatable;\n"
-          "                          default events:8); replication min(3, brokers)\n"
-          "  --bootstrap-file PATH   write the bootstrap list there (atomically, via\n"
-          "                          PATH.tmp + rename); without it, print it on stdout\n"
-          "  --control-fifo PATH     read commands from this FIFO (created if absent):\n"
-          "                          'down N', 'up N' (broker id N), 'down-all', 'up-all'\n"
-          "Runs until SIGTERM or SIGINT, then exits 0.\n");
+  fprintf(out, "usage: mtld-mockcluster [--brokers N] [--topic NAME:PARTITIONS]...\n"
+               "                        [--bootstrap-file PATH] [--control-fifo PATH]\n"
+               "  --brokers N             brokers (default 3)\n"
+               "  --topic NAME:P          create topic NAME with P partitions (repeatable;\n"
+               "                          default events:8); replication min(3, brokers)\n"
+               "  --bootstrap-file PATH   write the bootstrap list there (atomically, via\n"
+               "                          PATH.tmp + rename); without it, print it on stdout\n"
+               "  --control-fifo PATH     read commands from this FIFO (created if absent):\n"
+               "                          'down N', 'up N' (broker id N), 'down-all', 'up-all'\n"
+               "Runs until SIGTERM or SIGINT, then exits 0.\n");
 }
 
 static int mc_write_bootstrap(const char *path, const char *bs) {

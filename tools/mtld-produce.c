@@ -40,34 +40,35 @@ typedef struct {
   int validate;
   mtld_validate_limits_t lim;
   int64_t newest_ms;
-  int64_t records, undecodable_keys, unconvertible;
+  int64_t records, written, undecodable_keys, unconvertible;
   int64_t rejected[MTLD_REJECT_COUNT];
   unsigned char *buf;
   int failed; /* sticky: I/O or produce error already reported */
 } pr_ctx_t;
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: mtld-produce INPUT OUTPUT [--validate] [--quiet]\n"
-          "INPUT, one of:\n"
-          "  --in FILE             event file (protobuf length-delimited or JSON lines; - = stdin)\n"
-          "  --in-format F         auto (default) | protobuf | json\n"
-          "  --csv FILE --layout L CSV dataset; L = taobao | amazon | aliccp | aliexpress | generic\n"
-          "  --map SPEC            column mapping (generic; overrides keys of a layout), e.g.\n"
-          "                        'user=1,item=2,type=4,time=5,time_unit=s,header=0,sep=,'\n"
-          "  --type-map SPEC       raw type -> type, e.g. 'pv=CLICK,buy=PURCHASE,fav=skip'\n"
-          "  --scenario NAME       constant scenario for every converted row\n"
-          "  --start-ms T          origin of synthetic times (ms or ISO-8601; default 2024-01-01)\n"
-          "  --time-from T, --time-to T  reject rows outside [T1, T2) (ms or ISO-8601), counted\n"
-          "                        as time_out_of_range; e.g. the Taobao release documents\n"
-          "                        2017-11-25..2017-12-03 but holds a few rows outside it\n"
-          "  --no-sort             stream the CSV in row order (default: sort by time, stable)\n"
-          "OUTPUT, one or both of:\n"
-          "  --bootstrap HOSTS --topic T [--kafka-prop K=V]... [--flush-timeout-ms N (120000)]\n"
-          "  --out FILE [--format protobuf|json]   event file (default: the input's format;\n"
-          "                        protobuf for CSV input)\n"
-          "  --validate            decode and validate every record as the daemon would\n"
-          "                        (default limits) and print the counts per reject reason\n");
+  fprintf(
+      out,
+      "usage: mtld-produce INPUT OUTPUT [--validate] [--quiet]\n"
+      "INPUT, one of:\n"
+      "  --in FILE             event file (protobuf length-delimited or JSON lines; - = stdin)\n"
+      "  --in-format F         auto (default) | protobuf | json\n"
+      "  --csv FILE --layout L CSV dataset; L = taobao | amazon | aliccp | aliexpress | generic\n"
+      "  --map SPEC            column mapping (generic; overrides keys of a layout), e.g.\n"
+      "                        'user=1,item=2,type=4,time=5,time_unit=s,header=0,sep=,'\n"
+      "  --type-map SPEC       raw type -> type, e.g. 'pv=CLICK,buy=PURCHASE,fav=skip'\n"
+      "  --scenario NAME       constant scenario for every converted row\n"
+      "  --start-ms T          origin of synthetic times (ms or ISO-8601; default 2024-01-01)\n"
+      "  --time-from T, --time-to T  reject rows outside [T1, T2) (ms or ISO-8601), counted\n"
+      "                        as time_out_of_range; e.g. the Taobao release documents\n"
+      "                        2017-11-25..2017-12-03 but holds a few rows outside it\n"
+      "  --no-sort             stream the CSV in row order (default: sort by time, stable)\n"
+      "OUTPUT, one or both of:\n"
+      "  --bootstrap HOSTS --topic T [--kafka-prop K=V]... [--flush-timeout-ms N (120000)]\n"
+      "  --out FILE [--format protobuf|json]   event file (default: the input's format;\n"
+      "                        protobuf for CSV input)\n"
+      "  --validate            decode and validate every record as the daemon would\n"
+      "                        (default limits) and print the counts per reject reason\n");
 }
 
 /* Appends one record to --out. */
@@ -76,7 +77,9 @@ static void pr_write(pr_ctx_t *c, const void *buf, size_t len) {
   if (mtld_eventfile_write(c->out, c->out_fmt, buf, len) != MTLD_OK) {
     fprintf(stderr, "mtld-produce: write %s: %m\n", c->out_path);
     c->failed = 1;
+    return;
   }
+  c->written++;
 }
 
 /* Produces one record keyed by the decimal user id (no key when 0). */
@@ -239,8 +242,7 @@ static int pr_parse_time(const char *v, int64_t *ms) {
 }
 
 int main(int argc, char **argv) {
-  const char *in_path = NULL, *csv_path = NULL, *bootstrap = NULL, *topic = NULL,
-             *out_path = NULL;
+  const char *in_path = NULL, *csv_path = NULL, *bootstrap = NULL, *topic = NULL, *out_path = NULL;
   const char *props[PR_MAX_PROPS];
   int n_props = 0, quiet = 0, sort = 1, out_fmt_given = 0, flush_ms = 120000;
   mtld_format_t in_fmt = MTLD_FMT_AUTO;
@@ -352,8 +354,8 @@ int main(int argc, char **argv) {
   char err[512];
   c.buf = malloc(PR_REC_CAP);
   if (!c.buf) return 1;
-  if (bootstrap && mtld_kout_new(&c.kout, bootstrap, topic, props, n_props, err, sizeof err) !=
-                       MTLD_OK) {
+  if (bootstrap &&
+      mtld_kout_new(&c.kout, bootstrap, topic, props, n_props, err, sizeof err) != MTLD_OK) {
     fprintf(stderr, "mtld-produce: kafka: %s\n", err);
     free(c.buf);
     return 2;
@@ -391,10 +393,10 @@ int main(int argc, char **argv) {
     if (c.kout)
       fprintf(stderr, ", %" PRId64 " delivered to %s, %" PRId64 " failed",
               mtld_kout_delivered(c.kout), topic, mtld_kout_failed(c.kout));
-    if (out_path) fprintf(stderr, ", written to %s", out_path);
+    if (out_path) fprintf(stderr, ", %" PRId64 " written to %s", c.written, out_path);
     if (in_path) fprintf(stderr, "; %" PRId64 " without a user key", c.undecodable_keys);
     if (c.unconvertible)
-      fprintf(stderr, "; %" PRId64 " not converted (undecodable)", c.unconvertible);
+      fprintf(stderr, "; %" PRId64 " not converted (they do not decode)", c.unconvertible);
     fprintf(stderr, "\n");
   }
   if (c.validate) {

@@ -47,8 +47,8 @@ static mtld_reject_t dec_json(const char *s, mtld_event_t *ev) {
   size_t n = strlen(s);
   char *copy = malloc(n ? n : 1);
   memcpy(copy, s, n);
-  mtld_reject_t r = mtld_decode_event(copy, n, MTLD_FMT_JSON, lim.max_record_bytes, ev, err,
-                                      sizeof err);
+  mtld_reject_t r =
+      mtld_decode_event(copy, n, MTLD_FMT_JSON, lim.max_record_bytes, ev, err, sizeof err);
   free(copy);
   return r;
 }
@@ -439,8 +439,7 @@ static void test_json_types(void) {
       {"{\"event_id\":1,\"user_id\":[1],\"item_id\":3,\"type\":1}", "user_id"},
       {"{\"event_id\":true,\"user_id\":1,\"item_id\":3,\"type\":1}", "event_id"},
       {"{\"event_id\":1,\"user_id\":1,\"item_id\":1.5,\"type\":1}", "item_id"},
-      {"{\"event_id\":1,\"user_id\":1,\"item_id\":3,\"category_id\":{},\"type\":1}",
-       "category_id"},
+      {"{\"event_id\":1,\"user_id\":1,\"item_id\":3,\"category_id\":{},\"type\":1}", "category_id"},
       {"{" BASE ",\"type\":1,\"request_id\":false}", "request_id"},
       {"{" BASE ",\"type\":{}}", "type"},
       {"{" BASE ",\"type\":1.0}", "type"},
@@ -501,8 +500,9 @@ static void test_json_ids(void) {
                  &ev) == 0 &&
         ev.time_ms == INT64_MIN);
   /* string ids */
-  CHECK(dec_json("{\"event_id\":\"a\",\"user_id\":\"u\\u00e9\",\"item_id\":\"18446744073709551616\"}",
-                 &ev) == 0);
+  CHECK(
+      dec_json("{\"event_id\":\"a\",\"user_id\":\"u\\u00e9\",\"item_id\":\"18446744073709551616\"}",
+               &ev) == 0);
   CHECK(ev.event_id == mtld_hash_id("a", 1));
   CHECK(ev.user_id == mtld_hash_id("u\xc3\xa9", 3));
   CHECK(ev.item_id == mtld_hash_id("18446744073709551616", 20));
@@ -575,8 +575,7 @@ static void test_time_window(void) {
   /* defaults */
   mtld_validate_limits_t d;
   mtld_validate_limits_default(&d);
-  CHECK(d.max_record_bytes == 65536 && d.max_lateness_ms == 86400000 &&
-        d.max_ahead_ms == 86400000);
+  CHECK(d.max_record_bytes == 65536 && d.max_lateness_ms == 86400000 && d.max_ahead_ms == 86400000);
   CHECK(mtld_validate_event(&ev, &d, T0 + 86400000, T0 - 86400000, err, sizeof err) == 0);
   CHECK(mtld_validate_event(&ev, &d, T0 + 86400001, NOW, err, sizeof err) == MTLD_REJECT_TOO_LATE);
 

@@ -69,9 +69,8 @@ static int read_all(const char *name, mtld_format_t fmt, mtld_format_t *detected
     mtld_event_t ev, want = make_event((int)idx);
     if (idx == expect &&
         mtld_decode_event(buf, len, MTLD_FMT_AUTO, 65536, &ev, err, sizeof err) == 0 &&
-        ev.event_id == want.event_id && ev.item_id == want.item_id &&
-        ev.time_ms == want.time_ms && ev.price == want.price &&
-        ev.scenario_id == want.scenario_id)
+        ev.event_id == want.event_id && ev.item_id == want.item_id && ev.time_ms == want.time_ms &&
+        ev.price == want.price && ev.scenario_id == want.scenario_id)
       good++;
     expect++;
   }
@@ -212,7 +211,12 @@ static void expect_framing_error(const char *name, int good, const char *index_t
 static void test_framing(void) {
   uint8_t b[64];
   /* record 0 ok (3 bytes at offset 0), record 1 says 100 bytes, has 5 */
-  memcpy(b, "\x03" "abc" "\x64" "12345", 10);
+  memcpy(b,
+         "\x03"
+         "abc"
+         "\x64"
+         "12345",
+         10);
   write_bytes("trunc_body.pb", b, 10);
   expect_framing_error("trunc_body.pb", 1, "record 1", "offset 4");
   /* a varint cut by the end of the file */

@@ -1,0 +1,354 @@
+/* test_train.c - the online trainer: progressive validation scores before
+ * learning, determinism (memcmp-equal parameters), save/load continuing
+ * bit-identically, corruption detection, reloadable settings, and a quality
+ * sanity check against the oracle AUC of a synthetic stream. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tests/unit/check.h"
+#include "trainer/train.h"
+
+typedef struct {
+  uint64_t s;
+} rng_t;
+static uint64_t next_u64(rng_t *r) {
+  r->s ^= r->s << 13;
+  r->s ^= r->s >> 7;
+  r->s ^= r->s << 17;
+  return r->s;
+}
+static double unif(rng_t *r) {
+  return (double)(next_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+static double gauss(rng_t *r) {
+  double u = unif(r) + 1e-12, v = unif(r);
+  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* A mixed stream: impressions (click, purchase) and reviews, with sequences,
+ * dense features and three scenarios. */
+static void mixed_sample(rng_t *r, mtld_sample_t *s, int i) {
+  memset(s, 0, sizeof(*s));
+  s->sample_id = (uint64_t)i + 1;
+  s->time_ms = 1000000 + (int64_t)i * 500;
+  s->weight = 1.0f;
+  s->n_fields = 5;
+  uint64_t user = 1 + next_u64(r) % 200, item = 1 + next_u64(r) % 100;
+  s->fields[MTLD_FIELD_USER] = user;
+  s->fields[MTLD_FIELD_ITEM] = item;
+  s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 10;
+  s->fields[MTLD_FIELD_SCENARIO] = 1 + next_u64(r) % 3;
+  s->fields[MTLD_FIELD_POSITION] = 1 + next_u64(r) % 8;
+  s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
+  snprintf(s->scenario, sizeof(s->scenario), "scen%llu", (unsigned long long)s->scenario_id);
+  s->n_dense = 4;
+  for (int d = 0; d < 4; d++) s->dense[d] = (float)(unif(r) * 5.0);
+  s->seq_len = (int)(next_u64(r) % 8);
+  for (int j = 0; j < s->seq_len; j++) {
+    s->seq_items[j] = 1 + next_u64(r) % 100;
+    s->seq_cats[j] = 1 + s->seq_items[j] % 10;
+  }
+  double affinity = ((user * 7 + item * 3) % 11) / 10.0;
+  if (i % 7 == 6) {
+    s->kind = MTLD_SAMPLE_REVIEW;
+    s->labels[MTLD_LABEL_RATING] = (float)(1 + (int)(affinity * 4.0));
+    s->label_mask = 1u << MTLD_LABEL_RATING;
+  } else {
+    s->kind = MTLD_SAMPLE_IMPRESSION;
+    int click = unif(r) < 0.1 + 0.5 * affinity, buy = click && unif(r) < 0.3;
+    s->labels[MTLD_LABEL_CLICK] = (float)click;
+    s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
+    s->label_mask = (1u << MTLD_LABEL_CLICK) | (1u << MTLD_LABEL_PURCHASE);
+  }
+}
+
+static void small_config(mtld_model_config_t *c) {
+  mtld_model_config_default(c);
+  uint32_t rows[5] = {512, 256, 32, 8, 16};
+  for (int f = 0; f < 5; f++) c->fields[f].rows = rows[f];
+  c->dim = 8;
+  c->seq_max = 6;
+  c->n_dense = 4;
+  c->expert_layers[0] = 16;
+  c->expert_layers[1] = 8;
+  c->tower_layers[0] = 8;
+  c->batch_size = 32;
+  c->emb.expire_ms = 200000; /* some rows expire and get swept */
+  c->pv_window = 2000;
+}
+
+static mtld_trainer_t *new_trainer(const mtld_model_config_t *c) {
+  mtld_trainer_t *t = NULL;
+  char err[256];
+  if (mtld_trainer_create(&t, c, err, sizeof(err)) != MTLD_OK) fprintf(stderr, "%s\n", err);
+  return t;
+}
+
+static int params_equal(mtld_trainer_t *a, mtld_trainer_t *b) {
+  float *pa, *pb;
+  size_t na, nb;
+  mtld_trainer_params(a, &pa, &na);
+  mtld_trainer_params(b, &pb, &nb);
+  return na == nb && memcmp(pa, pb, na * sizeof(float)) == 0;
+}
+
+static void test_determinism_and_state(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  enum { N = 3000, CUT = 1234 };
+  mtld_sample_t *s = malloc(sizeof(*s) * N);
+  rng_t r = {77};
+  for (int i = 0; i < N; i++) mixed_sample(&r, &s[i], i);
+
+  mtld_trainer_t *a = new_trainer(&c), *b = new_trainer(&c), *fresh = new_trainer(&c);
+  CHECK(a && b && fresh);
+  CHECK(params_equal(a, fresh));
+  for (int i = 0; i < CUT; i++) {
+    CHECK(mtld_trainer_observe(a, &s[i], NULL) == MTLD_OK);
+    mtld_trainer_observe(b, &s[i], NULL);
+  }
+  CHECK(mtld_trainer_pending(a) == CUT % c.batch_size);
+  /* checkpoint mid-batch, in memory and to a file: same bytes */
+  void *buf;
+  size_t len;
+  char err[256];
+  CHECK(mtld_trainer_save_mem(a, &buf, &len, err, sizeof(err)) == MTLD_OK);
+  FILE *f = tmpfile();
+  CHECK(f && mtld_trainer_save(a, f, err, sizeof(err)) == MTLD_OK);
+  CHECK(f && (size_t)ftell(f) == len);
+  rewind(f);
+  unsigned char *fbuf = malloc(len);
+  CHECK(fread(fbuf, 1, len, f) == len && memcmp(fbuf, buf, len) == 0);
+  free(fbuf);
+  rewind(f);
+  mtld_trainer_t *c1 = NULL, *c2 = NULL;
+  CHECK(mtld_trainer_load(&c1, f, err, sizeof(err)) == MTLD_OK);
+  fclose(f);
+  CHECK(mtld_trainer_load_mem(&c2, buf, len, err, sizeof(err)) == MTLD_OK);
+  CHECK(c1 && c2 && mtld_trainer_pending(c2) == CUT % c.batch_size);
+  for (int i = CUT; i < N; i++) {
+    mtld_trainer_observe(a, &s[i], NULL);
+    mtld_trainer_observe(b, &s[i], NULL);
+    mtld_trainer_observe(c1, &s[i], NULL);
+    mtld_trainer_observe(c2, &s[i], NULL);
+  }
+  mtld_trainer_flush(a);
+  mtld_trainer_flush(b);
+  mtld_trainer_flush(c1);
+  mtld_trainer_flush(c2);
+  CHECK(params_equal(a, b));  /* determinism */
+  CHECK(params_equal(a, c1)); /* restored from a file, continued */
+  CHECK(params_equal(a, c2)); /* restored from memory, continued */
+  CHECK(!params_equal(a, fresh));
+  mtld_pv_summary_t sa, sc;
+  mtld_pvmetrics_get(mtld_trainer_metrics(a), 0, MTLD_PV_ALL, &sa);
+  mtld_pvmetrics_get(mtld_trainer_metrics(c2), 0, MTLD_PV_ALL, &sc);
+  CHECK(sa.n == sc.n && sa.auc_window == sc.auc_window && sa.logloss == sc.logloss);
+  mtld_trainer_stats_t st;
+  mtld_trainer_stats(a, &st);
+  CHECK(st.observed == N && st.trained == N && st.rejected == 0);
+  CHECK(st.batches == (uint64_t)(N + c.batch_size - 1) / c.batch_size);
+  mtld_embed_t *users = mtld_model_embed(mtld_trainer_model(a), MTLD_FIELD_USER);
+  CHECK(users->stats.live_rows > 50 && users->stats.admitted >= users->stats.live_rows);
+  CHECK(users->stats.evictions > 0); /* 200 s expiry over a 1500 s stream */
+
+  /* a different stream gives different weights */
+  mtld_trainer_t *d = new_trainer(&c);
+  for (int i = 0; i < N; i++) {
+    mtld_sample_t x = s[i];
+    if (i == 100) x.labels[MTLD_LABEL_CLICK] = 1.0f - x.labels[MTLD_LABEL_CLICK];
+    mtld_trainer_observe(d, &x, NULL);
+  }
+  mtld_trainer_flush(d);
+  CHECK(!params_equal(a, d));
+
+  /* corruption: flipped byte, truncation, bad magic */
+  mtld_trainer_t *bad = NULL;
+  unsigned char *cb = buf;
+  cb[len / 3] ^= 0x10;
+  CHECK(mtld_trainer_load_mem(&bad, buf, len, err, sizeof(err)) == MTLD_ERR_CORRUPT && !bad);
+  cb[len / 3] ^= 0x10;
+  CHECK(mtld_trainer_load_mem(&bad, buf, len - 1, err, sizeof(err)) == MTLD_ERR_CORRUPT);
+  cb[0] = 'X';
+  CHECK(mtld_trainer_load_mem(&bad, buf, len, err, sizeof(err)) == MTLD_ERR_CORRUPT);
+  CHECK(strstr(err, "magic") != NULL);
+  free(buf);
+
+  mtld_trainer_destroy(a);
+  mtld_trainer_destroy(b);
+  mtld_trainer_destroy(c1);
+  mtld_trainer_destroy(c2);
+  mtld_trainer_destroy(d);
+  mtld_trainer_destroy(fresh);
+  free(s);
+}
+
+/* Scores are taken before learning: the metrics' mean prediction equals the
+ * mean of what observe() returned; the first sample gets the fresh model's
+ * score. */
+static void test_progressive(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = new_trainer(&c);
+  rng_t r = {5};
+  mtld_sample_t s;
+  float pred[MTLD_MAX_TASKS], before[MTLD_MAX_TASKS], cond[MTLD_MAX_TASKS];
+  double sum = 0.0;
+  int n = 0;
+  for (int i = 0; i < 1000; i++) {
+    mixed_sample(&r, &s, i);
+    if (i == 0) mtld_trainer_predict(t, &s, before, cond);
+    CHECK(mtld_trainer_observe(t, &s, pred) == MTLD_OK);
+    if (i == 0) CHECK(memcmp(before, pred, sizeof(float) * (size_t)c.n_tasks) == 0);
+    if (i == 0) CHECK(cond[1] >= pred[1] && pred[1] <= pred[0]);
+    if (s.label_mask & (1u << MTLD_LABEL_CLICK)) {
+      sum += pred[0];
+      n++;
+    }
+  }
+  mtld_trainer_flush(t);
+  mtld_pv_summary_t m;
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 0, MTLD_PV_ALL, &m) == MTLD_OK);
+  CHECK(m.n == (uint64_t)n);
+  CHECK_NEAR(m.mean_pred, sum / n, 1e-5);
+  CHECK(mtld_pvmetrics_n_scenarios(mtld_trainer_metrics(t)) == 3);
+  /* bad samples are refused and counted */
+  s.weight = NAN;
+  CHECK(mtld_trainer_observe(t, &s, NULL) == MTLD_ERR_INVALID);
+  s.weight = 1.0f;
+  s.labels[MTLD_LABEL_CLICK] = INFINITY;
+  s.label_mask = 1u << MTLD_LABEL_CLICK;
+  CHECK(mtld_trainer_observe(t, &s, NULL) == MTLD_ERR_INVALID);
+  mtld_trainer_stats_t st;
+  mtld_trainer_stats(t, &st);
+  CHECK(st.rejected == 2 && st.observed == 1000);
+  mtld_trainer_destroy(t);
+}
+
+/* Loss weight 0 freezes a task's tower; the learning rate setter applies. */
+static void test_settings(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = new_trainer(&c);
+  int rating = mtld_trainer_task_index(t, "rating");
+  CHECK(rating == 2 && mtld_trainer_task_index(t, "nope") == -1);
+  CHECK(mtld_trainer_set_loss_weight(t, rating, 0.0f) == MTLD_OK);
+  CHECK(mtld_trainer_set_loss_weight(t, rating, NAN) == MTLD_ERR_INVALID);
+  CHECK(mtld_trainer_set_lr(t, 2e-3f, 0.1f) == MTLD_OK);
+  CHECK(mtld_trainer_set_lr(t, -1.0f, 0.1f) == MTLD_ERR_INVALID);
+  CHECK(mtld_model_config(mtld_trainer_model(t))->lr == 2e-3f);
+  float *p;
+  size_t np;
+  mtld_trainer_params(t, &p, &np);
+  int nt;
+  const mtld_tensor_t *ts = mtld_model_tensors(mtld_trainer_model(t), &nt);
+  size_t lo = 0, hi = 0;
+  for (int k = 0; k < nt; k++) {
+    if (strstr(ts[k].name, "tower.rating.") != ts[k].name) continue;
+    if (!hi) lo = ts[k].offset;
+    hi = ts[k].offset + (size_t)ts[k].rows * ts[k].cols;
+  }
+  CHECK(hi > lo);
+  float *frozen = malloc(sizeof(float) * (hi - lo));
+  memcpy(frozen, p + lo, sizeof(float) * (hi - lo));
+  rng_t r = {9};
+  mtld_sample_t s;
+  for (int i = 0; i < 500; i++) {
+    mixed_sample(&r, &s, i);
+    mtld_trainer_observe(t, &s, NULL);
+  }
+  mtld_trainer_flush(t);
+  mtld_trainer_params(t, &p, &np);
+  CHECK(memcmp(frozen, p + lo, sizeof(float) * (hi - lo)) == 0);
+  free(frozen);
+  mtld_trainer_destroy(t);
+}
+
+/* click = Bernoulli(sigmoid(<u_true, i_true> - 1)): the progressive window
+ * AUC must rise well above 0.5 and come within 0.03 of the oracle's. */
+static void test_quality(void) {
+  enum { U = 50, I = 40, K = 4, N = 150000, W = 10000 };
+  static double ut[U][K], it[I][K];
+  rng_t r = {2024};
+  for (int u = 0; u < U; u++)
+    for (int k = 0; k < K; k++) ut[u][k] = gauss(&r) * 0.9;
+  for (int i = 0; i < I; i++)
+    for (int k = 0; k < K; k++) it[i][k] = gauss(&r) * 0.9;
+  mtld_model_config_t c;
+  mtld_model_config_default(&c);
+  c.n_fields = 2;
+  c.fields[0].rows = 1024;
+  c.fields[1].rows = 1024;
+  c.dim = 8;
+  c.item_field = c.category_field = c.scenario_field = -1;
+  c.n_dense = 0;
+  c.n_experts = 2;
+  c.n_expert_layers = 1;
+  c.tower_layers[0] = 8;
+  c.n_tasks = 1;
+  c.expert_layers[0] = 32;
+  c.lr = 3e-3f;
+  c.emb.lr = 0.1f;
+  c.batch_size = 32;
+  c.emb.admit_after = 1;
+  c.emb.expire_ms = 0;
+  c.pv_window = W;
+  mtld_trainer_t *t = new_trainer(&c);
+  static float oracle_p[W], oracle_y[W];
+  mtld_sample_t s;
+  memset(&s, 0, sizeof(s));
+  s.n_fields = 2;
+  s.weight = 1.0f;
+  s.kind = MTLD_SAMPLE_IMPRESSION;
+  s.label_mask = 1u << MTLD_LABEL_CLICK;
+  double early_auc = 0.0;
+  clock_t t0 = clock();
+  for (int n = 0; n < N; n++) {
+    int u = (int)(next_u64(&r) % U), i = (int)(next_u64(&r) % I);
+    double z = -1.0;
+    for (int k = 0; k < K; k++) z += ut[u][k] * it[i][k];
+    double p = 1.0 / (1.0 + exp(-z));
+    float y = unif(&r) < p;
+    s.time_ms = (int64_t)n * 1000;
+    s.fields[0] = 1000 + (uint64_t)u;
+    s.fields[1] = 5000 + (uint64_t)i;
+    s.labels[MTLD_LABEL_CLICK] = y;
+    mtld_trainer_observe(t, &s, NULL);
+    if (n >= N - W) {
+      oracle_p[n - (N - W)] = (float)p;
+      oracle_y[n - (N - W)] = y;
+    }
+    if (n == W - 1) {
+      mtld_trainer_flush(t);
+      mtld_pv_summary_t m;
+      mtld_pvmetrics_get(mtld_trainer_metrics(t), 0, MTLD_PV_ALL, &m);
+      early_auc = m.auc_window;
+    }
+  }
+  mtld_trainer_flush(t);
+  mtld_pv_summary_t m;
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 0, MTLD_PV_ALL, &m) == MTLD_OK);
+  double oracle = mtld_auc_exact(oracle_p, oracle_y, W);
+  printf("quality: first %d window AUC %.4f, last %d window AUC %.4f, oracle %.4f, cum %.4f, "
+         "logloss %.4f, calib %.3f (%.2f s)\n",
+         W, early_auc, W, m.auc_window, oracle, m.auc_cum, m.logloss, m.calibration,
+         (double)(clock() - t0) / CLOCKS_PER_SEC);
+  mtld_pvmetrics_print(mtld_trainer_metrics(t), stdout, 0);
+  CHECK(m.n == N);
+  CHECK(m.auc_window > 0.7);
+  CHECK(m.auc_window > oracle - 0.03);
+  CHECK(m.auc_window > early_auc);
+  CHECK(fabs(m.calibration - 1.0) < 0.1);
+  mtld_trainer_destroy(t);
+}
+
+int main(void) {
+  test_progressive();
+  test_settings();
+  test_determinism_and_state();
+  test_quality();
+  return CHECK_DONE();
+}

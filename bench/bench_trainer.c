@@ -83,8 +83,7 @@ int main(int argc, char **argv) {
   double t0 = now_s(), t1;
   do {
     for (int r = 0; r < 100; r++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c,
-                  N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
     reps += 100;
     t1 = now_s();
   } while (t1 - t0 < secs);

@@ -397,7 +397,7 @@ mtld_reject_t mtld_decode_event(const void *buf, size_t len, mtld_format_t fmt, 
 void mtld_validate_limits_default(mtld_validate_limits_t *lim) {
   lim->max_record_bytes = 65536;
   lim->max_lateness_ms = 86400000;
-  lim->max_ahead_ms = 86400000;
+  lim->max_ahead_ms = 0; /* off: replays have legitimate gaps */
 }
 
 /* a - b > lim, without overflow. */
@@ -438,7 +438,7 @@ mtld_reject_t mtld_validate_event(const mtld_event_t *ev, const mtld_validate_li
   if (ev->time_ms > MTLD_TIME_MAX_MS)
     return fail(MTLD_REJECT_BAD_TIME, err, errlen, "time_ms %" PRId64 " after the year 2100",
                 ev->time_ms);
-  if (newest_ms != INT64_MIN && diff_exceeds(ev->time_ms, newest_ms, lim->max_ahead_ms))
+  if (lim->max_ahead_ms > 0 && newest_ms != INT64_MIN && diff_exceeds(ev->time_ms, newest_ms, lim->max_ahead_ms))
     return fail(MTLD_REJECT_BAD_TIME, err, errlen,
                 "time_ms %" PRId64 " more than %" PRId64
                 " ms ahead of the newest event time %" PRId64,

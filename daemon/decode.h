@@ -45,7 +45,7 @@ mtld_reject_t mtld_decode_event(const void *buf, size_t len, mtld_format_t fmt, 
 typedef struct {
   size_t max_record_bytes;  /* default 65536 */
   int64_t max_lateness_ms;  /* behind the watermark; default 86400000 (1 day) */
-  int64_t max_ahead_ms;     /* ahead of the newest time seen; default 86400000 */
+  int64_t max_ahead_ms;     /* ahead of the newest time seen; 0 = off (default) */
 } mtld_validate_limits_t;
 
 void mtld_validate_limits_default(mtld_validate_limits_t *lim);

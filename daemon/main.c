@@ -33,9 +33,29 @@ enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_STATE = 2, EXIT_SOURCE = 3, EXIT_RUNTI
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
 
+/* shutdown_timeout in whole seconds (rounded up), read by on_stop. */
+static volatile sig_atomic_t shutdown_bound_s = 30;
+
 static void on_stop(int sig) {
   if (stop_requested) _exit(128 + sig); /* second signal: exit at once */
   stop_requested = sig;
+  /* The bound covers everything from here (a poll or a flush in progress,
+   * the drain, leaving the group): when it passes, on_alarm ends the
+   * process.  alarm() is async-signal-safe. */
+  alarm((unsigned)shutdown_bound_s);
+}
+
+static void on_alarm(int sig) {
+  static const char msg[] = "mtld: shutdown_timeout exceeded: exiting now "
+                            "(uncommitted records will be replayed)\n";
+  (void)sig;
+  ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+  (void)w;
+  _exit(EXIT_RUNTIME);
+}
+
+static void set_shutdown_bound(int timeout_ms) {
+  shutdown_bound_s = (timeout_ms + 999) / 1000;
 }
 
 static void on_hup(int sig) {
@@ -52,6 +72,8 @@ static void install_signals(void) {
   sigaction(SIGINT, &sa, NULL);
   sa.sa_handler = on_hup;
   sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
 }
@@ -149,6 +171,7 @@ static void do_reload(daemon_t *d) {
   applied.shutdown_timeout_ms = next.shutdown_timeout_ms;
   applied.status_interval_ms = next.status_interval_ms;
   d->cfg = applied;
+  set_shutdown_bound(d->cfg.shutdown_timeout_ms);
   if (metrics_changed) {
     mtld_metrics_server_stop(d->metrics);
     d->metrics = NULL;
@@ -180,10 +203,14 @@ static void status(daemon_t *d) {
   d->last_status_ms = now;
   d->last_status_records = s.records;
   int connected = mtld_source_connected(d->src);
-  mtld_notify_status("%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
-                     " samples",
-                     connected ? "" : "brokers unreachable; ", rate, s.events, s.rejected,
-                     s.samples_released);
+  char line[256];
+  snprintf(line, sizeof(line),
+           "%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64 " samples",
+           connected ? "" : "brokers unreachable; ", rate, s.events, s.rejected,
+           s.samples_released);
+  mtld_notify_status("%s", line);
+  /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
+  mtld_log(MTLD_LOG_INFO, "status: %s", line);
 }
 
 static int run(daemon_t *d) {
@@ -241,7 +268,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   int64_t deadline = mono_ms() + d->cfg.shutdown_timeout_ms;
   while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
-    if (mono_ms() > deadline || stop_requested > 1) {
+    if (mono_ms() > deadline) {
       mtld_log(MTLD_LOG_ERR, "shutdown bound exceeded; uncommitted records will be replayed");
       rc = EXIT_RUNTIME;
       break;
@@ -299,6 +326,7 @@ int main(int argc, char **argv) {
     return EXIT_OK;
   }
   mtld_log_set_level(mtld_log_level_parse(d.cfg.log_level));
+  set_shutdown_bound(d.cfg.shutdown_timeout_ms);
   install_signals();
   d.started_mono_ms = d.last_status_ms = mono_ms();
   mtld_metrics_buf_init(&d.mbuf);

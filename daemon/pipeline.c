@@ -330,6 +330,8 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   if (secs > p->commit_seconds_max) p->commit_seconds_max = secs;
   p->commit_count++;
   p->batches++;
+  mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %.2f ms", p->batches,
+           p->batch_records, secs * 1000.0);
   p->batch_records = 0;
 
   /* Durable: tell Kafka (for lag monitoring only). */

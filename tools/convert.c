@@ -387,7 +387,7 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
         st = MTLD_ERR_INVALID;
       }
       if (c->f[i].ncols > 1 && i != F_USER && i != F_ITEM && i != F_CATEGORY && i != F_ID &&
-          i != F_REQUEST && i != F_SCENARIO) {
+          i != F_REQUEST) {
         conv_seterr(err, errlen, "map: %s: only id fields combine columns", field_names[i]);
         st = MTLD_ERR_INVALID;
       }

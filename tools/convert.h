@@ -42,6 +42,9 @@
  * (k = 0 impression/event, 1 click, 2 purchase), so the same file converts to
  * the same ids and a replayed file is recognised as a duplicate.
  *
+ * Optional time bounds (time_from_ms, time_to_ms) reject rows outside them,
+ * e.g. the few Taobao rows outside the documented 2017-11-25..12-03 range.
+ *
  * Rows that cannot be converted are counted per reason (names below), the
  * first few kept as examples; never dropped silently.  Thread: a converter
  * is used by one thread. */

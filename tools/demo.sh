@@ -31,7 +31,7 @@ echo "   bootstrap: $BOOTSTRAP"
 
 echo "== 3. producing the stream, keyed by user"
 "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" 2>&1 | sed 's/^/   /' | tee "$D/produce.log"
-N=$(grep -E '^ *produced' "$D/produce.log" | awk '{print $2}')
+N=$(sed -n "s/.* \([0-9][0-9]*\) delivered to .*/\1/p" "$D/produce.log" | tail -1)
 
 echo "== 4. running mtld on it"
 sed -e "s#@BOOTSTRAP@#$BOOTSTRAP#g" -e "s#@STATE@#$D#g" "$SRC/conf/demo.conf" >"$D/mtld.conf"

@@ -756,7 +756,7 @@ int main(int argc, char **argv) {
   st.clicked = xcalloc(nk, 1);
   st.bought = xcalloc(nk, 1);
   generate(&o, &w, &g, &st);
-  qsort(g.ev, g.n, sizeof *g.ev, cmp_event);
+  if (g.n) qsort(g.ev, g.n, sizeof *g.ev, cmp_event);
   uint64_t next_bad_id = 1;
   for (size_t i = 0; i < g.n; i++)
     if (g.ev[i].event_id >= next_bad_id) next_bad_id = g.ev[i].event_id + 1;

@@ -39,11 +39,11 @@ typedef struct {
 } mtld_embed_config_t;
 
 typedef struct {
-  uint64_t live_rows;  /* occupancy */
-  uint64_t admitted;   /* rows brought to life */
-  uint64_t evictions;  /* rows expired */
-  uint64_t lookups;    /* mtld_embed_find calls with id != 0 */
-  uint64_t misses;     /* ... that returned -1 (not admitted or dead) */
+  uint64_t live_rows; /* occupancy */
+  uint64_t admitted;  /* rows brought to life */
+  uint64_t evictions; /* rows expired */
+  uint64_t lookups;   /* mtld_embed_find calls with id != 0 */
+  uint64_t misses;    /* ... that returned -1 (not admitted or dead) */
 } mtld_embed_stats_t;
 
 typedef struct {
@@ -62,9 +62,9 @@ typedef struct {
   uint64_t adam_step;
   mtld_embed_stats_t stats;
   /* per-minibatch sparse gradient (owned) */
-  int32_t *slot_of;   /* [rows] slot of a touched row, -1 otherwise */
-  int32_t *touched;   /* [max_touched] rows in first-touch order */
-  float *grad;        /* [max_touched, dim] */
+  int32_t *slot_of; /* [rows] slot of a touched row, -1 otherwise */
+  int32_t *touched; /* [max_touched] rows in first-touch order */
+  float *grad;      /* [max_touched, dim] */
   uint32_t n_touched, max_touched;
 } mtld_embed_t;
 

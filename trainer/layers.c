@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 void mtld_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int IN,
@@ -59,13 +60,26 @@ void mtld_linear_backward_ref(float *din, float *dw, float *db, const float *dou
   }
 }
 
+/* Branch-free select (x > 0 ? v : 0) by masking v's bits: the sign of an
+ * activation is random, so a branch here mispredicts half the time. */
+static inline float keep_if_pos(float x, float v) {
+  uint32_t u;
+  memcpy(&u, &v, sizeof(u));
+  u &= (uint32_t)0 - (uint32_t)(x > 0.0f);
+  memcpy(&v, &u, sizeof(u));
+  return v;
+}
+
 void mtld_relu_forward(float *out, const float *in, int n) {
-  for (int i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+  for (int i = 0; i < n; i++) out[i] = keep_if_pos(in[i], in[i]);
 }
 
 void mtld_relu_backward(float *din, const float *dout, const float *out, int n) {
-  for (int i = 0; i < n; i++)
-    if (out[i] > 0.0f) din[i] += dout[i];
+  for (int i = 0; i < n; i++) din[i] += keep_if_pos(out[i], dout[i]);
+}
+
+void mtld_relu_mask(float *d, const float *out, int n) {
+  for (int i = 0; i < n; i++) d[i] = keep_if_pos(out[i], d[i]);
 }
 
 float mtld_sigmoidf(float x) {

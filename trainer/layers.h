@@ -29,6 +29,9 @@ void mtld_linear_backward_ref(float *din, float *dw, float *db, const float *dou
 void mtld_relu_forward(float *out, const float *in, int n);
 /* din[n] += dout * (out > 0), where out is the forward's output. */
 void mtld_relu_backward(float *din, const float *dout, const float *out, int n);
+/* d[n] = d * (out > 0) in place: the gradient through a ReLU whose output
+ * gradient buffer is reused for its input. */
+void mtld_relu_mask(float *d, const float *out, int n);
 
 /* Numerically stable logistic function and log(sigmoid(x)). */
 float mtld_sigmoidf(float x);

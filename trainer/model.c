@@ -91,7 +91,10 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   static const struct {
     const char *name;
     uint32_t rows;
-  } f[5] = {{"user", 1u << 18}, {"item", 1u << 18}, {"category", 1u << 12}, {"scenario", 64},
+  } f[5] = {{"user", 1u << 18},
+            {"item", 1u << 18},
+            {"category", 1u << 12},
+            {"scenario", 64},
             {"position", 32}};
   for (int i = 0; i < 5; i++) {
     snprintf(c->fields[i].name, MTLD_NAME_MAX, "%s", f[i].name);
@@ -173,22 +176,21 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
     CFG_FAIL("model: n_dense must be in 0..%d", MTLD_MAX_DENSE);
   if (c->n_tasks < 1 || c->n_tasks > MTLD_MAX_TASKS)
     CFG_FAIL("model: n_tasks must be in 1..%d", MTLD_MAX_TASKS);
-  if (c->n_expert_layers < 1 || c->n_expert_layers > MTLD_MAX_LAYERS ||
-      c->n_tower_layers < 0 || c->n_tower_layers > MTLD_MAX_LAYERS)
+  if (c->n_expert_layers < 1 || c->n_expert_layers > MTLD_MAX_LAYERS || c->n_tower_layers < 0 ||
+      c->n_tower_layers > MTLD_MAX_LAYERS)
     CFG_FAIL("model: expert layers in 1..%d, tower layers in 0..%d", MTLD_MAX_LAYERS,
              MTLD_MAX_LAYERS);
   for (int l = 0; l < c->n_expert_layers; l++)
     if (c->expert_layers[l] < 1 || c->expert_layers[l] > 4096) CFG_FAIL("model: bad expert width");
   for (int l = 0; l < c->n_tower_layers; l++)
     if (c->tower_layers[l] < 1 || c->tower_layers[l] > 4096) CFG_FAIL("model: bad tower width");
-  int ne = c->arch == MTLD_ARCH_MMOE ? c->n_experts
-           : c->arch == MTLD_ARCH_PLE ? c->n_shared_experts + c->n_tasks * c->n_task_experts
+  int ne = c->arch == MTLD_ARCH_MMOE          ? c->n_experts
+           : c->arch == MTLD_ARCH_PLE         ? c->n_shared_experts + c->n_tasks * c->n_task_experts
            : c->arch == MTLD_ARCH_SINGLE_TASK ? c->n_tasks
                                               : 1;
   if (c->arch == MTLD_ARCH_MMOE && c->n_experts < 1) CFG_FAIL("model: mmoe needs experts");
-  if (c->arch == MTLD_ARCH_PLE &&
-      (c->n_shared_experts < 0 || c->n_task_experts < 0 ||
-       c->n_shared_experts + c->n_task_experts < 1))
+  if (c->arch == MTLD_ARCH_PLE && (c->n_shared_experts < 0 || c->n_task_experts < 0 ||
+                                   c->n_shared_experts + c->n_task_experts < 1))
     CFG_FAIL("model: ple needs shared or task experts");
   if (ne > MTLD_MAX_EXPERTS) CFG_FAIL("model: at most %d experts", MTLD_MAX_EXPERTS);
   for (int t = 0; t < c->n_tasks; t++) {
@@ -481,8 +483,7 @@ static void mlp_forward(const mtld_model_t *m, mlp_t *p, const float *in, int n)
     int din = l ? p->out[l - 1] : p->in;
     mtld_linear_forward(p->act[l], x, m->params + p->w_off[l], m->params + p->b_off[l], n, din,
                         p->out[l]);
-    if (l < p->n_layers - 1 || p->relu_last)
-      mtld_relu_forward(p->act[l], p->act[l], n * p->out[l]);
+    if (l < p->n_layers - 1 || p->relu_last) mtld_relu_forward(p->act[l], p->act[l], n * p->out[l]);
   }
 }
 
@@ -653,9 +654,7 @@ const float *mtld_model_cond_preds(const mtld_model_t *m) {
 static void mlp_backward(mtld_model_t *m, mlp_t *p, const float *in, float *din, int n) {
   for (int l = p->n_layers - 1; l >= 0; l--) {
     size_t cnt = (size_t)n * p->out[l];
-    if (l < p->n_layers - 1 || p->relu_last)
-      for (size_t i = 0; i < cnt; i++)
-        if (p->act[l][i] <= 0.0f) p->dact[l][i] = 0.0f;
+    if (l < p->n_layers - 1 || p->relu_last) mtld_relu_mask(p->dact[l], p->act[l], (int)cnt);
     const float *x = l ? p->act[l - 1] : in;
     float *dx = l ? p->dact[l - 1] : din;
     int dim_in = l ? p->out[l - 1] : p->in;
@@ -734,8 +733,7 @@ void mtld_model_backward(mtld_model_t *m) {
     mtld_linear_backward(dgin, m->grads + tn->gw_off, m->grads + tn->gb_off, tn->dlogit, gin,
                          m->params + tn->gw_off, n, m->gate_in, ne);
   }
-  for (int e = m->n_experts - 1; e >= 0; e--)
-    mlp_backward(m, &m->experts[e], m->x, m->dx, n);
+  for (int e = m->n_experts - 1; e >= 0; e--) mlp_backward(m, &m->experts[e], m->x, m->dx, n);
   /* the gate input's copy of x and of the scenario embedding flow back into x */
   if (m->gate_in != IN) {
     int sf = c->scenario_field;
@@ -801,7 +799,8 @@ void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
   int L = m->L;
   for (int b = 0; b < n; b++) {
     const mtld_sample_t *sb = &s[b];
-    for (int f = 0; f < m->F; f++) mtld_embed_touch(&m->tables[f], field_id(m, sb, f), sb->time_ms, 1);
+    for (int f = 0; f < m->F; f++)
+      mtld_embed_touch(&m->tables[f], field_id(m, sb, f), sb->time_ms, 1);
     int len = sb->seq_len < L ? sb->seq_len : L;
     for (int j = 0; j < len; j++) {
       mtld_embed_touch(&m->tables[c->item_field], sb->seq_items[j], sb->time_ms, 0);

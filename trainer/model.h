@@ -97,14 +97,14 @@ typedef struct {
   int tower_layers[MTLD_MAX_LAYERS]; /* tower hidden widths (ReLU), then 1 output */
   int n_tasks;
   mtld_task_t tasks[MTLD_MAX_TASKS];
-  int uncertainty_weighting; /* Kendall et al.: learned log-variance per task */
-  int optim;                 /* dense params: mtld_optim_t */
+  int uncertainty_weighting;   /* Kendall et al.: learned log-variance per task */
+  int optim;                   /* dense params: mtld_optim_t */
   float lr, beta1, beta2, eps; /* lr reloadable: mtld_model_set_lr */
-  mtld_embed_config_t emb;   /* embedding optimiser, admission, expiry */
-  int batch_size;            /* samples per minibatch */
-  uint64_t seed;             /* parameter initialisation */
-  uint32_t pv_window;        /* progressive validation: sliding AUC window */
-  int pv_max_scenarios;      /* scenarios tracked separately */
+  mtld_embed_config_t emb;     /* embedding optimiser, admission, expiry */
+  int batch_size;              /* samples per minibatch */
+  uint64_t seed;               /* parameter initialisation */
+  uint32_t pv_window;          /* progressive validation: sliding AUC window */
+  int pv_max_scenarios;        /* scenarios tracked separately */
 } mtld_model_config_t;
 
 typedef struct {

@@ -242,15 +242,14 @@ static void print_line(const mtld_pvmetrics_t *m, FILE *f, int t, int scen) {
   if (mtld_pvmetrics_get(m, t, idx, &s) != MTLD_OK || s.n == 0) return;
   if (m->is_reg[t])
     fprintf(f, "task=%s scenario=%s n=%llu rmse=%.4f mean_pred=%.4f mean_label=%.4f calib=%.4f\n",
-            m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n,
-            s.rmse, s.mean_pred, s.mean_label, s.calibration);
+            m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n, s.rmse,
+            s.mean_pred, s.mean_label, s.calibration);
   else
     fprintf(f,
             "task=%s scenario=%s n=%llu pos=%llu auc_window=%.4f auc_cum=%.4f logloss=%.4f "
             "calib=%.4f rmse=%.4f\n",
             m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n,
-            (unsigned long long)s.n_pos, s.auc_window, s.auc_cum, s.logloss, s.calibration,
-            s.rmse);
+            (unsigned long long)s.n_pos, s.auc_window, s.auc_cum, s.logloss, s.calibration, s.rmse);
 }
 
 void mtld_pvmetrics_print(const mtld_pvmetrics_t *m, FILE *f, int per_scenario) {

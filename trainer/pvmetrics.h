@@ -19,7 +19,7 @@
 #include "trainer/status.h"
 
 #define MTLD_PV_BINS 10000
-#define MTLD_PV_ALL (-1)                /* scenario index meaning "every scenario" */
+#define MTLD_PV_ALL (-1) /* scenario index meaning "every scenario" */
 #define MTLD_PV_SCENARIO_NAME_MAX 32
 
 typedef struct mtld_pvmetrics mtld_pvmetrics_t;

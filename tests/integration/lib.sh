@@ -6,6 +6,7 @@ set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 SRC=$(cd "$2" && pwd)
 T=$(mktemp -d /tmp/mtld-it.XXXXXX)
+HELPERS=$BUILD/tests # test helper programs (tests/helpers/*.c)
 PIDS=()
 cleanup() {
   local rc=$?
@@ -22,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-note() { echo "# $*"; }
+note() { echo "# $(date +%T.%N | cut -c1-12) $*"; }
 
 # Under ASan everything is slower: scale waits.
 SLOW=1
@@ -57,8 +58,8 @@ kafka = {
   bootstrap_servers = "$BOOTSTRAP";
   group_id = "mtld-test";
   auto_offset_reset = "earliest";
-  session_timeout_ms = "6000";
-  heartbeat_interval_ms = "500";
+  session_timeout_ms = "3000";
+  heartbeat_interval_ms = "300";
   topic_metadata_refresh_interval_ms = "1000";
 };
 store = { path = "$store"; sync = true; batch_max_events = 500; batch_max_ms = 100; };
@@ -79,8 +80,8 @@ start_mtld() {
 
 # consumed STORE : total records committed (sum of next offsets) in the store
 consumed() {
-  "$BUILD/mtld-inspect" --store "$1" --offsets 2>/dev/null |
-    awk '{s += $3} END {print s + 0}' || echo 0
+  { "$BUILD/mtld-inspect" --store "$1" --offsets 2>/dev/null || true; } |
+    awk '{s += $3} END {print s + 0}'
 }
 
 # wait_consumed STORE N TIMEOUT_S : until the store committed N records
@@ -106,4 +107,9 @@ stop_pid() {
   local rc=0
   wait "$pid" || rc=$?
   [ $rc -eq 0 ] || fail "pid $pid exited with $rc after SIGTERM"
+}
+
+# produced_count LOG : records mtld-produce reports delivered
+produced_count() {
+  sed -n 's/.* \([0-9][0-9]*\) delivered to .*/\1/p' "$1" | tail -1
 }

@@ -9,7 +9,7 @@
   --out "$T/events.pb" --truth "$T/truth.csv" 2>"$T/gen.log"
 start_cluster 1 events:4 dlq:2
 "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(grep -E '^produced' "$T/produce.log" | awk '{print $2}')
+N=$(produced_count "$T/produce.log")
 # expected rejections by reason, from the generator's truth file
 awk -F, '$2 == "bad" {print $6}' "$T/truth.csv" | sort | uniq -c | awk '{print $2, $1}' >"$T/expected"
 BAD=$(awk '{s += $2} END {print s}' "$T/expected")
@@ -33,9 +33,9 @@ grep 'mtld_events_rejected_total{' "$T/metrics.txt" |
 diff -u "$T/expected" "$T/got" || fail "rejections by reason differ from the generator's"
 stop_pid "$MTLD_PID" 30
 
-"$BUILD/dlq_dump" "$BOOTSTRAP" dlq 30 >"$T/dlq.txt" 2>"$T/dlq.log" || fail "could not read the dead-letter topic"
+"$HELPERS/dlq_dump" "$BOOTSTRAP" dlq 30 >"$T/dlq.txt" 2>"$T/dlq.log" || fail "could not read the dead-letter topic"
 awk '{print $1}' "$T/dlq.txt" | sort | uniq -c | awk '{print $2, $1}' >"$T/dlq-got"
 diff -u "$T/expected" "$T/dlq-got" || fail "dead-letter topic differs from the rejections"
-"$BUILD/ref_features" "$T/events.pb" "$T/store" || fail "good events were not all applied"
+"$HELPERS/ref_features" "$T/events.pb" "$T/store" || fail "good events were not all applied"
 note "$BAD bad records rejected by reason and dead-lettered; every good one applied"
 echo "1 passed, 0 failed"

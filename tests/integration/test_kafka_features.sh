@@ -9,7 +9,7 @@
   --out "$T/events.pb" --truth "$T/truth.csv" 2>"$T/gen.log"
 start_cluster 3 events:8
 "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(grep -E '^produced' "$T/produce.log" | awk '{print $2}')
+N=$(produced_count "$T/produce.log")
 [ "${N:-0}" -gt 6000 ] || fail "producer reported ${N:-no} records"
 note "produced $N records"
 
@@ -19,7 +19,7 @@ wait_consumed "$T/store" "$N" 60
 stop_pid "$MTLD_PID" 30
 grep -q "stopped:" "$T/mtld.log" || fail "no clean stop line in the log"
 
-"$BUILD/ref_features" "$T/events.pb" "$T/store" || fail "features differ from the reference"
+"$HELPERS/ref_features" "$T/events.pb" "$T/store" || fail "features differ from the reference"
 
 # The same events through the file source: same features (user features are
 # per-partition ordered, so byte-identical; items are compared in the reference).
@@ -29,7 +29,7 @@ store = { path = "$T/store-file"; };
 metrics = { enabled = false; };
 CONF
 "$BUILD/mtld" -c "$T/file.conf" >"$T/file.log" 2>&1 || fail "file replay failed"
-"$BUILD/ref_features" "$T/events.pb" "$T/store-file" || fail "file replay differs from the reference"
+"$HELPERS/ref_features" "$T/events.pb" "$T/store-file" || fail "file replay differs from the reference"
 "$BUILD/mtld-inspect" --store "$T/store" --dump | grep '^user' >"$T/dump-kafka"
 "$BUILD/mtld-inspect" --store "$T/store-file" --dump | grep '^user' >"$T/dump-file"
 [ -s "$T/dump-kafka" ] || fail "empty dump"

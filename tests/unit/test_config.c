@@ -69,7 +69,7 @@ static void test_defaults(void) {
   CHECK(cfg.features.n_half_lives == 3 && cfg.features.half_life_s[1] == 86400.0);
   CHECK(cfg.features.seq_len == 50);
   CHECK(cfg.limits.max_record_bytes == 65536);
-  CHECK(cfg.limits.max_lateness_ms == 86400000 && cfg.limits.max_ahead_ms == 86400000);
+  CHECK(cfg.limits.max_lateness_ms == 86400000 && cfg.limits.max_ahead_ms == 0);
   mtld_joiner_config_t jdef;
   mtld_joiner_config_default(&jdef);
   CHECK(memcmp(&cfg.joiner, &jdef, sizeof(jdef)) == 0);

@@ -575,7 +575,7 @@ static void test_time_window(void) {
   /* defaults */
   mtld_validate_limits_t d;
   mtld_validate_limits_default(&d);
-  CHECK(d.max_record_bytes == 65536 && d.max_lateness_ms == 86400000 && d.max_ahead_ms == 86400000);
+  CHECK(d.max_record_bytes == 65536 && d.max_lateness_ms == 86400000 && d.max_ahead_ms == 0);
   CHECK(mtld_validate_event(&ev, &d, T0 + 86400000, T0 - 86400000, err, sizeof err) == 0);
   CHECK(mtld_validate_event(&ev, &d, T0 + 86400001, NOW, err, sizeof err) == MTLD_REJECT_TOO_LATE);
 

@@ -122,8 +122,8 @@ static void fd_model(const mtld_model_config_t *cfg, const char *label) {
       nonzero += ana != 0.0;
       if (!grad_ok(num, ana)) {
         bad++;
-        fprintf(stderr, "%s fd: %s[%zu] num %.6g ana %.6g\n", label, ts[t].name,
-                i - ts[t].offset, num, ana);
+        fprintf(stderr, "%s fd: %s[%zu] num %.6g ana %.6g\n", label, ts[t].name, i - ts[t].offset,
+                num, ana);
       }
     }
   }

@@ -78,7 +78,7 @@ static void test_metrics(void) {
   CHECK_NEAR(s.calibration, sp / sy, 1e-9);
   CHECK_NEAR(s.rmse, sqrt(se / N), 1e-9);
   CHECK_NEAR(s.auc_window, auc_brute(p + N - W, y + N - W, W), 1e-9); /* last W only */
-  CHECK(fabs(s.auc_window - auc_brute(p, y, N)) > 1e-6);             /* ...not all */
+  CHECK(fabs(s.auc_window - auc_brute(p, y, N)) > 1e-6);              /* ...not all */
   CHECK_NEAR(s.auc_cum, auc_brute(p, y, N), 2e-3);                    /* 10000 bins */
   CHECK(s.auc_cum > 0.6);
   /* regression: no AUC, RMSE and calibration */

@@ -9,7 +9,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps build test test-fast test-asan fuzz demo bench format install clean
+.PHONY: all deps build test test-fast test-asan fuzz demo bench format install deb clean
 
 all: build
 
@@ -46,8 +46,31 @@ bench: build
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+# PREFIX (default /usr/local) and DESTDIR as usual; the config goes to
+# $(DESTDIR)/etc/mtld whatever the prefix, an existing one is kept.
 install: build
-	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(or $(PREFIX),/usr/local)"
+
+# The Debian package, built by dpkg-buildpackage from a copy of the tree in
+# $(DEB_TMP) (no artifacts in the work tree); the .deb lands in $(BUILD)/deb.
+# Needs dpkg-dev and debhelper (apt-get install dpkg-dev debhelper).
+DEB_TMP ?= /tmp/mtld-deb
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+	  { echo "make deb: needs dpkg-dev and debhelper (apt-get install dpkg-dev debhelper)" >&2; exit 1; }
+	rm -rf "$(DEB_TMP)" && mkdir -p "$(DEB_TMP)/mtld" "$(BUILD)/deb"
+	tar --exclude-vcs --anchored --exclude='./build*' --exclude='./$(BUILD)' -cf - . | \
+	  tar -xf - -C "$(DEB_TMP)/mtld"
+	cd "$(DEB_TMP)/mtld" && DEB_BUILD_OPTIONS="parallel=$(JOBS) $(DEB_BUILD_OPTIONS)" \
+	  dpkg-buildpackage -us -uc -b >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	cp "$(DEB_TMP)"/*.deb "$(BUILD)/deb/"
+	@ls -l "$(BUILD)"/deb/*.deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# mtld vs a PyTorch reference of its trainer (bench/reference/README.md):
+# AUC agreement, speed on the same samples, Taobao online vs offline.
+.PHONY: bench-reference
+bench-reference: build
+	@bash bench/reference/run.sh $(BUILD)

@@ -3,12 +3,15 @@
  * Every key the daemon knows is one row of `keys[]` below: its dotted path,
  * its kind, where it lives in mtld_config_t, its range and whether SIGHUP may
  * change it.  Parsing, printing (--check-config) and diffing (reload) all walk
- * that one table, so adding a setting (the trainer's groups, say) is adding
- * rows, plus a custom kind for what is more than a scalar.  Rows of one group
- * must be adjacent (the printer opens and closes groups as the path changes).
+ * that one table, so adding a setting is adding a row, plus a custom kind
+ * for what is more than a scalar (model.tasks, a list of groups).  Rows of
+ * one group must be adjacent (the printer opens and closes groups as the
+ * path changes).
  *
- * Cross-key rules (a Kafka source needs topics and brokers, ...) live in
- * validate(), after the walk.  Every error reads "FILE:LINE: key.path: what". */
+ * Cross-key rules (a Kafka source needs topics and brokers, the model's
+ * bounds, ...) live in validate(), after the walk; model.n_dense is not a
+ * key but follows the feature definitions.  Every error reads
+ * "FILE:LINE: key.path: what". */
 #include "daemon/config.h"
 
 #include <arpa/inet.h>
@@ -21,6 +24,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "features/features.h"
 
 /* ---------------------------------------------------------------- errors */
 
@@ -143,11 +147,17 @@ static mtld_status_t get_duration(const config_setting_t *s, const char *key, in
 typedef enum {
   K_INT,      /* int, integer in [min, max] */
   K_SIZE,     /* size_t, integer in [min, max] */
+  K_U32,      /* uint32_t, integer in [min, max] */
+  K_I64,      /* int64_t, integer in [min, max] */
   K_U64,      /* uint64_t, integer >= 0 (libconfig: up to INT64_MAX with an L suffix) */
   K_BOOL,     /* int, true/false */
   K_DOUBLE,   /* double, finite number in [min, max] (or (min, max] with excl_min) */
+  K_FLOAT,    /* float, the same */
   K_STRING,   /* char[size] */
-  K_DURATION, /* int or int64_t (by size) milliseconds in [min, max] */
+  K_DURATION, /* int or int64_t (by size) milliseconds in [min, max] (or 0 with zero_ok) */
+  K_ENUM,     /* int, one of names[] (the value is the index) */
+  K_INT_LIST, /* int[size / sizeof(int)], count (an int) at count_offset; min_len..max_len
+                 entries, each in [min, max] */
   K_CUSTOM    /* everything else: ops */
 } kind_t;
 
@@ -161,7 +171,8 @@ typedef struct {
   /* Prints the value only (after "name = "); nested lines at indent+2. */
   void (*print)(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int indent);
   int (*equal)(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b);
-  /* Optional, instead of equal: reports finer keys itself, returns how many. */
+  /* Optional, instead of equal: reports finer keys itself (each with its own
+   * reloadable flag) and returns how many of them are NOT reloadable. */
   int (*diff)(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b, diff_fn_t fn,
               void *ctx);
 } custom_ops_t;
@@ -169,16 +180,21 @@ typedef struct {
 struct key_def {
   const char *path; /* dotted, e.g. "store.batch_max_events" */
   kind_t kind;
-  size_t offset, size; /* of the field in mtld_config_t */
-  double min, max;     /* numbers; durations in ms */
-  int excl_min;        /* K_DOUBLE: value must be > min */
-  int64_t unit_ms;     /* K_DURATION: what a plain integer counts */
-  int reloadable;      /* SIGHUP may change it */
+  size_t offset, size;      /* of the field in mtld_config_t */
+  double min, max;          /* numbers; durations in ms */
+  int excl_min;             /* K_DOUBLE, K_FLOAT: value must be > min */
+  int64_t unit_ms;          /* K_DURATION: what a plain integer counts */
+  int zero_ok;              /* K_DURATION: 0 (off) is allowed besides [min, max] */
+  const char *const *names; /* K_ENUM: NULL-terminated, indexed by value */
+  size_t count_offset;      /* K_INT_LIST: the int holding the number of entries */
+  int min_len, max_len;     /* K_INT_LIST */
+  int reloadable;           /* SIGHUP may change it */
   const custom_ops_t *ops;
 };
 
 #define DAY_MS 86400000.0
 #define FIELD(f) .offset = offsetof(mtld_config_t, f), .size = sizeof(((mtld_config_t *)0)->f)
+#define COUNT(f) .count_offset = offsetof(mtld_config_t, f)
 
 static void *field(mtld_config_t *cfg, const key_def_t *k) {
   return (char *)cfg + k->offset;
@@ -226,6 +242,26 @@ static void print_double(FILE *out, double v) {
   format_double(v, buf, sizeof(buf));
   /* libconfig reads "10" as an integer: keep it a float */
   fprintf(out, "%s%s", buf, strpbrk(buf, ".eE") ? "" : ".0");
+}
+
+/* The same for a float: the shortest text that reads back as the same float
+ * ("0.001", not the double nearest to 0.001f). */
+static void print_float(FILE *out, float v) {
+  char buf[64];
+  if (v == floorf(v) && fabsf(v) < 1e7f) {
+    snprintf(buf, sizeof(buf), "%.0f", (double)v);
+  } else {
+    for (int prec = 1; prec <= 9; prec++) {
+      snprintf(buf, sizeof(buf), "%.*g", prec, (double)v);
+      if ((float)strtod(buf, NULL) == v) break;
+    }
+  }
+  fprintf(out, "%s%s", buf, strpbrk(buf, ".eE") ? "" : ".0");
+}
+
+/* Integers beyond 32 bits need libconfig's L suffix. */
+static void print_int64(FILE *out, long long v) {
+  fprintf(out, "%lld%s", v, v > INT32_MAX || v < INT32_MIN ? "L" : "");
 }
 
 static void print_duration(FILE *out, int64_t ms) {
@@ -382,6 +418,27 @@ static int equal_half_lives(const key_def_t *k, const mtld_config_t *a, const mt
 static const custom_ops_t half_lives_ops = {parse_half_lives, print_half_lives, equal_half_lives,
                                             NULL};
 
+/* features.item_view: "partition" or "global" (mtld_item_view_t). */
+static mtld_status_t parse_item_view(const key_def_t *k, const config_setting_t *s,
+                                     mtld_config_t *cfg, perr_t *pe) {
+  const char *v = config_setting_get_string(s);
+  if (!v) return fail(pe, s, k->path, "expected a string (\"partition\" or \"global\")");
+  if (strcmp(v, "partition") == 0)
+    cfg->features.item_view = MTLD_ITEM_VIEW_PARTITION;
+  else if (strcmp(v, "global") == 0)
+    cfg->features.item_view = MTLD_ITEM_VIEW_GLOBAL;
+  else
+    return fail(pe, s, k->path, "must be \"partition\" or \"global\", not \"%s\"", v);
+  return MTLD_OK;
+}
+static void print_item_view(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
+  print_string(out, cfg->features.item_view == MTLD_ITEM_VIEW_GLOBAL ? "global" : "partition");
+}
+static int equal_item_view(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
+  return a->features.item_view == b->features.item_view;
+}
+static const custom_ops_t item_view_ops = {parse_item_view, print_item_view, equal_item_view, NULL};
+
 /* kafka: a free group passed to librdkafka.  libconfig names cannot hold
  * '.', so they are written with '_' (no librdkafka property has one). */
 static void kafka_name_to_file(const char *name, char *out, size_t len) {
@@ -467,7 +524,7 @@ static int diff_kafka(const key_def_t *k, const mtld_config_t *a, const mtld_con
       changed++;
     }
   }
-  return changed;
+  return k->reloadable ? 0 : changed;
 }
 static const custom_ops_t kafka_ops = {parse_kafka, print_kafka, NULL, diff_kafka};
 
@@ -494,6 +551,301 @@ static int equal_join_mode(const key_def_t *k, const mtld_config_t *a, const mtl
   return a->joiner.mode == b->joiner.mode;
 }
 static const custom_ops_t join_mode_ops = {parse_join_mode, print_join_mode, equal_join_mode, NULL};
+
+/* ------------------------------------------------------------- model.* */
+
+static size_t edit_distance(const char *a, const char *b);
+
+/* Enumerations: the index of a name is the value (the enums of model.h). */
+static const char *const arch_names[] = {"single_task", "shared_bottom", "mmoe", "ple", NULL};
+static const char *const optim_names[] = {"adam", "adagrad", NULL};
+static const char *const emb_optim_names[] = {"adagrad", "adam", NULL};
+static const char *const task_type_names[] = {"binary", "esmm", "regression", NULL};
+static const char *const label_names[] = {"click", "cart", "purchase", "rating", NULL};
+static const char *const reg_loss_names[] = {"mse", "huber", NULL};
+static const char *const interactions_names[] = {"none", "dot", NULL};
+_Static_assert(MTLD_ARCH_MMOE == 2 && MTLD_ARCH_PLE == 3, "arch_names");
+_Static_assert(MTLD_OPT_ADAGRAD == 1 && MTLD_EMB_ADAM == 1, "optim_names");
+_Static_assert(MTLD_TASK_ESMM_CTCVR == 1 && MTLD_TASK_REGRESSION == 2, "task_type_names");
+_Static_assert(MTLD_LABEL_PURCHASE == 2 && MTLD_LABEL_RATING == 3 && MTLD_N_LABELS == 4,
+               "label_names");
+_Static_assert(MTLD_REG_HUBER == 1, "reg_loss_names");
+_Static_assert(MTLD_INTER_NONE == 0 && MTLD_INTER_DOT == 1, "interactions_names");
+
+/* Index of v in the NULL-terminated names, or -1. */
+static int name_index(const char *const *names, const char *v) {
+  for (int i = 0; names[i]; i++)
+    if (strcmp(names[i], v) == 0) return i;
+  return -1;
+}
+
+/* "\"a\", \"b\" or \"c\"" */
+static void names_text(const char *const *names, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; names[i] && used < len; i++) {
+    const char *sep = i == 0 ? "" : names[i + 1] ? ", " : " or ";
+    used += (size_t)snprintf(buf + used, len - used, "%s\"%s\"", sep, names[i]);
+  }
+}
+
+/* Reads an enumeration setting into *out. */
+static mtld_status_t get_enum(const config_setting_t *s, const char *key, const char *const *names,
+                              int *out, perr_t *pe) {
+  char list[256];
+  names_text(names, list, sizeof(list));
+  const char *v = config_setting_get_string(s);
+  if (!v) return fail(pe, s, key, "expected a string (%s)", list);
+  int i = name_index(names, v);
+  if (i < 0) return fail(pe, s, key, "must be %s, not \"%s\"", list, v);
+  *out = i;
+  return MTLD_OK;
+}
+
+/* A finite number (integer or float) in [lo, hi] (or (lo, hi] with excl_lo). */
+static mtld_status_t get_number(const config_setting_t *s, const char *key, double lo, int excl_lo,
+                                double hi, double *v, perr_t *pe) {
+  int t = config_setting_type(s);
+  if (t == CONFIG_TYPE_FLOAT)
+    *v = config_setting_get_float(s);
+  else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+    *v = (double)config_setting_get_int64(s);
+  else
+    return fail(pe, s, key, "expected a number");
+  if (!isfinite(*v)) return fail(pe, s, key, "must be finite");
+  if (excl_lo ? *v > lo && *v <= hi : *v >= lo && *v <= hi) return MTLD_OK;
+  if (excl_lo) return fail(pe, s, key, "must be > %g and <= %g", lo, hi);
+  return fail(pe, s, key, "must be between %g and %g", lo, hi);
+}
+
+/* model.sequence: recent items the candidate item attends over; 0 turns
+ * target attention off (no item field as query). */
+static int sequence_of(const mtld_model_config_t *m) {
+  return m->item_field >= 0 ? m->seq_max : 0;
+}
+static mtld_status_t parse_sequence(const key_def_t *k, const config_setting_t *s,
+                                    mtld_config_t *cfg, perr_t *pe) {
+  int t = config_setting_type(s);
+  if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+    return fail(pe, s, k->path, "expected an integer");
+  long long v = config_setting_get_int64(s);
+  if (v < 0 || v > MTLD_MAX_SAMPLE_SEQ)
+    return fail(pe, s, k->path, "must be between 0 and %d", MTLD_MAX_SAMPLE_SEQ);
+  cfg->model.seq_max = (int)v;
+  cfg->model.item_field = v > 0 ? MTLD_FIELD_ITEM : -1;
+  cfg->model.category_field = MTLD_FIELD_CATEGORY;
+  return MTLD_OK;
+}
+static void print_sequence(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
+  fprintf(out, "%d", sequence_of(&cfg->model));
+}
+static int equal_sequence(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
+  return sequence_of(&a->model) == sequence_of(&b->model);
+}
+static const custom_ops_t sequence_ops = {parse_sequence, print_sequence, equal_sequence, NULL};
+
+/* model.tasks: a list of groups, one per task, in output order.  A parent
+ * (ESMM) is named and must be an earlier binary task. */
+static const char *const task_keys[] = {"name", "type",        "label",     "parent", "weight",
+                                        "loss", "huber_delta", "bias_init", NULL};
+
+static int task_name_ok(const char *v) {
+  if (!isalpha((unsigned char)v[0])) return 0;
+  for (const char *p = v; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '_') return 0;
+  return 1;
+}
+
+/* Parses group g into tasks[i] (tasks[0..i) are done: duplicates, parent). */
+static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, int i,
+                                mtld_task_t *tasks, perr_t *pe) {
+  char prefix[64], key[128];
+  snprintf(prefix, sizeof(prefix), "%s[%d]", k->path, i);
+  if (!config_setting_is_group(g))
+    return fail(pe, g, prefix,
+                "expected a group: { name = \"ctr\"; type = \"binary\"; label = \"click\"; }");
+  mtld_task_t *t = &tasks[i];
+  memset(t, 0, sizeof(*t));
+  t->type = MTLD_TASK_BINARY;
+  t->label = -1;
+  t->parent = -1;
+  t->loss_weight = 1.0f;
+  t->reg_loss = MTLD_REG_MSE;
+  const config_setting_t *name_s = NULL, *label_s = NULL, *parent_s = NULL, *loss_s = NULL,
+                         *delta_s = NULL;
+  int n = config_setting_length(g);
+  for (int j = 0; j < n; j++) {
+    const config_setting_t *m = config_setting_get_elem(g, (unsigned)j);
+    const char *name = config_setting_name(m);
+    snprintf(key, sizeof(key), "%s.%s", prefix, name);
+    mtld_status_t st = MTLD_OK;
+    double v;
+    if (strcmp(name, "name") == 0) {
+      const char *s = config_setting_get_string(m);
+      if (!s) return fail(pe, m, key, "expected a string");
+      if (strlen(s) >= MTLD_NAME_MAX)
+        return fail(pe, m, key, "too long (at most %d bytes)", MTLD_NAME_MAX - 1);
+      if (!task_name_ok(s))
+        return fail(pe, m, key,
+                    "\"%s\": must start with a letter and hold only letters, "
+                    "digits and '_'",
+                    s);
+      for (int u = 0; u < i; u++)
+        if (strcmp(tasks[u].name, s) == 0)
+          return fail(pe, m, key, "duplicate task name \"%s\" (also %s[%d])", s, k->path, u);
+      snprintf(t->name, sizeof(t->name), "%s", s);
+      name_s = m;
+    } else if (strcmp(name, "type") == 0) {
+      st = get_enum(m, key, task_type_names, &t->type, pe);
+    } else if (strcmp(name, "label") == 0) {
+      st = get_enum(m, key, label_names, &t->label, pe);
+      label_s = m;
+    } else if (strcmp(name, "parent") == 0) {
+      if (!config_setting_get_string(m)) return fail(pe, m, key, "expected a task name");
+      parent_s = m;
+    } else if (strcmp(name, "weight") == 0) {
+      if ((st = get_number(m, key, 0, 0, 1e6, &v, pe)) == MTLD_OK) t->loss_weight = (float)v;
+    } else if (strcmp(name, "loss") == 0) {
+      st = get_enum(m, key, reg_loss_names, &t->reg_loss, pe);
+      loss_s = m;
+    } else if (strcmp(name, "huber_delta") == 0) {
+      if ((st = get_number(m, key, 0, 1, 1e6, &v, pe)) == MTLD_OK) t->huber_delta = (float)v;
+      delta_s = m;
+    } else if (strcmp(name, "bias_init") == 0) {
+      if ((st = get_number(m, key, -1e6, 0, 1e6, &v, pe)) == MTLD_OK) t->bias_init = (float)v;
+    } else {
+      size_t best = 3;
+      const char *hint = NULL;
+      for (int u = 0; task_keys[u]; u++) {
+        size_t d = edit_distance(name, task_keys[u]);
+        if (d < best) best = d, hint = task_keys[u];
+      }
+      if (hint) return fail(pe, m, key, "unknown key (did you mean %s.%s?)", prefix, hint);
+      return fail(pe, m, key, "unknown key (a task has %s)",
+                  "name, type, label, parent, weight, loss, huber_delta, bias_init");
+    }
+    if (st != MTLD_OK) return st;
+  }
+
+  snprintf(key, sizeof(key), "%s.name", prefix);
+  if (!name_s) return fail(pe, g, key, "required");
+  snprintf(key, sizeof(key), "%s.label", prefix);
+  if (!label_s)
+    return fail(pe, g, key, "required (\"click\", \"cart\", \"purchase\" or \"rating\")");
+  if (t->label == MTLD_LABEL_RATING && t->type != MTLD_TASK_REGRESSION)
+    return fail(pe, label_s, key, "\"rating\" (1 to 5 stars) needs type \"regression\"");
+  snprintf(key, sizeof(key), "%s.loss", prefix);
+  if (loss_s && t->type != MTLD_TASK_REGRESSION)
+    return fail(pe, loss_s, key, "only for type \"regression\"");
+  snprintf(key, sizeof(key), "%s.huber_delta", prefix);
+  if (delta_s && !(t->type == MTLD_TASK_REGRESSION && t->reg_loss == MTLD_REG_HUBER))
+    return fail(pe, delta_s, key, "only with type \"regression\" and loss \"huber\"");
+  if (t->type == MTLD_TASK_REGRESSION && t->reg_loss == MTLD_REG_HUBER && !delta_s)
+    t->huber_delta = 1.0f;
+
+  snprintf(key, sizeof(key), "%s.parent", prefix);
+  if (t->type == MTLD_TASK_ESMM_CTCVR && !parent_s)
+    return fail(pe, g, key, "required for type \"esmm\" (the binary click task it multiplies)");
+  if (parent_s) {
+    const char *p = config_setting_get_string(parent_s);
+    if (t->type != MTLD_TASK_ESMM_CTCVR) return fail(pe, parent_s, key, "only for type \"esmm\"");
+    for (int u = 0; u < i && t->parent < 0; u++)
+      if (strcmp(tasks[u].name, p) == 0) t->parent = u;
+    if (t->parent < 0)
+      return fail(pe, parent_s, key, "no earlier task named \"%s\" (list the parent first)", p);
+    if (tasks[t->parent].type != MTLD_TASK_BINARY)
+      return fail(pe, parent_s, key, "\"%s\" must be a binary task, not %s", p,
+                  task_type_names[tasks[t->parent].type]);
+  }
+  return MTLD_OK;
+}
+
+static mtld_status_t parse_tasks(const key_def_t *k, const config_setting_t *s, mtld_config_t *cfg,
+                                 perr_t *pe) {
+  if (!config_setting_is_list(s))
+    return fail(pe, s, k->path,
+                "expected a list of groups: tasks = ( { name = \"ctr\"; label = \"click\"; } );");
+  int n = config_setting_length(s);
+  if (n < 1) return fail(pe, s, k->path, "at least one task is required");
+  if (n > MTLD_MAX_TASKS)
+    return fail(pe, s, k->path, "at most %d tasks, not %d", MTLD_MAX_TASKS, n);
+  mtld_task_t tasks[MTLD_MAX_TASKS];
+  memset(tasks, 0, sizeof(tasks));
+  for (int i = 0; i < n; i++) {
+    mtld_status_t st = parse_task(k, config_setting_get_elem(s, (unsigned)i), i, tasks, pe);
+    if (st != MTLD_OK) return st;
+  }
+  memcpy(cfg->model.tasks, tasks, sizeof(tasks));
+  cfg->model.n_tasks = n;
+  return MTLD_OK;
+}
+
+static void print_tasks(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
+  const mtld_model_config_t *m = &cfg->model;
+  fputs("(\n", out);
+  for (int i = 0; i < m->n_tasks; i++) {
+    const mtld_task_t *t = &m->tasks[i];
+    fprintf(out, "%*s{ name = ", ind + 2, "");
+    print_string(out, t->name);
+    fprintf(out, "; type = \"%s\"; label = \"%s\";", task_type_names[t->type],
+            label_names[t->label]);
+    if (t->parent >= 0) {
+      fputs(" parent = ", out);
+      print_string(out, m->tasks[t->parent].name);
+      fputc(';', out);
+    }
+    fputs(" weight = ", out);
+    print_float(out, t->loss_weight);
+    fputc(';', out);
+    if (t->type == MTLD_TASK_REGRESSION) {
+      fprintf(out, " loss = \"%s\";", reg_loss_names[t->reg_loss]);
+      if (t->reg_loss == MTLD_REG_HUBER) {
+        fputs(" huber_delta = ", out);
+        print_float(out, t->huber_delta);
+        fputc(';', out);
+      }
+    }
+    if (t->bias_init != 0.0f) {
+      fputs(" bias_init = ", out);
+      print_float(out, t->bias_init);
+      fputc(';', out);
+    }
+    fprintf(out, " }%s\n", i + 1 < m->n_tasks ? "," : "");
+  }
+  fprintf(out, "%*s)", ind, "");
+}
+
+/* Equal but for the (reloadable) loss weight. */
+static int task_same_shape(const mtld_task_t *a, const mtld_task_t *b) {
+  if (strcmp(a->name, b->name) != 0 || a->type != b->type || a->label != b->label ||
+      a->parent != b->parent || a->bias_init != b->bias_init)
+    return 0;
+  if (a->type != MTLD_TASK_REGRESSION) return 1;
+  return a->reg_loss == b->reg_loss &&
+         (a->reg_loss != MTLD_REG_HUBER || a->huber_delta == b->huber_delta);
+}
+
+/* A changed weight is "model.tasks.NAME.weight" (reloadable); any other
+ * change (a task added, removed, renamed, retyped, ...) is "model.tasks"
+ * (restart: the network's outputs change). */
+static int diff_tasks(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b,
+                      diff_fn_t fn, void *ctx) {
+  const mtld_model_config_t *x = &a->model, *y = &b->model;
+  int same = x->n_tasks == y->n_tasks;
+  for (int i = 0; same && i < x->n_tasks; i++) same = task_same_shape(&x->tasks[i], &y->tasks[i]);
+  if (!same) {
+    if (fn) fn(ctx, k->path, 0);
+    return 1;
+  }
+  for (int i = 0; i < x->n_tasks; i++) {
+    if (x->tasks[i].loss_weight == y->tasks[i].loss_weight) continue;
+    char key[128];
+    snprintf(key, sizeof(key), "%s.%s.weight", k->path, x->tasks[i].name);
+    if (fn) fn(ctx, key, 1);
+  }
+  return 0;
+}
+static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_tasks};
 
 /* The table.  Keep a group's rows together; conf/mtld.conf documents each
  * row.  R = reloadable on SIGHUP.  Durations: min/max in ms; unit_ms is what
@@ -526,6 +878,8 @@ static const key_def_t keys[] = {
   {.path = "features.ctr_prior",  .kind = K_DOUBLE, FIELD(features.ctr_prior),  .min = 0, .max = 1},
   {.path = "features.cvr_prior",  .kind = K_DOUBLE, FIELD(features.cvr_prior),  .min = 0, .max = 1},
   {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0, .max = 1},
+  {.path = "features.item_view",  .kind = K_CUSTOM, FIELD(features.item_view),
+   .ops = &item_view_ops},
 
   {.path = "validation.max_record_bytes", .kind = K_SIZE,     FIELD(limits.max_record_bytes),
    .min = 64, .max = 256 << 20, R},
@@ -551,6 +905,74 @@ static const key_def_t keys[] = {
    .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.idle_after",             .kind = K_DURATION, FIELD(idle_ms),
    .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000},
+
+  /* The network's shape changes its parameters: a restart (from a
+   * checkpoint of the same shape) is needed.  Only the learning rates and
+   * the task weights are reloadable. */
+  {.path = "model.arch",            .kind = K_ENUM,   FIELD(model.arch), .names = arch_names},
+  {.path = "model.dim",             .kind = K_INT,    FIELD(model.dim), .min = 1, .max = 256},
+  {.path = "model.rows.user",       .kind = K_U32,    FIELD(model.fields[MTLD_FIELD_USER].rows),
+   .min = 1, .max = 1 << 26},
+  {.path = "model.rows.item",       .kind = K_U32,    FIELD(model.fields[MTLD_FIELD_ITEM].rows),
+   .min = 1, .max = 1 << 26},
+  {.path = "model.rows.category",   .kind = K_U32,
+   FIELD(model.fields[MTLD_FIELD_CATEGORY].rows), .min = 1, .max = 1 << 26},
+  {.path = "model.rows.scenario",   .kind = K_U32,
+   FIELD(model.fields[MTLD_FIELD_SCENARIO].rows), .min = 1, .max = 1 << 26},
+  {.path = "model.rows.position",   .kind = K_U32,
+   FIELD(model.fields[MTLD_FIELD_POSITION].rows), .min = 1, .max = 1 << 26},
+  {.path = "model.rows.hour",       .kind = K_U32,
+   FIELD(model.fields[MTLD_FIELD_HOUR].rows), .min = 1, .max = 1 << 26},
+  {.path = "model.sequence",        .kind = K_CUSTOM, FIELD(model.seq_max), .ops = &sequence_ops},
+  {.path = "model.interactions",    .kind = K_ENUM,   FIELD(model.interactions),
+   .names = interactions_names},
+  {.path = "model.experts",         .kind = K_INT,    FIELD(model.n_experts),
+   .min = 1, .max = MTLD_MAX_EXPERTS},
+  {.path = "model.shared_experts",  .kind = K_INT,    FIELD(model.n_shared_experts),
+   .min = 0, .max = MTLD_MAX_EXPERTS},
+  {.path = "model.task_experts",    .kind = K_INT,    FIELD(model.n_task_experts),
+   .min = 0, .max = MTLD_MAX_EXPERTS},
+  {.path = "model.expert_layers",   .kind = K_INT_LIST, FIELD(model.expert_layers),
+   COUNT(model.n_expert_layers), .min_len = 1, .max_len = MTLD_MAX_LAYERS, .min = 1, .max = 4096},
+  {.path = "model.tower_layers",    .kind = K_INT_LIST, FIELD(model.tower_layers),
+   COUNT(model.n_tower_layers), .min_len = 0, .max_len = MTLD_MAX_LAYERS, .min = 1, .max = 4096},
+  {.path = "model.tasks",           .kind = K_CUSTOM, FIELD(model.tasks), .ops = &tasks_ops},
+  {.path = "model.uncertainty_weighting", .kind = K_BOOL, FIELD(model.uncertainty_weighting)},
+  {.path = "model.optimizer",       .kind = K_ENUM,   FIELD(model.optim), .names = optim_names},
+  {.path = "model.lr",              .kind = K_FLOAT,  FIELD(model.lr),
+   .min = 0, .excl_min = 1, .max = 10, R},
+  {.path = "model.emb_optimizer",   .kind = K_ENUM,   FIELD(model.emb.optim),
+   .names = emb_optim_names},
+  {.path = "model.emb_lr",          .kind = K_FLOAT,  FIELD(model.emb.lr),
+   .min = 0, .excl_min = 1, .max = 10, R},
+  {.path = "model.admit_after",     .kind = K_U32,    FIELD(model.emb.admit_after),
+   .min = 0, .max = 65535},
+  {.path = "model.expire_after",    .kind = K_DURATION, FIELD(model.emb.expire_ms),
+   .min = 0, .max = 3650 * DAY_MS, .unit_ms = 1000},
+  {.path = "model.batch_size",      .kind = K_INT,    FIELD(model.batch_size), .min = 1, .max = 65536},
+  {.path = "model.seed",            .kind = K_U64,    FIELD(model.seed)},
+  {.path = "model.pv_window",       .kind = K_U32,    FIELD(model.pv_window),
+   .min = 1, .max = 100000000},
+  {.path = "model.pv_scenarios",    .kind = K_INT,    FIELD(model.pv_max_scenarios),
+   .min = 0, .max = 4096},
+
+  {.path = "trainer.enabled",         .kind = K_BOOL,     FIELD(trainer_enabled)},
+  {.path = "trainer.report_interval", .kind = K_DURATION, FIELD(report_interval_ms),
+   .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
+  {.path = "trainer.dump_samples",    .kind = K_STRING,   FIELD(dump_samples)},
+
+  {.path = "checkpoint.dir",           .kind = K_STRING,   FIELD(checkpoint_dir)},
+  {.path = "checkpoint.interval",      .kind = K_DURATION, FIELD(checkpoint_interval_ms),
+   .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
+  {.path = "checkpoint.every_samples", .kind = K_I64,      FIELD(checkpoint_every_samples),
+   .min = 0, .max = 1e15, R},
+  {.path = "checkpoint.keep",          .kind = K_INT,      FIELD(checkpoint_keep),
+   .min = 1, .max = 1000, R},
+
+  {.path = "snapshot.dir",      .kind = K_STRING,   FIELD(snapshot_dir)},
+  {.path = "snapshot.interval", .kind = K_DURATION, FIELD(snapshot_interval_ms),
+   .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
+  {.path = "snapshot.keep",     .kind = K_INT,      FIELD(snapshot_keep), .min = 1, .max = 1000, R},
 
   {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops, R},
 
@@ -585,6 +1007,17 @@ void mtld_config_default(mtld_config_t *cfg) {
   mtld_joiner_config_default(&cfg->joiner);
   cfg->allowed_lateness_ms = 60000;
   cfg->idle_ms = 0;
+  mtld_model_config_default(&cfg->model);
+  cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
+  cfg->trainer_enabled = 1;
+  cfg->report_interval_ms = 60000;
+  snprintf(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), "/var/lib/mtld/checkpoints");
+  cfg->checkpoint_interval_ms = 300000;
+  cfg->checkpoint_every_samples = 0;
+  cfg->checkpoint_keep = 3;
+  snprintf(cfg->snapshot_dir, sizeof(cfg->snapshot_dir), "/var/lib/mtld/snapshots");
+  cfg->snapshot_interval_ms = 60000;
+  cfg->snapshot_keep = 5;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");
@@ -655,11 +1088,13 @@ static void suggest(const char *path, char *out, size_t len) {
 static mtld_status_t check_range(const key_def_t *k, const config_setting_t *s, double v,
                                  perr_t *pe) {
   if (k->excl_min ? v > k->min && v <= k->max : v >= k->min && v <= k->max) return MTLD_OK;
+  if (k->zero_ok && v == 0) return MTLD_OK;
   if (k->kind == K_DURATION) {
     char lo[32], hi[32];
     mtld_config_format_duration((int64_t)k->min, lo, sizeof(lo));
     mtld_config_format_duration((int64_t)k->max, hi, sizeof(hi));
-    return fail(pe, s, k->path, "must be between %s and %s", lo, hi);
+    return fail(pe, s, k->path, "must be %sbetween %s and %s", k->zero_ok ? "0 (off) or " : "", lo,
+                hi);
   }
   if (k->excl_min) return fail(pe, s, k->path, "must be > %g and <= %g", k->min, k->max);
   return fail(pe, s, k->path, "must be between %.15g and %.15g", k->min, k->max);
@@ -672,14 +1107,20 @@ static mtld_status_t parse_key(const key_def_t *k, const config_setting_t *s, mt
   mtld_status_t st;
   switch (k->kind) {
   case K_INT:
-  case K_SIZE: {
+  case K_SIZE:
+  case K_U32:
+  case K_I64: {
     if (!is_int) return fail(pe, s, k->path, "expected an integer");
     long long v = config_setting_get_int64(s);
     if ((st = check_range(k, s, (double)v, pe)) != MTLD_OK) return st;
     if (k->kind == K_INT)
       *(int *)field(cfg, k) = (int)v;
-    else
+    else if (k->kind == K_SIZE)
       *(size_t *)field(cfg, k) = (size_t)v;
+    else if (k->kind == K_U32)
+      *(uint32_t *)field(cfg, k) = (uint32_t)v;
+    else
+      *(int64_t *)field(cfg, k) = (int64_t)v;
     return MTLD_OK;
   }
   case K_U64: {
@@ -693,13 +1134,44 @@ static mtld_status_t parse_key(const key_def_t *k, const config_setting_t *s, mt
     if (t != CONFIG_TYPE_BOOL) return fail(pe, s, k->path, "expected true or false");
     *(int *)field(cfg, k) = config_setting_get_bool(s);
     return MTLD_OK;
-  case K_DOUBLE: {
+  case K_DOUBLE:
+  case K_FLOAT: {
     if (!is_int && t != CONFIG_TYPE_FLOAT) return fail(pe, s, k->path, "expected a number");
     double v =
         t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) : (double)config_setting_get_int64(s);
     if (!isfinite(v)) return fail(pe, s, k->path, "must be finite");
     if ((st = check_range(k, s, v, pe)) != MTLD_OK) return st;
-    *(double *)field(cfg, k) = v;
+    if (k->kind == K_DOUBLE)
+      *(double *)field(cfg, k) = v;
+    else
+      *(float *)field(cfg, k) = (float)v;
+    return MTLD_OK;
+  }
+  case K_ENUM: return get_enum(s, k->path, k->names, (int *)field(cfg, k), pe);
+  case K_INT_LIST: {
+    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+      return fail(pe, s, k->path, "expected a list of integers, e.g. [64, 32]");
+    int n = config_setting_length(s), cap = (int)(k->size / sizeof(int));
+    if (n < k->min_len || n > k->max_len)
+      return fail(pe, s, k->path, "must have %d to %d entries, not %d", k->min_len, k->max_len, n);
+    int *v = field(cfg, k);
+    for (int i = 0; i < cap; i++) {
+      if (i >= n) {
+        v[i] = 0;
+        continue;
+      }
+      const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+      char key[128];
+      snprintf(key, sizeof(key), "%s[%d]", k->path, i);
+      int et = config_setting_type(e);
+      if (et != CONFIG_TYPE_INT && et != CONFIG_TYPE_INT64)
+        return fail(pe, e, key, "expected an integer");
+      long long x = config_setting_get_int64(e);
+      if (x < k->min || x > k->max)
+        return fail(pe, e, key, "must be between %.15g and %.15g", k->min, k->max);
+      v[i] = (int)x;
+    }
+    *(int *)((char *)cfg + k->count_offset) = n;
     return MTLD_OK;
   }
   case K_STRING: {
@@ -785,6 +1257,26 @@ static mtld_status_t validate(const mtld_config_t *cfg, const config_t *lc, perr
   char jerr[256];
   if (mtld_joiner_config_check(&cfg->joiner, jerr, sizeof(jerr)) != MTLD_OK)
     return fail_at_path(pe, lc, "joiner", "%s", jerr);
+  char merr[256];
+  if (mtld_model_config_validate(&cfg->model, merr, sizeof(merr)) != MTLD_OK) {
+    const char *why = strncmp(merr, "model: ", 7) == 0 ? merr + 7 : merr;
+    return fail_at_path(pe, lc, "model", "%s", why);
+  }
+  /* a checkpoint is a RocksDB checkpoint (hard links) plus the model: it
+   * must not land inside the live store, nor among the serving snapshots */
+  static const struct {
+    const char *key;
+    size_t offset;
+  } dirs[] = {{"store.path", offsetof(mtld_config_t, store_path)},
+              {"checkpoint.dir", offsetof(mtld_config_t, checkpoint_dir)},
+              {"snapshot.dir", offsetof(mtld_config_t, snapshot_dir)}};
+  for (size_t i = 1; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    const char *d = (const char *)cfg + dirs[i].offset;
+    if (!d[0]) return fail_at_path(pe, lc, dirs[i].key, "must not be empty");
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(d, (const char *)cfg + dirs[j].offset) == 0)
+        return fail_at_path(pe, lc, dirs[i].key, "must differ from %s (\"%s\")", dirs[j].key, d);
+  }
   unsigned char addr[16];
   if (inet_pton(AF_INET, cfg->metrics_listen, addr) != 1 &&
       inet_pton(AF_INET6, cfg->metrics_listen, addr) != 1)
@@ -805,6 +1297,8 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
   mtld_config_default(tmp);
   snprintf(tmp->path, sizeof(tmp->path), "%s", name);
   mtld_status_t st = parse_group(config_root_setting(lc), "", tmp, pe);
+  /* the model reads every dense feature the definitions produce */
+  if (st == MTLD_OK) tmp->model.n_dense = mtld_features_dense_count(&tmp->features);
   if (st == MTLD_OK) st = validate(tmp, lc, pe);
   if (st == MTLD_OK) *cfg = *tmp;
   free(tmp);
@@ -874,10 +1368,26 @@ static void print_value(const key_def_t *k, const mtld_config_t *cfg, FILE *out,
   switch (k->kind) {
   case K_INT: fprintf(out, "%d", *(const int *)p); break;
   case K_SIZE: fprintf(out, "%zu", *(const size_t *)p); break;
-  case K_U64: fprintf(out, "%lluL", (unsigned long long)*(const uint64_t *)p); break;
+  case K_U32: print_int64(out, *(const uint32_t *)p); break;
+  case K_I64: print_int64(out, *(const int64_t *)p); break;
+  case K_U64: {
+    unsigned long long v = *(const uint64_t *)p;
+    fprintf(out, "%llu%s", v, v > INT32_MAX ? "L" : "");
+    break;
+  }
   case K_BOOL: fputs(*(const int *)p ? "true" : "false", out); break;
   case K_DOUBLE: print_double(out, *(const double *)p); break;
+  case K_FLOAT: print_float(out, *(const float *)p); break;
   case K_STRING: print_string(out, (const char *)p); break;
+  case K_ENUM: print_string(out, k->names[*(const int *)p]); break;
+  case K_INT_LIST: {
+    const int *v = p;
+    int n = *(const int *)((const char *)cfg + k->count_offset);
+    fputc('[', out);
+    for (int i = 0; i < n; i++) fprintf(out, "%s%d", i ? ", " : "", v[i]);
+    fputc(']', out);
+    break;
+  }
   case K_DURATION:
     print_duration(out, k->size == sizeof(int64_t) ? *(const int64_t *)p : *(const int *)p);
     break;
@@ -934,6 +1444,12 @@ static int values_equal(const key_def_t *k, const mtld_config_t *a, const mtld_c
   switch (k->kind) {
   case K_STRING: return strcmp(cfield(a, k), cfield(b, k)) == 0;
   case K_DOUBLE: return *(const double *)cfield(a, k) == *(const double *)cfield(b, k);
+  case K_FLOAT: return *(const float *)cfield(a, k) == *(const float *)cfield(b, k);
+  case K_INT_LIST: {
+    int na = *(const int *)((const char *)a + k->count_offset);
+    int nb = *(const int *)((const char *)b + k->count_offset);
+    return na == nb && memcmp(cfield(a, k), cfield(b, k), sizeof(int) * (size_t)na) == 0;
+  }
   case K_CUSTOM: return k->ops->equal(k, a, b);
   default: return memcmp(cfield(a, k), cfield(b, k), k->size) == 0;
   }
@@ -944,13 +1460,12 @@ int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
   int refused = 0;
   for (size_t i = 0; i < N_KEYS; i++) {
     const key_def_t *k = &keys[i];
-    int changed;
     if (k->kind == K_CUSTOM && k->ops->diff) {
-      changed = k->ops->diff(k, old_cfg, new_cfg, fn, ctx);
-    } else {
-      changed = !values_equal(k, old_cfg, new_cfg);
-      if (changed && fn) fn(ctx, k->path, k->reloadable);
+      refused += k->ops->diff(k, old_cfg, new_cfg, fn, ctx);
+      continue;
     }
+    int changed = !values_equal(k, old_cfg, new_cfg);
+    if (changed && fn) fn(ctx, k->path, k->reloadable);
     if (!k->reloadable) refused += changed;
   }
   return refused;

@@ -18,6 +18,7 @@
 #include "daemon/decode.h"
 #include "features/joiner.h"
 #include "features/store.h"
+#include "trainer/model.h"
 #include "trainer/status.h"
 
 #define MTLD_MAX_TOPICS 16
@@ -64,6 +65,23 @@ typedef struct {
   int64_t allowed_lateness_ms; /* joiner.allowed_lateness, default 60 s */
   int64_t idle_ms;             /* joiner.idle_after, default 0 = never idle */
 
+  /* model.* (trainer/model.h).  model.n_dense is not a key: it is set from
+   * the feature definitions (mtld_features_dense_count).  Reloadable:
+   * model.lr, model.emb_lr, model.tasks[].weight. */
+  mtld_model_config_t model;
+  int trainer_enabled;        /* trainer.enabled, default true */
+  int64_t report_interval_ms; /* trainer.report_interval, default 60 s (reloadable) */
+  char dump_samples[1024];    /* trainer.dump_samples: file of released samples, "" = none */
+
+  /* checkpoint.* and snapshot.* (consistent cuts; serving snapshots) */
+  char checkpoint_dir[1024];        /* checkpoint.dir, default "/var/lib/mtld/checkpoints" */
+  int64_t checkpoint_interval_ms;   /* checkpoint.interval, default 300 s; 0 = only at stop (R) */
+  int64_t checkpoint_every_samples; /* checkpoint.every_samples, default 0 = off (R) */
+  int checkpoint_keep;              /* checkpoint.keep, default 3 (R) */
+  char snapshot_dir[1024];          /* snapshot.dir, default "/var/lib/mtld/snapshots" */
+  int64_t snapshot_interval_ms;     /* snapshot.interval, default 60 s; 0 = off (R) */
+  int snapshot_keep;                /* snapshot.keep, default 5 (R) */
+
   /* operations */
   char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */
   int metrics_enabled;     /* metrics.enabled, default true */
@@ -97,6 +115,8 @@ void mtld_config_print(const mtld_config_t *cfg, FILE *out);
 /* Compares old and new (cfg->path is not compared).  For every changed key
  * calls fn(ctx, key, reloadable) with its dotted name ("store.batch_max_ms",
  * "kafka.session_timeout_ms" as written in the file); fn may be NULL.
+ * Tasks: a changed weight is "model.tasks.NAME.weight" (reloadable); any
+ * other change of the task list is one "model.tasks" (not reloadable).
  * Returns the number of changed keys that are NOT reloadable. */
 int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx);

@@ -170,6 +170,17 @@ static void do_reload(daemon_t *d) {
   applied.metrics_port = next.metrics_port;
   applied.shutdown_timeout_ms = next.shutdown_timeout_ms;
   applied.status_interval_ms = next.status_interval_ms;
+  applied.report_interval_ms = next.report_interval_ms;
+  applied.model.lr = next.model.lr;
+  applied.model.emb.lr = next.model.emb.lr;
+  for (int t = 0; t < applied.model.n_tasks && t < next.model.n_tasks; t++)
+    if (strcmp(applied.model.tasks[t].name, next.model.tasks[t].name) == 0)
+      applied.model.tasks[t].loss_weight = next.model.tasks[t].loss_weight;
+  applied.checkpoint_interval_ms = next.checkpoint_interval_ms;
+  applied.checkpoint_every_samples = next.checkpoint_every_samples;
+  applied.checkpoint_keep = next.checkpoint_keep;
+  applied.snapshot_interval_ms = next.snapshot_interval_ms;
+  applied.snapshot_keep = next.snapshot_keep;
   d->cfg = applied;
   set_shutdown_bound(d->cfg.shutdown_timeout_ms);
   if (metrics_changed) {
@@ -217,7 +228,7 @@ static int run(daemon_t *d) {
   char err[1024];
   mtld_record_t recs[512];
   int rc = EXIT_OK;
-  int64_t last_publish = 0;
+  int64_t last_publish = 0, last_report = mono_ms();
   int file_ended = 0;
   int commit_failing_since = 0;
   mtld_notify_ready();
@@ -237,6 +248,7 @@ static int run(daemon_t *d) {
         rc = EXIT_SOURCE;
       }
       file_ended = 1;
+      mtld_pipeline_end_of_stream(d->pipe);
     }
     err[0] = 0;
     for (int i = 0; i < n; i++) mtld_pipeline_process(d->pipe, &recs[i]);
@@ -256,6 +268,10 @@ static int run(daemon_t *d) {
       mtld_notify_watchdog();
     }
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
+    if (d->cfg.report_interval_ms > 0 && now - last_report >= d->cfg.report_interval_ms) {
+      last_report = now;
+      mtld_pipeline_report(d->pipe);
+    }
     if (file_ended) break;
   }
   return rc;
@@ -265,6 +281,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   char err[512];
   mtld_notify_stopping();
   mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
+  mtld_pipeline_finish(d->pipe);
   int64_t deadline = mono_ms() + d->cfg.shutdown_timeout_ms;
   while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
@@ -282,6 +299,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   publish(d, 0, "stopping");
   mtld_metrics_server_stop(d->metrics);
   mtld_metrics_buf_free(&d->mbuf);
+  mtld_pipeline_report(d->pipe);
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
   mtld_log(MTLD_LOG_NOTICE,

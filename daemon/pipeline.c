@@ -6,6 +6,7 @@
  * before a batch moves offsets past them. */
 #include "daemon/pipeline.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "features/watermark.h"
+#include "trainer/train.h"
 
 #define MAX_PARTS 1024
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
@@ -44,6 +46,8 @@ struct mtld_pipeline {
   mtld_joiner_t *joiner;
   mtld_deadletter_t *dlq;
   mtld_source_t *src;
+  mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
+  FILE *dump;              /* trainer.dump_samples */
   mtld_sample_sink_fn sink;
   void *sink_ctx;
 
@@ -54,6 +58,7 @@ struct mtld_pipeline {
   size_t batch_records;
   int64_t batch_start_mono_ms;
   int dlq_pending; /* dead letters queued in this batch */
+  int end_of_stream; /* a replayed file ended: every label has arrived */
 
   /* counters */
   uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
@@ -165,8 +170,14 @@ static void hook_revoke_partition(void *ctx, const char *topic, int32_t partitio
   mtld_watermark_revoke(p->wm, topic, partition);
 }
 
+static void hook_caught_up(void *ctx, const char *topic, int32_t partition) {
+  mtld_pipeline_t *p = ctx;
+  mtld_watermark_set_caught_up(p->wm, topic, partition);
+}
+
 mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
   return (mtld_source_hooks_t){.resume = hook_resume,
+                               .caught_up = hook_caught_up,
                                .revoke_begin = hook_revoke_begin,
                                .revoke_partition = hook_revoke_partition,
                                .assigned = hook_assigned,
@@ -194,6 +205,21 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
+  if (cfg->trainer_enabled) {
+    st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
+    if (st != MTLD_OK) goto fail;
+  }
+  if (cfg->dump_samples[0]) {
+    p->dump = fopen(cfg->dump_samples, "wb");
+    if (!p->dump) {
+      snprintf(err, errlen, "trainer.dump_samples: %s: %s", cfg->dump_samples, strerror(errno));
+      st = MTLD_ERR_IO;
+      goto fail;
+    }
+    uint32_t hdr[2] = {MTLD_SAMPLE_DUMP_VERSION, (uint32_t)sizeof(mtld_sample_t)};
+    fwrite(MTLD_SAMPLE_DUMP_MAGIC, 1, 8, p->dump);
+    fwrite(hdr, sizeof(hdr), 1, p->dump);
+  }
   p->batch_start_mono_ms = mono_ms();
   *out = p;
   return MTLD_OK;
@@ -214,6 +240,8 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
 void mtld_pipeline_free(mtld_pipeline_t *p) {
   if (!p) return;
   mtld_deadletter_close(p->dlq, 5000);
+  if (p->dump) fclose(p->dump);
+  mtld_trainer_destroy(p->trainer);
   mtld_joiner_destroy(p->joiner);
   mtld_watermark_destroy(p->wm);
   mtld_store_close(p->store);
@@ -247,6 +275,17 @@ static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r
   p->dlq_pending++;
 }
 
+/* The joiner orders samples by (time, partition, offset): with several
+ * topics the partition it sees is (topic index << 16 | partition), the
+ * topic index being the topic's place in source.topics (stable across
+ * restarts as long as the list is). */
+static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *rec) {
+  int32_t t = 0;
+  for (int i = 0; i < p->cfg.n_topics; i++)
+    if (strcmp(p->cfg.topics[i], rec->topic) == 0) t = i;
+  return (t << 16) | (rec->partition & 0xffff);
+}
+
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
@@ -264,7 +303,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   } else {
     mtld_user_features_t ub;
     mtld_item_features_t ib;
-    mtld_status_t st = mtld_store_apply(p->store, &ev, &ub, &ib);
+    mtld_status_t st = mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
        * with this event without breaking exactly-once; log loudly.  The
@@ -273,7 +312,10 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
                (int)rec->partition, rec->offset, mtld_status_str(st));
     } else {
       mtld_watermark_observe(p->wm, rec->topic, rec->partition, ev.time_ms);
-      mtld_joiner_on_event(p->joiner, &ev, rec->partition, rec->offset, &ub, &ib);
+      st = mtld_joiner_on_event(p->joiner, &ev, joiner_partition(p, rec), rec->offset, &ub, &ib);
+      if (st != MTLD_OK)
+        mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
+                    (int)rec->partition, rec->offset, mtld_status_str(st));
       p->events++;
       p->events_by_type[ev.type - 1]++;
       scen_t *s = scen_get(p, &ev);
@@ -301,6 +343,11 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
   p->samples_released++;
   if (s->kind >= 1 && s->kind <= 2) p->samples_by_kind[s->kind]++;
+  if (p->trainer && mtld_trainer_observe(p->trainer, s, NULL) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
+                s->sample_id);
+  if (p->dump && fwrite(s, sizeof(*s), 1, p->dump) != 1)
+    mtld_log_rl(MTLD_LOG_ERR, "dump", "trainer.dump_samples: write failed: %s", strerror(errno));
   if (p->sink) p->sink(p->sink_ctx, s);
 }
 
@@ -316,7 +363,8 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
     }
     p->dlq_pending = 0;
   }
-  mtld_joiner_release(p->joiner, mtld_watermark_get(p->wm), release_cb, p);
+  mtld_joiner_release(p->joiner, p->end_of_stream ? INT64_MAX : mtld_watermark_get(p->wm),
+                      release_cb, p);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
@@ -352,6 +400,19 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
 }
 
 void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
+  if (p->trainer) {
+    if (cfg->model.lr != p->cfg.model.lr || cfg->model.emb.lr != p->cfg.model.emb.lr) {
+      mtld_trainer_set_lr(p->trainer, cfg->model.lr, cfg->model.emb.lr);
+      p->cfg.model.lr = cfg->model.lr;
+      p->cfg.model.emb.lr = cfg->model.emb.lr;
+    }
+    for (int t = 0; t < cfg->model.n_tasks; t++) {
+      int i = mtld_trainer_task_index(p->trainer, cfg->model.tasks[t].name);
+      if (i < 0 || cfg->model.tasks[t].loss_weight == p->cfg.model.tasks[i].loss_weight) continue;
+      mtld_trainer_set_loss_weight(p->trainer, i, cfg->model.tasks[t].loss_weight);
+      p->cfg.model.tasks[i].loss_weight = cfg->model.tasks[t].loss_weight;
+    }
+  }
   p->cfg.batch_max_events = cfg->batch_max_events;
   p->cfg.batch_max_ms = cfg->batch_max_ms;
   p->cfg.limits = cfg->limits;
@@ -389,6 +450,109 @@ static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag)
   snprintf(part, sizeof(part), "%d", (int)partition);
   mtld_metrics_label_t l[2] = {{"topic", topic}, {"partition", part}};
   mtld_metrics_sample_kv(b, "mtld_consumer_lag", l, 2, (double)lag);
+}
+
+/* One family per progressive-validation statistic, labelled by task and
+ * scenario ("_all" for every scenario together). */
+static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name,
+                      const char *help, int which) {
+  const mtld_model_config_t *mc = &p->cfg.model;
+  mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
+  int ns = mtld_pvmetrics_n_scenarios(m);
+  mtld_metrics_family(b, name, "gauge", help);
+  for (int t = 0; t < mc->n_tasks; t++) {
+    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
+      mtld_pv_summary_t sum;
+      if (mtld_pvmetrics_get(m, t, sc, &sum) != MTLD_OK) continue;
+      double v = which == 0   ? sum.auc_window
+                 : which == 1 ? sum.auc_cum
+                 : which == 2 ? sum.logloss
+                 : which == 3 ? sum.calibration
+                 : which == 4 ? sum.rmse
+                              : (double)sum.n;
+      if (which < 3 && mc->tasks[t].type == MTLD_TASK_REGRESSION) continue;
+      mtld_metrics_label_t l[2] = {
+          {"task", mc->tasks[t].name},
+          {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};
+      mtld_metrics_sample_kv(b, name, l, 2, v);
+    }
+  }
+}
+
+static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  if (!p->trainer) return;
+  mtld_trainer_stats_t ts;
+  mtld_trainer_stats(p->trainer, &ts);
+  mtld_metrics_family(b, "mtld_samples_trained_total", "counter",
+                      "Samples the model has learned from (after scoring them).");
+  mtld_metrics_sample(b, "mtld_samples_trained_total", NULL, (double)ts.trained);
+  mtld_metrics_family(b, "mtld_train_batches_total", "counter", "Optimiser steps.");
+  mtld_metrics_sample(b, "mtld_train_batches_total", NULL, (double)ts.batches);
+  mtld_metrics_family(b, "mtld_train_loss", "gauge", "Loss of the last minibatch.");
+  mtld_metrics_sample(b, "mtld_train_loss", NULL, ts.last_loss);
+  mtld_metrics_family(b, "mtld_trainer_memory_bytes", "gauge",
+                      "Memory of the model, optimiser state and metrics.");
+  mtld_metrics_sample(b, "mtld_trainer_memory_bytes", NULL,
+                      (double)mtld_trainer_memory_bytes(p->trainer));
+  render_pv(p, b, "mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.",
+            0);
+  render_pv(p, b, "mtld_pv_auc_cumulative", "Progressive AUC since start (histogram).", 1);
+  render_pv(p, b, "mtld_pv_logloss", "Progressive mean log loss.", 2);
+  render_pv(p, b, "mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 3);
+  render_pv(p, b, "mtld_pv_rmse", "Progressive RMSE.", 4);
+  render_pv(p, b, "mtld_pv_samples", "Samples scored, per task and scenario.", 5);
+  mtld_model_t *m = mtld_trainer_model(p->trainer);
+  const mtld_model_config_t *mc = mtld_model_config(m);
+  static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",
+                                     "mtld_embedding_evictions_total"};
+  static const char *const help[3] = {"Live rows of each embedding table (occupancy).",
+                                      "Rows admitted after their occurrence threshold.",
+                                      "Rows expired after going unused (event time)."};
+  static const char *const type[3] = {"gauge", "counter", "counter"};
+  for (int k = 0; k < 3; k++) {
+    mtld_metrics_family(b, fam[k], type[k], help[k]);
+    for (int f = 0; f < mc->n_fields; f++) {
+      const mtld_embed_t *e = mtld_model_embed(m, f);
+      if (!e) continue;
+      double v = k == 0 ? (double)e->stats.live_rows
+                 : k == 1 ? (double)e->stats.admitted
+                          : (double)e->stats.evictions;
+      mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
+      mtld_metrics_sample_kv(b, fam[k], l, 1, v);
+    }
+  }
+  mtld_metrics_family(b, "mtld_embedding_table_rows", "gauge", "Rows of each embedding table.");
+  for (int f = 0; f < mc->n_fields; f++) {
+    mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
+    mtld_metrics_sample_kv(b, "mtld_embedding_table_rows", l, 1, (double)mc->fields[f].rows);
+  }
+}
+
+void mtld_pipeline_report(mtld_pipeline_t *p) {
+  if (!p->trainer) return;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) return;
+  mtld_pvmetrics_print(mtld_trainer_metrics(p->trainer), f, 1);
+  fclose(f);
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+    mtld_log(MTLD_LOG_INFO, "pv %s", line);
+  free(text);
+}
+
+void mtld_pipeline_end_of_stream(mtld_pipeline_t *p) {
+  p->end_of_stream = 1;
+  p->batch_records++; /* make the next commit run even with nothing staged */
+}
+
+void mtld_pipeline_finish(mtld_pipeline_t *p) {
+  if (p->trainer) mtld_trainer_flush(p->trainer);
+  if (p->dump) fflush(p->dump);
+}
+
+mtld_trainer_t *mtld_pipeline_trainer(mtld_pipeline_t *p) {
+  return p->trainer;
 }
 
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
@@ -452,6 +616,8 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
                       (double)p->samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->samples_by_kind[2]);
+
+  render_trainer_metrics(p, b);
 
   if (p->src) {
     mtld_metrics_family(b, "mtld_consumer_lag", "gauge",

@@ -17,6 +17,12 @@
 #include "trainer/sample.h"
 #include "trainer/status.h"
 
+/* trainer.dump_samples file: "MTLDSMP1", u32 version, u32 sizeof(mtld_sample_t),
+ * then raw mtld_sample_t records (host byte order, x86_64 layout) in release
+ * order: the exact samples the trainer learns from, for references. */
+#define MTLD_SAMPLE_DUMP_MAGIC "MTLDSMP1"
+#define MTLD_SAMPLE_DUMP_VERSION 1u
+
 typedef struct mtld_pipeline mtld_pipeline_t;
 
 /* Where released samples go (the trainer, a dump file).  Called in release
@@ -59,6 +65,22 @@ void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg);
 
 /* Renders every pipeline metric into b (Prometheus text). */
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);
+
+/* The source ended (a replayed file): nothing more will arrive, so the next
+ * commit releases every pending sample whatever the watermark says. */
+void mtld_pipeline_end_of_stream(mtld_pipeline_t *p);
+
+/* Logs the progressive-validation table, one line per task and scenario. */
+void mtld_pipeline_report(mtld_pipeline_t *p);
+
+/* Trains on the samples buffered in the trainer's partial minibatch and
+ * flushes the sample dump (before a final checkpoint or at the end of a
+ * replay). */
+void mtld_pipeline_finish(mtld_pipeline_t *p);
+
+/* The trainer (NULL when trainer.enabled is false); borrowed. */
+struct mtld_trainer;
+struct mtld_trainer *mtld_pipeline_trainer(mtld_pipeline_t *p);
 
 /* Totals for STATUS= lines and tests. */
 typedef struct {

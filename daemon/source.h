@@ -41,6 +41,9 @@ typedef struct {
    * turn by `gone` (called n times, then `done`). */
   void (*revoke_begin)(void *ctx, int lost);
   void (*revoke_partition)(void *ctx, const char *topic, int32_t partition);
+  /* The consumer reached the end of (topic, partition) for now (Kafka's
+   * partition EOF; a file's end).  May be NULL. */
+  void (*caught_up)(void *ctx, const char *topic, int32_t partition);
   /* Called after an assignment took effect for (topic, partition). */
   void (*assigned)(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms);
   void *ctx;

@@ -154,8 +154,12 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
     rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, n == 0 ? timeout_ms : 0);
     if (!m) break;
     if (m->err) {
-      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        const mtld_source_hooks_t *h = &ks->base.hooks;
+        if (h->caught_up && m->rkt) h->caught_up(h->ctx, rd_kafka_topic_name(m->rkt), m->partition);
+      } else {
         mtld_log_rl(MTLD_LOG_WARNING, "consume-error", "consume: %s", rd_kafka_message_errstr(m));
+      }
       rd_kafka_message_destroy(m);
       continue;
     }
@@ -252,7 +256,9 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   if (!has_group && conf_set(conf, "group.id", "mtld", err, errlen)) goto fail;
   /* State offsets are ours: Kafka's are written only after durable batches. */
   if (conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
-      conf_set(conf, "enable.auto.offset.store", "false", err, errlen))
+      conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+      /* partition EOF marks a partition caught up for the watermark */
+      conf_set(conf, "enable.partition.eof", "true", err, errlen))
     goto fail;
   rd_kafka_conf_set_opaque(conf, ks);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);

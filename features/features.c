@@ -11,7 +11,6 @@
 #include "trainer/sample.h"
 
 #define FEATURES_ENC_VERSION 1
-#define FEATURE_DEF_ENC_VERSION 1
 
 /* ---- little-endian fixed-width writer / reader ---- */
 
@@ -109,6 +108,7 @@ void mtld_feature_def_default(mtld_feature_def_t *def) {
   def->ctr_prior = 0.05;
   def->cvr_prior = 0.02;
   def->cart_prior = 0.05;
+  def->item_view = MTLD_ITEM_VIEW_PARTITION;
 }
 
 mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, size_t errlen) {
@@ -140,6 +140,10 @@ mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, s
       return MTLD_ERR_INVALID;
     }
   }
+  if (def->item_view != MTLD_ITEM_VIEW_PARTITION && def->item_view != MTLD_ITEM_VIEW_GLOBAL) {
+    snprintf(err, errlen, "features.item_view: unknown view %d", def->item_view);
+    return MTLD_ERR_INVALID;
+  }
   return MTLD_OK;
 }
 
@@ -148,7 +152,7 @@ size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t 
   int nh = def->n_half_lives;
   if (nh < 0) nh = 0;
   if (nh > MTLD_MAX_HALF_LIVES) nh = MTLD_MAX_HALF_LIVES;
-  put_u8(&w, FEATURE_DEF_ENC_VERSION);
+  put_u8(&w, MTLD_FEATURE_DEF_ENC_VERSION);
   put_u8(&w, (uint8_t)nh);
   for (int h = 0; h < nh; h++) put_f64(&w, def->half_life_s[h]);
   put_u32(&w, (uint32_t)def->seq_len);
@@ -156,13 +160,14 @@ size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t 
   put_f64(&w, def->ctr_prior);
   put_f64(&w, def->cvr_prior);
   put_f64(&w, def->cart_prior);
+  put_u8(&w, (uint8_t)def->item_view);
   return w.overflow ? 0 : w.len;
 }
 
 mtld_status_t mtld_feature_def_decode(mtld_feature_def_t *def, const void *buf, size_t len) {
   rbuf_t r = {buf, len, 0, 0};
   memset(def, 0, sizeof *def);
-  if (get_u8(&r) != FEATURE_DEF_ENC_VERSION) return MTLD_ERR_CORRUPT;
+  if (get_u8(&r) != MTLD_FEATURE_DEF_ENC_VERSION) return MTLD_ERR_CORRUPT;
   int nh = get_u8(&r);
   if (nh < 1 || nh > MTLD_MAX_HALF_LIVES) return MTLD_ERR_CORRUPT;
   def->n_half_lives = nh;
@@ -172,6 +177,7 @@ mtld_status_t mtld_feature_def_decode(mtld_feature_def_t *def, const void *buf, 
   def->ctr_prior = get_f64(&r);
   def->cvr_prior = get_f64(&r);
   def->cart_prior = get_f64(&r);
+  def->item_view = get_u8(&r);
   if (r.bad || r.pos != len) return MTLD_ERR_CORRUPT;
   char err[128];
   if (mtld_feature_def_check(def, err, sizeof err) != MTLD_OK) return MTLD_ERR_CORRUPT;

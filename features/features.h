@@ -26,6 +26,20 @@
 #define MTLD_MAX_SEQ 200
 #define MTLD_MAX_USER_SCENARIOS 8
 
+/* Which item features a sample captures at impression time (features.item_view).
+ * Events are keyed by user, so one item's events arrive on many partitions:
+ *   PARTITION: the item's features from THIS partition's events only (the
+ *              store keeps one such view per (partition, item), next to the
+ *              global one).  Each partition is consumed in order, so the value
+ *              does not depend on how far other partitions have been read: the
+ *              same stream gives the same samples however partitions
+ *              interleave, and no event later in event time leaks in.  Counts
+ *              are the partition's share of the item's traffic; rates are
+ *              unbiased.  The default.
+ *   GLOBAL:    the item's features over every partition consumed so far (the
+ *              first behaviour): depends on the interleaving. */
+typedef enum { MTLD_ITEM_VIEW_PARTITION = 0, MTLD_ITEM_VIEW_GLOBAL = 1 } mtld_item_view_t;
+
 /* Feature definitions (from the config's `features` group).  Their hash is
  * stored in meta; a DB built with other definitions is refused. */
 typedef struct {
@@ -34,6 +48,7 @@ typedef struct {
   int seq_len;                             /* last N items, default 50 */
   double prior_strength;                   /* smoothing pseudo-count, default 10 */
   double ctr_prior, cvr_prior, cart_prior; /* prior means, default .05 .02 .05 */
+  int item_view;                           /* mtld_item_view_t, default PARTITION */
 } mtld_feature_def_t;
 
 /* Fills the defaults above (unused half-life slots are 0). */
@@ -41,7 +56,8 @@ void mtld_feature_def_default(mtld_feature_def_t *def);
 
 /* Checks ranges: n_half_lives 1..MTLD_MAX_HALF_LIVES, half-lives finite and
  * > 0, seq_len 0..MTLD_MAX_SEQ, prior_strength finite and >= 0, priors in
- * [0,1].  Returns MTLD_OK or MTLD_ERR_INVALID with a message naming the key. */
+ * [0,1], item_view a mtld_item_view_t.  Returns MTLD_OK or MTLD_ERR_INVALID with a message naming
+ * the key. */
 mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, size_t errlen);
 
 /* Deterministic 64-bit hash of the definitions (stored in meta): XXH64 of
@@ -50,8 +66,11 @@ mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, s
 uint64_t mtld_feature_def_hash(const mtld_feature_def_t *def);
 
 /* Encoding of the definitions (meta key "feature_def"): returns the length,
- * or 0 when cap is too small.  MTLD_FEATURE_DEF_ENC_MAX is always enough. */
-#define MTLD_FEATURE_DEF_ENC_MAX (2 + 8 * MTLD_MAX_HALF_LIVES + 4 + 4 * 8)
+ * or 0 when cap is too small.  MTLD_FEATURE_DEF_ENC_MAX is always enough.
+ * The first byte is MTLD_FEATURE_DEF_ENC_VERSION (2: item_view added; a
+ * version-1 encoding no longer decodes). */
+#define MTLD_FEATURE_DEF_ENC_VERSION 2
+#define MTLD_FEATURE_DEF_ENC_MAX (2 + 8 * MTLD_MAX_HALF_LIVES + 4 + 4 * 8 + 1)
 size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t cap);
 
 /* Decodes and checks definitions; MTLD_ERR_CORRUPT when malformed. */

@@ -757,10 +757,10 @@ mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen) {
 
 /* ---- events ---- */
 
-static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_event_t *ev,
-                        int32_t partition, int64_t offset, const mtld_user_features_t *u,
-                        const mtld_item_features_t *it, uint64_t item_id, uint64_t category_id,
-                        int with_position) {
+void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
+                               const mtld_event_t *ev, int32_t partition, int64_t offset,
+                               const mtld_user_features_t *u, const mtld_item_features_t *it,
+                               uint64_t item_id, uint64_t category_id, int with_position) {
   memset(s, 0, sizeof *s);
   s->sample_id = ev->event_id;
   s->time_ms = ev->time_ms;
@@ -775,12 +775,13 @@ static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_eve
   s->fields[MTLD_FIELD_SCENARIO] = ev->scenario_id;
   s->fields[MTLD_FIELD_POSITION] =
       with_position && ev->position > 0 ? (uint64_t)(uint32_t)ev->position : 0;
+  s->fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(ev->time_ms);
   s->scenario_id = ev->scenario_id;
   size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
   if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
   memcpy(s->scenario, ev->scenario, sl);
   int n =
-      mtld_features_dense(&j->def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
+      mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
   if (u) {
     uint32_t n_seq = u->seq_len < MTLD_MAX_SEQ ? u->seq_len : MTLD_MAX_SEQ;
@@ -797,6 +798,14 @@ static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_eve
   } else {
     s->label_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_CART | 1u << MTLD_LABEL_PURCHASE;
   }
+}
+
+static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_event_t *ev,
+                        int32_t partition, int64_t offset, const mtld_user_features_t *u,
+                        const mtld_item_features_t *it, uint64_t item_id, uint64_t category_id,
+                        int with_position) {
+  mtld_sample_from_features(s, &j->def, ev, partition, offset, u, it, item_id, category_id,
+                            with_position);
 }
 
 /* Stages a new pending sample and indexes it.  *dup = 1 (and nothing is
@@ -976,7 +985,11 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
     }
     if (item == 0) continue; /* the ring holds (almost) only the clicked item */
     mtld_item_features_t nf;
-    int have = mtld_store_get_item(j->st, item, &nf) == MTLD_OK;
+    /* the same item view the positive got: partition-local by default, so
+     * negatives do not depend on how partitions interleave either */
+    int have = (j->def.item_view == MTLD_ITEM_VIEW_PARTITION
+                    ? mtld_store_get_item_part(j->st, partition, item, &nf)
+                    : mtld_store_get_item(j->st, item, &nf)) == MTLD_OK;
     mtld_sample_t ns;
     fill_sample(j, &ns, ev, partition, offset, u, have ? &nf : NULL, item,
                 have ? nf.category_id : 0, 0);

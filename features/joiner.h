@@ -186,4 +186,24 @@ size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j);
 /* The sample_id of the negative number sub (1..K) drawn for a click. */
 uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
 
+/* Builds the sample the joiner opens for event ev (an IMPRESSION or REVIEW;
+ * any other type is treated as an impression) from the features as they
+ * were BEFORE it (u / it NULL = never seen), exactly as the joiner does:
+ * the ONE definition of a sample's inputs, shared with the scorers
+ * (tools/mtld-score), so serving sees what training saw.
+ *   fields: user = ev->user_id, item = item_id, category = category_id,
+ *           scenario = ev->scenario_id, position = ev->position when
+ *           with_position and > 0 (else absent), hour = 1 + the UTC hour
+ *           of ev->time_ms (mtld_sample_hour_id; so sampled negatives carry
+ *           their click's hour); n_fields = MTLD_FIELD_EXTRA
+ *   dense:  mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms)
+ *   seq:    the user's newest items and categories (at most MTLD_MAX_SAMPLE_SEQ)
+ *   labels: a REVIEW carries its rating; impressions start with click, cart
+ *           and purchase valid and 0; weight 1; id, time from ev.
+ * Pure; any thread.  def must produce at most MTLD_MAX_DENSE features. */
+void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
+                               const mtld_event_t *ev, int32_t partition, int64_t offset,
+                               const mtld_user_features_t *u, const mtld_item_features_t *it,
+                               uint64_t item_id, uint64_t category_id, int with_position);
+
 #endif

@@ -1,10 +1,11 @@
 /* store.c - the per-user and per-item feature store on RocksDB (store.h).
  *
  * Owns the RocksDB handle, its column families and the current batch.  The
- * batch keeps every dirty user and item DECODED in a hash map (open
- * addressing keyed by the 8-byte big-endian id), so repeated events of one
- * entity inside a batch read their own writes without decoding again; raw
- * puts/deletes (pending, meta, offsets) are staged in a third map keyed by
+ * batch keeps every dirty user, item and (partition, item) view DECODED in
+ * hash maps (open addressing keyed by the entity's key: the 8-byte
+ * big-endian id, or 4-byte partition + id), so repeated events of one entity
+ * inside a batch read their own writes without decoding again; raw
+ * puts/deletes (pending, meta, offsets) are staged in another map keyed by
  * (column family, key).  Commit encodes everything, in sorted key order, into
  * one rocksdb_writebatch: the bytes written depend only on the batch's
  * content.
@@ -23,7 +24,8 @@
 #include <xxhash.h>
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
-static const char *const cf_names[N_CF] = {"default", "user", "item", "pending", "meta"};
+static const char *const cf_names[N_CF] = {"default", "user", "item",
+                                           "pending", "meta", "item_part"};
 
 #define BLOCK_CACHE_BYTES ((size_t)64 << 20)
 #define OFFSET_PREFIX "offset/"
@@ -149,7 +151,7 @@ struct mtld_store {
   rocksdb_column_family_handle_t *cfh[N_CF];
   mtld_feature_def_t def;
   int readonly;
-  map_t users, items, raw;
+  map_t users, items, parts, raw; /* parts: (partition, item) views */
   size_t n_events;
   char errbuf[512];
 };
@@ -174,6 +176,58 @@ static uint64_t get_be64(const uint8_t *k) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v = (v << 8) | k[i];
   return v;
+}
+
+static void put_be32(uint8_t k[4], uint32_t v) {
+  for (int i = 0; i < 4; i++) k[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static uint32_t get_be32(const uint8_t *k) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v = (v << 8) | k[i];
+  return v;
+}
+
+/* ---- entities: users, items, (partition, item) views ---- */
+
+#define ENTITY_KEY_MAX 12
+
+/* The key of an entity of column family cf (MTLD_CF_USER, _ITEM or
+ * _ITEM_PART; partition is used by the last only); returns its length. */
+static size_t entity_key(mtld_cf_t cf, int32_t partition, uint64_t id,
+                         uint8_t key[ENTITY_KEY_MAX]) {
+  if (cf != MTLD_CF_ITEM_PART) {
+    put_be64(key, id);
+    return 8;
+  }
+  put_be32(key, (uint32_t)partition);
+  put_be64(key + 4, id);
+  return 12;
+}
+
+static size_t entity_key_len(mtld_cf_t cf) {
+  return cf == MTLD_CF_ITEM_PART ? 12 : 8;
+}
+
+static size_t entity_size(mtld_cf_t cf) {
+  return cf == MTLD_CF_USER ? sizeof(mtld_user_features_t) : sizeof(mtld_item_features_t);
+}
+
+static mtld_status_t entity_decode(const mtld_feature_def_t *def, mtld_cf_t cf, void *f,
+                                   const void *val, size_t vlen) {
+  return cf == MTLD_CF_USER ? mtld_features_user_decode(def, f, val, vlen)
+                            : mtld_features_item_decode(def, f, val, vlen);
+}
+
+static size_t entity_encode(const mtld_feature_def_t *def, mtld_cf_t cf, const void *f, void *buf,
+                            size_t cap) {
+  return cf == MTLD_CF_USER ? mtld_features_user_encode(def, f, buf, cap)
+                            : mtld_features_item_encode(def, f, buf, cap);
+}
+
+static uint64_t entity_events(mtld_cf_t cf, const void *f) {
+  return cf == MTLD_CF_USER ? ((const mtld_user_features_t *)f)->n_events
+                            : ((const mtld_item_features_t *)f)->n_events;
 }
 
 static void put_le64(uint8_t *p, uint64_t v) {
@@ -215,6 +269,7 @@ void mtld_store_close(mtld_store_t *st) {
   if (!st) return;
   map_free(&st->users);
   map_free(&st->items);
+  map_free(&st->parts);
   map_free(&st->raw);
   close_handles(st);
   free(st);
@@ -225,8 +280,10 @@ static void describe_def(const mtld_feature_def_t *d, char *buf, size_t len) {
   for (int h = 0; h < d->n_half_lives && n >= 0 && (size_t)n < len; h++)
     n += snprintf(buf + n, len - n, "%s%g", h ? "," : "", d->half_life_s[h]);
   if (n >= 0 && (size_t)n < len)
-    snprintf(buf + n, len - n, " seq_len=%d prior_strength=%g priors(ctr,cvr,cart)=%g,%g,%g",
-             d->seq_len, d->prior_strength, d->ctr_prior, d->cvr_prior, d->cart_prior);
+    snprintf(buf + n, len - n,
+             " seq_len=%d prior_strength=%g priors(ctr,cvr,cart)=%g,%g,%g item_view=%s", d->seq_len,
+             d->prior_strength, d->ctr_prior, d->cvr_prior, d->cart_prior,
+             d->item_view == MTLD_ITEM_VIEW_GLOBAL ? "global" : "partition");
 }
 
 /* Reads, writes or checks the stored definitions after the DB is open. */
@@ -276,6 +333,13 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
   rc = db_get(st, MTLD_CF_META, META_FEATURE_DEF, strlen(META_FEATURE_DEF), &dv, &dlen);
   if (rc == MTLD_ERR_IO) {
     snprintf(err, errlen, "store %s: %s", path, st->errbuf);
+  } else if (rc == MTLD_OK && dlen > 0 && (uint8_t)dv[0] != MTLD_FEATURE_DEF_ENC_VERSION) {
+    snprintf(err, errlen,
+             "store %s was built by another mtld version (feature definitions format %u, this "
+             "build uses %u): set a new store.path, or delete the store and rebuild it by "
+             "replaying the source",
+             path, (unsigned)(uint8_t)dv[0], (unsigned)MTLD_FEATURE_DEF_ENC_VERSION);
+    rc = MTLD_ERR_SCHEMA;
   } else if (hlen != 8 || rc != MTLD_OK || mtld_feature_def_decode(&stored, dv, dlen) != MTLD_OK ||
              mtld_feature_def_hash(&stored) != get_le64((const uint8_t *)hv)) {
     snprintf(err, errlen,
@@ -338,6 +402,31 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
 
   char *e = NULL;
+  if (readonly) {
+    /* a store made before a column family existed cannot be opened read-only
+     * with it: say so instead of RocksDB's "column family not found" */
+    size_t n_have = 0;
+    char **have = rocksdb_list_column_families(st->opts, path, &n_have, &e);
+    const char *missing = NULL;
+    for (int i = 0; !e && i < N_CF && !missing; i++) {
+      size_t k = 0;
+      while (k < n_have && strcmp(have[k], cf_names[i]) != 0) k++;
+      if (k == n_have) missing = cf_names[i];
+    }
+    if (have) rocksdb_list_column_families_destroy(have, n_have);
+    if (e) { /* listing failed: the open below reports why */
+      rocksdb_free(e);
+      e = NULL;
+    }
+    if (missing) {
+      snprintf(err, errlen,
+               "store %s has no \"%s\" column family: it was built by an older mtld (rebuild it "
+               "by replaying the source into a new store.path)",
+               path, missing);
+      mtld_store_close(st);
+      return MTLD_ERR_SCHEMA;
+    }
+  }
   if (readonly)
     st->db = rocksdb_open_for_read_only_column_families(st->opts, path, N_CF, cf_names, cf_opts,
                                                         st->cfh, 0, &e);
@@ -388,15 +477,28 @@ void *mtld_store_rocksdb(mtld_store_t *st) {
 
 /* ---- features in the batch ---- */
 
-/* The batch's decoded features of (cf, id), loaded from the DB (or zeroed:
- * never seen) and added to the map on first use.  NULL on error. */
-static void *load_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, mtld_status_t *rc) {
-  map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
-  size_t size = cf == MTLD_CF_USER ? sizeof(mtld_user_features_t) : sizeof(mtld_item_features_t);
-  uint8_t key[8];
-  put_be64(key, id);
-  uint64_t hash = map_hash(cf, key, 8);
-  entry_t *e = map_find(m, cf, key, 8, hash);
+static map_t *entity_map(mtld_store_t *st, mtld_cf_t cf) {
+  return cf == MTLD_CF_USER ? &st->users : cf == MTLD_CF_ITEM ? &st->items : &st->parts;
+}
+
+static void entity_error(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint64_t id) {
+  if (cf == MTLD_CF_ITEM_PART)
+    set_error(st, "item_part %d/%llu: undecodable value", (int)partition, (unsigned long long)id);
+  else
+    set_error(st, "%s %llu: undecodable value", cf_names[cf + 1], (unsigned long long)id);
+}
+
+/* The batch's decoded features of (cf, partition, id), loaded from the DB
+ * (or zeroed: never seen) and added to the map on first use.  NULL on
+ * error. */
+static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint64_t id,
+                         mtld_status_t *rc) {
+  map_t *m = entity_map(st, cf);
+  size_t size = entity_size(cf);
+  uint8_t key[ENTITY_KEY_MAX];
+  size_t klen = entity_key(cf, partition, id, key);
+  uint64_t hash = map_hash(cf, key, klen);
+  entry_t *e = map_find(m, cf, key, klen, hash);
   if (e) return e->val;
 
   void *f = calloc(1, size);
@@ -407,17 +509,15 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, mtld_statu
   }
   char *val;
   size_t vlen;
-  *rc = db_get(st, cf, key, 8, &val, &vlen);
+  *rc = db_get(st, cf, key, klen, &val, &vlen);
   if (*rc == MTLD_OK) {
-    *rc = cf == MTLD_CF_USER ? mtld_features_user_decode(&st->def, f, val, vlen)
-                             : mtld_features_item_decode(&st->def, f, val, vlen);
+    *rc = entity_decode(&st->def, cf, f, val, vlen);
     rocksdb_free(val);
-    if (*rc != MTLD_OK)
-      set_error(st, "%s %llu: undecodable value", cf_names[cf + 1], (unsigned long long)id);
+    if (*rc != MTLD_OK) entity_error(st, cf, partition, id);
   } else if (*rc == MTLD_ERR_NOTFOUND) {
     *rc = MTLD_OK;
   }
-  if (*rc == MTLD_OK && !(e = map_add(m, cf, key, 8, hash))) {
+  if (*rc == MTLD_OK && !(e = map_add(m, cf, key, klen, hash))) {
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
   }
@@ -431,9 +531,9 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, mtld_statu
   return f;
 }
 
-mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
-                               mtld_user_features_t *user_before,
-                               mtld_item_features_t *item_before) {
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+                                    mtld_user_features_t *user_before,
+                                    mtld_item_features_t *item_before) {
   if (st->readonly) {
     set_error(st, "store is read-only");
     return MTLD_ERR_INVALID;
@@ -442,54 +542,71 @@ mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
     set_error(st, "event %llu: unknown type %d", (unsigned long long)ev->event_id, ev->type);
     return MTLD_ERR_INVALID;
   }
+  if (partition < 0) {
+    set_error(st, "event %llu: negative partition %d", (unsigned long long)ev->event_id,
+              (int)partition);
+    return MTLD_ERR_INVALID;
+  }
+  /* Entities loaded before a failing load stay in the batch unchanged:
+   * harmless (an untouched entry is neither read back nor written). */
   mtld_status_t rc = MTLD_OK;
-  mtld_user_features_t *u = load_entity(st, MTLD_CF_USER, ev->user_id, &rc);
+  mtld_user_features_t *u = load_entity(st, MTLD_CF_USER, 0, ev->user_id, &rc);
   if (!u) return rc;
-  mtld_item_features_t *it = load_entity(st, MTLD_CF_ITEM, ev->item_id, &rc);
-  if (!it) return rc; /* the user stays loaded but unchanged: harmless */
+  mtld_item_features_t *it = load_entity(st, MTLD_CF_ITEM, 0, ev->item_id, &rc);
+  if (!it) return rc;
+  mtld_item_features_t *ip = NULL;
+  if (st->def.item_view == MTLD_ITEM_VIEW_PARTITION &&
+      !(ip = load_entity(st, MTLD_CF_ITEM_PART, partition, ev->item_id, &rc)))
+    return rc;
   if (user_before) *user_before = *u;
-  if (item_before) *item_before = *it;
+  if (item_before) *item_before = ip ? *ip : *it;
   mtld_features_user_apply(&st->def, u, ev);
   mtld_features_item_apply(&st->def, it, ev);
+  if (ip) mtld_features_item_apply(&st->def, ip, ev);
   st->n_events++;
   return MTLD_OK;
 }
 
-static uint64_t entity_events(mtld_cf_t cf, const void *f) {
-  return cf == MTLD_CF_USER ? ((const mtld_user_features_t *)f)->n_events
-                            : ((const mtld_item_features_t *)f)->n_events;
+mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
+                               mtld_user_features_t *user_before,
+                               mtld_item_features_t *item_before) {
+  return mtld_store_apply_part(st, ev, 0, user_before, item_before);
 }
 
 /* Staged-or-committed features; a loaded-but-untouched entry with no events
  * counts as absent. */
-static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, uint64_t id, void *out) {
-  map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
-  size_t size = cf == MTLD_CF_USER ? sizeof(mtld_user_features_t) : sizeof(mtld_item_features_t);
-  uint8_t key[8];
-  put_be64(key, id);
-  entry_t *e = map_find(m, cf, key, 8, map_hash(cf, key, 8));
+static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint64_t id,
+                                void *out) {
+  map_t *m = entity_map(st, cf);
+  uint8_t key[ENTITY_KEY_MAX];
+  size_t klen = entity_key(cf, partition, id, key);
+  entry_t *e = map_find(m, cf, key, klen, map_hash(cf, key, klen));
   if (e) {
-    memcpy(out, e->val, size);
+    memcpy(out, e->val, entity_size(cf));
     return entity_events(cf, e->val) ? MTLD_OK : MTLD_ERR_NOTFOUND;
   }
   char *val;
   size_t vlen;
-  mtld_status_t rc = db_get(st, cf, key, 8, &val, &vlen);
+  mtld_status_t rc = db_get(st, cf, key, klen, &val, &vlen);
   if (rc != MTLD_OK) return rc;
-  rc = cf == MTLD_CF_USER ? mtld_features_user_decode(&st->def, out, val, vlen)
-                          : mtld_features_item_decode(&st->def, out, val, vlen);
+  rc = entity_decode(&st->def, cf, out, val, vlen);
   rocksdb_free(val);
-  if (rc != MTLD_OK)
-    set_error(st, "%s %llu: undecodable value", cf_names[cf + 1], (unsigned long long)id);
+  if (rc != MTLD_OK) entity_error(st, cf, partition, id);
   return rc;
 }
 
 mtld_status_t mtld_store_get_user(mtld_store_t *st, uint64_t user_id, mtld_user_features_t *out) {
-  return get_entity(st, MTLD_CF_USER, user_id, out);
+  return get_entity(st, MTLD_CF_USER, 0, user_id, out);
 }
 
 mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_features_t *out) {
-  return get_entity(st, MTLD_CF_ITEM, item_id, out);
+  return get_entity(st, MTLD_CF_ITEM, 0, item_id, out);
+}
+
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
+                                       mtld_item_features_t *out) {
+  if (partition < 0) return MTLD_ERR_NOTFOUND;
+  return get_entity(st, MTLD_CF_ITEM_PART, partition, item_id, out);
 }
 
 size_t mtld_store_batch_events(const mtld_store_t *st) {
@@ -497,7 +614,8 @@ size_t mtld_store_batch_events(const mtld_store_t *st) {
 }
 
 size_t mtld_store_batch_bytes(const mtld_store_t *st) {
-  return map_bytes(&st->users) + map_bytes(&st->items) + map_bytes(&st->raw);
+  return map_bytes(&st->users) + map_bytes(&st->items) + map_bytes(&st->parts) +
+         map_bytes(&st->raw);
 }
 
 /* ---- raw staged access ---- */
@@ -556,17 +674,17 @@ mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, si
   }
   void *copy;
   size_t n;
-  if (cf == MTLD_CF_USER || cf == MTLD_CF_ITEM) {
+  if (cf == MTLD_CF_USER || cf == MTLD_CF_ITEM || cf == MTLD_CF_ITEM_PART) {
     /* staged features, encoded as they would be committed */
-    map_t *m = cf == MTLD_CF_USER ? &st->users : &st->items;
-    entry_t *e = klen == 8 ? map_find(m, cf, key, 8, map_hash(cf, key, 8)) : NULL;
+    map_t *m = entity_map(st, cf);
+    entry_t *e =
+        klen == entity_key_len(cf) ? map_find(m, cf, key, klen, map_hash(cf, key, klen)) : NULL;
     if (e) {
       if (entity_events(cf, e->val) == 0)
         goto from_db; /* loaded, untouched: the DB has the truth */
       size_t cap = cf == MTLD_CF_USER ? MTLD_FEATURES_USER_ENC_MAX : MTLD_FEATURES_ITEM_ENC_MAX;
       if (!(copy = malloc(cap))) goto nomem;
-      n = cf == MTLD_CF_USER ? mtld_features_user_encode(&st->def, e->val, copy, cap)
-                             : mtld_features_item_encode(&st->def, e->val, copy, cap);
+      n = entity_encode(&st->def, cf, e->val, copy, cap);
       *val = copy;
       *vlen = n;
       return MTLD_OK;
@@ -729,20 +847,23 @@ typedef struct {
   void *f; /* decode target */
   int (*user_fn)(void *ctx, uint64_t id, const mtld_user_features_t *f);
   int (*item_fn)(void *ctx, uint64_t id, const mtld_item_features_t *f);
+  mtld_store_item_part_fn part_fn;
   void *ctx;
 } entity_iter_t;
 
 static int entity_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
   entity_iter_t *ei = ctx;
-  mtld_status_t rc = klen != 8 ? MTLD_ERR_CORRUPT
-                     : ei->cf == MTLD_CF_USER
-                         ? mtld_features_user_decode(&ei->st->def, ei->f, val, vlen)
-                         : mtld_features_item_decode(&ei->st->def, ei->f, val, vlen);
+  mtld_status_t rc = klen != entity_key_len(ei->cf)
+                         ? MTLD_ERR_CORRUPT
+                         : entity_decode(&ei->st->def, ei->cf, ei->f, val, vlen);
   if (rc != MTLD_OK) {
     set_error(ei->st, "%s: undecodable entry skipped", cf_names[ei->cf + 1]);
     return 0;
   }
-  uint64_t id = get_be64(key);
+  const uint8_t *k = key;
+  if (ei->cf == MTLD_CF_ITEM_PART)
+    return ei->part_fn(ei->ctx, (int32_t)get_be32(k), get_be64(k + 4), ei->f);
+  uint64_t id = get_be64(k);
   return ei->cf == MTLD_CF_USER ? ei->user_fn(ei->ctx, id, ei->f) : ei->item_fn(ei->ctx, id, ei->f);
 }
 
@@ -754,7 +875,7 @@ void mtld_store_foreach_user(mtld_store_t *st,
     set_error(st, "out of memory");
     return;
   }
-  entity_iter_t ei = {st, MTLD_CF_USER, f, fn, NULL, ctx};
+  entity_iter_t ei = {st, MTLD_CF_USER, f, fn, NULL, NULL, ctx};
   mtld_store_foreach_raw(st, MTLD_CF_USER, NULL, 0, entity_cb, &ei);
   free(f);
 }
@@ -763,8 +884,57 @@ void mtld_store_foreach_item(mtld_store_t *st,
                              int (*fn)(void *ctx, uint64_t id, const mtld_item_features_t *f),
                              void *ctx) {
   mtld_item_features_t f;
-  entity_iter_t ei = {st, MTLD_CF_ITEM, &f, NULL, fn, ctx};
+  entity_iter_t ei = {st, MTLD_CF_ITEM, &f, NULL, fn, NULL, ctx};
   mtld_store_foreach_raw(st, MTLD_CF_ITEM, NULL, 0, entity_cb, &ei);
+}
+
+void mtld_store_foreach_item_part(mtld_store_t *st, mtld_store_item_part_fn fn, void *ctx) {
+  mtld_item_features_t f;
+  entity_iter_t ei = {st, MTLD_CF_ITEM_PART, &f, NULL, NULL, fn, ctx};
+  mtld_store_foreach_raw(st, MTLD_CF_ITEM_PART, NULL, 0, entity_cb, &ei);
+}
+
+/* Keys are (partition, item): one item's views are spread over the whole
+ * column family, so seek (p, item) for each partition p that holds a key,
+ * jumping over the partitions that hold none. */
+void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_store_item_part_fn fn,
+                                     void *ctx) {
+  mtld_item_features_t f;
+  rocksdb_iterator_t *it =
+      rocksdb_create_iterator_cf(st->db, st->ro, cf_handle(st, MTLD_CF_ITEM_PART));
+  uint64_t p = 0; /* next partition to look at; > UINT32_MAX: done */
+  while (p <= UINT32_MAX) {
+    uint8_t key[ENTITY_KEY_MAX];
+    entity_key(MTLD_CF_ITEM_PART, (int32_t)(uint32_t)p, item_id, key);
+    rocksdb_iter_seek(it, (const char *)key, 12);
+    if (!rocksdb_iter_valid(it)) break;
+    size_t klen, vlen;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+    if (klen != 12) {
+      set_error(st, "item_part: malformed key");
+      break;
+    }
+    uint32_t kp = get_be32(k);
+    if (kp > p) { /* p holds no key >= (p, item): go to the next partition with data */
+      p = kp;
+      continue;
+    }
+    if (get_be64(k + 4) == item_id) {
+      const char *v = rocksdb_iter_value(it, &vlen);
+      if (mtld_features_item_decode(&st->def, &f, v, vlen) != MTLD_OK)
+        entity_error(st, MTLD_CF_ITEM_PART, (int32_t)kp, item_id);
+      else if (fn(ctx, (int32_t)kp, item_id, &f))
+        break;
+    }
+    p++;
+  }
+  char *e = NULL;
+  rocksdb_iter_get_error(it, &e);
+  if (e) {
+    set_error(st, "store iteration (item_part): %s", e);
+    rocksdb_free(e);
+  }
+  rocksdb_iter_destroy(it);
 }
 
 /* ---- commit ---- */
@@ -781,6 +951,7 @@ static int entry_cmp(const void *a, const void *b) {
 void mtld_store_rollback(mtld_store_t *st) {
   map_clear(&st->users);
   map_clear(&st->items);
+  map_clear(&st->parts);
   map_clear(&st->raw);
   st->n_events = 0;
 }
@@ -790,7 +961,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     snprintf(err, errlen, "store is read-only");
     return MTLD_ERR_INVALID;
   }
-  size_t total = st->users.n + st->items.n + st->raw.n;
+  size_t total = st->users.n + st->items.n + st->parts.n + st->raw.n;
   if (total == 0) {
     st->n_events = 0;
     return MTLD_OK;
@@ -803,6 +974,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
   size_t n = 0;
   for (size_t i = 0; i < st->users.n; i++) order[n++] = &st->users.ents[i];
   for (size_t i = 0; i < st->items.n; i++) order[n++] = &st->items.ents[i];
+  for (size_t i = 0; i < st->parts.n; i++) order[n++] = &st->parts.ents[i];
   for (size_t i = 0; i < st->raw.n; i++) order[n++] = &st->raw.ents[i];
   qsort(order, n, sizeof *order, entry_cmp);
 
@@ -813,15 +985,9 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     const entry_t *e = order[i];
     rocksdb_column_family_handle_t *h = cf_handle(st, e->cf);
     size_t len;
-    if (e->cf == MTLD_CF_USER) {
-      const mtld_user_features_t *f = e->val;
-      if (f->n_events == 0) continue; /* loaded, never applied */
-      len = mtld_features_user_encode(&st->def, f, buf, sizeof buf);
-      rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
-    } else if (e->cf == MTLD_CF_ITEM) {
-      const mtld_item_features_t *f = e->val;
-      if (f->n_events == 0) continue;
-      len = mtld_features_item_encode(&st->def, f, buf, sizeof buf);
+    if (e->cf == MTLD_CF_USER || e->cf == MTLD_CF_ITEM || e->cf == MTLD_CF_ITEM_PART) {
+      if (entity_events(e->cf, e->val) == 0) continue; /* loaded, never applied */
+      len = entity_encode(&st->def, e->cf, e->val, buf, sizeof buf);
       rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
     } else if (e->deleted) {
       rocksdb_writebatch_delete_cf(wb, h, (const char *)e->key, e->klen);
@@ -854,4 +1020,28 @@ uint64_t mtld_store_size_bytes(mtld_store_t *st) {
     }
   }
   return total;
+}
+
+mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err, size_t errlen) {
+  if (st->readonly) {
+    snprintf(err, errlen, "store checkpoint: store is read-only");
+    return MTLD_ERR_INVALID;
+  }
+  char *e = NULL;
+  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(st->db, &e);
+  if (e) {
+    snprintf(err, errlen, "store checkpoint: %s", e);
+    rocksdb_free(e);
+    return MTLD_ERR_IO;
+  }
+  /* log_size_for_flush 0: flush the memtables first, so the checkpoint is
+     SST files (hard links) and needs no WAL replay. */
+  rocksdb_checkpoint_create(cp, dir, 0, &e);
+  rocksdb_checkpoint_object_destroy(cp);
+  if (e) {
+    snprintf(err, errlen, "store checkpoint to %s: %s", dir, e);
+    rocksdb_free(e);
+    return MTLD_ERR_IO;
+  }
+  return MTLD_OK;
 }

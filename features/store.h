@@ -2,7 +2,21 @@
  *
  * Column families: "user" (key: user id, 8 bytes big-endian), "item" (item
  * id), "pending" (joiner state, opaque to the store), "meta" (schema hash,
- * source offsets with each partition's max event time, other small state).
+ * source offsets with each partition's max event time, other small state),
+ * "item_part" (key: partition, 4 bytes big-endian, then the item id: the
+ * partition-local item views, see below).
+ *
+ * Item views.  "item" holds each item's features over every event applied
+ * (the global view: inspection, serving).  Events are keyed by user, so an
+ * item's events come from many partitions, and the global view at some
+ * moment depends on how far each partition has been consumed.  With
+ * features.item_view = partition (mtld_feature_def_t.item_view) the store
+ * also keeps, per (partition, item), the features of that partition's
+ * events only, and hands THOSE to the joiner as the "before" item features:
+ * every partition is consumed in order, so they are the same however the
+ * partitions interleave, and hold no event of another partition that is
+ * later in event time.  With item_view = global nothing is kept in
+ * "item_part" and the "before" values come from the global view.
  *
  * Work happens in batches: mtld_store_apply() stages events (reading the
  * batch's own writes first, then the DB), mtld_store_set_offset() records
@@ -33,11 +47,13 @@ typedef enum {
   MTLD_CF_ITEM,
   MTLD_CF_PENDING,
   MTLD_CF_META,
+  MTLD_CF_ITEM_PART,
   MTLD_CF_COUNT
 } mtld_cf_t;
 
 /* Opens (creating if absent) the store at `path`.  Refuses with
- * MTLD_ERR_SCHEMA when the DB was built with other feature definitions.
+ * MTLD_ERR_SCHEMA when the DB was built with other feature definitions (or
+ * by an mtld with another definitions format: features.h).
  * def == NULL: use the definitions stored in the DB, which must exist
  * (nothing is created: MTLD_ERR_NOTFOUND when there is no store).  A new DB
  * records def's hash and encoding in meta ("schema_hash", "feature_def").
@@ -49,7 +65,8 @@ mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_f
 
 /* Opens an existing store read-only with its stored definitions (tools; may
  * run while the daemon writes: it sees the state as of the open).
- * MTLD_ERR_NOTFOUND when there is no store at path.  apply, put, delete,
+ * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it
+ * lacks a column family (built by an older mtld).  apply, put, delete,
  * set_offset and commit fail (MTLD_ERR_INVALID) on it. */
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen);
@@ -64,12 +81,23 @@ const char *mtld_store_last_error(const mtld_store_t *st);
 /* Discards any uncommitted batch and closes.  NULL is a no-op. */
 void mtld_store_close(mtld_store_t *st);
 
-/* Applies one validated event to the current batch.  Copies the features as
- * they were BEFORE the event into *user_before / *item_before (either may be
- * NULL): the point-in-time read the joiner needs.  Returns MTLD_OK;
- * MTLD_ERR_INVALID for a type outside 1..5 or a read-only store;
- * MTLD_ERR_IO / MTLD_ERR_CORRUPT when reading the DB failed (nothing staged;
+/* Applies one validated event, read from `partition`, to the current batch:
+ * the user, the item's global view and (item_view = partition) the item's
+ * view of that partition.  Copies the features as they were BEFORE the event
+ * into *user_before / *item_before (either may be NULL): the point-in-time
+ * read the joiner needs; *item_before is the partition's view of the item
+ * (item_view = partition) or the global one (item_view = global).
+ * `partition` is the number the joiner orders by (unique across topics;
+ * see joiner.h), >= 0.  Returns MTLD_OK; MTLD_ERR_INVALID for a type
+ * outside 1..5, a negative partition or a read-only store; MTLD_ERR_IO /
+ * MTLD_ERR_CORRUPT when reading the DB failed (nothing staged;
  * mtld_store_last_error() says why). */
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+                                    mtld_user_features_t *user_before,
+                                    mtld_item_features_t *item_before);
+
+/* mtld_store_apply_part() with partition 0 (one-partition callers, tests):
+ * with every event on partition 0 both item views are equal. */
 mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
                                mtld_user_features_t *user_before,
                                mtld_item_features_t *item_before);
@@ -95,8 +123,9 @@ void mtld_store_foreach_offset(mtld_store_t *st,
  * get reads the batch first, then the DB; *val is malloc'd (caller frees).
  * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch).
  * put/delete take MTLD_CF_PENDING and MTLD_CF_META only (MTLD_ERR_INVALID
- * otherwise, and on a read-only store); get on MTLD_CF_USER/ITEM returns
- * the encoded features (staged ones encoded as commit would write them). */
+ * otherwise, and on a read-only store); get on MTLD_CF_USER/ITEM/ITEM_PART
+ * returns the encoded features (staged ones encoded as commit would write
+ * them). */
 mtld_status_t mtld_store_put(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
                              const void *val, size_t vlen);
 mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen);
@@ -130,6 +159,12 @@ void mtld_store_rollback(mtld_store_t *st);
 mtld_status_t mtld_store_get_user(mtld_store_t *st, uint64_t user_id, mtld_user_features_t *out);
 mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_features_t *out);
 
+/* Reads committed+staged features of an item as seen by one partition
+ * (item_view = partition).  MTLD_ERR_NOTFOUND when that partition never saw
+ * the item, and always with item_view = global (nothing is kept). */
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
+                                       mtld_item_features_t *out);
+
 /* Iterates committed users / items in key order (inspect tool, tests);
  * stops when fn returns non-zero.  Undecodable entries are skipped and
  * reported through mtld_store_last_error(). */
@@ -140,10 +175,31 @@ void mtld_store_foreach_item(mtld_store_t *st,
                              int (*fn)(void *ctx, uint64_t id, const mtld_item_features_t *f),
                              void *ctx);
 
+/* Iterates the committed partition views of items (item_view = partition):
+ * mtld_store_foreach_item_part() all of them in (partition, item) order,
+ * mtld_store_foreach_item_part_of() those of one item in partition order
+ * (a seek per partition that holds data, not a scan).  Stops when fn
+ * returns non-zero; undecodable entries are skipped and reported through
+ * mtld_store_last_error(). */
+typedef int (*mtld_store_item_part_fn)(void *ctx, int32_t partition, uint64_t id,
+                                       const mtld_item_features_t *f);
+void mtld_store_foreach_item_part(mtld_store_t *st, mtld_store_item_part_fn fn, void *ctx);
+void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_store_item_part_fn fn,
+                                     void *ctx);
+
 /* Approximate on-disk size in bytes (live SST + memtables), for metrics. */
 uint64_t mtld_store_size_bytes(mtld_store_t *st);
 
 /* The underlying rocksdb_t* (for checkpoints); opaque here. */
 void *mtld_store_rocksdb(mtld_store_t *st);
+
+/* Writes a RocksDB checkpoint of the COMMITTED state into `dir`, which must
+ * not exist (its parent must): memtables are flushed first, SST files are
+ * hard-linked (same filesystem) or copied, so it is fast and takes little
+ * space.  The staged batch is not included: commit first for a consistent
+ * cut.  The result opens as a store (mtld_store_open / _open_readonly).
+ * MTLD_OK, MTLD_ERR_INVALID (read-only store) or MTLD_ERR_IO with err set.
+ * Thread: the store's owner. */
+mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,7 @@ typedef struct {
   char *topic;
   int32_t partition;
   int64_t max_time_ms; /* INT64_MIN = nothing seen */
+  int caught_up;       /* read to the end of what the partition holds */
 } wm_part_t;
 
 struct mtld_watermark {
@@ -61,7 +62,7 @@ static int add(mtld_watermark_t *wm, const char *topic, int32_t partition) {
   }
   char *t = strdup(topic);
   if (!t) return -1;
-  wm->parts[wm->n] = (wm_part_t){t, partition, INT64_MIN};
+  wm->parts[wm->n] = (wm_part_t){t, partition, INT64_MIN, 0};
   return wm->n++;
 }
 
@@ -90,7 +91,13 @@ mtld_status_t mtld_watermark_observe(mtld_watermark_t *wm, const char *topic, in
   if (i < 0) i = add(wm, topic, partition);
   if (i < 0) return MTLD_ERR_NOMEM;
   if (time_ms > wm->parts[i].max_time_ms) wm->parts[i].max_time_ms = time_ms;
+  wm->parts[i].caught_up = 0;
   return MTLD_OK;
+}
+
+void mtld_watermark_set_caught_up(mtld_watermark_t *wm, const char *topic, int32_t partition) {
+  int i = find(wm, topic, partition);
+  if (i >= 0) wm->parts[i].caught_up = 1;
 }
 
 int64_t mtld_watermark_newest(const mtld_watermark_t *wm) {
@@ -100,8 +107,14 @@ int64_t mtld_watermark_newest(const mtld_watermark_t *wm) {
   return newest;
 }
 
-static int is_idle(const mtld_watermark_t *wm, int64_t max_time, int64_t newest) {
-  if (max_time == INT64_MIN) return 1; /* seen nothing: only counts once others have */
+static int is_idle(const mtld_watermark_t *wm, const wm_part_t *p, int64_t newest) {
+  int64_t max_time = p->max_time_ms;
+  /* Caught up: whatever it gets next is new, it holds nothing back.  Not
+   * caught up and nothing seen yet: its first records may be old, so it
+   * holds the watermark (that keeps releases independent of which
+   * partition the consumer happens to read first). */
+  if (p->caught_up) return 1;
+  if (max_time == INT64_MIN) return 0;
   if (wm->idle_ms == 0 || newest < INT64_MIN + wm->idle_ms) return 0;
   return max_time < newest - wm->idle_ms; /* no overflow, unlike newest - max_time */
 }
@@ -109,12 +122,18 @@ static int is_idle(const mtld_watermark_t *wm, int64_t max_time, int64_t newest)
 int64_t mtld_watermark_get(const mtld_watermark_t *wm) {
   int64_t newest = mtld_watermark_newest(wm);
   if (newest == INT64_MIN) return INT64_MIN;
-  int64_t low = INT64_MAX;
+  int64_t low = INT64_MAX, low_seen = INT64_MAX;
+  int active = 0;
   for (int i = 0; i < wm->n; i++) {
     int64_t t = wm->parts[i].max_time_ms;
-    if (!is_idle(wm, t, newest) && t < low) low = t;
+    if (t != INT64_MIN && t < low_seen) low_seen = t;
+    if (is_idle(wm, &wm->parts[i], newest)) continue;
+    active = 1;
+    if (t < low) low = t;
   }
-  /* the newest partition is never idle, so low is set */
+  /* every partition caught up (or idle): the slowest one that has data */
+  if (!active) low = low_seen;
+  if (low == INT64_MIN) return INT64_MIN; /* a partition not read yet holds it */
   if (low < INT64_MIN + wm->lateness_ms) return INT64_MIN;
   return low - wm->lateness_ms;
 }
@@ -132,6 +151,6 @@ int mtld_watermark_idle_partitions(const mtld_watermark_t *wm) {
   int64_t newest = mtld_watermark_newest(wm);
   int idle = 0;
   if (newest == INT64_MIN) return 0;
-  for (int i = 0; i < wm->n; i++) idle += is_idle(wm, wm->parts[i].max_time_ms, newest);
+  for (int i = 0; i < wm->n; i++) idle += is_idle(wm, &wm->parts[i], newest);
   return idle;
 }

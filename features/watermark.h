@@ -51,6 +51,15 @@ mtld_status_t mtld_watermark_assign(mtld_watermark_t *wm, const char *topic, int
 /* Forgets (topic, partition); no-op when not assigned. */
 void mtld_watermark_revoke(mtld_watermark_t *wm, const char *topic, int32_t partition);
 
+/* Marks (topic, partition) as caught up: the consumer reached the end of
+ * what it holds (Kafka's partition EOF).  A caught-up partition does not
+ * hold the watermark back until it gets a record again (observe clears the
+ * mark).  A partition that is neither caught up nor has seen a record holds
+ * the watermark at INT64_MIN: its first records may be older than anything
+ * seen, so releases must wait for them whatever order partitions are read
+ * in.  No-op for unassigned partitions. */
+void mtld_watermark_set_caught_up(mtld_watermark_t *wm, const char *topic, int32_t partition);
+
 /* Records an event time seen on (topic, partition): its max time becomes
  * max(max, time_ms).  An unassigned partition is assigned first (a file
  * replay needs no assign call).  MTLD_OK or MTLD_ERR_NOMEM. */

@@ -6,6 +6,10 @@
  * last event and the rates derived from them), the committed source offsets,
  * or a canonical dump of every user and item: one line per entity, doubles
  * as %.17g, in key order, so dumps of two runs can be compared with cmp.
+ * With features.item_view = partition the store also keeps each partition's
+ * view of an item: --partitions prints them after an --item, and --dump ends
+ * with them ("itempart" lines, in (partition, item) order).  A partition is
+ * the joiner's number: topic index << 16 | Kafka partition.
  *
  * Exit: 0 ok, 1 a requested user/item is not in the store, 2 usage or open
  * error. */
@@ -22,7 +26,8 @@
 
 static void usage(FILE *out) {
   fprintf(out, "usage: mtld-inspect --store DIR [--user ID | --user-key STR]... [--item ID |\n"
-               "                    --item-key STR]... [--offsets] [--dump] [--def] [--json]\n"
+               "                    --item-key STR]... [--partitions] [--offsets] [--dump]\n"
+               "                    [--def] [--json]\n"
                "\n"
                "Reads an mtld feature store read-only (safe while the daemon runs).\n"
                "  --store DIR       the store (store.path of the daemon's config)\n"
@@ -30,8 +35,11 @@ static void usage(FILE *out) {
                "  --user-key STR    same, for a string id (hashed as the daemon does)\n"
                "  --item ID         print an item's features\n"
                "  --item-key STR    same, for a string id\n"
+               "  --partitions      with --item: also each partition's view of the item\n"
+               "                    (features.item_view = partition)\n"
                "  --offsets         print \"topic partition next_offset max_time_ms\" lines\n"
-               "  --dump            print every user and item, one canonical line each\n"
+               "  --dump            print every user and item, one canonical line each,\n"
+               "                    then every partition's item views (\"itempart P ID ...\")\n"
                "  --def             print the stored feature definitions and their hash\n"
                "  --json            JSON output (one object per line)\n"
                "  --help            this text\n"
@@ -68,8 +76,15 @@ static void dump_user_line(FILE *out, uint64_t id, const mtld_user_features_t *f
   fputc('\n', out);
 }
 
-static void dump_item_line(FILE *out, uint64_t id, const mtld_item_features_t *f, int nh) {
-  fprintf(out, "item %" PRIu64 " last_time_ms=%" PRId64 " n_events=%" PRIu64 " decayed=", id,
+/* "item ID ..." or, for a partition's view (partition >= 0),
+ * "itempart PARTITION ID ...". */
+static void dump_item_line(FILE *out, int32_t partition, uint64_t id, const mtld_item_features_t *f,
+                           int nh) {
+  if (partition >= 0)
+    fprintf(out, "itempart %" PRId32 " ", partition);
+  else
+    fputs("item ", out);
+  fprintf(out, "%" PRIu64 " last_time_ms=%" PRId64 " n_events=%" PRIu64 " decayed=", id,
           f->last_time_ms, f->n_events);
   print_decayed(out, f->decayed, nh);
   fprintf(out,
@@ -153,10 +168,16 @@ static json_object *json_user(const mtld_feature_def_t *def, uint64_t id,
   return o;
 }
 
-static json_object *json_item(const mtld_feature_def_t *def, uint64_t id,
+/* An item's global view (partition < 0) or one partition's view of it. */
+static json_object *json_item(const mtld_feature_def_t *def, int32_t partition, uint64_t id,
                               const mtld_item_features_t *f, int with_rates) {
   json_object *o = json_object_new_object();
-  json_object_object_add(o, "kind", json_object_new_string("item"));
+  json_object_object_add(o, "kind", json_object_new_string(partition >= 0 ? "itempart" : "item"));
+  if (partition >= 0) {
+    json_object_object_add(o, "partition", json_object_new_int(partition));
+    json_object_object_add(o, "topic_index", json_object_new_int(partition >> 16));
+    json_object_object_add(o, "topic_partition", json_object_new_int(partition & 0xffff));
+  }
   json_object_object_add(o, "id", json_object_new_uint64(id));
   json_object_object_add(o, "last_time_ms", json_object_new_int64(f->last_time_ms));
   json_object_object_add(o, "n_events", json_object_new_uint64(f->n_events));
@@ -225,10 +246,13 @@ static void print_user_text(const mtld_feature_def_t *def, uint64_t id, const ch
   }
 }
 
-static void print_item_text(const mtld_feature_def_t *def, uint64_t id, const char *key,
-                            const mtld_item_features_t *f) {
+static void print_item_text(const mtld_feature_def_t *def, int32_t partition, uint64_t id,
+                            const char *key, const mtld_item_features_t *f) {
   printf("item %" PRIu64, id);
   if (key) printf(" (key \"%s\")", key);
+  if (partition >= 0)
+    printf(" as seen by partition %" PRId32 " (topic #%d, partition %d)", partition,
+           (int)(partition >> 16), (int)(partition & 0xffff));
   printf("\n  last_time_ms %" PRId64 "\n  n_events %" PRIu64 "\n", f->last_time_ms, f->n_events);
   print_counts_text(def, f->decayed);
   printf("  n_reviews %" PRIu32 " rating_sum %.17g mean_rating %.6g\n", f->n_reviews, f->rating_sum,
@@ -257,9 +281,40 @@ static int dump_user_cb(void *ctx, uint64_t id, const mtld_user_features_t *f) {
 static int dump_item_cb(void *ctx, uint64_t id, const mtld_item_features_t *f) {
   walk_t *w = ctx;
   if (w->json)
-    print_json(json_item(w->def, id, f, 0));
+    print_json(json_item(w->def, -1, id, f, 0));
   else
-    dump_item_line(stdout, id, f, w->def->n_half_lives);
+    dump_item_line(stdout, -1, id, f, w->def->n_half_lives);
+  return 0;
+}
+
+static int dump_item_part_cb(void *ctx, int32_t partition, uint64_t id,
+                             const mtld_item_features_t *f) {
+  walk_t *w = ctx;
+  if (w->json)
+    print_json(json_item(w->def, partition, id, f, 0));
+  else
+    dump_item_line(stdout, partition, id, f, w->def->n_half_lives);
+  return 0;
+}
+
+/* --item --partitions: one partition's view of the looked-up item. */
+typedef struct {
+  const mtld_feature_def_t *def;
+  int json;
+  const char *key;
+  int n;
+} part_look_t;
+
+static int item_part_cb(void *ctx, int32_t partition, uint64_t id, const mtld_item_features_t *f) {
+  part_look_t *pl = ctx;
+  pl->n++;
+  if (pl->json) {
+    json_object *o = json_item(pl->def, partition, id, f, 1);
+    if (pl->key) json_object_object_add(o, "key", json_object_new_string(pl->key));
+    print_json(o);
+  } else {
+    print_item_text(pl->def, partition, id, pl->key, f);
+  }
   return 0;
 }
 
@@ -279,6 +334,10 @@ static int offset_cb(void *ctx, const char *topic, int32_t partition, int64_t ne
   return 0;
 }
 
+static const char *item_view_name(const mtld_feature_def_t *def) {
+  return def->item_view == MTLD_ITEM_VIEW_GLOBAL ? "global" : "partition";
+}
+
 static void print_def(const mtld_feature_def_t *def, int json) {
   uint64_t hash = mtld_feature_def_hash(def);
   if (json) {
@@ -290,13 +349,16 @@ static void print_def(const mtld_feature_def_t *def, int json) {
     json_object_object_add(o, "ctr_prior", json_object_new_double(def->ctr_prior));
     json_object_object_add(o, "cvr_prior", json_object_new_double(def->cvr_prior));
     json_object_object_add(o, "cart_prior", json_object_new_double(def->cart_prior));
+    json_object_object_add(o, "item_view", json_object_new_string(item_view_name(def)));
     print_json(o);
     return;
   }
   printf("schema_hash %016" PRIx64 "\nhalf_lives_s", hash);
   for (int h = 0; h < def->n_half_lives; h++) printf(" %g", def->half_life_s[h]);
-  printf("\nseq_len %d\nprior_strength %g\nctr_prior %g\ncvr_prior %g\ncart_prior %g\n",
-         def->seq_len, def->prior_strength, def->ctr_prior, def->cvr_prior, def->cart_prior);
+  printf("\nseq_len %d\nprior_strength %g\nctr_prior %g\ncvr_prior %g\ncart_prior %g\n"
+         "item_view %s\n",
+         def->seq_len, def->prior_strength, def->ctr_prior, def->cvr_prior, def->cart_prior,
+         item_view_name(def));
 }
 
 typedef struct {
@@ -320,6 +382,7 @@ int main(int argc, char **argv) {
                                        {"user-key", required_argument, 0, 'U'},
                                        {"item", required_argument, 0, 'i'},
                                        {"item-key", required_argument, 0, 'I'},
+                                       {"partitions", no_argument, 0, 'p'},
                                        {"offsets", no_argument, 0, 'o'},
                                        {"dump", no_argument, 0, 'd'},
                                        {"def", no_argument, 0, 'D'},
@@ -328,7 +391,7 @@ int main(int argc, char **argv) {
                                        {0, 0, 0, 0}};
   const char *path = NULL;
   lookup_t look[MAX_LOOKUPS];
-  int n_look = 0, offsets = 0, dump = 0, def_flag = 0, json = 0, c;
+  int n_look = 0, offsets = 0, dump = 0, def_flag = 0, json = 0, partitions = 0, c;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
     case 's': path = optarg; break;
@@ -351,6 +414,7 @@ int main(int argc, char **argv) {
       }
       n_look++;
       break;
+    case 'p': partitions = 1; break;
     case 'o': offsets = 1; break;
     case 'd': dump = 1; break;
     case 'D': def_flag = 1; break;
@@ -366,6 +430,10 @@ int main(int argc, char **argv) {
   if (!path) {
     fprintf(stderr, "mtld-inspect: --store DIR is required\n");
     usage(stderr);
+    return 2;
+  }
+  if (partitions && !n_look) {
+    fprintf(stderr, "mtld-inspect: --partitions goes with --item or --item-key\n");
     return 2;
   }
   if (!n_look && !offsets && !dump && !def_flag) {
@@ -404,14 +472,23 @@ int main(int argc, char **argv) {
       continue;
     }
     if (json) {
-      json_object *o =
-          look[k].is_item ? json_item(def, look[k].id, &it, 1) : json_user(def, look[k].id, u, 1);
+      json_object *o = look[k].is_item ? json_item(def, -1, look[k].id, &it, 1)
+                                       : json_user(def, look[k].id, u, 1);
       if (look[k].key) json_object_object_add(o, "key", json_object_new_string(look[k].key));
       print_json(o);
     } else if (look[k].is_item) {
-      print_item_text(def, look[k].id, look[k].key, &it);
+      print_item_text(def, -1, look[k].id, look[k].key, &it);
     } else {
       print_user_text(def, look[k].id, look[k].key, u);
+    }
+    if (look[k].is_item && partitions) {
+      part_look_t pl = {def, json, look[k].key, 0};
+      mtld_store_foreach_item_part_of(st, look[k].id, item_part_cb, &pl);
+      if (!pl.n && !json)
+        printf("  no partition views%s\n", def->item_view == MTLD_ITEM_VIEW_GLOBAL
+                                               ? " (the store keeps none: features.item_view = "
+                                                 "global)"
+                                               : "");
     }
   }
   free(u);
@@ -419,8 +496,9 @@ int main(int argc, char **argv) {
   if (dump) {
     mtld_store_foreach_user(st, dump_user_cb, &w);
     mtld_store_foreach_item(st, dump_item_cb, &w);
+    mtld_store_foreach_item_part(st, dump_item_part_cb, &w);
   }
-  if ((offsets || dump) && mtld_store_last_error(st)[0]) {
+  if ((offsets || dump || partitions) && mtld_store_last_error(st)[0]) {
     fprintf(stderr, "mtld-inspect: %s\n", mtld_store_last_error(st));
     rc = 2;
   }

@@ -50,6 +50,8 @@ struct mtld_model {
   int gate_in;  /* width of a gate's input */
   int he;       /* expert output width */
   int pool_off; /* offset of the pooled sequence in x */
+  int V;        /* vectors the interactions pair: fields (+ pooled sequence), 0 = none */
+  int inter_off; /* offset of the V(V-1)/2 pairwise dot products in x */
   int dense_off;
   /* parameters */
   float *params, *grads, *m1, *m2;
@@ -87,16 +89,13 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   memset(c, 0, sizeof(*c));
   c->arch = MTLD_ARCH_MMOE;
   c->dim = 16;
-  c->n_fields = 5;
+  c->n_fields = 6;
   static const struct {
     const char *name;
     uint32_t rows;
-  } f[5] = {{"user", 1u << 18},
-            {"item", 1u << 18},
-            {"category", 1u << 12},
-            {"scenario", 64},
-            {"position", 32}};
-  for (int i = 0; i < 5; i++) {
+  } f[6] = {{"user", 1u << 18}, {"item", 1u << 18}, {"category", 1u << 12},
+            {"scenario", 64},   {"position", 32},   {"hour", 32}};
+  for (int i = 0; i < 6; i++) {
     snprintf(c->fields[i].name, MTLD_NAME_MAX, "%s", f[i].name);
     c->fields[i].rows = f[i].rows;
   }
@@ -104,6 +103,7 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   c->category_field = MTLD_FIELD_CATEGORY;
   c->scenario_field = MTLD_FIELD_SCENARIO;
   c->seq_max = 20;
+  c->interactions = MTLD_INTER_DOT;
   c->n_dense = 16;
   c->n_experts = 4;
   c->n_shared_experts = 2;
@@ -172,6 +172,8 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
     CFG_FAIL("model: item/category/scenario field index out of range");
   if (c->seq_max < 0 || c->seq_max > MTLD_MAX_SAMPLE_SEQ)
     CFG_FAIL("model: seq_max must be in 0..%d", MTLD_MAX_SAMPLE_SEQ);
+  if (c->interactions != MTLD_INTER_NONE && c->interactions != MTLD_INTER_DOT)
+    CFG_FAIL("model: bad interactions");
   if (c->n_dense < 0 || c->n_dense > MTLD_MAX_DENSE)
     CFG_FAIL("model: n_dense must be in 0..%d", MTLD_MAX_DENSE);
   if (c->n_tasks < 1 || c->n_tasks > MTLD_MAX_TASKS)
@@ -330,7 +332,9 @@ mtld_status_t mtld_model_create(mtld_model_t **out, const mtld_model_config_t *c
   m->ND = c->n_dense;
   m->T = c->n_tasks;
   m->pool_off = m->F * m->D;
-  m->dense_off = m->pool_off + (m->L > 0 ? m->D : 0);
+  m->V = c->interactions == MTLD_INTER_DOT ? m->F + (m->L > 0 ? 1 : 0) : 0;
+  m->inter_off = m->pool_off + (m->L > 0 ? m->D : 0);
+  m->dense_off = m->inter_off + m->V * (m->V - 1) / 2;
   m->in_dim = m->dense_off + m->ND;
   m->gate_in = m->in_dim + (c->scenario_field >= 0 ? m->D : 0);
   m->he = c->expert_layers[c->n_expert_layers - 1];
@@ -500,6 +504,42 @@ static void add_row(float *dst, const mtld_embed_t *e, int32_t row, int D) {
   for (int d = 0; d < D; d++) dst[d] += w[d];
 }
 
+/* The pairwise dot products: x[inter_off + p] = <v_i, v_j> for the p-th pair
+ * i < j, v_i = x[i*D .. i*D+D) (the fields, then the pooled sequence, which
+ * is contiguous with them at pool_off = F*D). */
+static void interact_forward(mtld_model_t *m, int n) {
+  int D = m->D, V = m->V, IN = m->in_dim;
+  for (int b = 0; b < n; b++) {
+    float *x = m->x + (size_t)b * IN, *out = x + m->inter_off;
+    for (int i = 0, p = 0; i < V; i++)
+      for (int j = i + 1; j < V; j++, p++) {
+        float dot = 0.0f;
+        for (int d = 0; d < D; d++) dot += x[i * D + d] * x[j * D + d];
+        out[p] = dot;
+      }
+  }
+}
+
+/* dv_i += g_p v_j and dv_j += g_p v_i, g_p the gradient of the p-th dot
+ * product: flows into the field and pooled slots of dx before those are
+ * scattered to the tables and the attention. */
+static void interact_backward(mtld_model_t *m, int n) {
+  int D = m->D, V = m->V, IN = m->in_dim;
+  for (int b = 0; b < n; b++) {
+    const float *x = m->x + (size_t)b * IN;
+    float *dx = m->dx + (size_t)b * IN;
+    const float *g = dx + m->inter_off;
+    for (int i = 0, p = 0; i < V; i++)
+      for (int j = i + 1; j < V; j++, p++) {
+        if (g[p] == 0.0f) continue;
+        for (int d = 0; d < D; d++) {
+          dx[i * D + d] += g[p] * x[j * D + d];
+          dx[j * D + d] += g[p] * x[i * D + d];
+        }
+      }
+  }
+}
+
 /* Gathers x (and the gate input) for n samples. */
 static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
@@ -547,6 +587,7 @@ static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
       memcpy(m->x + (size_t)b * IN + m->pool_off, m->pool + (size_t)b * D,
              sizeof(float) * (size_t)D);
   }
+  if (m->V > 1) interact_forward(m, n);
   if (m->gate_in != IN) {
     int sf = c->scenario_field;
     for (int b = 0; b < n; b++) {
@@ -744,6 +785,8 @@ void mtld_model_backward(mtld_model_t *m) {
       for (int d = 0; d < D; d++) dx[sf * D + d] += dg[IN + d];
     }
   }
+  /* interactions: their gradients join the field and pooled slots */
+  if (m->V > 1) interact_backward(m, n);
   /* attention: pooled -> query (item (+ category) field) and keys */
   if (L > 0) {
     for (int b = 0; b < n; b++)
@@ -861,6 +904,19 @@ mtld_embed_t *mtld_model_embed(mtld_model_t *m, int field) {
   return field >= 0 && field < m->F ? &m->tables[field] : NULL;
 }
 
+void mtld_model_normaliser(const mtld_model_t *m, uint64_t *count, double *mean, double *m2) {
+  *count = m->norm_n;
+  memcpy(mean, m->norm_mean, sizeof(m->norm_mean));
+  memcpy(m2, m->norm_m2, sizeof(m->norm_m2));
+}
+
+void mtld_model_set_normaliser(mtld_model_t *m, uint64_t count, const double *mean,
+                               const double *m2) {
+  m->norm_n = count;
+  memcpy(m->norm_mean, mean, sizeof(m->norm_mean));
+  memcpy(m->norm_m2, m2, sizeof(m->norm_m2));
+}
+
 mtld_status_t mtld_model_set_lr(mtld_model_t *m, float lr, float emb_lr) {
   if (!(lr > 0.0f) || !(emb_lr > 0.0f) || !isfinite(lr) || !isfinite(emb_lr))
     return MTLD_ERR_INVALID;
@@ -877,7 +933,7 @@ mtld_status_t mtld_model_set_loss_weight(mtld_model_t *m, int task, float w) {
 }
 
 double mtld_model_flops_per_sample(const mtld_model_t *m) {
-  double mac = 0.0;
+  double mac = (double)m->V * (m->V - 1) / 2 * m->D; /* interactions */
   for (int e = 0; e < m->n_experts; e++) {
     const mlp_t *p = &m->experts[e];
     for (int l = 0; l < p->n_layers; l++) mac += (double)(l ? p->out[l - 1] : p->in) * p->out[l];

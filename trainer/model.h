@@ -4,7 +4,12 @@
  * attention of the candidate item over the user's recent items (the item
  * table embeds both), and dense features normalised online (Welford running
  * mean/variance updated after each minibatch, clipped to +-5).
- *   x = [emb(field_0) .. emb(field_F-1), attention-pooled seq, dense]
+ *   x = [emb(field_0) .. emb(field_F-1), attention-pooled seq, inter, dense]
+ * inter (MTLD_INTER_DOT, as DLRM): with v_0 .. v_V-1 the field embeddings
+ * then the pooled sequence (V = F, +1 with attention), the dot products
+ * <v_i, v_j> for i < j in row-major pair order (0,1), (0,2) .. (V-2,V-1):
+ * V(V-1)/2 scalars.  An MLP over concatenated embeddings learns a
+ * user x item dot product poorly (Rendle et al. 2020); these hand it over.
  * Shared part (mtld_arch_t), all as "experts" (MLPs of x) mixed per task:
  *   SINGLE_TASK   one expert per task, no gate (the no-sharing baseline; the
  *                 embeddings are still shared),
@@ -59,6 +64,7 @@ typedef enum {
 } mtld_task_type_t;
 
 typedef enum { MTLD_REG_MSE = 0, MTLD_REG_HUBER = 1 } mtld_reg_loss_t;
+typedef enum { MTLD_INTER_NONE = 0, MTLD_INTER_DOT = 1 } mtld_interactions_t;
 typedef enum { MTLD_OPT_ADAM = 0, MTLD_OPT_ADAGRAD = 1 } mtld_optim_t;
 
 typedef struct {
@@ -88,6 +94,7 @@ typedef struct {
   int scenario_field; /* >= 0: concatenated to every gate input (0 ids fall back to
                          sample.scenario_id) */
   int seq_max;        /* sequence items used (<= MTLD_MAX_SAMPLE_SEQ) */
+  int interactions;   /* mtld_interactions_t: pairwise dot products in x */
   int n_dense;        /* dense features used (<= MTLD_MAX_DENSE) */
   int n_experts;      /* MMOE */
   int n_shared_experts, n_task_experts; /* PLE */
@@ -168,6 +175,14 @@ void mtld_model_grads(mtld_model_t *m, float **grads, size_t *n_dense);
 const mtld_tensor_t *mtld_model_tensors(const mtld_model_t *m, int *n);
 /* The embedding table of field f (stats, tests). */
 mtld_embed_t *mtld_model_embed(mtld_model_t *m, int field);
+
+/* The dense-feature normaliser (Welford): count and, per dense feature, the
+ * running mean and sum of squared deviations (arrays of MTLD_MAX_DENSE;
+ * entries past n_dense are 0).  get copies them out; set replaces them (a
+ * snapshot reader restoring what scoring depends on). */
+void mtld_model_normaliser(const mtld_model_t *m, uint64_t *count, double *mean, double *m2);
+void mtld_model_set_normaliser(mtld_model_t *m, uint64_t count, const double *mean,
+                               const double *m2);
 
 /* Reloadable settings.  set_lr: dense and embedding learning rates (> 0);
  * set_loss_weight: task weight (>= 0).  MTLD_ERR_INVALID on bad values. */

@@ -21,8 +21,17 @@ enum {
   MTLD_FIELD_CATEGORY = 2,
   MTLD_FIELD_SCENARIO = 3,
   MTLD_FIELD_POSITION = 4,
-  MTLD_FIELD_EXTRA = 5
+  MTLD_FIELD_HOUR = 5, /* hour of day of the event time: mtld_sample_hour_id */
+  MTLD_FIELD_EXTRA = 6
 };
+
+/* The hour-of-day id of an event time: 1 + the UTC hour (1..24; never the
+ * absent id 0). */
+static inline uint64_t mtld_sample_hour_id(int64_t time_ms) {
+  int64_t in_day = time_ms % 86400000;
+  if (in_day < 0) in_day += 86400000; /* floor, for times before 1970 */
+  return 1 + (uint64_t)(in_day / 3600000);
+}
 
 /* Labels a task may train on (config: task.label = "click" | "cart" |
  * "purchase" | "rating"). */

@@ -22,7 +22,7 @@
 #include "trainer/status.h"
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
-#define MTLD_TRAINER_VERSION 1u
+#define MTLD_TRAINER_VERSION 2u /* 2: mtld_model_config_t gained interactions */
 
 typedef struct mtld_trainer mtld_trainer_t;
 

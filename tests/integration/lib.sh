@@ -67,6 +67,8 @@ log = { level = "info"; };
 metrics = { enabled = true; listen = "127.0.0.1"; port = 0; };
 shutdown_timeout = "20s";
 status_interval = "1s";
+checkpoint = { dir = "$store.ckpt"; };
+snapshot = { dir = "$store.snap"; };
 $extra
 CONF
 }

@@ -2,19 +2,10 @@
 # outage, shutdown), sourced after lib.sh.  Not a test itself (CMake runs
 # only test_*.sh).
 
-# helper_bin NAME : path of a test helper program (tests/helpers/NAME.c); the
-# build puts them in BUILD/tests.
+# helper_bin NAME : path of a test helper program (tests/helpers/NAME.c)
 helper_bin() {
-  local d
-  for d in "$BUILD/tests" "$BUILD"; do
-    [ -x "$d/$1" ] && { echo "$d/$1"; return 0; }
-  done
-  fail "test helper $1 not built (looked in $BUILD/tests and $BUILD)"
-}
-
-# produced LOG : the number of records mtld-produce reported as delivered
-produced() {
-  sed -nE 's/^produced ([0-9]+).*/\1/p; s/.* ([0-9]+) delivered.*/\1/p' "$1" | head -1
+  [ -x "$HELPERS/$1" ] || fail "test helper $1 not built (no $HELPERS/$1)"
+  echo "$HELPERS/$1"
 }
 
 # produce FILE TOPIC LOG : produces an event file, echoes the record count
@@ -22,7 +13,7 @@ produce() {
   "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$2" --in "$1" >"$3" 2>&1 ||
     fail "mtld-produce $1 failed"
   local n
-  n=$(produced "$3")
+  n=$(produced_count "$3")
   [ "${n:-0}" -gt 0 ] || fail "mtld-produce reported no delivered records for $1"
   echo "$n"
 }

@@ -1,6 +1,9 @@
 /* test_config.c - the config file: defaults, a full file, every class of
  * error with its file, line and key, the kafka passthrough, durations, the
- * print -> load round trip, the reload diff, and the shipped conf/ files. */
+ * print -> load round trip, the reload diff, and the shipped conf/ files.
+ * The trainer's groups (model, trainer, checkpoint, snapshot): defaults,
+ * every task and layer error, n_dense following the features, and which of
+ * their changes a reload may apply. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,6 +12,7 @@
 #include "check.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "features/features.h"
 
 #ifndef MTLD_SOURCE_DIR
 #define MTLD_SOURCE_DIR "."
@@ -79,11 +83,31 @@ static void test_defaults(void) {
   CHECK(cfg.metrics_port == 9464);
   CHECK(cfg.shutdown_timeout_ms == 30000 && cfg.status_interval_ms == 5000);
 
+  /* the model's own defaults, reading every dense feature of the default
+   * definitions (3 half-lives) */
+  mtld_model_config_t mdef;
+  mtld_model_config_default(&mdef);
+  mdef.n_dense = 45;
+  CHECK(memcmp(&cfg.model, &mdef, sizeof(mdef)) == 0);
+  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 3 && cfg.model.seq_max == 20);
+  CHECK(cfg.model.interactions == MTLD_INTER_DOT && cfg.model.n_fields == 6);
+  CHECK(cfg.model.fields[MTLD_FIELD_HOUR].rows == 32);
+  CHECK(cfg.trainer_enabled == 1 && cfg.report_interval_ms == 60000);
+  CHECK(strcmp(cfg.dump_samples, "") == 0);
+  CHECK(strcmp(cfg.checkpoint_dir, "/var/lib/mtld/checkpoints") == 0);
+  CHECK(cfg.checkpoint_interval_ms == 300000 && cfg.checkpoint_every_samples == 0);
+  CHECK(cfg.checkpoint_keep == 3);
+  CHECK(strcmp(cfg.snapshot_dir, "/var/lib/mtld/snapshots") == 0);
+  CHECK(cfg.snapshot_interval_ms == 60000 && cfg.snapshot_keep == 5);
+  char merr[256];
+  CHECK(mtld_model_config_validate(&cfg.model, merr, sizeof(merr)) == MTLD_OK);
+
   /* a minimal file: everything else stays default */
   CHECK(load_ok(&cfg2, MINIMAL));
   CHECK(cfg2.n_topics == 1 && strcmp(cfg2.topics[0], "events") == 0);
   CHECK(kafka_is(&cfg2, "bootstrap.servers", "127.0.0.1:9092"));
   CHECK(strcmp(cfg2.path, "t.conf") == 0);
+  CHECK(memcmp(&cfg2.model, &mdef, sizeof(mdef)) == 0);
   CHECK(mtld_config_diff(&cfg, &cfg2, NULL, NULL) == 2); /* topics, kafka.bootstrap_servers */
 }
 
@@ -114,6 +138,31 @@ static const char *full_text =
     "joiner = { mode = \"sampled_negatives\"; click_window = \"10m\"; conversion_window = \"2d\";\n"
     "  negatives_per_positive = 8; popularity_size = 500; seed = 5000000000L;\n"
     "  allowed_lateness = \"90s\"; idle_after = \"5m\"; };\n"
+    "model = {\n"
+    "  arch = \"ple\"; dim = 8;\n"
+    "  rows = { user = 1000; item = 2000; category = 300; scenario = 16; position = 10;\n"
+    "    hour = 24; };\n"
+    "  sequence = 0; interactions = \"none\";\n"
+    "  experts = 6; shared_experts = 3; task_experts = 2;\n"
+    "  expert_layers = [128, 64, 32]; tower_layers = [];\n"
+    "  tasks = (\n"
+    "    { name = \"click\"; label = \"click\"; },\n"
+    "    { name = \"cart\"; type = \"binary\"; label = \"cart\"; weight = 0.25; bias_init = -2.5; "
+    "},\n"
+    "    { name = \"buy\"; type = \"esmm\"; label = \"purchase\"; parent = \"click\"; weight = 2; "
+    "},\n"
+    "    { name = \"stars\"; type = \"regression\"; label = \"rating\"; loss = \"huber\";\n"
+    "      huber_delta = 0.5; },\n"
+    "    { name = \"stars_mse\"; type = \"regression\"; label = \"rating\"; }\n"
+    "  );\n"
+    "  uncertainty_weighting = true; optimizer = \"adagrad\"; lr = 0.01;\n"
+    "  emb_optimizer = \"adam\"; emb_lr = 0.001; admit_after = 0; expire_after = \"0s\";\n"
+    "  batch_size = 64; seed = 7000000000L; pv_window = 5000; pv_scenarios = 0;\n"
+    "};\n"
+    "trainer = { enabled = false; report_interval = 0; dump_samples = \"/tmp/s.bin\"; };\n"
+    "checkpoint = { dir = \"/srv/ck\"; interval = \"0s\"; every_samples = 3000000000L; keep = 1; "
+    "};\n"
+    "snapshot = { dir = \"/srv/sn\"; interval = 30; keep = 1000; };\n"
     "log = { level = \"warn\"; };\n"
     "metrics = { enabled = false; listen = \"::1\"; port = 0; };\n"
     "shutdown_timeout = \"1m\";\n"
@@ -156,6 +205,45 @@ static void test_full(void) {
   CHECK(cfg.metrics_port == 0);
   CHECK(cfg.shutdown_timeout_ms == 60000);
   CHECK(cfg.status_interval_ms == 250);
+
+  const mtld_model_config_t *m = &cfg.model;
+  CHECK(m->arch == MTLD_ARCH_PLE && m->dim == 8);
+  CHECK(m->n_fields == 6 && strcmp(m->fields[MTLD_FIELD_ITEM].name, "item") == 0);
+  CHECK(m->fields[0].rows == 1000 && m->fields[1].rows == 2000 && m->fields[2].rows == 300);
+  CHECK(m->fields[3].rows == 16 && m->fields[4].rows == 10);
+  CHECK(m->fields[MTLD_FIELD_HOUR].rows == 24 && strcmp(m->fields[5].name, "hour") == 0);
+  CHECK(m->seq_max == 0 && m->item_field == -1); /* no attention */
+  CHECK(m->interactions == MTLD_INTER_NONE);
+  CHECK(m->scenario_field == MTLD_FIELD_SCENARIO);
+  CHECK(m->n_experts == 6 && m->n_shared_experts == 3 && m->n_task_experts == 2);
+  CHECK(m->n_expert_layers == 3 && m->expert_layers[0] == 128 && m->expert_layers[2] == 32);
+  CHECK(m->expert_layers[3] == 0);
+  CHECK(m->n_tower_layers == 0);
+  CHECK(m->n_tasks == 5);
+  const mtld_task_t *t = m->tasks;
+  CHECK(strcmp(t[0].name, "click") == 0 && t[0].type == MTLD_TASK_BINARY);
+  CHECK(t[0].label == MTLD_LABEL_CLICK && t[0].parent == -1 && t[0].loss_weight == 1.0f);
+  CHECK(t[0].bias_init == 0.0f);
+  CHECK(t[1].label == MTLD_LABEL_CART && t[1].loss_weight == 0.25f && t[1].bias_init == -2.5f);
+  CHECK(t[2].type == MTLD_TASK_ESMM_CTCVR && t[2].label == MTLD_LABEL_PURCHASE);
+  CHECK(t[2].parent == 0 && t[2].loss_weight == 2.0f);
+  CHECK(t[3].type == MTLD_TASK_REGRESSION && t[3].label == MTLD_LABEL_RATING);
+  CHECK(t[3].reg_loss == MTLD_REG_HUBER && t[3].huber_delta == 0.5f);
+  CHECK(t[4].reg_loss == MTLD_REG_MSE && t[4].parent == -1);
+  CHECK(m->uncertainty_weighting == 1 && m->optim == MTLD_OPT_ADAGRAD && m->lr == 0.01f);
+  CHECK(m->emb.optim == MTLD_EMB_ADAM && m->emb.lr == 0.001f);
+  CHECK(m->emb.admit_after == 0 && m->emb.expire_ms == 0);
+  CHECK(m->batch_size == 64 && m->seed == 7000000000ULL);
+  CHECK(m->pv_window == 5000 && m->pv_max_scenarios == 0);
+  CHECK(m->n_dense == 35); /* two half-lives */
+  CHECK(cfg.trainer_enabled == 0 && cfg.report_interval_ms == 0);
+  CHECK(strcmp(cfg.dump_samples, "/tmp/s.bin") == 0);
+  CHECK(strcmp(cfg.checkpoint_dir, "/srv/ck") == 0 && cfg.checkpoint_interval_ms == 0);
+  CHECK(cfg.checkpoint_every_samples == 3000000000LL && cfg.checkpoint_keep == 1);
+  CHECK(strcmp(cfg.snapshot_dir, "/srv/sn") == 0 && cfg.snapshot_interval_ms == 30000);
+  CHECK(cfg.snapshot_keep == 1000);
+  char err[256];
+  CHECK(mtld_model_config_validate(m, err, sizeof(err)) == MTLD_OK);
 
   /* type "file" needs no brokers and no topics */
   CHECK(load_ok(&cfg, "source = { type = \"file\"; file = \"-\"; };"));
@@ -425,15 +513,16 @@ static int count_changes(const mtld_config_t *a, const mtld_config_t *b) {
   return n;
 }
 
+#define SEEN_MAX 32
 typedef struct {
-  char keys[16][64];
-  int reloadable[16];
+  char keys[SEEN_MAX][64];
+  int reloadable[SEEN_MAX];
   int n;
 } seen_t;
 
 static void record(void *ctx, const char *key, int reloadable) {
   seen_t *s = ctx;
-  if (s->n < 16) {
+  if (s->n < SEEN_MAX) {
     snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
     s->reloadable[s->n] = reloadable;
   }
@@ -441,7 +530,7 @@ static void record(void *ctx, const char *key, int reloadable) {
 }
 
 static int seen_has(const seen_t *s, const char *key, int reloadable) {
-  for (int i = 0; i < s->n && i < 16; i++)
+  for (int i = 0; i < s->n && i < SEEN_MAX; i++)
     if (strcmp(s->keys[i], key) == 0) return s->reloadable[i] == reloadable;
   return 0;
 }
@@ -576,7 +665,7 @@ static void test_shipped_configs(void) {
   mtld_config_default(&cfg2);
   seen_t seen = {0};
   mtld_config_diff(&cfg2, &cfg, record, &seen);
-  for (int i = 0; i < seen.n && i < 16; i++) {
+  for (int i = 0; i < seen.n && i < SEEN_MAX; i++) {
     int expected =
         strcmp(seen.keys[i], "source.topics") == 0 || strncmp(seen.keys[i], "kafka.", 6) == 0;
     if (!expected) fprintf(stderr, "conf/mtld.conf: %s differs from its default\n", seen.keys[i]);
@@ -597,6 +686,12 @@ static void test_shipped_configs(void) {
   CHECK(strcmp(cfg.store_path, "/tmp/mtld-demo/store") == 0);
   CHECK(kafka_is(&cfg, "bootstrap.servers", "127.0.0.1:39092"));
   CHECK(cfg.n_topics == 1 && strcmp(cfg.topics[0], "events") == 0);
+  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 3);
+  CHECK(cfg.trainer_enabled == 1 && cfg.report_interval_ms == 5000);
+  CHECK(strcmp(cfg.checkpoint_dir, "/tmp/mtld-demo/checkpoints") == 0);
+  CHECK(cfg.checkpoint_interval_ms == 10000);
+  CHECK(strcmp(cfg.snapshot_dir, "/tmp/mtld-demo/snapshots") == 0);
+  CHECK(cfg.snapshot_interval_ms == 5000);
   free(demo);
   free(a);
   free(b);
@@ -620,7 +715,379 @@ static void test_print_layout(void) {
   CHECK(strstr(text, "\nstatus_interval = \"250ms\";\n") != NULL);
   CHECK(strstr(text, "  seed = 5000000000L;\n") != NULL);
   CHECK(strstr(text, "  mode = \"sampled_negatives\";\n") != NULL);
+  CHECK(
+      strstr(text, "\nmodel = {\n  arch = \"ple\";\n  dim = 8;\n  rows = {\n    user = 1000;\n") !=
+      NULL);
+  CHECK(strstr(text, "    position = 10;\n    hour = 24;\n  };\n  sequence = 0;\n"
+                     "  interactions = \"none\";\n") != NULL);
+  CHECK(strstr(text, "  expert_layers = [128, 64, 32];\n  tower_layers = [];\n") != NULL);
+  CHECK(strstr(text, "  tasks = (\n    { name = \"click\"; type = \"binary\"; label = \"click\"; "
+                     "weight = 1.0; },\n") != NULL);
+  CHECK(strstr(text, "    { name = \"buy\"; type = \"esmm\"; label = \"purchase\"; parent = "
+                     "\"click\"; weight = 2.0; },\n") != NULL);
+  CHECK(strstr(text, "label = \"cart\"; weight = 0.25; bias_init = -2.5; },\n") != NULL);
+  CHECK(strstr(text, "loss = \"huber\"; huber_delta = 0.5; },\n") != NULL);
+  CHECK(strstr(text, "label = \"rating\"; weight = 1.0; loss = \"mse\"; }\n  );\n") != NULL);
+  CHECK(strstr(text, "  lr = 0.01;\n") != NULL && strstr(text, "  emb_lr = 0.001;\n") != NULL);
+  CHECK(strstr(text, "  optimizer = \"adagrad\";\n") != NULL);
+  CHECK(strstr(text, "  expire_after = \"0s\";\n") != NULL);
+  CHECK(strstr(text, "  seed = 7000000000L;\n") != NULL);
+  CHECK(strstr(text, "  pv_scenarios = 0;\n};\n") != NULL);
+  CHECK(strstr(text, "trainer = {\n  enabled = false;\n  report_interval = \"0s\";\n") != NULL);
+  CHECK(strstr(text, "  every_samples = 3000000000L;\n") != NULL);
+  CHECK(
+      strstr(text, "snapshot = {\n  dir = \"/srv/sn\";\n  interval = \"30s\";\n  keep = 1000;\n") !=
+      NULL);
   free(text);
+}
+
+/* model, trainer, checkpoint, snapshot: every error names its key and line. */
+static void test_model_errors(void) {
+  /* tasks (MINIMAL is two lines: model starts on line 3) */
+  EXPECT_ERROR(MINIMAL
+               "model = {\n  tasks = (\n    { name = \"a\"; label = \"clicks\"; }\n  );\n};\n",
+               "t.conf:5: model.tasks[0].label: must be \"click\", \"cart\", \"purchase\" or "
+               "\"rating\", not \"clicks\"");
+  EXPECT_ERROR(MINIMAL "model = {\n  tasks = (\n    { name = \"a\"; label = \"click\"; },\n"
+                       "    { name = \"b\"; type = \"esmm\"; label = \"purchase\";\n"
+                       "      parent = \"x\"; }\n  );\n};\n",
+               "t.conf:7: model.tasks[1].parent: no earlier task named \"x\"");
+  /* the parent must come first */
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = (\n"
+               "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; parent = \"a\"; },\n"
+               "  { name = \"a\"; label = \"click\"; }); };\n",
+               "t.conf:4: model.tasks[0].parent: no earlier task named \"a\"");
+  EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a\"; label = \"click\"; },\n"
+                       "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; }); };\n",
+               "t.conf:5: model.tasks[1].parent: required for type \"esmm\"");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = (\n"
+               "  { name = \"r\"; type = \"regression\"; label = \"rating\"; },\n"
+               "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; parent = \"r\"; }); };\n",
+               "t.conf:5: model.tasks[1].parent: \"r\" must be a binary task, not regression");
+  EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a\"; label = \"click\"; },\n"
+                       "  { name = \"b\"; label = \"cart\"; parent = \"a\"; }); };\n",
+               "t.conf:5: model.tasks[1].parent: only for type \"esmm\"");
+  EXPECT_ERROR(MINIMAL "model = {\n  tasks = (\n    { name = \"ctr\"; label = \"click\"; },\n"
+                       "    { name = \"ctr\"; label = \"cart\"; }\n  );\n};\n",
+               "t.conf:6: model.tasks[1].name: duplicate task name \"ctr\" (also model.tasks[0])");
+  {
+    char text[2048] = MINIMAL "model = {\n  tasks = (\n";
+    for (int i = 0; i < MTLD_MAX_TASKS + 1; i++)
+      snprintf(text + strlen(text), sizeof(text) - strlen(text),
+               "    { name = \"t%d\"; label = \"click\"; }%s\n", i, i < MTLD_MAX_TASKS ? "," : "");
+    strcat(text, "  );\n};\n");
+    EXPECT_ERROR(text, "t.conf:4: model.tasks: at most 8 tasks, not 9");
+    /* exactly MTLD_MAX_TASKS is fine */
+    char *last = strstr(text, ",\n    { name = \"t8\"");
+    CHECK(last != NULL);
+    if (last) strcpy(last, "\n  );\n};\n");
+    CHECK(load_ok(&cfg, text));
+    CHECK(cfg.model.n_tasks == MTLD_MAX_TASKS && strcmp(cfg.model.tasks[7].name, "t7") == 0);
+  }
+  EXPECT_ERROR(MINIMAL "model = {\n  tasks = ();\n};\n",
+               "t.conf:4: model.tasks: at least one task is required");
+  EXPECT_ERROR(MINIMAL "model = {\n  tasks = { name = \"a\"; };\n};\n",
+               "t.conf:4: model.tasks: expected a list of groups");
+  EXPECT_ERROR(MINIMAL "model = {\n  tasks = (\"ctr\");\n};\n",
+               "t.conf:4: model.tasks[0]: expected a group");
+  EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { label = \"click\"; }); };\n",
+               "t.conf:4: model.tasks[0].name: required");
+  EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a\"; }); };\n",
+               "t.conf:4: model.tasks[0].label: required");
+  EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a b\"; label = \"click\"; }); };\n",
+               "t.conf:4: model.tasks[0].name: \"a b\": must start with a letter");
+  EXPECT_ERROR(
+      MINIMAL "model = { tasks = ({ name = \"a\"; label = \"click\";\n  wieght = 2; }); };\n",
+      "t.conf:4: model.tasks[0].wieght: unknown key (did you mean model.tasks[0].weight?)");
+  EXPECT_ERROR(MINIMAL "model = { tasks = ({ name = \"a\"; label = \"click\"; zzz = 2; }); };\n",
+               "t.conf:3: model.tasks[0].zzz: unknown key (a task has name, type");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"a\"; label = \"click\"; type = \"bin\"; }); };\n",
+               "t.conf:3: model.tasks[0].type: must be \"binary\", \"esmm\" or \"regression\"");
+  EXPECT_ERROR(
+      MINIMAL "model = { tasks = ({ name = \"a\";\n  label = \"rating\"; }); };\n",
+      "t.conf:4: model.tasks[0].label: \"rating\" (1 to 5 stars) needs type \"regression\"");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"a\"; label = \"click\";\n  loss = \"mse\"; }); };\n",
+               "t.conf:4: model.tasks[0].loss: only for type \"regression\"");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"r\"; type = \"regression\"; label = \"rating\";\n"
+               "  huber_delta = 2.0; }); };\n",
+               "t.conf:4: model.tasks[0].huber_delta: only with type \"regression\" and loss");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"r\"; type = \"regression\"; label = \"rating\";\n"
+               "  loss = \"huber\"; huber_delta = 0; }); };\n",
+               "t.conf:4: model.tasks[0].huber_delta: must be > 0");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"a\"; label = \"click\";\n  weight = -1.0; }); };\n",
+               "t.conf:4: model.tasks[0].weight: must be between 0 and");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"a\"; label = \"click\"; weight = \"1\"; }); };\n",
+               "t.conf:3: model.tasks[0].weight: expected a number");
+  EXPECT_ERROR(MINIMAL "model = { tasks = ({ name = \"a\"; label = \"click\"; parent = 1; }); };\n",
+               "t.conf:3: model.tasks[0].parent: expected a task name");
+
+  /* layers */
+  EXPECT_ERROR(MINIMAL "model = {\n  expert_layers = [];\n};\n",
+               "t.conf:4: model.expert_layers: must have 1 to 4 entries, not 0");
+  EXPECT_ERROR(MINIMAL "model = {\n  dim = 8;\n  tower_layers = [1, 2, 3, 4, 5];\n};\n",
+               "t.conf:5: model.tower_layers: must have 0 to 4 entries, not 5");
+  EXPECT_ERROR(MINIMAL "model = {\n  expert_layers = [\n    64,\n    0];\n};\n",
+               "t.conf:6: model.expert_layers[1]: must be between 1 and 4096");
+  EXPECT_ERROR(MINIMAL "model = {\n  tower_layers = [4097];\n};\n",
+               "t.conf:4: model.tower_layers[0]: must be between 1 and 4096");
+  EXPECT_ERROR(MINIMAL "model = {\n  expert_layers = (64,\n \"32\");\n};\n",
+               "t.conf:5: model.expert_layers[1]: expected an integer");
+  EXPECT_ERROR(MINIMAL "model = {\n  tower_layers = 32;\n};\n",
+               "t.conf:4: model.tower_layers: expected a list of integers");
+
+  /* scalars and enumerations of the model */
+  EXPECT_ERROR(MINIMAL "model = {\n  arch = \"moe\";\n};\n",
+               "t.conf:4: model.arch: must be \"single_task\", \"shared_bottom\", \"mmoe\" or "
+               "\"ple\", not \"moe\"");
+  EXPECT_ERROR(MINIMAL "model = { dim = 0; };\n", "t.conf:3: model.dim: must be between 1 and 256");
+  EXPECT_ERROR(MINIMAL "model = {\n  interactions = \"fm\";\n};\n",
+               "t.conf:4: model.interactions: must be \"none\" or \"dot\", not \"fm\"");
+  EXPECT_ERROR(MINIMAL "model = { rows = { hour = 0; }; };\n",
+               "t.conf:3: model.rows.hour: must be between 1 and 67108864");
+  EXPECT_ERROR(MINIMAL "model = {\n  rows = {\n    user = 0;\n  };\n};\n",
+               "t.conf:5: model.rows.user: must be between 1 and 67108864");
+  EXPECT_ERROR(MINIMAL "model = { rows = {\n items = 5; }; };\n",
+               "t.conf:4: model.rows.items: unknown key (did you mean model.rows.item?)");
+  EXPECT_ERROR(MINIMAL "model = { rows = 5; };\n", "t.conf:3: model.rows: expected a group");
+  EXPECT_ERROR(MINIMAL "model = { sequence = 51; };\n",
+               "t.conf:3: model.sequence: must be between 0 and 50");
+  EXPECT_ERROR(MINIMAL "model = { experts = 17; };\n",
+               "t.conf:3: model.experts: must be between 1 and 16");
+  EXPECT_ERROR(MINIMAL "model = { lr = 0.0; };\n", "t.conf:3: model.lr: must be > 0 and <= 10");
+  EXPECT_ERROR(MINIMAL "model = { emb_lr = \"fast\"; };\n",
+               "t.conf:3: model.emb_lr: expected a number");
+  EXPECT_ERROR(MINIMAL "model = { optimizer = \"sgd\"; };\n",
+               "t.conf:3: model.optimizer: must be \"adam\" or \"adagrad\", not \"sgd\"");
+  EXPECT_ERROR(MINIMAL "model = { emb_optimizer = 1; };\n",
+               "t.conf:3: model.emb_optimizer: expected a string (\"adagrad\" or \"adam\")");
+  EXPECT_ERROR(MINIMAL "model = { expire_after = \"1x\"; };\n",
+               "t.conf:3: model.expire_after: bad duration \"1x\"");
+  EXPECT_ERROR(MINIMAL "model = { admit_after = 65536; };\n",
+               "t.conf:3: model.admit_after: must be between 0 and 65535");
+  EXPECT_ERROR(MINIMAL "model = { batch_size = 0; };\n",
+               "t.conf:3: model.batch_size: must be between 1 and 65536");
+  EXPECT_ERROR(MINIMAL "model = { pv_window = 0; };\n",
+               "t.conf:3: model.pv_window: must be between 1 and 100000000");
+  EXPECT_ERROR(MINIMAL "model = { n_dense = 5; };\n", "t.conf:3: model.n_dense: unknown key");
+  EXPECT_ERROR(MINIMAL "model = { archh = \"ple\"; };\n",
+               "t.conf:3: model.archh: unknown key (did you mean model.arch?)");
+  /* rules of the whole model: the group's line */
+  EXPECT_ERROR(MINIMAL
+               "\nmodel = {\n  arch = \"ple\";\n  shared_experts = 8;\n  task_experts = 4;\n};\n",
+               "t.conf:4: model: at most 16 experts");
+  EXPECT_ERROR(MINIMAL "model = { arch = \"ple\"; shared_experts = 0; task_experts = 0; };\n",
+               "t.conf:3: model: ple needs shared or task experts");
+  /* ... which only count for their architecture */
+  CHECK(load_ok(&cfg,
+                MINIMAL "model = { arch = \"mmoe\"; shared_experts = 16; task_experts = 16; };"));
+
+  /* trainer, checkpoint, snapshot */
+  EXPECT_ERROR(MINIMAL "trainer = {\n  report_interval = \"500ms\";\n};\n",
+               "t.conf:4: trainer.report_interval: must be 0 (off) or between 1s and 7d");
+  EXPECT_ERROR(MINIMAL "snapshot = { interval = \"8d\"; };\n",
+               "t.conf:3: snapshot.interval: must be 0 (off) or between 1s and 7d");
+  EXPECT_ERROR(MINIMAL "trainer = { enabled = 1; };\n",
+               "t.conf:3: trainer.enabled: expected true or false");
+  EXPECT_ERROR(MINIMAL "checkpoint = { keep = 0; };\n",
+               "t.conf:3: checkpoint.keep: must be between 1 and 1000");
+  EXPECT_ERROR(MINIMAL "snapshot = { keep = 1001; };\n",
+               "t.conf:3: snapshot.keep: must be between 1 and 1000");
+  EXPECT_ERROR(MINIMAL "checkpoint = { every_samples = -1; };\n",
+               "t.conf:3: checkpoint.every_samples: must be between 0 and");
+  EXPECT_ERROR(MINIMAL "checkpoint = {\n  dir = \"\";\n};\n",
+               "t.conf:4: checkpoint.dir: must not be empty");
+  EXPECT_ERROR(MINIMAL "store = { path = \"/x\"; };\ncheckpoint = {\n  dir = \"/x\";\n};\n",
+               "t.conf:5: checkpoint.dir: must differ from store.path (\"/x\")");
+  EXPECT_ERROR(MINIMAL "checkpoint = { dir = \"/y\"; };\nsnapshot = {\n  dir = \"/y\";\n};\n",
+               "t.conf:5: snapshot.dir: must differ from checkpoint.dir (\"/y\")");
+  EXPECT_ERROR(MINIMAL "checkpoint = { intervall = \"1m\"; };\n",
+               "t.conf:3: checkpoint.intervall: unknown key (did you mean checkpoint.interval?)");
+
+  /* zero is "off" for the intervals, a plain integer is seconds */
+  CHECK(load_ok(&cfg, MINIMAL "trainer = { report_interval = 0; };\n"
+                              "checkpoint = { interval = \"1s\"; every_samples = 1000; };\n"
+                              "snapshot = { interval = 7; };"));
+  CHECK(cfg.report_interval_ms == 0 && cfg.checkpoint_interval_ms == 1000);
+  CHECK(cfg.checkpoint_every_samples == 1000 && cfg.snapshot_interval_ms == 7000);
+}
+
+/* model.n_dense is not a key: it follows features.half_lives. */
+static void test_n_dense(void) {
+  static const struct {
+    const char *half_lives;
+    int n_dense;
+  } cases[] = {{"[\"1h\"]", 25},
+               {"[\"1h\", \"1d\"]", 35},
+               {"[\"1h\", \"1d\", \"7d\"]", 45},
+               {"[\"1h\", \"1d\", \"7d\", \"30d\"]", 55}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[256];
+    snprintf(text, sizeof(text), MINIMAL "features = { half_lives = %s; };\n", cases[i].half_lives);
+    CHECK(load_ok(&cfg, text));
+    CHECK(cfg.model.n_dense == cases[i].n_dense);
+    CHECK(cfg.model.n_dense == mtld_features_dense_count(&cfg.features));
+  }
+  /* the model group may come before the features it follows */
+  CHECK(load_ok(&cfg,
+                MINIMAL "model = { dim = 4; };\nfeatures = { half_lives = [\"1h\", \"1d\"]; };"));
+  CHECK(cfg.model.n_dense == 35 && cfg.model.dim == 4);
+}
+
+static void test_model_diff(void) {
+  CHECK(load_ok(&cfg, full_text));
+
+  /* reloadable: learning rates, task weights, report, checkpoint and
+   * snapshot pacing */
+  cfg2 = cfg;
+  cfg2.model.lr = 0.5f;
+  cfg2.model.emb.lr = 0.5f;
+  cfg2.model.tasks[1].loss_weight = 3.0f;
+  cfg2.model.tasks[3].loss_weight = 0.0f;
+  cfg2.report_interval_ms = 5000;
+  cfg2.checkpoint_interval_ms = 1000;
+  cfg2.checkpoint_every_samples = 10;
+  cfg2.checkpoint_keep = 9;
+  cfg2.snapshot_interval_ms = 1000;
+  cfg2.snapshot_keep = 9;
+  seen_t seen = {0};
+  CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 0);
+  CHECK(seen.n == 10);
+  CHECK(seen_has(&seen, "model.lr", 1));
+  CHECK(seen_has(&seen, "model.emb_lr", 1));
+  CHECK(seen_has(&seen, "model.tasks.cart.weight", 1));
+  CHECK(seen_has(&seen, "model.tasks.stars.weight", 1));
+  CHECK(seen_has(&seen, "trainer.report_interval", 1));
+  CHECK(seen_has(&seen, "checkpoint.interval", 1));
+  CHECK(seen_has(&seen, "checkpoint.every_samples", 1));
+  CHECK(seen_has(&seen, "checkpoint.keep", 1));
+  CHECK(seen_has(&seen, "snapshot.interval", 1));
+  CHECK(seen_has(&seen, "snapshot.keep", 1));
+
+  /* the network's shape and the rest: a restart */
+  cfg2 = cfg;
+  cfg2.model.arch = MTLD_ARCH_MMOE;
+  cfg2.model.dim = 9;
+  cfg2.model.fields[MTLD_FIELD_ITEM].rows = 7;
+  cfg2.model.seq_max = 5;
+  cfg2.model.item_field = MTLD_FIELD_ITEM;
+  cfg2.model.n_experts = 2;
+  cfg2.model.expert_layers[1] = 63;
+  cfg2.model.n_tower_layers = 1;
+  cfg2.model.tower_layers[0] = 8;
+  cfg2.model.uncertainty_weighting = 0;
+  cfg2.model.optim = MTLD_OPT_ADAM;
+  cfg2.model.emb.optim = MTLD_EMB_ADAGRAD;
+  cfg2.model.emb.admit_after = 3;
+  cfg2.model.emb.expire_ms = 1000;
+  cfg2.model.batch_size = 32;
+  cfg2.model.seed = 1;
+  cfg2.model.pv_window = 7;
+  cfg2.trainer_enabled = 1;
+  snprintf(cfg2.dump_samples, sizeof(cfg2.dump_samples), "/tmp/other");
+  snprintf(cfg2.checkpoint_dir, sizeof(cfg2.checkpoint_dir), "/srv/ck2");
+  snprintf(cfg2.snapshot_dir, sizeof(cfg2.snapshot_dir), "/srv/sn2");
+  cfg2.model.lr = 0.5f; /* reloadable, among them */
+  memset(&seen, 0, sizeof(seen));
+  CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 19);
+  CHECK(seen.n == 20);
+  static const char *const restart[] = {"model.arch",           "model.dim",
+                                        "model.rows.item",      "model.sequence",
+                                        "model.experts",        "model.expert_layers",
+                                        "model.tower_layers",   "model.uncertainty_weighting",
+                                        "model.optimizer",      "model.emb_optimizer",
+                                        "model.admit_after",    "model.expire_after",
+                                        "model.batch_size",     "model.seed",
+                                        "model.pv_window",      "trainer.enabled",
+                                        "trainer.dump_samples", "checkpoint.dir",
+                                        "snapshot.dir"};
+  for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++) {
+    if (!seen_has(&seen, restart[i], 0)) fprintf(stderr, "diff: %s not refused\n", restart[i]);
+    CHECK(seen_has(&seen, restart[i], 0));
+  }
+  CHECK(seen_has(&seen, "model.lr", 1));
+
+  /* a task list of another shape is one non-reloadable "model.tasks", even
+   * when weights changed as well */
+  static const char *const base = MINIMAL
+      "model = { tasks = (\n"
+      "  { name = \"ctr\"; label = \"click\"; weight = 1.0; },\n"
+      "  { name = \"ctcvr\"; type = \"esmm\"; label = \"purchase\"; parent = \"ctr\"; },\n"
+      "  { name = \"rating\"; type = \"regression\"; label = \"rating\"; weight = 0.5; }); };\n";
+  static const struct {
+    const char *from, *to; /* replace in base */
+    const char *key;
+    int reloadable;
+  } cases[] = {
+      {"weight = 1.0", "weight = 2.5", "model.tasks.ctr.weight", 1},
+      {"weight = 0.5", "weight = 0", "model.tasks.rating.weight", 1},
+      {"weight = 0.5; }", "weight = 0.7; loss = \"huber\"; }", "model.tasks", 0},
+      {"\"rating\"; weight = 0.5", "\"rating\"; weight = 0.5; bias_init = 3.0", "model.tasks", 0},
+      {"name = \"rating\"", "name = \"stars\"", "model.tasks", 0},
+      {"label = \"click\"", "label = \"cart\"", "model.tasks", 0},
+      {"label = \"click\"; weight = 1.0", "label = \"click\"; weight = 9.0; type = \"binary\"",
+       "model.tasks.ctr.weight", 1},
+      {"  { name = \"rating\"", "  { name = \"cart\"; label = \"cart\"; },\n  { name = \"rating\"",
+       "model.tasks", 0},
+      {"weight = 1.0; },\n  { name = \"ctcvr\"; type = \"esmm\"; label = \"purchase\"; parent = "
+       "\"ctr\"; }",
+       "weight = 2.0; }", "model.tasks", 0},
+  };
+  CHECK(load_ok(&cfg, base));
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char *text = replace(base, cases[i].from, cases[i].to);
+    /* a typo in this table must not pass as "no change" */
+    CHECK(strcmp(text, base) != 0);
+    int ok = load_ok(&cfg2, text);
+    CHECK(ok);
+    memset(&seen, 0, sizeof(seen));
+    int refused = mtld_config_diff(&cfg, &cfg2, record, &seen);
+    int good = ok && seen.n == 1 && seen_has(&seen, cases[i].key, cases[i].reloadable) &&
+               refused == !cases[i].reloadable;
+    if (!good)
+      fprintf(stderr, "task diff case %zu: %d keys (first \"%s\"), %d refused\n", i, seen.n,
+              seen.n ? seen.keys[0] : "", refused);
+    CHECK(good);
+    free(text);
+  }
+  /* loaded twice: no change at all */
+  CHECK(load_ok(&cfg2, base));
+  CHECK(count_changes(&cfg, &cfg2) == 0);
+}
+
+/* print -> load of the new groups: floats keep their exact value. */
+static void test_model_round_trip(void) {
+  mtld_config_default(&cfg);
+  cfg.source_type = MTLD_SOURCE_FILE;
+  snprintf(cfg.source_file, sizeof(cfg.source_file), "-");
+  CHECK(round_trip(&cfg, &cfg2));
+  CHECK(count_changes(&cfg, &cfg2) == 0);
+  CHECK(memcmp(&cfg.model, &cfg2.model, sizeof(cfg.model)) == 0);
+
+  CHECK(load_ok(&cfg, MINIMAL
+                "model = { arch = \"single_task\"; sequence = 12; lr = 0.0003; emb_lr = 1e-05;\n"
+                "  tasks = ({ name = \"a\"; label = \"click\"; weight = 0.1; bias_init = -0.3; },\n"
+                "    { name = \"r\"; type = \"regression\"; label = \"rating\"; loss = \"huber\";\n"
+                "      huber_delta = 0.7; weight = 1e-3; }); };\n"
+                "checkpoint = { every_samples = 12345; };\n"));
+  cfg.model.lr = 1.0f / 3.0f;
+  cfg.model.tasks[0].loss_weight = 2.0f / 3.0f;
+  memset(&cfg2, 0x5a, sizeof(cfg2));
+  CHECK(round_trip(&cfg, &cfg2));
+  CHECK(count_changes(&cfg, &cfg2) == 0);
+  CHECK(cfg2.model.arch == MTLD_ARCH_SINGLE_TASK && cfg2.model.seq_max == 12);
+  CHECK(cfg2.model.item_field == MTLD_FIELD_ITEM);
+  CHECK(cfg2.model.lr == 1.0f / 3.0f && cfg2.model.emb.lr == 1e-05f);
+  CHECK(cfg2.model.tasks[0].loss_weight == 2.0f / 3.0f && cfg2.model.tasks[0].bias_init == -0.3f);
+  CHECK(cfg2.model.tasks[1].huber_delta == 0.7f && cfg2.model.tasks[1].loss_weight == 1e-3f);
+  CHECK(cfg2.checkpoint_every_samples == 12345);
 }
 
 int main(void) {
@@ -634,5 +1101,9 @@ int main(void) {
   test_diff();
   test_shipped_configs();
   test_print_layout();
+  test_model_errors();
+  test_n_dense();
+  test_model_diff();
+  test_model_round_trip();
   return CHECK_DONE();
 }

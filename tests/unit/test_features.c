@@ -436,6 +436,7 @@ static void test_def(void) {
   MUTATE(d2.ctr_prior = 0.051);
   MUTATE(d2.cvr_prior = 0.021);
   MUTATE(d2.cart_prior = 0.049);
+  MUTATE(d2.item_view = MTLD_ITEM_VIEW_GLOBAL);
 #undef MUTATE
   CHECK(changed == n_mut);
   d2 = def;
@@ -444,7 +445,7 @@ static void test_def(void) {
 
   uint8_t buf[MTLD_FEATURE_DEF_ENC_MAX];
   size_t n = mtld_feature_def_encode(&def, buf, sizeof buf);
-  CHECK(n == 2 + 3 * 8 + 4 + 32);
+  CHECK(n == 2 + 3 * 8 + 4 + 32 + 1 && buf[0] == MTLD_FEATURE_DEF_ENC_VERSION);
   CHECK(mtld_feature_def_decode(&d2, buf, n) == MTLD_OK);
   CHECK(mtld_feature_def_hash(&d2) == h && d2.seq_len == 50 && d2.cvr_prior == 0.02);
   CHECK(mtld_feature_def_decode(&d2, buf, n - 1) == MTLD_ERR_CORRUPT);
@@ -462,6 +463,20 @@ static void test_def(void) {
   d2 = def;
   d2.ctr_prior = NAN;
   CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID);
+  d2 = def;
+  d2.item_view = 2;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID);
+  CHECK(strstr(err, "item_view") != NULL);
+  CHECK(def.item_view == MTLD_ITEM_VIEW_PARTITION);
+  d2 = def;
+  d2.item_view = MTLD_ITEM_VIEW_GLOBAL;
+  n = mtld_feature_def_encode(&d2, buf, sizeof buf);
+  CHECK(mtld_feature_def_decode(&d2, buf, n) == MTLD_OK && d2.item_view == MTLD_ITEM_VIEW_GLOBAL);
+  buf[n - 1] = 7; /* unknown view */
+  CHECK(mtld_feature_def_decode(&d2, buf, n) == MTLD_ERR_CORRUPT);
+  buf[n - 1] = MTLD_ITEM_VIEW_GLOBAL;
+  buf[0] = 1; /* the format before item_view */
+  CHECK(mtld_feature_def_decode(&d2, buf, n - 1) == MTLD_ERR_CORRUPT);
 }
 
 /* Hand example: user and item see IMPRESSION at T0 (scenario A), CLICK at

@@ -15,10 +15,18 @@ static void test_empty_and_min(void) {
   CHECK(mtld_watermark_assign(wm, "t", 1, INT64_MIN) == MTLD_OK);
   CHECK(mtld_watermark_get(wm) == INT64_MIN); /* nothing seen anywhere */
 
-  /* partition 1 has seen nothing while 0 has: it does not hold back */
+  /* partition 1 has seen nothing and is not caught up: its first records
+   * may be old, so it holds the watermark back */
   mtld_watermark_observe(wm, "t", 0, 1000);
+  CHECK(mtld_watermark_get(wm) == INT64_MIN);
+  /* ... until the consumer reached its end */
+  mtld_watermark_set_caught_up(wm, "t", 1);
   CHECK(mtld_watermark_get(wm) == 1000);
-  mtld_watermark_observe(wm, "t", 1, 400);
+  /* both caught up: the slowest partition with data */
+  mtld_watermark_set_caught_up(wm, "t", 0);
+  CHECK(mtld_watermark_get(wm) == 1000);
+  mtld_watermark_observe(wm, "t", 1, 400); /* a record clears the caught-up mark */
+  mtld_watermark_observe(wm, "t", 0, 1000);
   CHECK(mtld_watermark_get(wm) == 400);
   /* max, not last: an older event does not move it back */
   mtld_watermark_observe(wm, "t", 1, 300);

@@ -1,0 +1,330 @@
+/* bench_trainer_dump.c - mtld's trainer on the samples the daemon released
+ * (trainer.dump_samples), with the model config of a daemon config file: the
+ * C side of bench/reference (the PyTorch comparison).
+ *
+ * 1. quality: the trainer path (mtld_trainer_observe, then flush, as the
+ *    daemon does) over every sample; prints the progressive-validation table
+ *    (the same lines the daemon logs as "pv ...").
+ * 2. speed on these samples, one thread: samples/s of the whole trainer path
+ *    (metrics + training) and of the training step alone (forward + backward
+ *    + update at the configured batch size), median of --repeat passes, each
+ *    from a fresh model, in CPU time of the process (the machines are shared;
+ *    wall clock printed too); the dense GFLOP/s this achieves against a BLIS
+ *    sgemm of the first expert layer's shape (batch x width x input)
+ *    measured in the same run.
+ * Options write the model config as JSON (--model-json, read by
+ * mtld_torch.py) and the progressive prediction of every sample
+ * (--preds: "MTLDPRD1", u32 n_tasks, u32 n_samples, then float32
+ * [n_samples][n_tasks] in dump order, NaN for samples the trainer refuses).
+ *   usage: bench_trainer_dump -c CONFIG -d DUMP [--model-json FILE]
+ *          [--preds FILE] [--repeat N] [--no-speed] */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/config.h"
+#include "daemon/pipeline.h"
+#include "trainer/train.h"
+
+/* Wall-clock and CPU time of this process: the machines running benchmarks
+ * are shared, and CPU time is what the trainer thread itself consumed. */
+typedef struct {
+  double wall, cpu;
+} clk_t;
+
+static clk_t clk_now(void) {
+  struct timespec w, c;
+  clock_gettime(CLOCK_MONOTONIC, &w);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+  return (clk_t){(double)w.tv_sec + w.tv_nsec * 1e-9, (double)c.tv_sec + c.tv_nsec * 1e-9};
+}
+
+static clk_t clk_since(clk_t t0) {
+  clk_t t = clk_now();
+  return (clk_t){t.wall - t0.wall, t.cpu - t0.cpu};
+}
+
+static mtld_sample_t *read_dump(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    perror(path);
+    return NULL;
+  }
+  char magic[8];
+  uint32_t hdr[2];
+  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MTLD_SAMPLE_DUMP_MAGIC, 8) != 0 ||
+      fread(hdr, sizeof(hdr), 1, f) != 1 || hdr[0] != MTLD_SAMPLE_DUMP_VERSION ||
+      hdr[1] != sizeof(mtld_sample_t)) {
+    fprintf(stderr, "bench_trainer_dump: %s: not a version %u dump of %zu-byte samples\n", path,
+            MTLD_SAMPLE_DUMP_VERSION, sizeof(mtld_sample_t));
+    fclose(f);
+    return NULL;
+  }
+  size_t cap = 1 << 16, len = 0;
+  mtld_sample_t *s = malloc(sizeof(*s) * cap);
+  while (s) {
+    if (len == cap) {
+      mtld_sample_t *ns = realloc(s, sizeof(*s) * cap * 2);
+      if (!ns) {
+        free(s);
+        s = NULL;
+        break;
+      }
+      s = ns;
+      cap *= 2;
+    }
+    size_t got = fread(s + len, sizeof(*s), cap - len, f);
+    len += got;
+    if (got == 0) break;
+  }
+  fclose(f);
+  *n = len;
+  return s;
+}
+
+static void json_model(FILE *f, const mtld_model_config_t *c) {
+  fprintf(f, "{\n \"arch\": %d, \"dim\": %d, \"fields\": [", c->arch, c->dim);
+  for (int i = 0; i < c->n_fields; i++)
+    fprintf(f, "%s{\"name\": \"%s\", \"rows\": %u}", i ? ", " : "", c->fields[i].name,
+            c->fields[i].rows);
+  fprintf(f, "],\n \"item_field\": %d, \"category_field\": %d, \"scenario_field\": %d,\n",
+          c->item_field, c->category_field, c->scenario_field);
+  fprintf(f, " \"seq_max\": %d, \"n_dense\": %d, \"n_experts\": %d, \"n_shared_experts\": %d,\n",
+          c->seq_max, c->n_dense, c->n_experts, c->n_shared_experts);
+  fprintf(f, " \"n_task_experts\": %d, \"expert_layers\": [", c->n_task_experts);
+  for (int i = 0; i < c->n_expert_layers; i++)
+    fprintf(f, "%s%d", i ? ", " : "", c->expert_layers[i]);
+  fprintf(f, "], \"tower_layers\": [");
+  for (int i = 0; i < c->n_tower_layers; i++) fprintf(f, "%s%d", i ? ", " : "", c->tower_layers[i]);
+  fprintf(f, "],\n \"tasks\": [");
+  for (int t = 0; t < c->n_tasks; t++) {
+    const mtld_task_t *k = &c->tasks[t];
+    fprintf(f,
+            "%s\n  {\"name\": \"%s\", \"type\": %d, \"label\": %d, \"parent\": %d, "
+            "\"loss_weight\": %.9g, \"reg_loss\": %d, \"huber_delta\": %.9g, \"bias_init\": %.9g}",
+            t ? "," : "", k->name, k->type, k->label, k->parent, k->loss_weight, k->reg_loss,
+            k->huber_delta, k->bias_init);
+  }
+  fprintf(f, "],\n \"uncertainty_weighting\": %d, \"optim\": %d, \"lr\": %.9g, \"beta1\": %.9g,",
+          c->uncertainty_weighting, c->optim, c->lr, c->beta1);
+  fprintf(f, " \"beta2\": %.9g, \"eps\": %.9g,\n", c->beta2, c->eps);
+  const mtld_embed_config_t *e = &c->emb;
+  fprintf(f,
+          " \"emb\": {\"optim\": %d, \"lr\": %.9g, \"adagrad_init\": %.9g, \"beta1\": %.9g, "
+          "\"beta2\": %.9g, \"eps\": %.9g, \"init_scale\": %.9g, \"admit_after\": %u, "
+          "\"expire_ms\": %lld},\n",
+          e->optim, e->lr, e->adagrad_init, e->beta1, e->beta2, e->eps, e->init_scale,
+          e->admit_after, (long long)e->expire_ms);
+  fprintf(f,
+          " \"batch_size\": %d, \"seed\": %llu, \"pv_window\": %u, \"pv_max_scenarios\": %d\n}\n",
+          c->batch_size, (unsigned long long)c->seed, c->pv_window, c->pv_max_scenarios);
+}
+
+/* the acceptance test of mtld_trainer_observe */
+static int accepted(const mtld_sample_t *s) {
+  if (!isfinite(s->weight) || s->weight < 0.0f) return 0;
+  for (int l = 0; l < MTLD_N_LABELS; l++)
+    if (((s->label_mask >> l) & 1) && !isfinite(s->labels[l])) return 0;
+  return 1;
+}
+
+/* Whole trainer path over the dump; returns its time.  Prints the pv table
+ * when out is non-NULL. */
+static clk_t pass_observe(const mtld_model_config_t *cfg, const mtld_sample_t *s, size_t n,
+                          FILE *out) {
+  char err[256];
+  mtld_trainer_t *t;
+  if (mtld_trainer_create(&t, cfg, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "bench_trainer_dump: %s\n", err);
+    exit(1);
+  }
+  clk_t t0 = clk_now();
+  for (size_t i = 0; i < n; i++) mtld_trainer_observe(t, &s[i], NULL);
+  mtld_trainer_flush(t);
+  clk_t secs = clk_since(t0);
+  if (out) mtld_pvmetrics_print(mtld_trainer_metrics(t), out, 0);
+  mtld_trainer_destroy(t);
+  return secs;
+}
+
+/* Training step alone (forward, backward, update per batch of accepted
+ * samples); copies the batch forward's predictions into preds[n][T] when
+ * non-NULL.  Returns its time; *flops gets the dense FLOPs per sample. */
+static clk_t pass_step(const mtld_model_config_t *cfg, const mtld_sample_t *s, size_t n,
+                       float *preds, double *flops) {
+  char err[256];
+  mtld_model_t *m;
+  if (mtld_model_create(&m, cfg, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "bench_trainer_dump: %s\n", err);
+    exit(1);
+  }
+  int B = cfg->batch_size, T = cfg->n_tasks;
+  mtld_sample_t *batch = malloc(sizeof(*batch) * (size_t)B);
+  size_t *where = malloc(sizeof(size_t) * (size_t)B);
+  if (!batch || !where) exit(1);
+  clk_t t0 = clk_now();
+  int nb = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && accepted(&s[i])) {
+      batch[nb] = s[i];
+      where[nb++] = i;
+    }
+    if (nb == B || (i == n && nb > 0)) {
+      mtld_model_forward(m, batch, nb);
+      if (preds) {
+        const float *p = mtld_model_preds(m);
+        for (int b = 0; b < nb; b++) memcpy(preds + where[b] * T, p + b * T, sizeof(float) * T);
+      }
+      mtld_model_backward(m);
+      mtld_model_update(m, batch, nb);
+      nb = 0;
+    }
+  }
+  clk_t secs = clk_since(t0);
+  *flops = mtld_model_flops_per_sample(m);
+  free(batch);
+  free(where);
+  mtld_model_destroy(m);
+  return secs;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+  const char *conf = NULL, *dump = NULL, *json = NULL, *preds_path = NULL;
+  int repeat = 3, speed = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "-c") && i + 1 < argc)
+      conf = argv[++i];
+    else if (!strcmp(argv[i], "-d") && i + 1 < argc)
+      dump = argv[++i];
+    else if (!strcmp(argv[i], "--model-json") && i + 1 < argc)
+      json = argv[++i];
+    else if (!strcmp(argv[i], "--preds") && i + 1 < argc)
+      preds_path = argv[++i];
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+      repeat = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--no-speed"))
+      speed = 0;
+    else {
+      fprintf(stderr, "usage: bench_trainer_dump -c CONFIG -d DUMP [--model-json FILE] "
+                      "[--preds FILE] [--repeat N] [--no-speed]\n");
+      return 2;
+    }
+  }
+  if (!conf || !dump) {
+    fprintf(stderr, "bench_trainer_dump: -c CONFIG and -d DUMP are required\n");
+    return 2;
+  }
+  if (repeat < 1) repeat = 1;
+  static mtld_config_t cfg;
+  char err[512];
+  if (mtld_config_load(&cfg, conf, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "bench_trainer_dump: %s\n", err);
+    return 1;
+  }
+  const mtld_model_config_t *mc = &cfg.model;
+  if (json) {
+    FILE *f = fopen(json, "w");
+    if (!f) {
+      perror(json);
+      return 1;
+    }
+    json_model(f, mc);
+    fclose(f);
+  }
+  size_t n = 0;
+  mtld_sample_t *s = read_dump(dump, &n);
+  if (!s) return 1;
+  size_t n_ok = 0;
+  for (size_t i = 0; i < n; i++) n_ok += (size_t)accepted(&s[i]);
+  printf("bench_trainer_dump: %zu samples (%zu accepted) from %s, batch %d, tasks %d\n", n, n_ok,
+         dump, mc->batch_size, mc->n_tasks);
+
+  /* 1. quality: the trainer path, as in the daemon */
+  pass_observe(mc, s, n, stdout);
+
+  /* progressive predictions of every sample (training step path) */
+  float *preds = NULL;
+  double flops = 0.0;
+  if (preds_path) {
+    preds = malloc(sizeof(float) * n * (size_t)mc->n_tasks);
+    if (!preds) return 1;
+    for (size_t i = 0; i < n * (size_t)mc->n_tasks; i++) preds[i] = NAN;
+  }
+  pass_step(mc, s, n, preds, &flops);
+  if (preds) {
+    FILE *f = fopen(preds_path, "wb");
+    uint32_t hdr[2] = {(uint32_t)mc->n_tasks, (uint32_t)n};
+    if (!f || fwrite("MTLDPRD1", 1, 8, f) != 8 || fwrite(hdr, sizeof(hdr), 1, f) != 1 ||
+        fwrite(preds, sizeof(float) * (size_t)mc->n_tasks, n, f) != n) {
+      perror(preds_path);
+      return 1;
+    }
+    fclose(f);
+    free(preds);
+  }
+  if (!speed) {
+    free(s);
+    return 0;
+  }
+
+  /* 2. speed: median of `repeat` passes each (the passes above are warm-up) */
+  double *ow = malloc(sizeof(double) * (size_t)repeat), *oc = malloc(sizeof(double) * repeat);
+  double *sw = malloc(sizeof(double) * (size_t)repeat), *sc = malloc(sizeof(double) * repeat);
+  if (!ow || !oc || !sw || !sc) return 1;
+  for (int r = 0; r < repeat; r++) {
+    clk_t o = pass_observe(mc, s, n, NULL), p = pass_step(mc, s, n, NULL, &flops);
+    ow[r] = o.wall;
+    oc[r] = o.cpu;
+    sw[r] = p.wall;
+    sc[r] = p.cpu;
+  }
+  double *all[4] = {ow, oc, sw, sc};
+  for (int k = 0; k < 4; k++) qsort(all[k], (size_t)repeat, sizeof(double), cmp_d);
+  double obs_cpu = (double)n_ok / oc[repeat / 2], obs_wall = (double)n_ok / ow[repeat / 2];
+  double step_cpu = (double)n_ok / sc[repeat / 2], step_wall = (double)n_ok / sw[repeat / 2];
+  double model_gflops = flops * step_cpu / 1e9;
+
+  /* sgemm of the first expert layer's shape: [B, in] x [in, width] */
+  int M = mc->batch_size, N = mc->expert_layers[0];
+  int K = mc->n_fields * mc->dim + (mc->item_field >= 0 ? mc->dim : 0) + mc->n_dense;
+  float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N),
+        *c = malloc(sizeof(float) * (size_t)M * N);
+  if (!a || !b || !c) return 1;
+  for (long i = 0; i < (long)M * K; i++) a[i] = (float)(i % 97) / 97.0f;
+  for (long i = 0; i < (long)K * N; i++) b[i] = (float)(i % 89) / 89.0f;
+  long reps = 0;
+  clk_t t0 = clk_now(), el;
+  do {
+    for (int r = 0; r < 100; r++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    reps += 100;
+    el = clk_since(t0);
+  } while (el.wall < 2.0);
+  double sgemm = 2.0 * M * N * K * (double)reps / el.cpu / 1e9;
+  printf("speed: CPU time of this process (wall clock in brackets), median of %d passes\n", repeat);
+  printf("trainer_observe   %10.0f samples/s  [wall %.0f]  whole trainer path\n", obs_cpu,
+         obs_wall);
+  printf("train_step        %10.0f samples/s  [wall %.0f]  forward+backward+update\n", step_cpu,
+         step_wall);
+  printf("model dense flops %10.0f per sample -> %.2f GFLOP/s\n", flops, model_gflops);
+  printf("sgemm %dx%dx%d %10.2f GFLOP/s  [wall %.2f]\n", M, N, K, sgemm,
+         2.0 * M * N * K * (double)reps / el.wall / 1e9);
+  printf("ratio model/sgemm %10.3f\n", model_gflops / sgemm);
+  free(a);
+  free(b);
+  free(c);
+  free(ow);
+  free(oc);
+  free(sw);
+  free(sc);
+  free(s);
+  return 0;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD - runs mtld's benchmarks against an already built tree
+# (`make bench` builds first; this script builds nothing) and prints their
+# output, each run preceded by its exact command line and the machine's
+# state, ready to be pasted into bench/RESULTS.md.
+#
+# Generates the event stream with BUILD/mtld-gen into a temp dir, runs
+# BUILD/bench/bench_ingest on it and BUILD/bench/bench_trainer, then removes
+# the temp dir.  Knobs (environment):
+#   BENCH_IMPRESSIONS  impressions of the generated stream (default 200000,
+#                      about 220k events)
+#   BENCH_REPS         repetitions per measurement, median reported (default 3)
+#   BENCH_TRAINER_S    seconds per bench_trainer phase (default 2)
+#   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); put it
+#                      on the disk a real store would use: sync=on fsyncs there
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: bash bench/run.sh BUILD_DIR" >&2
+  exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+IMPRESSIONS=${BENCH_IMPRESSIONS:-200000}
+REPS=${BENCH_REPS:-3}
+TRAINER_S=${BENCH_TRAINER_S:-2}
+
+for prog in mtld-gen bench/bench_ingest bench/bench_trainer; do
+  if [ ! -x "$BUILD/$prog" ]; then
+    echo "run.sh: $BUILD/$prog is missing: build first (make bench)" >&2
+    exit 1
+  fi
+done
+
+T=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/mtld-bench.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+# Prints the command (shell-quoted, as run) and runs it.
+run() {
+  printf '$'
+  printf ' %q' "$@"
+  printf '\n'
+  "$@"
+}
+
+machine() {
+  echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+  echo "kernel:   $(uname -sr)"
+  echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
+  echo "temp dir: $T ($(df -PT "$T" | awk 'NR == 2 {print $2}'))"
+}
+
+echo "== mtld benchmarks (bench/run.sh $1)"
+machine
+echo
+echo "== event stream"
+run "$BUILD/mtld-gen" --seed 1 --impressions "$IMPRESSIONS" --out "$T/events.pb" --quiet
+echo "events.pb: $(stat -c %s "$T/events.pb") bytes"
+echo
+echo "== ingestion (bench_ingest)"
+run "$BUILD/bench/bench_ingest" --events "$T/events.pb" --reps "$REPS" --dir "$T"
+echo
+echo "== trainer (bench_trainer)"
+run "$BUILD/bench/bench_trainer" "$TRAINER_S"
+echo
+echo "== after"
+echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"

@@ -1,0 +1,577 @@
+/* test_snapshot.c - serving snapshots: a snapshot of a trained trainer loads
+ * into a model that scores bit for bit like the trainer (every architecture,
+ * both embedding optimisers, with and without admission), the header carries
+ * what was given, capture is a copy (training on afterwards changes nothing),
+ * LATEST and retention, and every kind of damage is refused with
+ * MTLD_ERR_CORRUPT and a message naming it.  Also the sample dump format. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/unit/check.h"
+#include "trainer/checkpoint.h"
+#include "trainer/sampledump.h"
+#include "trainer/snapshot.h"
+
+typedef struct {
+  uint64_t s;
+} rng_t;
+
+static uint64_t rnd(rng_t *r) {
+  r->s ^= r->s << 13;
+  r->s ^= r->s >> 7;
+  r->s ^= r->s << 17;
+  return r->s;
+}
+
+static double unif(rng_t *r) {
+  return (double)(rnd(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Impressions and reviews over a few hundred users and items, three
+ * scenarios, sequences and dense features; time advances 500 ms a sample. */
+static void synth(rng_t *r, mtld_sample_t *s, int i) {
+  memset(s, 0, sizeof(*s));
+  s->sample_id = (uint64_t)i + 1;
+  s->time_ms = 1000000 + (int64_t)i * 500;
+  s->weight = 1.0f;
+  s->n_fields = 5;
+  uint64_t user = 1 + rnd(r) % 300, item = 1 + rnd(r) % 150;
+  s->fields[MTLD_FIELD_USER] = user;
+  s->fields[MTLD_FIELD_ITEM] = item;
+  s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 12;
+  s->fields[MTLD_FIELD_SCENARIO] = 1 + rnd(r) % 3;
+  s->fields[MTLD_FIELD_POSITION] = 1 + rnd(r) % 8;
+  s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
+  snprintf(s->scenario, sizeof s->scenario, "scen%llu", (unsigned long long)s->scenario_id);
+  s->n_dense = 5;
+  for (int d = 0; d < 5; d++) s->dense[d] = (float)(unif(r) * (d + 1));
+  s->seq_len = (int)(rnd(r) % 9);
+  for (int j = 0; j < s->seq_len; j++) {
+    s->seq_items[j] = 1 + rnd(r) % 150;
+    s->seq_cats[j] = 1 + s->seq_items[j] % 12;
+  }
+  double aff = (double)((user * 7 + item * 3) % 11) / 10.0;
+  if (i % 9 == 8) {
+    s->kind = MTLD_SAMPLE_REVIEW;
+    s->labels[MTLD_LABEL_RATING] = (float)(1 + (int)(aff * 4.0));
+    s->label_mask = 1u << MTLD_LABEL_RATING;
+  } else {
+    s->kind = MTLD_SAMPLE_IMPRESSION;
+    int click = unif(r) < 0.1 + 0.5 * aff, buy = click && unif(r) < 0.3;
+    s->labels[MTLD_LABEL_CLICK] = (float)click;
+    s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
+    s->label_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_PURCHASE;
+  }
+}
+
+static void small_config(mtld_model_config_t *c) {
+  mtld_model_config_default(c);
+  uint32_t rows[5] = {512, 256, 32, 8, 16};
+  for (int f = 0; f < 5; f++) c->fields[f].rows = rows[f];
+  c->dim = 8;
+  c->seq_max = 6;
+  c->n_dense = 5;
+  c->expert_layers[0] = 16;
+  c->expert_layers[1] = 8;
+  c->tower_layers[0] = 8;
+  c->batch_size = 32;
+  c->emb.expire_ms = 300000; /* rows of ids unseen for 5 min (event time) expire */
+  c->pv_window = 1000;
+}
+
+static mtld_trainer_t *trained(const mtld_model_config_t *c, int n, uint64_t seed) {
+  mtld_trainer_t *t = NULL;
+  char err[256];
+  if (mtld_trainer_create(&t, c, err, sizeof err) != MTLD_OK) {
+    fprintf(stderr, "trainer: %s\n", err);
+    return NULL;
+  }
+  rng_t r = {seed};
+  mtld_sample_t s;
+  for (int i = 0; i < n; i++) {
+    synth(&r, &s, i);
+    mtld_trainer_observe(t, &s, NULL);
+  }
+  return t;
+}
+
+static void fill_meta(mtld_snapshot_meta_t *m, mtld_source_offset_t *offs) {
+  memset(m, 0, sizeof(*m));
+  m->features.n_half_lives = 3;
+  m->features.half_life_s[0] = 3600;
+  m->features.half_life_s[1] = 86400;
+  m->features.half_life_s[2] = 604800;
+  m->features.seq_len = 50;
+  m->features.prior_strength = 10;
+  m->features.ctr_prior = 0.05;
+  m->features.cvr_prior = 0.02;
+  m->features.cart_prior = 0.05;
+  m->features.schema_hash = 0x1234567890abcdefULL;
+  m->features.n_dense = 45;
+  m->features.item_view = 1;
+  m->created_ms = 1700000000123;
+  m->watermark_ms = 1999999;
+  m->join_mode = 1;
+  m->negatives_per_positive = 4;
+  snprintf(offs[0].topic, sizeof offs[0].topic, "events");
+  offs[0].partition = 0;
+  offs[0].next_offset = 1234;
+  offs[0].max_time_ms = 2000000;
+  snprintf(offs[1].topic, sizeof offs[1].topic, "events");
+  offs[1].partition = 3;
+  offs[1].next_offset = 99;
+  offs[1].max_time_ms = 1999000;
+  m->n_offsets = 2;
+  m->offsets = offs;
+}
+
+/* Probe samples: the training stream's ids and new ones (unadmitted), at the
+ * training times and later (some rows expired by then). */
+static void probe(rng_t *r, mtld_sample_t *s, int i) {
+  synth(r, s, i);
+  if (i % 5 == 0) s->fields[MTLD_FIELD_USER] = 100000 + (uint64_t)i; /* never seen */
+  if (i % 7 == 0) s->time_ms += 400000;                              /* past expiry */
+  if (i % 11 == 0) s->fields[MTLD_FIELD_SCENARIO] = 0;               /* falls back to id */
+}
+
+/* Scores n probes with both and counts bit-identical results. */
+static int same_scores(mtld_trainer_t *t, mtld_model_t *m, int n, uint64_t seed) {
+  rng_t r = {seed};
+  int T = mtld_model_config(m)->n_tasks, same = 0;
+  float p1[MTLD_MAX_TASKS], c1[MTLD_MAX_TASKS], p2[MTLD_MAX_TASKS], c2[MTLD_MAX_TASKS];
+  mtld_sample_t s;
+  for (int i = 0; i < n; i++) {
+    probe(&r, &s, i * 3);
+    mtld_trainer_predict(t, &s, p1, c1);
+    mtld_snapshot_score(m, &s, 1, p2, c2);
+    same += !memcmp(p1, p2, sizeof(float) * (size_t)T) && !memcmp(c1, c2, sizeof(float) * (size_t)T);
+  }
+  return same;
+}
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/mtld-test-snapshot.XXXXXX");
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    exit(2);
+  }
+}
+
+static void test_roundtrip_archs(void) {
+  static const int archs[4] = {MTLD_ARCH_MMOE, MTLD_ARCH_PLE, MTLD_ARCH_SHARED_BOTTOM,
+                               MTLD_ARCH_SINGLE_TASK};
+  char err[512], dir[512], path[1024];
+  for (int v = 0; v < 6; v++) {
+    mtld_model_config_t c;
+    small_config(&c);
+    c.arch = archs[v % 4];
+    if (v == 4) { /* Adam embeddings, no admission sketch, no category in attention */
+      c.emb.optim = MTLD_EMB_ADAM;
+      c.emb.admit_after = 1;
+      c.category_field = -1;
+    }
+    if (v == 5) { /* no attention, no scenario gate input, no tower hidden layer */
+      c.item_field = -1;
+      c.scenario_field = -1;
+      c.n_tower_layers = 0;
+      c.uncertainty_weighting = 1;
+    }
+    mtld_trainer_t *t = trained(&c, 1500 + 7 * v, 11 + (uint64_t)v);
+    CHECK(t != NULL);
+    if (!t) continue;
+    mtld_source_offset_t offs[2];
+    mtld_snapshot_meta_t meta;
+    fill_meta(&meta, offs);
+    snprintf(dir, sizeof dir, "%s/arch%d", tmpdir, v);
+    mtld_status_t st = mtld_snapshot_write(t, &meta, dir, 3, path, sizeof path, err, sizeof err);
+    CHECK(st == MTLD_OK);
+    if (st != MTLD_OK) fprintf(stderr, "write: %s\n", err);
+    mtld_model_t *m = NULL;
+    mtld_snapshot_info_t info;
+    st = mtld_snapshot_load(dir, &m, &info, err, sizeof err);
+    CHECK(st == MTLD_OK);
+    if (st != MTLD_OK) {
+      fprintf(stderr, "load: %s\n", err);
+      mtld_trainer_destroy(t);
+      continue;
+    }
+    int same = same_scores(t, m, 400, 77 + (uint64_t)v);
+    CHECK(same == 400);
+    if (same != 400) fprintf(stderr, "variant %d: %d/400 bit-identical\n", v, same);
+    CHECK(!strcmp(info.path, path));
+    CHECK(info.config.arch == c.arch && info.config.batch_size == c.batch_size);
+    CHECK(info.config.emb.optim == c.emb.optim && info.config.item_field == c.item_field);
+    CHECK(mtld_model_config(m)->batch_size <= MTLD_SNAPSHOT_MAX_BATCH);
+    mtld_snapshot_info_free(&info);
+    mtld_model_destroy(m);
+    mtld_trainer_destroy(t);
+  }
+}
+
+static void test_header_and_capture(void) {
+  char err[512], dir[512], path[1024];
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = trained(&c, 2000, 5);
+  CHECK(t != NULL);
+  if (!t) return;
+  mtld_source_offset_t offs[2];
+  mtld_snapshot_meta_t meta;
+  fill_meta(&meta, offs);
+  snprintf(dir, sizeof dir, "%s/capture", tmpdir);
+
+  /* capture, then keep training: the snapshot is what it was at capture */
+  mtld_snapshot_t *snap = NULL;
+  CHECK(mtld_snapshot_capture(&snap, t, &meta, err, sizeof err) == MTLD_OK);
+  offs[0].next_offset = -5; /* the capture copied the offsets */
+  rng_t r = {99};
+  mtld_sample_t s;
+  enum { NP = 50 };
+  float before[NP][MTLD_MAX_TASKS], after[MTLD_MAX_TASKS];
+  for (int i = 0; i < NP; i++) {
+    probe(&r, &s, i);
+    mtld_trainer_predict(t, &s, before[i], NULL);
+  }
+  mtld_trainer_stats_t stats;
+  mtld_trainer_stats(t, &stats);
+  mtld_pv_summary_t pv_at_capture;
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 0, MTLD_PV_ALL, &pv_at_capture) == MTLD_OK);
+  rng_t r2 = {1234};
+  for (int i = 0; i < 300; i++) {
+    synth(&r2, &s, 5000 + i);
+    mtld_trainer_observe(t, &s, NULL);
+  }
+  CHECK(mtld_snapshot_save(snap, dir, 2, path, sizeof path, err, sizeof err) == MTLD_OK);
+  mtld_snapshot_free(snap);
+  mtld_model_t *m = NULL;
+  mtld_snapshot_info_t info;
+  mtld_status_t st = mtld_snapshot_load(path, &m, &info, err, sizeof err);
+  CHECK(st == MTLD_OK);
+  if (st != MTLD_OK) {
+    fprintf(stderr, "load: %s\n", err);
+    mtld_trainer_destroy(t);
+    return;
+  }
+  r.s = 99;
+  int same = 0, moved = 0;
+  for (int i = 0; i < NP; i++) {
+    probe(&r, &s, i);
+    float p[MTLD_MAX_TASKS];
+    mtld_snapshot_score(m, &s, 1, p, NULL);
+    mtld_trainer_predict(t, &s, after, NULL);
+    same += !memcmp(p, before[i], sizeof(float) * (size_t)c.n_tasks);
+    moved += memcmp(after, before[i], sizeof(float) * (size_t)c.n_tasks) != 0;
+  }
+  CHECK(same == NP);
+  CHECK(moved > 0); /* the trainer did change afterwards */
+
+  /* the header carries what was given */
+  CHECK(info.format_version == MTLD_SNAPSHOT_VERSION);
+  CHECK(!strncmp(info.producer, "mtld ", 5));
+  CHECK(info.meta.created_ms == 1700000000123 && info.meta.watermark_ms == 1999999);
+  CHECK(info.meta.join_mode == 1 && info.meta.negatives_per_positive == 4);
+  CHECK(info.meta.n_offsets == 2);
+  if (info.meta.n_offsets == 2) {
+    CHECK(!strcmp(info.meta.offsets[0].topic, "events") && info.meta.offsets[0].next_offset == 1234);
+    CHECK(info.meta.offsets[1].partition == 3 && info.meta.offsets[1].max_time_ms == 1999000);
+  }
+  CHECK(info.meta.features.n_half_lives == 3 && info.meta.features.half_life_s[2] == 604800);
+  CHECK(info.meta.features.schema_hash == 0x1234567890abcdefULL);
+  CHECK(info.meta.features.n_dense == 45 && info.meta.features.ctr_prior == 0.05);
+  CHECK(info.meta.features.item_view == 1);
+  CHECK(info.samples_trained == stats.trained && info.batches == stats.batches);
+  CHECK(info.config.n_tasks == 3 && !strcmp(info.config.tasks[1].name, "ctcvr"));
+  CHECK(info.config.tasks[1].parent == 0 && info.config.tasks[2].reg_loss == MTLD_REG_HUBER);
+  CHECK(info.config.fields[0].rows == 512 && info.config.seed == c.seed);
+  /* metrics: "all" and the three scenarios for each task, counts adding up */
+  int found_all = 0;
+  uint64_t scen_sum = 0, all_n = 0;
+  for (int i = 0; i < info.n_metrics; i++) {
+    if (strcmp(info.metrics[i].task, "ctr")) continue;
+    if (!strcmp(info.metrics[i].scenario, "all")) {
+      found_all = 1;
+      all_n = info.metrics[i].s.n;
+      CHECK(info.metrics[i].s.n == pv_at_capture.n);
+      CHECK(info.metrics[i].s.auc_window == pv_at_capture.auc_window);
+      CHECK(info.metrics[i].s.logloss == pv_at_capture.logloss);
+      CHECK(info.metrics[i].s.auc_cum == pv_at_capture.auc_cum);
+    } else {
+      scen_sum += info.metrics[i].s.n;
+    }
+  }
+  CHECK(found_all && all_n > 0 && scen_sum == all_n);
+  CHECK(info.n_metrics == 3 * 4);
+  mtld_snapshot_info_free(&info);
+
+  /* batches of samples score like one at a time (within float noise) */
+  mtld_sample_t batch[8];
+  r.s = 7;
+  for (int i = 0; i < 8; i++) probe(&r, &batch[i], i);
+  float pb[8 * MTLD_MAX_TASKS], p1[MTLD_MAX_TASKS];
+  CHECK(mtld_snapshot_score(m, batch, 8, pb, NULL) == MTLD_OK);
+  double maxdiff = 0;
+  for (int i = 0; i < 8; i++) {
+    mtld_snapshot_score(m, &batch[i], 1, p1, NULL);
+    for (int k = 0; k < 3; k++) {
+      double d = fabs((double)p1[k] - pb[i * 3 + k]);
+      if (d > maxdiff) maxdiff = d;
+    }
+  }
+  CHECK(maxdiff < 1e-5);
+  CHECK(mtld_snapshot_score(m, batch, 0, pb, NULL) == MTLD_ERR_INVALID);
+  CHECK(mtld_snapshot_score(m, batch, MTLD_SNAPSHOT_MAX_BATCH + 1, pb, NULL) == MTLD_ERR_INVALID);
+  mtld_model_destroy(m);
+  mtld_trainer_destroy(t);
+
+  /* an untrained trainer's snapshot loads too (no metrics, empty normaliser) */
+  mtld_trainer_t *t0 = trained(&c, 0, 1);
+  snprintf(dir, sizeof dir, "%s/fresh", tmpdir);
+  CHECK(mtld_snapshot_write(t0, &meta, dir, 1, NULL, 0, err, sizeof err) == MTLD_OK);
+  CHECK(mtld_snapshot_load(dir, &m, &info, err, sizeof err) == MTLD_OK);
+  if (m) {
+    CHECK(info.n_metrics == 0 && info.samples_trained == 0);
+    CHECK(same_scores(t0, m, 50, 3) == 50);
+    mtld_snapshot_info_free(&info);
+    mtld_model_destroy(m);
+  }
+  mtld_trainer_destroy(t0);
+}
+
+static int file_exists(const char *dir, const char *name) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  struct stat sb;
+  return stat(p, &sb) == 0;
+}
+
+static void read_latest(const char *dir, char *out, size_t len) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/LATEST", dir);
+  FILE *f = fopen(p, "r");
+  out[0] = 0;
+  if (!f) return;
+  if (!fgets(out, (int)len, f)) out[0] = 0;
+  fclose(f);
+}
+
+static void test_latest_and_keep(void) {
+  char err[512], dir[512], path[1024], latest[128];
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = trained(&c, 200, 8);
+  mtld_source_offset_t offs[2];
+  mtld_snapshot_meta_t meta;
+  fill_meta(&meta, offs);
+  snprintf(dir, sizeof dir, "%s/keep", tmpdir);
+  /* a stale temp file of a crashed writer is cleaned up by the next save */
+  mkdir(dir, 0755);
+  char stale[1024];
+  snprintf(stale, sizeof stale, "%s/.snapshot.tmp.abc123", dir);
+  FILE *sf = fopen(stale, "w");
+  if (sf) fclose(sf);
+  for (int i = 1; i <= 5; i++) {
+    meta.watermark_ms = 1000 * i;
+    CHECK(mtld_snapshot_write(t, &meta, dir, 3, path, sizeof path, err, sizeof err) == MTLD_OK);
+    char want[64];
+    snprintf(want, sizeof want, "snapshot-%010d.mtlds", i);
+    CHECK(strstr(path, want) != NULL);
+    read_latest(dir, latest, sizeof latest);
+    char wantl[80];
+    snprintf(wantl, sizeof wantl, "%s\n", want);
+    CHECK(!strcmp(latest, wantl));
+  }
+  CHECK(!file_exists(dir, "snapshot-0000000001.mtlds"));
+  CHECK(!file_exists(dir, "snapshot-0000000002.mtlds"));
+  CHECK(file_exists(dir, "snapshot-0000000003.mtlds"));
+  CHECK(file_exists(dir, "snapshot-0000000005.mtlds"));
+  CHECK(!file_exists(dir, ".snapshot.tmp.abc123"));
+  CHECK(!file_exists(dir, "LATEST.tmp"));
+  mtld_model_t *m = NULL;
+  mtld_snapshot_info_t info;
+  CHECK(mtld_snapshot_load(dir, &m, &info, err, sizeof err) == MTLD_OK);
+  CHECK(m && info.meta.watermark_ms == 5000);
+  if (m) {
+    mtld_snapshot_info_free(&info);
+    mtld_model_destroy(m);
+  }
+  /* resolve: a file is itself; the dir follows LATEST */
+  char file[1024];
+  CHECK(mtld_snapshot_resolve(path, file, sizeof file, err, sizeof err) == MTLD_OK);
+  CHECK(!strcmp(file, path));
+  CHECK(mtld_snapshot_resolve(dir, file, sizeof file, err, sizeof err) == MTLD_OK);
+  CHECK(!strcmp(file, path));
+
+  /* LATEST naming a missing file */
+  char lp[1024];
+  snprintf(lp, sizeof lp, "%s/LATEST", dir);
+  FILE *f = fopen(lp, "w");
+  fputs("snapshot-0000000009.mtlds\n", f);
+  fclose(f);
+  m = NULL;
+  err[0] = 0;
+  CHECK(mtld_snapshot_load(dir, &m, NULL, err, sizeof err) == MTLD_ERR_NOTFOUND);
+  CHECK(m == NULL && strstr(err, "does not exist") != NULL);
+  /* LATEST holding garbage */
+  f = fopen(lp, "w");
+  fputs("../../etc/passwd\n", f);
+  fclose(f);
+  CHECK(mtld_snapshot_load(dir, &m, NULL, err, sizeof err) == MTLD_ERR_CORRUPT);
+  /* no LATEST, no directory */
+  unlink(lp);
+  CHECK(mtld_snapshot_load(dir, &m, NULL, err, sizeof err) == MTLD_ERR_NOTFOUND);
+  CHECK(strstr(err, "LATEST") != NULL);
+  snprintf(lp, sizeof lp, "%s/nonexistent", tmpdir);
+  CHECK(mtld_snapshot_load(lp, &m, NULL, err, sizeof err) == MTLD_ERR_NOTFOUND);
+  mtld_trainer_destroy(t);
+}
+
+/* Loads a damaged image: expects MTLD_ERR_CORRUPT with `what` in the message. */
+static void expect_corrupt(const unsigned char *buf, size_t len, const char *what) {
+  char err[512] = "";
+  mtld_model_t *m = NULL;
+  mtld_snapshot_info_t info;
+  mtld_status_t st = mtld_snapshot_load_mem(buf, len, &m, &info, err, sizeof err);
+  CHECK(st == MTLD_ERR_CORRUPT);
+  CHECK(m == NULL);
+  CHECK(strstr(err, what) != NULL);
+  if (st != MTLD_ERR_CORRUPT || !strstr(err, what))
+    fprintf(stderr, "expected \"%s\", got %d: %s\n", what, (int)st, err);
+  if (m) {
+    mtld_snapshot_info_free(&info);
+    mtld_model_destroy(m);
+  }
+}
+
+static void test_corruption(void) {
+  char err[512];
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = trained(&c, 300, 4);
+  mtld_source_offset_t offs[2];
+  mtld_snapshot_meta_t meta;
+  fill_meta(&meta, offs);
+  mtld_snapshot_t *snap = NULL;
+  CHECK(mtld_snapshot_capture(&snap, t, &meta, err, sizeof err) == MTLD_OK);
+  void *img = NULL;
+  size_t len = 0;
+  CHECK(mtld_snapshot_encode(snap, &img, &len, err, sizeof err) == MTLD_OK);
+  mtld_snapshot_free(snap);
+  unsigned char *b = img, *d = malloc(len + 1);
+  if (!b || !d) {
+    CHECK(0);
+    free(img);
+    free(d);
+    mtld_trainer_destroy(t);
+    return;
+  }
+  /* the intact image loads */
+  mtld_model_t *m = NULL;
+  CHECK(mtld_snapshot_load_mem(b, len, &m, NULL, err, sizeof err) == MTLD_OK);
+  mtld_model_destroy(m);
+  CHECK(len % 64 == 8);
+  uint32_t hlen;
+  memcpy(&hlen, b + 12, 4);
+  size_t start = (16 + hlen + 63) & ~(size_t)63;
+
+  memcpy(d, b, len);
+  expect_corrupt(d, len - 1000, "truncated");
+  expect_corrupt(d, 20, "too short");
+  memcpy(d, b, len);
+  d[len] = 0;
+  expect_corrupt(d, len + 1, "after the trailer");
+  memcpy(d, b, len);
+  d[start + 5] ^= 0x40; /* in the first tensor */
+  expect_corrupt(d, len, "checksum mismatch");
+  expect_corrupt(d, len, "tensor expert0.l0.w");
+  memcpy(d, b, len);
+  d[len - 9] ^= 1; /* last payload byte: inside a tensor or its padding */
+  expect_corrupt(d, len, "checksum mismatch");
+  memcpy(d, b, len);
+  d[len - 3] ^= 1; /* the trailer itself */
+  expect_corrupt(d, len, "file checksum mismatch");
+  memcpy(d, b, len);
+  d[16 + hlen / 2] ^= 0x01; /* a header byte */
+  expect_corrupt(d, len, "snapshot: ");
+  memcpy(d, b, len);
+  d[0] = 'X';
+  expect_corrupt(d, len, "bad magic");
+  memcpy(d, b, len);
+  uint32_t v2 = 2;
+  memcpy(d + 8, &v2, 4);
+  expect_corrupt(d, len, "format version 2");
+  memcpy(d, b, len);
+  uint32_t huge = 0x7fffffff;
+  memcpy(d + 12, &huge, 4);
+  expect_corrupt(d, len, "header length");
+  /* every single-byte flip across the whole image is caught (sampled) */
+  int caught = 0, tries = 0;
+  for (size_t pos = 0; pos < len; pos += len / 97 + 1, tries++) {
+    memcpy(d, b, len);
+    d[pos] ^= 0x10;
+    m = NULL;
+    mtld_status_t st = mtld_snapshot_load_mem(d, len, &m, NULL, err, sizeof err);
+    caught += st == MTLD_ERR_CORRUPT;
+    mtld_model_destroy(m);
+  }
+  CHECK(caught == tries);
+
+  /* the file reader names the file */
+  char path[1024];
+  snprintf(path, sizeof path, "%s/damaged.mtlds", tmpdir);
+  FILE *f = fopen(path, "wb");
+  memcpy(d, b, len);
+  d[start + 5] ^= 0x40;
+  fwrite(d, 1, len, f);
+  fclose(f);
+  CHECK(mtld_snapshot_load(path, &m, NULL, err, sizeof err) == MTLD_ERR_CORRUPT);
+  CHECK(strstr(err, "damaged.mtlds") != NULL);
+  free(d);
+  free(img);
+  mtld_trainer_destroy(t);
+}
+
+static void test_sampledump(void) {
+  char path[1024], err[256];
+  snprintf(path, sizeof path, "%s/samples.bin", tmpdir);
+  FILE *f = fopen(path, "wb");
+  CHECK(mtld_sampledump_write_header(f) == MTLD_OK);
+  rng_t r = {3};
+  mtld_sample_t s[3], x;
+  for (int i = 0; i < 3; i++) {
+    synth(&r, &s[i], i);
+    CHECK(mtld_sampledump_write(f, &s[i]) == MTLD_OK);
+  }
+  fwrite("partial", 1, 7, f); /* a record cut short by a crash */
+  fclose(f);
+  f = fopen(path, "rb");
+  CHECK(mtld_sampledump_read_header(f, err, sizeof err) == MTLD_OK);
+  int n = 0;
+  while (mtld_sampledump_read(f, &x) == 1) n += !memcmp(&x, &s[n < 3 ? n : 2], sizeof x);
+  CHECK(n == 3);
+  fclose(f);
+  f = fopen(path, "r+b");
+  fseek(f, 12, SEEK_SET);
+  uint32_t bad = 12;
+  fwrite(&bad, 4, 1, f);
+  rewind(f);
+  CHECK(mtld_sampledump_read_header(f, err, sizeof err) == MTLD_ERR_CORRUPT);
+  CHECK(strstr(err, "12-byte") != NULL);
+  fclose(f);
+}
+
+int main(void) {
+  make_tmpdir();
+  test_roundtrip_archs();
+  test_header_and_capture();
+  test_latest_and_keep();
+  test_corruption();
+  test_sampledump();
+  mtld_rmtree(tmpdir);
+  return CHECK_DONE();
+}

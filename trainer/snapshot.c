@@ -1,0 +1,1200 @@
+/* snapshot.c - serving snapshots: capture, encode, atomic save with LATEST
+ * and retention, and the verifying reader (see snapshot.h and
+ * schemas/snapshot.proto for the format). */
+#define _GNU_SOURCE
+#include "trainer/snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "schemas/snapshot.pb-c.h"
+#include "trainer/serial.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the snapshot format stores raw little-endian arrays"
+#endif
+
+#define PREFIX_LEN 16
+#define FILE_PREFIX "snapshot-"
+#define FILE_SUFFIX ".mtlds"
+#define TMP_PREFIX ".snapshot.tmp."
+#define MAX_HEADER ((uint32_t)64 << 20)
+#define MAX_TENSORS 4096
+#define TENSOR_NAME_MAX 96
+#define MAX_DIR_LEN (PATH_MAX - 128) /* room for the names appended below */
+
+#define CHECK_DIR_LEN(d)                                                                           \
+  do {                                                                                             \
+    if (strlen(d) > MAX_DIR_LEN) {                                                                 \
+      snprintf(err, errlen, "path too long: %.64s...", (d));                                       \
+      return MTLD_ERR_INVALID;                                                                     \
+    }                                                                                              \
+  } while (0)
+#define NORM_EPS 1e-6 /* trainer/model.c's normaliser */
+#define NORM_CLIP 5.0f
+
+#ifndef MTLD_VERSION
+#define MTLD_VERSION "dev"
+#endif
+
+struct mtld_snapshot {
+  mtld_model_config_t cfg;
+  mtld_snapshot_meta_t meta; /* offsets: own copy */
+  mtld_trainer_stats_t stats;
+  float *params;
+  size_t n_params;
+  mtld_tensor_t *tensors;
+  int n_tensors;
+  int64_t *last_used[MTLD_MAX_FIELDS];
+  uint16_t *cms[MTLD_MAX_FIELDS];
+  uint32_t cms_width[MTLD_MAX_FIELDS];
+  uint64_t hash_seed[MTLD_MAX_FIELDS];
+  uint64_t norm_n;
+  double norm_mean[MTLD_MAX_DENSE], norm_m2[MTLD_MAX_DENSE];
+  unsigned char *pv_state; /* mtld_pvmetrics_save image */
+  size_t pv_len;
+};
+
+static size_t align_up(size_t n) {
+  return (n + MTLD_SNAPSHOT_ALIGN - 1) & ~(size_t)(MTLD_SNAPSHOT_ALIGN - 1);
+}
+
+/* The experts task t mixes, as trainer/model.c assigns them. */
+static int task_experts(const mtld_model_config_t *c, int t, uint32_t *out) {
+  int n = 0;
+  switch (c->arch) {
+  case MTLD_ARCH_SINGLE_TASK: out[n++] = (uint32_t)t; break;
+  case MTLD_ARCH_SHARED_BOTTOM: out[n++] = 0; break;
+  case MTLD_ARCH_MMOE:
+    for (int e = 0; e < c->n_experts; e++) out[n++] = (uint32_t)e;
+    break;
+  default:
+    for (int e = 0; e < c->n_shared_experts; e++) out[n++] = (uint32_t)e;
+    for (int e = 0; e < c->n_task_experts; e++)
+      out[n++] = (uint32_t)(c->n_shared_experts + t * c->n_task_experts + e);
+  }
+  return n;
+}
+
+/* snprintf for paths: the callers checked the directory name's length up
+ * front (MAX_DIR_LEN), so a truncation cannot happen; it is reported anyway. */
+__attribute__((format(printf, 3, 4))) static int pathf(char *buf, size_t len, const char *fmt,
+                                                        ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* ---- capture -------------------------------------------------------------- */
+
+void mtld_snapshot_free(mtld_snapshot_t *s) {
+  if (!s) return;
+  free(s->meta.offsets);
+  free(s->params);
+  free(s->tensors);
+  for (int f = 0; f < MTLD_MAX_FIELDS; f++) {
+    free(s->last_used[f]);
+    free(s->cms[f]);
+  }
+  free(s->pv_state);
+  free(s);
+}
+
+mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t *tc,
+                                    const mtld_snapshot_meta_t *meta, char *err, size_t errlen) {
+  /* Nothing below changes the trainer; its accessors are not const. */
+  mtld_trainer_t *t = (mtld_trainer_t *)tc;
+  *out = NULL;
+  mtld_snapshot_t *s = calloc(1, sizeof(*s));
+  if (!s) goto nomem;
+  mtld_model_t *m = mtld_trainer_model(t);
+  s->cfg = *mtld_model_config(m);
+  s->meta = *meta;
+  s->meta.offsets = NULL;
+  s->meta.n_offsets = meta->n_offsets > 0 ? meta->n_offsets : 0;
+  if (s->meta.n_offsets) {
+    s->meta.offsets = malloc(sizeof(*s->meta.offsets) * (size_t)s->meta.n_offsets);
+    if (!s->meta.offsets) goto nomem;
+    memcpy(s->meta.offsets, meta->offsets, sizeof(*s->meta.offsets) * (size_t)s->meta.n_offsets);
+  }
+  mtld_trainer_stats(t, &s->stats);
+  float *params;
+  mtld_model_params(m, &params, &s->n_params);
+  s->params = malloc(sizeof(float) * s->n_params);
+  if (!s->params) goto nomem;
+  memcpy(s->params, params, sizeof(float) * s->n_params);
+  const mtld_tensor_t *tens = mtld_model_tensors(m, &s->n_tensors);
+  s->tensors = malloc(sizeof(*tens) * (size_t)s->n_tensors);
+  if (!s->tensors) goto nomem;
+  memcpy(s->tensors, tens, sizeof(*tens) * (size_t)s->n_tensors);
+  for (int f = 0; f < s->cfg.n_fields; f++) {
+    const mtld_embed_t *e = mtld_model_embed(m, f);
+    s->hash_seed[f] = e->seed;
+    s->last_used[f] = malloc(sizeof(int64_t) * e->rows);
+    if (!s->last_used[f]) goto nomem;
+    memcpy(s->last_used[f], e->last_used, sizeof(int64_t) * e->rows);
+    if (e->cms) {
+      s->cms_width[f] = e->cms_width;
+      s->cms[f] = malloc(sizeof(uint16_t) * 2 * (size_t)e->cms_width);
+      if (!s->cms[f]) goto nomem;
+      memcpy(s->cms[f], e->cms, sizeof(uint16_t) * 2 * (size_t)e->cms_width);
+    }
+  }
+  mtld_model_normaliser(m, &s->norm_n, s->norm_mean, s->norm_m2);
+  mtld_wr_t w;
+  if (mtld_wr_open(&w, NULL) != MTLD_OK) goto nomem;
+  mtld_pvmetrics_save(mtld_trainer_metrics(t), &w);
+  mtld_status_t st = w.st;
+  mtld_wr_close(&w);
+  s->pv_state = w.buf;
+  s->pv_len = w.len;
+  if (st != MTLD_OK) goto nomem;
+  *out = s;
+  return MTLD_OK;
+nomem:
+  mtld_snapshot_free(s);
+  snprintf(err, errlen, "snapshot capture: out of memory");
+  return MTLD_ERR_NOMEM;
+}
+
+/* ---- encode --------------------------------------------------------------- */
+
+typedef struct {
+  char name[TENSOR_NAME_MAX];
+  int dtype; /* Mtld__SnapshotDtype */
+  uint32_t rows, cols;
+  const void *data;
+  size_t length, offset;
+  uint64_t hash;
+} out_tensor_t;
+
+/* Everything the header points to, freed together. */
+typedef struct {
+  Mtld__SnapshotHeader h;
+  Mtld__SnapshotModelConfig mc;
+  Mtld__SnapshotEmbedding emb;
+  Mtld__SnapshotFeatures feat;
+  Mtld__SnapshotNormalizer norm;
+  Mtld__SnapshotField fields[MTLD_MAX_FIELDS], *fieldp[MTLD_MAX_FIELDS];
+  Mtld__SnapshotTask tasks[MTLD_MAX_TASKS], *taskp[MTLD_MAX_TASKS];
+  uint32_t experts[MTLD_MAX_TASKS][MTLD_MAX_EXPERTS];
+  uint32_t expert_layers[MTLD_MAX_LAYERS], tower_layers[MTLD_MAX_LAYERS];
+  Mtld__SnapshotOffset *offs, **offp;
+  Mtld__SnapshotMetrics *mets, **metp;
+  mtld_snapshot_metric_t *metv;
+  Mtld__SnapshotTensor *tens, **tenp;
+  out_tensor_t *ot;
+  int n_ot;
+  size_t payload;
+} build_t;
+
+static void build_free(build_t *b) {
+  free(b->offs);
+  free(b->offp);
+  free(b->mets);
+  free(b->metp);
+  free(b->metv);
+  free(b->tens);
+  free(b->tenp);
+  free(b->ot);
+}
+
+/* The metrics summaries, from a copy of the trainer's metrics state. */
+static mtld_status_t summarise_metrics(const mtld_snapshot_t *s, mtld_snapshot_metric_t **out,
+                                       int *n_out) {
+  const mtld_model_config_t *c = &s->cfg;
+  *out = NULL;
+  *n_out = 0;
+  int is_reg[MTLD_MAX_TASKS];
+  const char *names[MTLD_MAX_TASKS];
+  for (int k = 0; k < c->n_tasks; k++) {
+    is_reg[k] = c->tasks[k].type == MTLD_TASK_REGRESSION;
+    names[k] = c->tasks[k].name;
+  }
+  char e[128];
+  mtld_pvmetrics_t *pv = NULL;
+  mtld_status_t st = mtld_pvmetrics_create(&pv, c->n_tasks, is_reg, names, c->pv_window,
+                                           c->pv_max_scenarios, e, sizeof e);
+  if (st != MTLD_OK) return st;
+  mtld_rd_t r;
+  if ((st = mtld_rd_open(&r, NULL, s->pv_state, s->pv_len)) != MTLD_OK) {
+    mtld_pvmetrics_destroy(pv);
+    return st;
+  }
+  mtld_pvmetrics_load(pv, &r);
+  st = r.st;
+  mtld_rd_close(&r);
+  int ns = mtld_pvmetrics_n_scenarios(pv);
+  mtld_snapshot_metric_t *v = NULL;
+  if (st == MTLD_OK) v = calloc((size_t)c->n_tasks * (ns + 1), sizeof(*v));
+  if (st == MTLD_OK && !v) st = MTLD_ERR_NOMEM;
+  int n = 0;
+  for (int k = 0; st == MTLD_OK && k < c->n_tasks; k++) {
+    for (int sc = MTLD_PV_ALL; st == MTLD_OK && sc < ns; sc++) {
+      mtld_snapshot_metric_t *x = &v[n];
+      st = mtld_pvmetrics_get(pv, k, sc, &x->s);
+      if (st != MTLD_OK || x->s.n == 0) continue;
+      snprintf(x->task, sizeof x->task, "%s", c->tasks[k].name);
+      snprintf(x->scenario, sizeof x->scenario, "%s", mtld_pvmetrics_scenario_name(pv, sc));
+      n++;
+    }
+  }
+  mtld_pvmetrics_destroy(pv);
+  if (st != MTLD_OK) {
+    free(v);
+    return st;
+  }
+  *out = v;
+  *n_out = n;
+  return MTLD_OK;
+}
+
+static void add_tensor(build_t *b, const char *name, int dtype, uint32_t rows, uint32_t cols,
+                       const void *data, size_t elem) {
+  out_tensor_t *t = &b->ot[b->n_ot++];
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->dtype = dtype;
+  t->rows = rows;
+  t->cols = cols;
+  t->data = data;
+  t->length = (size_t)rows * cols * elem;
+  t->offset = align_up(b->payload);
+  t->hash = XXH64(data, t->length, 0);
+  b->payload = t->offset + t->length;
+}
+
+static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
+  const mtld_model_config_t *c = &s->cfg;
+  memset(b, 0, sizeof(*b));
+  /* tensors: the parameters as laid out, then the row state per field */
+  b->ot = calloc((size_t)s->n_tensors + 2 * MTLD_MAX_FIELDS, sizeof(*b->ot));
+  if (!b->ot) return MTLD_ERR_NOMEM;
+  for (int i = 0; i < s->n_tensors; i++) {
+    const mtld_tensor_t *t = &s->tensors[i];
+    add_tensor(b, t->name, MTLD__SNAPSHOT_DTYPE__DTYPE_FLOAT32, t->rows, t->cols,
+               s->params + t->offset, sizeof(float));
+  }
+  char name[TENSOR_NAME_MAX];
+  for (int f = 0; f < c->n_fields; f++) {
+    const char *fname = c->fields[f].name[0] ? c->fields[f].name : "field";
+    snprintf(name, sizeof name, "emb.%s.last_used", fname);
+    add_tensor(b, name, MTLD__SNAPSHOT_DTYPE__DTYPE_INT64, c->fields[f].rows, 1, s->last_used[f],
+               sizeof(int64_t));
+    if (s->cms[f]) {
+      snprintf(name, sizeof name, "emb.%s.cms", fname);
+      add_tensor(b, name, MTLD__SNAPSHOT_DTYPE__DTYPE_UINT16, 2, s->cms_width[f], s->cms[f],
+                 sizeof(uint16_t));
+    }
+  }
+  b->payload = align_up(b->payload);
+  b->tens = calloc((size_t)b->n_ot, sizeof(*b->tens));
+  b->tenp = calloc((size_t)b->n_ot, sizeof(*b->tenp));
+  if (!b->tens || !b->tenp) return MTLD_ERR_NOMEM;
+  for (int i = 0; i < b->n_ot; i++) {
+    Mtld__SnapshotTensor *t = &b->tens[i];
+    mtld__snapshot_tensor__init(t);
+    t->name = b->ot[i].name;
+    t->dtype = b->ot[i].dtype;
+    t->rows = b->ot[i].rows;
+    t->cols = b->ot[i].cols;
+    t->offset = b->ot[i].offset;
+    t->length = b->ot[i].length;
+    t->xxh64 = b->ot[i].hash;
+    b->tenp[i] = t;
+  }
+
+  /* model config */
+  Mtld__SnapshotModelConfig *mc = &b->mc;
+  mtld__snapshot_model_config__init(mc);
+  mc->arch = c->arch;
+  mc->dim = (uint32_t)c->dim;
+  for (int f = 0; f < c->n_fields; f++) {
+    Mtld__SnapshotField *x = &b->fields[f];
+    mtld__snapshot_field__init(x);
+    x->name = (char *)c->fields[f].name;
+    x->rows = c->fields[f].rows;
+    x->hash_seed = s->hash_seed[f];
+    x->cms_width = s->cms_width[f];
+    b->fieldp[f] = x;
+  }
+  mc->n_fields = (size_t)c->n_fields;
+  mc->fields = b->fieldp;
+  mc->item_field = c->item_field;
+  mc->category_field = c->category_field;
+  mc->scenario_field = c->scenario_field;
+  mc->seq_max = (uint32_t)c->seq_max;
+  mc->n_dense = (uint32_t)c->n_dense;
+  mc->n_experts = (uint32_t)c->n_experts;
+  mc->n_shared_experts = (uint32_t)c->n_shared_experts;
+  mc->n_task_experts = (uint32_t)c->n_task_experts;
+  for (int l = 0; l < c->n_expert_layers; l++) b->expert_layers[l] = (uint32_t)c->expert_layers[l];
+  for (int l = 0; l < c->n_tower_layers; l++) b->tower_layers[l] = (uint32_t)c->tower_layers[l];
+  mc->n_expert_layers = (size_t)c->n_expert_layers;
+  mc->expert_layers = b->expert_layers;
+  mc->n_tower_layers = (size_t)c->n_tower_layers;
+  mc->tower_layers = b->tower_layers;
+  for (int k = 0; k < c->n_tasks; k++) {
+    Mtld__SnapshotTask *x = &b->tasks[k];
+    const mtld_task_t *tk = &c->tasks[k];
+    mtld__snapshot_task__init(x);
+    x->name = (char *)tk->name;
+    x->type = tk->type;
+    x->label = tk->label;
+    x->parent = tk->parent;
+    x->loss_weight = tk->loss_weight;
+    x->reg_loss = tk->reg_loss;
+    x->huber_delta = tk->huber_delta;
+    x->bias_init = tk->bias_init;
+    x->n_experts = (size_t)task_experts(c, k, b->experts[k]);
+    x->experts = b->experts[k];
+    b->taskp[k] = x;
+  }
+  mc->n_tasks = (size_t)c->n_tasks;
+  mc->tasks = b->taskp;
+  mc->uncertainty_weighting = c->uncertainty_weighting != 0;
+  mc->optim = c->optim;
+  mc->lr = c->lr;
+  mc->beta1 = c->beta1;
+  mc->beta2 = c->beta2;
+  mc->eps = c->eps;
+  Mtld__SnapshotEmbedding *em = &b->emb;
+  mtld__snapshot_embedding__init(em);
+  em->optim = c->emb.optim;
+  em->lr = c->emb.lr;
+  em->adagrad_init = c->emb.adagrad_init;
+  em->beta1 = c->emb.beta1;
+  em->beta2 = c->emb.beta2;
+  em->eps = c->emb.eps;
+  em->init_scale = c->emb.init_scale;
+  em->admit_after = c->emb.admit_after;
+  em->expire_ms = c->emb.expire_ms;
+  mc->embedding = em;
+  mc->batch_size = (uint32_t)c->batch_size;
+  mc->seed = c->seed;
+  mc->pv_window = c->pv_window;
+  mc->pv_max_scenarios = c->pv_max_scenarios;
+
+  /* features, normaliser */
+  const mtld_snapshot_features_t *fd = &s->meta.features;
+  Mtld__SnapshotFeatures *fe = &b->feat;
+  mtld__snapshot_features__init(fe);
+  int nh = fd->n_half_lives < 0                              ? 0
+           : fd->n_half_lives > MTLD_SNAPSHOT_MAX_HALF_LIVES ? MTLD_SNAPSHOT_MAX_HALF_LIVES
+                                                             : fd->n_half_lives;
+  fe->n_half_life_s = (size_t)nh;
+  fe->half_life_s = (double *)fd->half_life_s;
+  fe->seq_len = (uint32_t)fd->seq_len;
+  fe->prior_strength = fd->prior_strength;
+  fe->ctr_prior = fd->ctr_prior;
+  fe->cvr_prior = fd->cvr_prior;
+  fe->cart_prior = fd->cart_prior;
+  fe->schema_hash = fd->schema_hash;
+  fe->n_dense = (uint32_t)fd->n_dense;
+  fe->item_view = fd->item_view;
+  Mtld__SnapshotNormalizer *no = &b->norm;
+  mtld__snapshot_normalizer__init(no);
+  no->count = s->norm_n;
+  no->n_mean = no->n_m2 = (size_t)c->n_dense;
+  no->mean = (double *)s->norm_mean;
+  no->m2 = (double *)s->norm_m2;
+  no->eps = NORM_EPS;
+  no->clip = NORM_CLIP;
+
+  /* offsets, metrics */
+  int no_ = s->meta.n_offsets;
+  b->offs = calloc((size_t)no_ + 1, sizeof(*b->offs));
+  b->offp = calloc((size_t)no_ + 1, sizeof(*b->offp));
+  if (!b->offs || !b->offp) return MTLD_ERR_NOMEM;
+  for (int i = 0; i < no_; i++) {
+    Mtld__SnapshotOffset *o = &b->offs[i];
+    mtld__snapshot_offset__init(o);
+    o->topic = s->meta.offsets[i].topic;
+    o->partition = s->meta.offsets[i].partition;
+    o->next_offset = s->meta.offsets[i].next_offset;
+    o->max_time_ms = s->meta.offsets[i].max_time_ms;
+    b->offp[i] = o;
+  }
+  int nm = 0;
+  mtld_status_t st = summarise_metrics(s, &b->metv, &nm);
+  if (st != MTLD_OK) return st;
+  b->mets = calloc((size_t)nm + 1, sizeof(*b->mets));
+  b->metp = calloc((size_t)nm + 1, sizeof(*b->metp));
+  if (!b->mets || !b->metp) return MTLD_ERR_NOMEM;
+  for (int i = 0; i < nm; i++) {
+    Mtld__SnapshotMetrics *x = &b->mets[i];
+    const mtld_snapshot_metric_t *v = &b->metv[i];
+    mtld__snapshot_metrics__init(x);
+    x->task = b->metv[i].task;
+    x->scenario = b->metv[i].scenario;
+    x->n = v->s.n;
+    x->n_pos = v->s.n_pos;
+    x->auc_window = v->s.auc_window;
+    x->auc_cum = v->s.auc_cum;
+    x->logloss = v->s.logloss;
+    x->calibration = v->s.calibration;
+    x->rmse = v->s.rmse;
+    x->mean_pred = v->s.mean_pred;
+    x->mean_label = v->s.mean_label;
+    b->metp[i] = x;
+  }
+
+  Mtld__SnapshotHeader *h = &b->h;
+  mtld__snapshot_header__init(h);
+  h->format_version = MTLD_SNAPSHOT_VERSION;
+  h->producer = (char *)"mtld " MTLD_VERSION;
+  h->created_ms = s->meta.created_ms;
+  h->watermark_ms = s->meta.watermark_ms;
+  h->n_offsets = (size_t)no_;
+  h->offsets = b->offp;
+  h->model = mc;
+  h->features = fe;
+  h->normalizer = no;
+  h->n_metrics = (size_t)nm;
+  h->metrics = b->metp;
+  h->n_tensors = (size_t)b->n_ot;
+  h->tensors = b->tenp;
+  h->samples_trained = s->stats.trained;
+  h->batches = s->stats.batches;
+  h->join_mode = s->meta.join_mode;
+  h->negatives_per_positive = s->meta.negatives_per_positive;
+  h->payload_length = b->payload;
+  return MTLD_OK;
+}
+
+/* A hashed byte sink: a FILE or a preallocated buffer. */
+typedef struct {
+  FILE *f;
+  unsigned char *buf;
+  size_t len;
+  XXH64_state_t *h;
+  int failed;
+} sink_t;
+
+static void sink_put(sink_t *k, const void *p, size_t n) {
+  if (k->failed || n == 0) return;
+  XXH64_update(k->h, p, n);
+  if (k->f) {
+    if (fwrite(p, 1, n, k->f) != n) k->failed = 1;
+  } else {
+    memcpy(k->buf + k->len, p, n);
+  }
+  k->len += n;
+}
+
+static void sink_pad(sink_t *k, size_t to) {
+  static const unsigned char zero[MTLD_SNAPSHOT_ALIGN];
+  while (k->len < to) {
+    size_t n = to - k->len < sizeof zero ? to - k->len : sizeof zero;
+    sink_put(k, zero, n);
+  }
+}
+
+/* Writes the whole file image into k. */
+static mtld_status_t emit(const mtld_snapshot_t *s, sink_t *k, size_t *total) {
+  build_t b;
+  mtld_status_t st = build_header(s, &b);
+  uint8_t *hdr = NULL;
+  size_t hlen = 0;
+  if (st == MTLD_OK) {
+    hlen = mtld__snapshot_header__get_packed_size(&b.h);
+    hdr = malloc(hlen ? hlen : 1);
+    if (!hdr || hlen > MAX_HEADER) st = MTLD_ERR_NOMEM;
+  }
+  if (st == MTLD_OK) mtld__snapshot_header__pack(&b.h, hdr);
+  size_t start = align_up(PREFIX_LEN + hlen);
+  if (total) *total = start + b.payload + 8;
+  if (st == MTLD_OK && k->f == NULL && k->buf == NULL) { /* measuring only */
+    free(hdr);
+    build_free(&b);
+    return MTLD_OK;
+  }
+  if (st == MTLD_OK) {
+    k->h = XXH64_createState();
+    if (!k->h) st = MTLD_ERR_NOMEM;
+  }
+  if (st == MTLD_OK) {
+    XXH64_reset(k->h, 0);
+    uint32_t version = MTLD_SNAPSHOT_VERSION, hl = (uint32_t)hlen;
+    sink_put(k, MTLD_SNAPSHOT_MAGIC, 8);
+    sink_put(k, &version, 4);
+    sink_put(k, &hl, 4);
+    sink_put(k, hdr, hlen);
+    for (int i = 0; i < b.n_ot; i++) {
+      sink_pad(k, start + b.ot[i].offset);
+      sink_put(k, b.ot[i].data, b.ot[i].length);
+    }
+    sink_pad(k, start + b.payload);
+    uint64_t sum = XXH64_digest(k->h);
+    if (k->f) {
+      if (!k->failed && fwrite(&sum, 1, 8, k->f) != 8) k->failed = 1;
+    } else {
+      memcpy(k->buf + k->len, &sum, 8);
+    }
+    k->len += 8;
+    XXH64_freeState(k->h);
+    k->h = NULL;
+    if (k->failed) st = MTLD_ERR_IO;
+  }
+  free(hdr);
+  build_free(&b);
+  return st;
+}
+
+mtld_status_t mtld_snapshot_encode(const mtld_snapshot_t *s, void **buf, size_t *len, char *err,
+                                   size_t errlen) {
+  *buf = NULL;
+  *len = 0;
+  sink_t k = {0};
+  size_t total = 0;
+  mtld_status_t st = emit(s, &k, &total);
+  if (st == MTLD_OK) {
+    k.buf = malloc(total);
+    if (!k.buf) st = MTLD_ERR_NOMEM;
+  }
+  if (st == MTLD_OK) st = emit(s, &k, NULL);
+  if (st != MTLD_OK) {
+    free(k.buf);
+    snprintf(err, errlen, "snapshot encode: %s", mtld_status_str(st));
+    return st;
+  }
+  *buf = k.buf;
+  *len = k.len;
+  return MTLD_OK;
+}
+
+/* ---- save ----------------------------------------------------------------- */
+
+static int fsync_dir(const char *dir) {
+  return mtld_fsync_dir(dir);
+}
+
+/* seq of "snapshot-<digits>.mtlds", or 0. */
+static uint64_t parse_seq(const char *name) {
+  size_t pl = strlen(FILE_PREFIX), sl = strlen(FILE_SUFFIX), n = strlen(name);
+  if (n <= pl + sl || strncmp(name, FILE_PREFIX, pl) || strcmp(name + n - sl, FILE_SUFFIX))
+    return 0;
+  uint64_t seq = 0;
+  for (size_t i = pl; i < n - sl; i++) {
+    if (name[i] < '0' || name[i] > '9' || seq > (UINT64_MAX - 9) / 10) return 0;
+    seq = seq * 10 + (uint64_t)(name[i] - '0');
+  }
+  return seq;
+}
+
+static int cmp_u64_desc(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* Sequence numbers of the snapshot files of dir, newest first. */
+static int list_seqs(const char *dir, uint64_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  size_t cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    uint64_t seq = parse_seq(de->d_name);
+    if (!seq) continue;
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 16;
+      uint64_t *ns = realloc(*out, sizeof(*ns) * cap);
+      if (!ns) {
+        closedir(d);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return -1;
+      }
+      *out = ns;
+    }
+    (*out)[(*n)++] = seq;
+  }
+  closedir(d);
+  if (*n) qsort(*out, *n, sizeof(uint64_t), cmp_u64_desc);
+  return 0;
+}
+
+static void prune(const char *dir, int keep, const char *own_tmp) {
+  uint64_t *seqs;
+  size_t n;
+  char path[PATH_MAX];
+  if (list_seqs(dir, &seqs, &n) == 0) {
+    for (size_t i = (size_t)keep; i < n; i++) {
+      pathf(path, sizeof path, "%s/" FILE_PREFIX "%010" PRIu64 FILE_SUFFIX, dir, seqs[i]);
+      unlink(path);
+    }
+    free(seqs);
+  }
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0) continue;
+    pathf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (!own_tmp || strcmp(path, own_tmp)) unlink(path);
+  }
+  closedir(d);
+  fsync_dir(dir);
+}
+
+static int mkdir_p(const char *path) {
+  char tmp[PATH_MAX];
+  pathf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int keep,
+                                 char *path_out, size_t pathlen, char *err, size_t errlen) {
+  CHECK_DIR_LEN(dir);
+  char tmp[PATH_MAX], final[PATH_MAX], name[64], latest[PATH_MAX], latest_tmp[PATH_MAX];
+  if (mkdir_p(dir) != 0) {
+    snprintf(err, errlen, "cannot create snapshot directory %s: %s", dir, strerror(errno));
+    return MTLD_ERR_IO;
+  }
+  uint64_t *seqs;
+  size_t n;
+  if (list_seqs(dir, &seqs, &n) != 0) {
+    snprintf(err, errlen, "cannot list %s: %s", dir, strerror(errno));
+    return MTLD_ERR_IO;
+  }
+  uint64_t seq = (n ? seqs[0] : 0) + 1;
+  free(seqs);
+  snprintf(name, sizeof name, FILE_PREFIX "%010" PRIu64 FILE_SUFFIX, seq);
+  pathf(final, sizeof final, "%s/%s", dir, name);
+  pathf(tmp, sizeof tmp, "%s/" TMP_PREFIX "XXXXXX", dir);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot create a temp file in %s: %s", dir, strerror(errno));
+    return MTLD_ERR_IO;
+  }
+  /* mkstemp creates 0600: serving readers may run as another user */
+  FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL;
+  if (!f) {
+    close(fd);
+    unlink(tmp);
+    snprintf(err, errlen, "cannot open %s: %s", tmp, strerror(errno));
+    return MTLD_ERR_IO;
+  }
+  setvbuf(f, NULL, _IOFBF, 1 << 20);
+  sink_t k = {.f = f};
+  mtld_status_t st = emit(s, &k, NULL);
+  int e = errno;
+  if (st == MTLD_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0)) st = MTLD_ERR_IO, e = errno;
+  if (fclose(f) != 0 && st == MTLD_OK) st = MTLD_ERR_IO, e = errno;
+  if (st == MTLD_OK && (rename(tmp, final) != 0 || fsync_dir(dir) != 0))
+    st = MTLD_ERR_IO, e = errno;
+  if (st != MTLD_OK) {
+    unlink(tmp);
+    snprintf(err, errlen, "cannot write snapshot %s: %s", final,
+             st == MTLD_ERR_IO ? strerror(e) : mtld_status_str(st));
+    return st;
+  }
+  /* LATEST: the new name, replaced atomically */
+  pathf(latest, sizeof latest, "%s/" MTLD_SNAPSHOT_LATEST, dir);
+  pathf(latest_tmp, sizeof latest_tmp, "%s/" MTLD_SNAPSHOT_LATEST ".tmp", dir);
+  char line[80];
+  int ll = snprintf(line, sizeof line, "%s\n", name);
+  int lfd = open(latest_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int bad = lfd < 0;
+  if (!bad) {
+    bad = write(lfd, line, (size_t)ll) != ll || fsync(lfd) != 0;
+    if (close(lfd) != 0) bad = 1;
+  }
+  if (!bad) bad = rename(latest_tmp, latest) != 0 || fsync_dir(dir) != 0;
+  if (bad) {
+    e = errno;
+    unlink(latest_tmp);
+    snprintf(err, errlen, "snapshot %s written but LATEST not updated: %s", final, strerror(e));
+    return MTLD_ERR_IO;
+  }
+  if (path_out) snprintf(path_out, pathlen, "%s", final);
+  prune(dir, keep < 1 ? 1 : keep, NULL);
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_snapshot_write(const mtld_trainer_t *t, const mtld_snapshot_meta_t *meta,
+                                  const char *dir, int keep, char *path_out, size_t pathlen,
+                                  char *err, size_t errlen) {
+  mtld_snapshot_t *s;
+  mtld_status_t st = mtld_snapshot_capture(&s, t, meta, err, errlen);
+  if (st != MTLD_OK) return st;
+  st = mtld_snapshot_save(s, dir, keep, path_out, pathlen, err, errlen);
+  mtld_snapshot_free(s);
+  return st;
+}
+
+/* ---- reader --------------------------------------------------------------- */
+
+mtld_status_t mtld_snapshot_resolve(const char *path, char *file, size_t filelen, char *err,
+                                    size_t errlen) {
+  CHECK_DIR_LEN(path);
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    snprintf(err, errlen, "snapshot %s: %s", path, strerror(errno));
+    return errno == ENOENT ? MTLD_ERR_NOTFOUND : MTLD_ERR_IO;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    snprintf(file, filelen, "%s", path);
+    return MTLD_OK;
+  }
+  char lp[PATH_MAX], name[256];
+  pathf(lp, sizeof lp, "%s/" MTLD_SNAPSHOT_LATEST, path);
+  FILE *f = fopen(lp, "rbe");
+  if (!f) {
+    snprintf(err, errlen, "snapshot directory %s has no readable LATEST: %s", path,
+             strerror(errno));
+    return errno == ENOENT ? MTLD_ERR_NOTFOUND : MTLD_ERR_IO;
+  }
+  size_t n = fread(name, 1, sizeof name - 1, f);
+  fclose(f);
+  name[n] = 0;
+  while (n && (name[n - 1] == '\n' || name[n - 1] == '\r')) name[--n] = 0;
+  if (!parse_seq(name)) {
+    snprintf(err, errlen, "%s does not name a snapshot file", lp);
+    return MTLD_ERR_CORRUPT;
+  }
+  snprintf(file, filelen, "%s/%s", path, name);
+  if (stat(file, &sb) != 0) {
+    snprintf(err, errlen, "%s names %s, which does not exist", lp, name);
+    return MTLD_ERR_NOTFOUND;
+  }
+  return MTLD_OK;
+}
+
+void mtld_snapshot_info_free(mtld_snapshot_info_t *info) {
+  if (!info) return;
+  free(info->meta.offsets);
+  free(info->metrics);
+  memset(info, 0, sizeof(*info));
+}
+
+#define BAD(...)                                                                                   \
+  do {                                                                                             \
+    snprintf(err, errlen, "snapshot: " __VA_ARGS__);                                               \
+    st = MTLD_ERR_CORRUPT;                                                                         \
+    goto out;                                                                                      \
+  } while (0)
+
+static size_t dtype_size(int dtype) {
+  switch (dtype) {
+  case MTLD__SNAPSHOT_DTYPE__DTYPE_FLOAT32: return 4;
+  case MTLD__SNAPSHOT_DTYPE__DTYPE_INT64: return 8;
+  case MTLD__SNAPSHOT_DTYPE__DTYPE_UINT16: return 2;
+  default: return 0;
+  }
+}
+
+static int copy_name(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap) return -1;
+  memcpy(dst, src, n + 1);
+  return 0;
+}
+
+/* Header model config -> mtld_model_config_t; -1 when it does not fit. */
+static int config_from_pb(mtld_model_config_t *c, const Mtld__SnapshotModelConfig *p) {
+  memset(c, 0, sizeof(*c));
+  if (!p->embedding || p->n_fields > MTLD_MAX_FIELDS || p->n_tasks > MTLD_MAX_TASKS ||
+      p->n_expert_layers > MTLD_MAX_LAYERS || p->n_tower_layers > MTLD_MAX_LAYERS ||
+      p->dim > 4096 || p->seq_max > 4096 || p->n_dense > 4096 || p->n_experts > 4096 ||
+      p->n_shared_experts > 4096 || p->n_task_experts > 4096 || p->batch_size > (1u << 30))
+    return -1;
+  c->arch = (int)p->arch;
+  c->dim = (int)p->dim;
+  c->n_fields = (int)p->n_fields;
+  for (size_t f = 0; f < p->n_fields; f++) {
+    if (copy_name(c->fields[f].name, MTLD_NAME_MAX, p->fields[f]->name)) return -1;
+    c->fields[f].rows = p->fields[f]->rows;
+  }
+  c->item_field = p->item_field;
+  c->category_field = p->category_field;
+  c->scenario_field = p->scenario_field;
+  c->seq_max = (int)p->seq_max;
+  c->n_dense = (int)p->n_dense;
+  c->n_experts = (int)p->n_experts;
+  c->n_shared_experts = (int)p->n_shared_experts;
+  c->n_task_experts = (int)p->n_task_experts;
+  c->n_expert_layers = (int)p->n_expert_layers;
+  for (size_t l = 0; l < p->n_expert_layers; l++) {
+    if (p->expert_layers[l] > 1u << 20) return -1;
+    c->expert_layers[l] = (int)p->expert_layers[l];
+  }
+  c->n_tower_layers = (int)p->n_tower_layers;
+  for (size_t l = 0; l < p->n_tower_layers; l++) {
+    if (p->tower_layers[l] > 1u << 20) return -1;
+    c->tower_layers[l] = (int)p->tower_layers[l];
+  }
+  c->n_tasks = (int)p->n_tasks;
+  for (size_t k = 0; k < p->n_tasks; k++) {
+    const Mtld__SnapshotTask *x = p->tasks[k];
+    mtld_task_t *t = &c->tasks[k];
+    if (copy_name(t->name, MTLD_NAME_MAX, x->name)) return -1;
+    t->type = (int)x->type;
+    t->label = (int)x->label;
+    t->parent = x->parent;
+    t->loss_weight = x->loss_weight;
+    t->reg_loss = x->reg_loss;
+    t->huber_delta = x->huber_delta;
+    t->bias_init = x->bias_init;
+  }
+  c->uncertainty_weighting = p->uncertainty_weighting;
+  c->optim = p->optim;
+  c->lr = p->lr;
+  c->beta1 = p->beta1;
+  c->beta2 = p->beta2;
+  c->eps = p->eps;
+  const Mtld__SnapshotEmbedding *e = p->embedding;
+  c->emb.optim = e->optim;
+  c->emb.lr = e->lr;
+  c->emb.adagrad_init = e->adagrad_init;
+  c->emb.beta1 = e->beta1;
+  c->emb.beta2 = e->beta2;
+  c->emb.eps = e->eps;
+  c->emb.init_scale = e->init_scale;
+  c->emb.admit_after = e->admit_after;
+  c->emb.expire_ms = e->expire_ms;
+  c->batch_size = (int)p->batch_size;
+  c->seed = p->seed;
+  c->pv_window = p->pv_window;
+  c->pv_max_scenarios = p->pv_max_scenarios;
+  return 0;
+}
+
+/* Parameter count of a (validated) config, as trainer/model.c lays it out:
+ * a bound checked against the file before anything is allocated. */
+static uint64_t param_count(const mtld_model_config_t *c) {
+  uint64_t D = (uint64_t)c->dim, T = (uint64_t)c->n_tasks;
+  uint64_t L = c->item_field >= 0 ? (uint64_t)c->seq_max : 0;
+  uint64_t in = (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + (uint64_t)c->n_dense;
+  uint64_t gate_in = in + (c->scenario_field >= 0 ? D : 0);
+  uint64_t ne = c->arch == MTLD_ARCH_MMOE    ? (uint64_t)c->n_experts
+                : c->arch == MTLD_ARCH_PLE   ? (uint64_t)c->n_shared_experts + T * c->n_task_experts
+                : c->arch == MTLD_ARCH_SINGLE_TASK ? T
+                                                   : 1;
+  uint64_t n = 0, prev = in;
+  for (int l = 0; l < c->n_expert_layers; l++) {
+    n += ne * (prev * (uint64_t)c->expert_layers[l] + (uint64_t)c->expert_layers[l]);
+    prev = (uint64_t)c->expert_layers[l];
+  }
+  uint64_t he = prev;
+  uint32_t ex[MTLD_MAX_EXPERTS];
+  for (int t = 0; t < c->n_tasks; t++) {
+    uint64_t k = (uint64_t)task_experts(c, t, ex);
+    if (k > 1) n += gate_in * k + k;
+    prev = he;
+    for (int l = 0; l < c->n_tower_layers; l++) {
+      n += prev * (uint64_t)c->tower_layers[l] + (uint64_t)c->tower_layers[l];
+      prev = (uint64_t)c->tower_layers[l];
+    }
+    n += prev + 1;
+  }
+  n += T;
+  for (int f = 0; f < c->n_fields; f++) n += (uint64_t)c->fields[f].rows * D;
+  return n;
+}
+
+static const Mtld__SnapshotTensor *find_tensor(const Mtld__SnapshotHeader *h, const char *name) {
+  for (size_t i = 0; i < h->n_tensors; i++)
+    if (!strcmp(h->tensors[i]->name, name)) return h->tensors[i];
+  return NULL;
+}
+
+static void info_from_header(mtld_snapshot_info_t *info, const Mtld__SnapshotHeader *h,
+                             const mtld_model_config_t *cfg, size_t len) {
+  info->format_version = h->format_version;
+  snprintf(info->producer, sizeof info->producer, "%s", h->producer);
+  info->config = *cfg;
+  info->samples_trained = h->samples_trained;
+  info->batches = h->batches;
+  info->file_bytes = len;
+  mtld_snapshot_meta_t *m = &info->meta;
+  m->created_ms = h->created_ms;
+  m->watermark_ms = h->watermark_ms;
+  m->join_mode = h->join_mode;
+  m->negatives_per_positive = h->negatives_per_positive;
+  const Mtld__SnapshotFeatures *fe = h->features;
+  if (fe) {
+    m->features.n_half_lives = (int)fe->n_half_life_s;
+    for (size_t i = 0; i < fe->n_half_life_s && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
+      m->features.half_life_s[i] = fe->half_life_s[i];
+    m->features.seq_len = (int)fe->seq_len;
+    m->features.prior_strength = fe->prior_strength;
+    m->features.ctr_prior = fe->ctr_prior;
+    m->features.cvr_prior = fe->cvr_prior;
+    m->features.cart_prior = fe->cart_prior;
+    m->features.schema_hash = fe->schema_hash;
+    m->features.n_dense = (int)fe->n_dense;
+    m->features.item_view = fe->item_view;
+  }
+}
+
+mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t **model,
+                                     mtld_snapshot_info_t *info, char *err, size_t errlen) {
+  const unsigned char *p = buf;
+  mtld_status_t st = MTLD_OK;
+  Mtld__SnapshotHeader *h = NULL;
+  mtld_model_t *m = NULL;
+  mtld_snapshot_info_t inf;
+  memset(&inf, 0, sizeof inf);
+  *model = NULL;
+  if (info) memset(info, 0, sizeof(*info));
+
+  /* prefix */
+  if (len < PREFIX_LEN + 8) BAD("file too short (%zu bytes)", len);
+  if (memcmp(p, MTLD_SNAPSHOT_MAGIC, 8) != 0) BAD("bad magic (not an mtld snapshot)");
+  uint32_t version, hlen;
+  memcpy(&version, p + 8, 4);
+  memcpy(&hlen, p + 12, 4);
+  if (version != MTLD_SNAPSHOT_VERSION)
+    BAD("format version %" PRIu32 ", this reader reads version %u", version,
+        MTLD_SNAPSHOT_VERSION);
+  if (hlen > MAX_HEADER || (size_t)hlen > len - PREFIX_LEN - 8)
+    BAD("header length %" PRIu32 " runs past the end of the file (truncated?)", hlen);
+  h = mtld__snapshot_header__unpack(NULL, hlen, p + PREFIX_LEN);
+  if (!h) BAD("header does not decode (damaged)");
+  if (h->format_version != version)
+    BAD("header says format version %" PRIu32 ", prefix %" PRIu32, h->format_version, version);
+
+  /* sizes, then every tensor's checksum, then the whole file's */
+  size_t start = align_up(PREFIX_LEN + (size_t)hlen);
+  if (h->payload_length % MTLD_SNAPSHOT_ALIGN || start > len - 8 ||
+      h->payload_length > len - 8 - start) {
+    if (h->payload_length <= SIZE_MAX - start - 8 && start + h->payload_length + 8 > len)
+      BAD("truncated: %zu bytes, the header describes %zu", len,
+          (size_t)(start + h->payload_length + 8));
+    BAD("bad payload length %" PRIu64, h->payload_length);
+  }
+  if (start + h->payload_length + 8 != len)
+    BAD("%zu bytes after the trailer (appended to?)", len - (size_t)(start + h->payload_length + 8));
+  if (h->n_tensors > MAX_TENSORS) BAD("%zu tensors (at most %d)", h->n_tensors, MAX_TENSORS);
+  for (size_t i = 0; i < h->n_tensors; i++) {
+    const Mtld__SnapshotTensor *t = h->tensors[i];
+    size_t es = dtype_size(t->dtype);
+    if (!es) BAD("tensor %.64s: unknown dtype %d", t->name, (int)t->dtype);
+    uint64_t want = (uint64_t)t->rows * t->cols * es;
+    if (t->length != want || t->offset % MTLD_SNAPSHOT_ALIGN || t->offset > h->payload_length ||
+        t->length > h->payload_length - t->offset)
+      BAD("tensor %.64s: bad shape, offset or length", t->name);
+    if (XXH64(p + start + t->offset, t->length, 0) != t->xxh64)
+      BAD("tensor %.64s: checksum mismatch (damaged data)", t->name);
+  }
+  uint64_t trailer;
+  memcpy(&trailer, p + len - 8, 8);
+  if (XXH64(p, len - 8, 0) != trailer) BAD("file checksum mismatch (damaged header or padding)");
+
+  /* the model */
+  if (!h->model || !h->normalizer || !h->features) BAD("header lacks the model description");
+  mtld_model_config_t cfg;
+  if (config_from_pb(&cfg, h->model) != 0) BAD("model config out of range");
+  char cerr[200];
+  if (mtld_model_config_validate(&cfg, cerr, sizeof cerr) != MTLD_OK)
+    BAD("invalid model config: %s", cerr);
+  if (h->model->n_fields != (size_t)cfg.n_fields || h->normalizer->n_mean != (size_t)cfg.n_dense ||
+      h->normalizer->n_m2 != (size_t)cfg.n_dense)
+    BAD("normaliser statistics do not match n_dense");
+  uint64_t np = param_count(&cfg);
+  if (np > h->payload_length / sizeof(float))
+    BAD("the tensors cannot hold the model's %" PRIu64 " parameters", np);
+  mtld_model_config_t mcfg = cfg;
+  if (mcfg.batch_size > MTLD_SNAPSHOT_MAX_BATCH) mcfg.batch_size = MTLD_SNAPSHOT_MAX_BATCH;
+  st = mtld_model_create(&m, &mcfg, cerr, sizeof cerr);
+  if (st != MTLD_OK) {
+    snprintf(err, errlen, "snapshot: cannot build the model: %s", cerr);
+    goto out;
+  }
+  float *params;
+  size_t n_params;
+  mtld_model_params(m, &params, &n_params);
+  if (n_params != np) BAD("model layout differs from this reader's (%zu vs %" PRIu64 ")", n_params, np);
+  int nt;
+  const mtld_tensor_t *mt = mtld_model_tensors(m, &nt);
+  for (int i = 0; i < nt; i++) {
+    const Mtld__SnapshotTensor *t = find_tensor(h, mt[i].name);
+    if (!t) BAD("tensor %s is missing", mt[i].name);
+    if (t->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_FLOAT32 || t->rows != mt[i].rows ||
+        t->cols != mt[i].cols)
+      BAD("tensor %s: shape %ux%u, the model has %ux%u", mt[i].name, t->rows, t->cols,
+          mt[i].rows, mt[i].cols);
+    memcpy(params + mt[i].offset, p + start + t->offset, t->length);
+  }
+  for (int f = 0; f < cfg.n_fields; f++) {
+    mtld_embed_t *e = mtld_model_embed(m, f);
+    const Mtld__SnapshotField *pf = h->model->fields[f];
+    if (pf->hash_seed != e->seed) BAD("field %s: hash seed differs from the model's", pf->name);
+    char name[TENSOR_NAME_MAX];
+    const char *fname = cfg.fields[f].name[0] ? cfg.fields[f].name : "field";
+    snprintf(name, sizeof name, "emb.%s.last_used", fname);
+    const Mtld__SnapshotTensor *t = find_tensor(h, name);
+    if (!t || t->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_INT64 || t->rows != e->rows || t->cols != 1)
+      BAD("tensor %s is missing or has the wrong shape", name);
+    memcpy(e->last_used, p + start + t->offset, t->length);
+    uint64_t live = 0;
+    for (uint32_t r = 0; r < e->rows; r++) live += e->last_used[r] != INT64_MIN;
+    e->stats.live_rows = live;
+    if (e->cms) {
+      snprintf(name, sizeof name, "emb.%s.cms", fname);
+      t = find_tensor(h, name);
+      if (!t || t->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_UINT16 || t->rows != 2 ||
+          t->cols != e->cms_width)
+        BAD("tensor %s is missing or has the wrong shape", name);
+      memcpy(e->cms, p + start + t->offset, t->length);
+    }
+  }
+  double mean[MTLD_MAX_DENSE] = {0}, m2[MTLD_MAX_DENSE] = {0};
+  for (int i = 0; i < cfg.n_dense; i++) {
+    mean[i] = h->normalizer->mean[i];
+    m2[i] = h->normalizer->m2[i];
+  }
+  mtld_model_set_normaliser(m, h->normalizer->count, mean, m2);
+
+  if (info) {
+    info_from_header(&inf, h, &cfg, len);
+    if (h->n_offsets) {
+      inf.meta.offsets = calloc(h->n_offsets, sizeof(*inf.meta.offsets));
+      if (!inf.meta.offsets) goto nomem;
+      for (size_t i = 0; i < h->n_offsets; i++) {
+        mtld_source_offset_t *o = &inf.meta.offsets[i];
+        snprintf(o->topic, sizeof o->topic, "%s", h->offsets[i]->topic);
+        o->partition = h->offsets[i]->partition;
+        o->next_offset = h->offsets[i]->next_offset;
+        o->max_time_ms = h->offsets[i]->max_time_ms;
+      }
+      inf.meta.n_offsets = (int)h->n_offsets;
+    }
+    if (h->n_metrics) {
+      inf.metrics = calloc(h->n_metrics, sizeof(*inf.metrics));
+      if (!inf.metrics) goto nomem;
+      for (size_t i = 0; i < h->n_metrics; i++) {
+        const Mtld__SnapshotMetrics *x = h->metrics[i];
+        mtld_snapshot_metric_t *v = &inf.metrics[i];
+        snprintf(v->task, sizeof v->task, "%s", x->task);
+        snprintf(v->scenario, sizeof v->scenario, "%s", x->scenario);
+        v->s.n = x->n;
+        v->s.n_pos = x->n_pos;
+        v->s.auc_window = x->auc_window;
+        v->s.auc_cum = x->auc_cum;
+        v->s.logloss = x->logloss;
+        v->s.calibration = x->calibration;
+        v->s.rmse = x->rmse;
+        v->s.mean_pred = x->mean_pred;
+        v->s.mean_label = x->mean_label;
+      }
+      inf.n_metrics = (int)h->n_metrics;
+    }
+  }
+out:
+  if (h) mtld__snapshot_header__free_unpacked(h, NULL);
+  if (st != MTLD_OK) {
+    mtld_model_destroy(m);
+    mtld_snapshot_info_free(&inf);
+    return st;
+  }
+  *model = m;
+  if (info) *info = inf;
+  return MTLD_OK;
+nomem:
+  snprintf(err, errlen, "snapshot: out of memory");
+  st = MTLD_ERR_NOMEM;
+  goto out;
+}
+
+/* Reads a whole file. */
+static mtld_status_t read_file(const char *path, unsigned char **out, size_t *len, char *err,
+                               size_t errlen) {
+  *out = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    return errno == ENOENT ? MTLD_ERR_NOTFOUND : MTLD_ERR_IO;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    snprintf(err, errlen, "%s is not a regular file", path);
+    return MTLD_ERR_IO;
+  }
+  size_t size = (size_t)sb.st_size;
+  unsigned char *buf = malloc(size ? size : 1);
+  if (!buf) {
+    close(fd);
+    snprintf(err, errlen, "%s: out of memory (%zu bytes)", path, size);
+    return MTLD_ERR_NOMEM;
+  }
+  size_t got = 0;
+  while (got < size) {
+    ssize_t r = read(fd, buf + got, size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (got != size) {
+    free(buf);
+    snprintf(err, errlen, "%s: short read", path);
+    return MTLD_ERR_IO;
+  }
+  *out = buf;
+  *len = size;
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_snapshot_load(const char *path, mtld_model_t **model, mtld_snapshot_info_t *info,
+                                 char *err, size_t errlen) {
+  *model = NULL;
+  char file[PATH_MAX];
+  mtld_status_t st = MTLD_ERR_NOTFOUND;
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  /* a writer may replace LATEST and prune the file it named in between:
+     resolve again then */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    st = mtld_snapshot_resolve(path, file, sizeof file, err, errlen);
+    if (st != MTLD_OK) return st;
+    st = read_file(file, &buf, &len, err, errlen);
+    if (st != MTLD_ERR_NOTFOUND || !strcmp(file, path)) break;
+  }
+  if (st != MTLD_OK) return st;
+  st = mtld_snapshot_load_mem(buf, len, model, info, err, errlen);
+  free(buf);
+  if (st == MTLD_ERR_CORRUPT) {
+    /* name the file in the message */
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", err);
+    snprintf(err, errlen, "%s: %s", file, tmp);
+  }
+  if (st == MTLD_OK && info && pathf(info->path, sizeof info->path, "%s", file) != 0)
+    info->path[0] = 0; /* longer than MTLD_SNAPSHOT_PATH_MAX: not recorded */
+  return st;
+}
+
+mtld_status_t mtld_snapshot_score(mtld_model_t *m, const mtld_sample_t *s, int n, float *preds,
+                                  float *cond) {
+  int T = mtld_model_config(m)->n_tasks;
+  if (n < 1 || n > mtld_model_config(m)->batch_size) return MTLD_ERR_INVALID;
+  mtld_model_forward(m, s, n);
+  memcpy(preds, mtld_model_preds(m), sizeof(float) * (size_t)n * T);
+  if (cond) memcpy(cond, mtld_model_cond_preds(m), sizeof(float) * (size_t)n * T);
+  return MTLD_OK;
+}

@@ -18,7 +18,7 @@ deps:
 
 build: deps
 	@cmake -S . -B $(BUILD) -DMTLD_WERROR=ON >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS)
+	@cmake --build $(BUILD) -j$(JOBS) -- --no-print-directory
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j1

@@ -14,7 +14,7 @@ cleanup() {
 trap cleanup EXIT
 USERS=${DEMO_USERS:-2000}
 ITEMS=${DEMO_ITEMS:-1000}
-IMPRESSIONS=${DEMO_IMPRESSIONS:-60000}
+IMPRESSIONS=${DEMO_IMPRESSIONS:-200000}
 
 echo "== 1. generating a synthetic stream (seed 42, $USERS users, $ITEMS items, $IMPRESSIONS impressions, a few malformed records)"
 "$BUILD/mtld-gen" --seed 42 --users "$USERS" --items "$ITEMS" --impressions "$IMPRESSIONS" \
@@ -40,7 +40,7 @@ MTLD=$!
 PIDS+=($MTLD)
 start=$(date +%s.%N)
 while :; do
-  c=$("$BUILD/mtld-inspect" --store "$D/store" --offsets 2>/dev/null | awk '{s += $3} END {print s + 0}')
+  c=$({ "$BUILD/mtld-inspect" --store "$D/store" --offsets 2>/dev/null || true; } | awk '{s += $3} END {print s + 0}')
   [ "$c" -ge "$N" ] && break
   kill -0 "$MTLD" 2>/dev/null || { echo "mtld exited early:"; tail "$D/mtld.log"; exit 1; }
   sleep 0.5
@@ -67,8 +67,46 @@ grep '^mtld_events_total{' "$D/metrics.txt" |
 echo "-- rejected records, by reason (all sent to topic events-dlq)"
 grep '^mtld_events_rejected_total{' "$D/metrics.txt" | awk '$2 > 0' |
   sed 's/mtld_events_rejected_total{reason="\([a-z_]*\)"} /   \1: /'
-U=$(awk -F, 'NR > 1 && $2 == "impression" {print $1; exit}' "$D/truth.csv")
-echo "-- one user's features (the user of the first impression)"
-"$BUILD/mtld-inspect" --store "$D/store" --user-of-event "$U" 2>/dev/null | sed 's/^/   /' ||
-  "$BUILD/mtld-inspect" --store "$D/store" --user 1 | sed 's/^/   /'
+echo "-- one user's features (user 1; inspect any with: mtld-inspect --store $D/store --user ID)"
+"$BUILD/mtld-inspect" --store "$D/store" --user 1 | sed 's/^/   /'
+echo "-- progressive validation while consuming from Kafka (sliding-window AUC; samples still"
+echo "   waiting for their conversion window at the end are trained after a restart)"
+grep '^mtld_pv_auc{' "$D/metrics.txt" | sed 's/mtld_pv_auc{task="\([^"]*\)",scenario="\([^"]*\)"} /   \1 \2 /' |
+  awk '{printf "   %-8s %-14s AUC %.4f\n", $1, $2, $3}'
+
+echo "== 6. multi-task vs single-task on the same stream (replays of the event file)"
+ORACLE_CTR=$(sed -n 's/.*oracle AUC click: \([0-9.]*\).*/\1/p' "$D/gen.log")
+ORACLE_CTCVR=$(sed -n 's/.*click&purchase: \([0-9.]*\).*/\1/p' "$D/gen.log")
+replay() { # replay NAME ARCH
+  cat >"$D/$1.conf" <<CONF
+source = { type = "file"; file = "$D/events.pb"; };
+store = { path = "$D/$1.store"; sync = false; };
+metrics = { enabled = false; };
+joiner = { conversion_window = "6h"; };
+model = { arch = "$2"; };
+trainer = { report_interval = "0s"; };
+checkpoint = { dir = "$D/$1.ckpt"; interval = "0s"; };
+snapshot = { dir = "$D/$1.snap"; interval = "0s"; };
+CONF
+  "$BUILD/mtld" -c "$D/$1.conf" >"$D/$1.log" 2>&1
+}
+replay mtl mmoe
+replay stl single_task
+printf "   %-8s %-14s %10s %10s %10s %10s %8s\n" task scenario "MTL AUC" "STL AUC" "MTL cum" "oracle" "calib"
+for task in ctr ctcvr; do
+  oracle=$ORACLE_CTR; [ $task = ctcvr ] && oracle=$ORACLE_CTCVR
+  grep "pv task=$task " "$D/mtl.log" | tail -4 | while read -r line; do
+    scen=$(echo "$line" | sed 's/.*scenario=\([^ ]*\).*/\1/')
+    auc=$(echo "$line" | sed 's/.*auc_window=\([^ ]*\).*/\1/')
+    cum=$(echo "$line" | sed 's/.*auc_cum=\([^ ]*\).*/\1/')
+    cal=$(echo "$line" | sed 's/.*calib=\([^ ]*\).*/\1/')
+    st=$(grep "pv task=$task scenario=$scen " "$D/stl.log" | tail -1 | sed 's/.*auc_window=\([^ ]*\).*/\1/')
+    o="-"; [ "$scen" = all ] && o=$oracle
+    printf "   %-8s %-14s %10s %10s %10s %10s %8s\n" "$task" "$scen" "$auc" "$st" "$cum" "$o" "$cal"
+  done
+done
+grep "pv task=rating scenario=all" "$D/mtl.log" | tail -1 | sed 's/.*rmse=\([^ ]*\).*/   rating RMSE (MTL): \1/'
+echo "   oracle rating RMSE: $(sed -n 's/.*rating RMSE: \([0-9.]*\).*/\1/p' "$D/gen.log")"
+echo "   (AUC = sliding window of the last 100000 samples, scored before learning;"
+echo "    cum = since the first sample; oracle = AUC of the generator's true probabilities)"
 echo "-- files in $D (removed by: rm -rf $D)"

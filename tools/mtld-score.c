@@ -245,6 +245,7 @@ static int sample_from_json(scorer_t *sc, json_object *o, uint64_t line_no, mtld
   s->scenario_id = c.scenario[0] ? mtld_hash_id(c.scenario, strlen(c.scenario)) : 0;
   s->fields[MTLD_FIELD_SCENARIO] = s->scenario_id;
   s->fields[MTLD_FIELD_POSITION] = c.position > 0 ? (uint64_t)(uint32_t)c.position : 0;
+  s->fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(c.time_ms);
   snprintf(s->scenario, sizeof s->scenario, "%s", c.scenario);
   if (json_object_object_get_ex(o, "dense", &v)) {
     if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > MTLD_MAX_DENSE)

@@ -64,6 +64,7 @@ SAMPLE_DTYPE = np.dtype(
 )
 
 TASK_BINARY, TASK_ESMM_CTCVR, TASK_REGRESSION = 0, 1, 2
+INTER_NONE, INTER_DOT = 0, 1
 DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<i8"), 2: np.dtype("<u2")}
 
 
@@ -205,6 +206,15 @@ class Snapshot:
             tot = e.sum(axis=1, keepdims=True)
             a = np.divide(e, tot, out=np.zeros_like(e), where=tot > 0)
             parts.append(np.einsum("nl,nld->nd", a, keys))
+        if m.interactions == INTER_DOT:
+            vecs = list(parts)  # the field embeddings, then the pooled sequence
+            dots = [
+                np.einsum("nd,nd->n", vecs[i], vecs[j])[:, None]
+                for i in range(len(vecs))
+                for j in range(i + 1, len(vecs))
+            ]
+            if dots:
+                parts.append(np.concatenate(dots, axis=1))
         if m.n_dense:
             norm = self.header.normalizer
             v = np.zeros((n, m.n_dense))

@@ -336,6 +336,7 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   mc->category_field = c->category_field;
   mc->scenario_field = c->scenario_field;
   mc->seq_max = (uint32_t)c->seq_max;
+  mc->interactions = c->interactions;
   mc->n_dense = (uint32_t)c->n_dense;
   mc->n_experts = (uint32_t)c->n_experts;
   mc->n_shared_experts = (uint32_t)c->n_shared_experts;
@@ -831,6 +832,7 @@ static int config_from_pb(mtld_model_config_t *c, const Mtld__SnapshotModelConfi
   c->category_field = p->category_field;
   c->scenario_field = p->scenario_field;
   c->seq_max = (int)p->seq_max;
+  c->interactions = (int)p->interactions;
   c->n_dense = (int)p->n_dense;
   c->n_experts = (int)p->n_experts;
   c->n_shared_experts = (int)p->n_shared_experts;
@@ -886,7 +888,9 @@ static int config_from_pb(mtld_model_config_t *c, const Mtld__SnapshotModelConfi
 static uint64_t param_count(const mtld_model_config_t *c) {
   uint64_t D = (uint64_t)c->dim, T = (uint64_t)c->n_tasks;
   uint64_t L = c->item_field >= 0 ? (uint64_t)c->seq_max : 0;
-  uint64_t in = (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + (uint64_t)c->n_dense;
+  uint64_t V = c->interactions == MTLD_INTER_DOT ? (uint64_t)c->n_fields + (L > 0 ? 1 : 0) : 0;
+  uint64_t in = (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + V * (V ? V - 1 : 0) / 2 +
+                (uint64_t)c->n_dense;
   uint64_t gate_in = in + (c->scenario_field >= 0 ? D : 0);
   uint64_t ne = c->arch == MTLD_ARCH_MMOE    ? (uint64_t)c->n_experts
                 : c->arch == MTLD_ARCH_PLE   ? (uint64_t)c->n_shared_experts + T * c->n_task_experts

@@ -97,6 +97,17 @@ run "$PY" "$REF/mtld_torch.py" --layout "$BUILD/tests/sample_layout" --model mod
 agree=0
 run "$PY" "$REF/compare.py" agree --log mtld-gen.log --torch-json torch-online.json \
   --mtld-preds mtld-preds.bin --torch-preds torch-preds.npy || agree=1
+# Scale of the tolerance: the same stream through mtld with other seeds (the
+# replica agrees this closely only because it starts from mtld's weights).
+echo "seed spread of mtld itself on this stream (model.seed; the run above is seed 42):"
+for seed in 1 2 3; do
+  sed "s/^trainer = /model = { seed = $seed; };\ntrainer = /" gen.conf >gen-seed.conf
+  printf 'seed %s: ' "$seed"
+  "$BUILD/bench/bench_trainer_dump" -c gen-seed.conf -d samples.bin --no-speed |
+    grep ' scenario=all .*auc_cum' | sed 's/ scenario=all / /; s/ auc_window=[^ ]*//; s/ calib=.*//' |
+    tr '\n' ' '
+  echo
+done
 
 # ---- 2. speed ---------------------------------------------------------------------------
 echo

@@ -7,7 +7,8 @@
  *
  * usage: snapshot_fixture OUTDIR VARIANT
  *   VARIANT 0 mmoe, 1 ple, 2 shared_bottom, 3 single_task, 4 mmoe with Adam
- *   embeddings and no admission sketch, 5 without attention and scenario gate,
+ *   embeddings and no admission sketch, 5 without attention, scenario gate and
+ *   interactions,
  *   6 "store": events go through a feature store (OUTDIR/store) and samples
  *   are built from its features with mtld_sample_from_features, as the
  *   joiner builds them; the snapshot records the store's feature definitions.
@@ -311,6 +312,7 @@ int main(int argc, char **argv) {
     c.n_tower_layers = 2;
     c.tower_layers[1] = 4;
     c.n_expert_layers = 1;
+    c.interactions = MTLD_INTER_NONE;
   }
   char err[512], path[1024];
   mtld_trainer_t *t = NULL;

@@ -1,7 +1,8 @@
 /* test_model.c - the multi-task network: finite-difference checks of the
  * whole model's loss (every architecture, ESMM, uncertainty weighting,
- * embedding rows through fields and attention), embedding tables (admission,
- * expiry, sweep), config validation, reloadable settings. */
+ * pairwise dot interactions, embedding rows through fields, interactions and
+ * attention), embedding tables (admission, expiry, sweep), config
+ * validation, reloadable settings. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,8 +26,8 @@ static void small_config(mtld_model_config_t *c, int arch) {
   mtld_model_config_default(c);
   c->arch = arch;
   c->dim = 4;
-  uint32_t rows[5] = {97, 101, 13, 5, 7};
-  for (int f = 0; f < 5; f++) c->fields[f].rows = rows[f];
+  uint32_t rows[6] = {97, 101, 13, 5, 7, 24};
+  for (int f = 0; f < 6; f++) c->fields[f].rows = rows[f];
   c->seq_max = 5;
   c->n_dense = 3;
   c->n_experts = 3;
@@ -48,12 +49,13 @@ static void make_sample(mtld_sample_t *s, int i) {
   s->sample_id = (uint64_t)i + 1;
   s->time_ms = 1000 + i;
   s->weight = 0.5f + frand01();
-  s->n_fields = 5;
+  s->n_fields = 6;
   s->fields[0] = 1 + next_u64() % 30;
   s->fields[1] = 1 + next_u64() % 20;
   s->fields[2] = 1 + next_u64() % 6;
   s->fields[3] = 1 + next_u64() % 3;
   s->fields[4] = 1 + next_u64() % 5;
+  s->fields[5] = mtld_sample_hour_id(s->time_ms + (int64_t)(i % 24) * 3600000);
   s->scenario_id = s->fields[3];
   s->n_dense = 3;
   for (int d = 0; d < 3; d++) s->dense[d] = 3.0f * frand01() + (float)d;
@@ -157,8 +159,16 @@ static void fd_model(const mtld_model_config_t *cfg, const char *label) {
 
 static void test_fd(void) {
   mtld_model_config_t c;
+  /* the default: dot interactions over 6 fields + the pooled sequence */
   small_config(&c, MTLD_ARCH_MMOE);
   fd_model(&c, "mmoe");
+  small_config(&c, MTLD_ARCH_MMOE);
+  c.interactions = MTLD_INTER_NONE;
+  fd_model(&c, "mmoe-no-interactions");
+  small_config(&c, MTLD_ARCH_MMOE);
+  c.seq_max = 0; /* interactions of the fields only */
+  c.item_field = -1;
+  fd_model(&c, "mmoe-no-attention");
   small_config(&c, MTLD_ARCH_PLE);
   c.uncertainty_weighting = 1;
   fd_model(&c, "ple+uncertainty");
@@ -215,6 +225,74 @@ static void test_esmm_parent_gradient(void) {
   CHECK(mtld_model_set_loss_weight(m, 0, -1.0f) == MTLD_ERR_INVALID);
   CHECK(mtld_model_set_lr(m, 0.0f, 0.1f) == MTLD_ERR_INVALID);
   CHECK(mtld_model_set_lr(m, 0.01f, 0.1f) == MTLD_OK && mtld_model_config(m)->lr == 0.01f);
+  mtld_model_destroy(m);
+}
+
+/* x's width: F*D fields, D pooled, V(V-1)/2 dot products, dense; with only
+ * the interaction path left (every expert input weight but the interaction
+ * rows zeroed), the field embeddings still get the exact gradient
+ * g_ij * e_j through them. */
+static void test_interactions(void) {
+  mtld_model_config_t c;
+  small_config(&c, MTLD_ARCH_SHARED_BOTTOM);
+  mtld_model_t *m;
+  char err[256];
+  int F = c.n_fields, D = c.dim, V = F + 1, P = V * (V - 1) / 2;
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  int nt;
+  const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
+  CHECK(strcmp(ts[0].name, "expert0.l0.w") == 0);
+  CHECK(ts[0].rows == (uint32_t)(F * D + D + P + c.n_dense));
+  mtld_model_destroy(m);
+  c.interactions = MTLD_INTER_NONE;
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  ts = mtld_model_tensors(m, &nt);
+  CHECK(ts[0].rows == (uint32_t)(F * D + D + c.n_dense));
+  mtld_model_destroy(m);
+  c.interactions = 2;
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+
+  /* one sample, interactions only: d loss / d e_user[d] = sum_j dL/d<u,v_j> v_j[d] */
+  c.interactions = MTLD_INTER_DOT;
+  c.seq_max = 0;
+  c.item_field = -1;
+  c.batch_size = 1;
+  V = F;
+  P = V * (V - 1) / 2;
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  mtld_sample_t s;
+  make_sample(&s, 0);
+  for (int k = 0; k < 2; k++) mtld_model_train_batch(m, &s, 1); /* admit the rows */
+  ts = mtld_model_tensors(m, &nt);
+  float *p, *g;
+  size_t np, nd;
+  mtld_model_params(m, &p, &np);
+  mtld_model_grads(m, &g, &nd);
+  const mtld_tensor_t *w0 = &ts[0];
+  for (uint32_t r = 0; r < w0->rows; r++)
+    if (r < (uint32_t)(F * D) || r >= (uint32_t)(F * D + P))
+      for (uint32_t k = 0; k < w0->cols; k++) p[w0->offset + r * w0->cols + k] = 0.0f;
+  mtld_model_forward(m, &s, 1);
+  mtld_model_backward(m);
+  const float *e[MTLD_MAX_FIELDS];
+  int live = 0;
+  for (int f = 0; f < F; f++) {
+    mtld_embed_t *t = mtld_model_embed(m, f);
+    int32_t r = mtld_embed_find(t, s.fields[f], s.time_ms);
+    e[f] = r >= 0 ? t->w + (size_t)r * D : NULL;
+    live += r >= 0;
+  }
+  CHECK(live == F && e[0] != NULL);
+  mtld_embed_t *ut = mtld_model_embed(m, 0);
+  int32_t ur = mtld_embed_find(ut, s.fields[0], s.time_ms);
+  const float *ug = mtld_embed_grad_of(ut, ur);
+  CHECK(ug != NULL);
+  int ok = 0;
+  for (int d = 0; d < D && ug; d++) {
+    double num = numeric(m, &s, 1, &ut->w[(size_t)ur * D + d]);
+    ok += grad_ok(num, ug[d]) && fabs(num) > 1e-5;
+  }
+  CHECK(ok == D);
   mtld_model_destroy(m);
 }
 
@@ -330,6 +408,7 @@ int main(void) {
   test_embed();
   test_config();
   test_esmm_parent_gradient();
+  test_interactions();
   test_fd();
   return CHECK_DONE();
 }

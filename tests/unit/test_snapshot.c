@@ -176,11 +176,12 @@ static void test_roundtrip_archs(void) {
       c.emb.admit_after = 1;
       c.category_field = -1;
     }
-    if (v == 5) { /* no attention, no scenario gate input, no tower hidden layer */
+    if (v == 5) { /* no attention, scenario gate input, tower hidden layer, interactions */
       c.item_field = -1;
       c.scenario_field = -1;
       c.n_tower_layers = 0;
       c.uncertainty_weighting = 1;
+      c.interactions = MTLD_INTER_NONE;
     }
     mtld_trainer_t *t = trained(&c, 1500 + 7 * v, 11 + (uint64_t)v);
     CHECK(t != NULL);

@@ -50,6 +50,8 @@ struct mtld_pipeline {
   FILE *dump;              /* trainer.dump_samples */
   mtld_sample_sink_fn sink;
   void *sink_ctx;
+  void (*revoke_hook)(void *ctx);
+  void *revoke_ctx;
 
   part_t parts[MAX_PARTS];
   int n_parts;
@@ -153,7 +155,10 @@ static void hook_revoke_begin(void *ctx, int lost) {
   }
   /* Make everything consumed so far durable before the partitions go. */
   for (int tries = 0; tries < 50; tries++) {
-    if (mtld_pipeline_commit(p, err, sizeof(err)) == MTLD_OK) return;
+    if (mtld_pipeline_commit(p, err, sizeof(err)) == MTLD_OK) {
+      if (p->revoke_hook) p->revoke_hook(p->revoke_ctx);
+      return;
+    }
     mtld_log(MTLD_LOG_ERR, "commit before revocation failed (try %d): %s", tries + 1, err);
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -188,8 +193,20 @@ mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
 
 mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
                                 size_t errlen) {
+  return mtld_pipeline_new_with(out, cfg, NULL, err, errlen);
+}
+
+mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t *cfg,
+                                     mtld_trainer_t **trainer, char *err, size_t errlen) {
   mtld_pipeline_t *p = calloc(1, sizeof(*p));
-  if (!p) return MTLD_ERR_NOMEM;
+  if (!p) {
+    if (trainer) mtld_trainer_destroy(*trainer), *trainer = NULL;
+    return MTLD_ERR_NOMEM;
+  }
+  if (trainer) {
+    p->trainer = *trainer; /* ours now, freed with the pipeline even on failure */
+    *trainer = NULL;
+  }
   p->cfg = *cfg;
   mtld_status_t st =
       mtld_store_open(&p->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
@@ -205,7 +222,7 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
-  if (cfg->trainer_enabled) {
+  if (cfg->trainer_enabled && !p->trainer) {
     st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
@@ -226,6 +243,19 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
 fail:
   mtld_pipeline_free(p);
   return st;
+}
+
+void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx) {
+  p->revoke_hook = fn;
+  p->revoke_ctx = ctx;
+}
+
+mtld_store_t *mtld_pipeline_store(mtld_pipeline_t *p) {
+  return p->store;
+}
+
+int64_t mtld_pipeline_watermark(const mtld_pipeline_t *p) {
+  return mtld_watermark_get(p->wm);
 }
 
 void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src) {

@@ -14,6 +14,7 @@
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/source.h"
+#include "features/store.h"
 #include "trainer/sample.h"
 #include "trainer/status.h"
 
@@ -34,6 +35,21 @@ typedef void (*mtld_sample_sink_fn)(void *ctx, const mtld_sample_t *s);
  * Returns MTLD_OK and *out; on error err says why. */
 mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
                                 size_t errlen);
+
+/* The same with a trainer restored from a checkpoint: ownership of *trainer
+ * passes to the pipeline (*trainer is set to NULL), also on failure.  NULL
+ * or *trainer == NULL: a new trainer from cfg->model (when enabled). */
+struct mtld_trainer;
+mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t *cfg,
+                                     struct mtld_trainer **trainer, char *err, size_t errlen);
+
+/* Called after a batch was committed because partitions are being revoked
+ * (the daemon checkpoints there).  NULL: nothing. */
+void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
+
+/* The store (borrowed) and the current watermark, for checkpoints. */
+mtld_store_t *mtld_pipeline_store(mtld_pipeline_t *p);
+int64_t mtld_pipeline_watermark(const mtld_pipeline_t *p);
 
 /* Hooks for mtld_source_*_new (resume at stored offsets, commit before a
  * revocation, drop the batch when partitions are lost). */
@@ -79,7 +95,6 @@ void mtld_pipeline_report(mtld_pipeline_t *p);
 void mtld_pipeline_finish(mtld_pipeline_t *p);
 
 /* The trainer (NULL when trainer.enabled is false); borrowed. */
-struct mtld_trainer;
 struct mtld_trainer *mtld_pipeline_trainer(mtld_pipeline_t *p);
 
 /* Totals for STATUS= lines and tests. */

@@ -13,7 +13,8 @@
  *   are built from its features with mtld_sample_from_features, as the
  *   joiner builds them; the snapshot records the store's feature definitions.
  * writes OUTDIR/snapshots/ (LATEST + file), OUTDIR/samples.bin,
- * OUTDIR/expected.txt; variant 6 also OUTDIR/candidates.jsonl (one candidate
+ * OUTDIR/expected.txt; variant 6 also OUTDIR/snapshots-otherdef (the same
+ * model recording other feature definitions), OUTDIR/candidates.jsonl (one candidate
  * per line) and OUTDIR/expected_store.txt (the trainer's predictions for them
  * from the store's current features, as mtld-score --store prints them).
  * Exit 0 on success. */
@@ -234,6 +235,10 @@ static int store_variant(const char *out) {
     fprintf(stderr, "snapshot_fixture: %s\n", err);
     return 1;
   }
+  /* the same model claiming other feature definitions (readers must refuse the store) */
+  meta.features.schema_hash ^= 1;
+  snprintf(path, sizeof path, "%s/snapshots-otherdef", out);
+  if (mtld_snapshot_write(t, &meta, path, 1, NULL, 0, err, sizeof err) != MTLD_OK) return 1;
 
   /* candidates scored from the store's current features (global item view) */
   snprintf(path, sizeof path, "%s/candidates.jsonl", out);

@@ -1,0 +1,447 @@
+/* durable.c - checkpoints, serving snapshots and recovery (see durable.h). */
+#include "daemon/durable.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "daemon/log.h"
+#include "features/features.h"
+#include "features/store.h"
+#include "trainer/checkpoint.h"
+#include "trainer/snapshot.h"
+
+enum { JOB_CHECKPOINT = 1, JOB_SNAPSHOT = 2 };
+#define QUEUE 4
+
+typedef struct {
+  int kind;
+  /* checkpoint */
+  uint64_t id;
+  char tmp[PATH_MAX];
+  void *trainer_buf;
+  size_t trainer_len;
+  mtld_checkpoint_meta_t meta;
+  /* snapshot */
+  mtld_snapshot_t *snap;
+  int keep; /* copied at submit: reload may change the config meanwhile */
+  int64_t started_mono_ms;
+} job_t;
+
+typedef struct {
+  uint64_t done, failed;
+  double last_seconds, max_stall_seconds, last_stall_seconds;
+  int64_t last_done_wall_ms; /* 0 = never */
+} kind_stats_t;
+
+struct mtld_durable {
+  mtld_config_t cfg;
+  mtld_pipeline_t *pipe;
+  uint64_t next_id;
+  int64_t last_ckpt_mono, last_snap_mono;
+  uint64_t last_ckpt_samples;
+
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job_t q[QUEUE];
+  int head, count, busy, stop;
+  mtld_status_t last_status; /* of the last job finished */
+  char last_err[512];
+  kind_stats_t stats[3]; /* by kind */
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- offsets of the cut ------------------------------------------------- */
+
+typedef struct {
+  mtld_source_offset_t *v;
+  int n, cap;
+} offsets_t;
+
+static int add_offset(void *ctx, const char *topic, int32_t partition, int64_t next,
+                      int64_t max_time) {
+  offsets_t *o = ctx;
+  if (o->n == o->cap) {
+    int cap = o->cap ? o->cap * 2 : 16;
+    mtld_source_offset_t *nv = realloc(o->v, sizeof(*nv) * (size_t)cap);
+    if (!nv) return 1;
+    o->v = nv;
+    o->cap = cap;
+  }
+  mtld_source_offset_t *e = &o->v[o->n++];
+  snprintf(e->topic, sizeof(e->topic), "%s", topic);
+  e->partition = partition;
+  e->next_offset = next;
+  e->max_time_ms = max_time;
+  return 0;
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errlen) {
+  mtld_status_t st = MTLD_OK;
+  if (j->kind == JOB_CHECKPOINT) {
+    st = mtld_checkpoint_write_file(j->tmp, "trainer.bin", j->trainer_buf, j->trainer_len, err,
+                                    errlen);
+    if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
+    if (st == MTLD_OK)
+      st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0,
+                                  err, errlen);
+    free(j->trainer_buf);
+    free(j->meta.offsets);
+  } else {
+    char path[PATH_MAX];
+    st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path,
+                            sizeof(path), err, errlen);
+    mtld_snapshot_free(j->snap);
+    if (st == MTLD_OK) mtld_log(MTLD_LOG_DEBUG, "snapshot %s written", path);
+  }
+  return st;
+}
+
+static void finish_job(mtld_durable_t *d, const job_t *j, mtld_status_t st, const char *err) {
+  kind_stats_t *ks = &d->stats[j->kind];
+  double secs = (double)(mono_ms() - j->started_mono_ms) / 1000.0;
+  if (st == MTLD_OK) {
+    ks->done++;
+    ks->last_seconds = secs;
+    ks->last_done_wall_ms = wall_ms();
+    if (j->kind == JOB_CHECKPOINT)
+      mtld_log(MTLD_LOG_INFO, "checkpoint %" PRIu64 " complete (%.3f s)", j->id, secs);
+  } else {
+    ks->failed++;
+    mtld_log(MTLD_LOG_ERR, "%s failed: %s", j->kind == JOB_CHECKPOINT ? "checkpoint" : "snapshot",
+             err);
+  }
+  d->last_status = st;
+  snprintf(d->last_err, sizeof(d->last_err), "%s", err);
+}
+
+static void *worker(void *arg) {
+  mtld_durable_t *d = arg;
+  pthread_mutex_lock(&d->mu);
+  for (;;) {
+    while (!d->count && !d->stop) pthread_cond_wait(&d->cv, &d->mu);
+    if (!d->count && d->stop) break;
+    job_t j = d->q[d->head];
+    d->head = (d->head + 1) % QUEUE;
+    d->count--;
+    d->busy = 1;
+    pthread_mutex_unlock(&d->mu);
+    char err[512] = "";
+    mtld_status_t st = run_job(d, &j, err, sizeof(err));
+    pthread_mutex_lock(&d->mu);
+    finish_job(d, &j, st, err);
+    d->busy = 0;
+    pthread_cond_broadcast(&d->cv);
+  }
+  pthread_mutex_unlock(&d->mu);
+  return NULL;
+}
+
+/* Queues a job; with wait, returns its outcome once done.  A full queue
+ * (the disk is slower than the intervals) drops the job: the next one is
+ * due soon and supersedes it. */
+static mtld_status_t submit(mtld_durable_t *d, job_t *j, int wait, char *err, size_t errlen) {
+  pthread_mutex_lock(&d->mu);
+  if (d->count == QUEUE) {
+    pthread_mutex_unlock(&d->mu);
+    snprintf(err, errlen, "writer busy: %s skipped", j->kind == JOB_CHECKPOINT ? "checkpoint"
+                                                                              : "snapshot");
+    return MTLD_ERR_RETRY;
+  }
+  d->q[(d->head + d->count) % QUEUE] = *j;
+  d->count++;
+  pthread_cond_broadcast(&d->cv);
+  mtld_status_t st = MTLD_OK;
+  if (wait) {
+    while (d->count || d->busy) pthread_cond_wait(&d->cv, &d->mu);
+    st = d->last_status;
+    if (st != MTLD_OK) snprintf(err, errlen, "%s", d->last_err);
+  }
+  pthread_mutex_unlock(&d->mu);
+  return st;
+}
+
+static int queued(mtld_durable_t *d, int kind) {
+  int n = 0;
+  pthread_mutex_lock(&d->mu);
+  for (int i = 0; i < d->count; i++) n += d->q[(d->head + i) % QUEUE].kind == kind;
+  pthread_mutex_unlock(&d->mu);
+  return n;
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+static void skip_cb(void *ctx, const char *path, const char *reason) {
+  (void)ctx;
+  mtld_log(MTLD_LOG_WARNING, "checkpoint %s passed over: %s", path, reason);
+}
+
+static int store_exists(const char *path) {
+  char f[PATH_MAX];
+  struct stat sb;
+  snprintf(f, sizeof(f), "%s/CURRENT", path);
+  return stat(f, &sb) == 0;
+}
+
+/* 1 when the live store's committed offsets are exactly the checkpoint's. */
+static int live_matches(const char *store_path, const mtld_checkpoint_meta_t *meta) {
+  if (!store_exists(store_path)) return 0;
+  char err[512];
+  mtld_store_t *st;
+  if (mtld_store_open_readonly(&st, store_path, err, sizeof(err)) != MTLD_OK) return 0;
+  offsets_t o = {0};
+  mtld_store_foreach_offset(st, add_offset, &o);
+  mtld_store_close(st);
+  int same = o.n == meta->n_offsets;
+  for (int i = 0; same && i < o.n; i++) {
+    int hit = 0;
+    for (int k = 0; k < meta->n_offsets; k++) {
+      const mtld_source_offset_t *m = &meta->offsets[k];
+      if (m->partition == o.v[i].partition && strcmp(m->topic, o.v[i].topic) == 0)
+        hit = m->next_offset == o.v[i].next_offset;
+    }
+    same = hit;
+  }
+  free(o.v);
+  return same;
+}
+
+mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **trainer, int *found,
+                                   char *err, size_t errlen) {
+  *trainer = NULL;
+  *found = 0;
+  if (!cfg->trainer_enabled) return MTLD_OK; /* the store alone is exactly once */
+  uint64_t id;
+  char path[PATH_MAX];
+  mtld_status_t st = mtld_checkpoint_latest(cfg->checkpoint_dir, &id, path, sizeof(path), skip_cb,
+                                            NULL, err, errlen);
+  if (st == MTLD_ERR_NOTFOUND) {
+    if (store_exists(cfg->store_path))
+      mtld_log(MTLD_LOG_WARNING,
+               "store %s exists but %s holds no checkpoint: the model starts new on the "
+               "existing features",
+               cfg->store_path, cfg->checkpoint_dir);
+    return MTLD_OK;
+  }
+  if (st != MTLD_OK) return st;
+  mtld_checkpoint_meta_t meta;
+  st = mtld_checkpoint_read_meta(path, &meta, err, errlen);
+  if (st != MTLD_OK) return st;
+  int same = live_matches(cfg->store_path, &meta);
+  mtld_checkpoint_meta_free(&meta);
+  st = mtld_checkpoint_restore(path, same ? NULL : cfg->store_path, trainer, NULL, err, errlen);
+  if (st != MTLD_OK) return st;
+  *found = 1;
+  /* the checkpoint's architecture is kept; reloadable settings follow the file */
+  mtld_trainer_set_lr(*trainer, cfg->model.lr, cfg->model.emb.lr);
+  for (int t = 0; t < cfg->model.n_tasks; t++) {
+    int i = mtld_trainer_task_index(*trainer, cfg->model.tasks[t].name);
+    if (i >= 0) mtld_trainer_set_loss_weight(*trainer, i, cfg->model.tasks[t].loss_weight);
+  }
+  mtld_log(MTLD_LOG_NOTICE, "restored checkpoint %" PRIu64 " (%s): %s", id, path,
+           same ? "the store matches it, nothing to replay"
+                : "the store was replaced by the checkpoint's; replaying from its offsets");
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
+                               mtld_pipeline_t *pipe, char *err, size_t errlen) {
+  mtld_durable_t *d = calloc(1, sizeof(*d));
+  if (!d) return MTLD_ERR_NOMEM;
+  d->cfg = *cfg;
+  d->pipe = pipe;
+  d->next_id = mtld_checkpoint_next_id(cfg->checkpoint_dir);
+  d->last_ckpt_mono = d->last_snap_mono = mono_ms();
+  pthread_mutex_init(&d->mu, NULL);
+  pthread_cond_init(&d->cv, NULL);
+  if (pthread_create(&d->thread, NULL, worker, d) != 0) {
+    snprintf(err, errlen, "cannot start the checkpoint writer thread");
+    free(d);
+    return MTLD_ERR_NOMEM;
+  }
+  *out = d;
+  return MTLD_OK;
+}
+
+static uint64_t samples_seen(mtld_durable_t *d) {
+  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  if (!t) return 0;
+  mtld_trainer_stats_t s;
+  mtld_trainer_stats(t, &s);
+  return s.observed;
+}
+
+mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, size_t errlen) {
+  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  if (!t) return MTLD_OK; /* no model: the store alone is the state */
+  int64_t t0 = mono_ms();
+  job_t j = {.kind = JOB_CHECKPOINT,
+             .id = d->next_id++,
+             .keep = d->cfg.checkpoint_keep,
+             .started_mono_ms = t0};
+  mtld_status_t st =
+      mtld_checkpoint_begin(d->cfg.checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
+  if (st != MTLD_OK) return st;
+  char sdir[PATH_MAX + 8];
+  snprintf(sdir, sizeof(sdir), "%s/store", j.tmp);
+  mtld_store_t *store = mtld_pipeline_store(d->pipe);
+  st = mtld_store_checkpoint(store, sdir, err, errlen);
+  if (st == MTLD_OK) st = mtld_trainer_save_mem(t, &j.trainer_buf, &j.trainer_len, err, errlen);
+  offsets_t o = {0};
+  if (st == MTLD_OK) mtld_store_foreach_offset(store, add_offset, &o);
+  if (st != MTLD_OK) {
+    free(o.v);
+    mtld_rmtree(j.tmp);
+    return st;
+  }
+  j.meta = (mtld_checkpoint_meta_t){.id = j.id,
+                                    .created_ms = wall_ms(),
+                                    .watermark_ms = mtld_pipeline_watermark(d->pipe),
+                                    .samples = samples_seen(d),
+                                    .n_offsets = o.n,
+                                    .offsets = o.v};
+  double stall = (double)(mono_ms() - t0) / 1000.0;
+  d->stats[JOB_CHECKPOINT].last_stall_seconds = stall;
+  if (stall > d->stats[JOB_CHECKPOINT].max_stall_seconds)
+    d->stats[JOB_CHECKPOINT].max_stall_seconds = stall;
+  d->last_ckpt_mono = mono_ms();
+  d->last_ckpt_samples = j.meta.samples;
+  st = submit(d, &j, wait, err, errlen);
+  if (st == MTLD_ERR_RETRY) { /* not queued: ours to free */
+    free(j.trainer_buf);
+    free(j.meta.offsets);
+    mtld_rmtree(j.tmp);
+  }
+  return st;
+}
+
+mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size_t errlen) {
+  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  if (!t) return MTLD_OK;
+  int64_t t0 = mono_ms();
+  const mtld_feature_def_t *fd = &d->cfg.features;
+  mtld_snapshot_meta_t meta = {0};
+  meta.features.n_half_lives = fd->n_half_lives;
+  for (int i = 0; i < fd->n_half_lives && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
+    meta.features.half_life_s[i] = fd->half_life_s[i];
+  meta.features.seq_len = fd->seq_len;
+  meta.features.prior_strength = fd->prior_strength;
+  meta.features.ctr_prior = fd->ctr_prior;
+  meta.features.cvr_prior = fd->cvr_prior;
+  meta.features.cart_prior = fd->cart_prior;
+  meta.features.schema_hash = mtld_feature_def_hash(fd);
+  meta.features.n_dense = mtld_features_dense_count(fd);
+  meta.features.item_view = fd->item_view;
+  meta.created_ms = wall_ms();
+  meta.watermark_ms = mtld_pipeline_watermark(d->pipe);
+  meta.join_mode = d->cfg.joiner.mode;
+  meta.negatives_per_positive = d->cfg.joiner.negatives_per_positive;
+  offsets_t o = {0};
+  mtld_store_foreach_offset(mtld_pipeline_store(d->pipe), add_offset, &o);
+  meta.n_offsets = o.n;
+  meta.offsets = o.v;
+  job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
+  mtld_status_t st = mtld_snapshot_capture(&j.snap, t, &meta, err, errlen);
+  free(o.v);
+  if (st != MTLD_OK) return st;
+  double stall = (double)(mono_ms() - t0) / 1000.0;
+  d->stats[JOB_SNAPSHOT].last_stall_seconds = stall;
+  if (stall > d->stats[JOB_SNAPSHOT].max_stall_seconds)
+    d->stats[JOB_SNAPSHOT].max_stall_seconds = stall;
+  d->last_snap_mono = mono_ms();
+  st = submit(d, &j, wait, err, errlen);
+  if (st == MTLD_ERR_RETRY) mtld_snapshot_free(j.snap);
+  return st;
+}
+
+void mtld_durable_tick(mtld_durable_t *d) {
+  char err[512];
+  int64_t now = mono_ms();
+  const mtld_config_t *c = &d->cfg;
+  int ckpt_due =
+      (c->checkpoint_interval_ms > 0 && now - d->last_ckpt_mono >= c->checkpoint_interval_ms) ||
+      (c->checkpoint_every_samples > 0 &&
+       samples_seen(d) - d->last_ckpt_samples >= (uint64_t)c->checkpoint_every_samples);
+  if (ckpt_due && !queued(d, JOB_CHECKPOINT) &&
+      mtld_durable_checkpoint(d, 0, err, sizeof(err)) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_ERR, "checkpoint", "checkpoint: %s", err);
+  if (c->snapshot_interval_ms > 0 && now - d->last_snap_mono >= c->snapshot_interval_ms &&
+      !queued(d, JOB_SNAPSHOT) && mtld_durable_snapshot(d, 0, err, sizeof(err)) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_ERR, "snapshot", "snapshot: %s", err);
+}
+
+void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg) {
+  pthread_mutex_lock(&d->mu); /* the worker reads keep counts */
+  d->cfg.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
+  d->cfg.checkpoint_every_samples = cfg->checkpoint_every_samples;
+  d->cfg.checkpoint_keep = cfg->checkpoint_keep;
+  d->cfg.snapshot_interval_ms = cfg->snapshot_interval_ms;
+  d->cfg.snapshot_keep = cfg->snapshot_keep;
+  pthread_mutex_unlock(&d->mu);
+}
+
+void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {
+  static const char *const names[3] = {NULL, "checkpoint", "snapshot"};
+  pthread_mutex_lock(&d->mu);
+  kind_stats_t s[3];
+  memcpy(s, d->stats, sizeof(s));
+  pthread_mutex_unlock(&d->mu);
+  int64_t now = wall_ms();
+  struct {
+    const char *name, *type, *help;
+  } fam[] = {
+      {"mtld_durable_writes_total", "counter", "Checkpoints / snapshots written, by kind."},
+      {"mtld_durable_failures_total", "counter", "Checkpoints / snapshots that failed."},
+      {"mtld_durable_write_seconds", "gauge", "Duration of the last write (worker thread)."},
+      {"mtld_durable_stall_seconds", "gauge",
+       "Ingestion stall of the last capture (store hard links + state copy)."},
+      {"mtld_durable_stall_seconds_max", "gauge", "Longest ingestion stall so far."},
+      {"mtld_durable_age_seconds", "gauge", "Seconds since the last one was written (NaN: never)."},
+  };
+  for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+    mtld_metrics_family(b, fam[f].name, fam[f].type, fam[f].help);
+    for (int k = 1; k <= 2; k++) {
+      double v = f == 0   ? (double)s[k].done
+                 : f == 1 ? (double)s[k].failed
+                 : f == 2 ? s[k].last_seconds
+                 : f == 3 ? s[k].last_stall_seconds
+                 : f == 4 ? s[k].max_stall_seconds
+                 : s[k].last_done_wall_ms ? (double)(now - s[k].last_done_wall_ms) / 1000.0
+                                          : NAN;
+      mtld_metrics_label_t l[1] = {{"kind", names[k]}};
+      mtld_metrics_sample_kv(b, fam[f].name, l, 1, v);
+    }
+  }
+}
+
+void mtld_durable_free(mtld_durable_t *d) {
+  if (!d) return;
+  pthread_mutex_lock(&d->mu);
+  d->stop = 1;
+  pthread_cond_broadcast(&d->cv);
+  pthread_mutex_unlock(&d->mu);
+  pthread_join(d->thread, NULL);
+  pthread_mutex_destroy(&d->mu);
+  pthread_cond_destroy(&d->cv);
+  free(d);
+}

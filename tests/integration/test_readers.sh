@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# test_readers.sh BUILD SRC - the serving snapshot readers against the
+# trainer's own predictions (tests/helpers/snapshot_fixture.c trains small
+# models and writes a snapshot, a sample dump and the trainer's predictions):
+#   - mtld-score --samples prints exactly the trainer's predictions (every
+#     architecture, and samples built from a feature store);
+#   - mtld-score --store scores candidates from the store's features exactly
+#     as the trainer scores the same samples (JSON lines and --user/--item);
+#   - tools/mtld_reader.py (numpy, its own implementation of the format and of
+#     the forward pass) agrees within 1e-5 with both;
+#   - both readers refuse a damaged snapshot with a reason.
+# The C part always runs; the Python part needs python3 with numpy,
+# protobuf and xxhash plus protoc (tools/install-deps.sh installs them).
+# Without them the test reports what is missing and exits 77 (skip) after
+# the C checks passed.
+set -u
+BUILD=${1:?usage: test_readers.sh BUILD SRC}
+SRC=${2:?usage: test_readers.sh BUILD SRC}
+FIX=$BUILD/tests/snapshot_fixture
+SCORE=$BUILD/mtld-score
+for b in "$FIX" "$SCORE"; do
+  [ -x "$b" ] || { echo "missing $b (build first)"; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/mtld-test-readers.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+PASSES=0
+ok() { PASSES=$((PASSES + 1)); echo "ok   - $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "FAIL - $*"; }
+T() { timeout 120 "$@"; }
+
+# A python3 that has what the reader needs (Debian's, or the first on PATH).
+PY=
+for cand in /usr/bin/python3 python3; do
+  if command -v "$cand" >/dev/null 2>&1 &&
+    "$cand" -c 'import numpy, google.protobuf, xxhash' >/dev/null 2>&1; then
+    PY=$cand
+    break
+  fi
+done
+if [ -n "$PY" ] && ! command -v protoc >/dev/null 2>&1; then PY=; fi
+if [ -n "$PY" ]; then
+  # the Python code of the header, generated now (never committed)
+  mkdir -p "$TMP/pb2"
+  if protoc --proto_path="$SRC/schemas" --python_out="$TMP/pb2" "$SRC/schemas/snapshot.proto"; then
+    export MTLD_PB2_DIR=$TMP/pb2
+  else
+    fail "protoc could not generate snapshot_pb2"
+    PY=
+  fi
+fi
+READER=$SRC/tools/mtld_reader.py
+
+# maxdiff A B: prints the largest absolute difference of two prediction
+# tables (same ids in the same order), or "mismatch".
+maxdiff() {
+  awk 'NR == FNR { if ($1 != "#") a[FNR] = $0; n = FNR; next }
+       FNR > n { bad = 1 }
+       $1 == "#" { next }
+       { split(a[FNR], x, " ");
+         if (x[1] != $1 || length(x) != NF) bad = 1;
+         for (i = 2; i <= NF; i++) { d = x[i] - $i; if (d < 0) d = -d; if (d > m) m = d } }
+       END { if (bad || FNR != n) print "mismatch"; else printf "%.3g\n", m }' "$1" "$2"
+}
+
+within() { # within VALUE TOL
+  [ "$1" != mismatch ] && awk -v v="$1" -v t="$2" 'BEGIN { exit !(v <= t) }'
+}
+
+for v in 0 1 2 3 4 5 6; do
+  D=$TMP/v$v
+  mkdir -p "$D"
+  if ! T "$FIX" "$D" "$v" 2>"$D/fix.err"; then
+    fail "variant $v: the fixture failed: $(cat "$D/fix.err")"
+    continue
+  fi
+  if T "$SCORE" --snapshot "$D/snapshots" --samples "$D/samples.bin" >"$D/c.txt" 2>"$D/c.err" &&
+    cmp -s "$D/c.txt" "$D/expected.txt"; then
+    ok "variant $v: mtld-score prints the trainer's predictions exactly ($(($(wc -l <"$D/c.txt") - 1)) samples)"
+  else
+    fail "variant $v: mtld-score differs from the trainer: $(head -c 300 "$D/c.err") $(maxdiff "$D/c.txt" "$D/expected.txt")"
+  fi
+  if [ -n "$PY" ]; then
+    if T "$PY" "$READER" "$D/snapshots" --samples "$D/samples.bin" >"$D/py.txt" 2>"$D/py.err"; then
+      d1=$(maxdiff "$D/py.txt" "$D/expected.txt")
+      d2=$(maxdiff "$D/py.txt" "$D/c.txt")
+      if within "$d1" 1e-5 && within "$d2" 1e-5; then
+        ok "variant $v: mtld_reader.py agrees (max |diff| $d1 to the trainer, $d2 to mtld-score)"
+      else
+        fail "variant $v: mtld_reader.py differs: $d1 to the trainer, $d2 to mtld-score"
+      fi
+    else
+      fail "variant $v: mtld_reader.py failed: $(head -c 300 "$D/py.err")"
+    fi
+  fi
+done
+
+# Candidates scored from the feature store (variant 6).
+D=$TMP/v6
+if [ -f "$D/candidates.jsonl" ]; then
+  if T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --sample-json "$D/candidates.jsonl" \
+    >"$D/store.txt" 2>"$D/store.err" && cmp -s "$D/store.txt" "$D/expected_store.txt"; then
+    ok "mtld-score --store --sample-json: $(($(wc -l <"$D/store.txt") - 1)) candidates scored as the trainer scores them"
+  else
+    fail "mtld-score --store --sample-json differs: $(grep -v cold "$D/store.err" | head -c 300) $(maxdiff "$D/store.txt" "$D/expected_store.txt")"
+  fi
+  # one candidate from the command line: the second JSON line
+  line=$(sed -n 2p "$D/candidates.jsonl")
+  num() { echo "$line" | sed -E "s/.*\"$1\": ([0-9]+).*/\1/"; }
+  scen=$(echo "$line" | sed -E 's/.*"scenario": "([^"]*)".*/\1/')
+  want=$(sed -n 3p "$D/expected_store.txt" | cut -d' ' -f2-)
+  got=$(T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --user "$(num user)" \
+    --item "$(num item)" --scenario "$scen" --position "$(num position)" \
+    --time-ms "$(num time_ms)" 2>/dev/null | sed -n 2p | cut -d' ' -f2-)
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then
+    ok "mtld-score --user/--item scores one candidate like the JSON path"
+  else
+    fail "mtld-score --user/--item: got '$got', want '$want'"
+  fi
+  # a store with other feature definitions than the snapshot's is refused
+  rc=0
+  T "$SCORE" --snapshot "$D/snapshots-otherdef" --store "$D/store" --user 1 --item 1 \
+    >/dev/null 2>"$D/other.err" || rc=$?
+  if [ "$rc" = 2 ] && grep -q "are not the snapshot's" "$D/other.err"; then
+    ok "a store with other feature definitions is refused"
+  else
+    fail "other feature definitions: rc $rc: $(head -c 200 "$D/other.err")"
+  fi
+  rc=0
+  T "$SCORE" --snapshot "$TMP/v0/snapshots" --store "$D/store" --user 1 --item 1 \
+    >/dev/null 2>"$D/hash.err" || rc=$?
+  # the variant-0 snapshot records no hash: it warns and scores
+  if [ "$rc" = 0 ] && grep -q "no feature hash" "$D/hash.err"; then
+    ok "a snapshot without a feature hash is scored with a warning"
+  else
+    fail "no-hash snapshot: rc $rc: $(head -c 200 "$D/hash.err")"
+  fi
+  # a bad JSON line is reported and the exit code says so; the good ones are scored
+  printf '{"user": 1, "item": 2}\nnot json\n{"item": 3}\n' >"$D/bad.jsonl"
+  rc=0
+  T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --sample-json "$D/bad.jsonl" \
+    >"$D/bad.txt" 2>"$D/bad.err" || rc=$?
+  if [ "$rc" = 1 ] && [ "$(grep -vc '^#' "$D/bad.txt")" = 1 ] &&
+    grep -q "bad.jsonl:2: not valid JSON" "$D/bad.err" && grep -q 'bad.jsonl:3: needs "user"' "$D/bad.err"; then
+    ok "bad JSON lines are reported with their line numbers (exit 1)"
+  else
+    fail "bad JSON lines: rc $rc, $(head -c 300 "$D/bad.err")"
+  fi
+fi
+
+# --info shows the header; the Python reader reads the same header.
+D=$TMP/v0
+if T "$SCORE" --snapshot "$D/snapshots" --info >"$D/info.txt" 2>&1 &&
+  grep -q '^format_version 1$' "$D/info.txt" && grep -q '^offset events 0 ' "$D/info.txt" &&
+  grep -q '^metrics task=ctr scenario=all ' "$D/info.txt"; then
+  ok "mtld-score --info prints version, offsets and metrics"
+else
+  fail "mtld-score --info: $(head -c 300 "$D/info.txt")"
+fi
+if [ -n "$PY" ]; then
+  if T "$PY" "$READER" "$D/snapshots" --info >"$D/pyinfo.txt" 2>&1 &&
+    [ "$(grep '^watermark_ms' "$D/pyinfo.txt")" = "$(grep '^watermark_ms' "$D/info.txt")" ] &&
+    grep -q '^tensor emb.user.last_used ' "$D/pyinfo.txt"; then
+    ok "mtld_reader.py --info reads the same header"
+  else
+    fail "mtld_reader.py --info: $(head -c 300 "$D/pyinfo.txt")"
+  fi
+fi
+
+# A damaged snapshot: both readers refuse it and say why.
+SNAP=$(ls "$D"/snapshots/snapshot-*.mtlds | head -1)
+cp "$SNAP" "$TMP/damaged.mtlds"
+size=$(stat -c %s "$SNAP")
+printf '\x55' | dd of="$TMP/damaged.mtlds" bs=1 seek=$((size - 200)) conv=notrunc status=none
+rc=0
+T "$SCORE" --snapshot "$TMP/damaged.mtlds" --info >/dev/null 2>"$TMP/damaged.err" || rc=$?
+if [ "$rc" = 2 ] && grep -q "checksum mismatch" "$TMP/damaged.err"; then
+  ok "mtld-score refuses a damaged snapshot: $(head -c 150 "$TMP/damaged.err")"
+else
+  fail "mtld-score on a damaged snapshot: rc $rc, $(head -c 200 "$TMP/damaged.err")"
+fi
+head -c $((size - 1000)) "$SNAP" >"$TMP/truncated.mtlds"
+rc=0
+T "$SCORE" --snapshot "$TMP/truncated.mtlds" --info >/dev/null 2>"$TMP/trunc.err" || rc=$?
+if [ "$rc" = 2 ] && grep -q "truncated" "$TMP/trunc.err"; then
+  ok "mtld-score refuses a truncated snapshot"
+else
+  fail "mtld-score on a truncated snapshot: rc $rc, $(head -c 200 "$TMP/trunc.err")"
+fi
+if [ -n "$PY" ]; then
+  for f in damaged truncated; do
+    rc=0
+    T "$PY" "$READER" "$TMP/$f.mtlds" --info >/dev/null 2>"$TMP/py-$f.err" || rc=$?
+    if [ "$rc" = 2 ] && grep -Eq "checksum mismatch|truncated" "$TMP/py-$f.err"; then
+      ok "mtld_reader.py refuses a $f snapshot: $(head -c 120 "$TMP/py-$f.err")"
+    else
+      fail "mtld_reader.py on a $f snapshot: rc $rc, $(head -c 200 "$TMP/py-$f.err")"
+    fi
+  done
+fi
+
+echo "$PASSES passed, $FAILS failed"
+[ "$FAILS" = 0 ] || exit 1
+if [ -z "$PY" ]; then
+  echo "SKIP the Python reader: needs python3 with numpy, protobuf, xxhash and protoc" \
+    "(tools/install-deps.sh: python3-numpy python3-protobuf python3-xxhash protobuf-compiler)"
+  exit 77
+fi
+exit 0

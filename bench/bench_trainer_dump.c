@@ -26,7 +26,7 @@
 #include <time.h>
 
 #include "daemon/config.h"
-#include "daemon/pipeline.h"
+#include "trainer/sampledump.h"
 #include "trainer/train.h"
 
 /* Wall-clock and CPU time of this process: the machines running benchmarks
@@ -53,47 +53,48 @@ static mtld_sample_t *read_dump(const char *path, size_t *n) {
     perror(path);
     return NULL;
   }
-  char magic[8];
-  uint32_t hdr[2];
-  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, MTLD_SAMPLE_DUMP_MAGIC, 8) != 0 ||
-      fread(hdr, sizeof(hdr), 1, f) != 1 || hdr[0] != MTLD_SAMPLE_DUMP_VERSION ||
-      hdr[1] != sizeof(mtld_sample_t)) {
-    fprintf(stderr, "bench_trainer_dump: %s: not a version %u dump of %zu-byte samples\n", path,
-            MTLD_SAMPLE_DUMP_VERSION, sizeof(mtld_sample_t));
+  char err[256];
+  if (mtld_sampledump_read_header(f, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "bench_trainer_dump: %s: %s\n", path, err);
     fclose(f);
     return NULL;
   }
   size_t cap = 1 << 16, len = 0;
   mtld_sample_t *s = malloc(sizeof(*s) * cap);
-  while (s) {
+  int r = 1;
+  while (s && r == 1) {
     if (len == cap) {
       mtld_sample_t *ns = realloc(s, sizeof(*s) * cap * 2);
-      if (!ns) {
-        free(s);
-        s = NULL;
-        break;
-      }
+      if (!ns) break;
       s = ns;
       cap *= 2;
     }
-    size_t got = fread(s + len, sizeof(*s), cap - len, f);
-    len += got;
-    if (got == 0) break;
+    r = mtld_sampledump_read(f, &s[len]);
+    if (r == 1) len++;
   }
   fclose(f);
+  if (!s || r != 0) {
+    fprintf(stderr, "bench_trainer_dump: %s: %s\n", path, s ? "read error" : "out of memory");
+    free(s);
+    return NULL;
+  }
   *n = len;
   return s;
 }
 
-static void json_model(FILE *f, const mtld_model_config_t *c) {
+/* The model config and the dense tensor layout of the model it creates (the
+ * replica checks its own layout against it, so a change of model.c cannot
+ * go unnoticed). */
+static void json_model(FILE *f, const mtld_model_config_t *c, mtld_model_t *m) {
   fprintf(f, "{\n \"arch\": %d, \"dim\": %d, \"fields\": [", c->arch, c->dim);
   for (int i = 0; i < c->n_fields; i++)
     fprintf(f, "%s{\"name\": \"%s\", \"rows\": %u}", i ? ", " : "", c->fields[i].name,
             c->fields[i].rows);
   fprintf(f, "],\n \"item_field\": %d, \"category_field\": %d, \"scenario_field\": %d,\n",
           c->item_field, c->category_field, c->scenario_field);
-  fprintf(f, " \"seq_max\": %d, \"n_dense\": %d, \"n_experts\": %d, \"n_shared_experts\": %d,\n",
-          c->seq_max, c->n_dense, c->n_experts, c->n_shared_experts);
+  fprintf(f, " \"seq_max\": %d, \"interactions\": %d, \"n_dense\": %d, \"n_experts\": %d,\n",
+          c->seq_max, c->interactions, c->n_dense, c->n_experts);
+  fprintf(f, " \"n_shared_experts\": %d,", c->n_shared_experts);
   fprintf(f, " \"n_task_experts\": %d, \"expert_layers\": [", c->n_task_experts);
   for (int i = 0; i < c->n_expert_layers; i++)
     fprintf(f, "%s%d", i ? ", " : "", c->expert_layers[i]);
@@ -118,9 +119,19 @@ static void json_model(FILE *f, const mtld_model_config_t *c) {
           "\"expire_ms\": %lld},\n",
           e->optim, e->lr, e->adagrad_init, e->beta1, e->beta2, e->eps, e->init_scale,
           e->admit_after, (long long)e->expire_ms);
-  fprintf(f,
-          " \"batch_size\": %d, \"seed\": %llu, \"pv_window\": %u, \"pv_max_scenarios\": %d\n}\n",
+  fprintf(f, " \"batch_size\": %d, \"seed\": %llu, \"pv_window\": %u, \"pv_max_scenarios\": %d,\n",
           c->batch_size, (unsigned long long)c->seed, c->pv_window, c->pv_max_scenarios);
+  float *g;
+  size_t n_dense;
+  int nt;
+  mtld_model_grads(m, &g, &n_dense);
+  const mtld_tensor_t *t = mtld_model_tensors(m, &nt);
+  fprintf(f, " \"n_dense_params\": %zu, \"tensors\": [", n_dense);
+  for (int i = 0, k = 0; i < nt; i++)
+    if (t[i].offset < n_dense)
+      fprintf(f, "%s\n  {\"name\": \"%s\", \"rows\": %u, \"cols\": %u}", k++ ? "," : "", t[i].name,
+              t[i].rows, t[i].cols);
+  fprintf(f, "]\n}\n");
 }
 
 /* the acceptance test of mtld_trainer_observe */
@@ -230,14 +241,30 @@ int main(int argc, char **argv) {
     return 1;
   }
   const mtld_model_config_t *mc = &cfg.model;
+  /* a model of this config: its layout for --model-json, the shape of its
+     first expert layer (input width x width) for the sgemm reference */
+  mtld_model_t *probe;
+  if (mtld_model_create(&probe, mc, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "bench_trainer_dump: %s\n", err);
+    return 1;
+  }
+  int K = 0, N = 0, nt;
+  const mtld_tensor_t *tens = mtld_model_tensors(probe, &nt);
+  for (int i = 0; i < nt && !K; i++)
+    if (!strcmp(tens[i].name, "expert0.l0.w")) K = (int)tens[i].rows, N = (int)tens[i].cols;
   if (json) {
     FILE *f = fopen(json, "w");
     if (!f) {
       perror(json);
       return 1;
     }
-    json_model(f, mc);
+    json_model(f, mc, probe);
     fclose(f);
+  }
+  mtld_model_destroy(probe);
+  if (!K) {
+    fprintf(stderr, "bench_trainer_dump: no tensor expert0.l0.w in the model\n");
+    return 1;
   }
   size_t n = 0;
   mtld_sample_t *s = read_dump(dump, &n);
@@ -293,8 +320,7 @@ int main(int argc, char **argv) {
   double model_gflops = flops * step_cpu / 1e9;
 
   /* sgemm of the first expert layer's shape: [B, in] x [in, width] */
-  int M = mc->batch_size, N = mc->expert_layers[0];
-  int K = mc->n_fields * mc->dim + (mc->item_field >= 0 ? mc->dim : 0) + mc->n_dense;
+  int M = mc->batch_size;
   float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N),
         *c = malloc(sizeof(float) * (size_t)M * N);
   if (!a || !b || !c) return 1;

@@ -438,7 +438,8 @@ mtld_reject_t mtld_validate_event(const mtld_event_t *ev, const mtld_validate_li
   if (ev->time_ms > MTLD_TIME_MAX_MS)
     return fail(MTLD_REJECT_BAD_TIME, err, errlen, "time_ms %" PRId64 " after the year 2100",
                 ev->time_ms);
-  if (lim->max_ahead_ms > 0 && newest_ms != INT64_MIN && diff_exceeds(ev->time_ms, newest_ms, lim->max_ahead_ms))
+  if (lim->max_ahead_ms > 0 && newest_ms != INT64_MIN &&
+      diff_exceeds(ev->time_ms, newest_ms, lim->max_ahead_ms))
     return fail(MTLD_REJECT_BAD_TIME, err, errlen,
                 "time_ms %" PRId64 " more than %" PRId64
                 " ms ahead of the newest event time %" PRId64,

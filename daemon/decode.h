@@ -14,15 +14,16 @@
 
 typedef enum {
   MTLD_REJECT_NONE = 0,
-  MTLD_REJECT_UNDECODABLE, /* "undecodable": not protobuf/JSON, wrong field types */
-  MTLD_REJECT_MISSING_ID,  /* "missing_id": event, user or item id absent */
-  MTLD_REJECT_UNKNOWN_TYPE,/* "unknown_type" */
-  MTLD_REJECT_NOT_FINITE,  /* "not_finite": NaN or inf in price/rating */
-  MTLD_REJECT_BAD_RATING,  /* "bad_rating": REVIEW without rating in 1..5, or rating on other types */
-  MTLD_REJECT_NEGATIVE,    /* "negative_value": negative price, quantity or position */
-  MTLD_REJECT_TOO_LARGE,   /* "too_large": record over max bytes, scenario over 31 bytes */
-  MTLD_REJECT_BAD_TIME,    /* "bad_time": missing time, or far ahead of the stream */
-  MTLD_REJECT_TOO_LATE,    /* "too_late": behind the watermark by more than allowed */
+  MTLD_REJECT_UNDECODABLE,  /* "undecodable": not protobuf/JSON, wrong field types */
+  MTLD_REJECT_MISSING_ID,   /* "missing_id": event, user or item id absent */
+  MTLD_REJECT_UNKNOWN_TYPE, /* "unknown_type" */
+  MTLD_REJECT_NOT_FINITE,   /* "not_finite": NaN or inf in price/rating */
+  MTLD_REJECT_BAD_RATING,   /* "bad_rating": REVIEW without rating in 1..5, or rating on other types
+                             */
+  MTLD_REJECT_NEGATIVE,     /* "negative_value": negative price, quantity or position */
+  MTLD_REJECT_TOO_LARGE,    /* "too_large": record over max bytes, scenario over 31 bytes */
+  MTLD_REJECT_BAD_TIME,     /* "bad_time": missing time, or far ahead of the stream */
+  MTLD_REJECT_TOO_LATE,     /* "too_late": behind the watermark by more than allowed */
   MTLD_REJECT_COUNT
 } mtld_reject_t;
 
@@ -43,9 +44,9 @@ mtld_reject_t mtld_decode_event(const void *buf, size_t len, mtld_format_t fmt, 
 
 /* Validation limits (config group `validation`). */
 typedef struct {
-  size_t max_record_bytes;  /* default 65536 */
-  int64_t max_lateness_ms;  /* behind the watermark; default 86400000 (1 day) */
-  int64_t max_ahead_ms;     /* ahead of the newest time seen; 0 = off (default) */
+  size_t max_record_bytes; /* default 65536 */
+  int64_t max_lateness_ms; /* behind the watermark; default 86400000 (1 day) */
+  int64_t max_ahead_ms;    /* ahead of the newest time seen; 0 = off (default) */
 } mtld_validate_limits_t;
 
 void mtld_validate_limits_default(mtld_validate_limits_t *lim);

@@ -103,14 +103,12 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
                                     errlen);
     if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
     if (st == MTLD_OK)
-      st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0,
-                                  err, errlen);
+      st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
     free(j->trainer_buf);
     free(j->meta.offsets);
   } else {
     char path[PATH_MAX];
-    st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path,
-                            sizeof(path), err, errlen);
+    st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path, sizeof(path), err, errlen);
     mtld_snapshot_free(j->snap);
     if (st == MTLD_OK) mtld_log(MTLD_LOG_DEBUG, "snapshot %s written", path);
   }
@@ -164,8 +162,8 @@ static mtld_status_t submit(mtld_durable_t *d, job_t *j, int wait, char *err, si
   pthread_mutex_lock(&d->mu);
   if (d->count == QUEUE) {
     pthread_mutex_unlock(&d->mu);
-    snprintf(err, errlen, "writer busy: %s skipped", j->kind == JOB_CHECKPOINT ? "checkpoint"
-                                                                              : "snapshot");
+    snprintf(err, errlen, "writer busy: %s skipped",
+             j->kind == JOB_CHECKPOINT ? "checkpoint" : "snapshot");
     return MTLD_ERR_RETRY;
   }
   d->q[(d->head + d->count) % QUEUE] = *j;
@@ -402,6 +400,7 @@ void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg) {
 
 void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {
   static const char *const names[3] = {NULL, "checkpoint", "snapshot"};
+  if (!d) return;
   pthread_mutex_lock(&d->mu);
   kind_stats_t s[3];
   memcpy(s, d->stats, sizeof(s));
@@ -421,11 +420,11 @@ void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {
   for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
     mtld_metrics_family(b, fam[f].name, fam[f].type, fam[f].help);
     for (int k = 1; k <= 2; k++) {
-      double v = f == 0   ? (double)s[k].done
-                 : f == 1 ? (double)s[k].failed
-                 : f == 2 ? s[k].last_seconds
-                 : f == 3 ? s[k].last_stall_seconds
-                 : f == 4 ? s[k].max_stall_seconds
+      double v = f == 0                   ? (double)s[k].done
+                 : f == 1                 ? (double)s[k].failed
+                 : f == 2                 ? s[k].last_seconds
+                 : f == 3                 ? s[k].last_stall_seconds
+                 : f == 4                 ? s[k].max_stall_seconds
                  : s[k].last_done_wall_ms ? (double)(now - s[k].last_done_wall_ms) / 1000.0
                                           : NAN;
       mtld_metrics_label_t l[1] = {{"kind", names[k]}};

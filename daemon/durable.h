@@ -53,7 +53,8 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
 /* Applies the reloadable intervals and keep counts. */
 void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg);
 
-/* Checkpoint and snapshot metrics (durations, stalls, ages, failures). */
+/* Checkpoint and snapshot metrics (durations, stalls, ages, failures).
+ * NULL: nothing (after shutdown). */
 void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b);
 
 /* Waits for the worker to finish what it has, then frees.  NULL: no-op. */

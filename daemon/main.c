@@ -86,23 +86,22 @@ static int64_t mono_ms(void) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: mtld -c FILE [--check-config]\n"
-          "       mtld --version | --help\n"
-          "\n"
-          "Online multi-scenario, multi-task learning daemon: consumes e-commerce events\n"
-          "from Kafka (or replays an event file), keeps per-user and per-item features in\n"
-          "RocksDB exactly once, joins delayed labels and trains a shared model online.\n"
-          "Runs in the foreground (systemd Type=notify).  SIGHUP reloads the config,\n"
-          "SIGTERM/SIGINT drain, commit and exit (a second one exits at once).\n"
-          "\n"
-          "  -c, --config FILE   configuration file (libconfig syntax)\n"
-          "      --check-config  parse and validate FILE, print the effective config\n"
-          "  -V, --version       print the version\n"
-          "  -h, --help          this text\n"
-          "\n"
-          "exit codes: 0 clean stop, 1 configuration invalid, 2 state refused (store),\n"
-          "            3 source failed, 4 runtime failure\n");
+  fprintf(out, "usage: mtld -c FILE [--check-config]\n"
+               "       mtld --version | --help\n"
+               "\n"
+               "Online multi-scenario, multi-task learning daemon: consumes e-commerce events\n"
+               "from Kafka (or replays an event file), keeps per-user and per-item features in\n"
+               "RocksDB exactly once, joins delayed labels and trains a shared model online.\n"
+               "Runs in the foreground (systemd Type=notify).  SIGHUP reloads the config,\n"
+               "SIGTERM/SIGINT drain, commit and exit (a second one exits at once).\n"
+               "\n"
+               "  -c, --config FILE   configuration file (libconfig syntax)\n"
+               "      --check-config  parse and validate FILE, print the effective config\n"
+               "  -V, --version       print the version\n"
+               "  -h, --help          this text\n"
+               "\n"
+               "exit codes: 0 clean stop, 1 configuration invalid, 2 state refused (store),\n"
+               "            3 source failed, 4 runtime failure\n");
 }
 
 typedef struct {
@@ -294,7 +293,6 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   char err[512];
   mtld_notify_stopping();
   mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
-  mtld_pipeline_finish(d->pipe);
   int64_t deadline = mono_ms() + d->cfg.shutdown_timeout_ms;
   while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
@@ -309,12 +307,17 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   /* The final cut: checkpoint (so a restart replays nothing) and snapshot. */
   mtld_pipeline_set_revoke_hook(d->pipe, NULL, NULL);
   if (rc == EXIT_OK || rc == EXIT_SOURCE) {
+    /* The checkpoint keeps the trainer's partial minibatch (a restart trains
+     * with the same batch boundaries as a run that never stopped); the
+     * snapshot for serving comes after that batch was learned too. */
     if (mtld_durable_checkpoint(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final checkpoint: %s", err);
+    mtld_pipeline_finish(d->pipe);
     if (mtld_durable_snapshot(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final snapshot: %s", err);
   }
   mtld_durable_free(d->durable);
+  d->durable = NULL;         /* the last render below must not read it */
   mtld_source_close(d->src); /* leaves the group; revoke hook commits (nothing left) */
   d->src = NULL;
   mtld_pipeline_set_source(d->pipe, NULL); /* the last render must not read the freed source */
@@ -326,8 +329,8 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   mtld_pipeline_stats(d->pipe, &s);
   mtld_log(MTLD_LOG_NOTICE,
            "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
-           " batches",
-           s.records, s.events, s.rejected, s.batches);
+           " batches, %" PRIu64 " samples, watermark %" PRId64,
+           s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms);
   mtld_pipeline_free(d->pipe);
   return rc;
 }

@@ -59,8 +59,9 @@ struct mtld_pipeline {
 
   size_t batch_records;
   int64_t batch_start_mono_ms;
-  int dlq_pending; /* dead letters queued in this batch */
-  int end_of_stream; /* a replayed file ended: every label has arrived */
+  int dlq_pending;     /* dead letters queued in this batch */
+  int end_of_stream;   /* a replayed file ended: every label has arrived */
+  int64_t released_wm; /* watermark of the last release */
 
   /* counters */
   uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
@@ -175,14 +176,8 @@ static void hook_revoke_partition(void *ctx, const char *topic, int32_t partitio
   mtld_watermark_revoke(p->wm, topic, partition);
 }
 
-static void hook_caught_up(void *ctx, const char *topic, int32_t partition) {
-  mtld_pipeline_t *p = ctx;
-  mtld_watermark_set_caught_up(p->wm, topic, partition);
-}
-
 mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
   return (mtld_source_hooks_t){.resume = hook_resume,
-                               .caught_up = hook_caught_up,
                                .revoke_begin = hook_revoke_begin,
                                .revoke_partition = hook_revoke_partition,
                                .assigned = hook_assigned,
@@ -238,6 +233,7 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
     fwrite(hdr, sizeof(hdr), 1, p->dump);
   }
   p->batch_start_mono_ms = mono_ms();
+  p->released_wm = INT64_MIN;
   *out = p;
   return MTLD_OK;
 fail:
@@ -319,6 +315,10 @@ static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *r
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
+  if (rec->eof) {
+    mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
+    return;
+  }
   if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
   p->records++;
   p->batch_records++;
@@ -364,7 +364,9 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
 }
 
 int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
-  if (p->batch_records == 0) return 0;
+  /* nothing consumed, but the watermark moved (a partition reached its
+   * end): samples are due for release */
+  if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
   if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
   return mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
 }
@@ -382,7 +384,8 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
 }
 
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen) {
-  if (p->batch_records == 0) return MTLD_OK;
+  int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_get(p->wm);
+  if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;
   /* Dead letters first: the batch moves offsets past them. */
   if (p->dlq && p->dlq_pending) {
     mtld_status_t st = mtld_deadletter_flush(p->dlq, 10000);
@@ -393,8 +396,8 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
     }
     p->dlq_pending = 0;
   }
-  mtld_joiner_release(p->joiner, p->end_of_stream ? INT64_MAX : mtld_watermark_get(p->wm),
-                      release_cb, p);
+  mtld_joiner_release(p->joiner, wm, release_cb, p);
+  if (wm > p->released_wm) p->released_wm = wm;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
@@ -484,8 +487,8 @@ static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag)
 
 /* One family per progressive-validation statistic, labelled by task and
  * scenario ("_all" for every scenario together). */
-static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name,
-                      const char *help, int which) {
+static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name, const char *help,
+                      int which) {
   const mtld_model_config_t *mc = &p->cfg.model;
   mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
   int ns = mtld_pvmetrics_n_scenarios(m);
@@ -544,7 +547,7 @@ static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     for (int f = 0; f < mc->n_fields; f++) {
       const mtld_embed_t *e = mtld_model_embed(m, f);
       if (!e) continue;
-      double v = k == 0 ? (double)e->stats.live_rows
+      double v = k == 0   ? (double)e->stats.live_rows
                  : k == 1 ? (double)e->stats.admitted
                           : (double)e->stats.evictions;
       mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};

@@ -26,6 +26,10 @@ typedef struct {
   const char *topic;
   int32_t partition;
   int64_t offset;
+  /* 1: not a record but the news that the consumer reached the partition's
+   * end (Kafka's partition EOF), delivered in order with the records so the
+   * pipeline marks the partition caught up after its last record. */
+  int eof;
 } mtld_record_t;
 
 typedef struct {
@@ -41,9 +45,6 @@ typedef struct {
    * turn by `gone` (called n times, then `done`). */
   void (*revoke_begin)(void *ctx, int lost);
   void (*revoke_partition)(void *ctx, const char *topic, int32_t partition);
-  /* The consumer reached the end of (topic, partition) for now (Kafka's
-   * partition EOF; a file's end).  May be NULL. */
-  void (*caught_up)(void *ctx, const char *topic, int32_t partition);
   /* Called after an assignment took effect for (topic, partition). */
   void (*assigned)(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms);
   void *ctx;
@@ -68,8 +69,8 @@ mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg
  * stay valid until the next call.  Returns the count (0 on timeout), or -1
  * when a file source reached its end (nothing more will come).  A framing
  * error in a file is reported through err and ends the file (-1). */
-int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms,
-                     char *err, size_t errlen);
+int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms, char *err,
+                     size_t errlen);
 
 /* Tells Kafka the consumed offsets after a durable batch (for lag monitoring
  * only; never read back for state).  Asynchronous; failures are logged at

@@ -22,6 +22,7 @@ typedef struct {
   int n_held, cap_held;
   int connected;
   int closing;
+  int64_t fresh_offset; /* where a partition the store never saw starts */
 } kafka_source_t;
 
 static void release_held(kafka_source_t *ks) {
@@ -40,9 +41,12 @@ static void set_resume_offsets(kafka_source_t *ks, rd_kafka_topic_partition_list
       mtld_log(MTLD_LOG_INFO, "assigned %s[%d]: resuming at stored offset %lld", p->topic,
                (int)p->partition, (long long)next);
     } else {
-      p->offset = RD_KAFKA_OFFSET_INVALID; /* committed offset, else auto.offset.reset */
-      mtld_log(MTLD_LOG_INFO, "assigned %s[%d]: no stored offset, starting from the group's",
-               p->topic, (int)p->partition);
+      /* Never the group's committed offset: those are written for lag
+       * monitoring and can be ahead of a restored store. */
+      p->offset = ks->fresh_offset;
+      mtld_log(MTLD_LOG_INFO, "assigned %s[%d]: not in the store, starting at the %s", p->topic,
+               (int)p->partition,
+               ks->fresh_offset == RD_KAFKA_OFFSET_END ? "end (auto_offset_reset)" : "beginning");
     }
   }
 }
@@ -51,10 +55,10 @@ static void notify_assigned(kafka_source_t *ks, rd_kafka_topic_partition_list_t 
   const mtld_source_hooks_t *h = &ks->base.hooks;
   for (int i = 0; i < parts->cnt; i++) {
     int64_t next, max_time = INT64_MIN;
-    if (h->resume) h->resume(h->ctx, parts->elems[i].topic, parts->elems[i].partition, &next,
-                             &max_time);
-    if (h->assigned) h->assigned(h->ctx, parts->elems[i].topic, parts->elems[i].partition,
-                                 max_time);
+    if (h->resume)
+      h->resume(h->ctx, parts->elems[i].topic, parts->elems[i].partition, &next, &max_time);
+    if (h->assigned)
+      h->assigned(h->ctx, parts->elems[i].topic, parts->elems[i].partition, max_time);
   }
 }
 
@@ -73,9 +77,6 @@ static void rewind_remaining(kafka_source_t *ks) {
   if (rd_kafka_assignment(ks->rk, &cur) || !cur) return;
   if (cur->cnt > 0) {
     set_resume_offsets(ks, cur);
-    for (int i = 0; i < cur->cnt; i++)
-      if (cur->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
-        cur->elems[i].offset = RD_KAFKA_OFFSET_STORED;
     rd_kafka_error_t *e = rd_kafka_seek_partitions(ks->rk, cur, 5000);
     if (e) {
       mtld_log(MTLD_LOG_WARNING, "rewind after lost partitions: %s", rd_kafka_error_string(e));
@@ -154,9 +155,13 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
     rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, n == 0 ? timeout_ms : 0);
     if (!m) break;
     if (m->err) {
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        const mtld_source_hooks_t *h = &ks->base.hooks;
-        if (h->caught_up && m->rkt) h->caught_up(h->ctx, rd_kafka_topic_name(m->rkt), m->partition);
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
+        ks->held[ks->n_held++] = m; /* keeps the topic name alive */
+        recs[n++] = (mtld_record_t){.topic = rd_kafka_topic_name(m->rkt),
+                                    .partition = m->partition,
+                                    .offset = m->offset,
+                                    .eof = 1};
+        continue;
       } else {
         mtld_log_rl(MTLD_LOG_WARNING, "consume-error", "consume: %s", rd_kafka_message_errstr(m));
       }
@@ -230,8 +235,7 @@ static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
                                             .connected = kafka_connected,
                                             .close = kafka_close};
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err,
-                    size_t errlen) {
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
   char e[512];
   if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
     snprintf(err, errlen, "kafka.%s: %s", k, e);
@@ -249,8 +253,14 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   ks->connected = 1;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   int has_group = 0;
+  ks->fresh_offset = RD_KAFKA_OFFSET_BEGINNING;
   for (int i = 0; i < cfg->n_kafka; i++) {
     if (strcmp(cfg->kafka[i].name, "group.id") == 0) has_group = 1;
+    if (strcmp(cfg->kafka[i].name, "auto.offset.reset") == 0) {
+      const char *v = cfg->kafka[i].value;
+      if (!strcmp(v, "latest") || !strcmp(v, "largest") || !strcmp(v, "end"))
+        ks->fresh_offset = RD_KAFKA_OFFSET_END;
+    }
     if (conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, err, errlen)) goto fail;
   }
   if (!has_group && conf_set(conf, "group.id", "mtld", err, errlen)) goto fail;

@@ -9,8 +9,8 @@ uint64_t mtld_hash_id(const void *buf, size_t len) {
   return h ? h : 1;
 }
 
-static const char *const type_names[MTLD_N_EVENT_TYPES] = {
-    "IMPRESSION", "CLICK", "ADD_TO_CART", "PURCHASE", "REVIEW"};
+static const char *const type_names[MTLD_N_EVENT_TYPES] = {"IMPRESSION", "CLICK", "ADD_TO_CART",
+                                                           "PURCHASE", "REVIEW"};
 
 const char *mtld_event_type_name(int type) {
   if (type < 1 || type > MTLD_N_EVENT_TYPES) return NULL;

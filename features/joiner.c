@@ -780,8 +780,7 @@ void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
   size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
   if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
   memcpy(s->scenario, ev->scenario, sl);
-  int n =
-      mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
+  int n = mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
   if (u) {
     uint32_t n_seq = u->seq_len < MTLD_MAX_SEQ ? u->seq_len : MTLD_MAX_SEQ;
@@ -836,9 +835,16 @@ static int better(const mtld_joiner_t *j, int32_t c, int pc, int32_t b, int pb) 
   return key_cmp(&j->ent[c], &j->ent[b]) > 0;
 }
 
-static int matchable(const entry_t *x) {
-  return x->kind == MTLD_SAMPLE_IMPRESSION && x->sub == 0;
+/* A label event can attach to an impression sample only up to the sample's
+ * deadline in EVENT time.  Whether a sample past its deadline was already
+ * released depends on how far the other partitions got (the watermark), so
+ * without this rule a late label would attach or fall through to another
+ * sample depending on the interleaving. */
+static int matchable_at(const mtld_joiner_t *j, const entry_t *x, int64_t event_time) {
+  return x->kind == MTLD_SAMPLE_IMPRESSION && x->sub == 0 &&
+         event_time <= deadline_of(j, x->kind, x->time_ms);
 }
+#define matchable(x) matchable_at(j, (x), ev->time_ms)
 
 /* The impression a click belongs to (see joiner.h), or -1. */
 static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {

@@ -122,17 +122,20 @@ static int is_idle(const mtld_watermark_t *wm, const wm_part_t *p, int64_t newes
 int64_t mtld_watermark_get(const mtld_watermark_t *wm) {
   int64_t newest = mtld_watermark_newest(wm);
   if (newest == INT64_MIN) return INT64_MIN;
-  int64_t low = INT64_MAX, low_seen = INT64_MAX;
+  int64_t low = INT64_MAX;
   int active = 0;
   for (int i = 0; i < wm->n; i++) {
     int64_t t = wm->parts[i].max_time_ms;
-    if (t != INT64_MIN && t < low_seen) low_seen = t;
     if (is_idle(wm, &wm->parts[i], newest)) continue;
     active = 1;
     if (t < low) low = t;
   }
-  /* every partition caught up (or idle): the slowest one that has data */
-  if (!active) low = low_seen;
+  /* Every partition caught up (or idle): everything there is has been read,
+   * so nothing older can still come from what was read: the newest time
+   * bounds it.  Taking the newest (not the slowest partition) also makes the
+   * final watermark independent of the order in which partitions finished:
+   * it is at least every value the watermark had before. */
+  if (!active) low = newest;
   if (low == INT64_MIN) return INT64_MIN; /* a partition not read yet holds it */
   if (low < INT64_MIN + wm->lateness_ms) return INT64_MIN;
   return low - wm->lateness_ms;

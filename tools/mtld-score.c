@@ -314,17 +314,37 @@ static int parse_u64(const char *s, uint64_t *out) {
 }
 
 int main(int argc, char **argv) {
-  enum { O_SNAP = 1, O_INFO, O_SAMPLES, O_STORE, O_USER, O_USERKEY, O_ITEM, O_ITEMKEY, O_SCEN,
-         O_CAT, O_POS, O_JSON, O_TIME, O_HELP };
-  static const struct option opts[] = {
-      {"snapshot", required_argument, 0, O_SNAP}, {"info", no_argument, 0, O_INFO},
-      {"samples", required_argument, 0, O_SAMPLES}, {"store", required_argument, 0, O_STORE},
-      {"user", required_argument, 0, O_USER},       {"user-key", required_argument, 0, O_USERKEY},
-      {"item", required_argument, 0, O_ITEM},       {"item-key", required_argument, 0, O_ITEMKEY},
-      {"scenario", required_argument, 0, O_SCEN},   {"category", required_argument, 0, O_CAT},
-      {"position", required_argument, 0, O_POS},    {"sample-json", required_argument, 0, O_JSON},
-      {"time-ms", required_argument, 0, O_TIME},    {"help", no_argument, 0, O_HELP},
-      {0, 0, 0, 0}};
+  enum {
+    O_SNAP = 1,
+    O_INFO,
+    O_SAMPLES,
+    O_STORE,
+    O_USER,
+    O_USERKEY,
+    O_ITEM,
+    O_ITEMKEY,
+    O_SCEN,
+    O_CAT,
+    O_POS,
+    O_JSON,
+    O_TIME,
+    O_HELP
+  };
+  static const struct option opts[] = {{"snapshot", required_argument, 0, O_SNAP},
+                                       {"info", no_argument, 0, O_INFO},
+                                       {"samples", required_argument, 0, O_SAMPLES},
+                                       {"store", required_argument, 0, O_STORE},
+                                       {"user", required_argument, 0, O_USER},
+                                       {"user-key", required_argument, 0, O_USERKEY},
+                                       {"item", required_argument, 0, O_ITEM},
+                                       {"item-key", required_argument, 0, O_ITEMKEY},
+                                       {"scenario", required_argument, 0, O_SCEN},
+                                       {"category", required_argument, 0, O_CAT},
+                                       {"position", required_argument, 0, O_POS},
+                                       {"sample-json", required_argument, 0, O_JSON},
+                                       {"time-ms", required_argument, 0, O_TIME},
+                                       {"help", no_argument, 0, O_HELP},
+                                       {0, 0, 0, 0}};
   const char *snap = NULL, *samples = NULL, *store = NULL, *json = NULL;
   int info = 0, have_user = 0, have_item = 0, have_time = 0;
   cand_t cand;

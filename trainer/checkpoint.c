@@ -35,7 +35,7 @@
 /* snprintf for paths: the callers checked the directory name's length up
  * front (MAX_DIR_LEN), so a truncation cannot happen; it is reported anyway. */
 __attribute__((format(printf, 3, 4))) static int pathf(char *buf, size_t len, const char *fmt,
-                                                        ...) {
+                                                       ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf, len, fmt, ap);
@@ -199,8 +199,9 @@ static int topic_ok(const char *t) {
 mtld_status_t mtld_checkpoint_write_meta(const char *dir, const mtld_checkpoint_meta_t *m,
                                          char *err, size_t errlen) {
   sbuf_t b = {0};
-  sb_printf(&b, "mtld-checkpoint %d\nid %" PRIu64 "\ncreated_ms %" PRId64 "\nwatermark_ms %" PRId64
-                "\nsamples %" PRIu64 "\n",
+  sb_printf(&b,
+            "mtld-checkpoint %d\nid %" PRIu64 "\ncreated_ms %" PRId64 "\nwatermark_ms %" PRId64
+            "\nsamples %" PRIu64 "\n",
             MTLD_CHECKPOINT_META_VERSION, m->id, m->created_ms, m->watermark_ms, m->samples);
   for (int i = 0; i < m->n_offsets; i++) {
     const mtld_source_offset_t *o = &m->offsets[i];

@@ -46,11 +46,11 @@ static float *take(arena_t *a, size_t n) {
 struct mtld_model {
   mtld_model_config_t cfg;
   int B, D, F, L, ND, T;
-  int in_dim;   /* width of x */
-  int gate_in;  /* width of a gate's input */
-  int he;       /* expert output width */
-  int pool_off; /* offset of the pooled sequence in x */
-  int V;        /* vectors the interactions pair: fields (+ pooled sequence), 0 = none */
+  int in_dim;    /* width of x */
+  int gate_in;   /* width of a gate's input */
+  int he;        /* expert output width */
+  int pool_off;  /* offset of the pooled sequence in x */
+  int V;         /* vectors the interactions pair: fields (+ pooled sequence), 0 = none */
   int inter_off; /* offset of the V(V-1)/2 pairwise dot products in x */
   int dense_off;
   /* parameters */

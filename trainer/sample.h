@@ -68,8 +68,8 @@ typedef struct {
   uint64_t seq_items[MTLD_MAX_SAMPLE_SEQ];
   uint64_t seq_cats[MTLD_MAX_SAMPLE_SEQ];
 
-  float labels[MTLD_N_LABELS];   /* 0/1 for click/cart/purchase; 1..5 for rating */
-  uint8_t label_mask;            /* bit l set: labels[l] is valid for this sample */
+  float labels[MTLD_N_LABELS]; /* 0/1 for click/cart/purchase; 1..5 for rating */
+  uint8_t label_mask;          /* bit l set: labels[l] is valid for this sample */
 } mtld_sample_t;
 
 #endif

@@ -90,7 +90,7 @@ static int task_experts(const mtld_model_config_t *c, int t, uint32_t *out) {
 /* snprintf for paths: the callers checked the directory name's length up
  * front (MAX_DIR_LEN), so a truncation cannot happen; it is reported anyway. */
 __attribute__((format(printf, 3, 4))) static int pathf(char *buf, size_t len, const char *fmt,
-                                                        ...) {
+                                                       ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(buf, len, fmt, ap);
@@ -889,11 +889,11 @@ static uint64_t param_count(const mtld_model_config_t *c) {
   uint64_t D = (uint64_t)c->dim, T = (uint64_t)c->n_tasks;
   uint64_t L = c->item_field >= 0 ? (uint64_t)c->seq_max : 0;
   uint64_t V = c->interactions == MTLD_INTER_DOT ? (uint64_t)c->n_fields + (L > 0 ? 1 : 0) : 0;
-  uint64_t in = (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + V * (V ? V - 1 : 0) / 2 +
-                (uint64_t)c->n_dense;
+  uint64_t in =
+      (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + V * (V ? V - 1 : 0) / 2 + (uint64_t)c->n_dense;
   uint64_t gate_in = in + (c->scenario_field >= 0 ? D : 0);
-  uint64_t ne = c->arch == MTLD_ARCH_MMOE    ? (uint64_t)c->n_experts
-                : c->arch == MTLD_ARCH_PLE   ? (uint64_t)c->n_shared_experts + T * c->n_task_experts
+  uint64_t ne = c->arch == MTLD_ARCH_MMOE  ? (uint64_t)c->n_experts
+                : c->arch == MTLD_ARCH_PLE ? (uint64_t)c->n_shared_experts + T * c->n_task_experts
                 : c->arch == MTLD_ARCH_SINGLE_TASK ? T
                                                    : 1;
   uint64_t n = 0, prev = in;
@@ -971,8 +971,7 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
   memcpy(&version, p + 8, 4);
   memcpy(&hlen, p + 12, 4);
   if (version != MTLD_SNAPSHOT_VERSION)
-    BAD("format version %" PRIu32 ", this reader reads version %u", version,
-        MTLD_SNAPSHOT_VERSION);
+    BAD("format version %" PRIu32 ", this reader reads version %u", version, MTLD_SNAPSHOT_VERSION);
   if (hlen > MAX_HEADER || (size_t)hlen > len - PREFIX_LEN - 8)
     BAD("header length %" PRIu32 " runs past the end of the file (truncated?)", hlen);
   h = mtld__snapshot_header__unpack(NULL, hlen, p + PREFIX_LEN);
@@ -990,7 +989,8 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
     BAD("bad payload length %" PRIu64, h->payload_length);
   }
   if (start + h->payload_length + 8 != len)
-    BAD("%zu bytes after the trailer (appended to?)", len - (size_t)(start + h->payload_length + 8));
+    BAD("%zu bytes after the trailer (appended to?)",
+        len - (size_t)(start + h->payload_length + 8));
   if (h->n_tensors > MAX_TENSORS) BAD("%zu tensors (at most %d)", h->n_tensors, MAX_TENSORS);
   for (size_t i = 0; i < h->n_tensors; i++) {
     const Mtld__SnapshotTensor *t = h->tensors[i];
@@ -1030,7 +1030,8 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
   float *params;
   size_t n_params;
   mtld_model_params(m, &params, &n_params);
-  if (n_params != np) BAD("model layout differs from this reader's (%zu vs %" PRIu64 ")", n_params, np);
+  if (n_params != np)
+    BAD("model layout differs from this reader's (%zu vs %" PRIu64 ")", n_params, np);
   int nt;
   const mtld_tensor_t *mt = mtld_model_tensors(m, &nt);
   for (int i = 0; i < nt; i++) {
@@ -1038,8 +1039,8 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
     if (!t) BAD("tensor %s is missing", mt[i].name);
     if (t->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_FLOAT32 || t->rows != mt[i].rows ||
         t->cols != mt[i].cols)
-      BAD("tensor %s: shape %ux%u, the model has %ux%u", mt[i].name, t->rows, t->cols,
-          mt[i].rows, mt[i].cols);
+      BAD("tensor %s: shape %ux%u, the model has %ux%u", mt[i].name, t->rows, t->cols, mt[i].rows,
+          mt[i].cols);
     memcpy(params + mt[i].offset, p + start + t->offset, t->length);
   }
   for (int f = 0; f < cfg.n_fields; f++) {

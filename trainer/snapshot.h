@@ -121,8 +121,8 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *snap, const char *dir, i
 
 /* The file image of snap (what save writes), malloc'd: *buf (caller frees).
  * For tests, fuzz corpora and sending elsewhere. */
-mtld_status_t mtld_snapshot_encode(const mtld_snapshot_t *snap, void **buf, size_t *len,
-                                   char *err, size_t errlen);
+mtld_status_t mtld_snapshot_encode(const mtld_snapshot_t *snap, void **buf, size_t *len, char *err,
+                                   size_t errlen);
 
 void mtld_snapshot_free(mtld_snapshot_t *snap);
 

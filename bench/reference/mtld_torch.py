@@ -14,6 +14,8 @@ daemon used (bench_trainer_dump --model-json), and replays what mtld does:
     w -= lr / (sqrt(acc) + eps) * g) over the rows a batch touched;
   * target attention of (item + category) over the recent items (+ their
     categories), scaled by 1/sqrt(D), pooled into x;
+  * pairwise dot products of the field embeddings and the pooled sequence
+    (model.interactions = "dot", DLRM style), appended to x;
   * the dense normaliser (running mean/variance, updated after each batch,
     clipped to +-5);
   * MMoE / PLE / shared-bottom / single-task experts, softmax gates reading
@@ -254,7 +256,10 @@ class Model:
         self.D, self.F, self.T = c["dim"], len(c["fields"]), len(c["tasks"])
         self.L = c["seq_max"] if c["item_field"] >= 0 else 0
         self.ND = c["n_dense"]
-        self.in_dim = self.F * self.D + (self.D if self.L > 0 else 0) + self.ND
+        # pairwise dot products (DLRM style) of the fields and the pooled sequence
+        self.V = self.F + (1 if self.L > 0 else 0) if c.get("interactions", 0) == 1 else 0
+        self.n_inter = self.V * (self.V - 1) // 2
+        self.in_dim = self.F * self.D + (self.D if self.L > 0 else 0) + self.n_inter + self.ND
         self.gate_in = self.in_dim + (self.D if c["scenario_field"] >= 0 else 0)
         self.he = c["expert_layers"][-1]
         arch, T = c["arch"], self.T
@@ -272,23 +277,41 @@ class Model:
         self.task_experts = lists
         # layout in model.c order: experts, then per task gate + tower, then logvar
         shapes = []  # (name, rows, cols, is_gate) of weight matrices (biases are zero)
+        layout = []  # every dense tensor (name, rows, cols), as model.c names them
         self.expert_w = []
         for e in range(self.n_experts):
             ws, din = [], self.in_dim
-            for width in c["expert_layers"]:
+            for li, width in enumerate(c["expert_layers"]):
                 shapes.append(("expert%d" % e, din, width, False))
+                layout += [("expert%d.l%d.w" % (e, li), din, width),
+                           ("expert%d.l%d.b" % (e, li), 1, width)]
                 ws.append((din, width))
                 din = width
             self.expert_w.append(ws)
         self.gated = [len(l) > 1 for l in lists]
         tower_dims = c["tower_layers"] + [1]
         for t in range(T):
+            name = c["tasks"][t]["name"]
             if self.gated[t]:
                 shapes.append(("gate", self.gate_in, len(lists[t]), True))
+                layout += [("gate.%s.w" % name, self.gate_in, len(lists[t])),
+                           ("gate.%s.b" % name, 1, len(lists[t]))]
             din = self.he
-            for width in tower_dims:
+            for li, width in enumerate(tower_dims):
                 shapes.append(("tower", din, width, False))
+                layout += [("tower.%s.l%d.w" % (name, li), din, width),
+                           ("tower.%s.l%d.b" % (name, li), 1, width)]
                 din = width
+        layout.append(("task_log_var", 1, T))
+        if "tensors" in c:
+            theirs = [(t["name"], t["rows"], t["cols"]) for t in c["tensors"]]
+            if theirs != layout:
+                bad = next((i for i, (a, b) in enumerate(zip(theirs, layout)) if a != b),
+                           min(len(theirs), len(layout)))
+                sys.exit("mtld_torch: mtld's model has another dense layout than this replica "
+                         "(trainer/model.c changed?): tensor %d is %s in mtld, %s here"
+                         % (bad, theirs[bad] if bad < len(theirs) else None,
+                            layout[bad] if bad < len(layout) else None))
         # model.c skips tensors of one row (biases, fan-in 1): they start at zero
         init = iter(he_init(c["seed"], [s for s in shapes if s[1] != 1]))
 
@@ -335,6 +358,7 @@ class Model:
         self.last_sweep = None
         self.max_time = None
         self.scale = float(np.float32(1.0) / np.sqrt(np.float32(self.D)))
+        self.tri = torch.triu_indices(self.V, self.V, offset=1) if self.V > 1 else None
 
     def n_dense_params(self):
         return sum(p.numel() for p in self.params)
@@ -438,6 +462,10 @@ def forward(m, st, b):
         a = torch.softmax(sc, dim=1) * mask
         pooled = torch.bmm(a.unsqueeze(1), k).squeeze(1)
         parts.append(pooled)
+    if m.V > 1:
+        vs = torch.stack(parts[:m.V], dim=1)  # [n, V, D]: fields, then the pooled sequence
+        dots = torch.bmm(vs, vs.transpose(1, 2))
+        parts.append(dots[:, m.tri[0], m.tri[1]])  # pairs i < j in row-major order
     if m.ND > 0:
         parts.append(torch.from_numpy(normalise(m, st.dense[b])))
     x = torch.cat(parts, dim=1)
@@ -712,6 +740,7 @@ def main():
     ap.add_argument("--train-frac", type=float, default=0.8, help="offline: training share")
     ap.add_argument("--epochs", type=int, default=3, help="offline: epochs")
     ap.add_argument("--shuffle-seed", type=int, default=1, help="offline: batch order seed")
+    ap.add_argument("--seed", type=int, help="override model.seed (as mtld with that seed)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="online: timing passes (median)")
     ap.add_argument("--preds-out", help="online: save per-sample predictions (.npy)")
@@ -722,6 +751,8 @@ def main():
     torch.set_num_interop_threads(1)
     with open(a.model) as f:
         cfg = json.load(f)
+    if a.seed is not None:
+        cfg["seed"] = a.seed
     s = read_dump(a.dump, sample_dtype(a.layout))
     m = Model(cfg)
     t_prep = time.perf_counter()

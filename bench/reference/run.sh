@@ -65,6 +65,15 @@ cd "$W"
 # one thread everywhere: PyTorch, its BLAS (Debian's torch uses libblas.so.3 = BLIS)
 export OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
+# The daemon must have released samples (a dump holds its 16-byte header).
+need_samples() {
+  if [ "$(stat -c %s "$1")" -le 16 ]; then
+    echo "run.sh: mtld released no samples into $1; its log:" >&2
+    tail -5 "$2" >&2
+    exit 1
+  fi
+}
+
 run() {
   printf '$'
   printf ' %q' "$@"
@@ -81,14 +90,18 @@ echo
 echo "== 1. generator stream: mtld vs PyTorch replica, progressive AUC"
 run "$BUILD/mtld-gen" --seed 42 --impressions "$IMPRESSIONS" --days 2 --out ev.pb \
   --truth truth.csv --quiet
+# every path inside the work dir (the defaults are /var/lib/mtld/...)
 cat >gen.conf <<'EOF'
 source = { type = "file"; file = "ev.pb"; };
 store = { path = "store-gen"; sync = false; };
 metrics = { enabled = false; };
+checkpoint = { dir = "ckpt-gen"; interval = 0; };
+snapshot = { dir = "snap-gen"; interval = 0; };
 trainer = { dump_samples = "samples.bin"; };
 EOF
 echo "gen.conf: $(tr '\n' ' ' <gen.conf)"
 run "$BUILD/mtld" -c gen.conf 2>mtld-gen.log
+need_samples samples.bin mtld-gen.log
 grep ' pv task=.* scenario=all ' mtld-gen.log | sed 's/^.* pv /mtld pv: /'
 run "$BUILD/bench/bench_trainer_dump" -c gen.conf -d samples.bin --model-json model.json \
   --preds mtld-preds.bin --repeat "$REPEAT" | tee bench-dump.txt
@@ -136,10 +149,13 @@ model = {
     { name = "purchase"; type = "esmm"; label = "purchase"; parent = "ctr"; }
   );
 };
+checkpoint = { dir = "ckpt-taobao"; interval = 0; };
+snapshot = { dir = "snap-taobao"; interval = 0; };
 trainer = { dump_samples = "taobao-samples.bin"; };
 EOF
   echo "taobao.conf: $(tr '\n' ' ' <taobao.conf | tr -s ' ')"
   run "$BUILD/mtld" -c taobao.conf 2>mtld-taobao.log
+  need_samples taobao-samples.bin mtld-taobao.log
   grep ' pv task=.* scenario=all ' mtld-taobao.log | sed 's/^.* pv /mtld pv: /'
   run "$BUILD/bench/bench_trainer_dump" -c taobao.conf -d taobao-samples.bin \
     --model-json taobao-model.json --preds taobao-mtld-preds.bin --no-speed

@@ -32,8 +32,7 @@ int main(int argc, char **argv) {
   }
   const struct rd_kafka_metadata *md;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 ||
-      md->topics[0].err) {
+  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
     fprintf(stderr, "dlq_dump: no metadata for %s\n", argv[2]);
     return 1;
   }

@@ -117,12 +117,12 @@ static void check_user(const mtld_feature_def_t *def, mtld_store_t *st, ent_t *e
   unsigned long long id = (unsigned long long)e->id;
   EXPECT(f.last_time_ms == T, "user %llu last_time %lld != %lld", id, (long long)f.last_time_ms,
          (long long)T);
-  EXPECT(f.n_events == e->n, "user %llu n_events %llu != %zu", id,
-         (unsigned long long)f.n_events, e->n);
+  EXPECT(f.n_events == e->n, "user %llu n_events %llu != %zu", id, (unsigned long long)f.n_events,
+         e->n);
   for (int t = 0; t < MTLD_N_EVENT_TYPES; t++)
     for (int h = 0; h < def->n_half_lives; h++)
-      EXPECT(close_enough(f.decayed[t][h], d[t][h]), "user %llu decayed[%d][%d] %.17g != %.17g",
-             id, t, h, f.decayed[t][h], d[t][h]);
+      EXPECT(close_enough(f.decayed[t][h], d[t][h]), "user %llu decayed[%d][%d] %.17g != %.17g", id,
+             t, h, f.decayed[t][h], d[t][h]);
   EXPECT(f.n_reviews == nrev, "user %llu n_reviews %u != %u", id, f.n_reviews, nrev);
   EXPECT(close_enough(f.rating_sum, rsum), "user %llu rating_sum", id);
   EXPECT(close_enough(f.spend, spend), "user %llu spend %.17g != %.17g", id, f.spend, spend);
@@ -165,8 +165,8 @@ static void check_item(const mtld_feature_def_t *def, mtld_store_t *st, ent_t *e
          e->n);
   for (int t = 0; t < MTLD_N_EVENT_TYPES; t++)
     for (int h = 0; h < def->n_half_lives; h++)
-      EXPECT(close_enough(f.decayed[t][h], d[t][h]), "item %llu decayed[%d][%d] %.17g != %.17g",
-             id, t, h, f.decayed[t][h], d[t][h]);
+      EXPECT(close_enough(f.decayed[t][h], d[t][h]), "item %llu decayed[%d][%d] %.17g != %.17g", id,
+             t, h, f.decayed[t][h], d[t][h]);
   EXPECT(f.n_reviews == nrev && close_enough(f.rating_sum, rsum), "item %llu reviews", id);
   EXPECT(f.last_price == (priced ? priced->price : 0.0), "item %llu last_price %.17g", id,
          f.last_price);

@@ -83,9 +83,9 @@ static void probe(mtld_sample_t *s, int i, int64_t t_end) {
   s->time_ms = t_end - (int64_t)(rnd() % 600000);
   switch (i % 12) {
   case 1: s->fields[0] = 0xdeadbeef00000000ULL + (uint64_t)i; break; /* never seen */
-  case 2: s->time_ms = t_end + 3600000; break;                        /* rows expired */
-  case 3: s->fields[3] = 0; break;                                    /* scenario from id */
-  case 4: s->n_fields = 2; break;                                     /* fields missing */
+  case 2: s->time_ms = t_end + 3600000; break;                       /* rows expired */
+  case 3: s->fields[3] = 0; break;                                   /* scenario from id */
+  case 4: s->n_fields = 2; break;                                    /* fields missing */
   case 5:
     s->dense[1] = NAN;
     s->dense[2] = INFINITY;
@@ -194,8 +194,8 @@ static int store_variant(const char *out) {
     }
     if (ev.type != MTLD_EV_IMPRESSION && ev.type != MTLD_EV_REVIEW) continue;
     mtld_sample_t s;
-    mtld_sample_from_features(&s, &def, &ev, 0, i, u.n_events ? &u : NULL,
-                              it.n_events ? &it : NULL, ev.item_id, ev.category_id, 1);
+    mtld_sample_from_features(&s, &def, &ev, 0, i, u.n_events ? &u : NULL, it.n_events ? &it : NULL,
+                              ev.item_id, ev.category_id, 1);
     if (ev.type == MTLD_EV_IMPRESSION) {
       int click = (ev.user_id * 3 + ev.item_id) % 5 == 0;
       s.labels[MTLD_LABEL_CLICK] = (float)click;

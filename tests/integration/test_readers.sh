@@ -8,7 +8,9 @@
 #     as the trainer scores the same samples (JSON lines and --user/--item);
 #   - tools/mtld_reader.py (numpy, its own implementation of the format and of
 #     the forward pass) agrees within 1e-5 with both;
-#   - both readers refuse a damaged snapshot with a reason.
+#   - both readers refuse a damaged snapshot with a reason;
+#   - on the daemon's own output (a file replay: final snapshot, sample dump,
+#     store) both readers agree, and candidates score from its store.
 # The C part always runs; the Python part needs python3 with numpy,
 # protobuf and xxhash plus protoc (tools/install-deps.sh installs them).
 # Without them the test reports what is missing and exits 77 (skip) after
@@ -198,6 +200,57 @@ if [ -n "$PY" ]; then
       fail "mtld_reader.py on a $f snapshot: rc $rc, $(head -c 200 "$TMP/py-$f.err")"
     fi
   done
+fi
+
+# The daemon's own output: a replay of a generated file writes a final
+# serving snapshot and dumps the samples it trained on; both readers score
+# the dump with that snapshot and agree, and candidates are scored from the
+# daemon's store (its feature definitions are the snapshot's).
+if [ -x "$BUILD/mtld" ] && [ -x "$BUILD/mtld-gen" ]; then
+  D=$TMP/daemon
+  mkdir -p "$D"
+  T "$BUILD/mtld-gen" --seed 5 --users 300 --items 150 --impressions 4000 --days 1 \
+    --out "$D/events.pb" 2>"$D/gen.log"
+  cat >"$D/mtld.conf" <<CONF
+source = { type = "file"; file = "$D/events.pb"; };
+store = { path = "$D/store"; sync = false; };
+model = { dim = 8; rows = { user = 4096; item = 2048; category = 256; }; batch_size = 64; };
+trainer = { report_interval = "0s"; dump_samples = "$D/samples.bin"; };
+checkpoint = { dir = "$D/ckpt"; };
+snapshot = { dir = "$D/snap"; keep = 2; };
+metrics = { enabled = false; };
+log = { level = "warning"; };
+CONF
+  if T "$BUILD/mtld" -c "$D/mtld.conf" >"$D/mtld.log" 2>&1 && [ -f "$D/snap/LATEST" ] &&
+    [ -s "$D/samples.bin" ]; then
+    ok "the daemon replayed the file: snapshot $(cat "$D/snap/LATEST"), $(stat -c %s "$D/samples.bin") bytes of samples"
+    if T "$SCORE" --snapshot "$D/snap" --samples "$D/samples.bin" >"$D/c.txt" 2>"$D/c.err"; then
+      ok "mtld-score scores the daemon's $(($(wc -l <"$D/c.txt") - 1)) dumped samples with its snapshot"
+    else
+      fail "mtld-score on the daemon's output: $(head -c 300 "$D/c.err")"
+    fi
+    if [ -n "$PY" ]; then
+      if T "$PY" "$READER" "$D/snap" --samples "$D/samples.bin" >"$D/py.txt" 2>"$D/py.err" &&
+        d=$(maxdiff "$D/py.txt" "$D/c.txt") && within "$d" 1e-5; then
+        ok "mtld_reader.py agrees on the daemon's output (max |diff| $d)"
+      else
+        fail "mtld_reader.py on the daemon's output: $(head -c 200 "$D/py.err") ${d:-}"
+      fi
+    fi
+    user=$("$BUILD/mtld-inspect" --store "$D/store" --dump 2>/dev/null |
+      awk '$1 == "user" { print $2; exit }')
+    item=$("$BUILD/mtld-inspect" --store "$D/store" --dump 2>/dev/null | awk '$1 == "item" { print $2; exit }')
+    if [ -n "$user" ] && [ -n "$item" ] &&
+      T "$SCORE" --snapshot "$D/snap" --store "$D/store" --user "$user" --item "$item" \
+        >"$D/one.txt" 2>"$D/one.err" && [ "$(grep -vc '^#' "$D/one.txt")" = 1 ] &&
+      ! grep -q "cold\|warning" "$D/one.err"; then
+      ok "mtld-score scores user $user x item $item from the daemon's store: $(tail -1 "$D/one.txt")"
+    else
+      fail "mtld-score --store on the daemon's store: $(head -c 300 "$D/one.err")"
+    fi
+  else
+    fail "the daemon replay did not leave a snapshot and a dump: $(tail -c 400 "$D/mtld.log")"
+  fi
 fi
 
 echo "$PASSES passed, $FAILS failed"

@@ -49,8 +49,10 @@ static mtld_event_t event_k(int k) {
   ev.item_id = 1000 + rnd(&r) % 40;
   ev.category_id = 1 + ev.item_id % 7;
   uint64_t x = rnd(&r) % 10;
-  ev.type = x < 6 ? MTLD_EV_IMPRESSION : x < 8 ? MTLD_EV_CLICK : x < 9 ? MTLD_EV_PURCHASE
-                                                                       : MTLD_EV_REVIEW;
+  ev.type = x < 6   ? MTLD_EV_IMPRESSION
+            : x < 8 ? MTLD_EV_CLICK
+            : x < 9 ? MTLD_EV_PURCHASE
+                    : MTLD_EV_REVIEW;
   ev.time_ms = T0 + (int64_t)k * 1000;
   ev.scenario_id = 1 + rnd(&r) % 3;
   snprintf(ev.scenario, sizeof ev.scenario, "s%" PRIu64, ev.scenario_id);
@@ -74,8 +76,8 @@ static int run_round(mtld_store_t *st, mtld_trainer_t *t, int round) {
     if (mtld_store_apply(st, &ev, &u, &it) != MTLD_OK) ok = 0;
     if (ev.type != MTLD_EV_IMPRESSION && ev.type != MTLD_EV_REVIEW) continue;
     mtld_sample_t s;
-    mtld_sample_from_features(&s, &def, &ev, 0, k, u.n_events ? &u : NULL,
-                              it.n_events ? &it : NULL, ev.item_id, ev.category_id, 1);
+    mtld_sample_from_features(&s, &def, &ev, 0, k, u.n_events ? &u : NULL, it.n_events ? &it : NULL,
+                              ev.item_id, ev.category_id, 1);
     if (ev.type == MTLD_EV_IMPRESSION)
       s.labels[MTLD_LABEL_CLICK] = (float)((ev.user_id + ev.item_id) % 4 == 0);
     mtld_trainer_observe(t, &s, NULL);
@@ -86,8 +88,7 @@ static int run_round(mtld_store_t *st, mtld_trainer_t *t, int round) {
   return ok;
 }
 
-static mtld_status_t write_checkpoint(mtld_store_t *st, mtld_trainer_t *t, uint64_t id,
-                                      int keep) {
+static mtld_status_t write_checkpoint(mtld_store_t *st, mtld_trainer_t *t, uint64_t id, int keep) {
   char dir[512], sub[600];
   mtld_status_t rc = mtld_checkpoint_begin(root, id, dir, sizeof dir, err, sizeof err);
   if (rc != MTLD_OK) return rc;
@@ -318,7 +319,8 @@ int main(void) {
   if (st) {
     int64_t next = -1, maxt = -1;
     CHECK(mtld_store_get_offset(st, "events", 0, &next, &maxt) == MTLD_OK);
-    CHECK(meta.n_offsets == 1 && next == meta.offsets[0].next_offset && next == 3 * EVENTS_PER_ROUND);
+    CHECK(meta.n_offsets == 1 && next == meta.offsets[0].next_offset &&
+          next == 3 * EVENTS_PER_ROUND);
     bytes_t now = dump_store(st);
     CHECK(now.n == at3.n && now.n > 0 && !memcmp(now.b, at3.b, now.n));
     free(now.b);

@@ -148,7 +148,8 @@ static int same_scores(mtld_trainer_t *t, mtld_model_t *m, int n, uint64_t seed)
     probe(&r, &s, i * 3);
     mtld_trainer_predict(t, &s, p1, c1);
     mtld_snapshot_score(m, &s, 1, p2, c2);
-    same += !memcmp(p1, p2, sizeof(float) * (size_t)T) && !memcmp(c1, c2, sizeof(float) * (size_t)T);
+    same +=
+        !memcmp(p1, p2, sizeof(float) * (size_t)T) && !memcmp(c1, c2, sizeof(float) * (size_t)T);
   }
   return same;
 }
@@ -279,7 +280,8 @@ static void test_header_and_capture(void) {
   CHECK(info.meta.join_mode == 1 && info.meta.negatives_per_positive == 4);
   CHECK(info.meta.n_offsets == 2);
   if (info.meta.n_offsets == 2) {
-    CHECK(!strcmp(info.meta.offsets[0].topic, "events") && info.meta.offsets[0].next_offset == 1234);
+    CHECK(!strcmp(info.meta.offsets[0].topic, "events") &&
+          info.meta.offsets[0].next_offset == 1234);
     CHECK(info.meta.offsets[1].partition == 3 && info.meta.offsets[1].max_time_ms == 1999000);
   }
   CHECK(info.meta.features.n_half_lives == 3 && info.meta.features.half_life_s[2] == 604800);

@@ -22,9 +22,23 @@ static void test_empty_and_min(void) {
   /* ... until the consumer reached its end */
   mtld_watermark_set_caught_up(wm, "t", 1);
   CHECK(mtld_watermark_get(wm) == 1000);
-  /* both caught up: the slowest partition with data */
-  mtld_watermark_set_caught_up(wm, "t", 0);
-  CHECK(mtld_watermark_get(wm) == 1000);
+  /* both caught up: everything was read, the newest time bounds it (not the
+   * slower partition: the final watermark must not depend on the order in
+   * which partitions finished) */
+  {
+    mtld_watermark_t *w2;
+    CHECK(mtld_watermark_create(&w2, 10, 0) == MTLD_OK);
+    mtld_watermark_observe(w2, "t", 0, 1000);
+    mtld_watermark_observe(w2, "t", 1, 700);
+    CHECK(mtld_watermark_get(w2) == 690);
+    mtld_watermark_set_caught_up(w2, "t", 1); /* p1 done: p0 alone holds it */
+    CHECK(mtld_watermark_get(w2) == 990);
+    mtld_watermark_set_caught_up(w2, "t", 0);
+    CHECK(mtld_watermark_get(w2) == 990);
+    mtld_watermark_observe(w2, "t", 1, 800); /* p1 has news again */
+    CHECK(mtld_watermark_get(w2) == 790);
+    mtld_watermark_destroy(w2);
+  }
   mtld_watermark_observe(wm, "t", 1, 400); /* a record clears the caught-up mark */
   mtld_watermark_observe(wm, "t", 0, 1000);
   CHECK(mtld_watermark_get(wm) == 400);

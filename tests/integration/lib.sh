@@ -88,7 +88,7 @@ consumed() {
 
 # wait_consumed STORE N TIMEOUT_S : until the store committed N records
 wait_consumed() {
-  local store=$1 n=$2 limit=$(($3 * SLOW)) c=0
+  local store=$1 n=$2 limit=$(($3 * SLOW * 2)) c=0 # generous: a loaded CI machine
   for _ in $(seq 1 $((limit * 5))); do
     c=$(consumed "$store")
     [ "$c" -ge "$n" ] && return 0

@@ -50,7 +50,7 @@ done
 write_config "$T/b.conf" "$T/store-b" events
 sed -i 's/group_id = "mtld-test";/group_id = "mtld-test"; group_instance_id = "mtld-b";/' "$T/b.conf"
 start_mtld "$T/a.conf" "$T/a.log"; A=$MTLD_PID
-wait_consumed "$T/store-a" "$N1" 60
+wait_consumed "$T/store-a" "$N1" 180
 start_mtld "$T/b.conf" "$T/b.log"; B=$MTLD_PID
 for _ in $(seq 1 $((200 * SLOW))); do grep -q "assigned" "$T/b.log" && break; sleep 0.1; done
 grep -q "assigned" "$T/b.log" || fail "second consumer got no partitions"
@@ -62,7 +62,7 @@ stop_pid "$B" 30
 nb=$(consumed "$T/store-b")
 note "second consumer held partitions and committed $nb records, then left"
 [ "$nb" -gt 0 ] || fail "second consumer consumed nothing: no rebalance was exercised"
-wait_consumed "$T/store-a" $((N1 + N2)) 90
+wait_consumed "$T/store-a" $((N1 + N2)) 180
 stop_pid "$A" 30
 
 "$HELPERS/ref_features" "$T/all.pb" "$T/store-a" ||

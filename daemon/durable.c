@@ -55,6 +55,7 @@ struct mtld_durable {
   mtld_status_t last_status; /* of the last job finished */
   char last_err[512];
   kind_stats_t stats[3]; /* by kind */
+  mtld_snapshot_t *spare; /* a written snapshot, recycled by the next capture */
 };
 
 static int64_t mono_ms(void) {
@@ -109,6 +110,10 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
   } else {
     char path[PATH_MAX];
     st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path, sizeof(path), err, errlen);
+    /* keep it for the next capture: its buffers are mapped already */
+    pthread_mutex_lock(&d->mu);
+    if (!d->spare) d->spare = j->snap, j->snap = NULL;
+    pthread_mutex_unlock(&d->mu);
     mtld_snapshot_free(j->snap);
     if (st == MTLD_OK) mtld_log(MTLD_LOG_DEBUG, "snapshot %s written", path);
   }
@@ -359,7 +364,11 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   meta.n_offsets = o.n;
   meta.offsets = o.v;
   job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
-  mtld_status_t st = mtld_snapshot_capture(&j.snap, t, &meta, err, errlen);
+  pthread_mutex_lock(&d->mu);
+  j.snap = d->spare;
+  d->spare = NULL;
+  pthread_mutex_unlock(&d->mu);
+  mtld_status_t st = mtld_snapshot_recapture(&j.snap, t, &meta, err, errlen);
   free(o.v);
   if (st != MTLD_OK) return st;
   double stall = (double)(mono_ms() - t0) / 1000.0;
@@ -440,6 +449,7 @@ void mtld_durable_free(mtld_durable_t *d) {
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
   pthread_join(d->thread, NULL);
+  mtld_snapshot_free(d->spare);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cv);
   free(d);

@@ -113,13 +113,49 @@ void mtld_snapshot_free(mtld_snapshot_t *s) {
   free(s);
 }
 
+/* A buffer of n bytes: the old one when it is already that size (its pages
+ * are mapped: no page faults on the copy), else a new one. */
+static void *reuse_buf(void *old, size_t old_n, size_t n) {
+  if (old && old_n == n) return old;
+  free(old);
+  return malloc(n);
+}
+
 mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t *tc,
                                     const mtld_snapshot_meta_t *meta, char *err, size_t errlen) {
+  *out = NULL;
+  return mtld_snapshot_recapture(out, tc, meta, err, errlen);
+}
+
+mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer_t *tc,
+                                      const mtld_snapshot_meta_t *meta, char *err,
+                                      size_t errlen) {
   /* Nothing below changes the trainer; its accessors are not const. */
   mtld_trainer_t *t = (mtld_trainer_t *)tc;
-  *out = NULL;
-  mtld_snapshot_t *s = calloc(1, sizeof(*s));
-  if (!s) goto nomem;
+  mtld_snapshot_t **out = snap;
+  mtld_snapshot_t *s = *snap;
+  *snap = NULL;
+  /* keep the big buffers of the previous capture, drop the rest */
+  float *old_params = NULL;
+  size_t old_n_params = 0;
+  int64_t *old_last[MTLD_MAX_FIELDS] = {0};
+  uint32_t old_rows[MTLD_MAX_FIELDS] = {0};
+  if (s) {
+    old_params = s->params;
+    old_n_params = s->n_params;
+    for (int f = 0; f < MTLD_MAX_FIELDS; f++) {
+      old_last[f] = s->last_used[f];
+      old_rows[f] = f < s->cfg.n_fields ? s->cfg.fields[f].rows : 0;
+      free(s->cms[f]);
+    }
+    free(s->meta.offsets);
+    free(s->tensors);
+    free(s->pv_state);
+    memset(s, 0, sizeof(*s));
+  } else {
+    s = calloc(1, sizeof(*s));
+    if (!s) goto nomem_early;
+  }
   mtld_model_t *m = mtld_trainer_model(t);
   s->cfg = *mtld_model_config(m);
   s->meta = *meta;
@@ -133,7 +169,8 @@ mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t 
   mtld_trainer_stats(t, &s->stats);
   float *params;
   mtld_model_params(m, &params, &s->n_params);
-  s->params = malloc(sizeof(float) * s->n_params);
+  s->params = reuse_buf(old_params, old_n_params * sizeof(float), sizeof(float) * s->n_params);
+  old_params = NULL;
   if (!s->params) goto nomem;
   memcpy(s->params, params, sizeof(float) * s->n_params);
   const mtld_tensor_t *tens = mtld_model_tensors(m, &s->n_tensors);
@@ -143,7 +180,9 @@ mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t 
   for (int f = 0; f < s->cfg.n_fields; f++) {
     const mtld_embed_t *e = mtld_model_embed(m, f);
     s->hash_seed[f] = e->seed;
-    s->last_used[f] = malloc(sizeof(int64_t) * e->rows);
+    s->last_used[f] = reuse_buf(old_last[f], sizeof(int64_t) * old_rows[f],
+                                sizeof(int64_t) * e->rows);
+    old_last[f] = NULL;
     if (!s->last_used[f]) goto nomem;
     memcpy(s->last_used[f], e->last_used, sizeof(int64_t) * e->rows);
     if (e->cms) {
@@ -162,10 +201,14 @@ mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t 
   s->pv_state = w.buf;
   s->pv_len = w.len;
   if (st != MTLD_OK) goto nomem;
+  for (int f = 0; f < MTLD_MAX_FIELDS; f++) free(old_last[f]); /* fields gone */
   *out = s;
   return MTLD_OK;
 nomem:
   mtld_snapshot_free(s);
+  free(old_params);
+  for (int f = 0; f < MTLD_MAX_FIELDS; f++) free(old_last[f]);
+nomem_early:
   snprintf(err, errlen, "snapshot capture: out of memory");
   return MTLD_ERR_NOMEM;
 }

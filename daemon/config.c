@@ -1299,6 +1299,29 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
   mtld_status_t st = parse_group(config_root_setting(lc), "", tmp, pe);
   /* the model reads every dense feature the definitions produce */
   if (st == MTLD_OK) tmp->model.n_dense = mtld_features_dense_count(&tmp->features);
+  /* checkpoint.dir and snapshot.dir not given: beside the store (the
+   * defaults /var/lib/mtld/{store,checkpoints,snapshots} agree), so a config
+   * that moves its store never shares checkpoints with another daemon */
+  if (st == MTLD_OK) {
+    const char *sp = tmp->store_path, *slash = strrchr(sp, '/');
+    size_t plen = slash ? (size_t)(slash - sp) : 0; /* "" = relative, "/x" -> "" too */
+    const char *pre = slash ? "" : "./";
+    if (plen + 16 < sizeof(tmp->checkpoint_dir)) {
+      char parent[sizeof(tmp->store_path)];
+      memcpy(parent, sp, plen);
+      parent[plen] = 0;
+      if (!config_lookup(lc, "checkpoint.dir")) {
+        strcpy(tmp->checkpoint_dir, pre);
+        strcat(tmp->checkpoint_dir, parent);
+        strcat(tmp->checkpoint_dir, "/checkpoints" + (slash ? 0 : 1));
+      }
+      if (!config_lookup(lc, "snapshot.dir")) {
+        strcpy(tmp->snapshot_dir, pre);
+        strcat(tmp->snapshot_dir, parent);
+        strcat(tmp->snapshot_dir, "/snapshots" + (slash ? 0 : 1));
+      }
+    }
+  }
   if (st == MTLD_OK) st = validate(tmp, lc, pe);
   if (st == MTLD_OK) *cfg = *tmp;
   free(tmp);

@@ -139,7 +139,7 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   c->beta2 = 0.999f;
   c->eps = 1e-8f;
   c->emb.optim = MTLD_EMB_ADAGRAD;
-  c->emb.lr = 0.05f;
+  c->emb.lr = 0.3f;
   c->emb.adagrad_init = 0.01f;
   c->emb.beta1 = 0.9f;
   c->emb.beta2 = 0.999f;
@@ -147,7 +147,7 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   c->emb.init_scale = 0.05f;
   c->emb.admit_after = 2;
   c->emb.expire_ms = 30LL * 24 * 3600 * 1000;
-  c->batch_size = 256;
+  c->batch_size = 64;
   c->seed = 42;
   c->pv_window = 100000;
   c->pv_max_scenarios = 64;

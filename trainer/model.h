@@ -123,10 +123,12 @@ typedef struct {
 typedef struct mtld_model mtld_model_t;
 
 /* Fills cfg with the defaults: MMoE (4 experts [64,32], towers [32]) over
- * user/item/category/scenario/position fields (2^18, 2^18, 2^12, 64, 32 rows,
- * D = 16), attention over 20 recent items, 16 dense features; tasks ctr
- * (click), ctcvr (ESMM, parent ctr), rating (Huber, reviews); Adam 1e-3 for
- * dense, row-wise Adagrad 0.05 for embeddings, batch 256. */
+ * user/item/category/scenario/position/hour fields (2^18, 2^18, 2^12, 64, 32,
+ * 32 rows, D = 16), attention over 20 recent items, dot interactions, 16
+ * dense features; tasks ctr (click), ctcvr (ESMM, parent ctr), rating
+ * (Huber, reviews); Adam 1e-3 for dense, row-wise Adagrad 0.3 for
+ * embeddings, batch 64 (small batches: more updates per sample, which online
+ * learning of the embeddings needs most). */
 void mtld_model_config_default(mtld_model_config_t *cfg);
 
 /* Checks every bound and cross-reference of cfg.  MTLD_OK or MTLD_ERR_CONFIG

@@ -189,6 +189,7 @@ static void test_click_by_request_id(void) {
     CHECK(a->fields[MTLD_FIELD_SCENARIO] == mtld_hash_id("home", 4));
     CHECK(a->fields[MTLD_FIELD_POSITION] == 10 % 5 + 1);
     CHECK(a->n_fields == MTLD_FIELD_EXTRA);
+    CHECK(a->fields[MTLD_FIELD_HOUR] == 3); /* T0 = 2017-07-14T02:40Z: 1 + hour 2 */
     CHECK(strcmp(a->scenario, "home") == 0 && a->scenario_id == mtld_hash_id("home", 4));
     CHECK(a->time_ms == T0 && a->partition == 0 && a->offset == 0);
     CHECK(a->n_dense == mtld_features_dense_count(&e.def));
@@ -673,6 +674,7 @@ static void test_sampled_negatives(void) {
         CHECK(LAB(&a.s[j], CLICK) == 0 && LAB(&a.s[j], PURCHASE) == 0);
         CHECK(a.s[j].fields[MTLD_FIELD_ITEM] != s->fields[MTLD_FIELD_ITEM]);
         CHECK(a.s[j].fields[MTLD_FIELD_USER] == s->fields[MTLD_FIELD_USER]);
+        CHECK(a.s[j].fields[MTLD_FIELD_HOUR] == s->fields[MTLD_FIELD_HOUR]);
         CHECK(a.s[j].sample_id == mtld_joiner_negative_id(s->sample_id, (uint32_t)(j - i)));
         CHECK(a.s[j].fields[MTLD_FIELD_ITEM] >= 200 && a.s[j].fields[MTLD_FIELD_ITEM] < 220);
         neg++;

@@ -296,6 +296,14 @@ static void test_interactions(void) {
   mtld_model_destroy(m);
 }
 
+/* The hour field's id: 1 + the UTC hour, floored for times before 1970. */
+static void test_hour_id(void) {
+  CHECK(mtld_sample_hour_id(0) == 1 && mtld_sample_hour_id(3599999) == 1);
+  CHECK(mtld_sample_hour_id(3600000) == 2 && mtld_sample_hour_id(86399999) == 24);
+  CHECK(mtld_sample_hour_id(86400000) == 1 && mtld_sample_hour_id(-1) == 24);
+  CHECK(mtld_sample_hour_id(1500000000000LL) == 3); /* 2017-07-14T02:40Z */
+}
+
 static void test_embed(void) {
   mtld_embed_config_t ec = {.optim = MTLD_EMB_ADAGRAD,
                             .lr = 0.1f,
@@ -409,6 +417,7 @@ int main(void) {
   test_config();
   test_esmm_parent_gradient();
   test_interactions();
+  test_hour_id();
   test_fd();
   return CHECK_DONE();
 }

@@ -760,6 +760,7 @@ def main():
     t_prep = time.perf_counter() - t_prep
     keep = np.nonzero(st.valid)[0]  # mtld_trainer_observe refuses the others
     out = {"samples": int(st.n), "accepted": int(len(keep)), "torch": torch.__version__,
+           "batch_size": cfg["batch_size"],
            "threads": torch.get_num_threads(), "prep_s": t_prep,
            "dense_params": m.n_dense_params()}
     print("mtld_torch: %d samples (%d accepted), torch %s, %d thread(s), %d dense params, "

@@ -6,9 +6,10 @@
 #    -> the daemon's final "pv" lines; the PyTorch replica (mtld_torch.py)
 #    replays the dumped samples: progressive AUC per task must agree within
 #    0.005 (the script exits 1 otherwise).
-# 2. Speed on those same samples, one thread each: bench_trainer_dump (mtld's
-#    trainer and training step, BLIS sgemm in the same run) vs the replica;
-#    then bench_trainer (synthetic stream) for its standard figures.
+# 2. Speed on those same samples, one thread each, at batch 256 and at the
+#    daemon's configured batch size: bench_trainer_dump (mtld's trainer and
+#    training step, BLIS sgemm in the same run) vs the replica; then
+#    bench_trainer (synthetic stream) for its standard figures.
 # 3. Taobao (../shared/data/taobao-userbehavior, skipped with a reason when
 #    absent): mtld online with sampled negatives and tasks ctr, cart,
 #    purchase (ESMM); its progressive AUC over the stream and over the last
@@ -19,7 +20,7 @@
 # /usr/bin/python3); installs them with apt-get when missing and run as root.
 # Knobs (environment):
 #   REF_IMPRESSIONS  generator impressions (default 100000)
-#   REF_REPEAT       timing passes, median reported (default 3)
+#   REF_REPEAT       timing passes at batch 256, median reported (default 3)
 #   REF_EPOCHS       offline epochs on Taobao (default 3)
 #   MTLD_DATA        the shared data folder (default SOURCE/../shared/data)
 #   REF_KEEP         keep the work dir (default: removed)
@@ -104,9 +105,9 @@ run "$BUILD/mtld" -c gen.conf 2>mtld-gen.log
 need_samples samples.bin mtld-gen.log
 grep ' pv task=.* scenario=all ' mtld-gen.log | sed 's/^.* pv /mtld pv: /'
 run "$BUILD/bench/bench_trainer_dump" -c gen.conf -d samples.bin --model-json model.json \
-  --preds mtld-preds.bin --repeat "$REPEAT" | tee bench-dump.txt
+  --preds mtld-preds.bin --repeat 1 | tee bench-dump.txt
 run "$PY" "$REF/mtld_torch.py" --layout "$BUILD/tests/sample_layout" --model model.json \
-  --dump samples.bin --repeat "$REPEAT" --preds-out torch-preds.npy --json-out torch-online.json
+  --dump samples.bin --preds-out torch-preds.npy --json-out torch-online.json
 agree=0
 run "$PY" "$REF/compare.py" agree --log mtld-gen.log --torch-json torch-online.json \
   --mtld-preds mtld-preds.bin --torch-preds torch-preds.npy || agree=1
@@ -125,6 +126,15 @@ done
 # ---- 2. speed ---------------------------------------------------------------------------
 echo
 echo "== 2. training speed on the same samples, one thread"
+# at batch 256 (the comparison's reference size; the samples do not depend on it)
+sed "s/^trainer = /model = { batch_size = 256; };\ntrainer = /" gen.conf >gen-b256.conf
+run "$BUILD/bench/bench_trainer_dump" -c gen-b256.conf -d samples.bin \
+  --model-json model-b256.json --repeat "$REPEAT" | tee bench-dump-b256.txt
+run "$PY" "$REF/mtld_torch.py" --layout "$BUILD/tests/sample_layout" --model model-b256.json \
+  --dump samples.bin --repeat "$REPEAT" --json-out torch-online-b256.json
+run "$PY" "$REF/compare.py" speed --bench-out bench-dump-b256.txt \
+  --torch-json torch-online-b256.json
+echo "at the daemon's configured batch size (one pass each, from section 1):"
 run "$PY" "$REF/compare.py" speed --bench-out bench-dump.txt --torch-json torch-online.json
 run "$BUILD/bench/bench_trainer" 2
 

@@ -83,19 +83,27 @@ static int grad_ok(double num, double ana) {
 
 #define EPS 1e-3f
 
-/* Central difference of the batch loss wrt params[i]. */
-static double numeric(mtld_model_t *m, const mtld_sample_t *s, int n, float *p) {
+/* Central difference of the batch loss wrt *p.  *kink is set when the two
+ * one-sided differences disagree: a ReLU of some sample switches within
+ * +-EPS, the central difference is then off by half their gap whatever the
+ * backward, so such a check proves nothing (the loss is smooth elsewhere:
+ * the gap is ~EPS * curvature, far below the threshold). */
+static double numeric(mtld_model_t *m, const mtld_sample_t *s, int n, float *p, int *kink) {
   float save = *p;
+  double l0 = mtld_model_forward(m, s, n);
   *p = save + EPS;
   double lp = mtld_model_forward(m, s, n);
   *p = save - EPS;
   double lm = mtld_model_forward(m, s, n);
   *p = save;
-  return (lp - lm) / (2.0 * EPS);
+  double c = (lp - lm) / (2.0 * EPS), right = (lp - l0) / EPS, left = (l0 - lm) / EPS;
+  *kink = fabs(right - left) > 1e-3 + 1e-2 * fabs(c);
+  return c;
 }
 
-/* Checks a few entries of every dense tensor, then live embedding rows.  The
- * stream is fixed, so no check lands on a ReLU kink by chance: all must hold. */
+/* Checks a few entries of every dense tensor, then live embedding rows.
+ * Checks that straddle a ReLU kink are skipped (counted: they must stay
+ * rare); every other one must hold. */
 static void fd_model(const mtld_model_config_t *cfg, const char *label) {
   mtld_model_t *m;
   char err[256];
@@ -112,17 +120,18 @@ static void fd_model(const mtld_model_config_t *cfg, const char *label) {
   mtld_model_grads(m, &g, &nd);
   mtld_model_forward(m, s, N);
   mtld_model_backward(m);
-  int nt, checks = 0, bad = 0, nonzero = 0;
+  int nt, checks = 0, bad = 0, nonzero = 0, kinks = 0, kink;
   const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
   for (int t = 0; t < nt; t++) {
     if (ts[t].offset >= nd) continue;
     size_t size = (size_t)ts[t].rows * ts[t].cols;
     for (int k = 0; k < 3; k++) {
       size_t i = ts[t].offset + (size_t)(next_u64() % size);
-      double ana = g[i], num = numeric(m, s, N, &p[i]);
+      double ana = g[i], num = numeric(m, s, N, &p[i], &kink);
       checks++;
       nonzero += ana != 0.0;
-      if (!grad_ok(num, ana)) {
+      kinks += kink;
+      if (!kink && !grad_ok(num, ana)) {
         bad++;
         fprintf(stderr, "%s fd: %s[%zu] num %.6g ana %.6g\n", label, ts[t].name, i - ts[t].offset,
                 num, ana);
@@ -140,17 +149,20 @@ static void fd_model(const mtld_model_config_t *cfg, const char *label) {
       const float *eg = r >= 0 ? mtld_embed_grad_of(e, r) : NULL;
       if (!eg) continue;
       int d = (int)(next_u64() % (uint64_t)cfg->dim);
-      double ana = eg[d], num = numeric(m, s, N, &e->w[(size_t)r * cfg->dim + d]);
+      double ana = eg[d], num = numeric(m, s, N, &e->w[(size_t)r * cfg->dim + d], &kink);
       checks++;
       emb_checks++;
-      if (!grad_ok(num, ana)) {
+      kinks += kink;
+      if (!kink && !grad_ok(num, ana)) {
         bad++;
         fprintf(stderr, "%s fd: emb field %d row %d[%d] num %.6g ana %.6g\n", label, f, r, d, num,
                 ana);
       }
     }
   }
-  printf("%s: %d gradient checks, %d off, %d non-zero dense\n", label, checks, bad, nonzero);
+  printf("%s: %d gradient checks, %d off, %d on a kink (skipped), %d non-zero dense\n", label,
+         checks, bad, kinks, nonzero);
+  CHECK(kinks <= checks / 20);
   CHECK(emb_checks >= 10);
   CHECK(nonzero > checks / 3);
   CHECK(bad == 0);
@@ -228,10 +240,10 @@ static void test_esmm_parent_gradient(void) {
   mtld_model_destroy(m);
 }
 
-/* x's width: F*D fields, D pooled, V(V-1)/2 dot products, dense; with only
+/* x's width: F*D fields, D pooled, V(V-1)/2 dot products, dense.  With only
  * the interaction path left (every expert input weight but the interaction
- * rows zeroed), the field embeddings still get the exact gradient
- * g_ij * e_j through them. */
+ * rows zeroed), every field embedding still gets its gradient, sum_j g_ij
+ * e_j, and it matches the finite difference. */
 static void test_interactions(void) {
   mtld_model_config_t c;
   small_config(&c, MTLD_ARCH_SHARED_BOTTOM);
@@ -252,7 +264,7 @@ static void test_interactions(void) {
   c.interactions = 2;
   CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
 
-  /* one sample, interactions only: d loss / d e_user[d] = sum_j dL/d<u,v_j> v_j[d] */
+  /* one sample, no attention, interactions only */
   c.interactions = MTLD_INTER_DOT;
   c.seq_max = 0;
   c.item_field = -1;
@@ -264,35 +276,27 @@ static void test_interactions(void) {
   make_sample(&s, 0);
   for (int k = 0; k < 2; k++) mtld_model_train_batch(m, &s, 1); /* admit the rows */
   ts = mtld_model_tensors(m, &nt);
-  float *p, *g;
-  size_t np, nd;
+  float *p;
+  size_t np;
   mtld_model_params(m, &p, &np);
-  mtld_model_grads(m, &g, &nd);
   const mtld_tensor_t *w0 = &ts[0];
   for (uint32_t r = 0; r < w0->rows; r++)
     if (r < (uint32_t)(F * D) || r >= (uint32_t)(F * D + P))
       for (uint32_t k = 0; k < w0->cols; k++) p[w0->offset + r * w0->cols + k] = 0.0f;
   mtld_model_forward(m, &s, 1);
   mtld_model_backward(m);
-  const float *e[MTLD_MAX_FIELDS];
-  int live = 0;
+  /* every field's row: its only path to the loss is through the dot products */
+  int ok = 0, kink;
   for (int f = 0; f < F; f++) {
     mtld_embed_t *t = mtld_model_embed(m, f);
     int32_t r = mtld_embed_find(t, s.fields[f], s.time_ms);
-    e[f] = r >= 0 ? t->w + (size_t)r * D : NULL;
-    live += r >= 0;
+    const float *eg = r >= 0 ? mtld_embed_grad_of(t, r) : NULL;
+    for (int d = 0; d < D && eg; d++) {
+      double num = numeric(m, &s, 1, &t->w[(size_t)r * D + d], &kink);
+      ok += kink || (grad_ok(num, eg[d]) && fabs(num) > 1e-6);
+    }
   }
-  CHECK(live == F && e[0] != NULL);
-  mtld_embed_t *ut = mtld_model_embed(m, 0);
-  int32_t ur = mtld_embed_find(ut, s.fields[0], s.time_ms);
-  const float *ug = mtld_embed_grad_of(ut, ur);
-  CHECK(ug != NULL);
-  int ok = 0;
-  for (int d = 0; d < D && ug; d++) {
-    double num = numeric(m, &s, 1, &ut->w[(size_t)ur * D + d]);
-    ok += grad_ok(num, ug[d]) && fabs(num) > 1e-5;
-  }
-  CHECK(ok == D);
+  CHECK(ok == F * D);
   mtld_model_destroy(m);
 }
 

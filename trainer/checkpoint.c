@@ -424,7 +424,7 @@ uint64_t mtld_checkpoint_next_id(const char *root) {
 
 /* ---- begin / commit ------------------------------------------------------- */
 
-static int mkdir_p(const char *path) {
+int mtld_mkdir_p(const char *path) {
   char tmp[PATH_MAX];
   pathf(tmp, sizeof tmp, "%s", path);
   for (char *p = tmp + 1; *p; p++) {
@@ -444,7 +444,7 @@ mtld_status_t mtld_checkpoint_begin(const char *root, uint64_t id, char *tmp_pat
     snprintf(err, errlen, "checkpoint: id must be > 0");
     return MTLD_ERR_INVALID;
   }
-  if (mkdir_p(root) != 0) {
+  if (mtld_mkdir_p(root) != 0) {
     snprintf(err, errlen, "cannot create checkpoint root %s: %s", root, strerror(errno));
     return MTLD_ERR_IO;
   }

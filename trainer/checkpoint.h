@@ -156,6 +156,9 @@ mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_pa
 /* Removes a directory tree (temp dirs, pruned checkpoints).  0 or -1. */
 int mtld_rmtree(const char *path);
 
+/* Creates a directory and its missing parents (mode 0755).  0 or -1 (errno). */
+int mtld_mkdir_p(const char *path);
+
 /* fsyncs a directory (after a rename or create in it).  0 or -1. */
 int mtld_fsync_dir(const char *path);
 

@@ -696,23 +696,11 @@ static void prune(const char *dir, int keep, const char *own_tmp) {
   fsync_dir(dir);
 }
 
-static int mkdir_p(const char *path) {
-  char tmp[PATH_MAX];
-  pathf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int keep,
                                  char *path_out, size_t pathlen, char *err, size_t errlen) {
   CHECK_DIR_LEN(dir);
   char tmp[PATH_MAX], final[PATH_MAX], name[64], latest[PATH_MAX], latest_tmp[PATH_MAX];
-  if (mkdir_p(dir) != 0) {
+  if (mtld_mkdir_p(dir) != 0) {
     snprintf(err, errlen, "cannot create snapshot directory %s: %s", dir, strerror(errno));
     return MTLD_ERR_IO;
   }

@@ -64,4 +64,5 @@ echo "== trainer (bench_trainer)"
 run "$BUILD/bench/bench_trainer" "$TRAINER_S"
 echo
 echo "== after"
+echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ) ($SECONDS s in all)"
 echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"

@@ -54,7 +54,7 @@ struct mtld_durable {
   int head, count, busy, stop;
   mtld_status_t last_status; /* of the last job finished */
   char last_err[512];
-  kind_stats_t stats[3]; /* by kind */
+  kind_stats_t stats[3];  /* by kind */
   mtld_snapshot_t *spare; /* a written snapshot, recycled by the next capture */
 };
 

@@ -128,8 +128,7 @@ mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t 
 }
 
 mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer_t *tc,
-                                      const mtld_snapshot_meta_t *meta, char *err,
-                                      size_t errlen) {
+                                      const mtld_snapshot_meta_t *meta, char *err, size_t errlen) {
   /* Nothing below changes the trainer; its accessors are not const. */
   mtld_trainer_t *t = (mtld_trainer_t *)tc;
   mtld_snapshot_t **out = snap;
@@ -180,8 +179,8 @@ mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer
   for (int f = 0; f < s->cfg.n_fields; f++) {
     const mtld_embed_t *e = mtld_model_embed(m, f);
     s->hash_seed[f] = e->seed;
-    s->last_used[f] = reuse_buf(old_last[f], sizeof(int64_t) * old_rows[f],
-                                sizeof(int64_t) * e->rows);
+    s->last_used[f] =
+        reuse_buf(old_last[f], sizeof(int64_t) * old_rows[f], sizeof(int64_t) * e->rows);
     old_last[f] = NULL;
     if (!s->last_used[f]) goto nomem;
     memcpy(s->last_used[f], e->last_used, sizeof(int64_t) * e->rows);

@@ -117,8 +117,7 @@ mtld_status_t mtld_snapshot_capture(mtld_snapshot_t **out, const mtld_trainer_t 
  * faults again (the stall of a periodic snapshot).  On return *snap is the
  * new capture, or NULL on error (the old one is freed either way). */
 mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer_t *t,
-                                      const mtld_snapshot_meta_t *meta, char *err,
-                                      size_t errlen);
+                                      const mtld_snapshot_meta_t *meta, char *err, size_t errlen);
 
 /* Writes snap into dir (created when absent) as the next snapshot-<seq>.mtlds,
  * points LATEST to it and deletes the files beyond the newest keep (>= 1).

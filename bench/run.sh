@@ -11,6 +11,8 @@
 #                      about 220k events)
 #   BENCH_REPS         repetitions per measurement, median reported (default 3)
 #   BENCH_TRAINER_S    seconds per bench_trainer phase (default 2)
+#   BENCH_SNAPSHOT=1   also run BUILD/bench/bench_snapshot (a 320 MiB model:
+#                      about 1 GiB of memory and tens of seconds; off by default)
 #   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); put it
 #                      on the disk a real store would use: sync=on fsyncs there
 set -euo pipefail
@@ -24,7 +26,9 @@ IMPRESSIONS=${BENCH_IMPRESSIONS:-200000}
 REPS=${BENCH_REPS:-3}
 TRAINER_S=${BENCH_TRAINER_S:-2}
 
-for prog in mtld-gen bench/bench_ingest bench/bench_trainer; do
+progs=(mtld-gen bench/bench_ingest bench/bench_trainer)
+if [ "${BENCH_SNAPSHOT:-0}" = 1 ]; then progs+=(bench/bench_snapshot); fi
+for prog in "${progs[@]}"; do
   if [ ! -x "$BUILD/$prog" ]; then
     echo "run.sh: $BUILD/$prog is missing: build first (make bench)" >&2
     exit 1
@@ -62,6 +66,12 @@ run "$BUILD/bench/bench_ingest" --events "$T/events.pb" --reps "$REPS" --dir "$T
 echo
 echo "== trainer (bench_trainer)"
 run "$BUILD/bench/bench_trainer" "$TRAINER_S"
+if [ "${BENCH_SNAPSHOT:-0}" = 1 ]; then
+  echo
+  echo "== snapshot write and ingestion stall (bench_snapshot)"
+  mkdir "$T/snapshots"
+  run "$BUILD/bench/bench_snapshot" "$T/snapshots"
+fi
 echo
 echo "== after"
 echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ) ($SECONDS s in all)"

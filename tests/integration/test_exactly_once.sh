@@ -25,6 +25,9 @@ note "produced $N1 records"
 # small batches, fsync on: kills land between and inside many commits
 write_config "$T/a.conf" "$T/store-a" events
 sed -i 's/group_id = "mtld-test";/group_id = "mtld-test"; group_instance_id = "mtld-a";/; s/batch_max_events = 500/batch_max_events = 31/' "$T/a.conf"
+# A restart restores the newest checkpoint (the model lives there) and
+# replays from it: checkpoint every second so each restart keeps progress.
+sed -i "s#^checkpoint = .*#checkpoint = { dir = \"$T/store-a.ckpt\"; interval = \"1s\"; };#" "$T/a.conf"
 
 kills=0
 last=0

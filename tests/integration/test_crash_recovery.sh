@@ -12,7 +12,7 @@
 SEED=${MTLD_TEST_SEED:-$$}
 RANDOM=$SEED
 note "kill points seeded with $SEED"
-"$BUILD/mtld-gen" --seed 31 --users 300 --items 200 --impressions 40000 --days 1 \
+"$BUILD/mtld-gen" --seed 31 --users 300 --items 200 --impressions 70000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log"
 start_cluster 1 events:1
 "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
@@ -43,7 +43,7 @@ for i in $(seq 1 30); do
     [ "$(consumed "$T/crash.store")" -gt "$last" ] && break
     sleep 0.05
   done
-  sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+  sleep "0.0$((RANDOM % 10))"
   kill -KILL "$MTLD_PID"; wait "$MTLD_PID" 2>/dev/null || true
   c=$(consumed "$T/crash.store")
   [ "$c" -lt "$N" ] || break

@@ -1303,23 +1303,19 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
    * defaults /var/lib/mtld/{store,checkpoints,snapshots} agree), so a config
    * that moves its store never shares checkpoints with another daemon */
   if (st == MTLD_OK) {
-    const char *sp = tmp->store_path, *slash = strrchr(sp, '/');
-    size_t plen = slash ? (size_t)(slash - sp) : 0; /* "" = relative, "/x" -> "" too */
-    const char *pre = slash ? "" : "./";
-    if (plen + 16 < sizeof(tmp->checkpoint_dir)) {
-      char parent[sizeof(tmp->store_path)];
-      memcpy(parent, sp, plen);
-      parent[plen] = 0;
-      if (!config_lookup(lc, "checkpoint.dir")) {
-        strcpy(tmp->checkpoint_dir, pre);
-        strcat(tmp->checkpoint_dir, parent);
-        strcat(tmp->checkpoint_dir, "/checkpoints" + (slash ? 0 : 1));
-      }
-      if (!config_lookup(lc, "snapshot.dir")) {
-        strcpy(tmp->snapshot_dir, pre);
-        strcat(tmp->snapshot_dir, parent);
-        strcat(tmp->snapshot_dir, "/snapshots" + (slash ? 0 : 1));
-      }
+    /* the store's parent directory: "/a/b/store" -> "/a/b", "store" -> "." */
+    char parent[sizeof(tmp->store_path)];
+    const char *slash = strrchr(tmp->store_path, '/');
+    size_t plen = slash ? (size_t)(slash - tmp->store_path) : 0;
+    memcpy(parent, tmp->store_path, plen);
+    parent[plen] = 0;
+    if (!slash) strcpy(parent, ".");
+    size_t room = sizeof(tmp->checkpoint_dir) - sizeof("/checkpoints");
+    if (strlen(parent) <= room) {
+      if (!config_lookup(lc, "checkpoint.dir"))
+        strcat(strcpy(tmp->checkpoint_dir, parent), "/checkpoints");
+      if (!config_lookup(lc, "snapshot.dir"))
+        strcat(strcpy(tmp->snapshot_dir, parent), "/snapshots");
     }
   }
   if (st == MTLD_OK) st = validate(tmp, lc, pe);

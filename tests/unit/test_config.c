@@ -1090,8 +1090,33 @@ static void test_model_round_trip(void) {
   CHECK(cfg2.checkpoint_every_samples == 12345);
 }
 
+/* checkpoint.dir and snapshot.dir, when not given, sit beside store.path. */
+static void test_dirs_beside_store(void) {
+  char err[512];
+  CHECK(mtld_config_load_string(&cfg, MINIMAL "store = { path = \"/tmp/a/st\"; };\n", "t.conf", err,
+                                sizeof err) == MTLD_OK);
+  CHECK(strcmp(cfg.checkpoint_dir, "/tmp/a/checkpoints") == 0);
+  CHECK(strcmp(cfg.snapshot_dir, "/tmp/a/snapshots") == 0);
+  CHECK(mtld_config_load_string(&cfg, MINIMAL "store = { path = \"st\"; };\n", "t.conf", err,
+                                sizeof err) == MTLD_OK);
+  CHECK(strcmp(cfg.checkpoint_dir, "./checkpoints") == 0);
+  CHECK(mtld_config_load_string(&cfg, MINIMAL "store = { path = \"/st\"; };\n", "t.conf", err,
+                                sizeof err) == MTLD_OK);
+  CHECK(strcmp(cfg.checkpoint_dir, "/checkpoints") == 0);
+  /* given explicitly: kept */
+  CHECK(mtld_config_load_string(&cfg,
+                                MINIMAL "store = { path = \"/tmp/a/st\"; };\n"
+                                        "checkpoint = { dir = \"/c\"; };\n",
+                                "t.conf", err, sizeof err) == MTLD_OK);
+  CHECK(strcmp(cfg.checkpoint_dir, "/c") == 0 && strcmp(cfg.snapshot_dir, "/tmp/a/snapshots") == 0);
+  /* the default store: the documented /var/lib/mtld layout */
+  CHECK(mtld_config_load_string(&cfg, MINIMAL, "t.conf", err, sizeof err) == MTLD_OK);
+  CHECK(strcmp(cfg.checkpoint_dir, "/var/lib/mtld/checkpoints") == 0);
+}
+
 int main(void) {
   mtld_log_init();
+  test_dirs_beside_store();
   test_defaults();
   test_full();
   test_errors();

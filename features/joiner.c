@@ -520,7 +520,7 @@ static int32_t ring_find(mtld_joiner_t *j, int32_t partition, uint64_t scenario_
 }
 
 static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id, uint32_t cap) {
-  uint64_t k;
+  uint64_t k = 0;
   int32_t r = ring_find(j, partition, scenario_id, &k);
   if (r >= 0) return r;
   if (j->n_rings == j->cap_rings) {

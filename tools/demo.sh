@@ -82,19 +82,8 @@ grep '^mtld_pv_auc{' "$D/metrics.txt" | sed 's/mtld_pv_auc{task="\([^"]*\)",scen
 echo "== 6. multi-task vs independent single-task models on the same stream (replays of the event file)"
 ORACLE_CTR=$(sed -n 's/.*last [0-9]* impressions: click: \([0-9.]*\).*/\1/p' "$D/gen.log")
 ORACLE_CTCVR=$(sed -n 's/.*last [0-9]* impressions: .*click&purchase: \([0-9.]*\).*/\1/p' "$D/gen.log")
-replay() { # replay NAME 'model keys'
-  cat >"$D/$1.conf" <<CONF
-source = { type = "file"; file = "$D/events.pb"; };
-store = { path = "$D/$1.store"; sync = false; };
-metrics = { enabled = false; };
-joiner = { conversion_window = "6h"; };
-model = { lr = 0.0003; $2 };
-trainer = { report_interval = "0s"; };
-checkpoint = { dir = "$D/$1.ckpt"; interval = "0s"; };
-snapshot = { dir = "$D/$1.snap"; interval = "0s"; };
-CONF
-  "$BUILD/mtld" -c "$D/$1.conf" >"$D/$1.log" 2>&1
-}
+. "$SRC/tools/replay.sh"
+replay() { mtld_replay "$BUILD" "$D" "$D/events.pb" "$@"; }
 # the multi-task model: MMoE over ctr, ctcvr (ESMM) and rating, as configured by default;
 # the baseline: one model per task, nothing shared (ctcvr learnt directly on
 # click & purchase over impressions); the two baselines run side by side

@@ -26,19 +26,8 @@ oracle_ctr=$(echo "$line" | sed 's/.* click: \([0-9.]*\) .*/\1/')
 oracle_ctcvr=$(echo "$line" | sed 's/.*click&purchase: \([0-9.]*\).*/\1/')
 note "oracle over the window: ctr $oracle_ctr ctcvr $oracle_ctcvr"
 
-replay() { # replay NAME 'model keys'
-  cat >"$T/$1.conf" <<CONF
-source = { type = "file"; file = "$T/events.pb"; };
-store = { path = "$T/$1.store"; sync = false; };
-metrics = { enabled = false; };
-joiner = { conversion_window = "6h"; };
-model = { lr = 0.0003; $2 };
-trainer = { report_interval = "0s"; };
-checkpoint = { dir = "$T/$1.ckpt"; interval = "0s"; };
-snapshot = { dir = "$T/$1.snap"; interval = "0s"; };
-CONF
-  "$BUILD/mtld" -c "$T/$1.conf" >"$T/$1.log" 2>&1
-}
+. "$SRC/tools/replay.sh"
+replay() { mtld_replay "$BUILD" "$T" "$T/events.pb" "$@"; }
 replay mtl 'arch = "mmoe";' &
 MTL=$!
 PIDS+=("$MTL")

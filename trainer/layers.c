@@ -29,10 +29,13 @@ void mtld_linear_forward_ref(float *out, const float *in, const float *w, const 
 }
 
 void mtld_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                          const float *w, int B, int IN, int OUT) {
-  if (din)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, IN, OUT, 1.0f, dout, OUT, w, OUT, 1.0f,
-                din, IN);
+                          const float *w, float *scratch, int B, int IN, int OUT) {
+  if (din) {
+    for (int i = 0; i < IN; i++)
+      for (int o = 0; o < OUT; o++) scratch[(size_t)o * IN + i] = w[(size_t)i * OUT + o];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT, 1.0f, dout, OUT, scratch, IN,
+                1.0f, din, IN);
+  }
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IN, OUT, B, 1.0f, in, IN, dout, OUT, 1.0f,
               dw, OUT);
   if (db) {

@@ -74,6 +74,7 @@ struct mtld_model {
   size_t act_size, grad_size;
   float *x, *dx, *gin, *dgin, *q, *dq, *k, *dk, *att, *pool, *dpool;
   float *preds, *cond, *logit, *dlogit; /* [B, T] */
+  float *wt_scratch;                    /* the largest weight matrix, transposed in backward */
   int32_t *rows;                        /* [B, F] */
   int32_t *seq_rows, *seqc_rows;        /* [B, L] */
   int *seq_len;                         /* [B] */
@@ -432,7 +433,14 @@ mtld_status_t mtld_model_create(mtld_model_t **out, const mtld_model_config_t *c
   m->seq_rows = malloc(sizeof(int32_t) * (size_t)m->B * (m->L ? m->L : 1));
   m->seqc_rows = malloc(sizeof(int32_t) * (size_t)m->B * (m->L ? m->L : 1));
   m->seq_len = calloc((size_t)m->B, sizeof(int));
-  if (!m->act_arena || !m->grad_arena || !m->rows || !m->seq_rows || !m->seqc_rows || !m->seq_len)
+  size_t largest = 1; /* weight matrix, for mtld_linear_backward's transpose */
+  for (int i = 0; i < m->n_tensors; i++)
+    if (m->tensors[i].offset < m->n_dense &&
+        (size_t)m->tensors[i].rows * m->tensors[i].cols > largest)
+      largest = (size_t)m->tensors[i].rows * m->tensors[i].cols;
+  m->wt_scratch = malloc(sizeof(float) * largest);
+  if (!m->act_arena || !m->grad_arena || !m->rows || !m->seq_rows || !m->seqc_rows || !m->seq_len ||
+      !m->wt_scratch)
     goto nomem;
   memset(m->act_arena, 0, sizeof(float) * m->act_size);
   memset(m->grad_arena, 0, sizeof(float) * m->grad_size);
@@ -466,6 +474,7 @@ void mtld_model_destroy(mtld_model_t *m) {
   free(m->seq_rows);
   free(m->seqc_rows);
   free(m->seq_len);
+  free(m->wt_scratch);
   free(m);
 }
 
@@ -700,7 +709,7 @@ static void mlp_backward(mtld_model_t *m, mlp_t *p, const float *in, float *din,
     float *dx = l ? p->dact[l - 1] : din;
     int dim_in = l ? p->out[l - 1] : p->in;
     mtld_linear_backward(dx, m->grads + p->w_off[l], m->grads + p->b_off[l], p->dact[l], x,
-                         m->params + p->w_off[l], n, dim_in, p->out[l]);
+                         m->params + p->w_off[l], m->wt_scratch, n, dim_in, p->out[l]);
   }
 }
 
@@ -772,7 +781,7 @@ void mtld_model_backward(mtld_model_t *m) {
     }
     mtld_softmax_backward(tn->dlogit, tn->dprob, tn->prob, n, ne);
     mtld_linear_backward(dgin, m->grads + tn->gw_off, m->grads + tn->gb_off, tn->dlogit, gin,
-                         m->params + tn->gw_off, n, m->gate_in, ne);
+                         m->params + tn->gw_off, m->wt_scratch, n, m->gate_in, ne);
   }
   for (int e = m->n_experts - 1; e >= 0; e--) mlp_backward(m, &m->experts[e], m->x, m->dx, n);
   /* the gate input's copy of x and of the scenario embedding flow back into x */

@@ -68,13 +68,14 @@ static void test_linear(int B, int IN, int OUT) {
   float *din = malloc(sizeof(float) * ni), *din_r = malloc(sizeof(float) * ni);
   float *dw = malloc(sizeof(float) * nw), *dw_r = malloc(sizeof(float) * nw);
   float *db = malloc(sizeof(float) * OUT), *db_r = malloc(sizeof(float) * OUT);
+  float *scratch = malloc(sizeof(float) * nw);
   fill(din, ni);
   fill(dw, nw);
   fill(db, OUT);
   memcpy(din_r, din, sizeof(float) * ni);
   memcpy(dw_r, dw, sizeof(float) * nw);
   memcpy(db_r, db, sizeof(float) * OUT);
-  mtld_linear_backward(din, dw, db, lin_r, lin_in, lin_w, B, IN, OUT);
+  mtld_linear_backward(din, dw, db, lin_r, lin_in, lin_w, scratch, B, IN, OUT);
   mtld_linear_backward_ref(din_r, dw_r, db_r, lin_r, lin_in, lin_w, B, IN, OUT);
   CHECK(max_abs_diff(din, din_r, ni) < 1e-4);
   CHECK(max_abs_diff(dw, dw_r, nw) < 1e-4);
@@ -84,7 +85,7 @@ static void test_linear(int B, int IN, int OUT) {
   memset(din, 0, sizeof(float) * ni);
   memset(dw, 0, sizeof(float) * nw);
   memset(db, 0, sizeof(float) * OUT);
-  mtld_linear_backward(din, dw, db, lin_r, lin_in, lin_w, B, IN, OUT);
+  mtld_linear_backward(din, dw, db, lin_r, lin_in, lin_w, scratch, B, IN, OUT);
   int bad = 0;
   struct {
     float *p, *g;
@@ -108,7 +109,7 @@ static void test_linear(int B, int IN, int OUT) {
   }
   CHECK(bad == 0);
   free(lin_in), free(lin_w), free(lin_b), free(lin_r), free(lin_out), free(ref);
-  free(din), free(din_r), free(dw), free(dw_r), free(db), free(db_r);
+  free(din), free(din_r), free(dw), free(dw_r), free(db), free(db_r), free(scratch);
 }
 
 /* ---- activations ---- */

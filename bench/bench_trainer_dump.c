@@ -11,7 +11,8 @@
  *    from a fresh model, in CPU time of the process (the machines are shared;
  *    wall clock printed too); the dense GFLOP/s this achieves against a BLIS
  *    sgemm of the first expert layer's shape (batch x width x input)
- *    measured in the same run.
+ *    measured right after each step pass (the ratio is the median of the
+ *    pass-by-pass ratios).
  * Options write the model config as JSON (--model-json, read by
  * mtld_torch.py) and the progressive prediction of every sample
  * (--preds: "MTLDPRD1", u32 n_tasks, u32 n_samples, then float32
@@ -302,51 +303,61 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  /* 2. speed: median of `repeat` passes each (the passes above are warm-up) */
+  /* 2. speed: median of `repeat` passes each (the passes above are warm-up);
+   * each step pass is followed by half a second of sgemm on the first expert
+   * layer's shape ([B, in] x [in, width]), and the ratio is taken pass by
+   * pass: this machine's speed drifts by 10-20% between seconds, and a ratio
+   * of two measurements made far apart moves with it. */
+  int M = mc->batch_size;
+  float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N),
+        *c = malloc(sizeof(float) * (size_t)M * N);
   double *ow = malloc(sizeof(double) * (size_t)repeat), *oc = malloc(sizeof(double) * repeat);
   double *sw = malloc(sizeof(double) * (size_t)repeat), *sc = malloc(sizeof(double) * repeat);
-  if (!ow || !oc || !sw || !sc) return 1;
+  double *gc = malloc(sizeof(double) * (size_t)repeat), *gw = malloc(sizeof(double) * repeat);
+  double *ratio = malloc(sizeof(double) * (size_t)repeat);
+  if (!a || !b || !c || !ow || !oc || !sw || !sc || !gc || !gw || !ratio) return 1;
+  for (long i = 0; i < (long)M * K; i++) a[i] = (float)(i % 97) / 97.0f;
+  for (long i = 0; i < (long)K * N; i++) b[i] = (float)(i % 89) / 89.0f;
   for (int r = 0; r < repeat; r++) {
     clk_t o = pass_observe(mc, s, n, NULL), p = pass_step(mc, s, n, NULL, &flops);
     ow[r] = o.wall;
     oc[r] = o.cpu;
     sw[r] = p.wall;
     sc[r] = p.cpu;
+    long reps = 0;
+    clk_t t0 = clk_now(), el;
+    do {
+      for (int k = 0; k < 100; k++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c,
+                    N);
+      reps += 100;
+      el = clk_since(t0);
+    } while (el.wall < 0.5);
+    gc[r] = 2.0 * M * N * K * (double)reps / el.cpu / 1e9;
+    gw[r] = 2.0 * M * N * K * (double)reps / el.wall / 1e9;
+    ratio[r] = flops * (double)n_ok / sc[r] / 1e9 / gc[r];
   }
-  double *all[4] = {ow, oc, sw, sc};
-  for (int k = 0; k < 4; k++) qsort(all[k], (size_t)repeat, sizeof(double), cmp_d);
+  double *all[7] = {ow, oc, sw, sc, gc, gw, ratio};
+  for (int k = 0; k < 7; k++) qsort(all[k], (size_t)repeat, sizeof(double), cmp_d);
   double obs_cpu = (double)n_ok / oc[repeat / 2], obs_wall = (double)n_ok / ow[repeat / 2];
   double step_cpu = (double)n_ok / sc[repeat / 2], step_wall = (double)n_ok / sw[repeat / 2];
   double model_gflops = flops * step_cpu / 1e9;
-
-  /* sgemm of the first expert layer's shape: [B, in] x [in, width] */
-  int M = mc->batch_size;
-  float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N),
-        *c = malloc(sizeof(float) * (size_t)M * N);
-  if (!a || !b || !c) return 1;
-  for (long i = 0; i < (long)M * K; i++) a[i] = (float)(i % 97) / 97.0f;
-  for (long i = 0; i < (long)K * N; i++) b[i] = (float)(i % 89) / 89.0f;
-  long reps = 0;
-  clk_t t0 = clk_now(), el;
-  do {
-    for (int r = 0; r < 100; r++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-    reps += 100;
-    el = clk_since(t0);
-  } while (el.wall < 2.0);
-  double sgemm = 2.0 * M * N * K * (double)reps / el.cpu / 1e9;
   printf("speed: CPU time of this process (wall clock in brackets), median of %d passes\n", repeat);
   printf("trainer_observe   %10.0f samples/s  [wall %.0f]  whole trainer path\n", obs_cpu,
          obs_wall);
   printf("train_step        %10.0f samples/s  [wall %.0f]  forward+backward+update\n", step_cpu,
          step_wall);
   printf("model dense flops %10.0f per sample -> %.2f GFLOP/s\n", flops, model_gflops);
-  printf("sgemm %dx%dx%d %10.2f GFLOP/s  [wall %.2f]\n", M, N, K, sgemm,
-         2.0 * M * N * K * (double)reps / el.wall / 1e9);
-  printf("ratio model/sgemm %10.3f\n", model_gflops / sgemm);
+  printf("sgemm %dx%dx%d %10.2f GFLOP/s  [wall %.2f]  (0.5 s after each step pass)\n", M, N, K,
+         gc[repeat / 2], gw[repeat / 2]);
+  printf("ratio model/sgemm %10.3f  (median of the %d pass-by-pass ratios; range %.3f .. %.3f)\n",
+         ratio[repeat / 2], repeat, ratio[0], ratio[repeat - 1]);
   free(a);
   free(b);
   free(c);
+  free(gc);
+  free(gw);
+  free(ratio);
   free(ow);
   free(oc);
   free(sw);

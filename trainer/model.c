@@ -500,6 +500,19 @@ static void mlp_forward(const mtld_model_t *m, mlp_t *p, const float *in, int n)
   }
 }
 
+/* <a, b> over n floats with 8 running partial sums (fixed order, so the
+ * result is the same on every run): the compiler keeps them in vector
+ * registers, where one running sum would be a chain of scalar adds. */
+static float dot8(const float *a, const float *b, int n) {
+  float s[8] = {0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; i++) t += a[i] * b[i];
+  return t;
+}
+
 static void copy_row(float *dst, const mtld_embed_t *e, int32_t row, int D) {
   if (row < 0)
     memset(dst, 0, sizeof(float) * (size_t)D);
@@ -521,11 +534,7 @@ static void interact_forward(mtld_model_t *m, int n) {
   for (int b = 0; b < n; b++) {
     float *x = m->x + (size_t)b * IN, *out = x + m->inter_off;
     for (int i = 0, p = 0; i < V; i++)
-      for (int j = i + 1; j < V; j++, p++) {
-        float dot = 0.0f;
-        for (int d = 0; d < D; d++) dot += x[i * D + d] * x[j * D + d];
-        out[p] = dot;
-      }
+      for (int j = i + 1; j < V; j++, p++) out[p] = dot8(x + i * D, x + j * D, D);
   }
 }
 
@@ -540,11 +549,12 @@ static void interact_backward(mtld_model_t *m, int n) {
     const float *g = dx + m->inter_off;
     for (int i = 0, p = 0; i < V; i++)
       for (int j = i + 1; j < V; j++, p++) {
-        if (g[p] == 0.0f) continue;
-        for (int d = 0; d < D; d++) {
-          dx[i * D + d] += g[p] * x[j * D + d];
-          dx[j * D + d] += g[p] * x[i * D + d];
-        }
+        const float gp = g[p]; /* dx holds g too: read it once */
+        if (gp == 0.0f) continue;
+        float *restrict di = dx + i * D, *restrict dj = dx + j * D;
+        const float *restrict xi = x + i * D, *restrict xj = x + j * D;
+        for (int d = 0; d < D; d++) di[d] += gp * xj[d];
+        for (int d = 0; d < D; d++) dj[d] += gp * xi[d];
       }
   }
 }
@@ -553,6 +563,12 @@ static void interact_backward(mtld_model_t *m, int n) {
 static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
   int D = m->D, F = m->F, L = m->L, IN = m->in_dim;
+  double mean[MTLD_MAX_DENSE], sd[MTLD_MAX_DENSE]; /* the normaliser, fixed for the batch */
+  for (int i = 0; i < m->ND; i++) {
+    double var = m->norm_n > 1 ? m->norm_m2[i] / (double)(m->norm_n - 1) : 1.0;
+    mean[i] = m->norm_n ? m->norm_mean[i] : 0.0;
+    sd[i] = sqrt(var + 1e-6);
+  }
   for (int b = 0; b < n; b++) {
     const mtld_sample_t *sb = &s[b];
     float *x = m->x + (size_t)b * IN;
@@ -584,9 +600,7 @@ static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
     for (int i = 0; i < m->ND; i++) {
       float v = i < sb->n_dense ? sb->dense[i] : 0.0f;
       if (!isfinite(v)) v = 0.0f;
-      double mean = m->norm_n ? m->norm_mean[i] : 0.0;
-      double var = m->norm_n > 1 ? m->norm_m2[i] / (double)(m->norm_n - 1) : 1.0;
-      float z = (float)((v - mean) / sqrt(var + 1e-6));
+      float z = (float)((v - mean[i]) / sd[i]);
       xd[i] = z > NORM_CLIP ? NORM_CLIP : (z < -NORM_CLIP ? -NORM_CLIP : z);
     }
   }
@@ -770,13 +784,11 @@ void mtld_model_backward(mtld_model_t *m) {
       const float *eo = ex->act[ex->n_layers - 1];
       float *deo = ex->dact[ex->n_layers - 1];
       for (int b = 0; b < n; b++) {
-        float g = tn->prob[b * ne + k], dg = 0.0f;
+        float g = tn->prob[b * ne + k];
         const float *dm = tn->dmix + (size_t)b * he;
-        for (int h = 0; h < he; h++) {
-          deo[(size_t)b * he + h] += g * dm[h];
-          dg += dm[h] * eo[(size_t)b * he + h];
-        }
-        tn->dprob[b * ne + k] = dg;
+        float *restrict de = deo + (size_t)b * he;
+        for (int h = 0; h < he; h++) de[h] += g * dm[h];
+        tn->dprob[b * ne + k] = dot8(dm, eo + (size_t)b * he, he);
       }
     }
     mtld_softmax_backward(tn->dlogit, tn->dprob, tn->prob, n, ne);

@@ -31,8 +31,11 @@ void mtld_linear_forward_ref(float *out, const float *in, const float *w, const 
 void mtld_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, float *scratch, int B, int IN, int OUT) {
   if (din) {
-    for (int i = 0; i < IN; i++)
-      for (int o = 0; o < OUT; o++) scratch[(size_t)o * IN + i] = w[(size_t)i * OUT + o];
+    for (int i0 = 0; i0 < IN; i0 += 8) /* in 8 x 8 tiles: both sides stay in cache lines */
+      for (int o0 = 0; o0 < OUT; o0 += 8)
+        for (int i = i0; i < i0 + 8 && i < IN; i++)
+          for (int o = o0; o < o0 + 8 && o < OUT; o++)
+            scratch[(size_t)o * IN + i] = w[(size_t)i * OUT + o];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT, 1.0f, dout, OUT, scratch, IN,
                 1.0f, din, IN);
   }

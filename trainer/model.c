@@ -844,12 +844,15 @@ void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
   m->step++;
   float lr = c->lr, b1 = c->beta1, b2 = c->beta2, eps = c->eps;
   if (c->optim == MTLD_OPT_ADAM) {
+    /* bias corrections folded into a step size and a multiplier: one division
+     * and one square root per parameter */
     float bc1 = 1.0f - powf(b1, (float)m->step), bc2 = 1.0f - powf(b2, (float)m->step);
+    float step = lr / bc1, ibc2 = 1.0f / bc2;
     for (size_t i = 0; i < m->n_dense; i++) {
       float g = m->grads[i];
       m->m1[i] = b1 * m->m1[i] + (1.0f - b1) * g;
       m->m2[i] = b2 * m->m2[i] + (1.0f - b2) * g * g;
-      m->params[i] -= lr * (m->m1[i] / bc1) / (sqrtf(m->m2[i] / bc2) + eps);
+      m->params[i] -= step * m->m1[i] / (sqrtf(m->m2[i] * ibc2) + eps);
     }
   } else {
     for (size_t i = 0; i < m->n_dense; i++) {

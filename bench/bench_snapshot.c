@@ -1,6 +1,7 @@
 /* bench_snapshot.c - serving snapshot write time and the ingestion stall it
  * causes, for a model whose user table has 2^22 rows x 16 (the issue's size),
- * and a checkpoint's trainer state copy (save_mem) for the same model.
+ * and a checkpoint's trainer state copy (mtld_trainer_resave_mem, its buffer recycled
+ * between checkpoints as the daemon does) for the same model.
  *
  * The daemon captures a snapshot on its main thread (a copy of weights and
  * row state: the stall) and writes it on a worker thread (checksums, header,
@@ -70,7 +71,9 @@ int main(int argc, char **argv) {
   mtld_snapshot_meta_t meta;
   memset(&meta, 0, sizeof(meta));
   mtld_snapshot_t *snap = NULL; /* recycled between captures, as the daemon does */
-  double first_cap = 0;
+  double first_cap = 0, first_ck = 0;
+  void *ckbuf = NULL; /* the checkpoint's trainer state, recycled likewise */
+  size_t ckcap = 0;
   for (int r = 0; r < R; r++) {
     double t0 = now_s();
     memcpy(dst, params, n * sizeof(float));
@@ -88,16 +91,16 @@ int main(int argc, char **argv) {
       return 1;
     }
     save[r] = now_s() - t0;
-    void *buf;
     size_t len;
     t0 = now_s();
-    if (mtld_trainer_save_mem(t, &buf, &len, err, sizeof(err)) != MTLD_OK) {
+    if (mtld_trainer_resave_mem(t, &ckbuf, &len, &ckcap, err, sizeof(err)) != MTLD_OK) {
       fprintf(stderr, "save_mem: %s\n", err);
       return 1;
     }
     ck[r] = now_s() - t0;
-    free(buf);
+    if (r == 0) first_ck = ck[r];
   }
+  free(ckbuf);
   mtld_snapshot_free(snap);
   qsort(copy, R, sizeof(double), cmp_d);
   qsort(cap, R, sizeof(double), cmp_d);
@@ -109,8 +112,9 @@ int main(int argc, char **argv) {
          cap[R / 2] * 1e3, cap[R / 2] / copy[R / 2]);
   printf("  first capture (buffers allocated)      %8.1f ms\n", first_cap * 1e3);
   printf("  snapshot write (worker thread, fsync)  %8.1f ms\n", save[R / 2] * 1e3);
-  printf("  checkpoint trainer state copy (stall)  %8.1f ms  (%.2fx the memcpy)\n", ck[R / 2] * 1e3,
-         ck[R / 2] / copy[R / 2]);
+  printf("  checkpoint trainer state copy (stall)  %8.1f ms  (%.2fx the memcpy; buffer recycled)\n",
+         ck[R / 2] * 1e3, ck[R / 2] / copy[R / 2]);
+  printf("  first checkpoint copy (buffer grown)   %8.1f ms\n", first_ck * 1e3);
   printf("goals: write <= 1000 ms: %s; stall <= 50 ms: %s\n", save[R / 2] <= 1.0 ? "met" : "MISSED",
          cap[R / 2] <= 0.050 ? "met" : "MISSED");
   free(dst);

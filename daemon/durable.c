@@ -26,7 +26,7 @@ typedef struct {
   uint64_t id;
   char tmp[PATH_MAX];
   void *trainer_buf;
-  size_t trainer_len;
+  size_t trainer_len, trainer_cap;
   mtld_checkpoint_meta_t meta;
   /* snapshot */
   mtld_snapshot_t *snap;
@@ -56,6 +56,8 @@ struct mtld_durable {
   char last_err[512];
   kind_stats_t stats[3];  /* by kind */
   mtld_snapshot_t *spare; /* a written snapshot, recycled by the next capture */
+  void *spare_buf;        /* a written checkpoint's trainer state, recycled likewise */
+  size_t spare_cap;
 };
 
 static int64_t mono_ms(void) {
@@ -105,6 +107,13 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
     if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
     if (st == MTLD_OK)
       st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
+    /* keep the buffer for the next checkpoint: its pages are mapped already */
+    pthread_mutex_lock(&d->mu);
+    if (!d->spare_buf) {
+      d->spare_buf = j->trainer_buf, d->spare_cap = j->trainer_cap;
+      j->trainer_buf = NULL;
+    }
+    pthread_mutex_unlock(&d->mu);
     free(j->trainer_buf);
     free(j->meta.offsets);
   } else {
@@ -309,7 +318,13 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   snprintf(sdir, sizeof(sdir), "%s/store", j.tmp);
   mtld_store_t *store = mtld_pipeline_store(d->pipe);
   st = mtld_store_checkpoint(store, sdir, err, errlen);
-  if (st == MTLD_OK) st = mtld_trainer_save_mem(t, &j.trainer_buf, &j.trainer_len, err, errlen);
+  if (st == MTLD_OK) {
+    pthread_mutex_lock(&d->mu);
+    j.trainer_buf = d->spare_buf, j.trainer_cap = d->spare_cap;
+    d->spare_buf = NULL;
+    pthread_mutex_unlock(&d->mu);
+    st = mtld_trainer_resave_mem(t, &j.trainer_buf, &j.trainer_len, &j.trainer_cap, err, errlen);
+  }
   offsets_t o = {0};
   if (st == MTLD_OK) mtld_store_foreach_offset(store, add_offset, &o);
   if (st != MTLD_OK) {
@@ -450,6 +465,7 @@ void mtld_durable_free(mtld_durable_t *d) {
   pthread_mutex_unlock(&d->mu);
   pthread_join(d->thread, NULL);
   mtld_snapshot_free(d->spare);
+  free(d->spare_buf);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cv);
   free(d);

@@ -13,6 +13,13 @@ mtld_status_t mtld_wr_open(mtld_wr_t *w, FILE *f) {
   return MTLD_OK;
 }
 
+mtld_status_t mtld_wr_open_mem(mtld_wr_t *w, void *buf, size_t cap) {
+  mtld_status_t st = mtld_wr_open(w, NULL);
+  w->buf = buf; /* the caller's either way: close leaves it in w->buf */
+  w->cap = buf ? cap : 0;
+  return st;
+}
+
 static void wr_raw(mtld_wr_t *w, const void *p, size_t n) {
   if (w->st != MTLD_OK || n == 0) return;
   if (w->f) {

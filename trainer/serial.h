@@ -31,6 +31,10 @@ typedef struct {
 
 /* Opens a writer on f (f != NULL) or on a fresh memory buffer (f == NULL). */
 mtld_status_t mtld_wr_open(mtld_wr_t *w, FILE *f);
+/* Opens a memory writer on buf (cap bytes, malloc'ed; may be NULL with cap
+ * 0): written from its start, grown with realloc when too small.  Reusing
+ * the buffer of an earlier state spares the page faults of a fresh one. */
+mtld_status_t mtld_wr_open_mem(mtld_wr_t *w, void *buf, size_t cap);
 void mtld_wr_bytes(mtld_wr_t *w, const void *p, size_t n);
 /* Appends the XXH64 of everything written so far (not hashed itself). */
 void mtld_wr_checksum(mtld_wr_t *w);

@@ -190,20 +190,29 @@ mtld_status_t mtld_trainer_save(const mtld_trainer_t *t, FILE *f, char *err, siz
 
 mtld_status_t mtld_trainer_save_mem(const mtld_trainer_t *t, void **buf, size_t *len, char *err,
                                     size_t errlen) {
-  mtld_wr_t w;
+  size_t cap = 0;
   *buf = NULL;
+  return mtld_trainer_resave_mem(t, buf, len, &cap, err, errlen);
+}
+
+mtld_status_t mtld_trainer_resave_mem(const mtld_trainer_t *t, void **buf, size_t *len, size_t *cap,
+                                      char *err, size_t errlen) {
+  mtld_wr_t w;
   *len = 0;
-  mtld_status_t st = mtld_wr_open(&w, NULL);
+  mtld_status_t st = mtld_wr_open_mem(&w, *buf, *cap);
   if (st == MTLD_OK) save_to(t, &w);
   st = w.st;
   mtld_wr_close(&w);
   if (st != MTLD_OK) {
     free(w.buf);
+    *buf = NULL;
+    *cap = 0;
     snprintf(err, errlen, "trainer save: %s", mtld_status_str(st));
     return st;
   }
   *buf = w.buf;
   *len = w.len;
+  *cap = w.cap;
   return MTLD_OK;
 }
 

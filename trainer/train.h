@@ -84,6 +84,14 @@ size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
 mtld_status_t mtld_trainer_save(const mtld_trainer_t *t, FILE *f, char *err, size_t errlen);
 mtld_status_t mtld_trainer_save_mem(const mtld_trainer_t *t, void **buf, size_t *len, char *err,
                                     size_t errlen);
+/* The memory variant recycling a buffer: on entry *buf (capacity *cap) is
+ * the buffer of an earlier save the caller no longer needs, or NULL; on
+ * return it holds this state (*len bytes, capacity *cap), grown if needed.
+ * A checkpoint taken this way stalls for a copy of the state instead of a
+ * copy plus the page faults of fresh memory.  On error *buf is freed and
+ * NULL. */
+mtld_status_t mtld_trainer_resave_mem(const mtld_trainer_t *t, void **buf, size_t *len, size_t *cap,
+                                      char *err, size_t errlen);
 
 /* Creates a trainer from saved state (its saved config; apply reloadable
  * settings afterwards).  The checksum is verified before anything is used.

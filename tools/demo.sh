@@ -82,6 +82,8 @@ grep '^mtld_pv_auc{' "$D/metrics.txt" | sed 's/mtld_pv_auc{task="\([^"]*\)",scen
 echo "== 6. multi-task vs independent single-task models on the same stream (replays of the event file)"
 ORACLE_CTR=$(sed -n 's/.*last [0-9]* impressions: click: \([0-9.]*\).*/\1/p' "$D/gen.log")
 ORACLE_CTCVR=$(sed -n 's/.*last [0-9]* impressions: .*click&purchase: \([0-9.]*\).*/\1/p' "$D/gen.log")
+LL_CTR=$(sed -n 's/^oracle log loss over the stream: click: \([0-9.]*\).*/\1/p' "$D/gen.log")
+LL_CTCVR=$(sed -n 's/^oracle log loss over the stream: .*click&purchase: \([0-9.]*\).*/\1/p' "$D/gen.log")
 . "$SRC/tools/replay.sh"
 replay() { mtld_replay "$BUILD" "$D" "$D/events.pb" "$@"; }
 # the multi-task model: MMoE over ctr, ctcvr (ESMM) and rating, as configured by default;
@@ -92,24 +94,32 @@ MTL_PID=$!
 replay stl_ctr 'arch = "single_task"; tasks = ({ name = "ctr"; type = "binary"; label = "click"; });'
 replay stl_ctcvr 'arch = "single_task"; tasks = ({ name = "ctcvr"; type = "binary"; label = "purchase"; });'
 wait "$MTL_PID"
-printf "   %-6s %-13s %8s %8s %8s %8s %8s %6s\n" task scenario "MTL" "STL" "MTL cum" "oracle" "gap" "calib"
+printf "   %-6s %-13s %7s %7s %7s %7s %7s %7s %7s %6s\n" task scenario "MTL" "STL" "oracle" "gap" \
+  "MTL cum" "logloss" "oracle" "calib"
 for task in ctr ctcvr; do
-  oracle=$ORACLE_CTR; [ $task = ctcvr ] && oracle=$ORACLE_CTCVR
+  oracle=$ORACLE_CTR ll_oracle=$LL_CTR
+  [ $task = ctcvr ] && oracle=$ORACLE_CTCVR ll_oracle=$LL_CTCVR
   grep "pv task=$task " "$D/mtl.log" | tail -4 | while read -r line; do
     scen=$(echo "$line" | sed 's/.*scenario=\([^ ]*\).*/\1/')
     auc=$(echo "$line" | sed 's/.*auc_window=\([^ ]*\).*/\1/')
     cum=$(echo "$line" | sed 's/.*auc_cum=\([^ ]*\).*/\1/')
     cal=$(echo "$line" | sed 's/.*calib=\([^ ]*\).*/\1/')
+    ll=$(echo "$line" | sed 's/.*logloss=\([^ ]*\).*/\1/')
     st=$(grep "pv task=$task scenario=$scen " "$D/stl_$task.log" | tail -1 | sed 's/.*auc_window=\([^ ]*\).*/\1/')
-    o="-" gap="-"
-    if [ "$scen" = all ]; then o=$oracle; gap=$(awk -v o="$o" -v a="$auc" 'BEGIN {printf "%.4f", o - a}'); fi
-    printf "   %-6s %-13s %8s %8s %8s %8s %8s %6s\n" "$task" "$scen" "$auc" "$st" "$cum" "$o" "$gap" "$cal"
+    o="-" gap="-" llo="-"
+    if [ "$scen" = all ]; then
+      o=$oracle llo=$ll_oracle
+      gap=$(awk -v o="$o" -v a="$auc" 'BEGIN {printf "%.4f", o - a}')
+    fi
+    printf "   %-6s %-13s %7s %7s %7s %7s %7s %7s %7s %6s\n" "$task" "$scen" "$auc" "$st" "$o" "$gap" \
+      "$cum" "$ll" "$llo" "$cal"
   done
 done
 grep "pv task=rating scenario=all" "$D/mtl.log" | tail -1 | sed 's/.*rmse=\([^ ]*\).*/   rating RMSE (MTL): \1/'
 echo "   oracle rating RMSE: $(sed -n 's/.*rating RMSE: \([0-9.]*\).*/\1/p' "$D/gen.log")"
-echo "   (AUC = progressive validation over the last $WINDOW samples, each scored before it was"
-echo "    learnt; MTL cum = since the first sample; oracle = AUC of the generator's true"
-echo "    probabilities over the same last $WINDOW impressions; gap = oracle - MTL;"
-echo "    STL = a separate model for the one task, nothing shared)"
+echo "   (MTL, STL = progressive-validation AUC over the last $WINDOW samples, each scored before it"
+echo "    was learnt; STL = a separate model for the one task, nothing shared; oracle = AUC of the"
+echo "    generator's true probabilities over the same $WINDOW impressions; gap = oracle - MTL;"
+echo "    MTL cum, logloss, calib = since the first sample, with the oracle's log loss over the"
+echo "    whole stream beside it; calib = mean prediction / mean label)"
 echo "-- files in $D (removed by: rm -rf $D)"

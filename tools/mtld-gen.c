@@ -526,10 +526,17 @@ static int cmp_by_time(const void *pa, const void *pb) {
   return a < b ? -1 : a > b;
 }
 
-/* Oracle AUCs over the last `last` impressions of the stream: the samples a
- * progressive-validation window of that size ends up holding (the joiner
- * releases samples in impression-time order). */
-static void auc_last(const gen_stats_t *st, size_t nk, size_t last, double *click, double *ctcvr) {
+static double log_loss(const double *p, const unsigned char *y, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s -= y[i] ? log(p[i]) : log1p(-p[i]);
+  return n ? s / (double)n : NAN;
+}
+
+/* Oracle AUCs ([0] click, [1] click & purchase) over the last `last`
+ * impressions of the stream: the samples a progressive-validation window of
+ * that size ends up holding (the joiner releases samples in impression-time
+ * order). */
+static void oracle_last_n(const gen_stats_t *st, size_t nk, size_t last, double auc_out[2]) {
   if (last > nk) last = nk;
   size_t *idx = xcalloc(nk, sizeof *idx);
   for (size_t k = 0; k < nk; k++) idx[k] = k;
@@ -544,8 +551,8 @@ static void auc_last(const gen_stats_t *st, size_t nk, size_t last, double *clic
     y1[j] = st->clicked[k];
     y2[j] = st->clicked[k] && st->bought[k];
   }
-  *click = auc(p1, y1, last);
-  *ctcvr = auc(p2, y2, last);
+  auc_out[0] = auc(p1, y1, last);
+  auc_out[1] = auc(p2, y2, last);
   free(idx);
   free(p1);
   free(p2);
@@ -983,14 +990,17 @@ int main(int argc, char **argv) {
             " reviews)\n",
             auc(st.p_click, st.clicked, nk), auc(st.p_ctcvr, ctcvr, nk),
             st.reviews ? sqrt(st.sq_err / (double)st.reviews) : NAN, st.reviews);
+    fprintf(stderr, "oracle log loss over the stream: click: %.4f   click&purchase: %.4f\n",
+            log_loss(st.p_click, st.clicked, nk), log_loss(st.p_ctcvr, ctcvr, nk));
     free(ctcvr);
     if (oracle_last > 0 && nk > 0) {
-      double a1, a2;
-      auc_last(&st, nk, (size_t)oracle_last, &a1, &a2);
+      double a[2];
+      int64_t w = oracle_last < (int64_t)nk ? oracle_last : (int64_t)nk;
+      oracle_last_n(&st, nk, (size_t)oracle_last, a);
       fprintf(stderr,
               "oracle AUC over the last %" PRId64 " impressions: click: %.4f   click&purchase: "
               "%.4f\n",
-              oracle_last < (int64_t)nk ? oracle_last : (int64_t)nk, a1, a2);
+              w, a[0], a[1]);
     }
   }
 

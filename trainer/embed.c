@@ -9,14 +9,23 @@
 
 #define DEAD INT64_MIN
 
+/* h % n, by a mask when n is a power of two (mask = n - 1; 0 otherwise) */
+static inline uint32_t reduce(uint64_t h, uint32_t n, uint32_t mask) {
+  return mask ? (uint32_t)(h & mask) : (uint32_t)(h % n);
+}
+
+static uint32_t pow2_mask(uint32_t n) {
+  return n > 1 && (n & (n - 1)) == 0 ? n - 1 : 0;
+}
+
 static uint32_t row_of(const mtld_embed_t *e, uint64_t id) {
-  return (uint32_t)(mtld_mix64(id ^ e->seed) % e->rows);
+  return reduce(mtld_mix64(id ^ e->seed), e->rows, e->row_mask);
 }
 
 static void cms_index(const mtld_embed_t *e, uint64_t id, uint32_t *i0, uint32_t *i1) {
   uint64_t h = mtld_mix64(id ^ e->seed ^ 0x5bd1e9955bd1e995ULL);
-  *i0 = (uint32_t)((h & 0xffffffffu) % e->cms_width);
-  *i1 = e->cms_width + (uint32_t)((h >> 32) % e->cms_width);
+  *i0 = reduce(h & 0xffffffffu, e->cms_width, e->cms_mask);
+  *i1 = e->cms_width + reduce(h >> 32, e->cms_width, e->cms_mask);
 }
 
 static int admitted(const mtld_embed_t *e, uint64_t id) {
@@ -36,6 +45,7 @@ mtld_status_t mtld_embed_init(mtld_embed_t *e, float *w, uint32_t rows, int dim,
     return MTLD_ERR_INVALID;
   }
   e->rows = rows;
+  e->row_mask = pow2_mask(rows);
   e->dim = dim;
   e->seed = seed;
   e->cfg = *cfg;
@@ -55,6 +65,7 @@ mtld_status_t mtld_embed_init(mtld_embed_t *e, float *w, uint32_t rows, int dim,
   }
   if (cfg->admit_after > 1) {
     e->cms_width = rows < 1024 ? 1024 : rows;
+    e->cms_mask = pow2_mask(e->cms_width);
     e->cms = calloc((size_t)e->cms_width * 2, sizeof(uint16_t));
     ok = ok && e->cms;
   }

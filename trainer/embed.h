@@ -59,6 +59,8 @@ typedef struct {
   int64_t *last_used; /* [rows] event time of last use; INT64_MIN = dead row */
   uint16_t *cms;      /* [2, cms_width] count-min sketch (NULL when admit_after <= 1) */
   uint32_t cms_width;
+  uint32_t row_mask, cms_mask; /* n - 1 when rows / cms_width n is a power of two (a mask
+                                  then gives the same index as % n, without a division) */
   uint64_t adam_step;
   mtld_embed_stats_t stats;
   /* per-minibatch sparse gradient (owned) */

@@ -374,6 +374,22 @@ static void test_embed(void) {
   mtld_embed_apply(&e);
   CHECK_NEAR(w[r * D], w0 - 0.1f, 1e-4); /* first Adam step moves by lr */
   mtld_embed_free(&e);
+
+  /* the row of an id is mix64(id ^ seed) % rows (readers and the PyTorch
+   * replica rely on it), with a power of two of rows (indexed by a mask) and
+   * without one */
+  static float w2[100 * D];
+  const uint32_t sizes[2] = {64, 100};
+  for (int k = 0; k < 2; k++) {
+    CHECK(mtld_embed_init(&e, w2, sizes[k], D, 7, &ec, 16, err, sizeof(err)) == MTLD_OK);
+    int same = 0;
+    for (uint64_t id = 1; id <= 200; id++) {
+      mtld_embed_touch(&e, id, 0, 1);
+      same += mtld_embed_find(&e, id, 0) == (int32_t)(mtld_mix64(id ^ 7) % sizes[k]);
+    }
+    CHECK(same == 200);
+    mtld_embed_free(&e);
+  }
 }
 
 static void test_config(void) {

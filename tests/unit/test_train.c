@@ -116,6 +116,16 @@ static void test_determinism_and_state(void) {
   size_t len;
   char err[256];
   CHECK(mtld_trainer_save_mem(a, &buf, &len, err, sizeof(err)) == MTLD_OK);
+  /* recycled buffers: the same bytes, grown when too small, reused when big enough */
+  void *rb = malloc(16);
+  size_t rlen, rcap = 16;
+  CHECK(rb && mtld_trainer_resave_mem(a, &rb, &rlen, &rcap, err, sizeof(err)) == MTLD_OK);
+  CHECK(rlen == len && rcap >= len && memcmp(rb, buf, len) == 0);
+  void *kept = rb;
+  memset(rb, 0xab, rlen);
+  CHECK(mtld_trainer_resave_mem(a, &rb, &rlen, &rcap, err, sizeof(err)) == MTLD_OK);
+  CHECK(rb == kept && rlen == len && memcmp(rb, buf, len) == 0);
+  free(rb);
   FILE *f = tmpfile();
   CHECK(f && mtld_trainer_save(a, f, err, sizeof(err)) == MTLD_OK);
   CHECK(f && (size_t)ftell(f) == len);

@@ -36,6 +36,7 @@ static const char *const reject_names[MTLD_REJECT_COUNT] = {
     [MTLD_REJECT_TOO_LARGE] = "too_large",
     [MTLD_REJECT_BAD_TIME] = "bad_time",
     [MTLD_REJECT_TOO_LATE] = "too_late",
+    [MTLD_REJECT_DUPLICATE] = "duplicate",
 };
 
 const char *mtld_reject_name(mtld_reject_t r) {

@@ -24,6 +24,8 @@ typedef enum {
   MTLD_REJECT_TOO_LARGE,    /* "too_large": record over max bytes, scenario over 31 bytes */
   MTLD_REJECT_BAD_TIME,     /* "bad_time": missing time, or far ahead of the stream */
   MTLD_REJECT_TOO_LATE,     /* "too_late": behind the watermark by more than allowed */
+  MTLD_REJECT_DUPLICATE,    /* "duplicate": an event with this id and time was applied already
+                               (the pipeline's check, not mtld_validate_event's) */
   MTLD_REJECT_COUNT
 } mtld_reject_t;
 

@@ -24,8 +24,8 @@
 #include <xxhash.h>
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
-static const char *const cf_names[N_CF] = {"default", "user", "item",
-                                           "pending", "meta", "item_part"};
+static const char *const cf_names[N_CF] = {"default", "user",      "item", "pending",
+                                           "meta",    "item_part", "seen"};
 
 #define BLOCK_CACHE_BYTES ((size_t)64 << 20)
 #define OFFSET_PREFIX "offset/"
@@ -153,6 +153,8 @@ struct mtld_store {
   int readonly;
   map_t users, items, parts, raw; /* parts: (partition, item) views */
   size_t n_events;
+  uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
+  size_t below_len;
   char errbuf[512];
 };
 
@@ -626,8 +628,8 @@ static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, 
     set_error(st, "store is read-only");
     return MTLD_ERR_INVALID;
   }
-  if (cf != MTLD_CF_PENDING && cf != MTLD_CF_META) {
-    set_error(st, "raw writes go to the pending or meta column family only");
+  if (cf != MTLD_CF_PENDING && cf != MTLD_CF_META && cf != MTLD_CF_SEEN) {
+    set_error(st, "raw writes go to the pending, meta or seen column family only");
     return MTLD_ERR_INVALID;
   }
   void *copy = NULL;
@@ -954,6 +956,19 @@ void mtld_store_rollback(mtld_store_t *st) {
   map_clear(&st->parts);
   map_clear(&st->raw);
   st->n_events = 0;
+  st->below_len = 0;
+}
+
+mtld_status_t mtld_store_delete_below(mtld_store_t *st, mtld_cf_t cf, const void *end,
+                                      size_t elen) {
+  if (st->readonly || cf != MTLD_CF_SEEN || elen == 0 || elen > sizeof st->below) {
+    set_error(st, "delete_below takes the seen column family and a key of 1..%zu bytes",
+              sizeof st->below);
+    return MTLD_ERR_INVALID;
+  }
+  memcpy(st->below, end, elen);
+  st->below_len = elen;
+  return MTLD_OK;
 }
 
 mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
@@ -962,11 +977,11 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     return MTLD_ERR_INVALID;
   }
   size_t total = st->users.n + st->items.n + st->parts.n + st->raw.n;
-  if (total == 0) {
+  if (total == 0 && st->below_len == 0) {
     st->n_events = 0;
     return MTLD_OK;
   }
-  entry_t **order = malloc(total * sizeof *order);
+  entry_t **order = malloc((total ? total : 1) * sizeof *order);
   if (!order) {
     snprintf(err, errlen, "out of memory");
     return MTLD_ERR_NOMEM;
@@ -981,6 +996,11 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
   uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX ? MTLD_FEATURES_USER_ENC_MAX
                                                                       : MTLD_FEATURES_ITEM_ENC_MAX];
   rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  if (st->below_len) {
+    static const char lowest = 0;
+    rocksdb_writebatch_delete_range_cf(wb, cf_handle(st, MTLD_CF_SEEN), &lowest, 1,
+                                       (const char *)st->below, st->below_len);
+  }
   for (size_t i = 0; i < n; i++) {
     const entry_t *e = order[i];
     rocksdb_column_family_handle_t *h = cf_handle(st, e->cf);

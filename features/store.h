@@ -4,7 +4,8 @@
  * id), "pending" (joiner state, opaque to the store), "meta" (schema hash,
  * source offsets with each partition's max event time, other small state),
  * "item_part" (key: partition, 4 bytes big-endian, then the item id: the
- * partition-local item views, see below).
+ * partition-local item views, see below), "seen" (the events applied, by
+ * event time and id, for de-duplication: daemon/pipeline.c).
  *
  * Item views.  "item" holds each item's features over every event applied
  * (the global view: inspection, serving).  Events are keyed by user, so an
@@ -48,6 +49,7 @@ typedef enum {
   MTLD_CF_PENDING,
   MTLD_CF_META,
   MTLD_CF_ITEM_PART,
+  MTLD_CF_SEEN,
   MTLD_CF_COUNT
 } mtld_cf_t;
 
@@ -119,10 +121,11 @@ void mtld_store_foreach_offset(mtld_store_t *st,
                                          int64_t next_offset, int64_t max_time_ms),
                                void *ctx);
 
-/* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta).
+/* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta;
+ * the pipeline's de-duplication: MTLD_CF_SEEN).
  * get reads the batch first, then the DB; *val is malloc'd (caller frees).
  * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch).
- * put/delete take MTLD_CF_PENDING and MTLD_CF_META only (MTLD_ERR_INVALID
+ * put/delete take MTLD_CF_PENDING, MTLD_CF_META and MTLD_CF_SEEN only (MTLD_ERR_INVALID
  * otherwise, and on a read-only store); get on MTLD_CF_USER/ITEM/ITEM_PART
  * returns the encoded features (staged ones encoded as commit would write
  * them). */
@@ -131,6 +134,13 @@ mtld_status_t mtld_store_put(mtld_store_t *st, mtld_cf_t cf, const void *key, si
 mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen);
 mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
                              void **val, size_t *vlen);
+
+/* Stages the deletion of every key of cf (MTLD_CF_SEEN only) that sorts
+ * before `end` (bytewise), done by the next commit in its write batch, before
+ * the batch's own writes.  One range per commit: a later call replaces an
+ * earlier one.  The batch's own staged keys below `end` are not affected
+ * (callers expire keys no event of the batch can have). */
+mtld_status_t mtld_store_delete_below(mtld_store_t *st, mtld_cf_t cf, const void *end, size_t elen);
 
 /* Calls fn for every COMMITTED key/value of a column family whose key starts
  * with prefix (plen may be 0), in key order; stops when fn returns non-zero.

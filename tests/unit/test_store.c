@@ -370,6 +370,28 @@ static void test_raw(void) {
   CHECK(mtld_store_open(&st, path, NULL, 0, errbuf, sizeof errbuf) == MTLD_OK);
   if (!st) return;
   CHECK(mtld_store_get(st, MTLD_CF_PENDING, "p5", 2, &v, &vlen) == MTLD_ERR_NOTFOUND);
+
+  /* the seen column family: raw keys, and deletion of every key below one */
+  CHECK(mtld_store_put(st, MTLD_CF_SEEN, "a1", 2, "", 0) == MTLD_OK);
+  CHECK(mtld_store_put(st, MTLD_CF_SEEN, "b1", 2, "", 0) == MTLD_OK);
+  CHECK(mtld_store_put(st, MTLD_CF_SEEN, "c1", 2, "", 0) == MTLD_OK);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  CHECK(mtld_store_delete_below(st, MTLD_CF_PENDING, "b", 1) == MTLD_ERR_INVALID);
+  CHECK(mtld_store_delete_below(st, MTLD_CF_SEEN, "b2", 2) == MTLD_OK);
+  CHECK(mtld_store_put(st, MTLD_CF_SEEN, "d1", 2, "", 0) == MTLD_OK);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  CHECK(mtld_store_get(st, MTLD_CF_SEEN, "a1", 2, &v, &vlen) == MTLD_ERR_NOTFOUND);
+  CHECK(mtld_store_get(st, MTLD_CF_SEEN, "b1", 2, &v, &vlen) == MTLD_ERR_NOTFOUND);
+  CHECK(mtld_store_get(st, MTLD_CF_SEEN, "c1", 2, &v, &vlen) == MTLD_OK);
+  free(v);
+  CHECK(mtld_store_get(st, MTLD_CF_SEEN, "d1", 2, &v, &vlen) == MTLD_OK);
+  free(v);
+  /* a rolled-back batch drops its staged range too */
+  CHECK(mtld_store_delete_below(st, MTLD_CF_SEEN, "z", 1) == MTLD_OK);
+  mtld_store_rollback(st);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  CHECK(mtld_store_get(st, MTLD_CF_SEEN, "c1", 2, &v, &vlen) == MTLD_OK);
+  free(v);
   mtld_store_close(st);
 }
 

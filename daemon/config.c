@@ -887,6 +887,7 @@ static const key_def_t keys[] = {
    .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000, R},
   {.path = "validation.max_ahead",        .kind = K_DURATION, FIELD(limits.max_ahead_ms),
    .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000, R},
+  {.path = "validation.dedup",            .kind = K_BOOL,     FIELD(limits.dedup), R},
 
   /* The joiner's windows and the watermark shape the training stream: a
    * change needs a restart. */

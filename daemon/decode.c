@@ -398,6 +398,7 @@ mtld_reject_t mtld_decode_event(const void *buf, size_t len, mtld_format_t fmt, 
 void mtld_validate_limits_default(mtld_validate_limits_t *lim) {
   lim->max_record_bytes = 65536;
   lim->max_lateness_ms = 86400000;
+  lim->dedup = 1;
   lim->max_ahead_ms = 0; /* off: replays have legitimate gaps */
 }
 

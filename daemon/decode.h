@@ -49,6 +49,7 @@ typedef struct {
   size_t max_record_bytes; /* default 65536 */
   int64_t max_lateness_ms; /* behind the watermark; default 86400000 (1 day) */
   int64_t max_ahead_ms;    /* ahead of the newest time seen; 0 = off (default) */
+  int dedup;               /* reject events applied already (daemon/pipeline.c); default 1 */
 } mtld_validate_limits_t;
 
 void mtld_validate_limits_default(mtld_validate_limits_t *lim);

@@ -362,7 +362,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
                             mtld_watermark_newest(p->wm), msg, sizeof(msg));
   uint8_t sk[SEEN_KEY_LEN];
   mtld_status_t seen = MTLD_ERR_NOTFOUND;
-  if (r == MTLD_REJECT_NONE) {
+  if (r == MTLD_REJECT_NONE && p->cfg.limits.dedup) {
     void *v = NULL;
     size_t vlen;
     seen_key(sk, ev.time_ms, ev.event_id);
@@ -383,7 +383,8 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
         seen == MTLD_ERR_NOTFOUND
             ? mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib)
             : seen;
-    if (st == MTLD_OK) st = mtld_store_put(p->store, MTLD_CF_SEEN, sk, sizeof sk, "", 0);
+    if (st == MTLD_OK && p->cfg.limits.dedup)
+      st = mtld_store_put(p->store, MTLD_CF_SEEN, sk, sizeof sk, "", 0);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
        * with this event without breaking exactly-once; log loudly.  The

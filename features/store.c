@@ -395,7 +395,13 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
+  /* most point reads miss (a user, item or event id seen for the first time):
+   * a bloom filter per table answers those without reading its blocks, and
+   * one over each memtable without searching it */
+  rocksdb_block_based_options_set_filter_policy(st->bbto, rocksdb_filterpolicy_create_bloom(10));
   st->opts = rocksdb_options_create();
+  rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.02);
+  rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
   rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
   rocksdb_options_set_create_if_missing(st->opts, !readonly && def != NULL);
   rocksdb_options_set_create_missing_column_families(st->opts, !readonly);

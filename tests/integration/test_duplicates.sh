@@ -8,6 +8,7 @@
 # the first copy), and the features still equal the independent reference
 # computed from ONE copy of the events.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_ops.sh"
 
 "$BUILD/mtld-gen" --seed 11 --users 300 --items 200 --impressions 5000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log"
@@ -32,13 +33,10 @@ wait_consumed "$T/store" $((2 * N)) 60
 PORT=$(sed -n 's#.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*#\1#p' "$T/mtld.log" | tail -1)
 [ -n "$PORT" ] || fail "metrics port not logged"
 sleep 1.5
-exec 3<>"/dev/tcp/127.0.0.1/$PORT"
-printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
-cat <&3 >"$T/metrics.txt"
-exec 3<&-
+scrape "$PORT" "$T/metrics.txt"
 stop_pid "$MTLD_PID" 30
 
-dup=$(sed -n 's/^mtld_events_rejected_total{reason="duplicate"} \([0-9]*\).*/\1/p' "$T/metrics.txt")
+dup=$(metric "$T/metrics.txt" 'mtld_events_rejected_total{reason="duplicate"}')
 # (grep finds nothing when no event was applied since the restart: || true)
 other=$({ grep '^mtld_events_rejected_total{' "$T/metrics.txt" || true; } |
   { grep -v 'reason="duplicate"' || true; } | awk '{s += $2} END {print s + 0}')

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 #include "trainer/train.h"
 
 static double now_s(void) {

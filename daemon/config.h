@@ -19,7 +19,7 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "trainer/model.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_MAX_TOPICS 16
 #define MTLD_MAX_KAFKA_PROPS 64

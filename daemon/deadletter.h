@@ -13,7 +13,7 @@
 
 #include "daemon/config.h"
 #include "daemon/source.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct mtld_deadletter mtld_deadletter_t;
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "daemon/decode.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct mtld_eventfile mtld_eventfile_t;
 

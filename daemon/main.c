@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
-#include "daemon/durable.h"
+#include "durable/durable.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/notify.h"

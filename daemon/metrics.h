@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 
 /* ---- text-format builder ---------------------------------------------- */
 

@@ -16,7 +16,7 @@
 #include "daemon/source.h"
 #include "features/store.h"
 #include "trainer/sample.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 /* trainer.dump_samples file: "MTLDSMP1", u32 version, u32 sizeof(mtld_sample_t),
  * then raw mtld_sample_t records (host byte order, x86_64 layout) in release

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct {
   const void *payload;

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "features/event.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_MAX_HALF_LIVES 4
 #define MTLD_MAX_SEQ 200

@@ -87,7 +87,7 @@
 #include "features/features.h"
 #include "features/store.h"
 #include "trainer/sample.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef enum {
   MTLD_JOIN_IMPRESSIONS = 0,      /* impressions open samples (default) */

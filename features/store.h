@@ -39,7 +39,7 @@
 
 #include "features/event.h"
 #include "features/features.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct mtld_store mtld_store_t;
 

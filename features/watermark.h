@@ -23,7 +23,7 @@
 
 #include <stdint.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct mtld_watermark mtld_watermark_t;
 

@@ -56,7 +56,7 @@
 #include <stdio.h>
 
 #include "features/event.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_CONV_DEFAULT_BASE_MS INT64_C(1704067200000) /* 2024-01-01T00:00:00Z */
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct mtld_kout mtld_kout_t;
 

@@ -1,4 +1,4 @@
-/* mtld-score - score with a serving snapshot (trainer/snapshot.h), the way a
+/* mtld-score - score with a serving snapshot (durable/snapshot.h), the way a
  * serving system would, and show what a snapshot holds.
  *
  * Inputs, one of:
@@ -35,7 +35,7 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "trainer/sampledump.h"
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 static void usage(FILE *out) {
   fprintf(out,

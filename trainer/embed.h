@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef enum { MTLD_EMB_ADAGRAD = 0, MTLD_EMB_ADAM = 1 } mtld_emb_optim_t;
 

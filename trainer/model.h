@@ -42,7 +42,7 @@
 #include "trainer/embed.h"
 #include "trainer/sample.h"
 #include "trainer/serial.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_MAX_TASKS 8
 #define MTLD_MAX_LAYERS 4

@@ -16,7 +16,7 @@
 #include <stdio.h>
 
 #include "trainer/serial.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_PV_BINS 10000
 #define MTLD_PV_ALL (-1) /* scenario index meaning "every scenario" */

@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "trainer/sample.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_SAMPLEDUMP_MAGIC "MTLDSMP1"
 #define MTLD_SAMPLEDUMP_VERSION 1u

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <xxhash.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 
 typedef struct {
   FILE *f;            /* file sink, or NULL for memory */

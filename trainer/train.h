@@ -19,7 +19,7 @@
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
 #include "trainer/sample.h"
-#include "trainer/status.h"
+#include "common/status.h"
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
 #define MTLD_TRAINER_VERSION 2u /* 2: mtld_model_config_t gained interactions */

@@ -17,7 +17,7 @@
 #include <xxhash.h>
 
 #include "schemas/snapshot.pb-c.h"
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 static unsigned char *base;
 static size_t base_len;

@@ -27,7 +27,7 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "trainer/sampledump.h"
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 static uint64_t rs = 0x2545f4914f6cdd1dULL;
 

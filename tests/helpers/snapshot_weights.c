@@ -6,7 +6,7 @@
  * usage: snapshot_weights SNAPSHOT_FILE_OR_DIR > weights.bin */
 #include <stdio.h>
 
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 int main(int argc, char **argv) {
   if (argc != 2) {

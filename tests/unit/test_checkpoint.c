@@ -16,7 +16,7 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "tests/unit/check.h"
-#include "trainer/checkpoint.h"
+#include "durable/checkpoint.h"
 #include "trainer/train.h"
 
 #define T0 1600000000000LL

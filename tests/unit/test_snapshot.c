@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "tests/unit/check.h"
-#include "trainer/checkpoint.h"
+#include "durable/checkpoint.h"
 #include "trainer/sampledump.h"
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 typedef struct {
   uint64_t s;

@@ -63,7 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/status.h"
+#include "common/status.h"
 #include "trainer/train.h"
 
 #define MTLD_CHECKPOINT_META_VERSION 1

@@ -43,11 +43,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trainer/checkpoint.h"
+#include "durable/checkpoint.h"
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
 #include "trainer/sample.h"
-#include "trainer/status.h"
+#include "common/status.h"
 #include "trainer/train.h"
 
 #define MTLD_SNAPSHOT_MAGIC "MTLDSNAP"

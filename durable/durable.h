@@ -8,7 +8,7 @@
  * captured (a copy of the weights) on the main thread and written by the
  * same worker.  Intervals are wall clock (pacing only) or counted samples.
  *
- * Recovery (trainer/checkpoint.h has the rule): the newest complete
+ * Recovery (durable/checkpoint.h has the rule): the newest complete
  * checkpoint gives the trainer; its store replaces the live one unless the
  * live store's committed offsets are exactly the checkpoint's (clean stop).
  *
@@ -22,7 +22,7 @@
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/pipeline.h"
-#include "trainer/status.h"
+#include "common/status.h"
 #include "trainer/train.h"
 
 typedef struct mtld_durable mtld_durable_t;

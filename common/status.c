@@ -1,5 +1,5 @@
 /* status.c - names of the status codes. */
-#include "trainer/status.h"
+#include "common/status.h"
 
 const char *mtld_status_str(mtld_status_t st) {
   switch (st) {

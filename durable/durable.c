@@ -1,5 +1,5 @@
 /* durable.c - checkpoints, serving snapshots and recovery (see durable.h). */
-#include "daemon/durable.h"
+#include "durable/durable.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -14,8 +14,8 @@
 #include "daemon/log.h"
 #include "features/features.h"
 #include "features/store.h"
-#include "trainer/checkpoint.h"
-#include "trainer/snapshot.h"
+#include "durable/checkpoint.h"
+#include "durable/snapshot.h"
 
 enum { JOB_CHECKPOINT = 1, JOB_SNAPSHOT = 2 };
 #define QUEUE 4

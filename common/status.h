@@ -1,9 +1,8 @@
 /* status.h - the one status type of mtld, shared by every subsystem.
  *
- * It lives in trainer/ because the trainer is the lowest layer (daemon ->
- * features -> trainer) and every layer may include it.  Errors come with a
- * caller-provided text buffer (char *err, size_t errlen), as librdkafka's
- * errstr. */
+ * It lives in common/, the room of helpers every layer may include.  Errors
+ * come with a caller-provided text buffer (char *err, size_t errlen), as
+ * librdkafka's errstr. */
 #ifndef MTLD_STATUS_H
 #define MTLD_STATUS_H
 

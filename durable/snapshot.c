@@ -2,7 +2,7 @@
  * and retention, and the verifying reader (see snapshot.h and
  * schemas/snapshot.proto for the format). */
 #define _GNU_SOURCE
-#include "trainer/snapshot.h"
+#include "durable/snapshot.h"
 
 #include <dirent.h>
 #include <errno.h>

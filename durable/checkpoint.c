@@ -2,7 +2,7 @@
  * one, restore (see checkpoint.h).  Plain POSIX file operations: this file
  * knows the layout, not RocksDB (the store writes store/ itself). */
 #define _GNU_SOURCE
-#include "trainer/checkpoint.h"
+#include "durable/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -17,6 +17,7 @@
 #include "daemon/deadletter.h"
 #include "daemon/decode.h"
 #include "daemon/log.h"
+#include "features/dedup.h"
 #include "features/joiner.h"
 #include "features/store.h"
 #include "features/watermark.h"
@@ -44,6 +45,7 @@ struct mtld_pipeline {
   mtld_store_t *store;
   mtld_watermark_t *wm;
   mtld_joiner_t *joiner;
+  mtld_dedup_t *dedup;
   mtld_deadletter_t *dlq;
   mtld_source_t *src;
   mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
@@ -59,10 +61,9 @@ struct mtld_pipeline {
 
   size_t batch_records;
   int64_t batch_start_mono_ms;
-  int dlq_pending;      /* dead letters queued in this batch */
-  int end_of_stream;    /* a replayed file ended: every label has arrived */
-  int64_t released_wm;  /* watermark of the last release */
-  int64_t seen_expired; /* event time below which the seen keys were deleted */
+  int dlq_pending;     /* dead letters queued in this batch */
+  int end_of_stream;   /* a replayed file ended: every label has arrived */
+  int64_t released_wm; /* watermark of the last release */
 
   /* counters */
   uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
@@ -212,6 +213,8 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
     snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
     goto fail;
   }
+  st = mtld_dedup_create(&p->dedup, p->store);
+  if (st != MTLD_OK) goto fail;
   st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
   if (st != MTLD_OK) goto fail;
   if (cfg->dead_letter_topic[0]) {
@@ -235,7 +238,6 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
   }
   p->batch_start_mono_ms = mono_ms();
   p->released_wm = INT64_MIN;
-  p->seen_expired = INT64_MIN;
   *out = p;
   return MTLD_OK;
 fail:
@@ -271,6 +273,7 @@ void mtld_pipeline_free(mtld_pipeline_t *p) {
   if (p->dump) fclose(p->dump);
   mtld_trainer_destroy(p->trainer);
   mtld_joiner_destroy(p->joiner);
+  mtld_dedup_destroy(p->dedup);
   mtld_watermark_destroy(p->wm);
   mtld_store_close(p->store);
   for (int i = 0; i < p->n_parts; i++) free(p->parts[i].topic);
@@ -314,36 +317,6 @@ static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *r
   return (t << 16) | (rec->partition & 0xffff);
 }
 
-/* De-duplication: the event id is the idempotency key (DESIGN).  Every event
- * applied leaves (event time, event id) in the "seen" column family, in the
- * batch that applies it, so the check is exactly-once with the features; an
- * event found there is rejected as "duplicate" (a producer's retry, an
- * upstream replay).  Keys sort by event time (the sign bit flipped: signed
- * order as bytes); those older than the watermark minus twice
- * validation.max_lateness and an hour are deleted as the watermark moves:
- * validation rejects such events as too_late before they get here. */
-#define SEEN_KEY_LEN 16
-#define SEEN_EXPIRE_STEP_MS 3600000 /* delete in steps of an hour of event time */
-
-static void seen_key(uint8_t k[SEEN_KEY_LEN], int64_t time_ms, uint64_t event_id) {
-  uint64_t t = (uint64_t)time_ms ^ (UINT64_C(1) << 63);
-  for (int i = 0; i < 8; i++) {
-    k[i] = (uint8_t)(t >> (56 - 8 * i));
-    k[8 + i] = (uint8_t)(event_id >> (56 - 8 * i));
-  }
-}
-
-static void seen_expire(mtld_pipeline_t *p) {
-  int64_t w = mtld_watermark_get(p->wm), keep = 2 * p->cfg.limits.max_lateness_ms + 3600000;
-  if (w == INT64_MIN || w < INT64_MIN + keep) return;
-  int64_t horizon = w - keep;
-  if (p->seen_expired != INT64_MIN && horizon < p->seen_expired + SEEN_EXPIRE_STEP_MS) return;
-  uint8_t k[SEEN_KEY_LEN];
-  seen_key(k, horizon, 0);
-  if (mtld_store_delete_below(p->store, MTLD_CF_SEEN, k, sizeof k) == MTLD_OK)
-    p->seen_expired = horizon;
-}
-
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
@@ -360,14 +333,9 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   if (r == MTLD_REJECT_NONE)
     r = mtld_validate_event(&ev, &p->cfg.limits, mtld_watermark_get(p->wm),
                             mtld_watermark_newest(p->wm), msg, sizeof(msg));
-  uint8_t sk[SEEN_KEY_LEN];
   mtld_status_t seen = MTLD_ERR_NOTFOUND;
   if (r == MTLD_REJECT_NONE && p->cfg.limits.dedup) {
-    void *v = NULL;
-    size_t vlen;
-    seen_key(sk, ev.time_ms, ev.event_id);
-    seen = mtld_store_get(p->store, MTLD_CF_SEEN, sk, sizeof sk, &v, &vlen);
-    free(v);
+    seen = mtld_dedup_seen(p->dedup, &ev);
     if (seen == MTLD_OK) {
       r = MTLD_REJECT_DUPLICATE;
       snprintf(msg, sizeof(msg), "event %" PRIu64 " at time_ms %" PRId64 " was applied already",
@@ -383,8 +351,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
         seen == MTLD_ERR_NOTFOUND
             ? mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib)
             : seen;
-    if (st == MTLD_OK && p->cfg.limits.dedup)
-      st = mtld_store_put(p->store, MTLD_CF_SEEN, sk, sizeof sk, "", 0);
+    if (st == MTLD_OK && p->cfg.limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
        * with this event without breaking exactly-once; log loudly.  The
@@ -449,7 +416,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   }
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (wm > p->released_wm) p->released_wm = wm;
-  seen_expire(p);
+  mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg.limits.max_lateness_ms);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);

@@ -5,7 +5,7 @@
  * source offsets with each partition's max event time, other small state),
  * "item_part" (key: partition, 4 bytes big-endian, then the item id: the
  * partition-local item views, see below), "seen" (the events applied, by
- * event time and id, for de-duplication: daemon/pipeline.c).
+ * event time and id, for de-duplication: features/dedup.h).
  *
  * Item views.  "item" holds each item's features over every event applied
  * (the global view: inspection, serving).  Events are keyed by user, so an
@@ -122,7 +122,7 @@ void mtld_store_foreach_offset(mtld_store_t *st,
                                void *ctx);
 
 /* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta;
- * the pipeline's de-duplication: MTLD_CF_SEEN).
+ * de-duplication: MTLD_CF_SEEN).
  * get reads the batch first, then the DB; *val is malloc'd (caller frees).
  * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch).
  * put/delete take MTLD_CF_PENDING, MTLD_CF_META and MTLD_CF_SEEN only (MTLD_ERR_INVALID

@@ -66,14 +66,12 @@ struct mtld_pipeline {
   int64_t released_wm; /* watermark of the last release */
 
   /* counters */
-  uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
+  uint64_t records, events, rejected_total, batches, samples_released;
   uint64_t rejected[MTLD_REJECT_COUNT];
   uint64_t events_by_type[MTLD_N_EVENT_TYPES];
   scen_t scen[MAX_SCENARIOS];
   int n_scen;
   uint64_t other_scen_events[MTLD_N_EVENT_TYPES];
-  double commit_seconds_sum, commit_seconds_max;
-  uint64_t commit_count;
   uint64_t samples_by_kind[3];
 };
 
@@ -417,21 +415,12 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (wm > p->released_wm) p->released_wm = wm;
   mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg.limits.max_lateness_ms);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t t0 = mono_ms();
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  if (st != MTLD_OK) {
-    p->commit_failures++;
-    return st;
-  }
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  p->commit_seconds_sum += secs;
-  if (secs > p->commit_seconds_max) p->commit_seconds_max = secs;
-  p->commit_count++;
+  if (st != MTLD_OK) return st;
   p->batches++;
-  mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %.2f ms", p->batches,
-           p->batch_records, secs * 1000.0);
+  mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
+           p->batch_records, mono_ms() - t0);
   p->batch_records = 0;
 
   /* Durable: tell Kafka (for lag monitoring only). */
@@ -496,90 +485,6 @@ void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
 
 /* ---- metrics ------------------------------------------------------------- */
 
-static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag) {
-  mtld_metrics_buf_t *b = ctx;
-  char part[16];
-  snprintf(part, sizeof(part), "%d", (int)partition);
-  mtld_metrics_label_t l[2] = {{"topic", topic}, {"partition", part}};
-  mtld_metrics_sample_kv(b, "mtld_consumer_lag", l, 2, (double)lag);
-}
-
-/* One family per progressive-validation statistic, labelled by task and
- * scenario ("_all" for every scenario together). */
-static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name, const char *help,
-                      int which) {
-  const mtld_model_config_t *mc = &p->cfg.model;
-  mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
-  int ns = mtld_pvmetrics_n_scenarios(m);
-  mtld_metrics_family(b, name, "gauge", help);
-  for (int t = 0; t < mc->n_tasks; t++) {
-    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
-      mtld_pv_summary_t sum;
-      if (mtld_pvmetrics_get(m, t, sc, &sum) != MTLD_OK) continue;
-      double v = which == 0   ? sum.auc_window
-                 : which == 1 ? sum.auc_cum
-                 : which == 2 ? sum.logloss
-                 : which == 3 ? sum.calibration
-                 : which == 4 ? sum.rmse
-                              : (double)sum.n;
-      if (which < 3 && mc->tasks[t].type == MTLD_TASK_REGRESSION) continue;
-      mtld_metrics_label_t l[2] = {
-          {"task", mc->tasks[t].name},
-          {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};
-      mtld_metrics_sample_kv(b, name, l, 2, v);
-    }
-  }
-}
-
-static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
-  if (!p->trainer) return;
-  mtld_trainer_stats_t ts;
-  mtld_trainer_stats(p->trainer, &ts);
-  mtld_metrics_family(b, "mtld_samples_trained_total", "counter",
-                      "Samples the model has learned from (after scoring them).");
-  mtld_metrics_sample(b, "mtld_samples_trained_total", NULL, (double)ts.trained);
-  mtld_metrics_family(b, "mtld_train_batches_total", "counter", "Optimiser steps.");
-  mtld_metrics_sample(b, "mtld_train_batches_total", NULL, (double)ts.batches);
-  mtld_metrics_family(b, "mtld_train_loss", "gauge", "Loss of the last minibatch.");
-  mtld_metrics_sample(b, "mtld_train_loss", NULL, ts.last_loss);
-  mtld_metrics_family(b, "mtld_trainer_memory_bytes", "gauge",
-                      "Memory of the model, optimiser state and metrics.");
-  mtld_metrics_sample(b, "mtld_trainer_memory_bytes", NULL,
-                      (double)mtld_trainer_memory_bytes(p->trainer));
-  render_pv(p, b, "mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.",
-            0);
-  render_pv(p, b, "mtld_pv_auc_cumulative", "Progressive AUC since start (histogram).", 1);
-  render_pv(p, b, "mtld_pv_logloss", "Progressive mean log loss.", 2);
-  render_pv(p, b, "mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 3);
-  render_pv(p, b, "mtld_pv_rmse", "Progressive RMSE.", 4);
-  render_pv(p, b, "mtld_pv_samples", "Samples scored, per task and scenario.", 5);
-  mtld_model_t *m = mtld_trainer_model(p->trainer);
-  const mtld_model_config_t *mc = mtld_model_config(m);
-  static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",
-                                     "mtld_embedding_evictions_total"};
-  static const char *const help[3] = {"Live rows of each embedding table (occupancy).",
-                                      "Rows admitted after their occurrence threshold.",
-                                      "Rows expired after going unused (event time)."};
-  static const char *const type[3] = {"gauge", "counter", "counter"};
-  for (int k = 0; k < 3; k++) {
-    mtld_metrics_family(b, fam[k], type[k], help[k]);
-    for (int f = 0; f < mc->n_fields; f++) {
-      const mtld_embed_t *e = mtld_model_embed(m, f);
-      if (!e) continue;
-      double v = k == 0   ? (double)e->stats.live_rows
-                 : k == 1 ? (double)e->stats.admitted
-                          : (double)e->stats.evictions;
-      mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
-      mtld_metrics_sample_kv(b, fam[k], l, 1, v);
-    }
-  }
-  mtld_metrics_family(b, "mtld_embedding_table_rows", "gauge", "Rows of each embedding table.");
-  for (int f = 0; f < mc->n_fields; f++) {
-    mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
-    mtld_metrics_sample_kv(b, "mtld_embedding_table_rows", l, 1, (double)mc->fields[f].rows);
-  }
-}
-
 void mtld_pipeline_report(mtld_pipeline_t *p) {
   if (!p->trainer) return;
   char *text = NULL;
@@ -631,37 +536,10 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     mtld_metrics_label_t l[1] = {{"reason", mtld_reject_name(r)}};
     mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->rejected[r]);
   }
-  if (p->dlq) {
-    mtld_metrics_family(b, "mtld_dead_letters_total", "counter",
-                        "Dead letters acknowledged by the broker, by outcome.");
-    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"delivered\"",
-                        (double)mtld_deadletter_delivered(p->dlq));
-    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"failed\"",
-                        (double)mtld_deadletter_failed(p->dlq));
-  }
-
-  mtld_metrics_family(b, "mtld_store_batches_total", "counter", "Store write batches committed.");
-  mtld_metrics_sample(b, "mtld_store_batches_total", NULL, (double)p->batches);
-  mtld_metrics_family(b, "mtld_store_commit_failures_total", "counter",
-                      "Store write batches that failed (kept and retried).");
-  mtld_metrics_sample(b, "mtld_store_commit_failures_total", NULL, (double)p->commit_failures);
-  mtld_metrics_family(b, "mtld_store_write_seconds", "summary",
-                      "Time to write one batch to RocksDB (fsync included when store.sync).");
-  mtld_metrics_sample(b, "mtld_store_write_seconds_sum", NULL, p->commit_seconds_sum);
-  mtld_metrics_sample(b, "mtld_store_write_seconds_count", NULL, (double)p->commit_count);
-  mtld_metrics_family(b, "mtld_store_write_seconds_max", "gauge",
-                      "Longest batch write so far, in seconds.");
-  mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, p->commit_seconds_max);
-  mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
-  mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(p->store));
-
-  int64_t wm = mtld_watermark_get(p->wm);
-  mtld_metrics_family(b, "mtld_watermark_seconds", "gauge",
-                      "Event-time watermark (Unix seconds; NaN before any event).");
-  mtld_metrics_sample(b, "mtld_watermark_seconds", NULL, wm == INT64_MIN ? NAN : wm / 1000.0);
-
-  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
-  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(p->joiner));
+  if (p->dlq) mtld_deadletter_render_metrics(p->dlq, b);
+  mtld_store_render_metrics(p->store, b);
+  mtld_watermark_render_metrics(p->wm, b);
+  mtld_joiner_render_metrics(p->joiner, b);
   mtld_metrics_family(b, "mtld_samples_released_total", "counter",
                       "Joined samples handed to the trainer, by kind.");
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"impression\"",
@@ -669,13 +547,6 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->samples_by_kind[2]);
 
-  render_trainer_metrics(p, b);
-
-  if (p->src) {
-    mtld_metrics_family(b, "mtld_consumer_lag", "gauge",
-                        "Records behind the partition's high watermark.");
-    mtld_source_foreach_lag(p->src, lag_cb, b);
-    mtld_metrics_family(b, "mtld_source_connected", "gauge", "1 while brokers are reachable.");
-    mtld_metrics_sample(b, "mtld_source_connected", NULL, mtld_source_connected(p->src));
-  }
+  if (p->trainer) mtld_trainer_render_metrics(p->trainer, b);
+  if (p->src) mtld_source_render_metrics(p->src, b);
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
+#include "common/metricstext.h"
 #include "common/status.h"
 
 typedef struct {
@@ -89,6 +90,10 @@ void mtld_source_foreach_lag(mtld_source_t *src,
 /* 1 while the source can reach its brokers (Kafka: no "all brokers down"
  * since the last successful fetch), for STATUS and /healthz. */
 int mtld_source_connected(const mtld_source_t *src);
+
+/* Renders the source's families into b (Prometheus text): the consumer lag
+ * per partition and whether the brokers are reachable. */
+void mtld_source_render_metrics(mtld_source_t *src, mtld_metrics_buf_t *b);
 
 /* Closes: Kafka leaves the group (rd_kafka_consumer_close, which runs the
  * revoke hook) and is destroyed.  NULL is a no-op. */

@@ -1115,3 +1115,8 @@ size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {
   for (int w = 0; w < N_IDX; w++) b += j->idx[w].cap * sizeof(cslot_t);
   return b;
 }
+
+void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
+  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(j));
+}

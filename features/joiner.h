@@ -83,6 +83,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/metricstext.h"
 #include "features/event.h"
 #include "features/features.h"
 #include "features/store.h"
@@ -173,6 +174,9 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
 
 /* Number of pending samples (in memory, including staged ones). */
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
+
+/* Renders the joiner's families into b (Prometheus text): samples pending. */
+void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b);
 
 /* Deadline of the next sample to release (INT64_MAX when none pending). */
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "features/event.h"
+#include "common/metricstext.h"
 #include "features/features.h"
 #include "common/status.h"
 
@@ -159,7 +160,9 @@ size_t mtld_store_batch_events(const mtld_store_t *st);
 size_t mtld_store_batch_bytes(const mtld_store_t *st);
 
 /* Writes the batch atomically (features, raw puts/deletes, offsets) and starts
- * a new one.  On failure the batch is kept (retry) and err says why. */
+ * a new one.  On failure the batch is kept (retry) and err says why.  Each
+ * write is counted and timed for the metrics (an empty batch writes
+ * nothing). */
 mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen);
 
 /* Drops the current batch (e.g. on partition revocation without commit). */
@@ -196,6 +199,11 @@ typedef int (*mtld_store_item_part_fn)(void *ctx, int32_t partition, uint64_t id
 void mtld_store_foreach_item_part(mtld_store_t *st, mtld_store_item_part_fn fn, void *ctx);
 void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_store_item_part_fn fn,
                                      void *ctx);
+
+/* Renders the store's families into b (Prometheus text): write batches
+ * committed and failed, the time to write one (fsync included when the store
+ * syncs), and the on-disk size. */
+void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b);
 
 /* Approximate on-disk size in bytes (live SST + memtables), for metrics. */
 uint64_t mtld_store_size_bytes(mtld_store_t *st);

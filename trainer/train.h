@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/metricstext.h"
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
 #include "trainer/sample.h"
@@ -74,6 +75,12 @@ void mtld_trainer_stats(const mtld_trainer_t *t, mtld_trainer_stats_t *out);
 /* Samples buffered and not yet trained on. */
 int mtld_trainer_pending(const mtld_trainer_t *t);
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
+
+/* Renders the trainer's families into b (Prometheus text): samples trained,
+ * optimiser steps, last loss, memory, the progressive-validation families
+ * (mtld_pvmetrics_render) and the embedding tables' occupancy, admissions
+ * and evictions per field.  Thread: the trainer's owner. */
+void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b);
 
 /* Full state: magic, version, config, counters, buffered samples, model
  * (parameters, optimiser, normaliser, tables), metrics, XXH64 trailer.  The

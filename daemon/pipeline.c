@@ -1,14 +1,13 @@
 /* pipeline.c - decode -> validate -> store -> joiner -> batch commit.
  *
- * Owns the per-batch bookkeeping: which partitions moved to which offsets
+ * Owns the joiner, the de-duplication check, the dead-letter producer and
+ * the per-batch bookkeeping: which partitions moved to which offsets
  * (written into the same RocksDB batch as the state they produced), the
  * counters behind the metrics, and the dead letters that must be durable
  * before a batch moves offsets past them. */
 #include "daemon/pipeline.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,6 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "features/watermark.h"
-#include "trainer/train.h"
 
 #define MAX_PARTS 1024
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
@@ -42,14 +40,12 @@ typedef struct {
 
 struct mtld_pipeline {
   mtld_config_t cfg;
-  mtld_store_t *store;
-  mtld_watermark_t *wm;
+  mtld_store_t *store;  /* borrowed */
+  mtld_watermark_t *wm; /* borrowed */
   mtld_joiner_t *joiner;
   mtld_dedup_t *dedup;
   mtld_deadletter_t *dlq;
   mtld_source_t *src;
-  mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
-  FILE *dump;              /* trainer.dump_samples */
   mtld_sample_sink_fn sink;
   void *sink_ctx;
   void (*revoke_hook)(void *ctx);
@@ -186,53 +182,21 @@ mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
 
 /* ---- life cycle --------------------------------------------------------- */
 
-mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
+mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
+                                mtld_store_t *store, mtld_watermark_t *wm, char *err,
                                 size_t errlen) {
-  return mtld_pipeline_new_with(out, cfg, NULL, err, errlen);
-}
-
-mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t *cfg,
-                                     mtld_trainer_t **trainer, char *err, size_t errlen) {
   mtld_pipeline_t *p = calloc(1, sizeof(*p));
-  if (!p) {
-    if (trainer) mtld_trainer_destroy(*trainer), *trainer = NULL;
-    return MTLD_ERR_NOMEM;
-  }
-  if (trainer) {
-    p->trainer = *trainer; /* ours now, freed with the pipeline even on failure */
-    *trainer = NULL;
-  }
+  if (!p) return MTLD_ERR_NOMEM;
   p->cfg = *cfg;
-  mtld_status_t st =
-      mtld_store_open(&p->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
-  if (st != MTLD_OK) goto fail;
-  st = mtld_watermark_create(&p->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
-  if (st != MTLD_OK) {
-    snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
-    goto fail;
-  }
-  st = mtld_dedup_create(&p->dedup, p->store);
+  p->store = store;
+  p->wm = wm;
+  mtld_status_t st = mtld_dedup_create(&p->dedup, p->store);
   if (st != MTLD_OK) goto fail;
   st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
   if (st != MTLD_OK) goto fail;
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
-  }
-  if (cfg->trainer_enabled && !p->trainer) {
-    st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
-    if (st != MTLD_OK) goto fail;
-  }
-  if (cfg->dump_samples[0]) {
-    p->dump = fopen(cfg->dump_samples, "wb");
-    if (!p->dump) {
-      snprintf(err, errlen, "trainer.dump_samples: %s: %s", cfg->dump_samples, strerror(errno));
-      st = MTLD_ERR_IO;
-      goto fail;
-    }
-    uint32_t hdr[2] = {MTLD_SAMPLE_DUMP_VERSION, (uint32_t)sizeof(mtld_sample_t)};
-    fwrite(MTLD_SAMPLE_DUMP_MAGIC, 1, 8, p->dump);
-    fwrite(hdr, sizeof(hdr), 1, p->dump);
   }
   p->batch_start_mono_ms = mono_ms();
   p->released_wm = INT64_MIN;
@@ -248,14 +212,6 @@ void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), vo
   p->revoke_ctx = ctx;
 }
 
-mtld_store_t *mtld_pipeline_store(mtld_pipeline_t *p) {
-  return p->store;
-}
-
-int64_t mtld_pipeline_watermark(const mtld_pipeline_t *p) {
-  return mtld_watermark_get(p->wm);
-}
-
 void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src) {
   p->src = src;
 }
@@ -268,12 +224,8 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
 void mtld_pipeline_free(mtld_pipeline_t *p) {
   if (!p) return;
   mtld_deadletter_close(p->dlq, 5000);
-  if (p->dump) fclose(p->dump);
-  mtld_trainer_destroy(p->trainer);
   mtld_joiner_destroy(p->joiner);
   mtld_dedup_destroy(p->dedup);
-  mtld_watermark_destroy(p->wm);
-  mtld_store_close(p->store);
   for (int i = 0; i < p->n_parts; i++) free(p->parts[i].topic);
   free(p);
 }
@@ -391,11 +343,6 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
   p->samples_released++;
   if (s->kind >= 1 && s->kind <= 2) p->samples_by_kind[s->kind]++;
-  if (p->trainer && mtld_trainer_observe(p->trainer, s, NULL) != MTLD_OK)
-    mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
-                s->sample_id);
-  if (p->dump && fwrite(s, sizeof(*s), 1, p->dump) != 1)
-    mtld_log_rl(MTLD_LOG_ERR, "dump", "trainer.dump_samples: write failed: %s", strerror(errno));
   if (p->sink) p->sink(p->sink_ctx, s);
 }
 
@@ -441,19 +388,6 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
 }
 
 void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
-  if (p->trainer) {
-    if (cfg->model.lr != p->cfg.model.lr || cfg->model.emb.lr != p->cfg.model.emb.lr) {
-      mtld_trainer_set_lr(p->trainer, cfg->model.lr, cfg->model.emb.lr);
-      p->cfg.model.lr = cfg->model.lr;
-      p->cfg.model.emb.lr = cfg->model.emb.lr;
-    }
-    for (int t = 0; t < cfg->model.n_tasks; t++) {
-      int i = mtld_trainer_task_index(p->trainer, cfg->model.tasks[t].name);
-      if (i < 0 || cfg->model.tasks[t].loss_weight == p->cfg.model.tasks[i].loss_weight) continue;
-      mtld_trainer_set_loss_weight(p->trainer, i, cfg->model.tasks[t].loss_weight);
-      p->cfg.model.tasks[i].loss_weight = cfg->model.tasks[t].loss_weight;
-    }
-  }
   p->cfg.batch_max_events = cfg->batch_max_events;
   p->cfg.batch_max_ms = cfg->batch_max_ms;
   p->cfg.limits = cfg->limits;
@@ -485,31 +419,9 @@ void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
 
 /* ---- metrics ------------------------------------------------------------- */
 
-void mtld_pipeline_report(mtld_pipeline_t *p) {
-  if (!p->trainer) return;
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  if (!f) return;
-  mtld_pvmetrics_print(mtld_trainer_metrics(p->trainer), f, 1);
-  fclose(f);
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
-    mtld_log(MTLD_LOG_INFO, "pv %s", line);
-  free(text);
-}
-
 void mtld_pipeline_end_of_stream(mtld_pipeline_t *p) {
   p->end_of_stream = 1;
   p->batch_records++; /* make the next commit run even with nothing staged */
-}
-
-void mtld_pipeline_finish(mtld_pipeline_t *p) {
-  if (p->trainer) mtld_trainer_flush(p->trainer);
-  if (p->dump) fflush(p->dump);
-}
-
-mtld_trainer_t *mtld_pipeline_trainer(mtld_pipeline_t *p) {
-  return p->trainer;
 }
 
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
@@ -547,6 +459,5 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->samples_by_kind[2]);
 
-  if (p->trainer) mtld_trainer_render_metrics(p->trainer, b);
   if (p->src) mtld_source_render_metrics(p->src, b);
 }

@@ -131,6 +131,16 @@ mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w)
   return st;
 }
 
+void mtld_trainer_apply_reloadable(mtld_trainer_t *t, const mtld_model_config_t *mc) {
+  if (mc->lr != t->cfg.lr || mc->emb.lr != t->cfg.emb.lr)
+    mtld_trainer_set_lr(t, mc->lr, mc->emb.lr);
+  for (int k = 0; k < mc->n_tasks; k++) {
+    int i = mtld_trainer_task_index(t, mc->tasks[k].name);
+    if (i >= 0 && mc->tasks[k].loss_weight != t->cfg.tasks[i].loss_weight)
+      mtld_trainer_set_loss_weight(t, i, mc->tasks[k].loss_weight);
+  }
+}
+
 int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name) {
   for (int k = 0; k < t->cfg.n_tasks; k++)
     if (!strcmp(t->cfg.tasks[k].name, name)) return k;

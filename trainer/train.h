@@ -64,6 +64,11 @@ mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr);
 mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w);
 int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name);
 
+/* Applies the reloadable settings of mc: the learning rates and, matched by
+ * task name, the loss weights (tasks t does not have are ignored; the
+ * architecture is t's own).  Values equal to t's are left alone. */
+void mtld_trainer_apply_reloadable(mtld_trainer_t *t, const mtld_model_config_t *mc);
+
 /* The contiguous parameter buffer (dense then embeddings): borrowed, valid
  * until the next observe/flush/destroy. */
 void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n);

@@ -13,7 +13,8 @@
  *   0  clean stop (signal, or end of a replayed file)
  *   1  configuration invalid (--check-config, start-up, or bad command line)
  *   2  state refused (store built with other feature definitions, cannot open)
- *   3  source failed (Kafka client or event file could not be set up/read)
+ *   3  source failed (Kafka client or event file could not be set up/read,
+ *      or a partition was assigned that the configuration cannot map)
  *   4  runtime failure (store writes failing, shutdown bound exceeded) */
 #include <errno.h>
 #include <getopt.h>
@@ -359,6 +360,12 @@ static int run(daemon_t *d) {
     }
     err[0] = 0;
     for (int i = 0; i < n; i++) mtld_pipeline_process(d->pipe, &recs[i]);
+    if (mtld_pipeline_error(d->pipe, err, sizeof(err)) != MTLD_OK) {
+      /* a partition the configuration cannot map: stop, commit what is good */
+      mtld_log(MTLD_LOG_ERR, "source: %s: stopping", err);
+      rc = EXIT_SOURCE;
+      break;
+    }
     if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
       if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
         mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);

@@ -18,15 +18,14 @@
 #include "daemon/log.h"
 #include "features/dedup.h"
 #include "features/joiner.h"
+#include "features/partition.h"
 #include "features/store.h"
 #include "features/watermark.h"
 
-#define MAX_PARTS 1024
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 
+/* Per partition, by its slot in the partition table. */
 typedef struct {
-  char *topic; /* owned */
-  int32_t partition;
   int64_t next_offset; /* next record to read, as staged */
   int dirty;           /* moved in the current batch */
   int assigned;
@@ -51,9 +50,10 @@ struct mtld_pipeline {
   void (*revoke_hook)(void *ctx);
   void *revoke_ctx;
 
-  part_t parts[MAX_PARTS];
-  int n_parts;
-  int last_part; /* lookup cache */
+  mtld_partition_table_t *ptab; /* (topic, partition) -> slot and partition id */
+  part_t parts[MTLD_PARTITION_TABLE_CAP];
+  mtld_status_t fatal; /* sticky: a partition the configuration cannot map */
+  char fatal_msg[512];
 
   size_t batch_records;
   int64_t batch_start_mono_ms;
@@ -69,6 +69,7 @@ struct mtld_pipeline {
   int n_scen;
   uint64_t other_scen_events[MTLD_N_EVENT_TYPES];
   uint64_t samples_by_kind[3];
+  uint64_t unmapped; /* records of partitions the table refused */
 };
 
 static int64_t mono_ms(void) {
@@ -77,26 +78,25 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition, int create) {
-  if (p->last_part < p->n_parts) {
-    part_t *c = &p->parts[p->last_part];
-    if (c->partition == partition && strcmp(c->topic, topic) == 0) return c;
-  }
-  for (int i = 0; i < p->n_parts; i++) {
-    if (p->parts[i].partition == partition && strcmp(p->parts[i].topic, topic) == 0) {
-      p->last_part = i;
-      return &p->parts[i];
+/* The slot of (topic, partition), added when new.  A partition the
+ * configuration cannot map (partition.h: unknown topic, number or count
+ * beyond the limits) is a fatal error: logged once, kept for
+ * mtld_pipeline_error, and -1 is returned so that nothing of it is staged. */
+static int part_slot(mtld_pipeline_t *p, const char *topic, int32_t partition) {
+  int slot;
+  char err[sizeof(p->fatal_msg)];
+  int n = mtld_partition_table_count(p->ptab);
+  mtld_status_t st = mtld_partition_table_get(p->ptab, topic, partition, &slot, err, sizeof(err));
+  if (st != MTLD_OK) {
+    if (p->fatal == MTLD_OK) {
+      p->fatal = st;
+      snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s", err);
+      mtld_log(MTLD_LOG_ERR, "partition refused: %s", err);
     }
+    return -1;
   }
-  if (!create || p->n_parts == MAX_PARTS) return NULL;
-  part_t *n = &p->parts[p->n_parts];
-  memset(n, 0, sizeof(*n));
-  n->topic = strdup(topic);
-  if (!n->topic) return NULL;
-  n->partition = partition;
-  n->next_offset = -1;
-  p->last_part = p->n_parts++;
-  return n;
+  if (slot == n) p->parts[slot] = (part_t){.next_offset = -1};
+  return slot;
 }
 
 /* ---- source hooks ------------------------------------------------------ */
@@ -110,8 +110,9 @@ static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition
 
 static void hook_assigned(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms) {
   mtld_pipeline_t *p = ctx;
-  part_t *pt = part_get(p, topic, partition, 1);
-  if (pt) pt->assigned = 1;
+  int slot = part_slot(p, topic, partition);
+  if (slot < 0) return; /* refused: the daemon stops (mtld_pipeline_error) */
+  p->parts[slot].assigned = 1;
   mtld_watermark_assign(p->wm, topic, partition, max_time_ms);
 }
 
@@ -126,13 +127,15 @@ static void reload_joiner(mtld_pipeline_t *p) {
 static void drop_batch(mtld_pipeline_t *p) {
   mtld_store_rollback(p->store);
   reload_joiner(p);
-  for (int i = 0; i < p->n_parts; i++) {
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
     part_t *pt = &p->parts[i];
     pt->dirty = 0;
     if (!pt->assigned) continue;
+    const char *topic = mtld_partition_table_topic(p->ptab, i);
+    int32_t partition = mtld_partition_table_partition(p->ptab, i);
     int64_t next, max_time = INT64_MIN;
-    mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time);
-    mtld_watermark_assign(p->wm, pt->topic, pt->partition, max_time);
+    mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
+    mtld_watermark_assign(p->wm, topic, partition, max_time);
   }
   p->batch_records = 0;
   p->dlq_pending = 0;
@@ -167,8 +170,8 @@ static void hook_revoke_begin(void *ctx, int lost) {
 
 static void hook_revoke_partition(void *ctx, const char *topic, int32_t partition) {
   mtld_pipeline_t *p = ctx;
-  part_t *pt = part_get(p, topic, partition, 0);
-  if (pt) pt->assigned = 0;
+  int slot;
+  if (mtld_partition_table_find(p->ptab, topic, partition, &slot)) p->parts[slot].assigned = 0;
   mtld_watermark_revoke(p->wm, topic, partition);
 }
 
@@ -190,7 +193,20 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
   p->cfg = *cfg;
   p->store = store;
   p->wm = wm;
-  mtld_status_t st = mtld_dedup_create(&p->dedup, p->store);
+  /* The topics partition ids are made from: source.topics in order, or the
+   * one topic a file source reads. */
+  char file_topic[sizeof(cfg->source_file) + 8];
+  const char *topics[MTLD_MAX_TOPICS];
+  int n_topics = cfg->n_topics;
+  for (int i = 0; i < n_topics; i++) topics[i] = cfg->topics[i];
+  if (cfg->source_type == MTLD_SOURCE_FILE) {
+    mtld_source_file_topic(cfg, file_topic, sizeof(file_topic));
+    topics[0] = file_topic;
+    n_topics = 1;
+  }
+  mtld_status_t st = mtld_partition_table_create(&p->ptab, topics, n_topics, err, errlen);
+  if (st != MTLD_OK) goto fail;
+  st = mtld_dedup_create(&p->dedup, p->store);
   if (st != MTLD_OK) goto fail;
   st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
   if (st != MTLD_OK) goto fail;
@@ -226,7 +242,7 @@ void mtld_pipeline_free(mtld_pipeline_t *p) {
   mtld_deadletter_close(p->dlq, 5000);
   mtld_joiner_destroy(p->joiner);
   mtld_dedup_destroy(p->dedup);
-  for (int i = 0; i < p->n_parts; i++) free(p->parts[i].topic);
+  mtld_partition_table_destroy(p->ptab);
   free(p);
 }
 
@@ -256,17 +272,6 @@ static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r
   p->dlq_pending++;
 }
 
-/* The joiner orders samples by (time, partition, offset): with several
- * topics the partition it sees is (topic index << 16 | partition), the
- * topic index being the topic's place in source.topics (stable across
- * restarts as long as the list is). */
-static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *rec) {
-  int32_t t = 0;
-  for (int i = 0; i < p->cfg.n_topics; i++)
-    if (strcmp(p->cfg.topics[i], rec->topic) == 0) t = i;
-  return (t << 16) | (rec->partition & 0xffff);
-}
-
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
@@ -274,10 +279,16 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
+  int slot = part_slot(p, rec->topic, rec->partition);
+  if (slot < 0) { /* refused: nothing of it is staged, the daemon stops */
+    p->unmapped++;
+    return;
+  }
+  part_t *pt = &p->parts[slot];
+  mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
   p->records++;
   p->batch_records++;
-  part_t *pt = part_get(p, rec->topic, rec->partition, 1);
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
                                       p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
@@ -298,9 +309,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_user_features_t ub;
     mtld_item_features_t ib;
     mtld_status_t st =
-        seen == MTLD_ERR_NOTFOUND
-            ? mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib)
-            : seen;
+        seen == MTLD_ERR_NOTFOUND ? mtld_store_apply_part(p->store, &ev, pid, &ub, &ib) : seen;
     if (st == MTLD_OK && p->cfg.limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
@@ -310,7 +319,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
                (int)rec->partition, rec->offset, mtld_status_str(st));
     } else {
       mtld_watermark_observe(p->wm, rec->topic, rec->partition, ev.time_ms);
-      st = mtld_joiner_on_event(p->joiner, &ev, joiner_partition(p, rec), rec->offset, &ub, &ib);
+      st = mtld_joiner_on_event(p->joiner, &ev, pid, rec->offset, &ub, &ib);
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
@@ -323,10 +332,8 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
         p->other_scen_events[ev.type - 1]++;
     }
   }
-  if (pt) {
-    pt->next_offset = rec->offset + 1;
-    pt->dirty = 1;
-  }
+  pt->next_offset = rec->offset + 1;
+  pt->dirty = 1;
   mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset + 1,
                         mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
 }
@@ -371,15 +378,15 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   p->batch_records = 0;
 
   /* Durable: tell Kafka (for lag monitoring only). */
-  const char *topics[MAX_PARTS];
-  int32_t parts[MAX_PARTS];
-  int64_t offs[MAX_PARTS];
+  const char *topics[MTLD_PARTITION_TABLE_CAP];
+  int32_t parts[MTLD_PARTITION_TABLE_CAP];
+  int64_t offs[MTLD_PARTITION_TABLE_CAP];
   int n = 0;
-  for (int i = 0; i < p->n_parts; i++) {
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
     if (!p->parts[i].dirty) continue;
     p->parts[i].dirty = 0;
-    topics[n] = p->parts[i].topic;
-    parts[n] = p->parts[i].partition;
+    topics[n] = mtld_partition_table_topic(p->ptab, i);
+    parts[n] = mtld_partition_table_partition(p->ptab, i);
     offs[n] = p->parts[i].next_offset;
     n++;
   }
@@ -406,6 +413,11 @@ void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
     snprintf(p->cfg.dead_letter_topic, sizeof(p->cfg.dead_letter_topic), "%s",
              cfg->dead_letter_topic);
   }
+}
+
+mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen) {
+  if (p->fatal != MTLD_OK) snprintf(err, errlen, "%s", p->fatal_msg);
+  return p->fatal;
 }
 
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
@@ -441,6 +453,12 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)}, {"scenario", "_other"}};
     mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->other_scen_events[t]);
   }
+
+  mtld_metrics_family(b, "mtld_records_unmapped_total", "counter",
+                      "Records of partitions the configuration cannot map (topic not in "
+                      "source.topics, partition number or count beyond the limits): not "
+                      "processed, mtld stops.");
+  mtld_metrics_sample(b, "mtld_records_unmapped_total", NULL, (double)p->unmapped);
 
   mtld_metrics_family(b, "mtld_events_rejected_total", "counter",
                       "Records rejected, by reason (sent to the dead-letter topic if set).");

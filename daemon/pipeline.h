@@ -52,7 +52,9 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
 
 /* Processes one record: a good event updates features and the joiner; a bad
  * one is counted by reason, logged (rate-limited) and sent to the dead-letter
- * topic.  Either way the record's offset joins the batch. */
+ * topic.  Either way the record's offset joins the batch.  A record of a
+ * partition the configuration cannot map is not processed (counted; see
+ * mtld_pipeline_error). */
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
 
 /* 1 when the batch should be committed now: batch_max_events staged, or the
@@ -76,6 +78,13 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);
 /* The source ended (a replayed file): nothing more will arrive, so the next
  * commit releases every pending sample whatever the watermark says. */
 void mtld_pipeline_end_of_stream(mtld_pipeline_t *p);
+
+/* MTLD_OK, or the fatal error that stops the daemon (err says why): a
+ * partition was assigned, or a record arrived from one, that the
+ * configuration cannot map to a partition id (features/partition.h: topic
+ * not in source.topics, partition number above 65535, more partitions than
+ * one mtld holds).  Nothing of such a partition is staged. */
+mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen);
 
 /* Totals for STATUS= lines and tests. */
 typedef struct {

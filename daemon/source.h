@@ -66,6 +66,9 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
 mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg,
                                    const mtld_source_hooks_t *hooks, char *err, size_t errlen);
 
+/* The topic name a file source gives its records: "file:<source.file>". */
+void mtld_source_file_topic(const mtld_config_t *cfg, char *out, size_t outlen);
+
 /* Fills up to max records, waiting at most timeout_ms for the first.  Records
  * stay valid until the next call.  Returns the count (0 on timeout), or -1
  * when a file source reached its end (nothing more will come).  A framing

@@ -758,9 +758,10 @@ mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen) {
 /* ---- events ---- */
 
 void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
-                               const mtld_event_t *ev, int32_t partition, int64_t offset,
-                               const mtld_user_features_t *u, const mtld_item_features_t *it,
-                               uint64_t item_id, uint64_t category_id, int with_position) {
+                               const mtld_event_t *ev, mtld_partition_id_t partition,
+                               int64_t offset, const mtld_user_features_t *u,
+                               const mtld_item_features_t *it, uint64_t item_id,
+                               uint64_t category_id, int with_position) {
   memset(s, 0, sizeof *s);
   s->sample_id = ev->event_id;
   s->time_ms = ev->time_ms;
@@ -1007,8 +1008,9 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   return ring_push(j, &j->rings[r], ev->item_id);
 }
 
-mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
-                                   int64_t offset, const mtld_user_features_t *user_before,
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                                   mtld_partition_id_t partition, int64_t offset,
+                                   const mtld_user_features_t *user_before,
                                    const mtld_item_features_t *item_before) {
   mtld_sample_t s;
   mtld_status_t rc = MTLD_OK;

@@ -25,6 +25,14 @@ mtld_partition_id_t mtld_partition_id(int topic_index, int32_t partition) {
   return (mtld_partition_id_t)((topic_index << 16) | partition);
 }
 
+int mtld_partition_id_topic(mtld_partition_id_t id) {
+  return (int)(id >> 16);
+}
+
+int32_t mtld_partition_id_number(mtld_partition_id_t id) {
+  return id & 0xffff;
+}
+
 mtld_status_t mtld_partition_table_create(mtld_partition_table_t **out, const char *const *topics,
                                           int n_topics, char *err, size_t errlen) {
   if (n_topics < 1 || n_topics > MTLD_PARTITION_MAX_TOPICS) {

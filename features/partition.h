@@ -37,6 +37,10 @@ typedef struct mtld_partition_table mtld_partition_table_t;
  * 0..MTLD_PARTITION_MAX). */
 mtld_partition_id_t mtld_partition_id(int topic_index, int32_t partition);
 
+/* The topic index and the partition number an id was made of. */
+int mtld_partition_id_topic(mtld_partition_id_t id);
+int32_t mtld_partition_id_number(mtld_partition_id_t id);
+
 /* Creates a table over n_topics topic names (copied; index = place in the
  * list).  MTLD_OK and *out; MTLD_ERR_INVALID (no topic, too many, an empty
  * or repeated name) or MTLD_ERR_NOMEM, with err set. */

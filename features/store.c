@@ -543,7 +543,8 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
   return f;
 }
 
-mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev,
+                                    mtld_partition_id_t partition,
                                     mtld_user_features_t *user_before,
                                     mtld_item_features_t *item_before) {
   if (st->readonly) {
@@ -615,8 +616,8 @@ mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_
   return get_entity(st, MTLD_CF_ITEM, 0, item_id, out);
 }
 
-mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
-                                       mtld_item_features_t *out) {
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, mtld_partition_id_t partition,
+                                       uint64_t item_id, mtld_item_features_t *out) {
   if (partition < 0) return MTLD_ERR_NOTFOUND;
   return get_entity(st, MTLD_CF_ITEM_PART, partition, item_id, out);
 }

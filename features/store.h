@@ -40,6 +40,7 @@
 #include "features/event.h"
 #include "common/metricstext.h"
 #include "features/features.h"
+#include "features/partition.h"
 #include "common/status.h"
 
 typedef struct mtld_store mtld_store_t;
@@ -90,12 +91,13 @@ void mtld_store_close(mtld_store_t *st);
  * into *user_before / *item_before (either may be NULL): the point-in-time
  * read the joiner needs; *item_before is the partition's view of the item
  * (item_view = partition) or the global one (item_view = global).
- * `partition` is the number the joiner orders by (unique across topics;
- * see joiner.h), >= 0.  Returns MTLD_OK; MTLD_ERR_INVALID for a type
+ * `partition` is the partition id (features/partition.h: unique across
+ * topics, the number the joiner orders by), >= 0.  Returns MTLD_OK; MTLD_ERR_INVALID for a type
  * outside 1..5, a negative partition or a read-only store; MTLD_ERR_IO /
  * MTLD_ERR_CORRUPT when reading the DB failed (nothing staged;
  * mtld_store_last_error() says why). */
-mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev,
+                                    mtld_partition_id_t partition,
                                     mtld_user_features_t *user_before,
                                     mtld_item_features_t *item_before);
 
@@ -175,8 +177,8 @@ mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_
 /* Reads committed+staged features of an item as seen by one partition
  * (item_view = partition).  MTLD_ERR_NOTFOUND when that partition never saw
  * the item, and always with item_view = global (nothing is kept). */
-mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
-                                       mtld_item_features_t *out);
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, mtld_partition_id_t partition,
+                                       uint64_t item_id, mtld_item_features_t *out);
 
 /* Iterates committed users / items in key order (inspect tool, tests);
  * stops when fn returns non-zero.  Undecodable entries are skipped and
@@ -194,7 +196,7 @@ void mtld_store_foreach_item(mtld_store_t *st,
  * (a seek per partition that holds data, not a scan).  Stops when fn
  * returns non-zero; undecodable entries are skipped and reported through
  * mtld_store_last_error(). */
-typedef int (*mtld_store_item_part_fn)(void *ctx, int32_t partition, uint64_t id,
+typedef int (*mtld_store_item_part_fn)(void *ctx, mtld_partition_id_t partition, uint64_t id,
                                        const mtld_item_features_t *f);
 void mtld_store_foreach_item_part(mtld_store_t *st, mtld_store_item_part_fn fn, void *ctx);
 void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_store_item_part_fn fn,

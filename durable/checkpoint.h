@@ -153,13 +153,4 @@ mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_pa
                                       mtld_trainer_t **trainer, mtld_checkpoint_meta_t *meta_out,
                                       char *err, size_t errlen);
 
-/* Removes a directory tree (temp dirs, pruned checkpoints).  0 or -1. */
-int mtld_rmtree(const char *path);
-
-/* Creates a directory and its missing parents (mode 0755).  0 or -1 (errno). */
-int mtld_mkdir_p(const char *path);
-
-/* fsyncs a directory (after a rename or create in it).  0 or -1. */
-int mtld_fsync_dir(const char *path);
-
 #endif

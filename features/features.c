@@ -8,6 +8,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "trainer/sample.h"
 
 #define FEATURES_ENC_VERSION 1
@@ -35,20 +36,20 @@ static void put_u8(wbuf_t *w, uint8_t v) {
 
 static void put_u32(wbuf_t *w, uint32_t v) {
   uint8_t b[4];
-  for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+  mtld_put_le32(b, v);
   put_bytes(w, b, 4);
 }
 
 static void put_u64(wbuf_t *w, uint64_t v) {
   uint8_t b[8];
-  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+  mtld_put_le64(b, v);
   put_bytes(w, b, 8);
 }
 
 static void put_f64(wbuf_t *w, double v) {
-  uint64_t u;
-  memcpy(&u, &v, 8);
-  put_u64(w, u);
+  uint8_t b[8];
+  mtld_put_f64(b, v);
+  put_bytes(w, b, 8);
 }
 
 typedef struct {
@@ -74,25 +75,17 @@ static uint8_t get_u8(rbuf_t *r) {
 
 static uint32_t get_u32(rbuf_t *r) {
   const uint8_t *q = get_bytes(r, 4);
-  uint32_t v = 0;
-  if (q)
-    for (int i = 0; i < 4; i++) v |= (uint32_t)q[i] << (8 * i);
-  return v;
+  return q ? mtld_get_le32(q) : 0;
 }
 
 static uint64_t get_u64(rbuf_t *r) {
   const uint8_t *q = get_bytes(r, 8);
-  uint64_t v = 0;
-  if (q)
-    for (int i = 0; i < 8; i++) v |= (uint64_t)q[i] << (8 * i);
-  return v;
+  return q ? mtld_get_le64(q) : 0;
 }
 
 static double get_f64(rbuf_t *r) {
-  uint64_t u = get_u64(r);
-  double v;
-  memcpy(&v, &u, 8);
-  return v;
+  const uint8_t *q = get_bytes(r, 8);
+  return q ? mtld_get_f64(q) : 0;
 }
 
 /* ---- definitions ---- */

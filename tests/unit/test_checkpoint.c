@@ -18,6 +18,7 @@
 #include "tests/unit/check.h"
 #include "durable/checkpoint.h"
 #include "trainer/train.h"
+#include "common/fs.h"
 
 #define T0 1600000000000LL
 #define ROUNDS 5

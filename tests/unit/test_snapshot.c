@@ -15,6 +15,7 @@
 #include "durable/checkpoint.h"
 #include "trainer/sampledump.h"
 #include "durable/snapshot.h"
+#include "common/fs.h"
 
 typedef struct {
   uint64_t s;

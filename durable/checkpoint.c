@@ -1,15 +1,14 @@
 /* checkpoint.c - checkpoint directories: begin, commit, find the newest valid
- * one, restore (see checkpoint.h).  Plain POSIX file operations: this file
- * knows the layout, not RocksDB (the store writes store/ itself). */
+ * one, restore (see checkpoint.h).  This file knows the checkpoint's layout;
+ * what is inside store/ is the store's business (features/store.h writes,
+ * recognises and restores it). */
 #define _GNU_SOURCE
 #include "durable/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <xxhash.h>
 
 #include "common/fs.h"
+#include "features/store.h"
 
 #define PREFIX "checkpoint-"
 #define TMP_SUFFIX ".tmp"
@@ -394,8 +394,13 @@ mtld_status_t mtld_checkpoint_commit(const char *root, uint64_t id, int keep, ch
   char final[PATH_MAX], tmp[PATH_MAX], part[PATH_MAX];
   entry_path(final, sizeof final, root, id, 0);
   entry_path(tmp, sizeof tmp, root, id, 1);
-  static const char *const parts[3] = {"store/CURRENT", "trainer.bin", "meta"};
-  for (int i = 0; i < 3; i++) {
+  mtld_pathf(part, sizeof part, "%s/store", tmp);
+  if (!mtld_store_dir_present(part)) {
+    snprintf(err, errlen, "checkpoint commit: the store in %s is missing", part);
+    return MTLD_ERR_INVALID;
+  }
+  static const char *const parts[2] = {"trainer.bin", "meta"};
+  for (int i = 0; i < 2; i++) {
     mtld_pathf(part, sizeof part, "%s/%s", tmp, parts[i]);
     if (!mtld_exists(part)) {
       snprintf(err, errlen, "checkpoint commit: %s is missing", part);
@@ -481,9 +486,9 @@ static int checkpoint_ok(const char *dir, uint64_t id, char *why, size_t whylen)
     snprintf(why, whylen, "no COMPLETE marker (interrupted write)");
     return 0;
   }
-  mtld_pathf(p, sizeof p, "%s/store/CURRENT", dir);
-  if (!mtld_exists(p)) {
-    snprintf(why, whylen, "store/CURRENT is missing");
+  mtld_pathf(p, sizeof p, "%s/store", dir);
+  if (!mtld_store_dir_present(p)) {
+    snprintf(why, whylen, "the store in store/ is missing");
     return 0;
   }
   mtld_checkpoint_meta_t m;
@@ -531,38 +536,6 @@ mtld_status_t mtld_checkpoint_latest(const char *root, uint64_t *id, char *path,
 
 /* ---- restore -------------------------------------------------------------- */
 
-static int has_suffix(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
-
-/* Copies the tree src into the new directory dst; *.sst files are
- * hard-linked when the filesystem allows it. */
-static int copy_tree(const char *src, const char *dst) {
-  if (mkdir(dst, 0755) != 0) return -1;
-  DIR *d = opendir(src);
-  if (!d) return -1;
-  struct dirent *de;
-  int rc = 0;
-  char s[PATH_MAX], t[PATH_MAX];
-  while (rc == 0 && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    mtld_pathf(s, sizeof s, "%s/%s", src, de->d_name);
-    mtld_pathf(t, sizeof t, "%s/%s", dst, de->d_name);
-    struct stat sb;
-    if (lstat(s, &sb) != 0) {
-      rc = -1;
-    } else if (S_ISDIR(sb.st_mode)) {
-      rc = copy_tree(s, t);
-    } else if (S_ISREG(sb.st_mode)) {
-      if (!has_suffix(de->d_name, ".sst") || link(s, t) != 0) rc = mtld_copy_file(s, t);
-    }
-  }
-  closedir(d);
-  if (rc == 0) rc = mtld_fsync_dir(dst);
-  return rc;
-}
-
 mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_path,
                                       mtld_trainer_t **trainer, mtld_checkpoint_meta_t *meta_out,
                                       char *err, size_t errlen) {
@@ -586,36 +559,14 @@ mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_pa
     return st;
   }
   if (store_path) {
-    char src[PATH_MAX], stage[PATH_MAX], old[PATH_MAX], parent[PATH_MAX];
+    char src[PATH_MAX], why[512];
     mtld_pathf(src, sizeof src, "%s/store", ckpt_dir);
-    mtld_pathf(stage, sizeof stage, "%s.restore.tmp", store_path);
-    mtld_pathf(old, sizeof old, "%s.old", store_path);
-    mtld_pathf(parent, sizeof parent, "%s", store_path);
-    const char *pdir = dirname(parent);
-    const char *what = NULL;
-    if (mtld_rmtree(stage) != 0 || mtld_rmtree(old) != 0)
-      what = "cannot clear leftovers of an earlier restore";
-    else if (copy_tree(src, stage) != 0)
-      what = "cannot copy the checkpoint's store";
-    else if (mtld_exists(store_path) && rename(store_path, old) != 0)
-      what = "cannot move the live store aside";
-    else if (rename(stage, store_path) != 0) {
-      what = "cannot move the restored store into place";
-      int e = errno;
-      rename(old, store_path); /* put the live one back */
-      errno = e;
-    } else if (mtld_fsync_dir(pdir) != 0)
-      what = "cannot fsync the store's parent directory";
-    if (what) {
-      snprintf(err, errlen, "restore %s into %s: %s: %s", ckpt_dir, store_path, what,
-               strerror(errno));
-      mtld_rmtree(stage);
+    if ((st = mtld_store_restore_dir(src, store_path, why, sizeof why)) != MTLD_OK) {
+      snprintf(err, errlen, "restore %s into %s: %s", ckpt_dir, store_path, why);
       mtld_trainer_destroy(t);
       mtld_checkpoint_meta_free(&meta);
-      return MTLD_ERR_IO;
+      return st;
     }
-    mtld_rmtree(old);
-    mtld_fsync_dir(pdir);
   }
   *trainer = t;
   if (meta_out) *meta_out = meta;

@@ -395,12 +395,12 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   mc->pv_max_scenarios = c->pv_max_scenarios;
 
   /* features, normaliser */
-  const mtld_snapshot_features_t *fd = &s->meta.features;
+  const mtld_feature_def_t *fd = &s->meta.features;
   Mtld__SnapshotFeatures *fe = &b->feat;
   mtld__snapshot_features__init(fe);
-  int nh = fd->n_half_lives < 0                              ? 0
-           : fd->n_half_lives > MTLD_SNAPSHOT_MAX_HALF_LIVES ? MTLD_SNAPSHOT_MAX_HALF_LIVES
-                                                             : fd->n_half_lives;
+  int nh = fd->n_half_lives < 0                     ? 0
+           : fd->n_half_lives > MTLD_MAX_HALF_LIVES ? MTLD_MAX_HALF_LIVES
+                                                    : fd->n_half_lives;
   fe->n_half_life_s = (size_t)nh;
   fe->half_life_s = (double *)fd->half_life_s;
   fe->seq_len = (uint32_t)fd->seq_len;
@@ -408,8 +408,8 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   fe->ctr_prior = fd->ctr_prior;
   fe->cvr_prior = fd->cvr_prior;
   fe->cart_prior = fd->cart_prior;
-  fe->schema_hash = fd->schema_hash;
-  fe->n_dense = (uint32_t)fd->n_dense;
+  fe->schema_hash = s->meta.schema_hash;
+  fe->n_dense = (uint32_t)s->meta.n_dense;
   fe->item_view = fd->item_view;
   Mtld__SnapshotNormalizer *no = &b->norm;
   mtld__snapshot_normalizer__init(no);
@@ -895,15 +895,15 @@ static void info_from_header(mtld_snapshot_info_t *info, const Mtld__SnapshotHea
   const Mtld__SnapshotFeatures *fe = h->features;
   if (fe) {
     m->features.n_half_lives = (int)fe->n_half_life_s;
-    for (size_t i = 0; i < fe->n_half_life_s && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
+    for (size_t i = 0; i < fe->n_half_life_s && i < MTLD_MAX_HALF_LIVES; i++)
       m->features.half_life_s[i] = fe->half_life_s[i];
     m->features.seq_len = (int)fe->seq_len;
     m->features.prior_strength = fe->prior_strength;
     m->features.ctr_prior = fe->ctr_prior;
     m->features.cvr_prior = fe->cvr_prior;
     m->features.cart_prior = fe->cart_prior;
-    m->features.schema_hash = fe->schema_hash;
-    m->features.n_dense = (int)fe->n_dense;
+    m->schema_hash = fe->schema_hash;
+    m->n_dense = (int)fe->n_dense;
     m->features.item_view = fe->item_view;
   }
 }

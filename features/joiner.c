@@ -50,7 +50,7 @@ static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t off
 #define ENC_LABELS 12
 #define ENC_FIXED 76
 #define ENC_MAX                                                                                    \
-  (ENC_FIXED + 1 + MTLD_SCENARIO_NAME_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 + \
+  (ENC_FIXED + 1 + MTLD_SCENARIO_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 +      \
    16 * MTLD_MAX_SAMPLE_SEQ)
 
 static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id,
@@ -69,7 +69,7 @@ static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id
   mtld_put_le64(b + 60, (uint64_t)s->offset);
   mtld_put_le64(b + 68, s->scenario_id);
   size_t n = ENC_FIXED;
-  size_t sl = strnlen(s->scenario, MTLD_SCENARIO_NAME_MAX - 1);
+  size_t sl = strnlen(s->scenario, MTLD_SCENARIO_MAX - 1);
   b[n++] = (uint8_t)sl;
   memcpy(b + n, s->scenario, sl);
   n += sl;
@@ -103,7 +103,7 @@ static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t 
   s->scenario_id = mtld_get_le64(b + 68);
   size_t n = ENC_FIXED;
   size_t sl = b[n++];
-  if (sl >= MTLD_SCENARIO_NAME_MAX || n + sl + 1 > len) return MTLD_ERR_CORRUPT;
+  if (sl >= MTLD_SCENARIO_MAX || n + sl + 1 > len) return MTLD_ERR_CORRUPT;
   memcpy(s->scenario, b + n, sl);
   n += sl;
   s->n_fields = b[n++];
@@ -728,7 +728,7 @@ void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
   s->fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(ev->time_ms);
   s->scenario_id = ev->scenario_id;
   size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
-  if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
+  if (sl >= MTLD_SCENARIO_MAX) sl = MTLD_SCENARIO_MAX - 1;
   memcpy(s->scenario, ev->scenario, sl);
   int n = mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */

@@ -15,15 +15,21 @@
  * (8 bytes LE each). */
 #include "features/store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <rocksdb/c.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "common/bytes.h"
+#include "common/fs.h"
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
 static const char *const cf_names[N_CF] = {"default", "user",      "item", "pending",
@@ -449,10 +455,6 @@ const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {
 
 const char *mtld_store_last_error(const mtld_store_t *st) {
   return st->errbuf;
-}
-
-void *mtld_store_rocksdb(mtld_store_t *st) {
-  return st->db;
 }
 
 /* ---- features in the batch ---- */
@@ -1041,5 +1043,80 @@ mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err
     rocksdb_free(e);
     return MTLD_ERR_IO;
   }
+  return MTLD_OK;
+}
+
+/* ---- the store's directory (checkpoints, restore) ----------------------- */
+
+int mtld_store_dir_present(const char *dir) {
+  char p[PATH_MAX];
+  return mtld_pathf(p, sizeof p, "%s/CURRENT", dir) == 0 && mtld_exists(p);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+  size_t a = strlen(s), b = strlen(suf);
+  return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* Copies the tree src into the new directory dst; SST files (immutable once
+ * written) are hard-linked when the filesystem allows it. */
+static int copy_tree(const char *src, const char *dst) {
+  if (mkdir(dst, 0755) != 0) return -1;
+  DIR *d = opendir(src);
+  if (!d) return -1;
+  struct dirent *de;
+  int rc = 0;
+  char s[PATH_MAX], t[PATH_MAX];
+  while (rc == 0 && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    if (mtld_pathf(s, sizeof s, "%s/%s", src, de->d_name) != 0 ||
+        mtld_pathf(t, sizeof t, "%s/%s", dst, de->d_name) != 0) {
+      errno = ENAMETOOLONG;
+      rc = -1;
+      break;
+    }
+    struct stat sb;
+    if (lstat(s, &sb) != 0) {
+      rc = -1;
+    } else if (S_ISDIR(sb.st_mode)) {
+      rc = copy_tree(s, t);
+    } else if (S_ISREG(sb.st_mode)) {
+      if (!has_suffix(de->d_name, ".sst") || link(s, t) != 0) rc = mtld_copy_file(s, t);
+    }
+  }
+  closedir(d);
+  if (rc == 0) rc = mtld_fsync_dir(dst);
+  return rc;
+}
+
+mtld_status_t mtld_store_restore_dir(const char *src, const char *path, char *err, size_t errlen) {
+  MTLD_CHECK_DIR_LEN(src);
+  MTLD_CHECK_DIR_LEN(path);
+  char stage[PATH_MAX], old[PATH_MAX], parent[PATH_MAX];
+  mtld_pathf(stage, sizeof stage, "%s.restore.tmp", path);
+  mtld_pathf(old, sizeof old, "%s.old", path);
+  mtld_pathf(parent, sizeof parent, "%s", path);
+  const char *pdir = dirname(parent);
+  const char *what = NULL;
+  if (mtld_rmtree(stage) != 0 || mtld_rmtree(old) != 0)
+    what = "cannot clear leftovers of an earlier restore";
+  else if (copy_tree(src, stage) != 0)
+    what = "cannot copy the checkpoint's store";
+  else if (mtld_exists(path) && rename(path, old) != 0)
+    what = "cannot move the live store aside";
+  else if (rename(stage, path) != 0) {
+    what = "cannot move the restored store into place";
+    int e = errno;
+    rename(old, path); /* put the live one back */
+    errno = e;
+  } else if (mtld_fsync_dir(pdir) != 0)
+    what = "cannot fsync the store's parent directory";
+  if (what) {
+    snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    mtld_rmtree(stage);
+    return MTLD_ERR_IO;
+  }
+  mtld_rmtree(old);
+  mtld_fsync_dir(pdir);
   return MTLD_OK;
 }

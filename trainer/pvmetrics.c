@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/model.h" /* MTLD_NAME_MAX */
+
 #define LOGIT_RANGE 16.0 /* histogram spans logits in [-16, 16] */
 
 typedef struct {
@@ -19,11 +21,11 @@ typedef struct {
 struct mtld_pvmetrics {
   int n_tasks;
   int *is_reg;
-  char (*task_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  char (*task_name)[MTLD_NAME_MAX];
   uint32_t window;
   int max_scen, n_scen, other_used;
   uint64_t *scen_id;
-  char (*scen_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  char (*scen_name)[MTLD_SCENARIO_MAX];
   pv_acc_t *acc; /* [n_tasks][max_scen + 2]: all, scenarios..., other */
 };
 
@@ -53,7 +55,7 @@ mtld_status_t mtld_pvmetrics_create(mtld_pvmetrics_t **out, int n_tasks, const i
   if (!m->is_reg || !m->task_name || !m->scen_id || !m->scen_name || !m->acc) goto nomem;
   for (int t = 0; t < n_tasks; t++) {
     m->is_reg[t] = is_regression[t] != 0;
-    snprintf(m->task_name[t], MTLD_PV_SCENARIO_NAME_MAX, "%s", names[t]);
+    snprintf(m->task_name[t], MTLD_NAME_MAX, "%s", names[t]);
   }
   *out = m;
   return MTLD_OK;
@@ -86,10 +88,9 @@ int mtld_pvmetrics_scenario(mtld_pvmetrics_t *m, uint64_t scenario_id, const cha
   if (m->n_scen < m->max_scen) {
     m->scen_id[m->n_scen] = scenario_id;
     if (name && name[0])
-      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%s", name);
+      snprintf(m->scen_name[m->n_scen], MTLD_SCENARIO_MAX, "%s", name);
     else
-      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%llu",
-               (unsigned long long)scenario_id);
+      snprintf(m->scen_name[m->n_scen], MTLD_SCENARIO_MAX, "%llu", (unsigned long long)scenario_id);
     return m->n_scen++;
   }
   m->other_used = 1;
@@ -294,7 +295,7 @@ void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
   }
   mtld_rd_bytes(r, m->scen_id, sizeof(uint64_t) * (size_t)m->n_scen);
   mtld_rd_bytes(r, m->scen_name, sizeof(*m->scen_name) * (size_t)m->n_scen);
-  for (int i = 0; i < m->n_scen; i++) m->scen_name[i][MTLD_PV_SCENARIO_NAME_MAX - 1] = 0;
+  for (int i = 0; i < m->n_scen; i++) m->scen_name[i][MTLD_SCENARIO_MAX - 1] = 0;
   for (size_t i = 0; i < (size_t)m->n_tasks * (m->max_scen + 2) && r->st == MTLD_OK; i++) {
     pv_acc_t *a = &m->acc[i];
     MTLD_RD(r, a->n);

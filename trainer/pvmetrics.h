@@ -15,12 +15,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/limits.h" /* MTLD_SCENARIO_MAX */
 #include "trainer/serial.h"
 #include "common/status.h"
 
 #define MTLD_PV_BINS 10000
 #define MTLD_PV_ALL (-1) /* scenario index meaning "every scenario" */
-#define MTLD_PV_SCENARIO_NAME_MAX 32
 
 typedef struct mtld_pvmetrics mtld_pvmetrics_t;
 

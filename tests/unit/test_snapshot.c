@@ -111,8 +111,8 @@ static void fill_meta(mtld_snapshot_meta_t *m, mtld_source_offset_t *offs) {
   m->features.ctr_prior = 0.05;
   m->features.cvr_prior = 0.02;
   m->features.cart_prior = 0.05;
-  m->features.schema_hash = 0x1234567890abcdefULL;
-  m->features.n_dense = 45;
+  m->schema_hash = 0x1234567890abcdefULL;
+  m->n_dense = 45;
   m->features.item_view = 1;
   m->created_ms = 1700000000123;
   m->watermark_ms = 1999999;
@@ -286,8 +286,8 @@ static void test_header_and_capture(void) {
     CHECK(info.meta.offsets[1].partition == 3 && info.meta.offsets[1].max_time_ms == 1999000);
   }
   CHECK(info.meta.features.n_half_lives == 3 && info.meta.features.half_life_s[2] == 604800);
-  CHECK(info.meta.features.schema_hash == 0x1234567890abcdefULL);
-  CHECK(info.meta.features.n_dense == 45 && info.meta.features.ctr_prior == 0.05);
+  CHECK(info.meta.schema_hash == 0x1234567890abcdefULL);
+  CHECK(info.meta.n_dense == 45 && info.meta.features.ctr_prior == 0.05);
   CHECK(info.meta.features.item_view == 1);
   CHECK(info.samples_trained == stats.trained && info.batches == stats.batches);
   CHECK(info.config.n_tasks == 3 && !strcmp(info.config.tasks[1].name, "ctcvr"));

@@ -48,34 +48,6 @@ mtld_status_t mtld_checkpoint_write_file(const char *dir, const char *name, cons
   return MTLD_OK;
 }
 
-mtld_status_t mtld_checkpoint_write_trainer(const char *dir, const mtld_trainer_t *t, char *err,
-                                            size_t errlen) {
-  MTLD_CHECK_DIR_LEN(dir);
-  char path[PATH_MAX], tmp[PATH_MAX];
-  mtld_pathf(path, sizeof path, "%s/trainer.bin", dir);
-  mtld_pathf(tmp, sizeof tmp, "%s/.trainer.bin.tmp", dir);
-  FILE *f = fopen(tmp, "wbe");
-  if (!f) {
-    snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    return MTLD_ERR_IO;
-  }
-  mtld_status_t st = mtld_trainer_save(t, f, err, errlen);
-  if (st == MTLD_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (fclose(f) != 0 && st == MTLD_OK) {
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (st == MTLD_OK && (rename(tmp, path) != 0 || mtld_fsync_dir(dir) != 0)) {
-    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (st != MTLD_OK) unlink(tmp);
-  return st;
-}
-
 /* ---- meta ----------------------------------------------------------------- */
 
 typedef struct {

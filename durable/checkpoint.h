@@ -94,11 +94,6 @@ uint64_t mtld_checkpoint_next_id(const char *root);
 mtld_status_t mtld_checkpoint_write_file(const char *dir, const char *name, const void *buf,
                                          size_t len, char *err, size_t errlen);
 
-/* Writes trainer.bin with mtld_trainer_save (the slow path: holds the
- * trainer during the write; prefer save_mem + write_file). */
-mtld_status_t mtld_checkpoint_write_trainer(const char *dir, const mtld_trainer_t *t, char *err,
-                                            size_t errlen);
-
 /* Writes dir/meta in the format above. */
 mtld_status_t mtld_checkpoint_write_meta(const char *dir, const mtld_checkpoint_meta_t *meta,
                                          char *err, size_t errlen);

@@ -26,8 +26,9 @@
  *
  * Writing without stalling training: mtld_snapshot_capture() copies what the
  * snapshot needs out of the trainer (parameters, row state, normaliser,
- * metrics state: memcpy speed), on the trainer's thread; mtld_snapshot_save()
- * does the slow part (checksums, metrics summaries, I/O) on any thread.
+ * metrics state: memcpy speed), on the thread that owns the trainer;
+ * mtld_snapshot_save() does the slow part (checksums, metrics summaries,
+ * I/O) on any thread.
  * One writer per directory.
  *
  * Reading (serving): mtld_snapshot_load() verifies magic, version, sizes,

@@ -234,7 +234,6 @@ struct mtld_joiner {
   ring_t *rings;
   int32_t n_rings, cap_rings;
   cmap_t ring_map; /* probe key (see ring_find) -> ring index */
-  size_t ring_bytes;
 
   int64_t max_release_wm;
   mtld_status_t load_rc; /* sticky error while loading */
@@ -493,7 +492,6 @@ static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
   uint64_t *p = realloc(r->items, (size_t)a * sizeof *p);
   if (!p) return -1;
   memset(p + r->n_alloc, 0, (size_t)(a - r->n_alloc) * sizeof *p);
-  j->ring_bytes += (size_t)(a - r->n_alloc) * sizeof *p;
   r->items = p;
   r->n_alloc = a;
   return 0;
@@ -550,10 +548,8 @@ static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
     items[i] = slot < r->n_alloc ? r->items[slot] : 0;
   }
   ring_t old = *r;
-  j->ring_bytes -= (size_t)r->n_alloc * sizeof(uint64_t);
   r->items = items;
   r->n_alloc = n_new + 1 <= m ? n_new + 1 : m;
-  j->ring_bytes += (size_t)r->n_alloc * sizeof(uint64_t);
   r->total = n_new;
   r->cap = m;
   free(old.items);
@@ -586,7 +582,6 @@ static void clear_memory(mtld_joiner_t *j) {
   j->rings = NULL;
   j->n_rings = j->cap_rings = 0;
   cmap_free(&j->ring_map);
-  j->ring_bytes = 0;
 }
 
 static int load_pending(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
@@ -1056,12 +1051,4 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
 
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
-}
-
-size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {
-  size_t b = sizeof *j + (size_t)j->cap_ent * sizeof(entry_t) + j->cap_heap * sizeof(int32_t) +
-             (size_t)j->cap_rings * sizeof(ring_t) + j->ring_map.cap * sizeof(cslot_t) +
-             j->ring_bytes;
-  for (int w = 0; w < N_IDX; w++) b += j->idx[w].cap * sizeof(cslot_t);
-  return b;
 }

@@ -16,7 +16,8 @@
  * Rows come alive (initialised deterministically from their index) when an
  * admitted id touches them, and die (evicted) when unused for `expire_ms` of
  * EVENT time.  Dead rows read as zero vectors and get no updates.
- * Single-threaded: the trainer thread owns its tables. */
+ * Single-threaded: a table belongs to its model and is used by the thread
+ * that uses the model. */
 #ifndef MTLD_EMBED_H
 #define MTLD_EMBED_H
 

@@ -7,7 +7,7 @@
  * histogram over the logit of the score (deterministic, O(1) per sample),
  * log loss, calibration (sum prediction / sum label), RMSE and counts.
  * Samples are counted unweighted.  Regression tasks have no AUC or log loss.
- * Single-threaded: owned by the trainer thread. */
+ * Single-threaded: owned by its trainer, used on the trainer's thread. */
 #ifndef MTLD_PVMETRICS_H
 #define MTLD_PVMETRICS_H
 

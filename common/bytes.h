@@ -10,7 +10,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #define MTLD_VARINT_MAX 10 /* bytes of the longest uint64 varint */
 
@@ -31,45 +30,41 @@ static inline uint64_t mtld_get_le64(const uint8_t *p) {
   return v;
 }
 
-/* IEEE-754 bits of a float / double, little-endian. */
+/* IEEE-754 bits of a float / double, little-endian (union punning is
+ * defined in C). */
+typedef union {
+  float f;
+  uint32_t u;
+} mtld_f32_bits_t;
+typedef union {
+  double d;
+  uint64_t u;
+} mtld_f64_bits_t;
 static inline void mtld_put_f32(uint8_t *p, float f) {
-  uint32_t v;
-  memcpy(&v, &f, 4);
-  mtld_put_le32(p, v);
+  mtld_put_le32(p, ((mtld_f32_bits_t){.f = f}).u);
 }
 static inline float mtld_get_f32(const uint8_t *p) {
-  uint32_t v = mtld_get_le32(p);
-  float f;
-  memcpy(&f, &v, 4);
-  return f;
+  return ((mtld_f32_bits_t){.u = mtld_get_le32(p)}).f;
 }
 static inline void mtld_put_f64(uint8_t *p, double d) {
-  uint64_t v;
-  memcpy(&v, &d, 8);
-  mtld_put_le64(p, v);
+  mtld_put_le64(p, ((mtld_f64_bits_t){.d = d}).u);
 }
 static inline double mtld_get_f64(const uint8_t *p) {
-  uint64_t v = mtld_get_le64(p);
-  double d;
-  memcpy(&d, &v, 8);
-  return d;
+  return ((mtld_f64_bits_t){.u = mtld_get_le64(p)}).d;
 }
 
+/* Big-endian: the little-endian bytes of the byte-swapped value. */
 static inline void mtld_put_be32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+  mtld_put_le32(p, __builtin_bswap32(v));
 }
 static inline void mtld_put_be64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+  mtld_put_le64(p, __builtin_bswap64(v));
 }
 static inline uint32_t mtld_get_be32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v = v << 8 | p[i];
-  return v;
+  return __builtin_bswap32(mtld_get_le32(p));
 }
 static inline uint64_t mtld_get_be64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
+  return __builtin_bswap64(mtld_get_le64(p));
 }
 
 /* Writes v as a protobuf varint (7 bits a byte, low first, high bit = more)

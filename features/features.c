@@ -345,6 +345,33 @@ static void get_decayed(rbuf_t *r, int nh, double (*d)[MTLD_MAX_HALF_LIVES]) {
     for (int h = 0; h < nh; h++) d[t][h] = get_f64(r);
 }
 
+/* The head users and items share: format version, half-life count, newest
+ * event time, events, decayed counts, reviews and their rating sum. */
+static void put_head(wbuf_t *w, int nh, int64_t last_time_ms, uint64_t n_events,
+                     const double (*decayed)[MTLD_MAX_HALF_LIVES], uint32_t n_reviews,
+                     double rating_sum) {
+  put_u8(w, FEATURES_ENC_VERSION);
+  put_u8(w, (uint8_t)nh);
+  put_u64(w, (uint64_t)last_time_ms);
+  put_u64(w, n_events);
+  put_decayed(w, nh, decayed);
+  put_u32(w, n_reviews);
+  put_f64(w, rating_sum);
+}
+
+/* Reads the head; 0, or -1 for another format version or half-life count. */
+static int get_head(rbuf_t *r, int nh, int64_t *last_time_ms, uint64_t *n_events,
+                    double (*decayed)[MTLD_MAX_HALF_LIVES], uint32_t *n_reviews,
+                    double *rating_sum) {
+  if (get_u8(r) != FEATURES_ENC_VERSION || get_u8(r) != nh) return -1;
+  *last_time_ms = (int64_t)get_u64(r);
+  *n_events = get_u64(r);
+  get_decayed(r, nh, decayed);
+  *n_reviews = get_u32(r);
+  *rating_sum = get_f64(r);
+  return 0;
+}
+
 size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_features_t *f,
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
@@ -352,13 +379,7 @@ size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_
   uint32_t n_sc =
       f->n_scenarios > MTLD_MAX_USER_SCENARIOS ? MTLD_MAX_USER_SCENARIOS : f->n_scenarios;
   uint32_t n_seq = f->seq_len > MTLD_MAX_SEQ ? MTLD_MAX_SEQ : f->seq_len;
-  put_u8(&w, FEATURES_ENC_VERSION);
-  put_u8(&w, (uint8_t)nh);
-  put_u64(&w, (uint64_t)f->last_time_ms);
-  put_u64(&w, f->n_events);
-  put_decayed(&w, nh, f->decayed);
-  put_u32(&w, f->n_reviews);
-  put_f64(&w, f->rating_sum);
+  put_head(&w, nh, f->last_time_ms, f->n_events, f->decayed, f->n_reviews, f->rating_sum);
   put_f64(&w, f->spend);
   put_u32(&w, n_sc);
   for (uint32_t s = 0; s < n_sc; s++) {
@@ -381,14 +402,10 @@ mtld_status_t mtld_features_user_decode(const mtld_feature_def_t *def, mtld_user
                                         const void *buf, size_t len) {
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
-  if (get_u8(&r) != FEATURES_ENC_VERSION) return MTLD_ERR_CORRUPT;
-  int nh = get_u8(&r);
-  if (nh != def->n_half_lives) return MTLD_ERR_CORRUPT;
-  f->last_time_ms = (int64_t)get_u64(&r);
-  f->n_events = get_u64(&r);
-  get_decayed(&r, nh, f->decayed);
-  f->n_reviews = get_u32(&r);
-  f->rating_sum = get_f64(&r);
+  int nh = def->n_half_lives;
+  if (get_head(&r, nh, &f->last_time_ms, &f->n_events, f->decayed, &f->n_reviews, &f->rating_sum) !=
+      0)
+    return MTLD_ERR_CORRUPT;
   f->spend = get_f64(&r);
   f->n_scenarios = get_u32(&r);
   if (f->n_scenarios > MTLD_MAX_USER_SCENARIOS) return MTLD_ERR_CORRUPT;
@@ -415,13 +432,7 @@ size_t mtld_features_item_encode(const mtld_feature_def_t *def, const mtld_item_
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   int nh = def->n_half_lives;
-  put_u8(&w, FEATURES_ENC_VERSION);
-  put_u8(&w, (uint8_t)nh);
-  put_u64(&w, (uint64_t)f->last_time_ms);
-  put_u64(&w, f->n_events);
-  put_decayed(&w, nh, f->decayed);
-  put_u32(&w, f->n_reviews);
-  put_f64(&w, f->rating_sum);
+  put_head(&w, nh, f->last_time_ms, f->n_events, f->decayed, f->n_reviews, f->rating_sum);
   put_f64(&w, f->last_price);
   put_u64(&w, (uint64_t)f->last_price_time_ms);
   put_u64(&w, f->last_price_event_id);
@@ -433,14 +444,10 @@ mtld_status_t mtld_features_item_decode(const mtld_feature_def_t *def, mtld_item
                                         const void *buf, size_t len) {
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
-  if (get_u8(&r) != FEATURES_ENC_VERSION) return MTLD_ERR_CORRUPT;
-  int nh = get_u8(&r);
-  if (nh != def->n_half_lives) return MTLD_ERR_CORRUPT;
-  f->last_time_ms = (int64_t)get_u64(&r);
-  f->n_events = get_u64(&r);
-  get_decayed(&r, nh, f->decayed);
-  f->n_reviews = get_u32(&r);
-  f->rating_sum = get_f64(&r);
+  int nh = def->n_half_lives;
+  if (get_head(&r, nh, &f->last_time_ms, &f->n_events, f->decayed, &f->n_reviews, &f->rating_sum) !=
+      0)
+    return MTLD_ERR_CORRUPT;
   f->last_price = get_f64(&r);
   f->last_price_time_ms = (int64_t)get_u64(&r);
   f->last_price_event_id = get_u64(&r);

@@ -372,6 +372,13 @@ static int get_head(rbuf_t *r, int nh, int64_t *last_time_ms, uint64_t *n_events
   return 0;
 }
 
+/* The head of f, a user or an item (their first fields have the same names). */
+#define PUT_HEAD(w, nh, f)                                                                         \
+  put_head(w, nh, (f)->last_time_ms, (f)->n_events, (f)->decayed, (f)->n_reviews, (f)->rating_sum)
+#define GET_HEAD(r, nh, f)                                                                         \
+  get_head(r, nh, &(f)->last_time_ms, &(f)->n_events, (f)->decayed, &(f)->n_reviews,               \
+           &(f)->rating_sum)
+
 size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_features_t *f,
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
@@ -379,7 +386,7 @@ size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_
   uint32_t n_sc =
       f->n_scenarios > MTLD_MAX_USER_SCENARIOS ? MTLD_MAX_USER_SCENARIOS : f->n_scenarios;
   uint32_t n_seq = f->seq_len > MTLD_MAX_SEQ ? MTLD_MAX_SEQ : f->seq_len;
-  put_head(&w, nh, f->last_time_ms, f->n_events, f->decayed, f->n_reviews, f->rating_sum);
+  PUT_HEAD(&w, nh, f);
   put_f64(&w, f->spend);
   put_u32(&w, n_sc);
   for (uint32_t s = 0; s < n_sc; s++) {
@@ -403,9 +410,7 @@ mtld_status_t mtld_features_user_decode(const mtld_feature_def_t *def, mtld_user
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
   int nh = def->n_half_lives;
-  if (get_head(&r, nh, &f->last_time_ms, &f->n_events, f->decayed, &f->n_reviews, &f->rating_sum) !=
-      0)
-    return MTLD_ERR_CORRUPT;
+  if (GET_HEAD(&r, nh, f) != 0) return MTLD_ERR_CORRUPT;
   f->spend = get_f64(&r);
   f->n_scenarios = get_u32(&r);
   if (f->n_scenarios > MTLD_MAX_USER_SCENARIOS) return MTLD_ERR_CORRUPT;
@@ -432,7 +437,7 @@ size_t mtld_features_item_encode(const mtld_feature_def_t *def, const mtld_item_
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   int nh = def->n_half_lives;
-  put_head(&w, nh, f->last_time_ms, f->n_events, f->decayed, f->n_reviews, f->rating_sum);
+  PUT_HEAD(&w, nh, f);
   put_f64(&w, f->last_price);
   put_u64(&w, (uint64_t)f->last_price_time_ms);
   put_u64(&w, f->last_price_event_id);
@@ -445,9 +450,7 @@ mtld_status_t mtld_features_item_decode(const mtld_feature_def_t *def, mtld_item
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
   int nh = def->n_half_lives;
-  if (get_head(&r, nh, &f->last_time_ms, &f->n_events, f->decayed, &f->n_reviews, &f->rating_sum) !=
-      0)
-    return MTLD_ERR_CORRUPT;
+  if (GET_HEAD(&r, nh, f) != 0) return MTLD_ERR_CORRUPT;
   f->last_price = get_f64(&r);
   f->last_price_time_ms = (int64_t)get_u64(&r);
   f->last_price_event_id = get_u64(&r);

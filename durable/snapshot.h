@@ -45,7 +45,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "durable/checkpoint.h"
 #include "features/features.h"
 #include "features/store.h"
 #include "trainer/model.h"

@@ -21,6 +21,7 @@
 #include "features/partition.h"
 #include "features/store.h"
 #include "features/watermark.h"
+#include "common/clock.h"
 
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 
@@ -71,12 +72,6 @@ struct mtld_pipeline {
   uint64_t samples_by_kind[3];
   uint64_t unmapped; /* records of partitions the table refused */
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The slot of (topic, partition), added when new.  A partition the
  * configuration cannot map (partition.h: unknown topic, number or count
@@ -214,7 +209,7 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
-  p->batch_start_mono_ms = mono_ms();
+  p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
   *out = p;
   return MTLD_OK;
@@ -286,7 +281,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   }
   part_t *pt = &p->parts[slot];
   mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
-  if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+  if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
   p->records++;
   p->batch_records++;
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
@@ -343,7 +338,7 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
    * end): samples are due for release */
   if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
   if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
-  return mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
+  return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
 }
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
@@ -369,12 +364,12 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (wm > p->released_wm) p->released_wm = wm;
   mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg.limits.max_lateness_ms);
-  int64_t t0 = mono_ms();
+  int64_t t0 = mtld_mono_ms();
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
   if (st != MTLD_OK) return st;
   p->batches++;
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
-           p->batch_records, mono_ms() - t0);
+           p->batch_records, mtld_mono_ms() - t0);
   p->batch_records = 0;
 
   /* Durable: tell Kafka (for lag monitoring only). */

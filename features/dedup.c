@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "common/bytes.h"
+
 struct mtld_dedup {
   mtld_store_t *store; /* borrowed */
   int64_t expired;     /* event time below which the keys were deleted */
@@ -22,11 +24,8 @@ void mtld_dedup_destroy(mtld_dedup_t *d) {
 }
 
 void mtld_dedup_key(uint8_t k[MTLD_DEDUP_KEY_LEN], int64_t time_ms, uint64_t event_id) {
-  uint64_t t = (uint64_t)time_ms ^ (UINT64_C(1) << 63);
-  for (int i = 0; i < 8; i++) {
-    k[i] = (uint8_t)(t >> (56 - 8 * i));
-    k[8 + i] = (uint8_t)(event_id >> (56 - 8 * i));
-  }
+  mtld_put_be64(k, (uint64_t)time_ms ^ (UINT64_C(1) << 63));
+  mtld_put_be64(k + 8, event_id);
 }
 
 mtld_status_t mtld_dedup_seen(mtld_dedup_t *d, const mtld_event_t *ev) {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "daemon/metrics.h"
+#include "common/metricstext.h"
 #include "daemon/source.h"
 #include "features/store.h"
 #include "features/watermark.h"

@@ -197,7 +197,9 @@ typedef struct {
  * pass (BLIS), and writes the k best by task `task`'s prediction, best
  * first, ties by smaller item id, into out[k]; *n_out = min(k, n).  fill
  * (may be NULL) completes each candidate (item features from a store).
- * Scores are bit for bit mtld_snapshot_score's for the same samples.
+ * Scores are mtld_snapshot_score's for the same batches of samples (scored
+ * alone a sample may differ in the last float bits: BLIS picks kernels by
+ * the batch's shape).
  * MTLD_ERR_INVALID for a bad task or k < 1; MTLD_ERR_NOMEM.  Thread: the
  * model's owner. */
 mtld_status_t mtld_snapshot_top_k(mtld_model_t *m, const mtld_sample_t *tmpl, const uint64_t *items,

@@ -122,6 +122,7 @@ static void print_info(const scorer_t *sc) {
     printf(" %g", f->half_life_s[h]);
   printf("\njoin_mode %d negatives_per_positive %d\n", in->meta.join_mode,
          in->meta.negatives_per_positive);
+  printf("items %zu\n", in->meta.n_items);
   printf("model arch %s dim %d seq_max %d n_dense %d experts", arch_name(c->arch), c->dim,
          c->seq_max, c->n_dense);
   for (int l = 0; l < c->n_expert_layers; l++) printf("%s%d", l ? "," : " ", c->expert_layers[l]);

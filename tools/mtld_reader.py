@@ -427,6 +427,7 @@ def main(argv=None):
         h = snap.header
         print("file %s\nformat_version %d\nproducer %s" % (snap.path, h.format_version, h.producer))
         print("created_ms %d\nwatermark_ms %d" % (h.created_ms, h.watermark_ms))
+        print("items %d" % h.n_items)
         for o in h.offsets:
             print("offset %s %d %d %d" % (o.topic, o.partition, o.next_offset, o.max_time_ms))
         for mt in h.metrics:

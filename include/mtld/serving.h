@@ -5,7 +5,8 @@
  * (snapshot.dir; LATEST names the newest): the model's weights, its
  * configuration and the item set the daemon's feature store held.  The
  * library verifies every checksum on load and scores exactly as the daemon's
- * trainer does (bit for bit on the same machine).
+ * trainer does (one candidate at a time: bit for bit on the same machine;
+ * in batches: up to float rounding, as BLIS picks kernels by batch shape).
  *
  *   char err[512];
  *   mtld_serving_t *s;
@@ -119,7 +120,8 @@ MTLD_SERVING_API int mtld_serving_score(mtld_serving_t *s, const mtld_serving_re
  * sequence; each candidate gets the item's id and category), best first,
  * ties by smaller item id: items[k], scores[k] (may be NULL), *n_out =
  * min(k, item count).  Scores are mtld_serving_score's for the same
- * candidates.  MTLD_SERVING_ERR_NOTFOUND when the snapshot has no item set;
+ * candidates up to float rounding (candidates are scored in batches of 64;
+ * BLIS picks kernels by the batch's shape).  MTLD_SERVING_ERR_NOTFOUND when the snapshot has no item set;
  * MTLD_SERVING_ERR_INVALID for a bad task, k < 1 or a bad request. */
 MTLD_SERVING_API int mtld_serving_top_k(mtld_serving_t *s, const mtld_serving_request_t *req,
                                         int task, int k, uint64_t *items, float *scores,

@@ -141,7 +141,8 @@ int main(int argc, char **argv) {
   r[1].user = 9, r[1].item = 21, r[1].category = 7;
   int T = mtld_serving_n_tasks(s);
   float p[2 * MTLD_SERVING_MAX_TASKS], c[2 * MTLD_SERVING_MAX_TASKS];
-  if (mtld_serving_score(s, r, 2, p, c) != 0) return 1;
+  for (int i = 0; i < 2; i++) /* one at a time: bit for bit what mtld-score prints */
+    if (mtld_serving_score(s, &r[i], 1, p + i * T, c + i * T) != 0) return 1;
   printf("# id");
   for (int k = 0; k < T; k++) printf(" %s", mtld_serving_task_name(s, k));
   for (int k = 0; k < T; k++)

@@ -80,20 +80,32 @@ class SnapshotError(Exception):
 
 
 def _pb2():
-    """The generated snapshot_pb2 module (generated with protoc if needed)."""
+    """The snapshot header's Python code: snapshot_pb2 when importable
+    (MTLD_PB2_DIR or PYTHONPATH), else mtld_snapshot_pb2 (installed beside
+    this module by `make install`), else generated now with protoc from
+    MTLD_SNAPSHOT_PROTO, the source tree's schemas/snapshot.proto or the
+    installed PREFIX/share/mtld/snapshot.proto."""
     extra = os.environ.get("MTLD_PB2_DIR")
     if extra and extra not in sys.path:
         sys.path.insert(0, extra)
-    try:
-        return importlib.import_module("snapshot_pb2")
-    except ImportError:
-        pass
+    for name in ("snapshot_pb2", "mtld_snapshot_pb2"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            pass
     here = os.path.dirname(os.path.abspath(__file__))
-    proto = os.environ.get("MTLD_SNAPSHOT_PROTO") or os.path.join(
-        here, "..", "schemas", "snapshot.proto"
-    )
-    if not os.path.exists(proto):
-        raise ImportError("snapshot_pb2 not importable and %s not found" % proto)
+    candidates = [
+        os.environ.get("MTLD_SNAPSHOT_PROTO"),
+        os.path.join(here, "..", "schemas", "snapshot.proto"),  # tools/ in the source tree
+        # PREFIX/lib/python3[.X]/dist-packages -> PREFIX/share/mtld
+        os.path.join(here, "..", "..", "..", "share", "mtld", "snapshot.proto"),
+    ]
+    proto = next((c for c in candidates if c and os.path.exists(c)), None)
+    if proto is None:
+        raise ImportError(
+            "snapshot_pb2 not importable and no snapshot.proto in %s"
+            % ", ".join(c for c in candidates if c)
+        )
     with tempfile.TemporaryDirectory(prefix="mtld-pb2-") as out:
         subprocess.run(
             [

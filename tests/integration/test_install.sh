@@ -40,12 +40,15 @@ usr/$LIBDIR/libmtld-serving.so.1
 usr/$LIBDIR/libmtld-serving.so.1.0.0
 usr/$LIBDIR/pkgconfig/mtld-serving.pc
 usr/lib/python3/dist-packages/mtld_reader.py
+usr/share/mtld/snapshot.proto
 usr/lib/systemd/system/mtld.service
 usr/lib/sysusers.d/mtld.conf
 usr/lib/tmpfiles.d/mtld.conf
 EOF
 # tools added later (tools/mtld-*.c) are installed too: allow more usr/bin/mtld-*
-grep -vxFf "$T/want" "$T/files" | grep -v '^usr/bin/mtld-[a-z]*$' >"$T/extra" || true
+# (and mtld_snapshot_pb2.py beside mtld_reader.py when protoc was there at build time)
+grep -vxFf "$T/want" "$T/files" | grep -v '^usr/bin/mtld-[a-z]*$' |
+  grep -vx 'usr/lib/python3/dist-packages/mtld_snapshot_pb2\.py' >"$T/extra" || true
 [ -s "$T/extra" ] && fail "unexpected files installed: $(tr '\n' ' ' <"$T/extra")"
 missing=$(grep -vxFf "$T/files" "$T/want" || true)
 [ -z "$missing" ] || fail "not installed: $missing"
@@ -201,9 +204,9 @@ for cand in /usr/bin/python3 python3; do
 done
 if [ -n "$PY" ]; then
   PYDIR=$R/usr/lib/python3/dist-packages
-  mkdir -p "$T/pb2"
-  protoc --proto_path="$SRC/schemas" --python_out="$T/pb2" "$SRC/schemas/snapshot.proto" || fail "protoc failed"
-  (cd "$T" && MTLD_PB2_DIR=$T/pb2 PYTHONPATH=$PYDIR "$PY" -c '
+  # as installed: the header's Python code from beside the module (or
+  # generated from the installed snapshot.proto), nothing from the tree
+  (cd "$T" && env -u MTLD_PB2_DIR -u MTLD_SNAPSHOT_PROTO PYTHONPATH=$PYDIR "$PY" -c '
 import sys, mtld_reader
 assert mtld_reader.__file__.startswith(sys.argv[2]), mtld_reader.__file__
 snap = mtld_reader.load(sys.argv[1])

@@ -24,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "common/metricstext.h"
 #include "common/status.h"
 
 typedef struct mtld_watermark mtld_watermark_t;
@@ -106,6 +107,10 @@ int64_t mtld_watermark_release_point(const mtld_watermark_t *wm, int64_t now_ms)
 
 /* 1 when the release point is an idle release now (for logs and metrics). */
 int mtld_watermark_idle_released(const mtld_watermark_t *wm, int64_t now_ms);
+
+/* Renders the watermark into b (Prometheus text): mtld_watermark_seconds,
+ * NaN before any event. */
+void mtld_watermark_render_metrics(const mtld_watermark_t *wm, mtld_metrics_buf_t *b);
 
 /* Number of assigned partitions, and how many of them are idle now. */
 int mtld_watermark_partitions(const mtld_watermark_t *wm);

@@ -25,8 +25,8 @@ awk 'BEGIN { for (i = 0; i < 1500; i++) printf "%d,%d,%d\n", i % 300 + 1, (i * 7
   >"$T/clicks.csv"
 "$BUILD/mtld-produce" --csv "$T/clicks.csv" --layout generic \
   --map 'user=1,item=2,type=const:CLICK,time=3' --bootstrap "$BOOTSTRAP" --topic clicks \
-  >"$T/produce-clicks.log" 2>&1 || fail "mtld-produce clicks"
-N=$(produced_count "$T/produce-clicks.log")
+  --summary "$T/produce-clicks.json" >"$T/produce-clicks.log" 2>&1 || fail "mtld-produce clicks"
+N=$(produced_count "$T/produce-clicks.json")
 [ "$N" -eq 1500 ] || fail "produced $N of 1500 clicks"
 
 write_config "$T/imp.conf" "$T/imp.store" clicks 'joiner = { warn_no_samples_after = 500; };'
@@ -59,8 +59,8 @@ note "click-only, sampled_negatives: no warning, samples trained"
 "$BUILD/mtld-gen" --seed 5 --users 200 --items 100 --impressions 1500 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log" || fail "mtld-gen"
 "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" \
-  >"$T/produce-events.log" 2>&1 || fail "mtld-produce events"
-NE=$(produced_count "$T/produce-events.log")
+  --summary "$T/produce-events.json" >"$T/produce-events.log" 2>&1 || fail "mtld-produce events"
+NE=$(produced_count "$T/produce-events.json")
 JOIN='conversion_window = "1d"; click_window = "30m";'
 TRAIN='trainer = { report_interval = "0s"; dump_samples = "@DUMP@"; };'
 

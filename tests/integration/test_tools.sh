@@ -159,6 +159,16 @@ sys.exit(not (s["records"] == n and s["delivered"] == n and s["failed"] == 0 and
   MOCK_PID=
 fi
 
+# --- converters: every map key documented in --help and the README ----------
+"$PRODUCE" --help >"$TMP/help.txt"
+undoc=
+for k in user item category type time time_unit time_offset time_offset_unit tz scenario \
+  scenario_prefix rating price quantity position request id click purchase header sep ids null; do
+  grep -qw -- "$k" "$TMP/help.txt" || undoc="$undoc help:$k"
+  grep -q -- "\`$k\`" "$SRC/README.md" || undoc="$undoc README:$k"
+done
+check "every --map key in --help and the README (missing:${undoc:- none})" test -z "$undoc"
+
 # --- converters: several files, --validate alone, lateness -------------------
 printf 'u,i,t\n1,10,1700000000\n2,11,1700000100\n' >"$TMP/part1.csv"
 printf 'u,i,t\n3,12,1700000050\n1,10,1700000000\n' >"$TMP/part2.csv"

@@ -153,8 +153,9 @@ static void advise(daemon_t *d, int at_end) {
     if (s.pending > 0)
       mtld_log(MTLD_LOG_WARNING,
                "no samples released after %" PRIu64 " events: %" PRIu64
-               " pending wait for the watermark to pass their joiner windows (a finite topic "
-               "never gets there: joiner.idle_release)",
+               " pending wait for the watermark to pass joiner.click_window + conversion_window "
+               "after them (expected for that long at the start of a live stream; a finite "
+               "topic never gets there: set joiner.idle_release)",
                s.events, s.pending);
     else
       mtld_log(MTLD_LOG_WARNING,

@@ -89,12 +89,12 @@ static int add_offset(void *ctx, const char *topic, int32_t partition, int64_t n
   return 0;
 }
 
-/* The item set of a snapshot: the store's committed items (key order is
- * ascending id) and their categories. */
+/* The item set of a snapshot: the store's committed items and their
+ * categories (capture sorts them if the store's order is not the ids'). */
 typedef struct {
   uint64_t *ids, *cats;
   size_t n, cap;
-  int failed; /* 1 out of memory, 2 not ascending */
+  int failed; /* out of memory */
 } items_t;
 
 static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
@@ -108,7 +108,6 @@ static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
     if (!ni || !nc) return it->failed = 1;
     it->cap = cap;
   }
-  if (it->n && id <= it->ids[it->n - 1]) return it->failed = 2; /* not ascending: none */
   it->ids[it->n] = id;
   it->cats[it->n++] = f->category_id;
   return 0;
@@ -389,8 +388,8 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   items_t items = {0};
   mtld_store_foreach_item(d->store, add_item, &items);
   if (items.failed) {
-    mtld_log_rl(MTLD_LOG_WARNING, "snapshot-items", "snapshot: item set not recorded (%s)",
-                items.failed == 1 ? "out of memory" : "store items out of order");
+    mtld_log_rl(MTLD_LOG_WARNING, "snapshot-items",
+                "snapshot: item set not recorded (out of memory)");
     items.n = 0;
   }
   meta.n_items = items.n;

@@ -62,19 +62,45 @@ static size_t align_up(size_t n) {
 
 /* ---- capture -------------------------------------------------------------- */
 
-/* dst's item set: a copy of src's (dst's pointers are not owned yet). */
+typedef struct {
+  uint64_t id, cat;
+} item_pair_t;
+
+static int cmp_pair(const void *a, const void *b) {
+  uint64_t x = ((const item_pair_t *)a)->id, y = ((const item_pair_t *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+/* dst's item set: a copy of src's, ascending without duplicates (sorted
+ * when src's is not; of equal ids one is kept, with its category).  dst's
+ * pointers are not owned yet.  -1 out of memory. */
 static int copy_items(mtld_snapshot_meta_t *dst, const mtld_snapshot_meta_t *src) {
   dst->item_ids = dst->item_cats = NULL;
   dst->n_items = src->item_ids ? src->n_items : 0;
   if (!dst->n_items) return 0;
-  dst->item_ids = malloc(sizeof(uint64_t) * dst->n_items);
-  dst->item_cats = malloc(sizeof(uint64_t) * dst->n_items);
+  size_t n = dst->n_items;
+  dst->item_ids = malloc(sizeof(uint64_t) * n);
+  dst->item_cats = malloc(sizeof(uint64_t) * n);
   if (!dst->item_ids || !dst->item_cats) return -1;
-  memcpy(dst->item_ids, src->item_ids, sizeof(uint64_t) * dst->n_items);
-  if (src->item_cats)
-    memcpy(dst->item_cats, src->item_cats, sizeof(uint64_t) * dst->n_items);
-  else
-    memset(dst->item_cats, 0, sizeof(uint64_t) * dst->n_items);
+  int sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    dst->item_ids[i] = src->item_ids[i];
+    dst->item_cats[i] = src->item_cats ? src->item_cats[i] : 0;
+    if (i && src->item_ids[i] <= src->item_ids[i - 1]) sorted = 0;
+  }
+  if (sorted) return 0;
+  item_pair_t *p = malloc(sizeof(*p) * n);
+  if (!p) return -1;
+  for (size_t i = 0; i < n; i++) p[i] = (item_pair_t){dst->item_ids[i], dst->item_cats[i]};
+  qsort(p, n, sizeof(*p), cmp_pair); /* not stable: equal ids keep either category */
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (m && p[i].id == dst->item_ids[m - 1]) continue;
+    dst->item_ids[m] = p[i].id;
+    dst->item_cats[m++] = p[i].cat;
+  }
+  dst->n_items = m;
+  free(p);
   return 0;
 }
 

@@ -75,9 +75,10 @@ typedef struct {
   mtld_source_offset_t *offsets; /* capture: borrowed and copied; info: malloc'd */
   int join_mode;                 /* mtld_join_mode_t */
   int negatives_per_positive;    /* K (sampled negatives mode) */
-  /* The item set (top-K candidates): ids ascending without duplicates and
-   * each one's category (0 unknown).  capture: borrowed and copied (both
-   * NULL when n_items is 0); info: malloc'd, freed by
+  /* The item set (top-K candidates): ids and each one's category (0
+   * unknown).  capture: borrowed and copied (item_ids NULL or n_items 0 =
+   * none; item_cats NULL = all 0), sorted by id and deduplicated when they
+   * are not already; info: ascending without duplicates, malloc'd, freed by
    * mtld_snapshot_info_free. */
   size_t n_items;
   uint64_t *item_ids;

@@ -94,6 +94,10 @@ note "prefix /opt/mtld: programs and unit under it, config in /etc/mtld"
 
 # ---- the serving library, used from outside the tree ----
 L=$R/usr/$LIBDIR
+# a sanitizer build (make test-asan): the library needs the sanitizers'
+# runtimes, and a program using it must be built with them too
+SAN=
+grep -q '^MTLD_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && SAN="-fsanitize=address,undefined"
 [ "$(readlink "$L/libmtld-serving.so")" = libmtld-serving.so.1 ] || fail "libmtld-serving.so does not link to .so.1"
 [ "$(readlink "$L/libmtld-serving.so.1")" = libmtld-serving.so.1.0.0 ] ||
   fail "libmtld-serving.so.1 does not link to .so.1.0.0"
@@ -103,7 +107,9 @@ if command -v readelf >/dev/null; then
   grep -q 'SONAME.*\[libmtld-serving\.so\.1\]' "$T/dyn" || fail "libmtld-serving has no SONAME libmtld-serving.so.1"
   # the reader's dependencies only: no RocksDB, Kafka or the daemon's libraries
   needs=$(grep NEEDED "$T/dyn" | grep -Eo '\[[^]]*\]' | tr -d '[]' | tr '\n' ' ')
-  bad=$(echo "$needs" | tr ' ' '\n' | grep -Ev '^(lib(c|m|blis|protobuf-c|xxhash)\.so.*)?$' || true)
+  allowed='c|m|blis|protobuf-c|xxhash'
+  [ -n "$SAN" ] && allowed="$allowed|asan|ubsan"
+  bad=$(echo "$needs" | tr ' ' '\n' | grep -Ev "^(lib($allowed)\\.so.*)?\$" || true)
   [ -z "$bad" ] || fail "libmtld-serving needs more than protobuf-c, xxhash, BLIS, libm, libc: $bad"
   grep -E 'R(UN)?PATH' "$T/dyn" | grep -qF "$BUILD" && fail "libmtld-serving keeps a RUNPATH into the build tree"
   exported=$(nm -D --defined-only "$L/libmtld-serving.so.1.0.0" | awk '{print $3}' | grep -v '^mtld_serving_' || true)
@@ -176,7 +182,7 @@ flags=$(pkg-config --define-variable=prefix="$R/usr" --define-variable=libdir="$
   --define-variable=includedir="$R/usr/include" --cflags --libs mtld-serving) ||
   fail "pkg-config --cflags --libs mtld-serving failed"
 # shellcheck disable=SC2086 # flags are words
-(cd "$T/client" && cc -std=c11 -Wall -Werror -o client client.c $flags) >"$T/cc.log" 2>&1 ||
+(cd "$T/client" && cc -std=c11 -Wall -Werror $SAN -o client client.c $flags) >"$T/cc.log" 2>&1 ||
   fail "building a program against the installed library failed ($flags): $(cat "$T/cc.log")"
 if command -v readelf >/dev/null; then
   readelf -d "$T/client/client" | grep -q 'NEEDED.*\[libmtld-serving\.so\.1\]' ||

@@ -868,6 +868,9 @@ static const key_def_t keys[] = {
    .min = 1, .max = 1000000, R},
   {.path = "store.batch_max_ms",     .kind = K_DURATION, FIELD(batch_max_ms),
    .min = 1, .max = 60000, .unit_ms = 1, R},
+  {.path = "store.commit_retry_timeout", .kind = K_DURATION, FIELD(commit_retry_timeout_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
+  {.path = "store.verify_on_start",  .kind = K_BOOL,     FIELD(store_verify_on_start)},
 
   {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
    .ops = &half_lives_ops},
@@ -1003,6 +1006,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->store_sync = 1;
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
+  cfg->commit_retry_timeout_ms = 300000;
+  cfg->store_verify_on_start = 1;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
   mtld_joiner_config_default(&cfg->joiner);

@@ -55,6 +55,10 @@ typedef struct {
   int store_sync;        /* store.sync, default true */
   int batch_max_events;  /* store.batch_max_events, default 2000 (reloadable) */
   int batch_max_ms;      /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
+  int commit_retry_timeout_ms; /* store.commit_retry_timeout: failing commits are retried
+                                  (consumption paused) this long, then exit 4; default "5m" */
+  int store_verify_on_start;   /* store.verify_on_start: read every block of the store (and
+                                  of a checkpoint's store restored) at start; default true */
 
   mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */

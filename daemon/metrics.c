@@ -241,6 +241,13 @@ uint64_t mtld_metrics_rss_bytes(void) {
 
 /* ---- HTTP server ------------------------------------------------------ */
 
+/* Connection slots (file descriptors: keep well under the usual 1024 soft
+ * limit with the store's files open), idle timeout, per-connection pool (a
+ * scrape's request headers and the response's). */
+#define METRICS_MAX_CONNECTIONS 512
+#define METRICS_IDLE_S 3
+#define METRICS_CONN_MEMORY (16 * 1024)
+
 #define MTLD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct mtld_metrics_server {
@@ -364,13 +371,20 @@ mtld_status_t mtld_metrics_server_start(mtld_metrics_server_t **out, const char 
   pthread_mutex_init(&srv->lock, NULL);
   snprintf(srv->reason, sizeof(srv->reason), "starting");
 
+  /* One event-driven thread (epoll): a slow client costs a slot and a
+   * small memory pool, never the thread, so a scrape is answered as soon as
+   * it is accepted.  Slots are many (a few hundred idle or dribbling clients
+   * do not fill them) and a connection silent for METRICS_IDLE_S is closed
+   * (keep-alive between scrapes is cheaper than that). */
   unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
   if (srv->addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   srv->mhd =
       MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle_request, srv, MHD_OPTION_SOCK_ADDR,
                        (struct sockaddr *)&srv->addr, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
-                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)32, MHD_OPTION_CONNECTION_TIMEOUT,
-                       (unsigned int)10, MHD_OPTION_END);
+                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_MAX_CONNECTIONS,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_IDLE_S,
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_CONN_MEMORY,
+                       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
   if (!srv->mhd) {
     snprintf(err, errlen, "metrics server on %s port %d: %s", listen_addr, port,
              srv->start_err[0] ? srv->start_err : "cannot start");

@@ -66,6 +66,12 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
  * topic.  Either way the record's offset joins the batch. */
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
 
+/* 1 when a read of the store failed in this batch (RocksDB's error, e.g.
+ * a damaged .sst): the batch cannot be committed (mtld_pipeline_commit
+ * fails with the store's text), later records are ignored, and the daemon
+ * must stop without advancing any offset.  0 otherwise. */
+int mtld_pipeline_read_failed(const mtld_pipeline_t *p);
+
 /* 1 when the batch should be committed now: batch_max_events staged, or the
  * oldest staged record is batch_max_ms old (monotonic clock: pacing only). */
 int mtld_pipeline_batch_due(const mtld_pipeline_t *p);

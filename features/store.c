@@ -424,6 +424,13 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_options_set_create_missing_column_families(st->opts, !readonly);
   rocksdb_options_set_keep_log_file_num(st->opts, 5);
   rocksdb_options_set_paranoid_checks(st->opts, 1);
+  /* RocksDB's own LOG: header lines at open, then fatal errors only.  On a
+   * full disk an append to LOG fails, and Debian's librocksdb 7.8 (built
+   * with assertions) aborts the process on the next append to that file
+   * (EnvLogger -> WritableFileWriter::AssertFalseAndGetStatusForPrevError:
+   * "Assertion sync_without_flush_called_").  RocksDB's errors reach mtld's
+   * own log through the status texts of the failing calls. */
+  rocksdb_options_set_info_log_level(st->opts, 4 /* FATAL_LEVEL */);
   const rocksdb_options_t *cf_opts[N_CF];
   for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
 

@@ -303,6 +303,18 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls) {
   mtld_metrics_server_t *srv = cls;
+  /* The first call only announces the request (headers read): answering
+   * then makes MHD close the connection, answering on the next call (the
+   * request complete) keeps it alive for the next scrape. */
+  static int started_marker;
+  if (*con_cls == NULL) {
+    *con_cls = &started_marker;
+    return MHD_YES;
+  }
+  if (*upload_data_size != 0) { /* a body nobody asked for: read and ignore it */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
   int is_metrics = strcmp(url, "/metrics") == 0;
   int is_health = strcmp(url, "/healthz") == 0;
   if (!is_metrics && !is_health) return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n", 0);

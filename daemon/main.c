@@ -289,6 +289,9 @@ static int commit_step(daemon_t *d, commit_state_t *cs, int force) {
     return EXIT_RUNTIME;
   }
   cs->next_retry_ms = now + cs->backoff_ms;
+  if (cs->next_retry_ms > cs->since_ms + d->cfg.commit_retry_timeout_ms)
+    cs->next_retry_ms =
+        cs->since_ms + d->cfg.commit_retry_timeout_ms; /* the last try at the bound */
   cs->backoff_ms = cs->backoff_ms * 2 > 5000 ? 5000 : cs->backoff_ms * 2;
   return EXIT_OK;
 }
@@ -349,7 +352,9 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   mtld_notify_stopping();
   mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
   int64_t deadline = mtld_mono_ms() + d->cfg.shutdown_timeout_ms;
-  /* after a failed read or the commit retry bound, no further attempt */
+  /* after a failed read or the commit retry bound: no further attempt (nor
+   * at the revocation when the source closes) */
+  if (rc == EXIT_STATE || rc == EXIT_RUNTIME) mtld_pipeline_abandon(d->pipe);
   while ((rc == EXIT_OK || rc == EXIT_SOURCE) &&
          mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);

@@ -142,6 +142,14 @@ static void drop_batch(mtld_pipeline_t *p) {
   p->read_failed = 0;
 }
 
+void mtld_pipeline_abandon(mtld_pipeline_t *p) {
+  if (p->batch_records)
+    mtld_log(MTLD_LOG_WARNING,
+             "dropping the uncommitted batch (%zu records, replayed after a restart)",
+             p->batch_records);
+  drop_batch(p);
+}
+
 static void hook_revoke_begin(void *ctx, int lost) {
   mtld_pipeline_t *p = ctx;
   char err[512];

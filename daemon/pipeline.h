@@ -82,6 +82,12 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p);
  * MTLD_OK, or an error (the batch is kept: retry later). */
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen);
 
+/* Gives up the staged batch (the daemon stops on a store failure): nothing
+ * of it is written, the in-memory state goes back to the last commit, and
+ * the records are replayed from the stored offsets after a restart.  A
+ * later commit then has nothing to write. */
+void mtld_pipeline_abandon(mtld_pipeline_t *p);
+
 /* Applies the reloadable keys of a new, already validated config. */
 void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg);
 

@@ -26,8 +26,8 @@ chunk() { N=$((N + $(produce "$T/c$1.pb" events "$T/produce.log"))); }
 conf() { # conf NAME
   write_config "$T/$1.conf" "$T/$1.store" events 'trainer = { report_interval = "0s"; };'
   sed -i "s/group_id = \"mtld-test\";/group_id = \"mtld-$1\";/" "$T/$1.conf"
-  sed -i "s/batch_max_ms = 100; };/batch_max_ms = 100; commit_retry_timeout = \"4s\"; };/" "$T/$1.conf"
-  grep -q 'commit_retry_timeout = "4s"' "$T/$1.conf" || fail "config edit failed"
+  sed -i "s/batch_max_ms = 100; };/batch_max_ms = 100; commit_retry_timeout = \"15s\"; };/" "$T/$1.conf"
+  grep -q 'commit_retry_timeout = "15s"' "$T/$1.conf" || fail "config edit failed"
 }
 
 TRIG=$T/disk.full
@@ -55,7 +55,7 @@ wait_consumed "$T/d.store" "$N" 60
 touch "$TRIG"
 note "disk full"
 chunk 2
-wait_log "$T/d.log" 'batch commit failed: .*No space left on device.*; consumption paused, retrying for up to 4 s' 30
+wait_log "$T/d.log" 'batch commit failed: .*No space left on device.*; consumption paused, retrying for up to 15 s' 30
 sleep 1
 r1=$(records)
 code=$(http "$PORT" GET /healthz "$T/h.txt")
@@ -78,7 +78,7 @@ for _ in $(seq 1 30); do
 done
 [ "$code" = 200 ] || fail "/healthz answered $code after the fault cleared"
 
-# a fault that outlasts store.commit_retry_timeout (4 s): exit 4
+# a fault that outlasts store.commit_retry_timeout (15 s): exit 4
 touch "$TRIG"
 chunk 3
 wait_exit "$MTLD_PID" $((60 * SLOW))

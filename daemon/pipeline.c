@@ -557,6 +557,30 @@ static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *nam
   }
 }
 
+/* The rating baselines' progressive RMSE, beside mtld_pv_rmse. */
+static void render_pv_baselines(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  const mtld_model_config_t *mc = &p->cfg.model;
+  mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
+  int ns = mtld_pvmetrics_n_scenarios(m);
+  mtld_metrics_family(b, "mtld_pv_baseline_rmse", "gauge",
+                      "Progressive RMSE of the rating baselines (each rating predicted from "
+                      "earlier ones), per regression task, scenario and baseline.");
+  for (int t = 0; t < mc->n_tasks; t++) {
+    if (mc->tasks[t].type != MTLD_TASK_REGRESSION) continue;
+    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
+      mtld_pv_summary_t sum;
+      if (mtld_pvmetrics_get(m, t, sc, &sum) != MTLD_OK) continue;
+      for (int k = 0; k < MTLD_BASE_COUNT; k++) {
+        mtld_metrics_label_t l[3] = {
+            {"task", mc->tasks[t].name},
+            {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)},
+            {"baseline", mtld_baseline_name(k)}};
+        mtld_metrics_sample_kv(b, "mtld_pv_baseline_rmse", l, 3, sum.rmse_base[k]);
+      }
+    }
+  }
+}
+
 static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   if (!p->trainer) return;
   mtld_trainer_stats_t ts;
@@ -579,6 +603,7 @@ static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   render_pv(p, b, "mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 3);
   render_pv(p, b, "mtld_pv_rmse", "Progressive RMSE.", 4);
   render_pv(p, b, "mtld_pv_samples", "Samples scored, per task and scenario.", 5);
+  render_pv_baselines(p, b);
   mtld_model_t *m = mtld_trainer_model(p->trainer);
   const mtld_model_config_t *mc = mtld_model_config(m);
   static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",

@@ -13,7 +13,8 @@ struct mtld_trainer {
   mtld_model_config_t cfg;
   mtld_model_t *model;
   mtld_pvmetrics_t *metrics;
-  mtld_sample_t *batch; /* [batch_size] */
+  mtld_baseline_t *base; /* rating baselines, scored next to the model */
+  mtld_sample_t *batch;  /* [batch_size] */
   int n_batch;
   mtld_trainer_stats_t stats;
 };
@@ -44,6 +45,13 @@ mtld_status_t mtld_trainer_create(mtld_trainer_t **out, const mtld_model_config_
     mtld_trainer_destroy(t);
     return st;
   }
+  float prior[MTLD_MAX_TASKS];
+  for (int k = 0; k < cfg->n_tasks; k++) prior[k] = cfg->tasks[k].bias_init;
+  if (mtld_baseline_create(&t->base, cfg->n_tasks, is_reg, prior) != MTLD_OK) {
+    mtld_trainer_destroy(t);
+    snprintf(err, errlen, "trainer: out of memory");
+    return MTLD_ERR_NOMEM;
+  }
   t->batch = calloc((size_t)cfg->batch_size, sizeof(mtld_sample_t));
   if (!t->batch) {
     mtld_trainer_destroy(t);
@@ -58,6 +66,7 @@ void mtld_trainer_destroy(mtld_trainer_t *t) {
   if (!t) return;
   mtld_model_destroy(t->model);
   mtld_pvmetrics_destroy(t->metrics);
+  mtld_baseline_destroy(t->base);
   free(t->batch);
   free(t);
 }
@@ -81,8 +90,16 @@ static void train_buffered(mtld_trainer_t *t) {
     int scen = mtld_pvmetrics_scenario(t->metrics, sid, name);
     for (int k = 0; k < c->n_tasks; k++) {
       int label = c->tasks[k].label;
-      if ((s->label_mask >> label) & 1)
-        mtld_pvmetrics_add(t->metrics, k, scen, preds[b * c->n_tasks + k], s->labels[label]);
+      if (!((s->label_mask >> label) & 1)) continue;
+      mtld_pvmetrics_add(t->metrics, k, scen, preds[b * c->n_tasks + k], s->labels[label]);
+      if (c->tasks[k].type != MTLD_TASK_REGRESSION) continue;
+      /* the baselines, also from past labels only, sample by sample */
+      uint64_t user = s->n_fields > MTLD_FIELD_USER ? s->fields[MTLD_FIELD_USER] : 0;
+      uint64_t item = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
+      float base[MTLD_BASE_COUNT];
+      mtld_baseline_predict(t->base, k, user, item, base);
+      mtld_pvmetrics_add_baselines(t->metrics, k, scen, base, s->labels[label]);
+      mtld_baseline_add(t->base, k, user, item, s->labels[label]);
     }
   }
   mtld_model_backward(t->model);
@@ -159,7 +176,7 @@ int mtld_trainer_pending(const mtld_trainer_t *t) {
 
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t) {
   return sizeof(*t) + sizeof(mtld_sample_t) * (size_t)t->cfg.batch_size +
-         mtld_model_memory_bytes(t->model);
+         mtld_model_memory_bytes(t->model) + mtld_baseline_memory_bytes(t->base);
 }
 
 /* ---- state ---------------------------------------------------------------- */
@@ -175,6 +192,7 @@ static void save_to(const mtld_trainer_t *t, mtld_wr_t *w) {
   mtld_wr_bytes(w, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
   mtld_model_save(t->model, w);
   mtld_pvmetrics_save(t->metrics, w);
+  mtld_baseline_save(t->base, w);
   mtld_wr_checksum(w);
 }
 
@@ -260,6 +278,7 @@ mtld_status_t mtld_trainer_load_mem(mtld_trainer_t **out, const void *buf, size_
   if (r.st == MTLD_OK) mtld_rd_bytes(&r, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
   mtld_model_load(t->model, &r);
   mtld_pvmetrics_load(t->metrics, &r);
+  mtld_baseline_load(t->base, &r);
   mtld_rd_checksum(&r);
   if (r.st == MTLD_OK && r.pos != len) r.st = MTLD_ERR_CORRUPT;
   st = r.st;

@@ -24,7 +24,8 @@
 #include "common/status.h"
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
-#define MTLD_TRAINER_VERSION 2u /* 2: mtld_model_config_t gained interactions */
+#define MTLD_TRAINER_VERSION 3u /* 2: mtld_model_config_t gained interactions; 3: rating
+                                  baselines, running-mean bias */
 
 typedef struct mtld_trainer mtld_trainer_t;
 
@@ -78,7 +79,8 @@ int mtld_trainer_pending(const mtld_trainer_t *t);
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
 
 /* Full state: magic, version, config, counters, buffered samples, model
- * (parameters, optimiser, normaliser, tables), metrics, XXH64 trailer.  The
+ * (parameters, optimiser, normaliser, tables), metrics, rating baselines,
+ * XXH64 trailer.  The
  * file variant writes at the current position of f and does not fsync
  * (the checkpoint writer owns temp file, fsync and rename).  The memory
  * variant returns a malloc'ed buffer the caller frees.  MTLD_OK or

@@ -972,6 +972,11 @@ static const key_def_t keys[] = {
   {.path = "trainer.report_interval", .kind = K_DURATION, FIELD(report_interval_ms),
    .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
   {.path = "trainer.dump_samples",    .kind = K_STRING,   FIELD(dump_samples)},
+  {.path = "trainer.rank_k",          .kind = K_INT,      FIELD(rank_k), .min = 0, .max = 1000},
+  {.path = "trainer.rank_every",      .kind = K_INT,      FIELD(rank_every),
+   .min = 1, .max = 1000000},
+  {.path = "trainer.rank_candidates", .kind = K_INT,      FIELD(rank_candidates),
+   .min = 1, .max = 100000},
 
   {.path = "checkpoint.dir",           .kind = K_STRING,   FIELD(checkpoint_dir)},
   {.path = "checkpoint.interval",      .kind = K_DURATION, FIELD(checkpoint_interval_ms),
@@ -1023,6 +1028,9 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
   cfg->trainer_enabled = 1;
   cfg->report_interval_ms = 60000;
+  cfg->rank_k = 20;
+  cfg->rank_every = 100;
+  cfg->rank_candidates = 500;
   snprintf(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), "/var/lib/mtld/checkpoints");
   cfg->checkpoint_interval_ms = 300000;
   cfg->checkpoint_every_samples = 0;

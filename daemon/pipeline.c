@@ -183,6 +183,28 @@ mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/* The ranking evaluation of clicks (trainer.rank_k > 0): on the first binary
+ * task of the click label, the item part of a sample being the item's
+ * dense features, as the sampled negatives swap them. */
+static mtld_status_t start_ranking(mtld_pipeline_t *p, char *err, size_t errlen) {
+  const mtld_model_config_t *mc = mtld_model_config(mtld_trainer_model(p->trainer));
+  mtld_rank_config_t rc;
+  memset(&rc, 0, sizeof(rc));
+  rc.k = p->cfg.rank_k;
+  rc.every = p->cfg.rank_every;
+  rc.candidates = p->cfg.rank_candidates;
+  rc.task = -1;
+  for (int t = 0; t < mc->n_tasks && rc.task < 0; t++)
+    if (mc->tasks[t].type == MTLD_TASK_BINARY && mc->tasks[t].label == MTLD_LABEL_CLICK)
+      rc.task = t;
+  if (rc.k == 0 || rc.task < 0) return MTLD_OK;
+  int slots[MTLD_FEATURES_ITEM_DENSE_MAX];
+  int n = mtld_features_dense_item_slots(&p->cfg.features, slots);
+  for (int i = 0; i < n && rc.n_item_dense < MTLD_RANK_MAX_ITEM_DENSE; i++)
+    if (slots[i] < mc->n_dense) rc.item_dense[rc.n_item_dense++] = slots[i];
+  return mtld_trainer_set_ranking(p->trainer, &rc, err, errlen);
+}
+
 mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
                                 size_t errlen) {
   return mtld_pipeline_new_with(out, cfg, NULL, err, errlen);
@@ -216,6 +238,10 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
   }
   if (cfg->trainer_enabled && !p->trainer) {
     st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
+    if (st != MTLD_OK) goto fail;
+  }
+  if (p->trainer) {
+    st = start_ranking(p, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
   if (cfg->dump_samples[0]) {
@@ -581,6 +607,28 @@ static void render_pv_baselines(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   }
 }
 
+/* The ranking evaluation of clicks: the model and the popularity baseline. */
+static void render_rank(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  const mtld_rank_t *r = mtld_trainer_ranking(p->trainer);
+  if (!r) return;
+  mtld_rank_summary_t s;
+  mtld_rank_get(r, &s);
+  char k[16];
+  snprintf(k, sizeof(k), "%d", s.k);
+  mtld_metrics_family(b, "mtld_rank_hit_rate", "gauge",
+                      "Progressive HR@K of clicked items among recently clicked ones, for the "
+                      "model and the popularity baseline.");
+  mtld_metrics_label_t lm[2] = {{"k", k}, {"ranker", "model"}};
+  mtld_metrics_label_t lp[2] = {{"k", k}, {"ranker", "popularity"}};
+  mtld_metrics_sample_kv(b, "mtld_rank_hit_rate", lm, 2, s.hr);
+  mtld_metrics_sample_kv(b, "mtld_rank_hit_rate", lp, 2, s.pop_hr);
+  mtld_metrics_family(b, "mtld_rank_mrr", "gauge", "Progressive MRR@K of clicked items.");
+  mtld_metrics_sample_kv(b, "mtld_rank_mrr", lm, 2, s.mrr);
+  mtld_metrics_sample_kv(b, "mtld_rank_mrr", lp, 2, s.pop_mrr);
+  mtld_metrics_family(b, "mtld_rank_evaluated_total", "counter", "Clicks ranked.");
+  mtld_metrics_sample(b, "mtld_rank_evaluated_total", NULL, (double)s.evaluated);
+}
+
 static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   if (!p->trainer) return;
   mtld_trainer_stats_t ts;
@@ -604,6 +652,7 @@ static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   render_pv(p, b, "mtld_pv_rmse", "Progressive RMSE.", 4);
   render_pv(p, b, "mtld_pv_samples", "Samples scored, per task and scenario.", 5);
   render_pv_baselines(p, b);
+  render_rank(p, b);
   mtld_model_t *m = mtld_trainer_model(p->trainer);
   const mtld_model_config_t *mc = mtld_model_config(m);
   static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",
@@ -638,6 +687,7 @@ void mtld_pipeline_report(mtld_pipeline_t *p) {
   FILE *f = open_memstream(&text, &len);
   if (!f) return;
   mtld_pvmetrics_print(mtld_trainer_metrics(p->trainer), f, 1);
+  if (mtld_trainer_ranking(p->trainer)) mtld_rank_print(mtld_trainer_ranking(p->trainer), f);
   fclose(f);
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
     mtld_log(MTLD_LOG_INFO, "pv %s", line);

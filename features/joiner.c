@@ -238,7 +238,7 @@ struct mtld_joiner {
 
   ring_t *rings;
   int32_t n_rings, cap_rings;
-  cmap_t ring_map; /* probe key (see ring_find) -> ring index */
+  cmap_t ring_map;                              /* probe key (see ring_find) -> ring index */
   int item_slots[MTLD_FEATURES_ITEM_DENSE_MAX]; /* mtld_features_dense_item_slots */
   int n_item_slots;
 

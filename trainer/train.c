@@ -14,6 +14,7 @@ struct mtld_trainer {
   mtld_model_t *model;
   mtld_pvmetrics_t *metrics;
   mtld_baseline_t *base; /* rating baselines, scored next to the model */
+  mtld_rank_t *rank;     /* ranking evaluation of clicks, or NULL */
   mtld_sample_t *batch;  /* [batch_size] */
   int n_batch;
   mtld_trainer_stats_t stats;
@@ -67,6 +68,7 @@ void mtld_trainer_destroy(mtld_trainer_t *t) {
   mtld_model_destroy(t->model);
   mtld_pvmetrics_destroy(t->metrics);
   mtld_baseline_destroy(t->base);
+  mtld_rank_destroy(t->rank);
   free(t->batch);
   free(t);
 }
@@ -77,6 +79,9 @@ static void train_buffered(mtld_trainer_t *t) {
   int n = t->n_batch;
   if (n == 0) return;
   const mtld_model_config_t *c = &t->cfg;
+  /* ranking first: its forward passes must not come between the batch's
+   * forward and backward; the model is the same (before this batch) */
+  if (t->rank) mtld_rank_observe(t->rank, t->model, t->batch, n);
   double loss = mtld_model_forward(t->model, t->batch, n);
   const float *preds = mtld_model_preds(t->model);
   for (int b = 0; b < n; b++) {
@@ -133,6 +138,20 @@ void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *pred
   mtld_model_predict(t->model, s, preds, cond);
 }
 
+mtld_status_t mtld_trainer_set_ranking(mtld_trainer_t *t, const mtld_rank_config_t *cfg, char *err,
+                                       size_t errlen) {
+  mtld_rank_t *r = NULL;
+  mtld_status_t st = mtld_rank_create(&r, cfg, err, errlen);
+  if (st != MTLD_OK) return st;
+  mtld_rank_destroy(t->rank);
+  t->rank = r;
+  return MTLD_OK;
+}
+
+mtld_rank_t *mtld_trainer_ranking(mtld_trainer_t *t) {
+  return t->rank;
+}
+
 mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr) {
   mtld_status_t st = mtld_model_set_lr(t->model, lr, emb_lr);
   if (st == MTLD_OK) {
@@ -176,7 +195,8 @@ int mtld_trainer_pending(const mtld_trainer_t *t) {
 
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t) {
   return sizeof(*t) + sizeof(mtld_sample_t) * (size_t)t->cfg.batch_size +
-         mtld_model_memory_bytes(t->model) + mtld_baseline_memory_bytes(t->base);
+         mtld_model_memory_bytes(t->model) + mtld_baseline_memory_bytes(t->base) +
+         (t->rank ? mtld_rank_memory_bytes(t->rank) : 0);
 }
 
 /* ---- state ---------------------------------------------------------------- */

@@ -20,12 +20,14 @@
 
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
+#include "trainer/rank.h"
 #include "trainer/sample.h"
 #include "common/status.h"
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
-#define MTLD_TRAINER_VERSION 3u /* 2: mtld_model_config_t gained interactions; 3: rating
-                                  baselines, running-mean bias */
+#define MTLD_TRAINER_VERSION                                                                       \
+  3u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
+       baselines, running-mean bias */
 
 typedef struct mtld_trainer mtld_trainer_t;
 
@@ -59,6 +61,14 @@ void mtld_trainer_flush(mtld_trainer_t *t);
 /* Scores one sample without learning: preds[n_tasks]; cond[n_tasks] (may be
  * NULL) gets pCVR for ESMM tasks. */
 void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *preds, float *cond);
+
+/* Turns on the ranking evaluation of clicks (rank.h) with cfg (copied),
+ * replacing an earlier one.  Not saved with the state: call it again after
+ * a load.  MTLD_OK, MTLD_ERR_CONFIG / MTLD_ERR_NOMEM with err filled. */
+mtld_status_t mtld_trainer_set_ranking(mtld_trainer_t *t, const mtld_rank_config_t *cfg, char *err,
+                                       size_t errlen);
+/* The ranking evaluation (borrowed), or NULL when off. */
+mtld_rank_t *mtld_trainer_ranking(mtld_trainer_t *t);
 
 /* Reloadable settings (SIGHUP): see mtld_model_set_lr / _set_loss_weight.
  * task_index: the index of the named task, or -1. */

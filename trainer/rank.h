@@ -16,8 +16,9 @@
  * catalog (or moves to its front) and its count grows.
  * Why bounded: scoring the whole catalog for every click would cost
  * (catalog size) forward passes per click; `candidates` bounds the cost per
- * evaluated click and `every` spreads it (defaults 500 and 100: about 5
- * forward passes per click, against 1 + K trained samples).  A bounded
+ * evaluated click and `every` spreads it (defaults 500 and 100: at most 5
+ * forward passes per click, against 1 + K trained samples; a click whose
+ * item is not in the catalog is a miss without scoring).  A bounded
  * catalog of recent items makes hits easier than over the whole catalog,
  * for the model and the baseline alike.
  * Not part of the checkpoint: after a restart the catalog and the counts

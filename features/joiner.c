@@ -954,15 +954,6 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
   return rc;
 }
 
-/* Deterministic PRNG (splitmix64 stream). */
-static uint64_t rng_next(uint64_t *state) {
-  *state += UINT64_C(0x9e3779b97f4a7c15);
-  uint64_t z = *state;
-  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
 /* An unmatched click in sampled-negatives mode: a positive sample that draws
  * its K negatives when it is released (draw_negatives). */
 static mtld_status_t open_positive(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
@@ -998,7 +989,7 @@ static size_t draw_negatives(mtld_joiner_t *j, const mtld_sample_t *pos, mtld_jo
   for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
     const donor_t *d = NULL;
     for (int attempt = 0; attempt < 8 && !d; attempt++) {
-      const donor_t *c = &ring->items[(uint32_t)(((rng_next(&state) >> 32) * n) >> 32)];
+      const donor_t *c = &ring->items[(uint32_t)(((mtld_splitmix64(&state) >> 32) * n) >> 32)];
       if (c->item != 0 && c->item != item) d = c;
     }
     if (!d) continue; /* the ring holds (almost) only the clicked item */

@@ -78,6 +78,9 @@ typedef struct {
   int trainer_enabled;        /* trainer.enabled, default true */
   int64_t report_interval_ms; /* trainer.report_interval, default 60 s (reloadable) */
   char dump_samples[1024];    /* trainer.dump_samples: file of released samples, "" = none */
+  int rank_k;                 /* trainer.rank_k: HR@K / MRR@K of clicked items, 0 = off (20) */
+  int rank_every;             /* trainer.rank_every: every N-th click is ranked (100) */
+  int rank_candidates;        /* trainer.rank_candidates: catalog bound (500) */
 
   /* checkpoint.* and snapshot.* (consistent cuts; serving snapshots) */
   char checkpoint_dir[1024];        /* checkpoint.dir, default "/var/lib/mtld/checkpoints" */

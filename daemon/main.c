@@ -288,10 +288,34 @@ static void report(daemon_t *d) {
   FILE *f = open_memstream(&text, &len);
   if (!f) return;
   mtld_pvmetrics_print(mtld_trainer_metrics(d->trainer), f, 1);
+  if (mtld_trainer_ranking(d->trainer)) mtld_rank_print(mtld_trainer_ranking(d->trainer), f);
   fclose(f);
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
     mtld_log(MTLD_LOG_INFO, "pv %s", line);
   free(text);
+}
+
+/* The ranking evaluation of clicks (trainer.rank_k > 0; trainer/rank.h), not
+ * part of the checkpoint: on the first binary task of the click label, the
+ * item part of a sample being the item's dense features, as the sampled
+ * negatives swap them. */
+static mtld_status_t start_ranking(daemon_t *d, char *err, size_t errlen) {
+  const mtld_model_config_t *mc = mtld_model_config(mtld_trainer_model(d->trainer));
+  mtld_rank_config_t rc;
+  memset(&rc, 0, sizeof(rc));
+  rc.k = d->cfg.rank_k;
+  rc.every = d->cfg.rank_every;
+  rc.candidates = d->cfg.rank_candidates;
+  rc.task = -1;
+  for (int t = 0; t < mc->n_tasks && rc.task < 0; t++)
+    if (mc->tasks[t].type == MTLD_TASK_BINARY && mc->tasks[t].label == MTLD_LABEL_CLICK)
+      rc.task = t;
+  if (rc.k == 0 || rc.task < 0) return MTLD_OK;
+  int slots[MTLD_FEATURES_ITEM_DENSE_MAX];
+  int n = mtld_features_dense_item_slots(&d->cfg.features, slots);
+  for (int i = 0; i < n && rc.n_item_dense < MTLD_RANK_MAX_ITEM_DENSE; i++)
+    if (slots[i] < mc->n_dense) rc.item_dense[rc.n_item_dense++] = slots[i];
+  return mtld_trainer_set_ranking(d->trainer, &rc, err, errlen);
 }
 
 /* Frees what open_state and main built, in reverse order; NULLs are fine. */
@@ -334,6 +358,10 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   if (st != MTLD_OK) return st;
   if (cfg->trainer_enabled && !d->trainer) {
     st = mtld_trainer_create(&d->trainer, &cfg->model, err, errlen);
+    if (st != MTLD_OK) return st;
+  }
+  if (d->trainer) {
+    st = start_ranking(d, err, errlen);
     if (st != MTLD_OK) return st;
   }
   if (cfg->dump_samples[0]) {

@@ -561,13 +561,14 @@ static const char *const arch_names[] = {"single_task", "shared_bottom", "mmoe",
 static const char *const optim_names[] = {"adam", "adagrad", NULL};
 static const char *const emb_optim_names[] = {"adagrad", "adam", NULL};
 static const char *const task_type_names[] = {"binary", "esmm", "regression", NULL};
-static const char *const label_names[] = {"click", "cart", "purchase", "rating", NULL};
+static const char *const label_names[] = {"click", "cart", "purchase", "rating", "review", NULL};
 static const char *const reg_loss_names[] = {"mse", "huber", NULL};
 static const char *const interactions_names[] = {"none", "dot", NULL};
 _Static_assert(MTLD_ARCH_MMOE == 2 && MTLD_ARCH_PLE == 3, "arch_names");
 _Static_assert(MTLD_OPT_ADAGRAD == 1 && MTLD_EMB_ADAM == 1, "optim_names");
 _Static_assert(MTLD_TASK_ESMM_CTCVR == 1 && MTLD_TASK_REGRESSION == 2, "task_type_names");
-_Static_assert(MTLD_LABEL_PURCHASE == 2 && MTLD_LABEL_RATING == 3 && MTLD_N_LABELS == 4,
+_Static_assert(MTLD_LABEL_PURCHASE == 2 && MTLD_LABEL_RATING == 3 && MTLD_LABEL_REVIEW == 4 &&
+                   MTLD_N_LABELS == 5,
                "label_names");
 _Static_assert(MTLD_REG_HUBER == 1, "reg_loss_names");
 _Static_assert(MTLD_INTER_NONE == 0 && MTLD_INTER_DOT == 1, "interactions_names");
@@ -645,7 +646,8 @@ static int equal_sequence(const key_def_t *k, const mtld_config_t *a, const mtld
 static const custom_ops_t sequence_ops = {parse_sequence, print_sequence, equal_sequence, NULL};
 
 /* model.tasks: a list of groups, one per task, in output order.  A parent
- * (ESMM) is named and must be an earlier binary task. */
+ * (ESMM) is named and must be an earlier binary task, or an earlier ESMM
+ * task (a chain: ctr -> ctcvr -> review). */
 static const char *const task_keys[] = {"name", "type",        "label",     "parent", "weight",
                                         "loss", "huber_delta", "bias_init", "bias",   NULL};
 /* task.bias (regression): "mean" = mtld_task_t.bias_mean 1 (the default) */
@@ -737,9 +739,13 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
   if (!name_s) return fail(pe, g, key, "required");
   snprintf(key, sizeof(key), "%s.label", prefix);
   if (!label_s)
-    return fail(pe, g, key, "required (\"click\", \"cart\", \"purchase\" or \"rating\")");
+    return fail(pe, g, key,
+                "required (\"click\", \"cart\", \"purchase\", \"rating\" or \"review\")");
   if (t->label == MTLD_LABEL_RATING && t->type != MTLD_TASK_REGRESSION)
     return fail(pe, label_s, key, "\"rating\" (1 to 5 stars) needs type \"regression\"");
+  if (t->label == MTLD_LABEL_REVIEW && t->type == MTLD_TASK_REGRESSION)
+    return fail(pe, label_s, key,
+                "\"review\" (click, purchase and review: 0/1) needs type \"esmm\" or \"binary\"");
   snprintf(key, sizeof(key), "%s.loss", prefix);
   if (loss_s && t->type != MTLD_TASK_REGRESSION)
     return fail(pe, loss_s, key, "only for type \"regression\"");
@@ -763,8 +769,8 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
       if (strcmp(tasks[u].name, p) == 0) t->parent = u;
     if (t->parent < 0)
       return fail(pe, parent_s, key, "no earlier task named \"%s\" (list the parent first)", p);
-    if (tasks[t->parent].type != MTLD_TASK_BINARY)
-      return fail(pe, parent_s, key, "\"%s\" must be a binary task, not %s", p,
+    if (tasks[t->parent].type == MTLD_TASK_REGRESSION)
+      return fail(pe, parent_s, key, "\"%s\" must be a binary or esmm task, not %s", p,
                   task_type_names[tasks[t->parent].type]);
   }
   return MTLD_OK;
@@ -911,6 +917,8 @@ static const key_def_t keys[] = {
    .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.conversion_window",      .kind = K_DURATION, FIELD(joiner.conversion_window_ms),
    .min = 0, .max = 90 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.review_window",          .kind = K_DURATION, FIELD(review_window_ms),
+   .min = 0, .max = 90 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.negatives_per_positive", .kind = K_INT,      FIELD(joiner.negatives_per_positive),
    .min = 0, .max = MTLD_JOINER_MAX_NEGATIVES},
   {.path = "joiner.popularity_size",        .kind = K_INT,      FIELD(joiner.popularity_size),
@@ -1035,6 +1043,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->idle_ms = 0;
   cfg->idle_release_ms = 0;
   cfg->no_samples_warn_events = 10000;
+  cfg->review_window_ms = 7 * 24 * 3600 * (int64_t)1000;
   mtld_model_config_default(&cfg->model);
   cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
   cfg->trainer_enabled = 1;
@@ -1519,4 +1528,10 @@ int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
     if (!k->reloadable) refused += changed;
   }
   return refused;
+}
+
+int64_t mtld_config_review_window_ms(const mtld_config_t *cfg) {
+  for (int t = 0; t < cfg->model.n_tasks; t++)
+    if (cfg->model.tasks[t].label == MTLD_LABEL_REVIEW) return cfg->review_window_ms;
+  return 0;
 }

@@ -70,6 +70,9 @@ typedef struct {
   int64_t idle_ms;                /* joiner.idle_after, default 0 = never idle */
   int64_t idle_release_ms;        /* joiner.idle_release (wall clock), default 0 = off */
   int64_t no_samples_warn_events; /* joiner.warn_no_samples_after, default 10000 (0 = off) */
+  int64_t review_window_ms;       /* joiner.review_window, default 7 d: the review label's
+                                     window after a purchase, used only when a model task
+                                     learns label "review" (mtld_config_review_window_ms) */
 
   /* model.* (trainer/model.h).  model.n_dense is not a key: it is set from
    * the feature definitions (mtld_features_dense_count).  Reloadable:
@@ -120,6 +123,11 @@ mtld_status_t mtld_config_load_string(mtld_config_t *cfg, const char *text, cons
 /* Prints the effective config in libconfig syntax (for --check-config); the
  * output loads again into an equal config. */
 void mtld_config_print(const mtld_config_t *cfg, FILE *out);
+
+/* The review window the joiner labels with: joiner.review_window when a
+ * model task learns label "review", else 0 (no review label: the joiner
+ * behaves as without the key).  Pure; any thread. */
+int64_t mtld_config_review_window_ms(const mtld_config_t *cfg);
 
 /* Compares old and new (cfg->path is not compared).  For every changed key
  * calls fn(ctx, key, reloadable) with its dotted name ("store.batch_max_ms",

@@ -349,7 +349,8 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   if (st == MTLD_OK)
     st = mtld_watermark_set_idle_release(d->wm, cfg->idle_release_ms,
                                          cfg->joiner.click_window_ms +
-                                             cfg->joiner.conversion_window_ms);
+                                             cfg->joiner.conversion_window_ms +
+                                             mtld_config_review_window_ms(cfg));
   if (st != MTLD_OK) {
     snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
     return st;

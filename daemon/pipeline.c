@@ -214,7 +214,9 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
   if (st != MTLD_OK) goto fail;
   st = mtld_dedup_create(&p->dedup, p->store);
   if (st != MTLD_OK) goto fail;
-  st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
+  mtld_joiner_config_t jc = cfg->joiner;
+  jc.review_window_ms = mtld_config_review_window_ms(cfg); /* 0 without a review task */
+  st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &jc, err, errlen);
   if (st != MTLD_OK) goto fail;
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);

@@ -58,6 +58,15 @@ static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t off
  * draws its negatives when released (0 in records of earlier versions, whose
  * negatives were staged with them). */
 #define ENC_FLAG_DRAW 1
+/* b[3]: ENC_FLAG_PURCHASED (only with a review window): the record ends
+ * with the time of the purchase that labelled it (8 bytes after the
+ * sequence); ENC_FLAG_REVIEWED: a review of the same user and item came
+ * within the review window after it (the review label; never set in
+ * records of earlier versions, which had no review label). */
+#define ENC_FLAG_PURCHASED 2
+#define ENC_FLAG_REVIEWED 4
+/* labels stored in the fixed header (the review label is the flag above) */
+#define ENC_N_LABELS 4
 
 static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id,
                          int64_t click_time, uint8_t flags) {
@@ -66,7 +75,7 @@ static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id
   b[2] = s->label_mask;
   b[3] = flags;
   mtld_put_le64(b + ENC_CLICK, (uint64_t)click_time);
-  for (int l = 0; l < MTLD_N_LABELS; l++) mtld_put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
+  for (int l = 0; l < ENC_N_LABELS; l++) mtld_put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
   mtld_put_f32(b + 28, s->weight);
   mtld_put_le64(b + 32, s->sample_id);
   mtld_put_le64(b + 40, request_id);
@@ -92,15 +101,19 @@ static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id
 }
 
 static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t *click_time,
-                                uint8_t *flags, const uint8_t *b, size_t len) {
+                                int64_t *purchase_time, uint8_t *flags, const uint8_t *b,
+                                size_t len) {
   memset(s, 0, sizeof *s);
+  *purchase_time = INT64_MIN;
   if (len < ENC_FIXED + 4 || b[0] != ENC_VERSION) return MTLD_ERR_CORRUPT;
   *flags = b[3];
   s->kind = b[1];
   if (s->kind != MTLD_SAMPLE_IMPRESSION && s->kind != MTLD_SAMPLE_REVIEW) return MTLD_ERR_CORRUPT;
   s->label_mask = b[2];
   *click_time = (int64_t)mtld_get_le64(b + ENC_CLICK);
-  for (int l = 0; l < MTLD_N_LABELS; l++) s->labels[l] = mtld_get_f32(b + ENC_LABELS + 4 * l);
+  for (int l = 0; l < ENC_N_LABELS; l++) s->labels[l] = mtld_get_f32(b + ENC_LABELS + 4 * l);
+  if ((s->label_mask >> MTLD_LABEL_REVIEW) & 1)
+    s->labels[MTLD_LABEL_REVIEW] = (b[3] & ENC_FLAG_REVIEWED) ? 1.0f : 0.0f;
   s->weight = mtld_get_f32(b + 28);
   s->sample_id = mtld_get_le64(b + 32);
   *request_id = mtld_get_le64(b + 40);
@@ -121,12 +134,14 @@ static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t 
   if (s->n_dense > MTLD_MAX_DENSE || n + 4 * (size_t)s->n_dense + 1 > len) return MTLD_ERR_CORRUPT;
   for (int i = 0; i < s->n_dense; i++, n += 4) s->dense[i] = mtld_get_f32(b + n);
   s->seq_len = b[n++];
-  if (s->seq_len > MTLD_MAX_SAMPLE_SEQ || n + 16 * (size_t)s->seq_len != len)
+  size_t trailer = (*flags & ENC_FLAG_PURCHASED) ? 8 : 0;
+  if (s->seq_len > MTLD_MAX_SAMPLE_SEQ || n + 16 * (size_t)s->seq_len + trailer != len)
     return MTLD_ERR_CORRUPT;
   for (int i = 0; i < s->seq_len; i++, n += 16) {
     s->seq_items[i] = mtld_get_le64(b + n);
     s->seq_cats[i] = mtld_get_le64(b + n + 8);
   }
+  if (trailer) *purchase_time = (int64_t)mtld_get_le64(b + n);
   return MTLD_OK;
 }
 
@@ -207,7 +222,8 @@ enum { IDX_ID = 0, IDX_REQ = 1, IDX_UI = 2, N_IDX = 3 };
 
 typedef struct {
   int64_t time_ms, offset, deadline;
-  int64_t click_time; /* INT64_MIN: not clicked */
+  int64_t click_time;    /* INT64_MIN: not clicked */
+  int64_t purchase_time; /* INT64_MIN: no purchase recorded (review window 0) */
   int32_t partition;
   uint32_t sub;
   uint64_t sample_id, request_id, user_id, item_id, scenario_id;
@@ -264,6 +280,8 @@ mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *er
     bad = "click_window must be >= 0";
   else if (cfg->conversion_window_ms < 0)
     bad = "conversion_window must be >= 0";
+  else if (cfg->review_window_ms < 0)
+    bad = "review_window must be >= 0";
   else if (cfg->mode != MTLD_JOIN_IMPRESSIONS && cfg->mode != MTLD_JOIN_SAMPLED_NEGATIVES)
     bad = "mode must be impressions or sampled_negatives";
   else if (cfg->negatives_per_positive < 0 ||
@@ -399,14 +417,15 @@ static void entry_free(mtld_joiner_t *j, int32_t e) {
 
 static int64_t deadline_of(const mtld_joiner_t *j, int kind, int64_t time_ms) {
   if (kind == MTLD_SAMPLE_REVIEW) return time_ms;
-  return sat_add(sat_add(time_ms, j->cfg.click_window_ms), j->cfg.conversion_window_ms);
+  return sat_add(sat_add(sat_add(time_ms, j->cfg.click_window_ms), j->cfg.conversion_window_ms),
+                 j->cfg.review_window_ms);
 }
 
 /* Adds an in-memory entry (indexes by kind: impressions with sub 0 are
  * matchable, reviews are only found by id for de-duplication, sampled
  * negatives are never matched).  Returns the entry or -1 (no memory). */
 static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
-                         uint64_t request_id, int64_t click_time) {
+                         uint64_t request_id, int64_t click_time, int64_t purchase_time) {
   int32_t e = entry_alloc(j);
   if (e < 0) return -1;
   entry_t *x = &j->ent[e];
@@ -418,6 +437,7 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
   x->kind = (uint8_t)s->kind;
   x->deadline = deadline_of(j, s->kind, s->time_ms);
   x->click_time = click_time;
+  x->purchase_time = purchase_time;
   x->sample_id = s->sample_id;
   x->request_id = request_id;
   x->user_id = s->n_fields > MTLD_FIELD_USER ? s->fields[MTLD_FIELD_USER] : 0;
@@ -628,9 +648,10 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
   const uint8_t *k = key;
   mtld_sample_t s;
   uint64_t request_id;
-  int64_t click_time;
+  int64_t click_time, purchase_time;
   uint8_t flags;
-  if (klen != KEY_LEN || dec_sample(&s, &request_id, &click_time, &flags, val, vlen) != MTLD_OK ||
+  if (klen != KEY_LEN ||
+      dec_sample(&s, &request_id, &click_time, &purchase_time, &flags, val, vlen) != MTLD_OK ||
       s.time_ms != unord64(mtld_get_be64(k + 1)) || s.partition != unord32(mtld_get_be32(k + 9)) ||
       s.offset != unord64(mtld_get_be64(k + 13))) {
     /* not ours to keep: drop it with the next commit rather than stall */
@@ -638,7 +659,7 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
     j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
     return j->load_rc != MTLD_OK;
   }
-  if (entry_add(j, &s, mtld_get_be32(k + 21), request_id, click_time) < 0) {
+  if (entry_add(j, &s, mtld_get_be32(k + 21), request_id, click_time, purchase_time) < 0) {
     j->load_rc = MTLD_ERR_NOMEM;
     return 1;
   }
@@ -806,6 +827,10 @@ static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_eve
                         int with_position) {
   mtld_sample_from_features(s, &j->def, ev, partition, offset, u, it, item_id, category_id,
                             with_position);
+  /* the review label (click AND purchase AND a review within the window)
+   * exists only with a review window; then it is valid on impressions */
+  if (j->cfg.review_window_ms > 0 && s->kind == MTLD_SAMPLE_IMPRESSION)
+    s->label_mask |= 1u << MTLD_LABEL_REVIEW;
 }
 
 /* Stages a new pending sample and indexes it.  *dup = 1 (and nothing is
@@ -822,7 +847,7 @@ static mtld_status_t open_sample(mtld_joiner_t *j, const mtld_sample_t *s, uint3
   size_t n = enc_sample(val, s, request_id, click_time, flags);
   mtld_status_t rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, n);
   if (rc != MTLD_OK) return rc;
-  int32_t e = entry_add(j, s, sub, request_id, click_time);
+  int32_t e = entry_add(j, s, sub, request_id, click_time, INT64_MIN);
   if (e < 0) return MTLD_ERR_NOMEM;
   if (j->ent[e].deadline < j->max_release_wm) j->c.late++;
   return MTLD_OK;
@@ -955,6 +980,80 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
   return rc;
 }
 
+/* Review window only: records on pending entry e the time of the purchase
+ * that labelled it (ENC_FLAG_PURCHASED and the 8-byte trailer), the first
+ * purchase only. */
+static mtld_status_t mark_purchase(mtld_joiner_t *j, int32_t e, int64_t time_ms) {
+  entry_t *x = &j->ent[e];
+  if (x->purchase_time != INT64_MIN) return MTLD_OK;
+  uint8_t key[KEY_LEN];
+  make_key(key, x->time_ms, x->partition, x->offset, x->sub);
+  void *val = NULL;
+  size_t vlen = 0;
+  mtld_status_t rc = mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen);
+  if (rc != MTLD_OK) return rc == MTLD_ERR_NOTFOUND ? MTLD_ERR_CORRUPT : rc;
+  uint8_t *b = realloc(val, vlen + 8);
+  if (!b) {
+    free(val);
+    return MTLD_ERR_NOMEM;
+  }
+  if (vlen < ENC_FIXED || b[0] != ENC_VERSION || (b[3] & ENC_FLAG_PURCHASED)) {
+    free(b);
+    return MTLD_ERR_CORRUPT;
+  }
+  b[3] |= ENC_FLAG_PURCHASED;
+  mtld_put_le64(b + vlen, (uint64_t)time_ms);
+  rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, b, vlen + 8);
+  if (rc == MTLD_OK) x->purchase_time = time_ms;
+  free(b);
+  return rc;
+}
+
+/* The purchased pending sample a review labels (see joiner.h), or -1: same
+ * user and item, purchase_time <= t_review <= purchase_time + review
+ * window, the most recent (same scenario preferred). */
+static int32_t match_review(mtld_joiner_t *j, const mtld_event_t *ev) {
+  int32_t best = -1, *head;
+  int pbest = 0;
+  head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
+  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
+    const entry_t *x = &j->ent[e];
+    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
+        x->purchase_time == INT64_MIN)
+      continue;
+    if (ev->time_ms < x->purchase_time ||
+        ev->time_ms > sat_add(x->purchase_time, j->cfg.review_window_ms))
+      continue;
+    int p = x->scenario_id == ev->scenario_id;
+    if (better(j, e, p, best, pbest)) best = e, pbest = p;
+  }
+  return best;
+}
+
+/* Sets the review flag of pending entry e.  *changed = 1 when it was unset. */
+static mtld_status_t mark_review(mtld_joiner_t *j, int32_t e, int *changed) {
+  entry_t *x = &j->ent[e];
+  uint8_t key[KEY_LEN];
+  make_key(key, x->time_ms, x->partition, x->offset, x->sub);
+  void *val = NULL;
+  size_t vlen = 0;
+  *changed = 0;
+  mtld_status_t rc = mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen);
+  if (rc != MTLD_OK) return rc == MTLD_ERR_NOTFOUND ? MTLD_ERR_CORRUPT : rc;
+  uint8_t *b = val;
+  if (vlen < ENC_FIXED || b[0] != ENC_VERSION) {
+    free(val);
+    return MTLD_ERR_CORRUPT;
+  }
+  if (!(b[3] & ENC_FLAG_REVIEWED)) {
+    b[3] |= ENC_FLAG_REVIEWED;
+    rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, vlen);
+    *changed = rc == MTLD_OK;
+  }
+  free(val);
+  return rc;
+}
+
 /* An unmatched click in sampled-negatives mode: a positive sample that draws
  * its K negatives when it is released (draw_negatives). */
 static mtld_status_t open_positive(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
@@ -1029,6 +1128,11 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
       else
         j->c.reviews++;
     }
+    if (rc == MTLD_OK && !dup && ev->type == MTLD_EV_REVIEW && j->cfg.review_window_ms > 0 &&
+        (e = match_review(j, ev)) >= 0) {
+      rc = mark_review(j, e, &changed);
+      if (rc == MTLD_OK && changed) j->c.reviewed++;
+    }
     return rc;
   case MTLD_EV_CLICK:
     e = match_click(j, ev);
@@ -1064,6 +1168,8 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
       else
         j->c.carted++;
     }
+    if (rc == MTLD_OK && ev->type == MTLD_EV_PURCHASE && j->cfg.review_window_ms > 0)
+      rc = mark_purchase(j, e, ev->time_ms);
     return rc;
   default: return MTLD_ERR_INVALID;
   }
@@ -1082,10 +1188,10 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
     size_t vlen = 0;
     mtld_sample_t s;
     uint64_t request_id;
-    int64_t click_time;
+    int64_t click_time, purchase_time;
     uint8_t flags = 0;
     if (mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen) == MTLD_OK &&
-        dec_sample(&s, &request_id, &click_time, &flags, val, vlen) == MTLD_OK) {
+        dec_sample(&s, &request_id, &click_time, &purchase_time, &flags, val, vlen) == MTLD_OK) {
       fn(ctx, &s);
       n++;
       if (flags & ENC_FLAG_DRAW) n += draw_negatives(j, &s, fn, ctx);

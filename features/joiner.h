@@ -25,11 +25,20 @@
  *                conversion_window.  purchase = click AND purchase (ESMM);
  *                a purchase without a clicked sample labels nothing.
  *   REVIEW    -> a rating sample at once (it waits for release like the rest).
+ *                With a review window (review_window_ms > 0, the review
+ *                label): also the most recent purchased pending sample of
+ *                the same user and item (same scenario preferred) with
+ *                t_purchase <= t <= t_purchase + review_window, where
+ *                t_purchase is the first purchase that labelled it; review
+ *                = click AND purchase AND review (the label of a task
+ *                chained on the CTCVR task).  A review without such a
+ *                purchase labels nothing (and is still a rating sample).
+ *                Without a review window impressions carry no review label.
  * Events of one user are expected on one partition (Kafka key = user id);
  * then matching sees the same pending samples however partitions interleave.
  *
  * Release: a pending sample's deadline is
- *   impression: time + click_window + conversion_window
+ *   impression: time + click_window + conversion_window + review_window
  *   review:     time
  * and it is released once deadline < watermark (the watermark says no event
  * older than it is still expected; an event AT the watermark may still come,
@@ -124,6 +133,7 @@ typedef struct {
   int negatives_per_positive;   /* K, default 4 (0..MTLD_JOINER_MAX_NEGATIVES) */
   int popularity_size;          /* donor ring size M per scenario, default 10000 */
   uint64_t seed;                /* negative sampling seed, default 0 */
+  int64_t review_window_ms;     /* review label window after a purchase; 0 (default) = off */
 } mtld_joiner_config_t;
 
 #define MTLD_JOINER_MAX_NEGATIVES 100
@@ -150,6 +160,7 @@ typedef struct {
   uint64_t late;               /* created with deadline < the highest release watermark */
   uint64_t released;           /* samples handed to the release callback */
   uint64_t corrupt;            /* undecodable pending records dropped */
+  uint64_t reviewed;           /* review window: samples that got review = 1 */
 } mtld_joiner_counters_t;
 
 typedef struct mtld_joiner mtld_joiner_t;

@@ -42,11 +42,11 @@ MAGIC = b"MTLDSNAP"
 FORMAT_VERSION = 1
 ALIGN = 64
 SAMPLE_MAGIC = b"MTLDSMP1"
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labels)
 INT64_MIN = np.int64(-(2**63))
 
 # trainer/sample.h: mtld_sample_t (C layout; align=True follows the C rules)
-MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 8, 64, 50, 4
+MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 8, 64, 50, 5
 SAMPLE_DTYPE = np.dtype(
     [
         ("sample_id", "<u8"),
@@ -338,7 +338,7 @@ class Snapshot:
                 preds[:, t] = cond[:, t] = logits[:, t]
             elif task.type == TASK_ESMM_CTCVR:
                 cond[:, t] = sig[:, t]
-                preds[:, t] = sig[:, task.parent] * sig[:, t]
+                preds[:, t] = preds[:, task.parent] * sig[:, t]  # parent < t: chains
             else:
                 preds[:, t] = cond[:, t] = sig[:, t]
         return preds, cond

@@ -263,10 +263,10 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
       CFG_FAIL("model: task %s: bad type", k->name);
     if (k->label < 0 || k->label >= MTLD_N_LABELS) CFG_FAIL("model: task %s: bad label", k->name);
     if (!(k->loss_weight >= 0.0f)) CFG_FAIL("model: task %s: loss weight < 0", k->name);
-    if (k->type == MTLD_TASK_ESMM_CTCVR &&
-        (k->parent < 0 || k->parent >= c->n_tasks || k->parent == t ||
-         c->tasks[k->parent].type != MTLD_TASK_BINARY))
-      CFG_FAIL("model: task %s: ESMM parent must be a binary task", k->name);
+    if (k->type == MTLD_TASK_ESMM_CTCVR && (k->parent < 0 || k->parent >= t ||
+                                            (c->tasks[k->parent].type != MTLD_TASK_BINARY &&
+                                             c->tasks[k->parent].type != MTLD_TASK_ESMM_CTCVR)))
+      CFG_FAIL("model: task %s: ESMM parent must be an earlier binary or ESMM task", k->name);
     if (k->type == MTLD_TASK_REGRESSION && k->reg_loss == MTLD_REG_HUBER && !(k->huber_delta > 0))
       CFG_FAIL("model: task %s: huber_delta must be > 0", k->name);
   }
@@ -667,6 +667,24 @@ static int has_label(const mtld_sample_t *s, int label) {
   return (s->label_mask >> label) & 1;
 }
 
+/* Chained ESMM: the log-probability of the parent chain of an ESMM task
+ * (log sigmoid of each ancestor's logit, nearest ancestor last, summed from
+ * the root), so a task chained on a binary parent gets exactly
+ * log_sigmoid(z_parent). */
+static double chain_log_prob(const mtld_model_t *m, int b, int t) {
+  const mtld_task_t *k = &m->cfg.tasks[t];
+  double lz = mtld_log_sigmoid(m->logit[b * m->T + t]);
+  return k->type == MTLD_TASK_ESMM_CTCVR ? chain_log_prob(m, b, k->parent) + lz : lz;
+}
+
+/* The probability of the parent chain as a double product (root first):
+ * for a binary parent, sigmoid(z_parent). */
+static double chain_prob(const mtld_model_t *m, int b, int t) {
+  const mtld_task_t *k = &m->cfg.tasks[t];
+  double a = mtld_sigmoidf(m->logit[b * m->T + t]);
+  return k->type == MTLD_TASK_ESMM_CTCVR ? chain_prob(m, b, k->parent) * a : a;
+}
+
 double mtld_model_forward(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
   int T = m->T, he = m->he;
@@ -706,7 +724,9 @@ double mtld_model_forward(mtld_model_t *m, const mtld_sample_t *s, int n) {
       } else if (k->type == MTLD_TASK_ESMM_CTCVR) {
         float cvr = mtld_sigmoidf(z);
         m->cond[b * T + t] = cvr;
-        m->preds[b * T + t] = mtld_sigmoidf(m->logit[b * T + k->parent]) * cvr;
+        /* the parent's prediction: sigmoid(z) for a binary parent, its
+         * chained product for an ESMM one (computed first: parent < t) */
+        m->preds[b * T + t] = m->preds[b * T + k->parent] * cvr;
       } else {
         m->preds[b * T + t] = m->cond[b * T + t] = mtld_sigmoidf(z);
       }
@@ -725,8 +745,7 @@ double mtld_model_forward(mtld_model_t *m, const mtld_sample_t *s, int n) {
       if (k->type == MTLD_TASK_BINARY) {
         l = -(y * mtld_log_sigmoid(z) + (1.0 - y) * mtld_log_sigmoid(-z));
       } else if (k->type == MTLD_TASK_ESMM_CTCVR) {
-        double zp = m->logit[b * T + k->parent];
-        double lp = mtld_log_sigmoid(zp) + mtld_log_sigmoid(z);
+        double lp = chain_log_prob(m, b, k->parent) + mtld_log_sigmoid(z);
         double p = exp(lp);
         if (p > 1.0 - 1e-7) p = 1.0 - 1e-7;
         l = -(y * lp + (1.0 - y) * log1p(-p));
@@ -789,11 +808,16 @@ static void logit_grads(mtld_model_t *m) {
       if (k->type == MTLD_TASK_BINARY) {
         m->dlogit[b * T + t] += (float)(w * (mtld_sigmoidf((float)z) - y));
       } else if (k->type == MTLD_TASK_ESMM_CTCVR) {
-        double a = mtld_sigmoidf(m->logit[b * T + k->parent]), cv = mtld_sigmoidf((float)z);
+        double a = chain_prob(m, b, k->parent), cv = mtld_sigmoidf((float)z);
         double p = a * cv;
         if (p > 1.0 - 1e-7) p = 1.0 - 1e-7;
         double g = w * (p - y) / (1.0 - p);
-        m->dlogit[b * T + k->parent] += (float)(g * (1.0 - a));
+        /* d log p / d z_c = 1 - sigmoid(z_c) for every task c of the chain */
+        for (int q = k->parent;; q = c->tasks[q].parent) {
+          double aq = mtld_sigmoidf(m->logit[b * T + q]);
+          m->dlogit[b * T + q] += (float)(g * (1.0 - aq));
+          if (c->tasks[q].type != MTLD_TASK_ESMM_CTCVR) break;
+        }
         m->dlogit[b * T + t] += (float)(g * (1.0 - cv));
       } else {
         double r = z - y, d = k->huber_delta;

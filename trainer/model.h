@@ -21,7 +21,9 @@
  * concatenated explicitly.  Each task has a tower MLP -> one logit.
  * Tasks (data, not code): BINARY (BCE on sigmoid), ESMM_CTCVR
  * (pCTCVR = pCTR(parent) * pCVR against the click&purchase label over all
- * impressions; pCVR exported as the conditional prediction), REGRESSION
+ * impressions; pCVR exported as the conditional prediction; the parent may
+ * itself be an earlier ESMM task, chaining: pReview = pCTCVR(parent) *
+ * p(review | purchase) against the click&purchase&review label), REGRESSION
  * (MSE or Huber).  A task's loss is the importance-weighted mean over the
  * batch samples carrying its label; the total is the loss-weighted sum (or
  * Kendall et al. uncertainty weighting with a learned log-variance per task).
@@ -75,7 +77,7 @@ typedef struct {
   char name[MTLD_NAME_MAX];
   int type;          /* mtld_task_type_t */
   int label;         /* mtld_label_t: the label the loss (and metrics) use */
-  int parent;        /* ESMM_CTCVR: index of the CTR task (BINARY); else -1 */
+  int parent;        /* ESMM_CTCVR: index of an earlier BINARY (CTR) or ESMM task; else -1 */
   float loss_weight; /* reloadable: mtld_model_set_loss_weight */
   int reg_loss;      /* REGRESSION: mtld_reg_loss_t */
   float huber_delta; /* REGRESSION with Huber */

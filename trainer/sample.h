@@ -35,13 +35,14 @@ static inline uint64_t mtld_sample_hour_id(int64_t time_ms) {
 }
 
 /* Labels a task may train on (config: task.label = "click" | "cart" |
- * "purchase" | "rating"). */
+ * "purchase" | "rating" | "review"). */
 typedef enum {
   MTLD_LABEL_CLICK = 0,
   MTLD_LABEL_CART = 1,
   MTLD_LABEL_PURCHASE = 2, /* click AND purchase (the ESMM CTCVR label) */
   MTLD_LABEL_RATING = 3,
-  MTLD_N_LABELS = 4
+  MTLD_LABEL_REVIEW = 4, /* click AND purchase AND a review within the joiner's review window */
+  MTLD_N_LABELS = 5
 } mtld_label_t;
 
 typedef enum {

@@ -85,8 +85,8 @@ def read_dump(path, dtype):
     if len(head) < 16 or head[:8] != b"MTLDSMP1":
         sys.exit("mtld_torch: %s is not a sample dump (bad magic)" % path)
     version, size = np.frombuffer(head[8:16], dtype="<u4")
-    if version != 1:
-        sys.exit("mtld_torch: %s: dump version %d, expected 1" % (path, version))
+    if version != 2:  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labels)
+        sys.exit("mtld_torch: %s: dump version %d, expected 2" % (path, version))
     if size != dtype.itemsize:
         sys.exit("mtld_torch: %s: records of %d bytes, this build's mtld_sample_t has %d"
                  % (path, size, dtype.itemsize))
@@ -402,10 +402,10 @@ class Stream:
             dense[:, i] = np.where(np.isfinite(v), v, 0.0)
         self.dense = dense
         self.labels = s["labels"].astype(np.float32)
-        self.mask = np.stack([(s["label_mask"] >> l) & 1 for l in range(4)], axis=1).astype(bool)
+        self.mask = np.stack([(s["label_mask"] >> l) & 1 for l in range(5)], axis=1).astype(bool)
         self.weight = s["weight"].astype(np.float32)
         self.valid = np.isfinite(s["weight"]) & (s["weight"] >= 0)
-        for l in range(4):
+        for l in range(5):
             self.valid &= ~(self.mask[:, l] & ~np.isfinite(s["labels"][:, l]))
 
 

@@ -741,13 +741,37 @@ static void test_print_layout(void) {
   free(text);
 }
 
+/* The review task: an ESMM task chained on the CTCVR task; the joiner's
+ * review window applies only with it. */
+static void test_review_task(void) {
+  char err[512] = "";
+  CHECK(mtld_config_load_string(&cfg, MINIMAL, "t.conf", err, sizeof(err)) == MTLD_OK);
+  CHECK(cfg.review_window_ms == 7 * 86400000LL && mtld_config_review_window_ms(&cfg) == 0);
+  const char *text = MINIMAL
+      "joiner = { review_window = \"3d\"; };\n"
+      "model = { tasks = (\n"
+      "  { name = \"ctr\"; label = \"click\"; },\n"
+      "  { name = \"ctcvr\"; type = \"esmm\"; label = \"purchase\"; parent = \"ctr\"; },\n"
+      "  { name = \"review\"; type = \"esmm\"; label = \"review\"; parent = \"ctcvr\"; }); };\n";
+  mtld_status_t st = mtld_config_load_string(&cfg, text, "t.conf", err, sizeof(err));
+  if (st != MTLD_OK) fprintf(stderr, "review task: %s\n", err);
+  CHECK(st == MTLD_OK);
+  CHECK(cfg.model.n_tasks == 3 && cfg.model.tasks[2].type == MTLD_TASK_ESMM_CTCVR &&
+        cfg.model.tasks[2].label == MTLD_LABEL_REVIEW && cfg.model.tasks[2].parent == 1);
+  CHECK(mtld_config_review_window_ms(&cfg) == 3 * 86400000LL);
+}
+
 /* model, trainer, checkpoint, snapshot: every error names its key and line. */
 static void test_model_errors(void) {
   /* tasks (MINIMAL is two lines: model starts on line 3) */
   EXPECT_ERROR(MINIMAL
                "model = {\n  tasks = (\n    { name = \"a\"; label = \"clicks\"; }\n  );\n};\n",
-               "t.conf:5: model.tasks[0].label: must be \"click\", \"cart\", \"purchase\" or "
-               "\"rating\", not \"clicks\"");
+               "t.conf:5: model.tasks[0].label: must be \"click\", \"cart\", \"purchase\", "
+               "\"rating\" or \"review\", not \"clicks\"");
+  EXPECT_ERROR(
+      MINIMAL "model = { tasks = (\n"
+              "  { name = \"v\"; type = \"regression\"; label = \"review\"; }); };\n",
+      "t.conf:4: model.tasks[0].label: \"review\" (click, purchase and review: 0/1) needs");
   EXPECT_ERROR(MINIMAL "model = {\n  tasks = (\n    { name = \"a\"; label = \"click\"; },\n"
                        "    { name = \"b\"; type = \"esmm\"; label = \"purchase\";\n"
                        "      parent = \"x\"; }\n  );\n};\n",
@@ -761,11 +785,11 @@ static void test_model_errors(void) {
   EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a\"; label = \"click\"; },\n"
                        "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; }); };\n",
                "t.conf:5: model.tasks[1].parent: required for type \"esmm\"");
-  EXPECT_ERROR(MINIMAL
-               "model = { tasks = (\n"
-               "  { name = \"r\"; type = \"regression\"; label = \"rating\"; },\n"
-               "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; parent = \"r\"; }); };\n",
-               "t.conf:5: model.tasks[1].parent: \"r\" must be a binary task, not regression");
+  EXPECT_ERROR(
+      MINIMAL "model = { tasks = (\n"
+              "  { name = \"r\"; type = \"regression\"; label = \"rating\"; },\n"
+              "  { name = \"b\"; type = \"esmm\"; label = \"purchase\"; parent = \"r\"; }); };\n",
+      "t.conf:5: model.tasks[1].parent: \"r\" must be a binary or esmm task, not regression");
   EXPECT_ERROR(MINIMAL "model = { tasks = (\n  { name = \"a\"; label = \"click\"; },\n"
                        "  { name = \"b\"; label = \"cart\"; parent = \"a\"; }); };\n",
                "t.conf:5: model.tasks[1].parent: only for type \"esmm\"");
@@ -1134,6 +1158,7 @@ int main(void) {
   test_shipped_configs();
   test_print_layout();
   test_model_errors();
+  test_review_task();
   test_n_dense();
   test_model_diff();
   test_model_round_trip();

@@ -378,6 +378,114 @@ static void test_review(void) {
   env_close(&e);
 }
 
+/* The review label (review window 2 days): click AND purchase AND a review
+ * of the same user and item within the window after the purchase; the
+ * purchase time survives a reopen (it is in the pending record). */
+static void test_review_label(void) {
+  mtld_joiner_config_t cfg;
+  mtld_joiner_config_default(&cfg);
+  cfg.review_window_ms = 48 * HOUR_MS;
+  env_t e = {0};
+  if (env_open(&e, &cfg, NULL) != 0) {
+    CHECK(0);
+    return;
+  }
+  samples_t out = {0};
+  mtld_event_t ev;
+  int64_t off = 0;
+  /* user 1: bought, reviewed a day after (after a reopen): review = 1 */
+  ev = mk(MTLD_EV_IMPRESSION, 1, 1, 10, "home", T0, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 2, 1, 10, "home", T0 + MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_PURCHASE, 3, 1, 10, "checkout", T0 + HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  /* user 2: bought, reviewed after the window: review = 0 */
+  ev = mk(MTLD_EV_IMPRESSION, 4, 2, 10, "home", T0, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 5, 2, 10, "home", T0 + MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_PURCHASE, 6, 2, 10, "checkout", T0 + HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  /* user 3: clicked, not bought, reviewed: review = 0 (no purchase) */
+  ev = mk(MTLD_EV_IMPRESSION, 7, 3, 10, "home", T0, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 8, 3, 10, "home", T0 + MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  /* user 4: bought item 10, reviewed item 11: review = 0 */
+  ev = mk(MTLD_EV_IMPRESSION, 9, 4, 10, "home", T0, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 10, 4, 10, "home", T0 + MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_PURCHASE, 11, 4, 10, "checkout", T0 + HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  /* user 5: reviewed BEFORE the purchase: review = 0 */
+  ev = mk(MTLD_EV_IMPRESSION, 12, 5, 10, "home", T0, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 13, 5, 10, "home", T0 + MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_REVIEW, 14, 5, 10, "pdp", T0 + 30 * MIN_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_PURCHASE, 15, 5, 10, "checkout", T0 + HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  CHECK(env_commit(&e));
+  env_close(&e);
+  CHECK(env_open(&e, &cfg, e.path) == 0);
+  ev = mk(MTLD_EV_REVIEW, 16, 1, 10, "pdp", T0 + 25 * HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_REVIEW, 17, 2, 10, "pdp", T0 + HOUR_MS + 48 * HOUR_MS + 1, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_REVIEW, 18, 3, 10, "pdp", T0 + 2 * HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  ev = mk(MTLD_EV_REVIEW, 19, 4, 11, "pdp", T0 + 2 * HOUR_MS, 0);
+  feed(&e, &ev, 0, off++);
+  /* the impressions wait for the review window as well */
+  int64_t deadline = T0 + 30 * MIN_MS + 24 * HOUR_MS + 48 * HOUR_MS;
+  mtld_joiner_release(e.j, deadline, collect, &out);
+  for (size_t i = 0; i < out.n; i++) CHECK(out.s[i].kind == MTLD_SAMPLE_REVIEW);
+  mtld_joiner_release(e.j, ALL_RELEASED, collect, &out);
+  CHECK(out.n == 5 + 5);
+  const mtld_sample_t *s;
+  uint32_t imp_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_CART | 1u << MTLD_LABEL_PURCHASE |
+                      1u << MTLD_LABEL_REVIEW;
+  CHECK((s = find_sample(&out, 1)) && s->label_mask == imp_mask && LAB(s, PURCHASE) == 1 &&
+        LAB(s, REVIEW) == 1);
+  CHECK((s = find_sample(&out, 4)) && LAB(s, PURCHASE) == 1 && LAB(s, REVIEW) == 0);
+  CHECK((s = find_sample(&out, 7)) && LAB(s, CLICK) == 1 && LAB(s, REVIEW) == 0);
+  CHECK((s = find_sample(&out, 9)) && LAB(s, PURCHASE) == 1 && LAB(s, REVIEW) == 0);
+  CHECK((s = find_sample(&out, 12)) && LAB(s, PURCHASE) == 1 && LAB(s, REVIEW) == 0);
+  /* reviews stay rating samples without the review label */
+  CHECK((s = find_sample(&out, 16)) && s->label_mask == 1u << MTLD_LABEL_RATING);
+  mtld_joiner_counters_t k;
+  mtld_joiner_counters(e.j, &k);
+  CHECK(k.reviewed == 1 && k.reviews == 4); /* counters since the reopen */
+  free(out.s);
+  env_close(&e);
+
+  /* without a review window: no review label, deadline as before */
+  env_t d = {0};
+  if (env_open(&d, NULL, NULL) != 0) {
+    CHECK(0);
+    return;
+  }
+  samples_t o2 = {0};
+  off = 0;
+  ev = mk(MTLD_EV_IMPRESSION, 1, 1, 10, "home", T0, 0);
+  feed(&d, &ev, 0, off++);
+  ev = mk(MTLD_EV_CLICK, 2, 1, 10, "home", T0 + MIN_MS, 0);
+  feed(&d, &ev, 0, off++);
+  ev = mk(MTLD_EV_PURCHASE, 3, 1, 10, "checkout", T0 + HOUR_MS, 0);
+  feed(&d, &ev, 0, off++);
+  ev = mk(MTLD_EV_REVIEW, 4, 1, 10, "pdp", T0 + 2 * HOUR_MS, 0);
+  feed(&d, &ev, 0, off++);
+  mtld_joiner_release(d.j, T0 + 30 * MIN_MS + 24 * HOUR_MS + 1, collect, &o2);
+  CHECK(o2.n == 2);
+  CHECK((s = find_sample(&o2, 1)) && !((s->label_mask >> MTLD_LABEL_REVIEW) & 1) &&
+        LAB(s, REVIEW) == 0);
+  free(o2.s);
+  env_close(&d);
+}
+
 /* ---- release ---- */
 
 static void test_release_order(void) {
@@ -971,6 +1079,7 @@ int main(void) {
   test_click_window();
   test_conversions();
   test_review();
+  test_review_label();
   test_release_order();
   test_point_in_time();
   test_persistence_and_rollback();

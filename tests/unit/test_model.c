@@ -44,6 +44,8 @@ static void small_config(mtld_model_config_t *c, int arch) {
   c->tasks[2].reg_loss = MTLD_REG_MSE;
 }
 
+static int with_review; /* make_sample: impressions carry the review label too */
+
 static void make_sample(mtld_sample_t *s, int i) {
   memset(s, 0, sizeof(*s));
   s->sample_id = (uint64_t)i + 1;
@@ -74,7 +76,24 @@ static void make_sample(mtld_sample_t *s, int i) {
     s->labels[MTLD_LABEL_CLICK] = (float)click;
     s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
     s->label_mask = (1u << MTLD_LABEL_CLICK) | (1u << MTLD_LABEL_PURCHASE);
+    if (with_review) { /* no extra draws: the other samples stay the same */
+      s->labels[MTLD_LABEL_REVIEW] = (float)(buy && i % 2 == 0);
+      s->label_mask |= 1u << MTLD_LABEL_REVIEW;
+    }
   }
+}
+
+/* small_config plus a fourth task: review, ESMM chained on ctcvr. */
+static void review_config(mtld_model_config_t *c, int arch) {
+  small_config(c, arch);
+  c->n_tasks = 4;
+  mtld_task_t *k = &c->tasks[3];
+  memset(k, 0, sizeof(*k));
+  snprintf(k->name, MTLD_NAME_MAX, "review");
+  k->type = MTLD_TASK_ESMM_CTCVR;
+  k->label = MTLD_LABEL_REVIEW;
+  k->parent = 1;
+  k->loss_weight = 1.0f;
 }
 
 static int grad_ok(double num, double ana) {
@@ -197,6 +216,71 @@ static void test_fd(void) {
   c.tasks[0].loss_weight = 0.0f;
   c.tasks[2].loss_weight = 0.0f;
   fd_model(&c, "esmm-only");
+}
+
+/* The chain ctr -> ctcvr -> review: pReview = pCTCVR * p(review | purchase),
+ * its gradient reaches the ctr and ctcvr towers (only review weighted), it
+ * matches the finite difference, and a chain must point backwards. */
+static void test_review_chain(void) {
+  uint64_t rng_saved = rng; /* the tests after this one draw as before it existed */
+  mtld_model_config_t c;
+  char err[256];
+  review_config(&c, MTLD_ARCH_MMOE);
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_OK);
+  c.tasks[1].parent = 3; /* a later parent */
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  review_config(&c, MTLD_ARCH_MMOE);
+  c.tasks[3].parent = 2; /* a regression parent */
+  CHECK(mtld_model_config_validate(&c, err, sizeof(err)) == MTLD_ERR_CONFIG);
+
+  review_config(&c, MTLD_ARCH_MMOE);
+  for (int t = 0; t < 3; t++) c.tasks[t].loss_weight = 0.0f;
+  with_review = 1;
+  mtld_model_t *m;
+  CHECK(mtld_model_create(&m, &c, err, sizeof(err)) == MTLD_OK);
+  enum { N = 8, T = 4 };
+  mtld_sample_t s[N];
+  for (int i = 0; i < N; i++) make_sample(&s[i], i);
+  double loss = mtld_model_forward(m, s, N);
+  mtld_model_backward(m);
+  const float *preds = mtld_model_preds(m), *cond = mtld_model_cond_preds(m);
+  for (int b = 0; b < N; b++) {
+    CHECK(preds[b * T + 3] > 0.0f && preds[b * T + 3] < preds[b * T + 1]);
+    CHECK(preds[b * T + 3] == preds[b * T + 1] * cond[b * T + 3]);
+    CHECK_NEAR(preds[b * T + 3], preds[b * T + 0] * cond[b * T + 1] * cond[b * T + 3], 1e-6);
+  }
+  /* the loss is the log loss of the chained probability on the review label */
+  double want = 0.0;
+  int cnt = 0;
+  for (int b = 0; b < N; b++) {
+    if (!((s[b].label_mask >> MTLD_LABEL_REVIEW) & 1)) continue;
+    double p = preds[b * T + 3], y = s[b].labels[MTLD_LABEL_REVIEW];
+    want += s[b].weight * -(y * log(p) + (1.0 - y) * log(1.0 - p));
+    cnt++;
+  }
+  CHECK(cnt > 0);
+  CHECK_NEAR(loss, want / cnt, 1e-4);
+  int nt;
+  const mtld_tensor_t *ts = mtld_model_tensors(m, &nt);
+  float *g;
+  size_t nd;
+  mtld_model_grads(m, &g, &nd);
+  double ctr = 0.0, ctcvr = 0.0, rating = 0.0;
+  for (int t = 0; t < nt; t++) {
+    size_t size = (size_t)ts[t].rows * ts[t].cols;
+    for (size_t i = 0; i < size && ts[t].offset < nd; i++) {
+      if (strstr(ts[t].name, "tower.ctr.")) ctr += fabs(g[ts[t].offset + i]);
+      if (strstr(ts[t].name, "tower.ctcvr.")) ctcvr += fabs(g[ts[t].offset + i]);
+      if (strstr(ts[t].name, "tower.rating.")) rating += fabs(g[ts[t].offset + i]);
+    }
+  }
+  CHECK(ctr > 0.0 && ctcvr > 0.0 && rating == 0.0);
+  mtld_model_destroy(m);
+  fd_model(&c, "review-chain-only");
+  review_config(&c, MTLD_ARCH_PLE);
+  fd_model(&c, "ple+review-chain");
+  with_review = 0;
+  rng = rng_saved;
 }
 
 /* With only the ESMM task weighted, the CTR tower still gets gradient (from
@@ -436,6 +520,7 @@ int main(void) {
   test_embed();
   test_config();
   test_esmm_parent_gradient();
+  test_review_chain();
   test_interactions();
   test_hour_id();
   test_fd();

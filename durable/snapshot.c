@@ -270,15 +270,11 @@ static mtld_status_t summarise_metrics(const mtld_snapshot_t *s, mtld_snapshot_m
   const mtld_model_config_t *c = &s->cfg;
   *out = NULL;
   *n_out = 0;
-  int is_reg[MTLD_MAX_TASKS];
-  const char *names[MTLD_MAX_TASKS];
-  for (int k = 0; k < c->n_tasks; k++) {
-    is_reg[k] = c->tasks[k].type == MTLD_TASK_REGRESSION;
-    names[k] = c->tasks[k].name;
-  }
+  mtld_trainer_pv_rows_t rows; /* the trainer's rows: tasks, then chained baselines */
+  mtld_trainer_pv_rows(c, &rows);
   char e[128];
   mtld_pvmetrics_t *pv = NULL;
-  mtld_status_t st = mtld_pvmetrics_create(&pv, c->n_tasks, is_reg, names, c->pv_window,
+  mtld_status_t st = mtld_pvmetrics_create(&pv, rows.n, rows.is_reg, rows.name_ptrs, c->pv_window,
                                            c->pv_max_scenarios, e, sizeof e);
   if (st != MTLD_OK) return st;
   mtld_rd_t r;
@@ -291,15 +287,15 @@ static mtld_status_t summarise_metrics(const mtld_snapshot_t *s, mtld_snapshot_m
   mtld_rd_close(&r);
   int ns = mtld_pvmetrics_n_scenarios(pv);
   mtld_snapshot_metric_t *v = NULL;
-  if (st == MTLD_OK) v = calloc((size_t)c->n_tasks * (ns + 1), sizeof(*v));
+  if (st == MTLD_OK) v = calloc((size_t)rows.n * (ns + 1), sizeof(*v));
   if (st == MTLD_OK && !v) st = MTLD_ERR_NOMEM;
   int n = 0;
-  for (int k = 0; st == MTLD_OK && k < c->n_tasks; k++) {
+  for (int k = 0; st == MTLD_OK && k < rows.n; k++) {
     for (int sc = MTLD_PV_ALL; st == MTLD_OK && sc < ns; sc++) {
       mtld_snapshot_metric_t *x = &v[n];
       st = mtld_pvmetrics_get(pv, k, sc, &x->s);
       if (st != MTLD_OK || x->s.n == 0) continue;
-      snprintf(x->task, sizeof x->task, "%s", c->tasks[k].name);
+      snprintf(x->task, sizeof x->task, "%s", rows.names[k]);
       snprintf(x->scenario, sizeof x->scenario, "%s", mtld_pvmetrics_scenario_name(pv, sc));
       n++;
     }

@@ -13,6 +13,9 @@ struct mtld_trainer {
   mtld_model_config_t cfg;
   mtld_model_t *model;
   mtld_pvmetrics_t *metrics;
+  mtld_trainer_pv_rows_t rows; /* metric rows: tasks, then chained-task baselines */
+  uint64_t chain_pos[MTLD_TRAINER_PV_MAX_ROWS];        /* baseline rows: label positives */
+  uint64_t chain_parent_pos[MTLD_TRAINER_PV_MAX_ROWS]; /* and parent label positives */
   mtld_baseline_t *base; /* rating baselines, scored next to the model */
   mtld_rank_t *rank;     /* ranking evaluation of clicks, or NULL */
   mtld_sample_t *batch;  /* [batch_size] */
@@ -35,13 +38,10 @@ mtld_status_t mtld_trainer_create(mtld_trainer_t **out, const mtld_model_config_
     return st;
   }
   int is_reg[MTLD_MAX_TASKS];
-  const char *names[MTLD_MAX_TASKS];
-  for (int k = 0; k < cfg->n_tasks; k++) {
-    is_reg[k] = cfg->tasks[k].type == MTLD_TASK_REGRESSION;
-    names[k] = cfg->tasks[k].name;
-  }
-  st = mtld_pvmetrics_create(&t->metrics, cfg->n_tasks, is_reg, names, cfg->pv_window,
-                             cfg->pv_max_scenarios, err, errlen);
+  for (int k = 0; k < cfg->n_tasks; k++) is_reg[k] = cfg->tasks[k].type == MTLD_TASK_REGRESSION;
+  mtld_trainer_pv_rows(cfg, &t->rows);
+  st = mtld_pvmetrics_create(&t->metrics, t->rows.n, t->rows.is_reg, t->rows.name_ptrs,
+                             cfg->pv_window, cfg->pv_max_scenarios, err, errlen);
   if (st != MTLD_OK) {
     mtld_trainer_destroy(t);
     return st;
@@ -105,6 +105,17 @@ static void train_buffered(mtld_trainer_t *t) {
       mtld_baseline_predict(t->base, k, user, item, base);
       mtld_pvmetrics_add_baselines(t->metrics, k, scen, base, s->labels[label]);
       mtld_baseline_add(t->base, k, user, item, s->labels[label]);
+    }
+    /* chained tasks' baselines: parent prediction * running rate */
+    for (int r = c->n_tasks; r < t->rows.n; r++) {
+      int k = t->rows.task[r], label = c->tasks[k].label;
+      int plabel = c->tasks[c->tasks[k].parent].label;
+      if (!((s->label_mask >> label) & 1)) continue;
+      double rate = (t->chain_pos[r] + 1.0) / (t->chain_parent_pos[r] + 2.0);
+      float base = (float)(preds[b * c->n_tasks + c->tasks[k].parent] * rate);
+      mtld_pvmetrics_add(t->metrics, r, scen, base, s->labels[label]);
+      t->chain_pos[r] += s->labels[label] > 0.5f;
+      t->chain_parent_pos[r] += ((s->label_mask >> plabel) & 1) && s->labels[plabel] > 0.5f;
     }
   }
   mtld_model_backward(t->model);
@@ -223,6 +234,10 @@ static void save_to(const mtld_trainer_t *t, mtld_wr_t *w) {
   mtld_model_save(t->model, w);
   mtld_pvmetrics_save(t->metrics, w);
   mtld_baseline_save(t->base, w);
+  for (int r = t->cfg.n_tasks; r < t->rows.n; r++) { /* nothing without chained tasks */
+    MTLD_WR(w, t->chain_pos[r]);
+    MTLD_WR(w, t->chain_parent_pos[r]);
+  }
   mtld_wr_checksum(w);
 }
 
@@ -309,6 +324,10 @@ mtld_status_t mtld_trainer_load_mem(mtld_trainer_t **out, const void *buf, size_
   mtld_model_load(t->model, &r);
   mtld_pvmetrics_load(t->metrics, &r);
   mtld_baseline_load(t->base, &r);
+  for (int k = t->cfg.n_tasks; k < t->rows.n; k++) {
+    MTLD_RD(&r, t->chain_pos[k]);
+    MTLD_RD(&r, t->chain_parent_pos[k]);
+  }
   mtld_rd_checksum(&r);
   if (r.st == MTLD_OK && r.pos != len) r.st = MTLD_ERR_CORRUPT;
   st = r.st;
@@ -408,4 +427,24 @@ void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b) {
     mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
     mtld_metrics_sample_kv(b, "mtld_embedding_table_rows", l, 1, (double)mc->fields[f].rows);
   }
+}
+
+void mtld_trainer_pv_rows(const mtld_model_config_t *c, mtld_trainer_pv_rows_t *out) {
+  memset(out, 0, sizeof(*out));
+  for (int k = 0; k < c->n_tasks && k < MTLD_MAX_TASKS; k++) {
+    out->is_reg[out->n] = c->tasks[k].type == MTLD_TASK_REGRESSION;
+    out->task[out->n] = k;
+    snprintf(out->names[out->n], MTLD_NAME_MAX, "%s", c->tasks[k].name);
+    out->n++;
+  }
+  for (int k = 0; k < c->n_tasks && k < MTLD_MAX_TASKS; k++) {
+    const mtld_task_t *x = &c->tasks[k];
+    if (x->type != MTLD_TASK_ESMM_CTCVR || x->parent < 0 || x->parent >= c->n_tasks ||
+        c->tasks[x->parent].type != MTLD_TASK_ESMM_CTCVR)
+      continue;
+    out->task[out->n] = k;
+    snprintf(out->names[out->n], MTLD_NAME_MAX, "%.26s_base", x->name);
+    out->n++;
+  }
+  for (int r = 0; r < out->n; r++) out->name_ptrs[r] = out->names[r];
 }

@@ -32,6 +32,25 @@
 
 typedef struct mtld_trainer mtld_trainer_t;
 
+/* The rows of the trainer's progressive metrics: one per task, in task
+ * order, then one baseline row per chained ESMM task (an ESMM task whose
+ * parent is an ESMM task, e.g. review on ctcvr), named "<task>_base": the
+ * parent's prediction times the running rate of the task's label among
+ * the parent's positives so far (P(review | purchase) from past samples:
+ * (positives + 1) / (parent positives + 2)), scored on the same samples as
+ * the task.  Configs without a chained task have exactly one row per task. */
+#define MTLD_TRAINER_PV_MAX_ROWS (2 * MTLD_MAX_TASKS)
+typedef struct {
+  int n;                                /* rows */
+  int is_reg[MTLD_TRAINER_PV_MAX_ROWS]; /* regression rows */
+  int task[MTLD_TRAINER_PV_MAX_ROWS];   /* the task a row scores */
+  char names[MTLD_TRAINER_PV_MAX_ROWS][MTLD_NAME_MAX];
+  const char *name_ptrs[MTLD_TRAINER_PV_MAX_ROWS]; /* names[i], for mtld_pvmetrics_create */
+} mtld_trainer_pv_rows_t;
+
+/* Fills out with the metric rows of config c (above).  Pure; any thread. */
+void mtld_trainer_pv_rows(const mtld_model_config_t *c, mtld_trainer_pv_rows_t *out);
+
 typedef struct {
   uint64_t observed; /* samples accepted */
   uint64_t rejected; /* samples refused by observe (bad weight or labels) */

@@ -344,10 +344,73 @@ static void test_quality(void) {
   mtld_trainer_destroy(t);
 }
 
+/* A review task chained on ctcvr gets a baseline metric row "review_base"
+ * (pCTCVR * the running review rate among purchases), scored on the same
+ * samples; its counters survive save/load (same metrics after a reload). */
+static void test_review_baseline(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  c.n_tasks = 4;
+  mtld_task_t *k = &c.tasks[3];
+  memset(k, 0, sizeof(*k));
+  snprintf(k->name, MTLD_NAME_MAX, "review");
+  k->type = MTLD_TASK_ESMM_CTCVR;
+  k->label = MTLD_LABEL_REVIEW;
+  k->parent = 1;
+  k->loss_weight = 1.0f;
+  mtld_trainer_pv_rows_t rows;
+  mtld_trainer_pv_rows(&c, &rows);
+  CHECK(rows.n == 5 && strcmp(rows.names[4], "review_base") == 0 && rows.task[4] == 3);
+  mtld_model_config_t d;
+  small_config(&d);
+  mtld_trainer_pv_rows(&d, &rows);
+  CHECK(rows.n == d.n_tasks); /* no chained task: one row per task */
+  mtld_trainer_t *t = new_trainer(&c), *u = NULL;
+  CHECK(t != NULL);
+  if (!t) return;
+  rng_t r = {9};
+  mtld_sample_t s;
+  int reviews = 0;
+  for (int i = 0; i < 1500; i++) {
+    mixed_sample(&r, &s, i);
+    if (s.kind == MTLD_SAMPLE_IMPRESSION) {
+      s.labels[MTLD_LABEL_REVIEW] = (float)(s.labels[MTLD_LABEL_PURCHASE] > 0.5f && i % 3 == 0);
+      s.label_mask |= 1u << MTLD_LABEL_REVIEW;
+      reviews += s.labels[MTLD_LABEL_REVIEW] > 0.5f;
+    }
+    CHECK(mtld_trainer_observe(t, &s, NULL) == MTLD_OK);
+    if (i == 700) {
+      void *buf = NULL;
+      size_t len = 0;
+      char err[256];
+      CHECK(mtld_trainer_save_mem(t, &buf, &len, err, sizeof(err)) == MTLD_OK);
+      CHECK(mtld_trainer_load_mem(&u, buf, len, err, sizeof(err)) == MTLD_OK);
+      free(buf);
+    }
+    if (i > 700 && u) CHECK(mtld_trainer_observe(u, &s, NULL) == MTLD_OK);
+  }
+  CHECK(reviews > 0);
+  mtld_trainer_flush(t);
+  mtld_pv_summary_t a, b, base, base2;
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 3, MTLD_PV_ALL, &a) == MTLD_OK);
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 4, MTLD_PV_ALL, &base) == MTLD_OK);
+  CHECK(a.n == base.n && a.n > 1000 && base.mean_pred > 0.0 && base.mean_pred < a.mean_pred * 10);
+  if (u) {
+    mtld_trainer_flush(u);
+    CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(u), 3, MTLD_PV_ALL, &b) == MTLD_OK);
+    CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(u), 4, MTLD_PV_ALL, &base2) == MTLD_OK);
+    CHECK(b.n == a.n && b.logloss == a.logloss && base2.logloss == base.logloss);
+    CHECK(params_equal(t, u));
+  }
+  mtld_trainer_destroy(t);
+  mtld_trainer_destroy(u);
+}
+
 int main(void) {
   test_progressive();
   test_settings();
   test_determinism_and_state();
   test_quality();
+  test_review_baseline();
   return CHECK_DONE();
 }

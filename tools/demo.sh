@@ -129,6 +129,26 @@ echo "    was learnt; STL = a separate model for the one task, nothing shared; o
 echo "    generator's true probabilities over the same $WINDOW impressions; gap = oracle - MTL;"
 echo "    MTL cum, logloss, calib = since the first sample, with the oracle's log loss over the"
 echo "    whole stream beside it; calib = mean prediction / mean label)"
+echo "== 7. review behaviour: P(review | purchase) chained on ctcvr (ctr -> ctcvr -> review), a replay"
+echo "   with a review task (a review within joiner.review_window = 3d of the purchase labels it)"
+replay review 'arch = "mmoe"; tasks = (
+    { name = "ctr"; type = "binary"; label = "click"; },
+    { name = "ctcvr"; type = "esmm"; label = "purchase"; parent = "ctr"; },
+    { name = "review"; type = "esmm"; label = "review"; parent = "ctcvr"; },
+    { name = "rating"; type = "regression"; label = "rating"; weight = 0.5; bias_init = 4.0; });' \
+  'conversion_window = "6h"; review_window = "3d";'
+printf "   %-12s %-13s %9s %9s %9s %9s %8s\n" task scenario "AUC" "AUC cum" "logloss" "positives" "calib"
+for task in review review_base; do
+  grep "pv task=$task " "$D/review.log" | tail -4 | while read -r line; do
+    v() { echo "$line" | sed "s/.* $1=\([^ ]*\).*/\1/"; }
+    printf "   %-12s %-13s %9s %9s %9s %9s %8s\n" "$task" "$(v scenario)" "$(v auc_window)" \
+      "$(v auc_cum)" "$(v logloss)" "$(v pos)" "$(v calib)"
+  done
+done
+echo "   (review = the model's pCTCVR * P(review | purchase), on all impressions against click &"
+echo "    purchase & review; review_base = the same pCTCVR * the running review rate among purchases"
+echo "    so far: what the review head adds over a constant rate.  The generator reviews 30% of"
+echo "    purchases whatever the user and item, so the rate is all there is to learn here.)"
 echo "-- learning curves (progressive validation over the samples scored, while consuming from Kafka)"
 if "$SRC/tools/mtld-plot" --log "$D/mtld.log" --out "$D/learning-curves.png" \
   --title "make demo: progressive validation" 2>"$D/plot.log"; then

@@ -14,6 +14,8 @@
  *   6 "store": events go through a feature store (OUTDIR/store) and samples
  *   are built from its features with mtld_sample_from_features, as the
  *   joiner builds them; the snapshot records the store's feature definitions.
+ *   7 mmoe with a fourth task, review, an ESMM task chained on ctcvr (the
+ *   samples carry the review label).
  * writes OUTDIR/snapshots/ (LATEST + file), OUTDIR/samples.bin,
  * OUTDIR/expected.txt; variant 6 also OUTDIR/snapshots-otherdef (the same
  * model recording other feature definitions), OUTDIR/candidates.jsonl (one candidate
@@ -59,6 +61,8 @@ static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
   return 0;
 }
 
+static int with_review; /* variant 7: impressions carry the review label */
+
 static void synth(mtld_sample_t *s, int i) {
   memset(s, 0, sizeof(*s));
   s->sample_id = 1000 + (uint64_t)i;
@@ -91,6 +95,10 @@ static void synth(mtld_sample_t *s, int i) {
     s->labels[MTLD_LABEL_CLICK] = (float)click;
     s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
     s->label_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_PURCHASE;
+    if (with_review) { /* no extra draws */
+      s->labels[MTLD_LABEL_REVIEW] = (float)(buy && i % 3 == 0);
+      s->label_mask |= 1u << MTLD_LABEL_REVIEW;
+    }
   }
 }
 
@@ -334,6 +342,18 @@ int main(int argc, char **argv) {
     c.tower_layers[1] = 4;
     c.n_expert_layers = 1;
     c.interactions = MTLD_INTER_NONE;
+  }
+  if (variant == 7) { /* a review task chained on ctcvr: ctr -> ctcvr -> review */
+    c.arch = MTLD_ARCH_MMOE;
+    with_review = 1;
+    c.n_tasks = 4;
+    mtld_task_t *k = &c.tasks[3];
+    memset(k, 0, sizeof(*k));
+    snprintf(k->name, MTLD_NAME_MAX, "review");
+    k->type = MTLD_TASK_ESMM_CTCVR;
+    k->label = MTLD_LABEL_REVIEW;
+    k->parent = 1;
+    k->loss_weight = 1.0f;
   }
   char err[512], path[1024];
   mtld_trainer_t *t = NULL;

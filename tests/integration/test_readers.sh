@@ -3,7 +3,8 @@
 # trainer's own predictions (tests/helpers/snapshot_fixture.c trains small
 # models and writes a snapshot, a sample dump and the trainer's predictions):
 #   - mtld-score --samples prints exactly the trainer's predictions (every
-#     architecture, and samples built from a feature store);
+#     architecture, samples built from a feature store, and a review task
+#     chained on ctcvr: ctr -> ctcvr -> review);
 #   - mtld-score --store scores candidates from the store's features exactly
 #     as the trainer scores the same samples (JSON lines and --user/--item);
 #   - tools/mtld_reader.py (numpy, its own implementation of the format and of
@@ -73,7 +74,7 @@ within() { # within VALUE TOL
   [ "$1" != mismatch ] && awk -v v="$1" -v t="$2" 'BEGIN { exit !(v <= t) }'
 }
 
-for v in 0 1 2 3 4 5 6; do
+for v in 0 1 2 3 4 5 6 7; do
   D=$TMP/v$v
   mkdir -p "$D"
   if ! T "$FIX" "$D" "$v" 2>"$D/fix.err"; then

@@ -319,6 +319,7 @@ typedef struct {
   uint64_t seed;
   int users, items, cats, days, dim;
   double w_affinity, w_item, w_user; /* weights of the click logit's terms */
+  double w_review; /* weight of affinity + item quality in P(review | purchase); 0: 0.30 */
   int64_t impressions;
   int64_t start_ms;
 } gen_opts_t;
@@ -434,7 +435,10 @@ static void generate(const gen_opts_t *o, const gen_world_t *w, gen_events_t *g,
     pe->quantity = uq < 0.7 ? 1 : uq < 0.9 ? 2 : 3;
     st->by_type[MTLD_EV_PURCHASE - 1][s]++;
 
-    if (rng_u01(&r) >= 0.30) continue;
+    /* P(review | purchase): 0.30, or with --review-effect W
+     * sigmoid(logit(0.3) + W (affinity + item quality)) */
+    double p_rev = o->w_review != 0 ? sigmoid(log(0.3 / 0.7) + o->w_review * (a + q)) : 0.30;
+    if (rng_u01(&r) >= p_rev) continue;
     int64_t tr = tp + GEN_H + (int64_t)rng_exp(&r, 18.0 * GEN_H);
     /* rating = clamp(round(m + noise), 1, 5), noise ~ N(0, 0.8): sampled from
      * its exact discrete distribution, whose mean is the oracle */
@@ -686,6 +690,8 @@ static void usage(FILE *out) {
                "  --item-effect W     weight of the item's quality (default 0.6; half of it\n"
                "                      in the purchase logit)\n"
                "  --user-effect W     weight of the user's propensity to click (default 0.6)\n"
+               "  --review-effect W   P(review | purchase) = sigmoid(logit(0.3) + W (affinity\n"
+               "                      + item quality)) (default 0: 0.30 for every purchase)\n"
                "                      (--affinity 1 --item-effect 0 --user-effect 0: the\n"
                "                      pure latent-factor world of mtld-gen before 2026-11-30)\n"
                "  --start-ms T        first time: ms since the epoch or ISO-8601\n"
@@ -783,6 +789,11 @@ int main(int argc, char **argv) {
       double d = strtod(v, &end);
       bad = end == v || *end || !(d >= 0 && d <= 10);
       *(a[2] == 'a' ? &o.w_affinity : a[2] == 'i' ? &o.w_item : &o.w_user) = d;
+    } else if (strcmp(a, "--review-effect") == 0) {
+      char *end;
+      double d = strtod(v, &end);
+      bad = end == v || *end || !(d >= 0 && d <= 10);
+      o.w_review = d;
     } else if (strcmp(a, "--start-ms") == 0) {
       bad = parse_i64(v, 1, INT64_C(4102444800000), &o.start_ms) != 0 &&
             mtld_conv_parse_iso_ms(v, strlen(v), &o.start_ms) != 0;

@@ -21,9 +21,10 @@ DIM=${DEMO_DIM:-2}
 IMPRESSIONS=${DEMO_IMPRESSIONS:-1000000}
 WINDOW=100000 # model.pv_window (default): the AUC window the table compares
 
-echo "== 1. generating a synthetic stream (seed 42, $USERS users, $ITEMS items, latent dimension $DIM, $IMPRESSIONS impressions, a few malformed records)"
+echo "== 1. generating a synthetic stream (seed 42, $USERS users, $ITEMS items, latent dimension $DIM, $IMPRESSIONS impressions, reviews more likely for liked items, a few malformed records)"
 "$BUILD/mtld-gen" --seed 42 --users "$USERS" --items "$ITEMS" --dim "$DIM" --impressions "$IMPRESSIONS" \
-  --days 2 --bad-every 500 --oracle-last "$WINDOW" --out "$D/events.pb" --truth "$D/truth.csv" 2>"$D/gen.log"
+  --days 2 --bad-every 500 --review-effect 1.5 --oracle-last "$WINDOW" --out "$D/events.pb" \
+  --truth "$D/truth.csv" 2>"$D/gen.log"
 sed 's/^/   /' "$D/gen.log"
 
 echo "== 2. starting the mock Kafka cluster (3 brokers, topic events with 8 partitions)"
@@ -147,8 +148,8 @@ for task in review review_base; do
 done
 echo "   (review = the model's pCTCVR * P(review | purchase), on all impressions against click &"
 echo "    purchase & review; review_base = the same pCTCVR * the running review rate among purchases"
-echo "    so far: what the review head adds over a constant rate.  The generator reviews 30% of"
-echo "    purchases whatever the user and item, so the rate is all there is to learn here.)"
+echo "    so far: what the review head adds over a constant rate; the generator's P(review |"
+echo "    purchase) grows with the user-item affinity and the item's quality: --review-effect 1.5)"
 echo "-- learning curves (progressive validation over the samples scored, while consuming from Kafka)"
 if "$SRC/tools/mtld-plot" --log "$D/mtld.log" --out "$D/learning-curves.png" \
   --title "make demo: progressive validation" 2>"$D/plot.log"; then

@@ -154,6 +154,10 @@ static void do_reload(daemon_t *d) {
   int level = mtld_log_level_parse(next.log_level);
   if (level >= 0) mtld_log_set_level(level);
   mtld_pipeline_reload(d->pipe, &next);
+  if (mtld_pipeline_alert(d->pipe)) {
+    mtld_log(MTLD_LOG_NOTICE, "reload: alert acknowledged: %s", mtld_pipeline_alert(d->pipe));
+    mtld_pipeline_clear_alert(d->pipe);
+  }
   mtld_durable_reload(d->durable, &next);
   int metrics_changed = next.metrics_enabled != d->cfg.metrics_enabled ||
                         next.metrics_port != d->cfg.metrics_port ||
@@ -225,11 +229,13 @@ static void status(daemon_t *d) {
   d->last_status_ms = now;
   d->last_status_records = s.records;
   int connected = mtld_source_connected(d->src);
-  char line[256];
+  const char *alert = mtld_pipeline_alert(d->pipe);
+  char line[512], skipped[48] = "";
+  if (s.skipped) snprintf(skipped, sizeof(skipped), ", %" PRIu64 " skipped", s.skipped);
   snprintf(line, sizeof(line),
-           "%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64 " samples",
-           connected ? "" : "brokers unreachable; ", rate, s.events, s.rejected,
-           s.samples_released);
+           "%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples",
+           connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", rate,
+           s.events, s.rejected, skipped, s.samples_released);
   mtld_notify_status("%s", line);
   /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
@@ -263,6 +269,12 @@ static int run(daemon_t *d) {
     }
     err[0] = 0;
     for (int i = 0; i < n; i++) mtld_pipeline_process(d->pipe, &recs[i]);
+    if (mtld_pipeline_halted(d->pipe)) {
+      mtld_log(MTLD_LOG_ERR, "stopping: %s (source.on_gap = \"stop\")",
+               mtld_pipeline_alert(d->pipe));
+      rc = EXIT_SOURCE;
+      break;
+    }
     if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
       if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
         mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
@@ -275,8 +287,13 @@ static int run(daemon_t *d) {
     int64_t now = mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
-      publish(d, !commit_failing_since && mtld_source_connected(d->src),
-              commit_failing_since ? "store writes failing" : "brokers unreachable");
+      const char *alert = mtld_pipeline_alert(d->pipe);
+      char why[300];
+      snprintf(why, sizeof(why), "degraded: %s", alert ? alert : "");
+      publish(d, !commit_failing_since && mtld_source_connected(d->src) && !alert,
+              commit_failing_since             ? "store writes failing"
+              : !mtld_source_connected(d->src) ? "brokers unreachable"
+                                               : why);
       mtld_notify_watchdog();
     }
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
@@ -327,10 +344,14 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   mtld_pipeline_report(d->pipe);
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
+  mtld_pipeline_log_ledger(d->pipe);
+  mtld_log_rl_flush();
+  char wm[32] = "none";
+  if (s.watermark_ms != INT64_MIN) snprintf(wm, sizeof(wm), "%" PRId64, s.watermark_ms);
   mtld_log(MTLD_LOG_NOTICE,
            "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
-           " batches, %" PRIu64 " samples, watermark %" PRId64,
-           s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms);
+           " skipped, %" PRIu64 " batches, %" PRIu64 " samples, watermark %s",
+           s.records, s.events, s.rejected, s.skipped, s.batches, s.samples_released, wm);
   mtld_pipeline_free(d->pipe);
   return rc;
 }

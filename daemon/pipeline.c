@@ -25,19 +25,46 @@
 #define MAX_PARTS 1024
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 
+/* One partition's ledger: every offset it moved past is a record read
+ * (applied or rejected by reason) or a record skipped (by cause). */
+typedef struct {
+  uint64_t read, applied, rejected[MTLD_REJECT_COUNT];
+  uint64_t skipped_gap, gaps; /* records gone from Kafka at a resume; gaps seen */
+  int64_t gap_from, gap_to;   /* the last gap: offsets [from, to) */
+} part_ledger_t;
+
 typedef struct {
   char *topic; /* owned */
   int32_t partition;
   int64_t next_offset; /* next record to read, as staged */
   int dirty;           /* moved in the current batch */
   int assigned;
+  /* The stored offset the partition resumes at (-1: none to check): the
+   * first record or end-of-partition after an assignment or a rewind must
+   * come from it, or the records in between were skipped. */
+  int64_t resume_at;
+  int halted; /* source.on_gap = "stop": nothing more from it is applied */
+  part_ledger_t lg, lg_committed;
 } part_t;
 
 typedef struct {
   uint64_t id;
   char name[MTLD_SCENARIO_MAX];
-  uint64_t events[MTLD_N_EVENT_TYPES];
 } scen_t;
+
+#define MAX_SCEN_SLOTS (MAX_SCENARIOS + 1) /* the last: every other scenario */
+
+/* The counters behind the metrics.  Live ones count what is staged; at each
+ * commit they are copied to the committed ones, which metrics, STATUS and the
+ * stop line show; a dropped batch puts the live ones back (its counts go with
+ * it). */
+typedef struct {
+  uint64_t records, events, rejected_total, samples_released, skipped;
+  uint64_t rejected[MTLD_REJECT_COUNT];
+  uint64_t events_by_type[MTLD_N_EVENT_TYPES];
+  uint64_t scen_events[MAX_SCEN_SLOTS][MTLD_N_EVENT_TYPES];
+  uint64_t samples_by_kind[3];
+} counts_t;
 
 struct mtld_pipeline {
   mtld_config_t cfg;
@@ -65,15 +92,15 @@ struct mtld_pipeline {
   int64_t seen_expired; /* event time below which the seen keys were deleted */
 
   /* counters */
-  uint64_t records, events, rejected_total, batches, samples_released, commit_failures;
-  uint64_t rejected[MTLD_REJECT_COUNT];
-  uint64_t events_by_type[MTLD_N_EVENT_TYPES];
+  counts_t c, cc;                      /* live, committed */
+  mtld_joiner_counters_t jc_committed; /* the joiner's, at the last commit */
+  uint64_t batches, commit_failures;
   scen_t scen[MAX_SCENARIOS];
   int n_scen;
-  uint64_t other_scen_events[MTLD_N_EVENT_TYPES];
   double commit_seconds_sum, commit_seconds_max;
   uint64_t commit_count;
-  uint64_t samples_by_kind[3];
+  char gap_alert[256]; /* the last gap, for /healthz and STATUS ("" = none) */
+  int halted;          /* a gap with source.on_gap = "stop" */
 };
 
 static int64_t mono_ms(void) {
@@ -100,6 +127,7 @@ static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition
   if (!n->topic) return NULL;
   n->partition = partition;
   n->next_offset = -1;
+  n->resume_at = -1;
   p->last_part = p->n_parts++;
   return n;
 }
@@ -113,10 +141,21 @@ static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition
   return mtld_store_get_offset(p->store, topic, partition, next, max_time_ms);
 }
 
+/* Arms the resume check: the partition restarts at its stored offset. */
+static void arm_resume(mtld_pipeline_t *p, part_t *pt) {
+  int64_t next = -1, max_time = INT64_MIN;
+  if (mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time) != MTLD_OK)
+    next = -1;
+  pt->resume_at = next;
+}
+
 static void hook_assigned(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms) {
   mtld_pipeline_t *p = ctx;
   part_t *pt = part_get(p, topic, partition, 1);
-  if (pt) pt->assigned = 1;
+  if (pt) {
+    pt->assigned = 1;
+    arm_resume(p, pt);
+  }
   mtld_watermark_assign(p->wm, topic, partition, max_time_ms);
 }
 
@@ -131,12 +170,18 @@ static void reload_joiner(mtld_pipeline_t *p) {
 static void drop_batch(mtld_pipeline_t *p) {
   mtld_store_rollback(p->store);
   reload_joiner(p);
+  /* the counts of the dropped batch go with it */
+  p->c = p->cc;
+  mtld_joiner_counters_restore(p->joiner, &p->jc_committed);
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     pt->dirty = 0;
+    pt->lg = pt->lg_committed;
     if (!pt->assigned) continue;
-    int64_t next, max_time = INT64_MIN;
-    mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time);
+    int64_t next = -1, max_time = INT64_MIN;
+    if (mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time) != MTLD_OK)
+      next = -1;
+    pt->resume_at = next; /* the source rewinds it there */
     mtld_watermark_assign(p->wm, pt->topic, pt->partition, max_time);
   }
   p->batch_records = 0;
@@ -289,9 +334,11 @@ static scen_t *scen_get(mtld_pipeline_t *p, const mtld_event_t *ev) {
   return s;
 }
 
-static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r, const char *msg) {
-  p->rejected[r]++;
-  p->rejected_total++;
+static void reject(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec, mtld_reject_t r,
+                   const char *msg) {
+  p->c.rejected[r]++;
+  p->c.rejected_total++;
+  if (pt) pt->lg.rejected[r]++;
   mtld_log_rl(MTLD_LOG_WARNING, mtld_reject_name(r), "rejected %s[%d]@%" PRId64 ": %s: %s",
               rec->topic, (int)rec->partition, rec->offset, mtld_reject_name(r), msg);
   if (!p->dlq) return;
@@ -344,17 +391,75 @@ static void seen_expire(mtld_pipeline_t *p) {
     p->seen_expired = horizon;
 }
 
+/* The first record (or end of partition) after a partition resumed: if it
+ * is past the stored offset and the broker's log no longer starts at or
+ * before that offset, the records in between are gone (retention,
+ * DeleteRecords; auto.offset.reset chose where to go on).  Offsets the log
+ * still holds that the consumer stepped over are not records (transaction
+ * markers, compaction) and are no gap.  Returns 1 when the record may be
+ * processed, 0 when the partition is halted (source.on_gap = "stop"). */
+static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec) {
+  int64_t from = pt->resume_at, to = rec->offset;
+  pt->resume_at = -1;
+  if (from < 0 || to <= from) return 1;
+  int64_t low = -1;
+  mtld_status_t st = p->src ? mtld_source_log_start(p->src, rec->topic, rec->partition, 5000, &low)
+                            : MTLD_ERR_NOTFOUND;
+  if (st == MTLD_OK && low <= from) {
+    mtld_log(MTLD_LOG_INFO,
+             "%s[%d] resumed at offset %" PRId64 ", stored %" PRId64
+             ": the offsets between hold no records (transaction markers or compaction)",
+             rec->topic, (int)rec->partition, to, from);
+    return 1;
+  }
+  uint64_t n = (uint64_t)(to - from);
+  int stop = p->cfg.on_gap == MTLD_GAP_STOP;
+  mtld_log(MTLD_LOG_ERR,
+           "offset gap on %s[%d]: %" PRIu64 " records skipped (offsets %" PRId64 "..%" PRId64
+           ") are gone from Kafka (log start %" PRId64 "%s); source.on_gap = %s: %s",
+           rec->topic, (int)rec->partition, n, from, to - 1, low,
+           st == MTLD_OK ? "" : ", not confirmed by the broker", stop ? "stop" : "continue",
+           stop ? "stopping before anything after the gap is applied, stored offsets unchanged"
+                : "counted, going on after the gap");
+  snprintf(p->gap_alert, sizeof(p->gap_alert), "offset gap on %s[%d]: %" PRIu64 " records skipped",
+           rec->topic, (int)rec->partition, n);
+  if (stop) {
+    pt->halted = 1;
+    p->halted = 1;
+    return 0;
+  }
+  pt->lg.skipped_gap += n;
+  pt->lg.gaps++;
+  pt->lg.gap_from = from;
+  pt->lg.gap_to = to;
+  p->c.skipped += n;
+  return 1;
+}
+
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
+  part_t *pt = part_get(p, rec->topic, rec->partition, 1);
+  if (pt && pt->halted) return;
+  if (pt && pt->resume_at >= 0 && !check_resume(p, pt, rec)) return;
   if (rec->eof) {
+    if (pt && pt->lg.gap_to == rec->offset && pt->next_offset < rec->offset) {
+      /* a gap up to the end (auto.offset.reset = latest with nothing new):
+       * the stored offset moves past it so it is reported once */
+      pt->next_offset = rec->offset;
+      pt->dirty = 1;
+      mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset,
+                            mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
+      if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+      p->batch_records++;
+    }
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
   if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
-  p->records++;
+  p->c.records++;
   p->batch_records++;
-  part_t *pt = part_get(p, rec->topic, rec->partition, 1);
+  if (pt) pt->lg.read++;
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
                                       p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
@@ -375,7 +480,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     }
   }
   if (r != MTLD_REJECT_NONE) {
-    reject(p, rec, r, msg);
+    reject(p, pt, rec, r, msg);
   } else {
     mtld_user_features_t ub;
     mtld_item_features_t ib;
@@ -397,13 +502,11 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
-      p->events++;
-      p->events_by_type[ev.type - 1]++;
+      p->c.events++;
+      p->c.events_by_type[ev.type - 1]++;
+      if (pt) pt->lg.applied++;
       scen_t *s = scen_get(p, &ev);
-      if (s)
-        s->events[ev.type - 1]++;
-      else
-        p->other_scen_events[ev.type - 1]++;
+      p->c.scen_events[s ? s - p->scen : MAX_SCENARIOS][ev.type - 1]++;
     }
   }
   if (pt) {
@@ -424,8 +527,8 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
-  p->samples_released++;
-  if (s->kind >= 1 && s->kind <= 2) p->samples_by_kind[s->kind]++;
+  p->c.samples_released++;
+  if (s->kind >= 1 && s->kind <= 2) p->c.samples_by_kind[s->kind]++;
   if (p->trainer && mtld_trainer_observe(p->trainer, s, NULL) != MTLD_OK)
     mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
                 s->sample_id);
@@ -463,6 +566,10 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   if (secs > p->commit_seconds_max) p->commit_seconds_max = secs;
   p->commit_count++;
   p->batches++;
+  /* what was staged is durable: so are its counts */
+  p->cc = p->c;
+  mtld_joiner_counters(p->joiner, &p->jc_committed);
+  for (int i = 0; i < p->n_parts; i++) p->parts[i].lg_committed = p->parts[i].lg;
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %.2f ms", p->batches,
            p->batch_records, secs * 1000.0);
   p->batch_records = 0;
@@ -519,12 +626,67 @@ void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
 }
 
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
-  out->records = p->records;
-  out->events = p->events;
-  out->rejected = p->rejected_total;
+  out->records = p->cc.records;
+  out->events = p->cc.events;
+  out->rejected = p->cc.rejected_total;
+  out->skipped = p->cc.skipped;
   out->batches = p->batches;
-  out->samples_released = p->samples_released;
+  out->samples_released = p->cc.samples_released;
   out->watermark_ms = mtld_watermark_get(p->wm);
+}
+
+void mtld_pipeline_log_ledger(const mtld_pipeline_t *p) {
+  for (int i = 0; i < p->n_parts; i++) {
+    const part_t *pt = &p->parts[i];
+    const part_ledger_t *lg = &pt->lg_committed;
+    char why[512] = "";
+    size_t n = 0;
+    for (int r = 1; r < MTLD_REJECT_COUNT && n < sizeof(why); r++)
+      if (lg->rejected[r])
+        n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s %" PRIu64, n ? ", " : ": ",
+                              mtld_reject_name(r), lg->rejected[r]);
+    uint64_t rej = 0;
+    for (int r = 1; r < MTLD_REJECT_COUNT; r++) rej += lg->rejected[r];
+    mtld_log(MTLD_LOG_NOTICE,
+             "ledger %s[%d]: %" PRIu64 " read = %" PRIu64 " applied + %" PRIu64
+             " rejected%s; %" PRIu64 " skipped (offset_gap, %" PRIu64 " gaps)",
+             pt->topic, (int)pt->partition, lg->read, lg->applied, rej, why, lg->skipped_gap,
+             lg->gaps);
+  }
+  const mtld_joiner_counters_t *j = &p->jc_committed;
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: impressions %" PRIu64 " opened + %" PRIu64
+           " duplicate_sample; reviews %" PRIu64 " opened + %" PRIu64
+           " duplicate_sample; clicks %" PRIu64 " attached + %" PRIu64 " opened_positive + %" PRIu64
+           " duplicate_sample + %" PRIu64 " duplicate_click + %" PRIu64 " no_impression + %" PRIu64
+           " after_deadline",
+           j->opened - j->positives, j->duplicate_sample[0], j->reviews, j->duplicate_sample[1],
+           j->clicked - j->positives, j->positives, j->duplicate_sample[2], j->duplicate_click,
+           j->unmatched_click - j->late_click, j->late_click);
+  mtld_log(
+      MTLD_LOG_NOTICE,
+      "ledger joiner: carts %" PRIu64 " attached + %" PRIu64 " repeated + %" PRIu64
+      " no_clicked_sample + %" PRIu64 " after_deadline; purchases %" PRIu64 " attached + %" PRIu64
+      " repeated + %" PRIu64 " no_clicked_sample + %" PRIu64 " after_deadline",
+      j->carted, j->repeated_cart, j->unmatched_cart - j->late_cart, j->late_cart, j->purchased,
+      j->repeated_purchase, j->unmatched_purchase - j->late_purchase, j->late_purchase);
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: samples %" PRIu64 " opened (%" PRIu64 " negatives) = %" PRIu64
+           " released + %zu pending + %" PRIu64 " dropped (corrupt)",
+           j->opened + j->reviews + j->negatives_sampled, j->negatives_sampled, j->released,
+           mtld_joiner_pending_count(p->joiner), j->corrupt);
+}
+
+const char *mtld_pipeline_alert(const mtld_pipeline_t *p) {
+  return p->gap_alert[0] ? p->gap_alert : NULL;
+}
+
+void mtld_pipeline_clear_alert(mtld_pipeline_t *p) {
+  p->gap_alert[0] = 0;
+}
+
+int mtld_pipeline_halted(const mtld_pipeline_t *p) {
+  return p->halted;
 }
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -640,9 +802,104 @@ mtld_trainer_t *mtld_pipeline_trainer(mtld_pipeline_t *p) {
   return p->trainer;
 }
 
+/* The ledger (committed counts): per source partition, records read =
+ * applied + rejected by reason, and records skipped by cause; the joiner's
+ * events by outcome and its samples opened = released + pending + dropped. */
+static void render_ledger(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  static const char *const fam[4] = {"mtld_source_records_total", "mtld_source_applied_total",
+                                     "mtld_source_rejected_total",
+                                     "mtld_source_skipped_records_total"};
+  static const char *const help[4] = {
+      "Records read from each source partition (= applied + rejected).",
+      "Records of each source partition applied as events.",
+      "Records of each source partition rejected, by reason.",
+      "Records of each source partition skipped unread, by cause (offset_gap: gone from Kafka "
+      "when the partition resumed)."};
+  for (int k = 0; k < 4; k++) {
+    mtld_metrics_family(b, fam[k], "counter", help[k]);
+    for (int i = 0; i < p->n_parts; i++) {
+      const part_t *pt = &p->parts[i];
+      const part_ledger_t *lg = &pt->lg_committed;
+      char part[16];
+      snprintf(part, sizeof(part), "%d", (int)pt->partition);
+      mtld_metrics_label_t l[3] = {{"topic", pt->topic}, {"partition", part}, {NULL, NULL}};
+      if (k == 0) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->read);
+      if (k == 1) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->applied);
+      if (k == 2)
+        for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
+          if (!lg->rejected[r]) continue;
+          l[2] = (mtld_metrics_label_t){"reason", mtld_reject_name(r)};
+          mtld_metrics_sample_kv(b, fam[k], l, 3, (double)lg->rejected[r]);
+        }
+      if (k == 3) {
+        l[2] = (mtld_metrics_label_t){"cause", "offset_gap"};
+        mtld_metrics_sample_kv(b, fam[k], l, 3, (double)lg->skipped_gap);
+      }
+    }
+  }
+  mtld_metrics_family(b, "mtld_source_gaps_total", "counter",
+                      "Offset gaps found when a partition resumed (records gone from Kafka).");
+  for (int i = 0; i < p->n_parts; i++) {
+    char part[16];
+    snprintf(part, sizeof(part), "%d", (int)p->parts[i].partition);
+    mtld_metrics_label_t l[2] = {{"topic", p->parts[i].topic}, {"partition", part}};
+    mtld_metrics_sample_kv(b, "mtld_source_gaps_total", l, 2,
+                           (double)p->parts[i].lg_committed.gaps);
+  }
+
+  const mtld_joiner_counters_t *j = &p->jc_committed;
+  const char *imp = mtld_event_type_name(MTLD_EV_IMPRESSION),
+             *rev = mtld_event_type_name(MTLD_EV_REVIEW),
+             *clk = mtld_event_type_name(MTLD_EV_CLICK),
+             *cart = mtld_event_type_name(MTLD_EV_ADD_TO_CART),
+             *buy = mtld_event_type_name(MTLD_EV_PURCHASE);
+  struct {
+    const char *type, *outcome;
+    uint64_t n;
+  } ev[] = {
+      {imp, "opened", j->opened - j->positives},
+      {imp, "duplicate_sample", j->duplicate_sample[0]},
+      {rev, "opened", j->reviews},
+      {rev, "duplicate_sample", j->duplicate_sample[1]},
+      {clk, "attached", j->clicked - j->positives},
+      {clk, "opened_positive", j->positives},
+      {clk, "duplicate_sample", j->duplicate_sample[2]},
+      {clk, "duplicate_click", j->duplicate_click},
+      {clk, "no_impression", j->unmatched_click - j->late_click},
+      {clk, "after_deadline", j->late_click},
+      {cart, "attached", j->carted},
+      {cart, "repeated", j->repeated_cart},
+      {cart, "no_clicked_sample", j->unmatched_cart - j->late_cart},
+      {cart, "after_deadline", j->late_cart},
+      {buy, "attached", j->purchased},
+      {buy, "repeated", j->repeated_purchase},
+      {buy, "no_clicked_sample", j->unmatched_purchase - j->late_purchase},
+      {buy, "after_deadline", j->late_purchase},
+  };
+  mtld_metrics_family(b, "mtld_joiner_events_total", "counter",
+                      "Events the joiner handled, by type and outcome (opened a sample, attached "
+                      "a label to one; the others added nothing: duplicate_sample: its sample "
+                      "was pending already).");
+  for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+    mtld_metrics_label_t l[2] = {{"type", ev[i].type}, {"outcome", ev[i].outcome}};
+    mtld_metrics_sample_kv(b, "mtld_joiner_events_total", l, 2, (double)ev[i].n);
+  }
+  mtld_metrics_family(b, "mtld_joiner_samples_total", "counter",
+                      "Samples the joiner opened, and how they ended (opened = released + "
+                      "pending + dropped).");
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"opened\"",
+                      (double)(j->opened + j->reviews + j->negatives_sampled));
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"released\"", (double)j->released);
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"dropped_corrupt\"",
+                      (double)j->corrupt);
+  mtld_metrics_family(b, "mtld_joiner_negatives_sampled_total", "counter",
+                      "Of the samples opened: negatives drawn for clicks (sampled negatives).");
+  mtld_metrics_sample(b, "mtld_joiner_negatives_sampled_total", NULL, (double)j->negatives_sampled);
+}
+
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_records_total", "counter", "Records consumed (good and bad).");
-  mtld_metrics_sample(b, "mtld_records_total", NULL, (double)p->records);
+  mtld_metrics_sample(b, "mtld_records_total", NULL, (double)p->cc.records);
 
   mtld_metrics_family(b, "mtld_events_total", "counter",
                       "Events applied to the feature store, by type and scenario.");
@@ -650,19 +907,20 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
       mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)},
                                    {"scenario", p->scen[i].name}};
-      mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->scen[i].events[t]);
+      mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->cc.scen_events[i][t]);
     }
   for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
-    if (!p->other_scen_events[t]) continue;
+    if (!p->cc.scen_events[MAX_SCENARIOS][t]) continue;
     mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)}, {"scenario", "_other"}};
-    mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->other_scen_events[t]);
+    mtld_metrics_sample_kv(b, "mtld_events_total", l, 2,
+                           (double)p->cc.scen_events[MAX_SCENARIOS][t]);
   }
 
   mtld_metrics_family(b, "mtld_events_rejected_total", "counter",
                       "Records rejected, by reason (sent to the dead-letter topic if set).");
   for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
     mtld_metrics_label_t l[1] = {{"reason", mtld_reject_name(r)}};
-    mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->rejected[r]);
+    mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->cc.rejected[r]);
   }
   if (p->dlq) {
     mtld_metrics_family(b, "mtld_dead_letters_total", "counter",
@@ -698,10 +956,11 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_samples_released_total", "counter",
                       "Joined samples handed to the trainer, by kind.");
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"impression\"",
-                      (double)p->samples_by_kind[1]);
+                      (double)p->cc.samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
-                      (double)p->samples_by_kind[2]);
+                      (double)p->cc.samples_by_kind[2]);
 
+  render_ledger(p, b);
   render_trainer_metrics(p, b);
 
   if (p->src) {

@@ -97,12 +97,33 @@ void mtld_pipeline_finish(mtld_pipeline_t *p);
 /* The trainer (NULL when trainer.enabled is false); borrowed. */
 struct mtld_trainer *mtld_pipeline_trainer(mtld_pipeline_t *p);
 
-/* Totals for STATUS= lines and tests. */
+/* Totals for STATUS= lines and tests: what was committed (a dropped batch's
+ * counts are gone with it).  skipped: records gone from Kafka at a resume
+ * (offset gaps). */
 typedef struct {
-  uint64_t records, events, rejected, batches, samples_released;
+  uint64_t records, events, rejected, skipped, batches, samples_released;
   int64_t watermark_ms;
 } mtld_pipeline_stats_t;
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out);
+
+/* The last offset gap, e.g. "offset gap on events[2]: 1000 records
+ * skipped", for /healthz (degraded) and STATUS until cleared; NULL when
+ * none.  Valid until the next call on p. */
+const char *mtld_pipeline_alert(const mtld_pipeline_t *p);
+
+/* Clears the alert (the operator acknowledged it: SIGHUP). */
+void mtld_pipeline_clear_alert(mtld_pipeline_t *p);
+
+/* 1 when a partition met an offset gap with source.on_gap = "stop": nothing
+ * after the gap was staged; the daemon must stop (its stored offset stays
+ * before the gap). */
+int mtld_pipeline_halted(const mtld_pipeline_t *p);
+
+/* Logs the ledger of what was committed: per source partition, records read
+ * = applied + rejected (by reason), and skipped; the joiner's events by
+ * outcome and samples opened = released + pending + dropped.  At the end of a
+ * run (metrics vanish with the process). */
+void mtld_pipeline_log_ledger(const mtld_pipeline_t *p);
 
 /* Commits nothing further; closes the dead-letter producer, joiner and store
  * (an uncommitted batch is dropped: call mtld_pipeline_commit first). */

@@ -219,6 +219,21 @@ static int kafka_connected(const mtld_source_t *src) {
   return ((const kafka_source_t *)src)->connected;
 }
 
+static mtld_status_t kafka_log_start(mtld_source_t *src, const char *topic, int32_t partition,
+                                     int timeout_ms, int64_t *low) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  int64_t lo = -1, hi = -1;
+  rd_kafka_resp_err_t e =
+      rd_kafka_query_watermark_offsets(ks->rk, topic, partition, &lo, &hi, timeout_ms);
+  if (e) {
+    mtld_log(MTLD_LOG_WARNING, "log start of %s[%d]: %s", topic, (int)partition,
+             rd_kafka_err2str(e));
+    return MTLD_ERR_RETRY;
+  }
+  *low = lo;
+  return MTLD_OK;
+}
+
 static void kafka_close(mtld_source_t *src) {
   kafka_source_t *ks = (kafka_source_t *)src;
   release_held(ks);
@@ -233,6 +248,7 @@ static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
                                             .commit = kafka_commit,
                                             .foreach_lag = kafka_foreach_lag,
                                             .connected = kafka_connected,
+                                            .log_start = kafka_log_start,
                                             .close = kafka_close};
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {

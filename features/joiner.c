@@ -974,8 +974,10 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   fill_sample(j, &s, ev, partition, offset, u, it, ev->item_id, ev->category_id, 0);
   s.labels[MTLD_LABEL_CLICK] = 1.0f;
   mtld_status_t rc = open_sample(j, &s, 0, ev->request_id, ev->time_ms, &dup);
+  if (rc == MTLD_OK && dup) j->c.duplicate_sample[2]++;
   if (rc != MTLD_OK || dup) return rc;
   j->c.opened++;
+  j->c.positives++;
   j->c.clicked++;
 
   int32_t r = ring_get(j, partition, ev->scenario_id, (uint32_t)j->cfg.popularity_size);
@@ -1007,6 +1009,15 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   return ring_push(j, &j->rings[r], ev->item_id);
 }
 
+/* A label at time_ms that matched nothing came after the deadline when
+ * every sample it could have labelled is released already: impressions at
+ * or before it have deadlines up to time_ms + click_window +
+ * conversion_window. */
+static int label_late(const mtld_joiner_t *j, int64_t time_ms) {
+  return j->max_release_wm != INT64_MIN && sat_add(sat_add(time_ms, j->cfg.click_window_ms),
+                                                   j->cfg.conversion_window_ms) < j->max_release_wm;
+}
+
 mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
                                    int64_t offset, const mtld_user_features_t *user_before,
                                    const mtld_item_features_t *item_before) {
@@ -1021,6 +1032,7 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int
                 ev->category_id, 1);
     rc =
         open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN, &dup);
+    if (rc == MTLD_OK && dup) j->c.duplicate_sample[ev->type == MTLD_EV_IMPRESSION ? 0 : 1]++;
     if (rc == MTLD_OK && !dup) {
       if (ev->type == MTLD_EV_IMPRESSION)
         j->c.opened++;
@@ -1043,24 +1055,29 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int
     if (j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
       return sample_negatives(j, ev, partition, offset, user_before, item_before);
     j->c.unmatched_click++;
+    if (label_late(j, ev->time_ms)) j->c.late_click++;
     return MTLD_OK;
   case MTLD_EV_ADD_TO_CART:
   case MTLD_EV_PURCHASE:
     e = match_conversion(j, ev);
     if (e < 0) {
-      if (ev->type == MTLD_EV_PURCHASE)
+      int late = label_late(j, ev->time_ms);
+      if (ev->type == MTLD_EV_PURCHASE) {
         j->c.unmatched_purchase++;
-      else
+        j->c.late_purchase += (uint64_t)late;
+      } else {
         j->c.unmatched_cart++;
+        j->c.late_cart += (uint64_t)late;
+      }
       return MTLD_OK;
     }
     rc = set_label(j, e, ev->type == MTLD_EV_PURCHASE ? MTLD_LABEL_PURCHASE : MTLD_LABEL_CART, 0,
                    &changed);
-    if (rc == MTLD_OK && changed) {
-      if (ev->type == MTLD_EV_PURCHASE)
-        j->c.purchased++;
-      else
-        j->c.carted++;
+    if (rc == MTLD_OK) {
+      int buy = ev->type == MTLD_EV_PURCHASE;
+      uint64_t *n = buy ? (changed ? &j->c.purchased : &j->c.repeated_purchase)
+                        : (changed ? &j->c.carted : &j->c.repeated_cart);
+      (*n)++;
     }
     return rc;
   default: return MTLD_ERR_INVALID;
@@ -1106,6 +1123,10 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
 
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
+}
+
+void mtld_joiner_counters_restore(mtld_joiner_t *j, const mtld_joiner_counters_t *c) {
+  j->c = *c;
 }
 
 size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {

@@ -241,6 +241,27 @@ static void status(daemon_t *d) {
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
 }
 
+/* What /healthz says: 1 and "ok", or 0 and the one reason, the cause first:
+ * the store failing, then the brokers (dead letters cannot be acknowledged
+ * without them), then dead letters unacknowledged, then an offset gap. */
+static int health(daemon_t *d, mtld_status_t commit_st, const char *commit_err, char *why,
+                  size_t len) {
+  const char *alert = mtld_pipeline_alert(d->pipe);
+  if (commit_st != MTLD_OK && commit_st != MTLD_ERR_RETRY)
+    snprintf(why, len, "store writes failing: %s", commit_err);
+  else if (!mtld_source_connected(d->src))
+    snprintf(why, len, "brokers unreachable");
+  else if (commit_st == MTLD_ERR_RETRY)
+    snprintf(why, len, "batch not committed: %s", commit_err);
+  else if (alert)
+    snprintf(why, len, "degraded: %s", alert);
+  else {
+    snprintf(why, len, "ok");
+    return 1;
+  }
+  return 0;
+}
+
 static int run(daemon_t *d) {
   char err[1024];
   mtld_record_t recs[512];
@@ -248,6 +269,8 @@ static int run(daemon_t *d) {
   int64_t last_publish = 0, last_report = mono_ms();
   int file_ended = 0;
   int commit_failing_since = 0;
+  mtld_status_t commit_st = MTLD_OK; /* of the last commit attempt */
+  char commit_err[512] = "";
   mtld_notify_ready();
   mtld_log(MTLD_LOG_NOTICE, "mtld %s running", MTLD_VERSION);
   while (!stop_requested) {
@@ -276,24 +299,25 @@ static int run(daemon_t *d) {
       break;
     }
     if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
-      if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
-        mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
+      mtld_status_t cst = mtld_pipeline_commit(d->pipe, err, sizeof(err));
+      if (cst != MTLD_OK) {
+        mtld_log_rl(cst == MTLD_ERR_RETRY ? MTLD_LOG_WARNING : MTLD_LOG_ERR, "commit",
+                    "batch not committed yet (will retry): %s", err);
         if (!commit_failing_since) commit_failing_since = (int)(mono_ms() / 1000);
+        commit_st = cst;
+        snprintf(commit_err, sizeof(commit_err), "%s", err);
       } else {
         commit_failing_since = 0;
+        commit_st = MTLD_OK;
         mtld_durable_tick(d->durable);
       }
     }
     int64_t now = mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
-      const char *alert = mtld_pipeline_alert(d->pipe);
-      char why[300];
-      snprintf(why, sizeof(why), "degraded: %s", alert ? alert : "");
-      publish(d, !commit_failing_since && mtld_source_connected(d->src) && !alert,
-              commit_failing_since             ? "store writes failing"
-              : !mtld_source_connected(d->src) ? "brokers unreachable"
-                                               : why);
+      char why[600];
+      int ok = health(d, commit_st, commit_err, why, sizeof(why));
+      publish(d, ok, why);
       mtld_notify_watchdog();
     }
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);

@@ -23,6 +23,10 @@
 #include "trainer/train.h"
 
 #define MAX_PARTS 1024
+/* How long a commit waits for the dead-letter producer's acknowledgements
+ * before it gives the main loop back (the batch stays staged and the commit
+ * is retried: the loop never blocks for seconds on an unreachable broker). */
+#define DLQ_FLUSH_MS 200
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 
 /* One partition's ledger: every offset it moved past is a record read
@@ -342,10 +346,8 @@ static void reject(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec, mtl
   mtld_log_rl(MTLD_LOG_WARNING, mtld_reject_name(r), "rejected %s[%d]@%" PRId64 ": %s: %s",
               rec->topic, (int)rec->partition, rec->offset, mtld_reject_name(r), msg);
   if (!p->dlq) return;
-  for (;;) {
-    mtld_status_t st = mtld_deadletter_send(p->dlq, rec, mtld_reject_name(r), msg);
-    if (st != MTLD_ERR_RETRY) break;
-    mtld_deadletter_flush(p->dlq, 100); /* local queue full: drain and retry */
+  /* local queue full: the send polled the producer for 100 ms; try again */
+  while (mtld_deadletter_send(p->dlq, rec, mtld_reject_name(r), msg) == MTLD_ERR_RETRY) {
   }
   p->dlq_pending++;
 }
@@ -542,9 +544,22 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;
   /* Dead letters first: the batch moves offsets past them. */
   if (p->dlq && p->dlq_pending) {
-    mtld_status_t st = mtld_deadletter_flush(p->dlq, 10000);
+    mtld_status_t st = mtld_deadletter_flush(p->dlq, DLQ_FLUSH_MS);
     if (st == MTLD_ERR_RETRY) {
-      snprintf(err, errlen, "dead-letter topic %s not acknowledged yet",
+      snprintf(err, errlen, "dead letters not acknowledged by the broker yet (topic %s)",
+               mtld_deadletter_topic(p->dlq));
+      return MTLD_ERR_RETRY;
+    }
+    if (st != MTLD_OK && p->src && mtld_source_can_rewind(p->src)) {
+      /* Some failed for good (message.timeout.ms): the records behind them
+       * are read again from the stored offsets and rejected again. */
+      mtld_log(MTLD_LOG_ERR,
+               "dead-letter delivery to %s failed: dropping the batch (%zu records) and reading "
+               "it again from the stored offsets",
+               mtld_deadletter_topic(p->dlq), p->batch_records);
+      drop_batch(p);
+      mtld_source_rewind(p->src);
+      snprintf(err, errlen, "dead-letter delivery failed (topic %s): batch read again",
                mtld_deadletter_topic(p->dlq));
       return MTLD_ERR_RETRY;
     }

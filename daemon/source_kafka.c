@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <librdkafka/rdkafka.h>
 
 #include "daemon/log.h"
@@ -131,9 +132,45 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   kafka_source_t *ks = opaque;
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) ks->connected = 0;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    if (ks->connected) mtld_log(MTLD_LOG_WARNING, "kafka: no broker reachable");
+    ks->connected = 0;
+  }
   mtld_log_rl(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? MTLD_LOG_WARNING : MTLD_LOG_NOTICE,
               "kafka-error", "kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* librdkafka's statistics (statistics.interval.ms, 1 s unless configured):
+ * connected while at least one real broker (nodeid >= 0) is UP.  Together
+ * with the "all brokers down" error this notices an outage, and the end of
+ * one on an idle topic, within about a second. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  kafka_source_t *ks = opaque;
+  (void)rk;
+  struct json_tokener *tok = json_tokener_new();
+  struct json_object *root = tok ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
+  struct json_object *brokers;
+  if (root && json_object_object_get_ex(root, "brokers", &brokers) &&
+      json_object_is_type(brokers, json_type_object)) {
+    int known = 0, up = 0;
+    json_object_object_foreach(brokers, name, b) {
+      (void)name;
+      struct json_object *id, *state;
+      if (!json_object_object_get_ex(b, "nodeid", &id) || json_object_get_int(id) < 0) continue;
+      known++;
+      if (json_object_object_get_ex(b, "state", &state) &&
+          strcmp(json_object_get_string(state), "UP") == 0)
+        up++;
+    }
+    if (known > 0) {
+      if (ks->connected && !up) mtld_log(MTLD_LOG_WARNING, "kafka: no broker reachable");
+      if (!ks->connected && up) mtld_log(MTLD_LOG_NOTICE, "kafka: brokers reachable again");
+      ks->connected = up > 0;
+    }
+  }
+  json_object_put(root);
+  if (tok) json_tokener_free(tok);
+  return 0; /* librdkafka frees json */
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -219,6 +256,12 @@ static int kafka_connected(const mtld_source_t *src) {
   return ((const kafka_source_t *)src)->connected;
 }
 
+static void kafka_rewind(mtld_source_t *src) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  release_held(ks);
+  rewind_remaining(ks);
+}
+
 static mtld_status_t kafka_log_start(mtld_source_t *src, const char *topic, int32_t partition,
                                      int timeout_ms, int64_t *low) {
   kafka_source_t *ks = (kafka_source_t *)src;
@@ -248,6 +291,7 @@ static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
                                             .commit = kafka_commit,
                                             .foreach_lag = kafka_foreach_lag,
                                             .connected = kafka_connected,
+                                            .rewind = kafka_rewind,
                                             .log_start = kafka_log_start,
                                             .close = kafka_close};
 
@@ -268,10 +312,11 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   ks->base.hooks = *hooks;
   ks->connected = 1;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  int has_group = 0;
+  int has_group = 0, has_stats = 0;
   ks->fresh_offset = RD_KAFKA_OFFSET_BEGINNING;
   for (int i = 0; i < cfg->n_kafka; i++) {
     if (strcmp(cfg->kafka[i].name, "group.id") == 0) has_group = 1;
+    if (strcmp(cfg->kafka[i].name, "statistics.interval.ms") == 0) has_stats = 1;
     if (strcmp(cfg->kafka[i].name, "auto.offset.reset") == 0) {
       const char *v = cfg->kafka[i].value;
       if (!strcmp(v, "latest") || !strcmp(v, "largest") || !strcmp(v, "end"))
@@ -280,6 +325,7 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
     if (conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, err, errlen)) goto fail;
   }
   if (!has_group && conf_set(conf, "group.id", "mtld", err, errlen)) goto fail;
+  if (!has_stats && conf_set(conf, "statistics.interval.ms", "1000", err, errlen)) goto fail;
   /* State offsets are ours: Kafka's are written only after durable batches. */
   if (conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
       conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
@@ -289,6 +335,7 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   rd_kafka_conf_set_opaque(conf, ks);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
   rd_kafka_conf_set_log_cb(conf, log_cb);
   char e[512];
   ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));

@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
@@ -151,6 +154,7 @@ struct mtld_store {
   rocksdb_column_family_handle_t *cfh[N_CF];
   mtld_feature_def_t def;
   int readonly;
+  char secondary[256];            /* readonly: the secondary instance's own directory ("" = none) */
   map_t users, items, parts, raw; /* parts: (partition, item) views */
   size_t n_events;
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
@@ -265,6 +269,19 @@ static void close_handles(mtld_store_t *st) {
   if (st->opts) rocksdb_options_destroy(st->opts);
   if (st->bbto) rocksdb_block_based_options_destroy(st->bbto);
   if (st->cache) rocksdb_cache_destroy(st->cache);
+  if (st->secondary[0]) { /* flat: the secondary's info LOG files */
+    DIR *d = opendir(st->secondary);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+      if (de->d_name[0] == '.') continue;
+      char f[512];
+      snprintf(f, sizeof f, "%s/%s", st->secondary, de->d_name);
+      unlink(f);
+    }
+    if (d) closedir(d);
+    rmdir(st->secondary);
+    st->secondary[0] = 0;
+  }
 }
 
 void mtld_store_close(mtld_store_t *st) {
@@ -435,10 +452,36 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
       return MTLD_ERR_SCHEMA;
     }
   }
-  if (readonly)
-    st->db = rocksdb_open_for_read_only_column_families(st->opts, path, N_CF, cf_names, cf_opts,
-                                                        st->cfh, 0, &e);
-  else
+  if (readonly) {
+    /* A secondary instance, not a read-only one: the daemon may be writing
+     * (flushing memtables, deleting WAL files) while a tool opens the store,
+     * and a read-only open then fails on a WAL file that vanished under it.
+     * A secondary reads the primary's MANIFEST and WALs as they are and keeps
+     * its own info log in a directory of its own.  An open racing a file
+     * deletion is retried. */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(st->secondary, sizeof st->secondary, "%s/mtld-store-secondary.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(st->secondary)) {
+      snprintf(err, errlen, "cannot open store %s: no directory for a secondary instance in %s",
+               path, tmp && *tmp ? tmp : "/tmp");
+      st->secondary[0] = 0;
+      mtld_store_close(st);
+      return MTLD_ERR_IO;
+    }
+    rocksdb_options_set_max_open_files(st->opts, -1); /* required of a secondary */
+    for (int attempt = 0; attempt < 20; attempt++) {
+      if (e) {
+        rocksdb_free(e);
+        e = NULL;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
+      st->db = rocksdb_open_as_secondary_column_families(st->opts, path, st->secondary, N_CF,
+                                                         cf_names, cf_opts, st->cfh, &e);
+      if (!e || !strstr(e, "No such file")) break;
+    }
+  } else
     st->db = rocksdb_open_column_families(st->opts, path, N_CF, cf_names, cf_opts, st->cfh, &e);
   if (e) {
     snprintf(err, errlen, "cannot open store %s%s: %s", path, readonly ? " read-only" : "", e);

@@ -66,7 +66,10 @@ mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_f
                               int sync, char *err, size_t errlen);
 
 /* Opens an existing store read-only with its stored definitions (tools; may
- * run while the daemon writes: it sees the state as of the open).
+ * run while the daemon writes: it sees the state as of the open).  It is a
+ * RocksDB secondary instance (its info log in a temporary directory under
+ * $TMPDIR or /tmp, removed by mtld_store_close), so files the daemon deletes
+ * meanwhile do not make the open fail.
  * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it
  * lacks a column family (built by an older mtld).  apply, put, delete,
  * set_offset and commit fail (MTLD_ERR_INVALID) on it. */

@@ -68,6 +68,9 @@ N=$((NA + NB))
 [ "$(metric_sum "$T/m" '^mtld_source_rejected_total[{]')" = "$BAD" ] || fail "ledger: rejected $(metric_sum "$T/m" '^mtld_source_rejected_total[{]') != $BAD bad records"
 [ "$(metric_sum "$T/m" '^mtld_events_total[{]')" = $((N - BAD)) ] || fail "events applied != $((N - BAD))"
 stop_pid "$MTLD_PID" 30
+if grep -qE '^%[0-9]+\|' "$T/run.log"; then
+  fail "raw librdkafka log lines on stderr: $(grep -E '^%[0-9]+\|' "$T/run.log" | head -2)"
+fi
 note "after the outage: $N records = $((N - BAD)) applied + $BAD rejected, as in the store"
 
 # a clean run over the same topic

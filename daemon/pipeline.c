@@ -21,6 +21,8 @@
 #include "features/store.h"
 #include "features/watermark.h"
 #include "trainer/train.h"
+#include "common/bytes.h"
+#include "common/clock.h"
 
 #define MAX_PARTS 1024
 /* How long a commit waits for the dead-letter producer's acknowledgements
@@ -106,12 +108,6 @@ struct mtld_pipeline {
   char gap_alert[256]; /* the last gap, for /healthz and STATUS ("" = none) */
   int halted;          /* a gap with source.on_gap = "stop" */
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition, int create) {
   if (p->last_part < p->n_parts) {
@@ -282,7 +278,7 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
     fwrite(MTLD_SAMPLE_DUMP_MAGIC, 1, 8, p->dump);
     fwrite(hdr, sizeof(hdr), 1, p->dump);
   }
-  p->batch_start_mono_ms = mono_ms();
+  p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
   p->seen_expired = INT64_MIN;
   *out = p;
@@ -375,11 +371,8 @@ static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *r
 #define SEEN_EXPIRE_STEP_MS 3600000 /* delete in steps of an hour of event time */
 
 static void seen_key(uint8_t k[SEEN_KEY_LEN], int64_t time_ms, uint64_t event_id) {
-  uint64_t t = (uint64_t)time_ms ^ (UINT64_C(1) << 63);
-  for (int i = 0; i < 8; i++) {
-    k[i] = (uint8_t)(t >> (56 - 8 * i));
-    k[8 + i] = (uint8_t)(event_id >> (56 - 8 * i));
-  }
+  mtld_put_be64(k, (uint64_t)time_ms ^ (UINT64_C(1) << 63));
+  mtld_put_be64(k + 8, event_id);
 }
 
 static void seen_expire(mtld_pipeline_t *p) {
@@ -452,13 +445,13 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
       pt->dirty = 1;
       mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset,
                             mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
-      if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+      if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
       p->batch_records++;
     }
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
-  if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+  if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
   p->c.records++;
   p->batch_records++;
   if (pt) pt->lg.read++;
@@ -524,7 +517,7 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
    * end): samples are due for release */
   if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
   if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
-  return mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
+  return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
 }
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {

@@ -203,9 +203,6 @@ void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
  * rollback, so they count only what was committed. */
 void mtld_joiner_counters_restore(mtld_joiner_t *j, const mtld_joiner_counters_t *c);
 
-/* Bytes held by the in-memory indexes and popularity rings (metrics). */
-size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j);
-
 /* The sample_id of the negative number sub (1..K) drawn for a click. */
 uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
 

@@ -180,6 +180,10 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
                       size_t errlen) {
   kafka_source_t *ks = (kafka_source_t *)src;
   release_held(ks);
+  /* Errors and statistics come through the main queue, served here apart
+   * from the messages: behind a backlog of prefetched messages they would
+   * tell of a dead broker only after the backlog was processed. */
+  rd_kafka_poll(ks->rk, 0);
   if (ks->cap_held < max) {
     rd_kafka_message_t **nh = realloc(ks->held, sizeof(*nh) * max);
     if (!nh) return 0;
@@ -204,7 +208,6 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
       rd_kafka_message_destroy(m);
       continue;
     }
-    ks->connected = 1;
     ks->held[ks->n_held++] = m;
     recs[n] = (mtld_record_t){.payload = m->payload,
                               .len = m->len,
@@ -342,7 +345,8 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
     goto fail; /* conf still ours on failure */
   }
   conf = NULL; /* owned by rk now */
-  rd_kafka_poll_set_consumer(ks->rk);
+  /* not rd_kafka_poll_set_consumer: the main queue is served on its own by
+   * kafka_poll (see there); rebalances come through the consumer queue */
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics);
   for (int i = 0; i < cfg->n_topics; i++)
     rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);

@@ -1,14 +1,13 @@
 /* pipeline.c - decode -> validate -> store -> joiner -> batch commit.
  *
- * Owns the per-batch bookkeeping: which partitions moved to which offsets
+ * Owns the joiner, the de-duplication check, the dead-letter producer and
+ * the per-batch bookkeeping: which partitions moved to which offsets
  * (written into the same RocksDB batch as the state they produced), the
  * counters behind the metrics, and the dead letters that must be durable
  * before a batch moves offsets past them. */
 #include "daemon/pipeline.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +16,18 @@
 #include "daemon/deadletter.h"
 #include "daemon/decode.h"
 #include "daemon/log.h"
+#include "features/dedup.h"
 #include "features/joiner.h"
+#include "features/partition.h"
 #include "features/store.h"
 #include "features/watermark.h"
-#include "trainer/train.h"
-#include "common/bytes.h"
 #include "common/clock.h"
 
-#define MAX_PARTS 1024
+#define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 /* How long a commit waits for the dead-letter producer's acknowledgements
  * before it gives the main loop back (the batch stays staged and the commit
  * is retried: the loop never blocks for seconds on an unreachable broker). */
 #define DLQ_FLUSH_MS 200
-#define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
 
 /* One partition's ledger: every offset it moved past is a record read
  * (applied or rejected by reason) or a record skipped (by cause). */
@@ -39,9 +37,8 @@ typedef struct {
   int64_t gap_from, gap_to;   /* the last gap: offsets [from, to) */
 } part_ledger_t;
 
+/* Per partition, by its slot in the partition table. */
 typedef struct {
-  char *topic; /* owned */
-  int32_t partition;
   int64_t next_offset; /* next record to read, as staged */
   int dirty;           /* moved in the current batch */
   int assigned;
@@ -49,7 +46,7 @@ typedef struct {
    * first record or end-of-partition after an assignment or a rewind must
    * come from it, or the records in between were skipped. */
   int64_t resume_at;
-  int halted; /* source.on_gap = "stop": nothing more from it is applied */
+  int halted; /* a gap with source.on_gap = "stop": nothing more of it is staged */
   part_ledger_t lg, lg_committed;
 } part_t;
 
@@ -74,62 +71,56 @@ typedef struct {
 
 struct mtld_pipeline {
   mtld_config_t cfg;
-  mtld_store_t *store;
-  mtld_watermark_t *wm;
+  mtld_store_t *store;  /* borrowed */
+  mtld_watermark_t *wm; /* borrowed */
   mtld_joiner_t *joiner;
+  mtld_dedup_t *dedup;
   mtld_deadletter_t *dlq;
   mtld_source_t *src;
-  mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
-  FILE *dump;              /* trainer.dump_samples */
   mtld_sample_sink_fn sink;
   void *sink_ctx;
   void (*revoke_hook)(void *ctx);
   void *revoke_ctx;
 
-  part_t parts[MAX_PARTS];
-  int n_parts;
-  int last_part; /* lookup cache */
+  mtld_partition_table_t *ptab; /* (topic, partition) -> slot and partition id */
+  part_t parts[MTLD_PARTITION_TABLE_CAP];
+  mtld_status_t fatal; /* sticky: a partition the configuration cannot map */
+  char fatal_msg[512];
 
   size_t batch_records;
   int64_t batch_start_mono_ms;
-  int dlq_pending;      /* dead letters queued in this batch */
-  int end_of_stream;    /* a replayed file ended: every label has arrived */
-  int64_t released_wm;  /* watermark of the last release */
-  int64_t seen_expired; /* event time below which the seen keys were deleted */
+  int dlq_pending;     /* dead letters queued in this batch */
+  int end_of_stream;   /* a replayed file ended: every label has arrived */
+  int64_t released_wm; /* watermark of the last release */
 
   /* counters */
-  counts_t c, cc;                      /* live, committed */
-  mtld_joiner_counters_t jc_committed; /* the joiner's, at the last commit */
-  uint64_t batches, commit_failures;
+  counts_t c, cc; /* live, committed */
+  uint64_t batches;
   scen_t scen[MAX_SCENARIOS];
   int n_scen;
-  double commit_seconds_sum, commit_seconds_max;
-  uint64_t commit_count;
+  uint64_t unmapped;   /* records of partitions the table refused */
   char gap_alert[256]; /* the last gap, for /healthz and STATUS ("" = none) */
-  int halted;          /* a gap with source.on_gap = "stop" */
 };
 
-static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition, int create) {
-  if (p->last_part < p->n_parts) {
-    part_t *c = &p->parts[p->last_part];
-    if (c->partition == partition && strcmp(c->topic, topic) == 0) return c;
-  }
-  for (int i = 0; i < p->n_parts; i++) {
-    if (p->parts[i].partition == partition && strcmp(p->parts[i].topic, topic) == 0) {
-      p->last_part = i;
-      return &p->parts[i];
+/* The slot of (topic, partition), added when new.  A partition the
+ * configuration cannot map (partition.h: unknown topic, number or count
+ * beyond the limits) is a fatal error: logged once, kept for
+ * mtld_pipeline_error, and -1 is returned so that nothing of it is staged. */
+static int part_slot(mtld_pipeline_t *p, const char *topic, int32_t partition) {
+  int slot;
+  char err[sizeof(p->fatal_msg)];
+  int n = mtld_partition_table_count(p->ptab);
+  mtld_status_t st = mtld_partition_table_get(p->ptab, topic, partition, &slot, err, sizeof(err));
+  if (st != MTLD_OK) {
+    if (p->fatal == MTLD_OK) {
+      p->fatal = st;
+      snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s", err);
+      mtld_log(MTLD_LOG_ERR, "partition refused: %s", err);
     }
+    return -1;
   }
-  if (!create || p->n_parts == MAX_PARTS) return NULL;
-  part_t *n = &p->parts[p->n_parts];
-  memset(n, 0, sizeof(*n));
-  n->topic = strdup(topic);
-  if (!n->topic) return NULL;
-  n->partition = partition;
-  n->next_offset = -1;
-  n->resume_at = -1;
-  p->last_part = p->n_parts++;
-  return n;
+  if (slot == n) p->parts[slot] = (part_t){.next_offset = -1, .resume_at = -1};
+  return slot;
 }
 
 /* ---- source hooks ------------------------------------------------------ */
@@ -141,21 +132,22 @@ static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition
   return mtld_store_get_offset(p->store, topic, partition, next, max_time_ms);
 }
 
-/* Arms the resume check: the partition restarts at its stored offset. */
-static void arm_resume(mtld_pipeline_t *p, part_t *pt) {
-  int64_t next = -1, max_time = INT64_MIN;
-  if (mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time) != MTLD_OK)
-    next = -1;
-  pt->resume_at = next;
+/* The offset stored for (topic, partition), -1 when none. */
+static int64_t stored_offset(mtld_pipeline_t *p, const char *topic, int32_t partition,
+                             int64_t *max_time) {
+  int64_t next = -1;
+  *max_time = INT64_MIN;
+  if (mtld_store_get_offset(p->store, topic, partition, &next, max_time) != MTLD_OK) next = -1;
+  return next;
 }
 
 static void hook_assigned(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms) {
   mtld_pipeline_t *p = ctx;
-  part_t *pt = part_get(p, topic, partition, 1);
-  if (pt) {
-    pt->assigned = 1;
-    arm_resume(p, pt);
-  }
+  int slot = part_slot(p, topic, partition);
+  if (slot < 0) return; /* refused: the daemon stops (mtld_pipeline_error) */
+  int64_t max_time;
+  p->parts[slot].assigned = 1;
+  p->parts[slot].resume_at = stored_offset(p, topic, partition, &max_time); /* armed */
   mtld_watermark_assign(p->wm, topic, partition, max_time_ms);
 }
 
@@ -172,17 +164,17 @@ static void drop_batch(mtld_pipeline_t *p) {
   reload_joiner(p);
   /* the counts of the dropped batch go with it */
   p->c = p->cc;
-  mtld_joiner_counters_restore(p->joiner, &p->jc_committed);
-  for (int i = 0; i < p->n_parts; i++) {
+  mtld_joiner_counters_rollback(p->joiner);
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
     part_t *pt = &p->parts[i];
     pt->dirty = 0;
     pt->lg = pt->lg_committed;
     if (!pt->assigned) continue;
-    int64_t next = -1, max_time = INT64_MIN;
-    if (mtld_store_get_offset(p->store, pt->topic, pt->partition, &next, &max_time) != MTLD_OK)
-      next = -1;
-    pt->resume_at = next; /* the source rewinds it there */
-    mtld_watermark_assign(p->wm, pt->topic, pt->partition, max_time);
+    const char *topic = mtld_partition_table_topic(p->ptab, i);
+    int32_t partition = mtld_partition_table_partition(p->ptab, i);
+    int64_t max_time;
+    pt->resume_at = stored_offset(p, topic, partition, &max_time); /* the source rewinds there */
+    mtld_watermark_assign(p->wm, topic, partition, max_time);
   }
   p->batch_records = 0;
   p->dlq_pending = 0;
@@ -217,8 +209,8 @@ static void hook_revoke_begin(void *ctx, int lost) {
 
 static void hook_revoke_partition(void *ctx, const char *topic, int32_t partition) {
   mtld_pipeline_t *p = ctx;
-  part_t *pt = part_get(p, topic, partition, 0);
-  if (pt) pt->assigned = 0;
+  int slot;
+  if (mtld_partition_table_find(p->ptab, topic, partition, &slot)) p->parts[slot].assigned = 0;
   mtld_watermark_revoke(p->wm, topic, partition);
 }
 
@@ -232,55 +224,37 @@ mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p) {
 
 /* ---- life cycle --------------------------------------------------------- */
 
-mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
+mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
+                                mtld_store_t *store, mtld_watermark_t *wm, char *err,
                                 size_t errlen) {
-  return mtld_pipeline_new_with(out, cfg, NULL, err, errlen);
-}
-
-mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t *cfg,
-                                     mtld_trainer_t **trainer, char *err, size_t errlen) {
   mtld_pipeline_t *p = calloc(1, sizeof(*p));
-  if (!p) {
-    if (trainer) mtld_trainer_destroy(*trainer), *trainer = NULL;
-    return MTLD_ERR_NOMEM;
-  }
-  if (trainer) {
-    p->trainer = *trainer; /* ours now, freed with the pipeline even on failure */
-    *trainer = NULL;
-  }
+  if (!p) return MTLD_ERR_NOMEM;
   p->cfg = *cfg;
-  mtld_status_t st =
-      mtld_store_open(&p->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
-  if (st != MTLD_OK) goto fail;
-  st = mtld_watermark_create(&p->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
-  if (st != MTLD_OK) {
-    snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
-    goto fail;
+  p->store = store;
+  p->wm = wm;
+  /* The topics partition ids are made from: source.topics in order, or the
+   * one topic a file source reads. */
+  char file_topic[sizeof(cfg->source_file) + 8];
+  const char *topics[MTLD_MAX_TOPICS];
+  int n_topics = cfg->n_topics;
+  for (int i = 0; i < n_topics; i++) topics[i] = cfg->topics[i];
+  if (cfg->source_type == MTLD_SOURCE_FILE) {
+    mtld_source_file_topic(cfg, file_topic, sizeof(file_topic));
+    topics[0] = file_topic;
+    n_topics = 1;
   }
+  mtld_status_t st = mtld_partition_table_create(&p->ptab, topics, n_topics, err, errlen);
+  if (st != MTLD_OK) goto fail;
+  st = mtld_dedup_create(&p->dedup, p->store);
+  if (st != MTLD_OK) goto fail;
   st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &cfg->joiner, err, errlen);
   if (st != MTLD_OK) goto fail;
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
   }
-  if (cfg->trainer_enabled && !p->trainer) {
-    st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
-    if (st != MTLD_OK) goto fail;
-  }
-  if (cfg->dump_samples[0]) {
-    p->dump = fopen(cfg->dump_samples, "wb");
-    if (!p->dump) {
-      snprintf(err, errlen, "trainer.dump_samples: %s: %s", cfg->dump_samples, strerror(errno));
-      st = MTLD_ERR_IO;
-      goto fail;
-    }
-    uint32_t hdr[2] = {MTLD_SAMPLE_DUMP_VERSION, (uint32_t)sizeof(mtld_sample_t)};
-    fwrite(MTLD_SAMPLE_DUMP_MAGIC, 1, 8, p->dump);
-    fwrite(hdr, sizeof(hdr), 1, p->dump);
-  }
   p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
-  p->seen_expired = INT64_MIN;
   *out = p;
   return MTLD_OK;
 fail:
@@ -291,14 +265,6 @@ fail:
 void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx) {
   p->revoke_hook = fn;
   p->revoke_ctx = ctx;
-}
-
-mtld_store_t *mtld_pipeline_store(mtld_pipeline_t *p) {
-  return p->store;
-}
-
-int64_t mtld_pipeline_watermark(const mtld_pipeline_t *p) {
-  return mtld_watermark_get(p->wm);
 }
 
 void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src) {
@@ -313,12 +279,9 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
 void mtld_pipeline_free(mtld_pipeline_t *p) {
   if (!p) return;
   mtld_deadletter_close(p->dlq, 5000);
-  if (p->dump) fclose(p->dump);
-  mtld_trainer_destroy(p->trainer);
   mtld_joiner_destroy(p->joiner);
-  mtld_watermark_destroy(p->wm);
-  mtld_store_close(p->store);
-  for (int i = 0; i < p->n_parts; i++) free(p->parts[i].topic);
+  mtld_dedup_destroy(p->dedup);
+  mtld_partition_table_destroy(p->ptab);
   free(p);
 }
 
@@ -338,7 +301,7 @@ static void reject(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec, mtl
                    const char *msg) {
   p->c.rejected[r]++;
   p->c.rejected_total++;
-  if (pt) pt->lg.rejected[r]++;
+  pt->lg.rejected[r]++;
   mtld_log_rl(MTLD_LOG_WARNING, mtld_reject_name(r), "rejected %s[%d]@%" PRId64 ": %s: %s",
               rec->topic, (int)rec->partition, rec->offset, mtld_reject_name(r), msg);
   if (!p->dlq) return;
@@ -348,51 +311,14 @@ static void reject(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec, mtl
   p->dlq_pending++;
 }
 
-/* The joiner orders samples by (time, partition, offset): with several
- * topics the partition it sees is (topic index << 16 | partition), the
- * topic index being the topic's place in source.topics (stable across
- * restarts as long as the list is). */
-static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *rec) {
-  int32_t t = 0;
-  for (int i = 0; i < p->cfg.n_topics; i++)
-    if (strcmp(p->cfg.topics[i], rec->topic) == 0) t = i;
-  return (t << 16) | (rec->partition & 0xffff);
-}
-
-/* De-duplication: the event id is the idempotency key (DESIGN).  Every event
- * applied leaves (event time, event id) in the "seen" column family, in the
- * batch that applies it, so the check is exactly-once with the features; an
- * event found there is rejected as "duplicate" (a producer's retry, an
- * upstream replay).  Keys sort by event time (the sign bit flipped: signed
- * order as bytes); those older than the watermark minus twice
- * validation.max_lateness and an hour are deleted as the watermark moves:
- * validation rejects such events as too_late before they get here. */
-#define SEEN_KEY_LEN 16
-#define SEEN_EXPIRE_STEP_MS 3600000 /* delete in steps of an hour of event time */
-
-static void seen_key(uint8_t k[SEEN_KEY_LEN], int64_t time_ms, uint64_t event_id) {
-  mtld_put_be64(k, (uint64_t)time_ms ^ (UINT64_C(1) << 63));
-  mtld_put_be64(k + 8, event_id);
-}
-
-static void seen_expire(mtld_pipeline_t *p) {
-  int64_t w = mtld_watermark_get(p->wm), keep = 2 * p->cfg.limits.max_lateness_ms + 3600000;
-  if (w == INT64_MIN || w < INT64_MIN + keep) return;
-  int64_t horizon = w - keep;
-  if (p->seen_expired != INT64_MIN && horizon < p->seen_expired + SEEN_EXPIRE_STEP_MS) return;
-  uint8_t k[SEEN_KEY_LEN];
-  seen_key(k, horizon, 0);
-  if (mtld_store_delete_below(p->store, MTLD_CF_SEEN, k, sizeof k) == MTLD_OK)
-    p->seen_expired = horizon;
-}
-
 /* The first record (or end of partition) after a partition resumed: if it
  * is past the stored offset and the broker's log no longer starts at or
  * before that offset, the records in between are gone (retention,
  * DeleteRecords; auto.offset.reset chose where to go on).  Offsets the log
  * still holds that the consumer stepped over are not records (transaction
  * markers, compaction) and are no gap.  Returns 1 when the record may be
- * processed, 0 when the partition is halted (source.on_gap = "stop"). */
+ * processed, 0 when not (source.on_gap = "stop": the daemon stops, through
+ * mtld_pipeline_error, with the stored offset before the gap). */
 static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec) {
   int64_t from = pt->resume_at, to = rec->offset;
   pt->resume_at = -1;
@@ -419,8 +345,11 @@ static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec
   snprintf(p->gap_alert, sizeof(p->gap_alert), "offset gap on %s[%d]: %" PRIu64 " records skipped",
            rec->topic, (int)rec->partition, n);
   if (stop) {
+    if (p->fatal == MTLD_OK) {
+      p->fatal = MTLD_ERR_INVALID;
+      snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s (source.on_gap = \"stop\")", p->gap_alert);
+    }
     pt->halted = 1;
-    p->halted = 1;
     return 0;
   }
   pt->lg.skipped_gap += n;
@@ -434,11 +363,16 @@ static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
-  part_t *pt = part_get(p, rec->topic, rec->partition, 1);
-  if (pt && pt->halted) return;
-  if (pt && pt->resume_at >= 0 && !check_resume(p, pt, rec)) return;
+  int slot = part_slot(p, rec->topic, rec->partition);
+  if (slot < 0) { /* refused: nothing of it is staged, the daemon stops */
+    if (!rec->eof) p->unmapped++;
+    return;
+  }
+  part_t *pt = &p->parts[slot];
+  if (pt->halted) return;
+  if (pt->resume_at >= 0 && !check_resume(p, pt, rec)) return;
   if (rec->eof) {
-    if (pt && pt->lg.gap_to == rec->offset && pt->next_offset < rec->offset) {
+    if (pt->lg.gap_to == rec->offset && pt->next_offset < rec->offset) {
       /* a gap up to the end (auto.offset.reset = latest with nothing new):
        * the stored offset moves past it so it is reported once */
       pt->next_offset = rec->offset;
@@ -451,23 +385,19 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
+  mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
   p->c.records++;
   p->batch_records++;
-  if (pt) pt->lg.read++;
+  pt->lg.read++;
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
                                       p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
     r = mtld_validate_event(&ev, &p->cfg.limits, mtld_watermark_get(p->wm),
                             mtld_watermark_newest(p->wm), msg, sizeof(msg));
-  uint8_t sk[SEEN_KEY_LEN];
   mtld_status_t seen = MTLD_ERR_NOTFOUND;
   if (r == MTLD_REJECT_NONE && p->cfg.limits.dedup) {
-    void *v = NULL;
-    size_t vlen;
-    seen_key(sk, ev.time_ms, ev.event_id);
-    seen = mtld_store_get(p->store, MTLD_CF_SEEN, sk, sizeof sk, &v, &vlen);
-    free(v);
+    seen = mtld_dedup_seen(p->dedup, &ev);
     if (seen == MTLD_OK) {
       r = MTLD_REJECT_DUPLICATE;
       snprintf(msg, sizeof(msg), "event %" PRIu64 " at time_ms %" PRId64 " was applied already",
@@ -480,11 +410,8 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_user_features_t ub;
     mtld_item_features_t ib;
     mtld_status_t st =
-        seen == MTLD_ERR_NOTFOUND
-            ? mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib)
-            : seen;
-    if (st == MTLD_OK && p->cfg.limits.dedup)
-      st = mtld_store_put(p->store, MTLD_CF_SEEN, sk, sizeof sk, "", 0);
+        seen == MTLD_ERR_NOTFOUND ? mtld_store_apply_part(p->store, &ev, pid, &ub, &ib) : seen;
+    if (st == MTLD_OK && p->cfg.limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
        * with this event without breaking exactly-once; log loudly.  The
@@ -493,21 +420,19 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
                (int)rec->partition, rec->offset, mtld_status_str(st));
     } else {
       mtld_watermark_observe(p->wm, rec->topic, rec->partition, ev.time_ms);
-      st = mtld_joiner_on_event(p->joiner, &ev, joiner_partition(p, rec), rec->offset, &ub, &ib);
+      st = mtld_joiner_on_event(p->joiner, &ev, pid, rec->offset, &ub, &ib);
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
       p->c.events++;
       p->c.events_by_type[ev.type - 1]++;
-      if (pt) pt->lg.applied++;
+      pt->lg.applied++;
       scen_t *s = scen_get(p, &ev);
       p->c.scen_events[s ? s - p->scen : MAX_SCENARIOS][ev.type - 1]++;
     }
   }
-  if (pt) {
-    pt->next_offset = rec->offset + 1;
-    pt->dirty = 1;
-  }
+  pt->next_offset = rec->offset + 1;
+  pt->dirty = 1;
   mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset + 1,
                         mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
 }
@@ -524,11 +449,6 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
   p->c.samples_released++;
   if (s->kind >= 1 && s->kind <= 2) p->c.samples_by_kind[s->kind]++;
-  if (p->trainer && mtld_trainer_observe(p->trainer, s, NULL) != MTLD_OK)
-    mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
-                s->sample_id);
-  if (p->dump && fwrite(s, sizeof(*s), 1, p->dump) != 1)
-    mtld_log_rl(MTLD_LOG_ERR, "dump", "trainer.dump_samples: write failed: %s", strerror(errno));
   if (p->sink) p->sink(p->sink_ctx, s);
 }
 
@@ -560,38 +480,30 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   }
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (wm > p->released_wm) p->released_wm = wm;
-  seen_expire(p);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg.limits.max_lateness_ms);
+  int64_t t0 = mtld_mono_ms();
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  if (st != MTLD_OK) {
-    p->commit_failures++;
-    return st;
-  }
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  p->commit_seconds_sum += secs;
-  if (secs > p->commit_seconds_max) p->commit_seconds_max = secs;
-  p->commit_count++;
+  if (st != MTLD_OK) return st;
   p->batches++;
   /* what was staged is durable: so are its counts */
   p->cc = p->c;
-  mtld_joiner_counters(p->joiner, &p->jc_committed);
-  for (int i = 0; i < p->n_parts; i++) p->parts[i].lg_committed = p->parts[i].lg;
-  mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %.2f ms", p->batches,
-           p->batch_records, secs * 1000.0);
+  mtld_joiner_counters_commit(p->joiner);
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++)
+    p->parts[i].lg_committed = p->parts[i].lg;
+  mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
+           p->batch_records, mtld_mono_ms() - t0);
   p->batch_records = 0;
 
   /* Durable: tell Kafka (for lag monitoring only). */
-  const char *topics[MAX_PARTS];
-  int32_t parts[MAX_PARTS];
-  int64_t offs[MAX_PARTS];
+  const char *topics[MTLD_PARTITION_TABLE_CAP];
+  int32_t parts[MTLD_PARTITION_TABLE_CAP];
+  int64_t offs[MTLD_PARTITION_TABLE_CAP];
   int n = 0;
-  for (int i = 0; i < p->n_parts; i++) {
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
     if (!p->parts[i].dirty) continue;
     p->parts[i].dirty = 0;
-    topics[n] = p->parts[i].topic;
-    parts[n] = p->parts[i].partition;
+    topics[n] = mtld_partition_table_topic(p->ptab, i);
+    parts[n] = mtld_partition_table_partition(p->ptab, i);
     offs[n] = p->parts[i].next_offset;
     n++;
   }
@@ -600,19 +512,6 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
 }
 
 void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
-  if (p->trainer) {
-    if (cfg->model.lr != p->cfg.model.lr || cfg->model.emb.lr != p->cfg.model.emb.lr) {
-      mtld_trainer_set_lr(p->trainer, cfg->model.lr, cfg->model.emb.lr);
-      p->cfg.model.lr = cfg->model.lr;
-      p->cfg.model.emb.lr = cfg->model.emb.lr;
-    }
-    for (int t = 0; t < cfg->model.n_tasks; t++) {
-      int i = mtld_trainer_task_index(p->trainer, cfg->model.tasks[t].name);
-      if (i < 0 || cfg->model.tasks[t].loss_weight == p->cfg.model.tasks[i].loss_weight) continue;
-      mtld_trainer_set_loss_weight(p->trainer, i, cfg->model.tasks[t].loss_weight);
-      p->cfg.model.tasks[i].loss_weight = cfg->model.tasks[t].loss_weight;
-    }
-  }
   p->cfg.batch_max_events = cfg->batch_max_events;
   p->cfg.batch_max_ms = cfg->batch_max_ms;
   p->cfg.limits = cfg->limits;
@@ -633,6 +532,11 @@ void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
   }
 }
 
+mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen) {
+  if (p->fatal != MTLD_OK) snprintf(err, errlen, "%s", p->fatal_msg);
+  return p->fatal;
+}
+
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
   out->records = p->cc.records;
   out->events = p->cc.events;
@@ -644,45 +548,47 @@ void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
 }
 
 void mtld_pipeline_log_ledger(const mtld_pipeline_t *p) {
-  for (int i = 0; i < p->n_parts; i++) {
-    const part_t *pt = &p->parts[i];
-    const part_ledger_t *lg = &pt->lg_committed;
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
+    const part_ledger_t *lg = &p->parts[i].lg_committed;
     char why[512] = "";
     size_t n = 0;
-    for (int r = 1; r < MTLD_REJECT_COUNT && n < sizeof(why); r++)
-      if (lg->rejected[r])
+    uint64_t rej = 0;
+    for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
+      rej += lg->rejected[r];
+      if (lg->rejected[r] && n < sizeof(why))
         n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s %" PRIu64, n ? ", " : ": ",
                               mtld_reject_name(r), lg->rejected[r]);
-    uint64_t rej = 0;
-    for (int r = 1; r < MTLD_REJECT_COUNT; r++) rej += lg->rejected[r];
+    }
     mtld_log(MTLD_LOG_NOTICE,
              "ledger %s[%d]: %" PRIu64 " read = %" PRIu64 " applied + %" PRIu64
              " rejected%s; %" PRIu64 " skipped (offset_gap, %" PRIu64 " gaps)",
-             pt->topic, (int)pt->partition, lg->read, lg->applied, rej, why, lg->skipped_gap,
-             lg->gaps);
+             mtld_partition_table_topic(p->ptab, i),
+             (int)mtld_partition_table_partition(p->ptab, i), lg->read, lg->applied, rej, why,
+             lg->skipped_gap, lg->gaps);
   }
-  const mtld_joiner_counters_t *j = &p->jc_committed;
+  mtld_joiner_counters_t j;
+  mtld_joiner_counters_committed(p->joiner, &j);
   mtld_log(MTLD_LOG_NOTICE,
            "ledger joiner: impressions %" PRIu64 " opened + %" PRIu64
            " duplicate_sample; reviews %" PRIu64 " opened + %" PRIu64
            " duplicate_sample; clicks %" PRIu64 " attached + %" PRIu64 " opened_positive + %" PRIu64
            " duplicate_sample + %" PRIu64 " duplicate_click + %" PRIu64 " no_impression + %" PRIu64
            " after_deadline",
-           j->opened - j->positives, j->duplicate_sample[0], j->reviews, j->duplicate_sample[1],
-           j->clicked - j->positives, j->positives, j->duplicate_sample[2], j->duplicate_click,
-           j->unmatched_click - j->late_click, j->late_click);
-  mtld_log(
-      MTLD_LOG_NOTICE,
-      "ledger joiner: carts %" PRIu64 " attached + %" PRIu64 " repeated + %" PRIu64
-      " no_clicked_sample + %" PRIu64 " after_deadline; purchases %" PRIu64 " attached + %" PRIu64
-      " repeated + %" PRIu64 " no_clicked_sample + %" PRIu64 " after_deadline",
-      j->carted, j->repeated_cart, j->unmatched_cart - j->late_cart, j->late_cart, j->purchased,
-      j->repeated_purchase, j->unmatched_purchase - j->late_purchase, j->late_purchase);
+           j.opened - j.positives, j.duplicate_sample[0], j.reviews, j.duplicate_sample[1],
+           j.clicked - j.positives, j.positives, j.duplicate_sample[2], j.duplicate_click,
+           j.unmatched_click - j.late_click, j.late_click);
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: carts %" PRIu64 " attached + %" PRIu64 " repeated + %" PRIu64
+           " no_clicked_sample + %" PRIu64 " after_deadline; purchases %" PRIu64
+           " attached + %" PRIu64 " repeated + %" PRIu64 " no_clicked_sample + %" PRIu64
+           " after_deadline",
+           j.carted, j.repeated_cart, j.unmatched_cart - j.late_cart, j.late_cart, j.purchased,
+           j.repeated_purchase, j.unmatched_purchase - j.late_purchase, j.late_purchase);
   mtld_log(MTLD_LOG_NOTICE,
            "ledger joiner: samples %" PRIu64 " opened (%" PRIu64 " negatives) = %" PRIu64
            " released + %zu pending + %" PRIu64 " dropped (corrupt)",
-           j->opened + j->reviews + j->negatives_sampled, j->negatives_sampled, j->released,
-           mtld_joiner_pending_count(p->joiner), j->corrupt);
+           j.opened + j.reviews + j.negatives_sampled, j.negatives_sampled, j.released,
+           mtld_joiner_pending_count(p->joiner), j.corrupt);
 }
 
 const char *mtld_pipeline_alert(const mtld_pipeline_t *p) {
@@ -693,126 +599,15 @@ void mtld_pipeline_clear_alert(mtld_pipeline_t *p) {
   p->gap_alert[0] = 0;
 }
 
-int mtld_pipeline_halted(const mtld_pipeline_t *p) {
-  return p->halted;
-}
-
 /* ---- metrics ------------------------------------------------------------- */
-
-static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag) {
-  mtld_metrics_buf_t *b = ctx;
-  char part[16];
-  snprintf(part, sizeof(part), "%d", (int)partition);
-  mtld_metrics_label_t l[2] = {{"topic", topic}, {"partition", part}};
-  mtld_metrics_sample_kv(b, "mtld_consumer_lag", l, 2, (double)lag);
-}
-
-/* One family per progressive-validation statistic, labelled by task and
- * scenario ("_all" for every scenario together). */
-static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name, const char *help,
-                      int which) {
-  const mtld_model_config_t *mc = &p->cfg.model;
-  mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
-  int ns = mtld_pvmetrics_n_scenarios(m);
-  mtld_metrics_family(b, name, "gauge", help);
-  for (int t = 0; t < mc->n_tasks; t++) {
-    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
-      mtld_pv_summary_t sum;
-      if (mtld_pvmetrics_get(m, t, sc, &sum) != MTLD_OK) continue;
-      double v = which == 0   ? sum.auc_window
-                 : which == 1 ? sum.auc_cum
-                 : which == 2 ? sum.logloss
-                 : which == 3 ? sum.calibration
-                 : which == 4 ? sum.rmse
-                              : (double)sum.n;
-      if (which < 3 && mc->tasks[t].type == MTLD_TASK_REGRESSION) continue;
-      mtld_metrics_label_t l[2] = {
-          {"task", mc->tasks[t].name},
-          {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};
-      mtld_metrics_sample_kv(b, name, l, 2, v);
-    }
-  }
-}
-
-static void render_trainer_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
-  if (!p->trainer) return;
-  mtld_trainer_stats_t ts;
-  mtld_trainer_stats(p->trainer, &ts);
-  mtld_metrics_family(b, "mtld_samples_trained_total", "counter",
-                      "Samples the model has learned from (after scoring them).");
-  mtld_metrics_sample(b, "mtld_samples_trained_total", NULL, (double)ts.trained);
-  mtld_metrics_family(b, "mtld_train_batches_total", "counter", "Optimiser steps.");
-  mtld_metrics_sample(b, "mtld_train_batches_total", NULL, (double)ts.batches);
-  mtld_metrics_family(b, "mtld_train_loss", "gauge", "Loss of the last minibatch.");
-  mtld_metrics_sample(b, "mtld_train_loss", NULL, ts.last_loss);
-  mtld_metrics_family(b, "mtld_trainer_memory_bytes", "gauge",
-                      "Memory of the model, optimiser state and metrics.");
-  mtld_metrics_sample(b, "mtld_trainer_memory_bytes", NULL,
-                      (double)mtld_trainer_memory_bytes(p->trainer));
-  render_pv(p, b, "mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.",
-            0);
-  render_pv(p, b, "mtld_pv_auc_cumulative", "Progressive AUC since start (histogram).", 1);
-  render_pv(p, b, "mtld_pv_logloss", "Progressive mean log loss.", 2);
-  render_pv(p, b, "mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 3);
-  render_pv(p, b, "mtld_pv_rmse", "Progressive RMSE.", 4);
-  render_pv(p, b, "mtld_pv_samples", "Samples scored, per task and scenario.", 5);
-  mtld_model_t *m = mtld_trainer_model(p->trainer);
-  const mtld_model_config_t *mc = mtld_model_config(m);
-  static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",
-                                     "mtld_embedding_evictions_total"};
-  static const char *const help[3] = {"Live rows of each embedding table (occupancy).",
-                                      "Rows admitted after their occurrence threshold.",
-                                      "Rows expired after going unused (event time)."};
-  static const char *const type[3] = {"gauge", "counter", "counter"};
-  for (int k = 0; k < 3; k++) {
-    mtld_metrics_family(b, fam[k], type[k], help[k]);
-    for (int f = 0; f < mc->n_fields; f++) {
-      const mtld_embed_t *e = mtld_model_embed(m, f);
-      if (!e) continue;
-      double v = k == 0   ? (double)e->stats.live_rows
-                 : k == 1 ? (double)e->stats.admitted
-                          : (double)e->stats.evictions;
-      mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
-      mtld_metrics_sample_kv(b, fam[k], l, 1, v);
-    }
-  }
-  mtld_metrics_family(b, "mtld_embedding_table_rows", "gauge", "Rows of each embedding table.");
-  for (int f = 0; f < mc->n_fields; f++) {
-    mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
-    mtld_metrics_sample_kv(b, "mtld_embedding_table_rows", l, 1, (double)mc->fields[f].rows);
-  }
-}
-
-void mtld_pipeline_report(mtld_pipeline_t *p) {
-  if (!p->trainer) return;
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  if (!f) return;
-  mtld_pvmetrics_print(mtld_trainer_metrics(p->trainer), f, 1);
-  fclose(f);
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
-    mtld_log(MTLD_LOG_INFO, "pv %s", line);
-  free(text);
-}
 
 void mtld_pipeline_end_of_stream(mtld_pipeline_t *p) {
   p->end_of_stream = 1;
   p->batch_records++; /* make the next commit run even with nothing staged */
 }
 
-void mtld_pipeline_finish(mtld_pipeline_t *p) {
-  if (p->trainer) mtld_trainer_flush(p->trainer);
-  if (p->dump) fflush(p->dump);
-}
-
-mtld_trainer_t *mtld_pipeline_trainer(mtld_pipeline_t *p) {
-  return p->trainer;
-}
-
-/* The ledger (committed counts): per source partition, records read =
- * applied + rejected by reason, and records skipped by cause; the joiner's
- * events by outcome and its samples opened = released + pending + dropped. */
+/* The source side of the ledger (committed counts): per partition, records
+ * read = applied + rejected by reason, and records skipped by cause. */
 static void render_ledger(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   static const char *const fam[4] = {"mtld_source_records_total", "mtld_source_applied_total",
                                      "mtld_source_rejected_total",
@@ -823,14 +618,15 @@ static void render_ledger(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
       "Records of each source partition rejected, by reason.",
       "Records of each source partition skipped unread, by cause (offset_gap: gone from Kafka "
       "when the partition resumed)."};
+  int n = mtld_partition_table_count(p->ptab);
   for (int k = 0; k < 4; k++) {
     mtld_metrics_family(b, fam[k], "counter", help[k]);
-    for (int i = 0; i < p->n_parts; i++) {
-      const part_t *pt = &p->parts[i];
-      const part_ledger_t *lg = &pt->lg_committed;
+    for (int i = 0; i < n; i++) {
+      const part_ledger_t *lg = &p->parts[i].lg_committed;
       char part[16];
-      snprintf(part, sizeof(part), "%d", (int)pt->partition);
-      mtld_metrics_label_t l[3] = {{"topic", pt->topic}, {"partition", part}, {NULL, NULL}};
+      snprintf(part, sizeof(part), "%d", (int)mtld_partition_table_partition(p->ptab, i));
+      mtld_metrics_label_t l[3] = {
+          {"topic", mtld_partition_table_topic(p->ptab, i)}, {"partition", part}, {NULL, NULL}};
       if (k == 0) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->read);
       if (k == 1) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->applied);
       if (k == 2)
@@ -847,62 +643,14 @@ static void render_ledger(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   }
   mtld_metrics_family(b, "mtld_source_gaps_total", "counter",
                       "Offset gaps found when a partition resumed (records gone from Kafka).");
-  for (int i = 0; i < p->n_parts; i++) {
+  for (int i = 0; i < n; i++) {
     char part[16];
-    snprintf(part, sizeof(part), "%d", (int)p->parts[i].partition);
-    mtld_metrics_label_t l[2] = {{"topic", p->parts[i].topic}, {"partition", part}};
+    snprintf(part, sizeof(part), "%d", (int)mtld_partition_table_partition(p->ptab, i));
+    mtld_metrics_label_t l[2] = {{"topic", mtld_partition_table_topic(p->ptab, i)},
+                                 {"partition", part}};
     mtld_metrics_sample_kv(b, "mtld_source_gaps_total", l, 2,
                            (double)p->parts[i].lg_committed.gaps);
   }
-
-  const mtld_joiner_counters_t *j = &p->jc_committed;
-  const char *imp = mtld_event_type_name(MTLD_EV_IMPRESSION),
-             *rev = mtld_event_type_name(MTLD_EV_REVIEW),
-             *clk = mtld_event_type_name(MTLD_EV_CLICK),
-             *cart = mtld_event_type_name(MTLD_EV_ADD_TO_CART),
-             *buy = mtld_event_type_name(MTLD_EV_PURCHASE);
-  struct {
-    const char *type, *outcome;
-    uint64_t n;
-  } ev[] = {
-      {imp, "opened", j->opened - j->positives},
-      {imp, "duplicate_sample", j->duplicate_sample[0]},
-      {rev, "opened", j->reviews},
-      {rev, "duplicate_sample", j->duplicate_sample[1]},
-      {clk, "attached", j->clicked - j->positives},
-      {clk, "opened_positive", j->positives},
-      {clk, "duplicate_sample", j->duplicate_sample[2]},
-      {clk, "duplicate_click", j->duplicate_click},
-      {clk, "no_impression", j->unmatched_click - j->late_click},
-      {clk, "after_deadline", j->late_click},
-      {cart, "attached", j->carted},
-      {cart, "repeated", j->repeated_cart},
-      {cart, "no_clicked_sample", j->unmatched_cart - j->late_cart},
-      {cart, "after_deadline", j->late_cart},
-      {buy, "attached", j->purchased},
-      {buy, "repeated", j->repeated_purchase},
-      {buy, "no_clicked_sample", j->unmatched_purchase - j->late_purchase},
-      {buy, "after_deadline", j->late_purchase},
-  };
-  mtld_metrics_family(b, "mtld_joiner_events_total", "counter",
-                      "Events the joiner handled, by type and outcome (opened a sample, attached "
-                      "a label to one; the others added nothing: duplicate_sample: its sample "
-                      "was pending already).");
-  for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
-    mtld_metrics_label_t l[2] = {{"type", ev[i].type}, {"outcome", ev[i].outcome}};
-    mtld_metrics_sample_kv(b, "mtld_joiner_events_total", l, 2, (double)ev[i].n);
-  }
-  mtld_metrics_family(b, "mtld_joiner_samples_total", "counter",
-                      "Samples the joiner opened, and how they ended (opened = released + "
-                      "pending + dropped).");
-  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"opened\"",
-                      (double)(j->opened + j->reviews + j->negatives_sampled));
-  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"released\"", (double)j->released);
-  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"dropped_corrupt\"",
-                      (double)j->corrupt);
-  mtld_metrics_family(b, "mtld_joiner_negatives_sampled_total", "counter",
-                      "Of the samples opened: negatives drawn for clicks (sampled negatives).");
-  mtld_metrics_sample(b, "mtld_joiner_negatives_sampled_total", NULL, (double)j->negatives_sampled);
 }
 
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
@@ -924,58 +672,25 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
                            (double)p->cc.scen_events[MAX_SCENARIOS][t]);
   }
 
+  mtld_metrics_family(b, "mtld_records_unmapped_total", "counter",
+                      "Records of partitions the configuration cannot map (topic not in "
+                      "source.topics, partition number or count beyond the limits): not "
+                      "processed, mtld stops.");
+  mtld_metrics_sample(b, "mtld_records_unmapped_total", NULL, (double)p->unmapped);
+
   mtld_metrics_family(b, "mtld_events_rejected_total", "counter",
                       "Records rejected, by reason (sent to the dead-letter topic if set).");
   for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
     mtld_metrics_label_t l[1] = {{"reason", mtld_reject_name(r)}};
     mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->cc.rejected[r]);
   }
-  if (p->dlq) {
-    mtld_metrics_family(b, "mtld_dead_letters_total", "counter",
-                        "Dead letters acknowledged by the broker, by outcome.");
-    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"delivered\"",
-                        (double)mtld_deadletter_delivered(p->dlq));
-    mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"failed\"",
-                        (double)mtld_deadletter_failed(p->dlq));
-  }
-
-  mtld_metrics_family(b, "mtld_store_batches_total", "counter", "Store write batches committed.");
-  mtld_metrics_sample(b, "mtld_store_batches_total", NULL, (double)p->batches);
-  mtld_metrics_family(b, "mtld_store_commit_failures_total", "counter",
-                      "Store write batches that failed (kept and retried).");
-  mtld_metrics_sample(b, "mtld_store_commit_failures_total", NULL, (double)p->commit_failures);
-  mtld_metrics_family(b, "mtld_store_write_seconds", "summary",
-                      "Time to write one batch to RocksDB (fsync included when store.sync).");
-  mtld_metrics_sample(b, "mtld_store_write_seconds_sum", NULL, p->commit_seconds_sum);
-  mtld_metrics_sample(b, "mtld_store_write_seconds_count", NULL, (double)p->commit_count);
-  mtld_metrics_family(b, "mtld_store_write_seconds_max", "gauge",
-                      "Longest batch write so far, in seconds.");
-  mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, p->commit_seconds_max);
-  mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
-  mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(p->store));
-
-  int64_t wm = mtld_watermark_get(p->wm);
-  mtld_metrics_family(b, "mtld_watermark_seconds", "gauge",
-                      "Event-time watermark (Unix seconds; NaN before any event).");
-  mtld_metrics_sample(b, "mtld_watermark_seconds", NULL, wm == INT64_MIN ? NAN : wm / 1000.0);
-
-  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
-  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(p->joiner));
+  render_ledger(p, b);
+  if (p->dlq) mtld_deadletter_render_metrics(p->dlq, b);
+  mtld_joiner_render_metrics(p->joiner, b);
   mtld_metrics_family(b, "mtld_samples_released_total", "counter",
                       "Joined samples handed to the trainer, by kind.");
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"impression\"",
                       (double)p->cc.samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->cc.samples_by_kind[2]);
-
-  render_ledger(p, b);
-  render_trainer_metrics(p, b);
-
-  if (p->src) {
-    mtld_metrics_family(b, "mtld_consumer_lag", "gauge",
-                        "Records behind the partition's high watermark.");
-    mtld_source_foreach_lag(p->src, lag_cb, b);
-    mtld_metrics_family(b, "mtld_source_connected", "gauge", "1 while brokers are reachable.");
-    mtld_metrics_sample(b, "mtld_source_connected", NULL, mtld_source_connected(p->src));
-  }
 }

@@ -20,8 +20,9 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "daemon/metrics.h"
-#include "daemon/pipeline.h"
+#include "common/metricstext.h"
+#include "features/store.h"
+#include "features/watermark.h"
 #include "common/status.h"
 #include "trainer/train.h"
 
@@ -35,9 +36,14 @@ typedef struct mtld_durable mtld_durable_t;
 mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **trainer, int *found,
                                    char *err, size_t errlen);
 
-/* Starts the worker.  The pipeline is borrowed. */
-mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
-                               mtld_pipeline_t *pipe, char *err, size_t errlen);
+/* Starts the worker.  The cut is made of store (committed state and
+ * offsets), trainer (NULL when trainer.enabled is false: then there is
+ * nothing to checkpoint or snapshot, the store alone is the state) and the
+ * watermark's value; all three are borrowed and must outlive d.  The caller
+ * commits its batch before asking for a checkpoint. */
+mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, mtld_store_t *store,
+                               mtld_trainer_t *trainer, const mtld_watermark_t *wm, char *err,
+                               size_t errlen);
 
 /* Called after each committed batch: takes a checkpoint and/or a snapshot
  * when their interval (or sample count) is due.  Errors are logged. */

@@ -238,6 +238,7 @@ struct mtld_joiner {
   int64_t max_release_wm;
   mtld_status_t load_rc; /* sticky error while loading */
   mtld_joiner_counters_t c;
+  mtld_joiner_counters_t c_committed; /* c at the last mtld_joiner_counters_commit */
 };
 
 void mtld_joiner_config_default(mtld_joiner_config_t *cfg) {
@@ -703,9 +704,10 @@ mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen) {
 /* ---- events ---- */
 
 void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
-                               const mtld_event_t *ev, int32_t partition, int64_t offset,
-                               const mtld_user_features_t *u, const mtld_item_features_t *it,
-                               uint64_t item_id, uint64_t category_id, int with_position) {
+                               const mtld_event_t *ev, mtld_partition_id_t partition,
+                               int64_t offset, const mtld_user_features_t *u,
+                               const mtld_item_features_t *it, uint64_t item_id,
+                               uint64_t category_id, int with_position) {
   memset(s, 0, sizeof *s);
   s->sample_id = ev->event_id;
   s->time_ms = ev->time_ms;
@@ -963,8 +965,9 @@ static int label_late(const mtld_joiner_t *j, int64_t time_ms) {
                                                    j->cfg.conversion_window_ms) < j->max_release_wm;
 }
 
-mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
-                                   int64_t offset, const mtld_user_features_t *user_before,
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                                   mtld_partition_id_t partition, int64_t offset,
+                                   const mtld_user_features_t *user_before,
                                    const mtld_item_features_t *item_before) {
   mtld_sample_t s;
   mtld_status_t rc = MTLD_OK;
@@ -1070,6 +1073,69 @@ void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
 }
 
-void mtld_joiner_counters_restore(mtld_joiner_t *j, const mtld_joiner_counters_t *c) {
-  j->c = *c;
+void mtld_joiner_counters_committed(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
+  *out = j->c_committed;
+}
+
+void mtld_joiner_counters_commit(mtld_joiner_t *j) {
+  j->c_committed = j->c;
+}
+
+void mtld_joiner_counters_rollback(mtld_joiner_t *j) {
+  j->c = j->c_committed;
+}
+
+void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
+  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(j));
+  /* the ledger, as committed: every event given is in one outcome, every
+   * sample opened is released, pending or dropped */
+  const mtld_joiner_counters_t *c = &j->c_committed;
+  const char *imp = mtld_event_type_name(MTLD_EV_IMPRESSION),
+             *rev = mtld_event_type_name(MTLD_EV_REVIEW),
+             *clk = mtld_event_type_name(MTLD_EV_CLICK),
+             *cart = mtld_event_type_name(MTLD_EV_ADD_TO_CART),
+             *buy = mtld_event_type_name(MTLD_EV_PURCHASE);
+  struct {
+    const char *type, *outcome;
+    uint64_t n;
+  } ev[] = {
+      {imp, "opened", c->opened - c->positives},
+      {imp, "duplicate_sample", c->duplicate_sample[0]},
+      {rev, "opened", c->reviews},
+      {rev, "duplicate_sample", c->duplicate_sample[1]},
+      {clk, "attached", c->clicked - c->positives},
+      {clk, "opened_positive", c->positives},
+      {clk, "duplicate_sample", c->duplicate_sample[2]},
+      {clk, "duplicate_click", c->duplicate_click},
+      {clk, "no_impression", c->unmatched_click - c->late_click},
+      {clk, "after_deadline", c->late_click},
+      {cart, "attached", c->carted},
+      {cart, "repeated", c->repeated_cart},
+      {cart, "no_clicked_sample", c->unmatched_cart - c->late_cart},
+      {cart, "after_deadline", c->late_cart},
+      {buy, "attached", c->purchased},
+      {buy, "repeated", c->repeated_purchase},
+      {buy, "no_clicked_sample", c->unmatched_purchase - c->late_purchase},
+      {buy, "after_deadline", c->late_purchase},
+  };
+  mtld_metrics_family(b, "mtld_joiner_events_total", "counter",
+                      "Events the joiner handled, by type and outcome (opened a sample, attached "
+                      "a label to one; the others added nothing: duplicate_sample: its sample "
+                      "was pending already).");
+  for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+    mtld_metrics_label_t l[2] = {{"type", ev[i].type}, {"outcome", ev[i].outcome}};
+    mtld_metrics_sample_kv(b, "mtld_joiner_events_total", l, 2, (double)ev[i].n);
+  }
+  mtld_metrics_family(b, "mtld_joiner_samples_total", "counter",
+                      "Samples the joiner opened, and how they ended (opened = released + "
+                      "pending + dropped).");
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"opened\"",
+                      (double)(c->opened + c->reviews + c->negatives_sampled));
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"released\"", (double)c->released);
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"dropped_corrupt\"",
+                      (double)c->corrupt);
+  mtld_metrics_family(b, "mtld_joiner_negatives_sampled_total", "counter",
+                      "Of the samples opened: negatives drawn for clicks (sampled negatives).");
+  mtld_metrics_sample(b, "mtld_joiner_negatives_sampled_total", NULL, (double)c->negatives_sampled);
 }

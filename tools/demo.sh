@@ -34,7 +34,15 @@ echo "== 1. generating a synthetic stream (seed 42, $USERS users, $ITEMS items, 
 sed 's/^/   /' "$D/gen.log"
 
 R=$(sed -n 's/.* = \([0-9]*\) records$/\1/p' "$D/gen.log" | head -1)
-committed() { { "$BUILD/mtld-inspect" --store "$D/store" --offsets 2>/dev/null || true; } | awk '{s += $3} END {print s + 0}'; }
+# records committed: the sum of the stored next offsets (0 before the store exists)
+committed() {
+  { "$BUILD/mtld-inspect" --store "$D/store" --offsets --json 2>/dev/null || true; } |
+    python3 -c 'import json, sys; print(sum(json.loads(l)["next_offset"] for l in sys.stdin if l.strip()))' 2>/dev/null || echo 0
+}
+# delivered FILE... : records delivered, summed over mtld-produce --summary files
+delivered() {
+  python3 -c 'import json, sys; print(sum(json.load(open(f))["delivered"] for f in sys.argv[1:]))' "$@"
+}
 start_mtld() {
   sed -e "s#@BOOTSTRAP@#$BOOTSTRAP#g" -e "s#@STATE@#$D#g" "$SRC/conf/demo.conf" >"$D/mtld.conf"
   "$BUILD/mtld" -c "$D/mtld.conf" >"$D/mtld.log" 2>&1 &
@@ -50,7 +58,9 @@ if [ -x "$KL" ] && command -v java >/dev/null; then
   "$KL" topic "$D/kafka" events-dlq 1
   echo "   bootstrap: $BOOTSTRAP"
   echo "== 3. producing the stream, keyed by user"
-  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" 2>&1 | sed 's/^/   /' | tee "$D/produce.log"
+  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
+    --summary "$D/produce.json" 2>&1 | sed 's/^/   /'
+  N=$(delivered "$D/produce.json")
   echo "== 4. running mtld on it"
   start_mtld
 else
@@ -65,17 +75,14 @@ else
   SLICE=25000 # records: two slices stay far below the mock's ~5 MiB per partition
   echo "== 3+4. running mtld and producing the stream to it keyed by user, $SLICE records at a time"
   start_mtld
-  : >"$D/produce.log"
   for ((off = 0; off < R; off += SLICE)); do
     while [ "$(committed)" -lt $((off - SLICE)) ]; do alive; sleep 0.2; done
     "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
-      --skip "$off" --limit "$SLICE" >>"$D/produce.log" 2>&1
+      --skip "$off" --limit "$SLICE" --summary "$D/produce-$off.json" >>"$D/produce.log" 2>&1
   done
-  awk '{n += $2; d += $4} END {printf "   mtld-produce: %d records, %d delivered to events\n", n, d}' \
-    "$D/produce.log" | tee "$D/produce.sum"
-  cp "$D/produce.sum" "$D/produce.log"
+  N=$(delivered "$D"/produce-*.json)
+  echo "   mtld-produce: $N records delivered to events in slices"
 fi
-N=$(sed -n "s/.* \([0-9][0-9]*\) delivered to .*/\1/p" "$D/produce.log" | tail -1)
 while [ "$(committed)" -lt "$N" ]; do
   alive
   sleep 0.5

@@ -66,10 +66,10 @@ kl_kill_broker() { "$KL" kill-broker "$KL_DIR"; }
 kl_start_broker() { "$KL" start-broker "$KL_DIR" >/dev/null || fail "broker did not restart"; }
 
 kl_produce() {
-  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$2" --in "$1" >"$3" 2>&1 ||
-    fail "mtld-produce $1 to the real broker failed (see $3)"
+  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$2" --in "$1" --summary "$3.json" \
+    >"$3" 2>&1 || fail "mtld-produce $1 to the real broker failed (see $3)"
   local n
-  n=$(produced_count "$3")
+  n=$(produced_count "$3.json")
   [ "${n:-0}" -gt 0 ] || fail "mtld-produce reported no delivered records for $1"
   echo "$n"
 }

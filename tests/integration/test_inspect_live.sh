@@ -9,8 +9,7 @@
 "$BUILD/mtld-gen" --seed 91 --users 300 --items 200 --impressions 40000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log" || fail "mtld-gen failed"
 start_cluster 1 events:2
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(produced_count "$T/produce.log")
+N=$(produce "$T/events.pb" events "$T/produce.log")
 write_config "$T/mtld.conf" "$T/store" events
 sed -i "s#^checkpoint = .*#checkpoint = { dir = \"$T/store.ckpt\"; interval = \"1s\"; keep = 2; };#; s/batch_max_events = 500/batch_max_events = 100/" "$T/mtld.conf"
 start_mtld "$T/mtld.conf" "$T/mtld.log"

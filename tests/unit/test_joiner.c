@@ -369,6 +369,7 @@ static void test_ledger(void) {
   CHECK(feed(&e, &ev, 0, 6)); /* no clicked sample */
   mtld_joiner_counters_t k0;
   mtld_joiner_counters(e.j, &k0);
+  mtld_joiner_counters_commit(e.j);
   CHECK(k0.opened == 1 && k0.duplicate_sample[0] == 1);
   CHECK(k0.clicked == 1 && k0.duplicate_click == 1 && k0.unmatched_click == 1 &&
         k0.late_click == 0);
@@ -389,7 +390,10 @@ static void test_ledger(void) {
         k.released + mtld_joiner_pending_count(e.j) + k.corrupt);
   /* clicks: 4 given = attached 1 + duplicate 1 + unmatched 2 */
   CHECK(k.clicked + k.duplicate_click + k.unmatched_click == 4);
-  mtld_joiner_counters_restore(e.j, &k0);
+  mtld_joiner_counters_t kc;
+  mtld_joiner_counters_committed(e.j, &kc);
+  CHECK(memcmp(&kc, &k0, sizeof k) == 0);
+  mtld_joiner_counters_rollback(e.j); /* back to the counts committed with k0 */
   mtld_joiner_counters(e.j, &k);
   CHECK(memcmp(&k, &k0, sizeof k) == 0);
   free(out.s);

@@ -13,7 +13,7 @@ kl_require
 SEED=${MTLD_TEST_SEED:-$$}
 RANDOM=$SEED
 note "kill points seeded with $SEED"
-"$BUILD/mtld-gen" --seed 33 --users 300 --items 200 --impressions 18000 --days 1 \
+"$BUILD/mtld-gen" --seed 33 --users 300 --items 200 --impressions 40000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log" || fail "mtld-gen failed"
 kl_start
 kl_topic events 1
@@ -42,7 +42,7 @@ for i in $(seq 1 20); do
     [ "$(consumed "$T/crash.store")" -gt "$last" ] && break
     sleep 0.05
   done
-  sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+  sleep "0.0$((RANDOM % 10))"
   kill -KILL "$MTLD_PID"
   wait "$MTLD_PID" 2>/dev/null || true
   c=$(consumed "$T/crash.store")

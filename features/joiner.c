@@ -4,6 +4,7 @@
  * rings for sampled negatives.  See joiner.h for the rules. */
 #include "features/joiner.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -901,15 +902,6 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
   return rc;
 }
 
-/* Deterministic PRNG (splitmix64 stream). */
-static uint64_t rng_next(uint64_t *state) {
-  *state += UINT64_C(0x9e3779b97f4a7c15);
-  uint64_t z = *state;
-  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
 /* An unmatched click in sampled-negatives mode: a positive sample, K
  * negatives from the (partition, scenario) ring, then the click joins the
  * ring. */
@@ -935,7 +927,7 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
     uint64_t item = 0;
     for (int attempt = 0; attempt < 8 && item == 0; attempt++) {
-      uint64_t cand = j->rings[r].items[(uint32_t)(((rng_next(&state) >> 32) * n) >> 32)];
+      uint64_t cand = j->rings[r].items[(uint32_t)(((mtld_splitmix64(&state) >> 32) * n) >> 32)];
       if (cand != ev->item_id) item = cand;
     }
     if (item == 0) continue; /* the ring holds (almost) only the clicked item */
@@ -1059,6 +1051,31 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
   }
   j->c.released += n;
   return n;
+}
+
+int mtld_joiner_shape_advice(const mtld_joiner_config_t *cfg,
+                             const uint64_t n_by_type[MTLD_N_EVENT_TYPES], char *buf, size_t len) {
+  uint64_t imp = n_by_type[MTLD_EV_IMPRESSION - 1], clk = n_by_type[MTLD_EV_CLICK - 1],
+           cart = n_by_type[MTLD_EV_ADD_TO_CART - 1], buy = n_by_type[MTLD_EV_PURCHASE - 1],
+           rev = n_by_type[MTLD_EV_REVIEW - 1];
+  if (cfg->mode == MTLD_JOIN_IMPRESSIONS && imp == 0 && clk + cart + buy > 0) {
+    snprintf(buf, len,
+             "the stream has no IMPRESSION events (%" PRIu64 " clicks, %" PRIu64 " carts, %" PRIu64
+             " purchases, %" PRIu64 " reviews): joiner.mode = \"impressions\" makes samples only "
+             "from impressions%s; for a click-only stream set joiner.mode = "
+             "\"sampled_negatives\" (README, \"Your own data\")",
+             clk, cart, buy, rev, rev ? " and reviews" : "");
+    return 1;
+  }
+  if (cfg->mode == MTLD_JOIN_SAMPLED_NEGATIVES && imp > 0) {
+    snprintf(buf, len,
+             "the stream has %" PRIu64 " IMPRESSION events, which joiner.mode = "
+             "\"sampled_negatives\" ignores (it draws negatives instead): with real impressions "
+             "set joiner.mode = \"impressions\" (README, \"Your own data\")",
+             imp);
+    return 1;
+  }
+  return 0;
 }
 
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j) {

@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/fs.h"
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
@@ -371,6 +372,21 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
     if (stat(current, &sb) != 0) {
       snprintf(err, errlen, "no store at %s", path);
       return MTLD_ERR_NOTFOUND;
+    }
+  }
+  if (def) {
+    /* a fresh store under a directory that does not exist yet
+     * (store.path = "/srv/mtld/run1/store"): create its parents, as
+     * RocksDB creates only the last component */
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = 0;
+      if (mtld_mkdir_p(parent) != 0) {
+        snprintf(err, errlen, "create %s: %s", parent, strerror(errno));
+        return MTLD_ERR_IO;
+      }
     }
   }
   mtld_store_t *st = calloc(1, sizeof *st);
@@ -997,8 +1013,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     st->n_events = 0;
     return MTLD_OK;
   }
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t t0 = mtld_mono_ns();
   entry_t **order = malloc((total ? total : 1) * sizeof *order);
   if (!order) {
     st->commit_failures++;
@@ -1046,8 +1061,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     return MTLD_ERR_IO; /* the batch is kept for a retry */
   }
   mtld_store_rollback(st);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double secs = (double)(mtld_mono_ns() - t0) / 1e9;
   st->write_seconds_sum += secs;
   if (secs > st->write_seconds_max) st->write_seconds_max = secs;
   st->commits++;

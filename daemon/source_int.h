@@ -16,12 +16,14 @@ typedef struct {
   void (*rewind)(mtld_source_t *src);
   mtld_status_t (*log_start)(mtld_source_t *src, const char *topic, int32_t partition,
                              int timeout_ms, int64_t *low);
+  void (*pause)(mtld_source_t *src, int paused); /* NULL: poll returns nothing while paused */
   void (*close)(mtld_source_t *src);
 } mtld_source_ops_t;
 
 struct mtld_source {
   const mtld_source_ops_t *ops;
   mtld_source_hooks_t hooks;
+  int paused; /* mtld_source_pause */
 };
 
 #endif

@@ -108,10 +108,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       mtld_log(MTLD_LOG_ERR, "assign failed: %s", rd_kafka_err2str(re));
     }
     notify_assigned(ks, parts);
-    if (ks->base.paused) { /* back-pressure holds for partitions assigned meanwhile */
-      rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, parts);
-      if (pe) mtld_log(MTLD_LOG_ERR, "pausing new partitions failed: %s", rd_kafka_err2str(pe));
-    }
+    /* back-pressure holds for partitions assigned meanwhile; without it a
+     * partition paused before it was lost must not come back paused
+     * (librdkafka keeps the pause on the partition object across assignments) */
+    rd_kafka_resp_err_t pe = ks->base.paused ? rd_kafka_pause_partitions(rk, parts)
+                                             : rd_kafka_resume_partitions(rk, parts);
+    if (pe)
+      mtld_log(MTLD_LOG_ERR, "%s new partitions failed: %s",
+               ks->base.paused ? "pausing" : "resuming", rd_kafka_err2str(pe));
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     int lost = rd_kafka_assignment_lost(rk);
     mtld_log(MTLD_LOG_INFO, "%s %d partition(s)%s", lost ? "lost" : "revoking", parts->cnt,

@@ -411,7 +411,7 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
     snprintf(err, errlen, "out of memory");
     return MTLD_ERR_NOMEM;
   }
-  st->readonly = readonly;
+  st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
   st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
@@ -463,7 +463,7 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
       return MTLD_ERR_SCHEMA;
     }
   }
-  if (readonly) {
+  if (readonly == 2) {
     /* A secondary instance, not a read-only one: the daemon may be writing
      * (flushing memtables, deleting WAL files) while a tool opens the store,
      * and a read-only open then fails on a WAL file that vanished under it.
@@ -492,7 +492,10 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
                                                          cf_names, cf_opts, st->cfh, &e);
       if (!e || !strstr(e, "No such file")) break;
     }
-  } else
+  } else if (readonly)
+    st->db = rocksdb_open_for_read_only_column_families(st->opts, path, N_CF, cf_names, cf_opts,
+                                                        st->cfh, 0, &e);
+  else
     st->db = rocksdb_open_column_families(st->opts, path, N_CF, cf_names, cf_opts, st->cfh, &e);
   if (e) {
     snprintf(err, errlen, "cannot open store %s%s: %s", path, readonly ? " read-only" : "", e);
@@ -523,6 +526,11 @@ mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_f
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen) {
   return store_open(out, path, NULL, 0, 1, err, errlen);
+}
+
+mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
+                                        size_t errlen) {
+  return store_open(out, path, NULL, 0, 2, err, errlen);
 }
 
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {

@@ -50,6 +50,8 @@ struct mtld_durable {
   uint64_t next_id;
   int64_t last_ckpt_mono, last_snap_mono;
   uint64_t last_ckpt_samples;
+  void (*quiesce)(void *ctx); /* see mtld_durable_set_quiesce; NULL: none */
+  void *quiesce_ctx;
 
   pthread_t thread;
   pthread_mutex_t mu;
@@ -86,6 +88,30 @@ static int add_offset(void *ctx, const char *topic, int32_t partition, int64_t n
   e->partition = partition;
   e->next_offset = next;
   e->max_time_ms = max_time;
+  return 0;
+}
+
+/* The item set of a snapshot: the store's committed items and their
+ * categories (capture sorts them if the store's order is not the ids'). */
+typedef struct {
+  uint64_t *ids, *cats;
+  size_t n, cap;
+  int failed; /* out of memory */
+} items_t;
+
+static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
+  items_t *it = ctx;
+  if (it->n == it->cap) {
+    size_t cap = it->cap ? it->cap * 2 : 1024;
+    uint64_t *ni = realloc(it->ids, sizeof(*ni) * cap);
+    if (ni) it->ids = ni;
+    uint64_t *nc = ni ? realloc(it->cats, sizeof(*nc) * cap) : NULL;
+    if (nc) it->cats = nc;
+    if (!ni || !nc) return it->failed = 1;
+    it->cap = cap;
+  }
+  it->ids[it->n] = id;
+  it->cats[it->n++] = f->category_id;
   return 0;
 }
 
@@ -325,9 +351,19 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, m
   return MTLD_OK;
 }
 
+void mtld_durable_set_quiesce(mtld_durable_t *d, void (*fn)(void *ctx), void *ctx) {
+  d->quiesce = fn;
+  d->quiesce_ctx = ctx;
+}
+
+static void quiesce(mtld_durable_t *d) {
+  if (d->quiesce) d->quiesce(d->quiesce_ctx);
+}
+
 static uint64_t samples_seen(mtld_durable_t *d) {
   mtld_trainer_t *t = d->trainer;
   if (!t) return 0;
+  quiesce(d);
   mtld_trainer_stats_t s;
   mtld_trainer_stats(t, &s);
   return s.observed;
@@ -352,6 +388,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK; /* no model: the store alone is the state */
   int64_t t0 = mtld_mono_ms();
+  quiesce(d); /* the cut: the trainer state that matches the store's offsets */
   job_t j = {.kind = JOB_CHECKPOINT,
              .id = d->next_id++,
              .keep = d->cfg.checkpoint_keep,
@@ -406,6 +443,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK;
   int64_t t0 = mtld_mono_ms();
+  quiesce(d);
   const mtld_feature_def_t *fd = &d->cfg.features;
   mtld_snapshot_meta_t meta = {0};
   meta.features = *fd;
@@ -419,6 +457,16 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_store_foreach_offset(d->store, add_offset, &o);
   meta.n_offsets = o.n;
   meta.offsets = o.v;
+  items_t items = {0};
+  mtld_store_foreach_item(d->store, add_item, &items);
+  if (items.failed) {
+    mtld_log_rl(MTLD_LOG_WARNING, "snapshot-items",
+                "snapshot: item set not recorded (out of memory)");
+    items.n = 0;
+  }
+  meta.n_items = items.n;
+  meta.item_ids = items.ids;
+  meta.item_cats = items.cats;
   job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
   pthread_mutex_lock(&d->mu);
   j.snap = d->spare;
@@ -426,6 +474,8 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   pthread_mutex_unlock(&d->mu);
   mtld_status_t st = mtld_snapshot_recapture(&j.snap, t, &meta, err, errlen);
   free(o.v);
+  free(items.ids);
+  free(items.cats);
   if (st != MTLD_OK) {
     capture_failed(d, JOB_SNAPSHOT);
     return st;

@@ -175,6 +175,10 @@ typedef struct {
    * reloadable flag) and returns how many of them are NOT reloadable. */
   int (*diff)(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b, diff_fn_t fn,
               void *ctx);
+  /* Optional, with diff: copies from `from` into `to` the finer keys diff
+   * reports as reloadable (a reload).  Without it, a reloadable row's field
+   * (offset, size) is copied whole. */
+  void (*apply)(const key_def_t *k, mtld_config_t *to, const mtld_config_t *from);
 } custom_ops_t;
 
 struct key_def {
@@ -272,47 +276,23 @@ static void print_duration(FILE *out, int64_t ms) {
 
 /* ------------------------------------------------------- custom kinds */
 
-static const char *const source_type_names[] = {"kafka", "file"};
-static const char *const format_names[] = {"auto", "protobuf", "json"};
-
-static mtld_status_t parse_source_type(const key_def_t *k, const config_setting_t *s,
-                                       mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"kafka\" or \"file\")");
-  if (strcmp(v, "kafka") == 0)
-    cfg->source_type = MTLD_SOURCE_KAFKA;
-  else if (strcmp(v, "file") == 0)
-    cfg->source_type = MTLD_SOURCE_FILE;
-  else
-    return fail(pe, s, k->path, "must be \"kafka\" or \"file\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_source_type(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, source_type_names[cfg->source_type]);
-}
-static int equal_source_type(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->source_type == b->source_type;
-}
-static const custom_ops_t source_type_ops = {parse_source_type, print_source_type,
-                                             equal_source_type, NULL};
-
-static mtld_status_t parse_format(const key_def_t *k, const config_setting_t *s, mtld_config_t *cfg,
-                                  perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"auto\", \"protobuf\" or \"json\")");
-  int f = mtld_format_parse(v);
-  if (f < 0)
-    return fail(pe, s, k->path, "must be \"auto\", \"protobuf\" or \"json\", not \"%s\"", v);
-  cfg->format = (mtld_format_t)f;
-  return MTLD_OK;
-}
-static void print_format(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, format_names[cfg->format]);
-}
-static int equal_format(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->format == b->format;
-}
-static const custom_ops_t format_ops = {parse_format, print_format, equal_format, NULL};
+/* Enumerations stored as int-sized enums: the index of a name is the value. */
+static const char *const source_type_names[] = {"kafka", "file", NULL};
+static const char *const format_names[] = {"auto", "protobuf", "json", NULL};
+static const char *const item_view_names[] = {"partition", "global", NULL};
+static const char *const join_mode_names[] = {"impressions", "sampled_negatives", NULL};
+_Static_assert(MTLD_SOURCE_KAFKA == 0 && MTLD_SOURCE_FILE == 1 &&
+                   sizeof(mtld_source_type_t) == sizeof(int),
+               "source_type_names");
+_Static_assert(MTLD_FMT_AUTO == 0 && MTLD_FMT_PROTOBUF == 1 && MTLD_FMT_JSON == 2 &&
+                   sizeof(mtld_format_t) == sizeof(int),
+               "format_names");
+_Static_assert(MTLD_ITEM_VIEW_PARTITION == 0 && MTLD_ITEM_VIEW_GLOBAL == 1 &&
+                   sizeof(mtld_item_view_t) == sizeof(int),
+               "item_view_names");
+_Static_assert(MTLD_JOIN_IMPRESSIONS == 0 && MTLD_JOIN_SAMPLED_NEGATIVES == 1 &&
+                   sizeof(((mtld_joiner_config_t *)0)->mode) == sizeof(int),
+               "join_mode_names");
 
 /* log.level: stored under its canonical name so "warn" and "warning" are equal. */
 static const char *log_level_canonical(int level) {
@@ -418,27 +398,6 @@ static int equal_half_lives(const key_def_t *k, const mtld_config_t *a, const mt
 static const custom_ops_t half_lives_ops = {parse_half_lives, print_half_lives, equal_half_lives,
                                             NULL};
 
-/* features.item_view: "partition" or "global" (mtld_item_view_t). */
-static mtld_status_t parse_item_view(const key_def_t *k, const config_setting_t *s,
-                                     mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"partition\" or \"global\")");
-  if (strcmp(v, "partition") == 0)
-    cfg->features.item_view = MTLD_ITEM_VIEW_PARTITION;
-  else if (strcmp(v, "global") == 0)
-    cfg->features.item_view = MTLD_ITEM_VIEW_GLOBAL;
-  else
-    return fail(pe, s, k->path, "must be \"partition\" or \"global\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_item_view(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, cfg->features.item_view == MTLD_ITEM_VIEW_GLOBAL ? "global" : "partition");
-}
-static int equal_item_view(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->features.item_view == b->features.item_view;
-}
-static const custom_ops_t item_view_ops = {parse_item_view, print_item_view, equal_item_view, NULL};
-
 /* kafka: a free group passed to librdkafka.  libconfig names cannot hold
  * '.', so they are written with '_' (no librdkafka property has one). */
 static void kafka_name_to_file(const char *name, char *out, size_t len) {
@@ -527,30 +486,6 @@ static int diff_kafka(const key_def_t *k, const mtld_config_t *a, const mtld_con
   return k->reloadable ? 0 : changed;
 }
 static const custom_ops_t kafka_ops = {parse_kafka, print_kafka, NULL, diff_kafka};
-
-/* joiner.mode */
-static const char *const join_mode_names[] = {"impressions", "sampled_negatives"};
-
-static mtld_status_t parse_join_mode(const key_def_t *k, const config_setting_t *s,
-                                     mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v)
-    return fail(pe, s, k->path, "expected a string (\"impressions\" or \"sampled_negatives\")");
-  if (strcmp(v, "impressions") == 0)
-    cfg->joiner.mode = MTLD_JOIN_IMPRESSIONS;
-  else if (strcmp(v, "sampled_negatives") == 0)
-    cfg->joiner.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
-  else
-    return fail(pe, s, k->path, "must be \"impressions\" or \"sampled_negatives\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_join_mode(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, join_mode_names[cfg->joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES]);
-}
-static int equal_join_mode(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->joiner.mode == b->joiner.mode;
-}
-static const custom_ops_t join_mode_ops = {parse_join_mode, print_join_mode, equal_join_mode, NULL};
 
 /* ------------------------------------------------------------- model.* */
 
@@ -845,7 +780,16 @@ static int diff_tasks(const key_def_t *k, const mtld_config_t *a, const mtld_con
   }
   return 0;
 }
-static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_tasks};
+/* The reloadable part of diff_tasks: the weights, when the tasks are the same. */
+static void apply_tasks(const key_def_t *k, mtld_config_t *to, const mtld_config_t *from) {
+  mtld_model_config_t *x = &to->model;
+  const mtld_model_config_t *y = &from->model;
+  if (x->n_tasks != y->n_tasks) return;
+  for (int i = 0; i < x->n_tasks; i++)
+    if (!task_same_shape(&x->tasks[i], &y->tasks[i])) return;
+  for (int i = 0; i < x->n_tasks; i++) x->tasks[i].loss_weight = y->tasks[i].loss_weight;
+}
+static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_tasks, apply_tasks};
 
 /* The table.  Keep a group's rows together; conf/mtld.conf documents each
  * row.  R = reloadable on SIGHUP.  Durations: min/max in ms; unit_ms is what
@@ -853,10 +797,10 @@ static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_task
 #define R .reloadable = 1
 // clang-format off
 static const key_def_t keys[] = {
-  {.path = "source.type",   .kind = K_CUSTOM, FIELD(source_type), .ops = &source_type_ops},
+  {.path = "source.type",   .kind = K_ENUM,   FIELD(source_type), .names = source_type_names},
   {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics),      .ops = &topics_ops},
   {.path = "source.file",   .kind = K_STRING, FIELD(source_file)},
-  {.path = "source.format", .kind = K_CUSTOM, FIELD(format),      .ops = &format_ops},
+  {.path = "source.format", .kind = K_ENUM,   FIELD(format),      .names = format_names},
 
   {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
 
@@ -878,8 +822,8 @@ static const key_def_t keys[] = {
   {.path = "features.ctr_prior",  .kind = K_DOUBLE, FIELD(features.ctr_prior),  .min = 0, .max = 1},
   {.path = "features.cvr_prior",  .kind = K_DOUBLE, FIELD(features.cvr_prior),  .min = 0, .max = 1},
   {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0, .max = 1},
-  {.path = "features.item_view",  .kind = K_CUSTOM, FIELD(features.item_view),
-   .ops = &item_view_ops},
+  {.path = "features.item_view",  .kind = K_ENUM,   FIELD(features.item_view),
+   .names = item_view_names},
 
   {.path = "validation.max_record_bytes", .kind = K_SIZE,     FIELD(limits.max_record_bytes),
    .min = 64, .max = 256 << 20, R},
@@ -891,8 +835,8 @@ static const key_def_t keys[] = {
 
   /* The joiner's windows and the watermark shape the training stream: a
    * change needs a restart. */
-  {.path = "joiner.mode",                   .kind = K_CUSTOM,   FIELD(joiner.mode),
-   .ops = &join_mode_ops},
+  {.path = "joiner.mode",                   .kind = K_ENUM,     FIELD(joiner.mode),
+   .names = join_mode_names},
   {.path = "joiner.click_window",           .kind = K_DURATION, FIELD(joiner.click_window_ms),
    .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.conversion_window",      .kind = K_DURATION, FIELD(joiner.conversion_window_ms),
@@ -1475,18 +1419,66 @@ static int values_equal(const key_def_t *k, const mtld_config_t *a, const mtld_c
   }
 }
 
-int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
-                     void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+/* Compares every row; with `apply`, copies the reloadable ones that changed
+ * from new_cfg into *apply (== old_cfg).  The one walk behind diff and reload. */
+static int walk_changes(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
+                        mtld_config_t *apply, diff_fn_t fn, void *ctx) {
   int refused = 0;
   for (size_t i = 0; i < N_KEYS; i++) {
     const key_def_t *k = &keys[i];
     if (k->kind == K_CUSTOM && k->ops->diff) {
       refused += k->ops->diff(k, old_cfg, new_cfg, fn, ctx);
+      if (apply && k->ops->apply) k->ops->apply(k, apply, new_cfg);
       continue;
     }
-    int changed = !values_equal(k, old_cfg, new_cfg);
-    if (changed && fn) fn(ctx, k->path, k->reloadable);
-    if (!k->reloadable) refused += changed;
+    if (values_equal(k, old_cfg, new_cfg)) continue;
+    if (fn) fn(ctx, k->path, k->reloadable);
+    if (!k->reloadable) {
+      refused++;
+    } else if (apply) {
+      /* the row says where the value lives: its field, and a list's count */
+      memcpy(field(apply, k), cfield(new_cfg, k), k->size);
+      if (k->kind == K_INT_LIST)
+        memcpy((char *)apply + k->count_offset, (const char *)new_cfg + k->count_offset,
+               sizeof(int));
+    }
   }
   return refused;
+}
+
+int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
+                     void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+  return walk_changes(old_cfg, new_cfg, NULL, fn, ctx);
+}
+
+int mtld_config_apply(mtld_config_t *running, const mtld_config_t *next,
+                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+  return walk_changes(running, next, running, fn, ctx);
+}
+
+mtld_status_t mtld_config_reload(mtld_config_t *running, const char *path, int *refused,
+                                 void (*fn)(void *ctx, const char *key, int reloadable), void *ctx,
+                                 char *err, size_t errlen) {
+  mtld_config_t *next = malloc(sizeof(*next));
+  if (!next) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return MTLD_ERR_NOMEM;
+  }
+  mtld_status_t st = mtld_config_load(next, path, err, errlen);
+  if (st == MTLD_OK) {
+    int n = mtld_config_apply(running, next, fn, ctx);
+    if (refused) *refused = n;
+  }
+  free(next);
+  return st;
+}
+
+size_t mtld_config_key_count(void) {
+  return N_KEYS;
+}
+
+const char *mtld_config_key(size_t i, int *reloadable) {
+  if (i >= N_KEYS) return NULL;
+  if (reloadable) *reloadable = keys[i].reloadable;
+  return keys[i].path;
 }

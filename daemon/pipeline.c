@@ -40,7 +40,8 @@ typedef struct {
 } scen_t;
 
 struct mtld_pipeline {
-  mtld_config_t cfg;
+  const mtld_config_t *cfg; /* borrowed (the daemon's); see mtld_pipeline_reloaded */
+  char dlq_topic[256];      /* the topic p->dlq writes to, "" = none */
   mtld_store_t *store;
   mtld_watermark_t *wm;
   mtld_joiner_t *joiner;
@@ -203,7 +204,7 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
     p->trainer = *trainer; /* ours now, freed with the pipeline even on failure */
     *trainer = NULL;
   }
-  p->cfg = *cfg;
+  p->cfg = cfg;
   mtld_status_t st =
       mtld_store_open(&p->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
   if (st != MTLD_OK) goto fail;
@@ -217,6 +218,7 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
+    snprintf(p->dlq_topic, sizeof(p->dlq_topic), "%s", cfg->dead_letter_topic);
   }
   if (cfg->trainer_enabled && !p->trainer) {
     st = mtld_trainer_create(&p->trainer, &cfg->model, err, errlen);
@@ -309,8 +311,8 @@ static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r
  * restarts as long as the list is). */
 static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *rec) {
   int32_t t = 0;
-  for (int i = 0; i < p->cfg.n_topics; i++)
-    if (strcmp(p->cfg.topics[i], rec->topic) == 0) t = i;
+  for (int i = 0; i < p->cfg->n_topics; i++)
+    if (strcmp(p->cfg->topics[i], rec->topic) == 0) t = i;
   return (t << 16) | (rec->partition & 0xffff);
 }
 
@@ -334,7 +336,7 @@ static void seen_key(uint8_t k[SEEN_KEY_LEN], int64_t time_ms, uint64_t event_id
 }
 
 static void seen_expire(mtld_pipeline_t *p) {
-  int64_t w = mtld_watermark_get(p->wm), keep = 2 * p->cfg.limits.max_lateness_ms + 3600000;
+  int64_t w = mtld_watermark_get(p->wm), keep = 2 * p->cfg->limits.max_lateness_ms + 3600000;
   if (w == INT64_MIN || w < INT64_MIN + keep) return;
   int64_t horizon = w - keep;
   if (p->seen_expired != INT64_MIN && horizon < p->seen_expired + SEEN_EXPIRE_STEP_MS) return;
@@ -355,14 +357,14 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   p->records++;
   p->batch_records++;
   part_t *pt = part_get(p, rec->topic, rec->partition, 1);
-  mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
-                                      p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
+  mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg->format,
+                                      p->cfg->limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
-    r = mtld_validate_event(&ev, &p->cfg.limits, mtld_watermark_get(p->wm),
+    r = mtld_validate_event(&ev, &p->cfg->limits, mtld_watermark_get(p->wm),
                             mtld_watermark_newest(p->wm), msg, sizeof(msg));
   uint8_t sk[SEEN_KEY_LEN];
   mtld_status_t seen = MTLD_ERR_NOTFOUND;
-  if (r == MTLD_REJECT_NONE && p->cfg.limits.dedup) {
+  if (r == MTLD_REJECT_NONE && p->cfg->limits.dedup) {
     void *v = NULL;
     size_t vlen;
     seen_key(sk, ev.time_ms, ev.event_id);
@@ -383,7 +385,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
         seen == MTLD_ERR_NOTFOUND
             ? mtld_store_apply_part(p->store, &ev, joiner_partition(p, rec), &ub, &ib)
             : seen;
-    if (st == MTLD_OK && p->cfg.limits.dedup)
+    if (st == MTLD_OK && p->cfg->limits.dedup)
       st = mtld_store_put(p->store, MTLD_CF_SEEN, sk, sizeof sk, "", 0);
     if (st != MTLD_OK) {
       /* The store could not read its own state: nothing sensible can be done
@@ -418,8 +420,8 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
   /* nothing consumed, but the watermark moved (a partition reached its
    * end): samples are due for release */
   if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
-  if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
-  return mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
+  if ((int64_t)p->batch_records >= p->cfg->batch_max_events) return 1;
+  return mono_ms() - p->batch_start_mono_ms >= p->cfg->batch_max_ms;
 }
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
@@ -484,37 +486,23 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   return MTLD_OK;
 }
 
-void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
-  if (p->trainer) {
-    if (cfg->model.lr != p->cfg.model.lr || cfg->model.emb.lr != p->cfg.model.emb.lr) {
-      mtld_trainer_set_lr(p->trainer, cfg->model.lr, cfg->model.emb.lr);
-      p->cfg.model.lr = cfg->model.lr;
-      p->cfg.model.emb.lr = cfg->model.emb.lr;
-    }
-    for (int t = 0; t < cfg->model.n_tasks; t++) {
-      int i = mtld_trainer_task_index(p->trainer, cfg->model.tasks[t].name);
-      if (i < 0 || cfg->model.tasks[t].loss_weight == p->cfg.model.tasks[i].loss_weight) continue;
-      mtld_trainer_set_loss_weight(p->trainer, i, cfg->model.tasks[t].loss_weight);
-      p->cfg.model.tasks[i].loss_weight = cfg->model.tasks[t].loss_weight;
-    }
-  }
-  p->cfg.batch_max_events = cfg->batch_max_events;
-  p->cfg.batch_max_ms = cfg->batch_max_ms;
-  p->cfg.limits = cfg->limits;
-  if (strcmp(p->cfg.dead_letter_topic, cfg->dead_letter_topic) != 0) {
+void mtld_pipeline_reloaded(mtld_pipeline_t *p) {
+  const mtld_config_t *cfg = p->cfg;
+  if (p->trainer && mtld_trainer_set_reloadable(p->trainer, &cfg->model) != MTLD_OK)
+    mtld_log(MTLD_LOG_ERR, "reload: the trainer refused a learning rate or loss weight");
+  if (strcmp(p->dlq_topic, cfg->dead_letter_topic) != 0) {
     char err[512];
     mtld_deadletter_t *dl = NULL;
     if (cfg->dead_letter_topic[0] && mtld_deadletter_new(&dl, cfg, err, sizeof(err)) != MTLD_OK) {
       mtld_log(MTLD_LOG_ERR, "reload: dead_letter.topic: %s (keeping %s)", err,
-               p->cfg.dead_letter_topic[0] ? p->cfg.dead_letter_topic : "none");
+               p->dlq_topic[0] ? p->dlq_topic : "none");
       return;
     }
     if (p->dlq) mtld_deadletter_flush(p->dlq, 10000);
     mtld_deadletter_close(p->dlq, 5000);
     p->dlq = dl;
     p->dlq_pending = 0;
-    snprintf(p->cfg.dead_letter_topic, sizeof(p->cfg.dead_letter_topic), "%s",
-             cfg->dead_letter_topic);
+    snprintf(p->dlq_topic, sizeof(p->dlq_topic), "%s", cfg->dead_letter_topic);
   }
 }
 
@@ -541,7 +529,7 @@ static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag)
  * scenario ("_all" for every scenario together). */
 static void render_pv(mtld_pipeline_t *p, mtld_metrics_buf_t *b, const char *name, const char *help,
                       int which) {
-  const mtld_model_config_t *mc = &p->cfg.model;
+  const mtld_model_config_t *mc = &p->cfg->model;
   mtld_pvmetrics_t *m = mtld_trainer_metrics(p->trainer);
   int ns = mtld_pvmetrics_n_scenarios(m);
   mtld_metrics_family(b, name, "gauge", help);

@@ -32,6 +32,8 @@ typedef void (*mtld_sample_sink_fn)(void *ctx, const mtld_sample_t *s);
 
 /* Opens the store (refusing other feature definitions), creates the
  * watermark, the joiner and, when configured, the dead-letter producer.
+ * cfg is borrowed, not copied: it must outlive the pipeline, and only a
+ * reload (then mtld_pipeline_reloaded) may change it.
  * Returns MTLD_OK and *out; on error err says why. */
 mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
                                 size_t errlen);
@@ -76,8 +78,12 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p);
  * MTLD_OK, or an error (the batch is kept: retry later). */
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen);
 
-/* Applies the reloadable keys of a new, already validated config. */
-void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg);
+/* After a reload changed the borrowed config (mtld_config_apply, at a batch
+ * boundary, on the pipeline's thread): re-derives what the pipeline keeps
+ * from it -- the trainer's learning rates and loss weights, the dead-letter
+ * producer (on failure the old one stays, logged).  Everything else is read
+ * from the config where it is used. */
+void mtld_pipeline_reloaded(mtld_pipeline_t *p);
 
 /* Renders every pipeline metric into b (Prometheus text). */
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);

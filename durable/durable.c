@@ -41,7 +41,7 @@ typedef struct {
 } kind_stats_t;
 
 struct mtld_durable {
-  mtld_config_t cfg;
+  const mtld_config_t *cfg; /* borrowed (the daemon's): the worker reads only the dirs */
   mtld_pipeline_t *pipe;
   uint64_t next_id;
   int64_t last_ckpt_mono, last_snap_mono;
@@ -106,7 +106,7 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
                                     errlen);
     if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
     if (st == MTLD_OK)
-      st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
+      st = mtld_checkpoint_commit(d->cfg->checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
     /* keep the buffer for the next checkpoint: its pages are mapped already */
     pthread_mutex_lock(&d->mu);
     if (!d->spare_buf) {
@@ -118,7 +118,8 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
     free(j->meta.offsets);
   } else {
     char path[PATH_MAX];
-    st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path, sizeof(path), err, errlen);
+    st =
+        mtld_snapshot_save(j->snap, d->cfg->snapshot_dir, j->keep, path, sizeof(path), err, errlen);
     /* keep it for the next capture: its buffers are mapped already */
     pthread_mutex_lock(&d->mu);
     if (!d->spare) d->spare = j->snap, j->snap = NULL;
@@ -265,11 +266,7 @@ mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **tr
   if (st != MTLD_OK) return st;
   *found = 1;
   /* the checkpoint's architecture is kept; reloadable settings follow the file */
-  mtld_trainer_set_lr(*trainer, cfg->model.lr, cfg->model.emb.lr);
-  for (int t = 0; t < cfg->model.n_tasks; t++) {
-    int i = mtld_trainer_task_index(*trainer, cfg->model.tasks[t].name);
-    if (i >= 0) mtld_trainer_set_loss_weight(*trainer, i, cfg->model.tasks[t].loss_weight);
-  }
+  mtld_trainer_set_reloadable(*trainer, &cfg->model);
   mtld_log(MTLD_LOG_NOTICE, "restored checkpoint %" PRIu64 " (%s): %s", id, path,
            same ? "the store matches it, nothing to replay"
                 : "the store was replaced by the checkpoint's; replaying from its offsets");
@@ -280,7 +277,7 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
                                mtld_pipeline_t *pipe, char *err, size_t errlen) {
   mtld_durable_t *d = calloc(1, sizeof(*d));
   if (!d) return MTLD_ERR_NOMEM;
-  d->cfg = *cfg;
+  d->cfg = cfg;
   d->pipe = pipe;
   d->next_id = mtld_checkpoint_next_id(cfg->checkpoint_dir);
   d->last_ckpt_mono = d->last_snap_mono = mono_ms();
@@ -309,10 +306,10 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   int64_t t0 = mono_ms();
   job_t j = {.kind = JOB_CHECKPOINT,
              .id = d->next_id++,
-             .keep = d->cfg.checkpoint_keep,
+             .keep = d->cfg->checkpoint_keep,
              .started_mono_ms = t0};
   mtld_status_t st =
-      mtld_checkpoint_begin(d->cfg.checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
+      mtld_checkpoint_begin(d->cfg->checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
   if (st != MTLD_OK) return st;
   char sdir[PATH_MAX + 8];
   snprintf(sdir, sizeof(sdir), "%s/store", j.tmp);
@@ -357,7 +354,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
   if (!t) return MTLD_OK;
   int64_t t0 = mono_ms();
-  const mtld_feature_def_t *fd = &d->cfg.features;
+  const mtld_feature_def_t *fd = &d->cfg->features;
   mtld_snapshot_meta_t meta = {0};
   meta.features.n_half_lives = fd->n_half_lives;
   for (int i = 0; i < fd->n_half_lives && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
@@ -372,13 +369,13 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   meta.features.item_view = fd->item_view;
   meta.created_ms = wall_ms();
   meta.watermark_ms = mtld_pipeline_watermark(d->pipe);
-  meta.join_mode = d->cfg.joiner.mode;
-  meta.negatives_per_positive = d->cfg.joiner.negatives_per_positive;
+  meta.join_mode = d->cfg->joiner.mode;
+  meta.negatives_per_positive = d->cfg->joiner.negatives_per_positive;
   offsets_t o = {0};
   mtld_store_foreach_offset(mtld_pipeline_store(d->pipe), add_offset, &o);
   meta.n_offsets = o.n;
   meta.offsets = o.v;
-  job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
+  job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg->snapshot_keep, .started_mono_ms = t0};
   pthread_mutex_lock(&d->mu);
   j.snap = d->spare;
   d->spare = NULL;
@@ -399,7 +396,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
 void mtld_durable_tick(mtld_durable_t *d) {
   char err[512];
   int64_t now = mono_ms();
-  const mtld_config_t *c = &d->cfg;
+  const mtld_config_t *c = d->cfg;
   int ckpt_due =
       (c->checkpoint_interval_ms > 0 && now - d->last_ckpt_mono >= c->checkpoint_interval_ms) ||
       (c->checkpoint_every_samples > 0 &&
@@ -410,16 +407,6 @@ void mtld_durable_tick(mtld_durable_t *d) {
   if (c->snapshot_interval_ms > 0 && now - d->last_snap_mono >= c->snapshot_interval_ms &&
       !queued(d, JOB_SNAPSHOT) && mtld_durable_snapshot(d, 0, err, sizeof(err)) != MTLD_OK)
     mtld_log_rl(MTLD_LOG_ERR, "snapshot", "snapshot: %s", err);
-}
-
-void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg) {
-  pthread_mutex_lock(&d->mu); /* the worker reads keep counts */
-  d->cfg.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
-  d->cfg.checkpoint_every_samples = cfg->checkpoint_every_samples;
-  d->cfg.checkpoint_keep = cfg->checkpoint_keep;
-  d->cfg.snapshot_interval_ms = cfg->snapshot_interval_ms;
-  d->cfg.snapshot_keep = cfg->snapshot_keep;
-  pthread_mutex_unlock(&d->mu);
 }
 
 void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {

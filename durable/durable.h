@@ -35,7 +35,10 @@ typedef struct mtld_durable mtld_durable_t;
 mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **trainer, int *found,
                                    char *err, size_t errlen);
 
-/* Starts the worker.  The pipeline is borrowed. */
+/* Starts the worker.  cfg and the pipeline are borrowed: both must outlive
+ * the durable worker.  Intervals and keep counts are read from cfg when due
+ * (a reload that changes them needs no call); the worker thread reads only
+ * cfg's checkpoint and snapshot dirs, which a reload never changes. */
 mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
                                mtld_pipeline_t *pipe, char *err, size_t errlen);
 
@@ -49,9 +52,6 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
 
 /* Writes a serving snapshot now.  wait as above. */
 mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size_t errlen);
-
-/* Applies the reloadable intervals and keep counts. */
-void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg);
 
 /* Checkpoint and snapshot metrics (durations, stalls, ages, failures).
  * NULL: nothing (after shutdown). */

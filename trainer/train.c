@@ -137,6 +137,17 @@ int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name) {
   return -1;
 }
 
+mtld_status_t mtld_trainer_set_reloadable(mtld_trainer_t *t, const mtld_model_config_t *cfg) {
+  mtld_status_t st = mtld_trainer_set_lr(t, cfg->lr, cfg->emb.lr);
+  for (int k = 0; k < cfg->n_tasks; k++) {
+    int i = mtld_trainer_task_index(t, cfg->tasks[k].name);
+    if (i < 0) continue;
+    mtld_status_t s = mtld_trainer_set_loss_weight(t, i, cfg->tasks[k].loss_weight);
+    if (st == MTLD_OK) st = s;
+  }
+  return st;
+}
+
 void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n) {
   mtld_model_params(t->model, params, n);
 }

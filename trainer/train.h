@@ -63,6 +63,12 @@ mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr);
 mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w);
 int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name);
 
+/* Sets every reloadable setting from cfg (the daemon's model config, after
+ * start or a reload): both learning rates and, matched by task name, each
+ * task's loss weight; the architecture in cfg is not looked at.  Returns the
+ * first error of the setters (what was valid is set). */
+mtld_status_t mtld_trainer_set_reloadable(mtld_trainer_t *t, const mtld_model_config_t *cfg);
+
 /* The contiguous parameter buffer (dense then embeddings): borrowed, valid
  * until the next observe/flush/destroy. */
 void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n);

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "daemon/log.h"
 #include "features/features.h"
@@ -1281,6 +1282,203 @@ static mtld_status_t syntax_error(const config_t *lc, perr_t *pe) {
   return MTLD_ERR_CONFIG;
 }
 
+/* ------------------------------------------------------ @include guard
+ *
+ * libconfig 1.5 (Debian 12 ships 1.5-0.4) opens an @include with fopen and
+ * hands the stream to its flex scanner.  When reading it then fails -- a
+ * directory, which is also what "", "." or a name cut short by a NUL byte
+ * resolve to, or a file that cannot be read -- flex prints "input in flex
+ * scanner failed" and calls exit(2): a SIGHUP or --check-config would end the
+ * daemon with nothing drained or committed.
+ *
+ * Choice: check every include before libconfig sees the file.
+ * config_set_include_func, which would let us open includes ourselves,
+ * exists only from libconfig 1.7; parsing in a forked child survives the
+ * exit but cannot say which include was bad, and forking a daemon that runs
+ * librdkafka and RocksDB threads to run a parser trades one hazard for
+ * another (and would make a fuzzer crawl).  include_guard() scans a file as
+ * libconfig's scanner does (# and // comments to the end of the line, block
+ * comments, strings with their escapes) and checks each @include it would
+ * open, recursively: the path it opens (include_dir + "/" + name, joined as
+ * libconfig joins them, even for a name that starts with '/'; the name alone
+ * when there is no include dir) must be a regular file that reads whole,
+ * of at most GUARD_MAX_BYTES; the name must hold no NUL byte and no
+ * backslash but the \" and \\ escapes; nesting stops at libconfig's own
+ * depth of 10 and the count of includes at GUARD_MAX_INCLUDES (a file that
+ * includes itself twice is exponential).  The first failure is a config
+ * error "FILE:LINE: @include \"NAME\": PATH: why".  An "@include" the scan
+ * takes that libconfig would not (not at the start of a line) is a syntax
+ * error for libconfig anyway, so checking it too refuses nothing valid.
+ * The top file itself is read here and given to libconfig as a string (a
+ * directory given to -c would hit the same exit).  Left open: an included
+ * file replaced by a directory between this check and libconfig's open (the
+ * config directory is the operator's own). */
+
+#define GUARD_MAX_DEPTH 10 /* libconfig 1.5's MAX_INCLUDE_DEPTH */
+#define GUARD_MAX_INCLUDES 1000
+#define GUARD_MAX_BYTES (16 << 20)
+
+typedef struct {
+  const char *include_dir; /* NULL: names are used as they are (string input) */
+  int includes;            /* checked so far */
+  perr_t *pe;
+} guard_t;
+
+/* Reads a regular file whole into a NUL-terminated buffer (*len bytes
+ * before the NUL).  NULL and *why (static text, or errno's) on failure. */
+static char *read_regular(const char *path, size_t *len, const char **why) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    *why = "is a directory, not a file";
+    return NULL;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    *why = "not a regular file";
+    return NULL;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  size_t cap = (size_t)sb.st_size + 1, n = 0;
+  char *buf = NULL;
+  for (;;) {
+    if (cap > GUARD_MAX_BYTES + 1) cap = GUARD_MAX_BYTES + 1;
+    char *nb = realloc(buf, cap + 1);
+    if (!nb) {
+      *why = "out of memory";
+      break;
+    }
+    buf = nb;
+    n += fread(buf + n, 1, cap - n, f);
+    if (ferror(f)) {
+      *why = strerror(errno ? errno : EIO);
+      break;
+    }
+    if (n > GUARD_MAX_BYTES) {
+      *why = "larger than 16 MiB";
+      break;
+    }
+    if (feof(f)) {
+      fclose(f);
+      buf[n] = '\0';
+      *len = n;
+      return buf;
+    }
+    cap *= 2;
+  }
+  fclose(f);
+  free(buf);
+  return NULL;
+}
+
+/* The include name as text for a message: non-printable bytes as \xNN. */
+static void printable(const char *s, size_t n, char *out, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+      out[o++] = (char)c;
+    else
+      o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+  }
+  out[o] = '\0';
+}
+
+static mtld_status_t guard_text(guard_t *g, const char *text, size_t len, const char *file,
+                                int depth);
+
+/* Checks the include `name` (n bytes, as written between the quotes, escapes
+ * not yet undone) met at file:line, then what it includes. */
+static mtld_status_t guard_include(guard_t *g, const char *file, int line, const char *raw,
+                                   size_t n, int depth) {
+  char shown[512], name[1024], path[2048];
+  printable(raw, n, shown, sizeof(shown));
+  const char *why = NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n && !why; i++) {
+    char c = raw[i];
+    if (c == '\0') {
+      why = "the name holds a NUL byte";
+    } else if (c == '\\') {
+      if (i + 1 < n && (raw[i + 1] == '"' || raw[i + 1] == '\\'))
+        c = raw[++i];
+      else
+        why = "a backslash other than \\\" or \\\\ in the name";
+    }
+    if (o + 1 >= sizeof(name)) why = "the name is too long";
+    if (!why) name[o++] = c;
+  }
+  name[o] = '\0';
+  if (!why && !name[0]) why = "empty name";
+  if (!why && ++g->includes > GUARD_MAX_INCLUDES) why = "more than 1000 includes in all";
+  if (!why && depth >= GUARD_MAX_DEPTH) why = "includes nested more than 10 deep (a cycle?)";
+  if (g->include_dir)
+    snprintf(path, sizeof(path), "%s/%s", g->include_dir, name);
+  else
+    snprintf(path, sizeof(path), "%s", name);
+  char *text = NULL;
+  size_t tlen = 0;
+  if (!why) text = read_regular(path, &tlen, &why);
+  if (!text) {
+    snprintf(g->pe->err, g->pe->errlen, "%s:%d: @include \"%s\": %s: %s", file, line, shown, path,
+             why);
+    return MTLD_ERR_CONFIG;
+  }
+  mtld_status_t st = guard_text(g, text, tlen, path, depth + 1);
+  free(text);
+  return st;
+}
+
+/* Scans text (file's contents) for the includes libconfig's scanner would
+ * open and checks each. */
+static mtld_status_t guard_text(guard_t *g, const char *text, size_t len, const char *file,
+                                int depth) {
+  static const char kw[] = "@include";
+  int line = 1;
+  size_t i = 0;
+  while (i < len) {
+    char c = text[i];
+    if (c == '\n') {
+      line++, i++;
+    } else if (c == '#' || (c == '/' && i + 1 < len && text[i + 1] == '/')) {
+      while (i < len && text[i] != '\n') i++; /* to the end of the line */
+    } else if (c == '/' && i + 1 < len && text[i + 1] == '*') {
+      for (i += 2; i < len && !(text[i] == '*' && i + 1 < len && text[i + 1] == '/'); i++)
+        line += text[i] == '\n';
+      i += 2;
+    } else if (c == '"') {
+      for (i++; i < len && text[i] != '"'; i++) {
+        if (text[i] == '\\' && i + 1 < len) i++;
+        line += text[i] == '\n';
+      }
+      i++;
+    } else if (c == '@' && len - i >= sizeof(kw) - 1 && memcmp(text + i, kw, sizeof(kw) - 1) == 0) {
+      int at = line;
+      i += sizeof(kw) - 1;
+      while (i < len && (text[i] == ' ' || text[i] == '\t')) i++;
+      if (i >= len || text[i] != '"') continue; /* not an include: a syntax error */
+      size_t start = ++i;
+      for (; i < len && text[i] != '"'; i++) {
+        if (text[i] == '\\' && i + 1 < len) i++;
+        line += text[i] == '\n';
+      }
+      if (i >= len) break; /* unterminated: libconfig opens nothing */
+      mtld_status_t st = guard_include(g, file, at, text + start, i - start, depth);
+      if (st != MTLD_OK) return st;
+      i++;
+    } else {
+      i++;
+    }
+  }
+  return MTLD_OK;
+}
+
 mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, size_t errlen) {
   char dir[1024];
   snprintf(dir, sizeof(dir), "%s", path);
@@ -1290,37 +1488,35 @@ mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, 
   else
     snprintf(dir, sizeof(dir), ".");
   perr_t pe = {path, dir, err, errlen};
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+  const char *why = NULL;
+  size_t len = 0;
+  char *text = read_regular(path, &len, &why);
+  if (!text) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, why);
     return MTLD_ERR_CONFIG;
   }
-  fclose(f);
-  config_t lc;
-  config_init(&lc);
-  config_set_include_dir(&lc, dir);
-  mtld_status_t st;
-  if (!config_read_file(&lc, path)) {
-    if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
-      snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-      st = MTLD_ERR_CONFIG;
-    } else {
-      st = syntax_error(&lc, &pe);
-    }
-  } else {
-    st = load_tree(cfg, &lc, path, &pe);
+  guard_t g = {dir, 0, &pe};
+  mtld_status_t st = guard_text(&g, text, len, path, 0);
+  if (st == MTLD_OK) {
+    config_t lc;
+    config_init(&lc);
+    config_set_include_dir(&lc, dir);
+    st = config_read_string(&lc, text) ? load_tree(cfg, &lc, path, &pe) : syntax_error(&lc, &pe);
+    config_destroy(&lc);
   }
-  config_destroy(&lc);
+  free(text);
   return st;
 }
 
 mtld_status_t mtld_config_load_string(mtld_config_t *cfg, const char *text, const char *name,
                                       char *err, size_t errlen) {
   perr_t pe = {name, NULL, err, errlen};
+  guard_t g = {NULL, 0, &pe};
+  mtld_status_t st = guard_text(&g, text, strlen(text), name, 0);
+  if (st != MTLD_OK) return st;
   config_t lc;
   config_init(&lc);
-  mtld_status_t st =
-      config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe) : syntax_error(&lc, &pe);
+  st = config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe) : syntax_error(&lc, &pe);
   config_destroy(&lc);
   return st;
 }

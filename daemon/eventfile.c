@@ -18,10 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
+
 /* Sanity cap on one record: a larger length is taken for corruption. */
 #define MTLD_EVENTFILE_MAX_RECORD ((size_t)64 << 20)
 #define MTLD_EVENTFILE_CHUNK ((size_t)64 << 10)
-#define MTLD_VARINT_MAX 10
 
 struct mtld_eventfile {
   int fd;
@@ -266,12 +267,7 @@ mtld_status_t mtld_eventfile_write(FILE *out, mtld_format_t fmt, const void *buf
   if (fmt == MTLD_FMT_PROTOBUF) {
     if (len > MTLD_EVENTFILE_MAX_RECORD) return MTLD_ERR_INVALID; /* readers would refuse it */
     uint8_t hdr[MTLD_VARINT_MAX];
-    size_t n = 0;
-    uint64_t v = len;
-    do {
-      hdr[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-      v >>= 7;
-    } while (v);
+    size_t n = mtld_put_uvarint(hdr, len);
     if (fwrite(hdr, 1, n, out) != n) return MTLD_ERR_IO;
     if (len && fwrite(buf, 1, len, out) != len) return MTLD_ERR_IO;
     return MTLD_OK;

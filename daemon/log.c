@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 #define RL_KEYS 64
 #define RL_KEY_MAX 64 /* bytes kept per key, including the NUL */
 #define RL_BURST 5
@@ -88,9 +90,7 @@ void mtld_log_set_clock(long long (*now_ns)(void)) {
 }
 
 static long long monotonic_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  return (long long)mtld_mono_ns();
 }
 
 static void write_all(const char *buf, size_t len) {

@@ -28,6 +28,7 @@
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
+#include "common/clock.h"
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_STATE = 2, EXIT_SOURCE = 3, EXIT_RUNTIME = 4 };
 
@@ -77,12 +78,6 @@ static void install_signals(void) {
   sigaction(SIGALRM, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void usage(FILE *out) {
@@ -188,7 +183,7 @@ static void publish(daemon_t *d, int healthy, const char *why) {
                       (double)mtld_metrics_rss_bytes());
   mtld_metrics_family(&d->mbuf, "mtld_uptime_seconds", "gauge", "Seconds since start.");
   mtld_metrics_sample(&d->mbuf, "mtld_uptime_seconds", NULL,
-                      (double)(mono_ms() - d->started_mono_ms) / 1000.0);
+                      (double)(mtld_mono_ms() - d->started_mono_ms) / 1000.0);
   mtld_metrics_publish(d->metrics, &d->mbuf);
   mtld_metrics_set_health(d->metrics, healthy, why);
 }
@@ -196,7 +191,7 @@ static void publish(daemon_t *d, int healthy, const char *why) {
 static void status(daemon_t *d) {
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
-  int64_t now = mono_ms();
+  int64_t now = mtld_mono_ms();
   double secs = (double)(now - d->last_status_ms) / 1000.0;
   double rate = secs > 0 ? (double)(s.records - d->last_status_records) / secs : 0;
   d->last_status_ms = now;
@@ -216,7 +211,7 @@ static int run(daemon_t *d) {
   char err[1024];
   mtld_record_t recs[512];
   int rc = EXIT_OK;
-  int64_t last_publish = 0, last_report = mono_ms();
+  int64_t last_publish = 0, last_report = mtld_mono_ms();
   int file_ended = 0;
   int commit_failing_since = 0;
   mtld_notify_ready();
@@ -243,13 +238,13 @@ static int run(daemon_t *d) {
     if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
       if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
         mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
-        if (!commit_failing_since) commit_failing_since = (int)(mono_ms() / 1000);
+        if (!commit_failing_since) commit_failing_since = (int)(mtld_mono_ms() / 1000);
       } else {
         commit_failing_since = 0;
         mtld_durable_tick(d->durable);
       }
     }
-    int64_t now = mono_ms();
+    int64_t now = mtld_mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
       publish(d, !commit_failing_since && mtld_source_connected(d->src),
@@ -270,10 +265,10 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   char err[512];
   mtld_notify_stopping();
   mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
-  int64_t deadline = mono_ms() + d->cfg.shutdown_timeout_ms;
+  int64_t deadline = mtld_mono_ms() + d->cfg.shutdown_timeout_ms;
   while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
-    if (mono_ms() > deadline) {
+    if (mtld_mono_ms() > deadline) {
       mtld_log(MTLD_LOG_ERR, "shutdown bound exceeded; uncommitted records will be replayed");
       rc = EXIT_RUNTIME;
       break;
@@ -348,7 +343,7 @@ int main(int argc, char **argv) {
   mtld_log_set_level(mtld_log_level_parse(d.cfg.log_level));
   set_shutdown_bound(d.cfg.shutdown_timeout_ms);
   install_signals();
-  d.started_mono_ms = d.last_status_ms = mono_ms();
+  d.started_mono_ms = d.last_status_ms = mtld_mono_ms();
   mtld_metrics_buf_init(&d.mbuf);
 
   mtld_trainer_t *restored = NULL;

@@ -8,6 +8,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/clock.h"
+
 static int watchdog_known;
 static uint64_t watchdog_usec;
 
@@ -24,9 +26,7 @@ int mtld_notify_ready(void) {
 }
 
 int mtld_notify_reloading(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t usec = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+  uint64_t usec = (uint64_t)mtld_mono_ns() / 1000u;
   return sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, usec);
 }
 

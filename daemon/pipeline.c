@@ -21,6 +21,8 @@
 #include "features/store.h"
 #include "features/watermark.h"
 #include "trainer/train.h"
+#include "common/bytes.h"
+#include "common/clock.h"
 
 #define MAX_PARTS 1024
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
@@ -76,12 +78,6 @@ struct mtld_pipeline {
   uint64_t commit_count;
   uint64_t samples_by_kind[3];
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static part_t *part_get(mtld_pipeline_t *p, const char *topic, int32_t partition, int create) {
   if (p->last_part < p->n_parts) {
@@ -235,7 +231,7 @@ mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t 
     fwrite(MTLD_SAMPLE_DUMP_MAGIC, 1, 8, p->dump);
     fwrite(hdr, sizeof(hdr), 1, p->dump);
   }
-  p->batch_start_mono_ms = mono_ms();
+  p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
   p->seen_expired = INT64_MIN;
   *out = p;
@@ -328,11 +324,8 @@ static int32_t joiner_partition(const mtld_pipeline_t *p, const mtld_record_t *r
 #define SEEN_EXPIRE_STEP_MS 3600000 /* delete in steps of an hour of event time */
 
 static void seen_key(uint8_t k[SEEN_KEY_LEN], int64_t time_ms, uint64_t event_id) {
-  uint64_t t = (uint64_t)time_ms ^ (UINT64_C(1) << 63);
-  for (int i = 0; i < 8; i++) {
-    k[i] = (uint8_t)(t >> (56 - 8 * i));
-    k[8 + i] = (uint8_t)(event_id >> (56 - 8 * i));
-  }
+  mtld_put_be64(k, (uint64_t)time_ms ^ (UINT64_C(1) << 63));
+  mtld_put_be64(k + 8, event_id);
 }
 
 static void seen_expire(mtld_pipeline_t *p) {
@@ -353,7 +346,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
-  if (p->batch_records == 0) p->batch_start_mono_ms = mono_ms();
+  if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
   p->records++;
   p->batch_records++;
   part_t *pt = part_get(p, rec->topic, rec->partition, 1);
@@ -421,7 +414,7 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
    * end): samples are due for release */
   if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
   if ((int64_t)p->batch_records >= p->cfg->batch_max_events) return 1;
-  return mono_ms() - p->batch_start_mono_ms >= p->cfg->batch_max_ms;
+  return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg->batch_max_ms;
 }
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {

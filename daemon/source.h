@@ -32,20 +32,29 @@ typedef struct {
   int eof;
 } mtld_record_t;
 
+/* The four hooks; any may be NULL.  Order for a Kafka rebalance: on an
+ * assignment, resume for every partition (where to start), the assignment,
+ * then resume again and assigned for every partition; on a revocation,
+ * revoke_begin once, then revoke_partition for every partition, before the
+ * partitions go (there is no end call).  After lost partitions the Kafka
+ * source calls resume again for the partitions it still owns, to rewind
+ * them.  A file source calls resume and assigned once, when it is created,
+ * and never revokes. */
 typedef struct {
-  /* Next offset to read for a newly assigned partition: MTLD_OK and *next, or
-   * MTLD_ERR_NOTFOUND to start from Kafka's committed offset (or
-   * auto.offset.reset).  *max_time_ms is the partition's stored max event time
-   * (INT64_MIN if none). */
+  /* Where (topic, partition) resumes: MTLD_OK and *next (the offset of the
+   * next record to read), or MTLD_ERR_NOTFOUND to start from Kafka's
+   * committed offset (or auto.offset.reset).  *max_time_ms is the
+   * partition's stored max event time (INT64_MIN if none). */
   mtld_status_t (*resume)(void *ctx, const char *topic, int32_t partition, int64_t *next,
                           int64_t *max_time_ms);
-  /* Partitions are about to be revoked (lost = 0) or were lost (lost = 1: the
-   * staged batch must be dropped, not committed).  Called once per
-   * rebalance event, before the partitions go, with each partition named in
-   * turn by `gone` (called n times, then `done`). */
+  /* A revocation starts: the partitions are about to be revoked (lost = 0:
+   * make the batch durable now) or were lost (lost = 1: another member may
+   * own them already, the staged batch must be dropped, not committed). */
   void (*revoke_begin)(void *ctx, int lost);
+  /* One partition of the revocation that revoke_begin started. */
   void (*revoke_partition)(void *ctx, const char *topic, int32_t partition);
-  /* Called after an assignment took effect for (topic, partition). */
+  /* An assignment of (topic, partition) took effect; max_time_ms as resume
+   * gave it. */
   void (*assigned)(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms);
   void *ctx;
 } mtld_source_hooks_t;

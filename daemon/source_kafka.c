@@ -21,7 +21,6 @@ typedef struct {
   rd_kafka_message_t **held; /* messages handed out by the last poll */
   int n_held, cap_held;
   int connected;
-  int closing;
   int64_t fresh_offset; /* where a partition the store never saw starts */
 } kafka_source_t;
 
@@ -222,7 +221,6 @@ static int kafka_connected(const mtld_source_t *src) {
 static void kafka_close(mtld_source_t *src) {
   kafka_source_t *ks = (kafka_source_t *)src;
   release_held(ks);
-  ks->closing = 1;
   rd_kafka_consumer_close(ks->rk); /* runs the revoke hook: the pipeline commits first */
   rd_kafka_destroy(ks->rk);
   free(ks->held);

@@ -1,15 +1,14 @@
 /* checkpoint.c - checkpoint directories: begin, commit, find the newest valid
- * one, restore (see checkpoint.h).  Plain POSIX file operations: this file
- * knows the layout, not RocksDB (the store writes store/ itself). */
+ * one, restore (see checkpoint.h).  This file knows the checkpoint's layout;
+ * what is inside store/ is the store's business (features/store.h writes,
+ * recognises and restores it). */
 #define _GNU_SOURCE
 #include "durable/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,101 +18,24 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/fs.h"
+#include "features/store.h"
+
 #define PREFIX "checkpoint-"
 #define TMP_SUFFIX ".tmp"
 #define META_MAX ((size_t)16 << 20)
-#define MAX_DIR_LEN (PATH_MAX - 128) /* room for the names appended below */
-
-#define CHECK_DIR_LEN(d)                                                                           \
-  do {                                                                                             \
-    if (strlen(d) > MAX_DIR_LEN) {                                                                 \
-      snprintf(err, errlen, "path too long: %.64s...", (d));                                       \
-      return MTLD_ERR_INVALID;                                                                     \
-    }                                                                                              \
-  } while (0)
-
-/* snprintf for paths: the callers checked the directory name's length up
- * front (MAX_DIR_LEN), so a truncation cannot happen; it is reported anyway. */
-__attribute__((format(printf, 3, 4))) static int pathf(char *buf, size_t len, const char *fmt,
-                                                       ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-  return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-/* ---- small file helpers ---------------------------------------------------- */
-
-int mtld_fsync_dir(const char *path) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)ftw;
-  return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-int mtld_rmtree(const char *path) {
-  struct stat sb;
-  if (lstat(path, &sb) != 0) return errno == ENOENT ? 0 : -1;
-  if (!S_ISDIR(sb.st_mode)) return unlink(path);
-  return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int fsync_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)ftw;
-  if (flag != FTW_F && flag != FTW_D && flag != FTW_DP) return 0;
-  if (flag == FTW_F && !S_ISREG(sb->st_mode)) return 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
-/* fsyncs every regular file and directory under path (directories after
- * their contents). */
-static int fsync_tree(const char *path) {
-  return nftw(path, fsync_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int exists(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 mtld_status_t mtld_checkpoint_write_file(const char *dir, const char *name, const void *buf,
                                          size_t len, char *err, size_t errlen) {
-  CHECK_DIR_LEN(dir);
+  MTLD_CHECK_DIR_LEN(dir);
   char path[PATH_MAX], tmp[PATH_MAX];
-  pathf(path, sizeof path, "%s/%s", dir, name);
-  pathf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+  mtld_pathf(path, sizeof path, "%s/%s", dir, name);
+  mtld_pathf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
     return MTLD_ERR_IO;
   }
-  int bad = write_all(fd, buf, len) != 0 || fsync(fd) != 0;
+  int bad = mtld_write_all(fd, buf, len) != 0 || fsync(fd) != 0;
   int e = errno;
   if (close(fd) != 0 && !bad) bad = 1, e = errno;
   if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
@@ -124,34 +46,6 @@ mtld_status_t mtld_checkpoint_write_file(const char *dir, const char *name, cons
     return MTLD_ERR_IO;
   }
   return MTLD_OK;
-}
-
-mtld_status_t mtld_checkpoint_write_trainer(const char *dir, const mtld_trainer_t *t, char *err,
-                                            size_t errlen) {
-  CHECK_DIR_LEN(dir);
-  char path[PATH_MAX], tmp[PATH_MAX];
-  pathf(path, sizeof path, "%s/trainer.bin", dir);
-  pathf(tmp, sizeof tmp, "%s/.trainer.bin.tmp", dir);
-  FILE *f = fopen(tmp, "wbe");
-  if (!f) {
-    snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    return MTLD_ERR_IO;
-  }
-  mtld_status_t st = mtld_trainer_save(t, f, err, errlen);
-  if (st == MTLD_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (fclose(f) != 0 && st == MTLD_OK) {
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (st == MTLD_OK && (rename(tmp, path) != 0 || mtld_fsync_dir(dir) != 0)) {
-    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    st = MTLD_ERR_IO;
-  }
-  if (st != MTLD_OK) unlink(tmp);
-  return st;
 }
 
 /* ---- meta ----------------------------------------------------------------- */
@@ -275,10 +169,10 @@ static mtld_status_t slurp(const char *path, size_t max, char **out, size_t *len
 
 mtld_status_t mtld_checkpoint_read_meta(const char *ckpt_dir, mtld_checkpoint_meta_t *out,
                                         char *err, size_t errlen) {
-  CHECK_DIR_LEN(ckpt_dir);
+  MTLD_CHECK_DIR_LEN(ckpt_dir);
   memset(out, 0, sizeof(*out));
   char path[PATH_MAX];
-  pathf(path, sizeof path, "%s/meta", ckpt_dir);
+  mtld_pathf(path, sizeof path, "%s/meta", ckpt_dir);
   char *buf;
   size_t len;
   mtld_status_t st = slurp(path, META_MAX, &buf, &len, err, errlen);
@@ -424,21 +318,9 @@ uint64_t mtld_checkpoint_next_id(const char *root) {
 
 /* ---- begin / commit ------------------------------------------------------- */
 
-int mtld_mkdir_p(const char *path) {
-  char tmp[PATH_MAX];
-  pathf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 mtld_status_t mtld_checkpoint_begin(const char *root, uint64_t id, char *tmp_path, size_t pathlen,
                                     char *err, size_t errlen) {
-  CHECK_DIR_LEN(root);
+  MTLD_CHECK_DIR_LEN(root);
   char final[PATH_MAX], tmp[PATH_MAX];
   if (id == 0) {
     snprintf(err, errlen, "checkpoint: id must be > 0");
@@ -450,7 +332,7 @@ mtld_status_t mtld_checkpoint_begin(const char *root, uint64_t id, char *tmp_pat
   }
   entry_path(final, sizeof final, root, id, 0);
   entry_path(tmp, sizeof tmp, root, id, 1);
-  if (exists(final)) {
+  if (mtld_exists(final)) {
     snprintf(err, errlen, "checkpoint %s already exists (ids must grow)", final);
     return MTLD_ERR_INVALID;
   }
@@ -480,23 +362,28 @@ static void prune(const char *root, int keep) {
 
 mtld_status_t mtld_checkpoint_commit(const char *root, uint64_t id, int keep, char *path_out,
                                      size_t pathlen, char *err, size_t errlen) {
-  CHECK_DIR_LEN(root);
+  MTLD_CHECK_DIR_LEN(root);
   char final[PATH_MAX], tmp[PATH_MAX], part[PATH_MAX];
   entry_path(final, sizeof final, root, id, 0);
   entry_path(tmp, sizeof tmp, root, id, 1);
-  static const char *const parts[3] = {"store/CURRENT", "trainer.bin", "meta"};
-  for (int i = 0; i < 3; i++) {
-    pathf(part, sizeof part, "%s/%s", tmp, parts[i]);
-    if (!exists(part)) {
+  mtld_pathf(part, sizeof part, "%s/store", tmp);
+  if (!mtld_store_dir_present(part)) {
+    snprintf(err, errlen, "checkpoint commit: the store in %s is missing", part);
+    return MTLD_ERR_INVALID;
+  }
+  static const char *const parts[2] = {"trainer.bin", "meta"};
+  for (int i = 0; i < 2; i++) {
+    mtld_pathf(part, sizeof part, "%s/%s", tmp, parts[i]);
+    if (!mtld_exists(part)) {
       snprintf(err, errlen, "checkpoint commit: %s is missing", part);
       return MTLD_ERR_INVALID;
     }
   }
-  if (exists(final)) {
+  if (mtld_exists(final)) {
     snprintf(err, errlen, "checkpoint %s already exists", final);
     return MTLD_ERR_INVALID;
   }
-  if (fsync_tree(tmp) != 0) {
+  if (mtld_fsync_tree(tmp) != 0) {
     snprintf(err, errlen, "checkpoint commit: fsync %s: %s", tmp, strerror(errno));
     return MTLD_ERR_IO;
   }
@@ -566,14 +453,14 @@ static int trainer_file_ok(const char *path, char *why, size_t whylen) {
 
 static int checkpoint_ok(const char *dir, uint64_t id, char *why, size_t whylen) {
   char p[PATH_MAX];
-  pathf(p, sizeof p, "%s/COMPLETE", dir);
-  if (!exists(p)) {
+  mtld_pathf(p, sizeof p, "%s/COMPLETE", dir);
+  if (!mtld_exists(p)) {
     snprintf(why, whylen, "no COMPLETE marker (interrupted write)");
     return 0;
   }
-  pathf(p, sizeof p, "%s/store/CURRENT", dir);
-  if (!exists(p)) {
-    snprintf(why, whylen, "store/CURRENT is missing");
+  mtld_pathf(p, sizeof p, "%s/store", dir);
+  if (!mtld_store_dir_present(p)) {
+    snprintf(why, whylen, "the store in store/ is missing");
     return 0;
   }
   mtld_checkpoint_meta_t m;
@@ -584,14 +471,14 @@ static int checkpoint_ok(const char *dir, uint64_t id, char *why, size_t whylen)
     snprintf(why, whylen, "meta says id %" PRIu64 ", directory %" PRIu64, mid, id);
     return 0;
   }
-  pathf(p, sizeof p, "%s/trainer.bin", dir);
+  mtld_pathf(p, sizeof p, "%s/trainer.bin", dir);
   return trainer_file_ok(p, why, whylen);
 }
 
 mtld_status_t mtld_checkpoint_latest(const char *root, uint64_t *id, char *path, size_t pathlen,
                                      mtld_checkpoint_skip_fn skip, void *ctx, char *err,
                                      size_t errlen) {
-  CHECK_DIR_LEN(root);
+  MTLD_CHECK_DIR_LEN(root);
   entry_t *e;
   size_t n;
   if (list_entries(root, &e, &n) != 0) {
@@ -621,74 +508,14 @@ mtld_status_t mtld_checkpoint_latest(const char *root, uint64_t *id, char *path,
 
 /* ---- restore -------------------------------------------------------------- */
 
-static int copy_file(const char *src, const char *dst) {
-  int in = open(src, O_RDONLY | O_CLOEXEC);
-  if (in < 0) return -1;
-  int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0) {
-    close(in);
-    return -1;
-  }
-  char buf[1 << 16];
-  int rc = 0;
-  for (;;) {
-    ssize_t r = read(in, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      rc = r < 0 ? -1 : 0;
-      break;
-    }
-    if (write_all(out, buf, (size_t)r) != 0) {
-      rc = -1;
-      break;
-    }
-  }
-  if (rc == 0) rc = fsync(out);
-  close(in);
-  if (close(out) != 0) rc = -1;
-  return rc;
-}
-
-static int has_suffix(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
-
-/* Copies the tree src into the new directory dst; *.sst files are
- * hard-linked when the filesystem allows it. */
-static int copy_tree(const char *src, const char *dst) {
-  if (mkdir(dst, 0755) != 0) return -1;
-  DIR *d = opendir(src);
-  if (!d) return -1;
-  struct dirent *de;
-  int rc = 0;
-  char s[PATH_MAX], t[PATH_MAX];
-  while (rc == 0 && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    pathf(s, sizeof s, "%s/%s", src, de->d_name);
-    pathf(t, sizeof t, "%s/%s", dst, de->d_name);
-    struct stat sb;
-    if (lstat(s, &sb) != 0) {
-      rc = -1;
-    } else if (S_ISDIR(sb.st_mode)) {
-      rc = copy_tree(s, t);
-    } else if (S_ISREG(sb.st_mode)) {
-      if (!has_suffix(de->d_name, ".sst") || link(s, t) != 0) rc = copy_file(s, t);
-    }
-  }
-  closedir(d);
-  if (rc == 0) rc = mtld_fsync_dir(dst);
-  return rc;
-}
-
 mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_path,
                                       mtld_trainer_t **trainer, mtld_checkpoint_meta_t *meta_out,
                                       char *err, size_t errlen) {
   *trainer = NULL;
-  CHECK_DIR_LEN(ckpt_dir);
-  if (store_path) CHECK_DIR_LEN(store_path);
+  MTLD_CHECK_DIR_LEN(ckpt_dir);
+  if (store_path) MTLD_CHECK_DIR_LEN(store_path);
   char p[PATH_MAX];
-  pathf(p, sizeof p, "%s/trainer.bin", ckpt_dir);
+  mtld_pathf(p, sizeof p, "%s/trainer.bin", ckpt_dir);
   FILE *f = fopen(p, "rbe");
   if (!f) {
     snprintf(err, errlen, "cannot open %s: %s", p, strerror(errno));
@@ -704,36 +531,14 @@ mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_pa
     return st;
   }
   if (store_path) {
-    char src[PATH_MAX], stage[PATH_MAX], old[PATH_MAX], parent[PATH_MAX];
-    pathf(src, sizeof src, "%s/store", ckpt_dir);
-    pathf(stage, sizeof stage, "%s.restore.tmp", store_path);
-    pathf(old, sizeof old, "%s.old", store_path);
-    pathf(parent, sizeof parent, "%s", store_path);
-    const char *pdir = dirname(parent);
-    const char *what = NULL;
-    if (mtld_rmtree(stage) != 0 || mtld_rmtree(old) != 0)
-      what = "cannot clear leftovers of an earlier restore";
-    else if (copy_tree(src, stage) != 0)
-      what = "cannot copy the checkpoint's store";
-    else if (exists(store_path) && rename(store_path, old) != 0)
-      what = "cannot move the live store aside";
-    else if (rename(stage, store_path) != 0) {
-      what = "cannot move the restored store into place";
-      int e = errno;
-      rename(old, store_path); /* put the live one back */
-      errno = e;
-    } else if (mtld_fsync_dir(pdir) != 0)
-      what = "cannot fsync the store's parent directory";
-    if (what) {
-      snprintf(err, errlen, "restore %s into %s: %s: %s", ckpt_dir, store_path, what,
-               strerror(errno));
-      mtld_rmtree(stage);
+    char src[PATH_MAX], why[512];
+    mtld_pathf(src, sizeof src, "%s/store", ckpt_dir);
+    if ((st = mtld_store_restore_dir(src, store_path, why, sizeof why)) != MTLD_OK) {
+      snprintf(err, errlen, "restore %s into %s: %s", ckpt_dir, store_path, why);
       mtld_trainer_destroy(t);
       mtld_checkpoint_meta_free(&meta);
-      return MTLD_ERR_IO;
+      return st;
     }
-    mtld_rmtree(old);
-    mtld_fsync_dir(pdir);
   }
   *trainer = t;
   if (meta_out) *meta_out = meta;

@@ -5,8 +5,8 @@
  *
  * Layout under the checkpoint root (checkpoint.dir):
  *   checkpoint-<id>/          id: decimal, zero-padded to 10 digits
- *     store/                  RocksDB checkpoint (mtld_store_checkpoint):
- *                             features, pending joins, offsets (meta CF)
+ *     store/                  the feature store's copy (mtld_store_checkpoint):
+ *                             features, pending joins, offsets
  *     trainer.bin             mtld_trainer_save (magic, version, XXH64 trailer)
  *     meta                    text: id, created, watermark, offsets, XXH64
  *     COMPLETE                written last, after every file and directory
@@ -39,7 +39,8 @@
  *
  * Recovery rule (daemon start):
  *   a. mtld_checkpoint_latest(root): the newest checkpoint that is COMPLETE
- *      and validates (meta checksum, trainer.bin checksum, store/CURRENT); a
+ *      and validates (meta checksum, trainer.bin checksum, a store in store/
+ *      as mtld_store_dir_present sees it); a
  *      broken newer one is reported through the skip callback and passed over.
  *   b. None found: start from scratch (empty store, new trainer).  To make
  *      (c) always possible, a new daemon writes checkpoint 1 (the empty cut)
@@ -64,18 +65,10 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "features/store.h"
 #include "trainer/train.h"
 
 #define MTLD_CHECKPOINT_META_VERSION 1
-#define MTLD_TOPIC_MAX 256
-
-/* What a source had consumed at a cut. */
-typedef struct {
-  char topic[MTLD_TOPIC_MAX]; /* Kafka topic (or the replayed file's name) */
-  int32_t partition;
-  int64_t next_offset; /* offset of the next record to read */
-  int64_t max_time_ms; /* newest event time seen on it */
-} mtld_source_offset_t;
 
 typedef struct {
   uint64_t id;
@@ -101,11 +94,6 @@ uint64_t mtld_checkpoint_next_id(const char *root);
 mtld_status_t mtld_checkpoint_write_file(const char *dir, const char *name, const void *buf,
                                          size_t len, char *err, size_t errlen);
 
-/* Writes trainer.bin with mtld_trainer_save (the slow path: holds the
- * trainer during the write; prefer save_mem + write_file). */
-mtld_status_t mtld_checkpoint_write_trainer(const char *dir, const mtld_trainer_t *t, char *err,
-                                            size_t errlen);
-
 /* Writes dir/meta in the format above. */
 mtld_status_t mtld_checkpoint_write_meta(const char *dir, const mtld_checkpoint_meta_t *meta,
                                          char *err, size_t errlen);
@@ -117,9 +105,9 @@ mtld_status_t mtld_checkpoint_read_meta(const char *ckpt_dir, mtld_checkpoint_me
                                         char *err, size_t errlen);
 void mtld_checkpoint_meta_free(mtld_checkpoint_meta_t *m);
 
-/* Seals checkpoint-<id>.tmp: checks it holds store/CURRENT, trainer.bin and
- * meta, fsyncs every file and directory in it, writes COMPLETE (fsynced),
- * renames it to checkpoint-<id>, fsyncs root; then deletes every complete
+/* Seals checkpoint-<id>.tmp: checks it holds a store in store/
+ * (mtld_store_dir_present), trainer.bin and meta, fsyncs every file and directory in it, writes
+ * COMPLETE (fsynced), renames it to checkpoint-<id>, fsyncs root; then deletes every complete
  * checkpoint older than the newest `keep` (keep >= 1) and every stale .tmp
  * directory.  path_out (may be NULL) gets the final path.  MTLD_OK, or
  * MTLD_ERR_INVALID (missing parts) / MTLD_ERR_IO with err set; a failure
@@ -132,8 +120,8 @@ mtld_status_t mtld_checkpoint_commit(const char *root, uint64_t id, int keep, ch
 typedef void (*mtld_checkpoint_skip_fn)(void *ctx, const char *path, const char *reason);
 
 /* Finds the newest usable checkpoint: COMPLETE present, meta valid with the
- * directory's id, trainer.bin's magic and XXH64 trailer valid, store/CURRENT
- * present.  Broken ones are reported to skip (may be NULL) and passed over.
+ * directory's id, trainer.bin's magic and XXH64 trailer valid, a store in
+ * store/ (mtld_store_dir_present).  Broken ones are reported to skip (may be NULL) and passed over.
  * MTLD_OK with *id and path; MTLD_ERR_NOTFOUND when none (or no root);
  * MTLD_ERR_IO when root cannot be listed. */
 mtld_status_t mtld_checkpoint_latest(const char *root, uint64_t *id, char *path, size_t pathlen,
@@ -143,23 +131,12 @@ mtld_status_t mtld_checkpoint_latest(const char *root, uint64_t *id, char *path,
 /* Loads the checkpoint at ckpt_dir: its trainer (*trainer, caller destroys)
  * and, when meta_out is non-NULL, its meta.  Then, when store_path is
  * non-NULL, replaces the live store directory at store_path with a copy of
- * ckpt_dir/store: SST files are hard-linked when possible (they are
- * immutable), everything else is copied, into store_path.restore.tmp,
- * fsynced; the live directory is renamed to store_path.old, the copy renamed
- * into place, the parent fsynced, and the old one deleted.  The store must
- * be closed.  Nothing is changed when the trainer or meta fail to load.
+ * ckpt_dir/store (mtld_store_restore_dir: copied aside, then renamed into
+ * place; a failure leaves the live store as it was).  The store must be
+ * closed.  Nothing is changed when the trainer or meta fail to load.
  * MTLD_OK, or an error of loading (MTLD_ERR_CORRUPT...) or MTLD_ERR_IO. */
 mtld_status_t mtld_checkpoint_restore(const char *ckpt_dir, const char *store_path,
                                       mtld_trainer_t **trainer, mtld_checkpoint_meta_t *meta_out,
                                       char *err, size_t errlen);
-
-/* Removes a directory tree (temp dirs, pruned checkpoints).  0 or -1. */
-int mtld_rmtree(const char *path);
-
-/* Creates a directory and its missing parents (mode 0755).  0 or -1 (errno). */
-int mtld_mkdir_p(const char *path);
-
-/* fsyncs a directory (after a rename or create in it).  0 or -1. */
-int mtld_fsync_dir(const char *path);
 
 #endif

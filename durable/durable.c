@@ -16,6 +16,8 @@
 #include "features/store.h"
 #include "durable/checkpoint.h"
 #include "durable/snapshot.h"
+#include "common/fs.h"
+#include "common/clock.h"
 
 enum { JOB_CHECKPOINT = 1, JOB_SNAPSHOT = 2 };
 #define QUEUE 4
@@ -59,18 +61,6 @@ struct mtld_durable {
   void *spare_buf;        /* a written checkpoint's trainer state, recycled likewise */
   size_t spare_cap;
 };
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- offsets of the cut ------------------------------------------------- */
 
@@ -132,11 +122,11 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
 
 static void finish_job(mtld_durable_t *d, const job_t *j, mtld_status_t st, const char *err) {
   kind_stats_t *ks = &d->stats[j->kind];
-  double secs = (double)(mono_ms() - j->started_mono_ms) / 1000.0;
+  double secs = (double)(mtld_mono_ms() - j->started_mono_ms) / 1000.0;
   if (st == MTLD_OK) {
     ks->done++;
     ks->last_seconds = secs;
-    ks->last_done_wall_ms = wall_ms();
+    ks->last_done_wall_ms = mtld_wall_ms();
     if (j->kind == JOB_CHECKPOINT)
       mtld_log(MTLD_LOG_INFO, "checkpoint %" PRIu64 " complete (%.3f s)", j->id, secs);
   } else {
@@ -280,7 +270,7 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
   d->cfg = cfg;
   d->pipe = pipe;
   d->next_id = mtld_checkpoint_next_id(cfg->checkpoint_dir);
-  d->last_ckpt_mono = d->last_snap_mono = mono_ms();
+  d->last_ckpt_mono = d->last_snap_mono = mtld_mono_ms();
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cv, NULL);
   if (pthread_create(&d->thread, NULL, worker, d) != 0) {
@@ -303,7 +293,7 @@ static uint64_t samples_seen(mtld_durable_t *d) {
 mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, size_t errlen) {
   mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
   if (!t) return MTLD_OK; /* no model: the store alone is the state */
-  int64_t t0 = mono_ms();
+  int64_t t0 = mtld_mono_ms();
   job_t j = {.kind = JOB_CHECKPOINT,
              .id = d->next_id++,
              .keep = d->cfg->checkpoint_keep,
@@ -330,16 +320,16 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
     return st;
   }
   j.meta = (mtld_checkpoint_meta_t){.id = j.id,
-                                    .created_ms = wall_ms(),
+                                    .created_ms = mtld_wall_ms(),
                                     .watermark_ms = mtld_pipeline_watermark(d->pipe),
                                     .samples = samples_seen(d),
                                     .n_offsets = o.n,
                                     .offsets = o.v};
-  double stall = (double)(mono_ms() - t0) / 1000.0;
+  double stall = (double)(mtld_mono_ms() - t0) / 1000.0;
   d->stats[JOB_CHECKPOINT].last_stall_seconds = stall;
   if (stall > d->stats[JOB_CHECKPOINT].max_stall_seconds)
     d->stats[JOB_CHECKPOINT].max_stall_seconds = stall;
-  d->last_ckpt_mono = mono_ms();
+  d->last_ckpt_mono = mtld_mono_ms();
   d->last_ckpt_samples = j.meta.samples;
   st = submit(d, &j, wait, err, errlen);
   if (st == MTLD_ERR_RETRY) { /* not queued: ours to free */
@@ -353,21 +343,13 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
 mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size_t errlen) {
   mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
   if (!t) return MTLD_OK;
-  int64_t t0 = mono_ms();
+  int64_t t0 = mtld_mono_ms();
   const mtld_feature_def_t *fd = &d->cfg->features;
   mtld_snapshot_meta_t meta = {0};
-  meta.features.n_half_lives = fd->n_half_lives;
-  for (int i = 0; i < fd->n_half_lives && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
-    meta.features.half_life_s[i] = fd->half_life_s[i];
-  meta.features.seq_len = fd->seq_len;
-  meta.features.prior_strength = fd->prior_strength;
-  meta.features.ctr_prior = fd->ctr_prior;
-  meta.features.cvr_prior = fd->cvr_prior;
-  meta.features.cart_prior = fd->cart_prior;
-  meta.features.schema_hash = mtld_feature_def_hash(fd);
-  meta.features.n_dense = mtld_features_dense_count(fd);
-  meta.features.item_view = fd->item_view;
-  meta.created_ms = wall_ms();
+  meta.features = *fd;
+  meta.schema_hash = mtld_feature_def_hash(fd);
+  meta.n_dense = mtld_features_dense_count(fd);
+  meta.created_ms = mtld_wall_ms();
   meta.watermark_ms = mtld_pipeline_watermark(d->pipe);
   meta.join_mode = d->cfg->joiner.mode;
   meta.negatives_per_positive = d->cfg->joiner.negatives_per_positive;
@@ -383,11 +365,11 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_status_t st = mtld_snapshot_recapture(&j.snap, t, &meta, err, errlen);
   free(o.v);
   if (st != MTLD_OK) return st;
-  double stall = (double)(mono_ms() - t0) / 1000.0;
+  double stall = (double)(mtld_mono_ms() - t0) / 1000.0;
   d->stats[JOB_SNAPSHOT].last_stall_seconds = stall;
   if (stall > d->stats[JOB_SNAPSHOT].max_stall_seconds)
     d->stats[JOB_SNAPSHOT].max_stall_seconds = stall;
-  d->last_snap_mono = mono_ms();
+  d->last_snap_mono = mtld_mono_ms();
   st = submit(d, &j, wait, err, errlen);
   if (st == MTLD_ERR_RETRY) mtld_snapshot_free(j.snap);
   return st;
@@ -395,7 +377,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
 
 void mtld_durable_tick(mtld_durable_t *d) {
   char err[512];
-  int64_t now = mono_ms();
+  int64_t now = mtld_mono_ms();
   const mtld_config_t *c = d->cfg;
   int ckpt_due =
       (c->checkpoint_interval_ms > 0 && now - d->last_ckpt_mono >= c->checkpoint_interval_ms) ||
@@ -416,7 +398,7 @@ void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {
   kind_stats_t s[3];
   memcpy(s, d->stats, sizeof(s));
   pthread_mutex_unlock(&d->mu);
-  int64_t now = wall_ms();
+  int64_t now = mtld_wall_ms();
   struct {
     const char *name, *type, *help;
   } fam[] = {

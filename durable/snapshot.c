@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/fs.h"
 #include "schemas/snapshot.pb-c.h"
 #include "trainer/serial.h"
 
@@ -32,17 +33,6 @@
 #define MAX_HEADER ((uint32_t)64 << 20)
 #define MAX_TENSORS 4096
 #define TENSOR_NAME_MAX 96
-#define MAX_DIR_LEN (PATH_MAX - 128) /* room for the names appended below */
-
-#define CHECK_DIR_LEN(d)                                                                           \
-  do {                                                                                             \
-    if (strlen(d) > MAX_DIR_LEN) {                                                                 \
-      snprintf(err, errlen, "path too long: %.64s...", (d));                                       \
-      return MTLD_ERR_INVALID;                                                                     \
-    }                                                                                              \
-  } while (0)
-#define NORM_EPS 1e-6 /* trainer/model.c's normaliser */
-#define NORM_CLIP 5.0f
 
 #ifndef MTLD_VERSION
 #define MTLD_VERSION "dev"
@@ -68,34 +58,6 @@ struct mtld_snapshot {
 
 static size_t align_up(size_t n) {
   return (n + MTLD_SNAPSHOT_ALIGN - 1) & ~(size_t)(MTLD_SNAPSHOT_ALIGN - 1);
-}
-
-/* The experts task t mixes, as trainer/model.c assigns them. */
-static int task_experts(const mtld_model_config_t *c, int t, uint32_t *out) {
-  int n = 0;
-  switch (c->arch) {
-  case MTLD_ARCH_SINGLE_TASK: out[n++] = (uint32_t)t; break;
-  case MTLD_ARCH_SHARED_BOTTOM: out[n++] = 0; break;
-  case MTLD_ARCH_MMOE:
-    for (int e = 0; e < c->n_experts; e++) out[n++] = (uint32_t)e;
-    break;
-  default:
-    for (int e = 0; e < c->n_shared_experts; e++) out[n++] = (uint32_t)e;
-    for (int e = 0; e < c->n_task_experts; e++)
-      out[n++] = (uint32_t)(c->n_shared_experts + t * c->n_task_experts + e);
-  }
-  return n;
-}
-
-/* snprintf for paths: the callers checked the directory name's length up
- * front (MAX_DIR_LEN), so a truncation cannot happen; it is reported anyway. */
-__attribute__((format(printf, 3, 4))) static int pathf(char *buf, size_t len, const char *fmt,
-                                                       ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-  return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 /* ---- capture -------------------------------------------------------------- */
@@ -401,7 +363,9 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
     x->reg_loss = tk->reg_loss;
     x->huber_delta = tk->huber_delta;
     x->bias_init = tk->bias_init;
-    x->n_experts = (size_t)task_experts(c, k, b->experts[k]);
+    int ex[MTLD_MAX_EXPERTS], ne = mtld_model_task_experts(c, k, ex);
+    for (int e = 0; e < ne; e++) b->experts[k][e] = (uint32_t)ex[e];
+    x->n_experts = (size_t)ne;
     x->experts = b->experts[k];
     b->taskp[k] = x;
   }
@@ -431,12 +395,12 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   mc->pv_max_scenarios = c->pv_max_scenarios;
 
   /* features, normaliser */
-  const mtld_snapshot_features_t *fd = &s->meta.features;
+  const mtld_feature_def_t *fd = &s->meta.features;
   Mtld__SnapshotFeatures *fe = &b->feat;
   mtld__snapshot_features__init(fe);
-  int nh = fd->n_half_lives < 0                              ? 0
-           : fd->n_half_lives > MTLD_SNAPSHOT_MAX_HALF_LIVES ? MTLD_SNAPSHOT_MAX_HALF_LIVES
-                                                             : fd->n_half_lives;
+  int nh = fd->n_half_lives < 0                     ? 0
+           : fd->n_half_lives > MTLD_MAX_HALF_LIVES ? MTLD_MAX_HALF_LIVES
+                                                    : fd->n_half_lives;
   fe->n_half_life_s = (size_t)nh;
   fe->half_life_s = (double *)fd->half_life_s;
   fe->seq_len = (uint32_t)fd->seq_len;
@@ -444,8 +408,8 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   fe->ctr_prior = fd->ctr_prior;
   fe->cvr_prior = fd->cvr_prior;
   fe->cart_prior = fd->cart_prior;
-  fe->schema_hash = fd->schema_hash;
-  fe->n_dense = (uint32_t)fd->n_dense;
+  fe->schema_hash = s->meta.schema_hash;
+  fe->n_dense = (uint32_t)s->meta.n_dense;
   fe->item_view = fd->item_view;
   Mtld__SnapshotNormalizer *no = &b->norm;
   mtld__snapshot_normalizer__init(no);
@@ -453,8 +417,8 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   no->n_mean = no->n_m2 = (size_t)c->n_dense;
   no->mean = (double *)s->norm_mean;
   no->m2 = (double *)s->norm_m2;
-  no->eps = NORM_EPS;
-  no->clip = NORM_CLIP;
+  no->eps = MTLD_NORM_EPS;
+  no->clip = MTLD_NORM_CLIP;
 
   /* offsets, metrics */
   int no_ = s->meta.n_offsets;
@@ -620,10 +584,6 @@ mtld_status_t mtld_snapshot_encode(const mtld_snapshot_t *s, void **buf, size_t 
 
 /* ---- save ----------------------------------------------------------------- */
 
-static int fsync_dir(const char *dir) {
-  return mtld_fsync_dir(dir);
-}
-
 /* seq of "snapshot-<digits>.mtlds", or 0. */
 static uint64_t parse_seq(const char *name) {
   size_t pl = strlen(FILE_PREFIX), sl = strlen(FILE_SUFFIX), n = strlen(name);
@@ -678,7 +638,7 @@ static void prune(const char *dir, int keep, const char *own_tmp) {
   char path[PATH_MAX];
   if (list_seqs(dir, &seqs, &n) == 0) {
     for (size_t i = (size_t)keep; i < n; i++) {
-      pathf(path, sizeof path, "%s/" FILE_PREFIX "%010" PRIu64 FILE_SUFFIX, dir, seqs[i]);
+      mtld_pathf(path, sizeof path, "%s/" FILE_PREFIX "%010" PRIu64 FILE_SUFFIX, dir, seqs[i]);
       unlink(path);
     }
     free(seqs);
@@ -688,16 +648,16 @@ static void prune(const char *dir, int keep, const char *own_tmp) {
   struct dirent *de;
   while ((de = readdir(d))) {
     if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0) continue;
-    pathf(path, sizeof path, "%s/%s", dir, de->d_name);
+    mtld_pathf(path, sizeof path, "%s/%s", dir, de->d_name);
     if (!own_tmp || strcmp(path, own_tmp)) unlink(path);
   }
   closedir(d);
-  fsync_dir(dir);
+  mtld_fsync_dir(dir);
 }
 
 mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int keep,
                                  char *path_out, size_t pathlen, char *err, size_t errlen) {
-  CHECK_DIR_LEN(dir);
+  MTLD_CHECK_DIR_LEN(dir);
   char tmp[PATH_MAX], final[PATH_MAX], name[64], latest[PATH_MAX], latest_tmp[PATH_MAX];
   if (mtld_mkdir_p(dir) != 0) {
     snprintf(err, errlen, "cannot create snapshot directory %s: %s", dir, strerror(errno));
@@ -712,8 +672,8 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int 
   uint64_t seq = (n ? seqs[0] : 0) + 1;
   free(seqs);
   snprintf(name, sizeof name, FILE_PREFIX "%010" PRIu64 FILE_SUFFIX, seq);
-  pathf(final, sizeof final, "%s/%s", dir, name);
-  pathf(tmp, sizeof tmp, "%s/" TMP_PREFIX "XXXXXX", dir);
+  mtld_pathf(final, sizeof final, "%s/%s", dir, name);
+  mtld_pathf(tmp, sizeof tmp, "%s/" TMP_PREFIX "XXXXXX", dir);
   int fd = mkstemp(tmp);
   if (fd < 0) {
     snprintf(err, errlen, "cannot create a temp file in %s: %s", dir, strerror(errno));
@@ -733,7 +693,7 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int 
   int e = errno;
   if (st == MTLD_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0)) st = MTLD_ERR_IO, e = errno;
   if (fclose(f) != 0 && st == MTLD_OK) st = MTLD_ERR_IO, e = errno;
-  if (st == MTLD_OK && (rename(tmp, final) != 0 || fsync_dir(dir) != 0))
+  if (st == MTLD_OK && (rename(tmp, final) != 0 || mtld_fsync_dir(dir) != 0))
     st = MTLD_ERR_IO, e = errno;
   if (st != MTLD_OK) {
     unlink(tmp);
@@ -742,8 +702,8 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int 
     return st;
   }
   /* LATEST: the new name, replaced atomically */
-  pathf(latest, sizeof latest, "%s/" MTLD_SNAPSHOT_LATEST, dir);
-  pathf(latest_tmp, sizeof latest_tmp, "%s/" MTLD_SNAPSHOT_LATEST ".tmp", dir);
+  mtld_pathf(latest, sizeof latest, "%s/" MTLD_SNAPSHOT_LATEST, dir);
+  mtld_pathf(latest_tmp, sizeof latest_tmp, "%s/" MTLD_SNAPSHOT_LATEST ".tmp", dir);
   char line[80];
   int ll = snprintf(line, sizeof line, "%s\n", name);
   int lfd = open(latest_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -752,7 +712,7 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int 
     bad = write(lfd, line, (size_t)ll) != ll || fsync(lfd) != 0;
     if (close(lfd) != 0) bad = 1;
   }
-  if (!bad) bad = rename(latest_tmp, latest) != 0 || fsync_dir(dir) != 0;
+  if (!bad) bad = rename(latest_tmp, latest) != 0 || mtld_fsync_dir(dir) != 0;
   if (bad) {
     e = errno;
     unlink(latest_tmp);
@@ -779,7 +739,7 @@ mtld_status_t mtld_snapshot_write(const mtld_trainer_t *t, const mtld_snapshot_m
 
 mtld_status_t mtld_snapshot_resolve(const char *path, char *file, size_t filelen, char *err,
                                     size_t errlen) {
-  CHECK_DIR_LEN(path);
+  MTLD_CHECK_DIR_LEN(path);
   struct stat sb;
   if (stat(path, &sb) != 0) {
     snprintf(err, errlen, "snapshot %s: %s", path, strerror(errno));
@@ -790,7 +750,7 @@ mtld_status_t mtld_snapshot_resolve(const char *path, char *file, size_t filelen
     return MTLD_OK;
   }
   char lp[PATH_MAX], name[256];
-  pathf(lp, sizeof lp, "%s/" MTLD_SNAPSHOT_LATEST, path);
+  mtld_pathf(lp, sizeof lp, "%s/" MTLD_SNAPSHOT_LATEST, path);
   FILE *f = fopen(lp, "rbe");
   if (!f) {
     snprintf(err, errlen, "snapshot directory %s has no readable LATEST: %s", path,
@@ -913,41 +873,6 @@ static int config_from_pb(mtld_model_config_t *c, const Mtld__SnapshotModelConfi
   return 0;
 }
 
-/* Parameter count of a (validated) config, as trainer/model.c lays it out:
- * a bound checked against the file before anything is allocated. */
-static uint64_t param_count(const mtld_model_config_t *c) {
-  uint64_t D = (uint64_t)c->dim, T = (uint64_t)c->n_tasks;
-  uint64_t L = c->item_field >= 0 ? (uint64_t)c->seq_max : 0;
-  uint64_t V = c->interactions == MTLD_INTER_DOT ? (uint64_t)c->n_fields + (L > 0 ? 1 : 0) : 0;
-  uint64_t in =
-      (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + V * (V ? V - 1 : 0) / 2 + (uint64_t)c->n_dense;
-  uint64_t gate_in = in + (c->scenario_field >= 0 ? D : 0);
-  uint64_t ne = c->arch == MTLD_ARCH_MMOE  ? (uint64_t)c->n_experts
-                : c->arch == MTLD_ARCH_PLE ? (uint64_t)c->n_shared_experts + T * c->n_task_experts
-                : c->arch == MTLD_ARCH_SINGLE_TASK ? T
-                                                   : 1;
-  uint64_t n = 0, prev = in;
-  for (int l = 0; l < c->n_expert_layers; l++) {
-    n += ne * (prev * (uint64_t)c->expert_layers[l] + (uint64_t)c->expert_layers[l]);
-    prev = (uint64_t)c->expert_layers[l];
-  }
-  uint64_t he = prev;
-  uint32_t ex[MTLD_MAX_EXPERTS];
-  for (int t = 0; t < c->n_tasks; t++) {
-    uint64_t k = (uint64_t)task_experts(c, t, ex);
-    if (k > 1) n += gate_in * k + k;
-    prev = he;
-    for (int l = 0; l < c->n_tower_layers; l++) {
-      n += prev * (uint64_t)c->tower_layers[l] + (uint64_t)c->tower_layers[l];
-      prev = (uint64_t)c->tower_layers[l];
-    }
-    n += prev + 1;
-  }
-  n += T;
-  for (int f = 0; f < c->n_fields; f++) n += (uint64_t)c->fields[f].rows * D;
-  return n;
-}
-
 static const Mtld__SnapshotTensor *find_tensor(const Mtld__SnapshotHeader *h, const char *name) {
   for (size_t i = 0; i < h->n_tensors; i++)
     if (!strcmp(h->tensors[i]->name, name)) return h->tensors[i];
@@ -970,15 +895,15 @@ static void info_from_header(mtld_snapshot_info_t *info, const Mtld__SnapshotHea
   const Mtld__SnapshotFeatures *fe = h->features;
   if (fe) {
     m->features.n_half_lives = (int)fe->n_half_life_s;
-    for (size_t i = 0; i < fe->n_half_life_s && i < MTLD_SNAPSHOT_MAX_HALF_LIVES; i++)
+    for (size_t i = 0; i < fe->n_half_life_s && i < MTLD_MAX_HALF_LIVES; i++)
       m->features.half_life_s[i] = fe->half_life_s[i];
     m->features.seq_len = (int)fe->seq_len;
     m->features.prior_strength = fe->prior_strength;
     m->features.ctr_prior = fe->ctr_prior;
     m->features.cvr_prior = fe->cvr_prior;
     m->features.cart_prior = fe->cart_prior;
-    m->features.schema_hash = fe->schema_hash;
-    m->features.n_dense = (int)fe->n_dense;
+    m->schema_hash = fe->schema_hash;
+    m->n_dense = (int)fe->n_dense;
     m->features.item_view = fe->item_view;
   }
 }
@@ -1047,7 +972,7 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
   if (h->model->n_fields != (size_t)cfg.n_fields || h->normalizer->n_mean != (size_t)cfg.n_dense ||
       h->normalizer->n_m2 != (size_t)cfg.n_dense)
     BAD("normaliser statistics do not match n_dense");
-  uint64_t np = param_count(&cfg);
+  uint64_t np = mtld_model_param_count(&cfg);
   if (np > h->payload_length / sizeof(float))
     BAD("the tensors cannot hold the model's %" PRIu64 " parameters", np);
   mtld_model_config_t mcfg = cfg;
@@ -1219,7 +1144,7 @@ mtld_status_t mtld_snapshot_load(const char *path, mtld_model_t **model, mtld_sn
     snprintf(tmp, sizeof tmp, "%s", err);
     snprintf(err, errlen, "%s: %s", file, tmp);
   }
-  if (st == MTLD_OK && info && pathf(info->path, sizeof info->path, "%s", file) != 0)
+  if (st == MTLD_OK && info && mtld_pathf(info->path, sizeof info->path, "%s", file) != 0)
     info->path[0] = 0; /* longer than MTLD_SNAPSHOT_PATH_MAX: not recorded */
   return st;
 }

@@ -26,8 +26,9 @@
  *
  * Writing without stalling training: mtld_snapshot_capture() copies what the
  * snapshot needs out of the trainer (parameters, row state, normaliser,
- * metrics state: memcpy speed), on the trainer's thread; mtld_snapshot_save()
- * does the slow part (checksums, metrics summaries, I/O) on any thread.
+ * metrics state: memcpy speed), on the thread that owns the trainer;
+ * mtld_snapshot_save() does the slow part (checksums, metrics summaries,
+ * I/O) on any thread.
  * One writer per directory.
  *
  * Reading (serving): mtld_snapshot_load() verifies magic, version, sizes,
@@ -36,14 +37,16 @@
  * state and the normaliser in; scoring is mtld_model_predict() or
  * mtld_snapshot_score().  Samples are built from features exactly as the
  * trainer's were with mtld_sample_from_features() (features/joiner.h).
- * The reader needs protobuf-c, xxhash, BLIS and trainer/ only. */
+ * The reader needs protobuf-c, xxhash, BLIS, trainer/ and the types of
+ * features/ (definitions, offsets). */
 #ifndef MTLD_SNAPSHOT_H
 #define MTLD_SNAPSHOT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "durable/checkpoint.h"
+#include "features/features.h"
+#include "features/store.h"
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
 #include "trainer/sample.h"
@@ -54,27 +57,16 @@
 #define MTLD_SNAPSHOT_VERSION 1u
 #define MTLD_SNAPSHOT_ALIGN 64
 #define MTLD_SNAPSHOT_LATEST "LATEST"
-#define MTLD_SNAPSHOT_MAX_HALF_LIVES 4 /* = MTLD_MAX_HALF_LIVES of features.h */
-#define MTLD_SNAPSHOT_MAX_BATCH 64     /* samples one mtld_snapshot_score call takes */
+#define MTLD_SNAPSHOT_MAX_BATCH 64 /* samples one mtld_snapshot_score call takes */
 #define MTLD_SNAPSHOT_PATH_MAX 1024
-
-/* The feature definitions (features/features.h mtld_feature_def_t, copied
- * field by field by the caller: trainer/ does not include features/). */
-typedef struct {
-  int n_half_lives;
-  double half_life_s[MTLD_SNAPSHOT_MAX_HALF_LIVES];
-  int seq_len;
-  double prior_strength, ctr_prior, cvr_prior, cart_prior;
-  uint64_t schema_hash; /* mtld_feature_def_hash */
-  int n_dense;          /* mtld_features_dense_count */
-  int item_view;        /* mtld_item_view_t */
-} mtld_snapshot_features_t;
 
 /* What the trainer does not know: given by the daemon at capture. */
 typedef struct {
-  mtld_snapshot_features_t features;
-  int64_t created_ms;   /* wall clock, informational */
-  int64_t watermark_ms; /* event time the released samples reached */
+  mtld_feature_def_t features; /* the definitions the samples were built with */
+  uint64_t schema_hash;        /* mtld_feature_def_hash(&features) */
+  int n_dense;                 /* mtld_features_dense_count(&features) */
+  int64_t created_ms;          /* wall clock, informational */
+  int64_t watermark_ms;        /* event time the released samples reached */
   int n_offsets;
   mtld_source_offset_t *offsets; /* capture: borrowed and copied; info: malloc'd */
   int join_mode;                 /* mtld_join_mode_t */
@@ -83,7 +75,7 @@ typedef struct {
 
 typedef struct {
   char task[MTLD_NAME_MAX];
-  char scenario[MTLD_PV_SCENARIO_NAME_MAX]; /* "all", a name, or "other" */
+  char scenario[MTLD_SCENARIO_MAX]; /* "all", a name, or "other" */
   mtld_pv_summary_t s;
 } mtld_snapshot_metric_t;
 

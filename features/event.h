@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h" /* MTLD_SCENARIO_MAX */
+
 typedef enum {
   MTLD_EV_IMPRESSION = 1,
   MTLD_EV_CLICK = 2,
@@ -19,7 +21,6 @@ typedef enum {
 } mtld_event_type_t;
 
 #define MTLD_N_EVENT_TYPES 5 /* index = type - 1 */
-#define MTLD_SCENARIO_MAX 32 /* bytes including the terminating NUL */
 
 typedef struct {
   uint64_t event_id;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "trainer/sample.h"
 
 #define FEATURES_ENC_VERSION 1
@@ -35,20 +36,20 @@ static void put_u8(wbuf_t *w, uint8_t v) {
 
 static void put_u32(wbuf_t *w, uint32_t v) {
   uint8_t b[4];
-  for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+  mtld_put_le32(b, v);
   put_bytes(w, b, 4);
 }
 
 static void put_u64(wbuf_t *w, uint64_t v) {
   uint8_t b[8];
-  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+  mtld_put_le64(b, v);
   put_bytes(w, b, 8);
 }
 
 static void put_f64(wbuf_t *w, double v) {
-  uint64_t u;
-  memcpy(&u, &v, 8);
-  put_u64(w, u);
+  uint8_t b[8];
+  mtld_put_f64(b, v);
+  put_bytes(w, b, 8);
 }
 
 typedef struct {
@@ -74,25 +75,17 @@ static uint8_t get_u8(rbuf_t *r) {
 
 static uint32_t get_u32(rbuf_t *r) {
   const uint8_t *q = get_bytes(r, 4);
-  uint32_t v = 0;
-  if (q)
-    for (int i = 0; i < 4; i++) v |= (uint32_t)q[i] << (8 * i);
-  return v;
+  return q ? mtld_get_le32(q) : 0;
 }
 
 static uint64_t get_u64(rbuf_t *r) {
   const uint8_t *q = get_bytes(r, 8);
-  uint64_t v = 0;
-  if (q)
-    for (int i = 0; i < 8; i++) v |= (uint64_t)q[i] << (8 * i);
-  return v;
+  return q ? mtld_get_le64(q) : 0;
 }
 
 static double get_f64(rbuf_t *r) {
-  uint64_t u = get_u64(r);
-  double v;
-  memcpy(&v, &u, 8);
-  return v;
+  const uint8_t *q = get_bytes(r, 8);
+  return q ? mtld_get_f64(q) : 0;
 }
 
 /* ---- definitions ---- */
@@ -352,6 +345,40 @@ static void get_decayed(rbuf_t *r, int nh, double (*d)[MTLD_MAX_HALF_LIVES]) {
     for (int h = 0; h < nh; h++) d[t][h] = get_f64(r);
 }
 
+/* The head users and items share: format version, half-life count, newest
+ * event time, events, decayed counts, reviews and their rating sum. */
+static void put_head(wbuf_t *w, int nh, int64_t last_time_ms, uint64_t n_events,
+                     const double (*decayed)[MTLD_MAX_HALF_LIVES], uint32_t n_reviews,
+                     double rating_sum) {
+  put_u8(w, FEATURES_ENC_VERSION);
+  put_u8(w, (uint8_t)nh);
+  put_u64(w, (uint64_t)last_time_ms);
+  put_u64(w, n_events);
+  put_decayed(w, nh, decayed);
+  put_u32(w, n_reviews);
+  put_f64(w, rating_sum);
+}
+
+/* Reads the head; 0, or -1 for another format version or half-life count. */
+static int get_head(rbuf_t *r, int nh, int64_t *last_time_ms, uint64_t *n_events,
+                    double (*decayed)[MTLD_MAX_HALF_LIVES], uint32_t *n_reviews,
+                    double *rating_sum) {
+  if (get_u8(r) != FEATURES_ENC_VERSION || get_u8(r) != nh) return -1;
+  *last_time_ms = (int64_t)get_u64(r);
+  *n_events = get_u64(r);
+  get_decayed(r, nh, decayed);
+  *n_reviews = get_u32(r);
+  *rating_sum = get_f64(r);
+  return 0;
+}
+
+/* The head of f, a user or an item (their first fields have the same names). */
+#define PUT_HEAD(w, nh, f)                                                                         \
+  put_head(w, nh, (f)->last_time_ms, (f)->n_events, (f)->decayed, (f)->n_reviews, (f)->rating_sum)
+#define GET_HEAD(r, nh, f)                                                                         \
+  get_head(r, nh, &(f)->last_time_ms, &(f)->n_events, (f)->decayed, &(f)->n_reviews,               \
+           &(f)->rating_sum)
+
 size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_features_t *f,
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
@@ -359,13 +386,7 @@ size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_
   uint32_t n_sc =
       f->n_scenarios > MTLD_MAX_USER_SCENARIOS ? MTLD_MAX_USER_SCENARIOS : f->n_scenarios;
   uint32_t n_seq = f->seq_len > MTLD_MAX_SEQ ? MTLD_MAX_SEQ : f->seq_len;
-  put_u8(&w, FEATURES_ENC_VERSION);
-  put_u8(&w, (uint8_t)nh);
-  put_u64(&w, (uint64_t)f->last_time_ms);
-  put_u64(&w, f->n_events);
-  put_decayed(&w, nh, f->decayed);
-  put_u32(&w, f->n_reviews);
-  put_f64(&w, f->rating_sum);
+  PUT_HEAD(&w, nh, f);
   put_f64(&w, f->spend);
   put_u32(&w, n_sc);
   for (uint32_t s = 0; s < n_sc; s++) {
@@ -388,14 +409,8 @@ mtld_status_t mtld_features_user_decode(const mtld_feature_def_t *def, mtld_user
                                         const void *buf, size_t len) {
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
-  if (get_u8(&r) != FEATURES_ENC_VERSION) return MTLD_ERR_CORRUPT;
-  int nh = get_u8(&r);
-  if (nh != def->n_half_lives) return MTLD_ERR_CORRUPT;
-  f->last_time_ms = (int64_t)get_u64(&r);
-  f->n_events = get_u64(&r);
-  get_decayed(&r, nh, f->decayed);
-  f->n_reviews = get_u32(&r);
-  f->rating_sum = get_f64(&r);
+  int nh = def->n_half_lives;
+  if (GET_HEAD(&r, nh, f) != 0) return MTLD_ERR_CORRUPT;
   f->spend = get_f64(&r);
   f->n_scenarios = get_u32(&r);
   if (f->n_scenarios > MTLD_MAX_USER_SCENARIOS) return MTLD_ERR_CORRUPT;
@@ -422,13 +437,7 @@ size_t mtld_features_item_encode(const mtld_feature_def_t *def, const mtld_item_
                                  void *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   int nh = def->n_half_lives;
-  put_u8(&w, FEATURES_ENC_VERSION);
-  put_u8(&w, (uint8_t)nh);
-  put_u64(&w, (uint64_t)f->last_time_ms);
-  put_u64(&w, f->n_events);
-  put_decayed(&w, nh, f->decayed);
-  put_u32(&w, f->n_reviews);
-  put_f64(&w, f->rating_sum);
+  PUT_HEAD(&w, nh, f);
   put_f64(&w, f->last_price);
   put_u64(&w, (uint64_t)f->last_price_time_ms);
   put_u64(&w, f->last_price_event_id);
@@ -440,14 +449,8 @@ mtld_status_t mtld_features_item_decode(const mtld_feature_def_t *def, mtld_item
                                         const void *buf, size_t len) {
   rbuf_t r = {buf, len, 0, 0};
   memset(f, 0, sizeof *f);
-  if (get_u8(&r) != FEATURES_ENC_VERSION) return MTLD_ERR_CORRUPT;
-  int nh = get_u8(&r);
-  if (nh != def->n_half_lives) return MTLD_ERR_CORRUPT;
-  f->last_time_ms = (int64_t)get_u64(&r);
-  f->n_events = get_u64(&r);
-  get_decayed(&r, nh, f->decayed);
-  f->n_reviews = get_u32(&r);
-  f->rating_sum = get_f64(&r);
+  int nh = def->n_half_lives;
+  if (GET_HEAD(&r, nh, f) != 0) return MTLD_ERR_CORRUPT;
   f->last_price = get_f64(&r);
   f->last_price_time_ms = (int64_t)get_u64(&r);
   f->last_price_event_id = get_u64(&r);

@@ -8,51 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- byte helpers: little-endian values, big-endian ordered keys ---- */
-
-static void put_le32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_le64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_le32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-static void put_f32(uint8_t *p, float f) {
-  uint32_t v;
-  memcpy(&v, &f, 4);
-  put_le32(p, v);
-}
-static float get_f32(const uint8_t *p) {
-  uint32_t v = get_le32(p);
-  float f;
-  memcpy(&f, &v, 4);
-  return f;
-}
-static void put_be32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-static void put_be64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-static uint32_t get_be32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get_be64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
-}
+#include "common/bytes.h"
+#include "common/hash.h"
 
 /* signed -> unsigned preserving order */
 static uint64_t ord64(int64_t v) {
@@ -68,13 +25,6 @@ static int32_t unord32(uint32_t v) {
   return (int32_t)(v ^ UINT32_C(0x80000000));
 }
 
-static uint64_t mix64(uint64_t x) { /* splitmix64 finaliser */
-  x += UINT64_C(0x9e3779b97f4a7c15);
-  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return x ^ (x >> 31);
-}
-
 static int64_t sat_add(int64_t a, int64_t b) { /* b >= 0 */
   return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
@@ -86,10 +36,10 @@ static int64_t sat_add(int64_t a, int64_t b) { /* b >= 0 */
 
 static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset, uint32_t sub) {
   k[0] = KEY_TAG;
-  put_be64(k + 1, ord64(time_ms));
-  put_be32(k + 9, ord32(partition));
-  put_be64(k + 13, ord64(offset));
-  put_be32(k + 21, sub);
+  mtld_put_be64(k + 1, ord64(time_ms));
+  mtld_put_be32(k + 9, ord32(partition));
+  mtld_put_be64(k + 13, ord64(offset));
+  mtld_put_be32(k + 21, sub);
 }
 
 /* ---- sample encoding (the pending value) ----
@@ -100,7 +50,7 @@ static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t off
 #define ENC_LABELS 12
 #define ENC_FIXED 76
 #define ENC_MAX                                                                                    \
-  (ENC_FIXED + 1 + MTLD_SCENARIO_NAME_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 + \
+  (ENC_FIXED + 1 + MTLD_SCENARIO_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 +      \
    16 * MTLD_MAX_SAMPLE_SEQ)
 
 static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id,
@@ -109,28 +59,28 @@ static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id
   b[1] = (uint8_t)s->kind;
   b[2] = s->label_mask;
   b[3] = 0;
-  put_le64(b + ENC_CLICK, (uint64_t)click_time);
-  for (int l = 0; l < MTLD_N_LABELS; l++) put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
-  put_f32(b + 28, s->weight);
-  put_le64(b + 32, s->sample_id);
-  put_le64(b + 40, request_id);
-  put_le64(b + 48, (uint64_t)s->time_ms);
-  put_le32(b + 56, (uint32_t)s->partition);
-  put_le64(b + 60, (uint64_t)s->offset);
-  put_le64(b + 68, s->scenario_id);
+  mtld_put_le64(b + ENC_CLICK, (uint64_t)click_time);
+  for (int l = 0; l < MTLD_N_LABELS; l++) mtld_put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
+  mtld_put_f32(b + 28, s->weight);
+  mtld_put_le64(b + 32, s->sample_id);
+  mtld_put_le64(b + 40, request_id);
+  mtld_put_le64(b + 48, (uint64_t)s->time_ms);
+  mtld_put_le32(b + 56, (uint32_t)s->partition);
+  mtld_put_le64(b + 60, (uint64_t)s->offset);
+  mtld_put_le64(b + 68, s->scenario_id);
   size_t n = ENC_FIXED;
-  size_t sl = strnlen(s->scenario, MTLD_SCENARIO_NAME_MAX - 1);
+  size_t sl = strnlen(s->scenario, MTLD_SCENARIO_MAX - 1);
   b[n++] = (uint8_t)sl;
   memcpy(b + n, s->scenario, sl);
   n += sl;
   b[n++] = (uint8_t)s->n_fields;
-  for (int i = 0; i < s->n_fields; i++, n += 8) put_le64(b + n, s->fields[i]);
+  for (int i = 0; i < s->n_fields; i++, n += 8) mtld_put_le64(b + n, s->fields[i]);
   b[n++] = (uint8_t)s->n_dense;
-  for (int i = 0; i < s->n_dense; i++, n += 4) put_f32(b + n, s->dense[i]);
+  for (int i = 0; i < s->n_dense; i++, n += 4) mtld_put_f32(b + n, s->dense[i]);
   b[n++] = (uint8_t)s->seq_len;
   for (int i = 0; i < s->seq_len; i++, n += 16) {
-    put_le64(b + n, s->seq_items[i]);
-    put_le64(b + n + 8, s->seq_cats[i]);
+    mtld_put_le64(b + n, s->seq_items[i]);
+    mtld_put_le64(b + n + 8, s->seq_cats[i]);
   }
   return n;
 }
@@ -142,33 +92,33 @@ static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t 
   s->kind = b[1];
   if (s->kind != MTLD_SAMPLE_IMPRESSION && s->kind != MTLD_SAMPLE_REVIEW) return MTLD_ERR_CORRUPT;
   s->label_mask = b[2];
-  *click_time = (int64_t)get_le64(b + ENC_CLICK);
-  for (int l = 0; l < MTLD_N_LABELS; l++) s->labels[l] = get_f32(b + ENC_LABELS + 4 * l);
-  s->weight = get_f32(b + 28);
-  s->sample_id = get_le64(b + 32);
-  *request_id = get_le64(b + 40);
-  s->time_ms = (int64_t)get_le64(b + 48);
-  s->partition = (int32_t)get_le32(b + 56);
-  s->offset = (int64_t)get_le64(b + 60);
-  s->scenario_id = get_le64(b + 68);
+  *click_time = (int64_t)mtld_get_le64(b + ENC_CLICK);
+  for (int l = 0; l < MTLD_N_LABELS; l++) s->labels[l] = mtld_get_f32(b + ENC_LABELS + 4 * l);
+  s->weight = mtld_get_f32(b + 28);
+  s->sample_id = mtld_get_le64(b + 32);
+  *request_id = mtld_get_le64(b + 40);
+  s->time_ms = (int64_t)mtld_get_le64(b + 48);
+  s->partition = (int32_t)mtld_get_le32(b + 56);
+  s->offset = (int64_t)mtld_get_le64(b + 60);
+  s->scenario_id = mtld_get_le64(b + 68);
   size_t n = ENC_FIXED;
   size_t sl = b[n++];
-  if (sl >= MTLD_SCENARIO_NAME_MAX || n + sl + 1 > len) return MTLD_ERR_CORRUPT;
+  if (sl >= MTLD_SCENARIO_MAX || n + sl + 1 > len) return MTLD_ERR_CORRUPT;
   memcpy(s->scenario, b + n, sl);
   n += sl;
   s->n_fields = b[n++];
   if (s->n_fields > MTLD_MAX_FIELDS || n + 8 * (size_t)s->n_fields + 1 > len)
     return MTLD_ERR_CORRUPT;
-  for (int i = 0; i < s->n_fields; i++, n += 8) s->fields[i] = get_le64(b + n);
+  for (int i = 0; i < s->n_fields; i++, n += 8) s->fields[i] = mtld_get_le64(b + n);
   s->n_dense = b[n++];
   if (s->n_dense > MTLD_MAX_DENSE || n + 4 * (size_t)s->n_dense + 1 > len) return MTLD_ERR_CORRUPT;
-  for (int i = 0; i < s->n_dense; i++, n += 4) s->dense[i] = get_f32(b + n);
+  for (int i = 0; i < s->n_dense; i++, n += 4) s->dense[i] = mtld_get_f32(b + n);
   s->seq_len = b[n++];
   if (s->seq_len > MTLD_MAX_SAMPLE_SEQ || n + 16 * (size_t)s->seq_len != len)
     return MTLD_ERR_CORRUPT;
   for (int i = 0; i < s->seq_len; i++, n += 16) {
-    s->seq_items[i] = get_le64(b + n);
-    s->seq_cats[i] = get_le64(b + n + 8);
+    s->seq_items[i] = mtld_get_le64(b + n);
+    s->seq_cats[i] = mtld_get_le64(b + n + 8);
   }
   return MTLD_OK;
 }
@@ -187,7 +137,7 @@ typedef struct {
 } cmap_t;
 
 static size_t cmap_home(const cmap_t *m, uint64_t k) {
-  return (size_t)(mix64(k) & (m->cap - 1));
+  return (size_t)(mtld_mix64(k) & (m->cap - 1));
 }
 
 static int32_t *cmap_find(cmap_t *m, uint64_t k) {
@@ -284,7 +234,6 @@ struct mtld_joiner {
   ring_t *rings;
   int32_t n_rings, cap_rings;
   cmap_t ring_map; /* probe key (see ring_find) -> ring index */
-  size_t ring_bytes;
 
   int64_t max_release_wm;
   mtld_status_t load_rc; /* sticky error while loading */
@@ -320,12 +269,12 @@ mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *er
 }
 
 uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub) {
-  uint64_t id = mix64(click_event_id ^ mix64(UINT64_C(0x6e6567) + sub));
+  uint64_t id = mtld_mix64(click_event_id ^ mtld_mix64(UINT64_C(0x6e6567) + sub));
   return id ? id : 1;
 }
 
 static uint64_t ui_key(uint64_t user, uint64_t item) {
-  return mix64(user) ^ (item * UINT64_C(0x9e3779b97f4a7c15));
+  return mtld_mix64(user) ^ (item * UINT64_C(0x9e3779b97f4a7c15));
 }
 
 static int key_cmp(const entry_t *a, const entry_t *b) { /* (time, partition, offset, sub) */
@@ -501,7 +450,7 @@ static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms, 
 /* ---- popularity rings ---- */
 
 static uint64_t ring_probe_key(int32_t partition, uint64_t scenario_id) {
-  return mix64(scenario_id) ^ ((uint64_t)ord32(partition) << 1);
+  return mtld_mix64(scenario_id) ^ ((uint64_t)ord32(partition) << 1);
 }
 
 /* The ring of (partition, scenario), or -1; *slot_key gets the map key where
@@ -543,7 +492,6 @@ static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
   uint64_t *p = realloc(r->items, (size_t)a * sizeof *p);
   if (!p) return -1;
   memset(p + r->n_alloc, 0, (size_t)(a - r->n_alloc) * sizeof *p);
-  j->ring_bytes += (size_t)(a - r->n_alloc) * sizeof *p;
   r->items = p;
   r->n_alloc = a;
   return 0;
@@ -555,24 +503,24 @@ static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
 
 static void pop_key(uint8_t *k, const ring_t *r, char what) {
   memcpy(k, POP_PREFIX, 4);
-  put_be32(k + 4, ord32(r->partition));
-  put_be64(k + 8, r->scenario_id);
+  mtld_put_be32(k + 4, ord32(r->partition));
+  mtld_put_be64(k + 8, r->scenario_id);
   k[16] = (uint8_t)what;
 }
 
 static mtld_status_t ring_write_header(mtld_joiner_t *j, const ring_t *r) {
   uint8_t k[POP_KEY_HDR], v[12];
   pop_key(k, r, 'h');
-  put_le64(v, r->total);
-  put_le32(v + 8, r->cap);
+  mtld_put_le64(v, r->total);
+  mtld_put_le32(v + 8, r->cap);
   return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
 }
 
 static mtld_status_t ring_write_slot(mtld_joiner_t *j, const ring_t *r, uint32_t slot) {
   uint8_t k[POP_KEY_SLOT], v[8];
   pop_key(k, r, 's');
-  put_be32(k + 17, slot);
-  put_le64(v, r->items[slot]);
+  mtld_put_be32(k + 17, slot);
+  mtld_put_le64(v, r->items[slot]);
   return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
 }
 
@@ -600,10 +548,8 @@ static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
     items[i] = slot < r->n_alloc ? r->items[slot] : 0;
   }
   ring_t old = *r;
-  j->ring_bytes -= (size_t)r->n_alloc * sizeof(uint64_t);
   r->items = items;
   r->n_alloc = n_new + 1 <= m ? n_new + 1 : m;
-  j->ring_bytes += (size_t)r->n_alloc * sizeof(uint64_t);
   r->total = n_new;
   r->cap = m;
   free(old.items);
@@ -612,7 +558,7 @@ static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
   for (uint32_t s = n_new; s < n_old && rc == MTLD_OK; s++) {
     uint8_t k[POP_KEY_SLOT];
     pop_key(k, r, 's');
-    put_be32(k + 17, s);
+    mtld_put_be32(k + 17, s);
     rc = mtld_store_delete(j->st, MTLD_CF_PENDING, k, sizeof k);
   }
   if (rc == MTLD_OK) rc = ring_write_header(j, r);
@@ -636,7 +582,6 @@ static void clear_memory(mtld_joiner_t *j) {
   j->rings = NULL;
   j->n_rings = j->cap_rings = 0;
   cmap_free(&j->ring_map);
-  j->ring_bytes = 0;
 }
 
 static int load_pending(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
@@ -646,14 +591,14 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
   uint64_t request_id;
   int64_t click_time;
   if (klen != KEY_LEN || dec_sample(&s, &request_id, &click_time, val, vlen) != MTLD_OK ||
-      s.time_ms != unord64(get_be64(k + 1)) || s.partition != unord32(get_be32(k + 9)) ||
-      s.offset != unord64(get_be64(k + 13))) {
+      s.time_ms != unord64(mtld_get_be64(k + 1)) || s.partition != unord32(mtld_get_be32(k + 9)) ||
+      s.offset != unord64(mtld_get_be64(k + 13))) {
     /* not ours to keep: drop it with the next commit rather than stall */
     j->c.corrupt++;
     j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
     return j->load_rc != MTLD_OK;
   }
-  if (entry_add(j, &s, get_be32(k + 21), request_id, click_time) < 0) {
+  if (entry_add(j, &s, mtld_get_be32(k + 21), request_id, click_time) < 0) {
     j->load_rc = MTLD_ERR_NOMEM;
     return 1;
   }
@@ -664,25 +609,25 @@ static int load_ring(void *ctx, const void *key, size_t klen, const void *val, s
   mtld_joiner_t *j = ctx;
   const uint8_t *k = key, *v = val;
   if (klen < POP_KEY_HDR) goto corrupt;
-  int32_t partition = unord32(get_be32(k + 4));
-  uint64_t scenario_id = get_be64(k + 8);
+  int32_t partition = unord32(mtld_get_be32(k + 4));
+  uint64_t scenario_id = mtld_get_be64(k + 8);
   if (klen == POP_KEY_HDR && k[16] == 'h' && vlen == 12) {
-    uint32_t cap = get_le32(v + 8);
+    uint32_t cap = mtld_get_le32(v + 8);
     if (cap < 1 || cap > MTLD_JOINER_MAX_POPULARITY) goto corrupt;
     int32_t r = ring_get(j, partition, scenario_id, cap);
     if (r < 0) goto nomem;
-    j->rings[r].total = get_le64(v);
+    j->rings[r].total = mtld_get_le64(v);
     j->rings[r].cap = cap;
     return 0;
   }
   if (klen == POP_KEY_SLOT && k[16] == 's' && vlen == 8) {
     uint64_t unused;
     int32_t r = ring_find(j, partition, scenario_id, &unused);
-    uint32_t slot = get_be32(k + 17);
+    uint32_t slot = mtld_get_be32(k + 17);
     /* the header sorts before the slots of its ring */
     if (r < 0 || slot >= j->rings[r].cap) goto corrupt;
     if (ring_reserve(j, &j->rings[r], slot + 1) != 0) goto nomem;
-    j->rings[r].items[slot] = get_le64(v);
+    j->rings[r].items[slot] = mtld_get_le64(v);
     return 0;
   }
 corrupt:
@@ -778,7 +723,7 @@ void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
   s->fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(ev->time_ms);
   s->scenario_id = ev->scenario_id;
   size_t sl = strnlen(ev->scenario, sizeof ev->scenario);
-  if (sl >= MTLD_SCENARIO_NAME_MAX) sl = MTLD_SCENARIO_NAME_MAX - 1;
+  if (sl >= MTLD_SCENARIO_MAX) sl = MTLD_SCENARIO_MAX - 1;
   memcpy(s->scenario, ev->scenario, sl);
   int n = mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
@@ -941,10 +886,10 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
     free(val);
     return MTLD_ERR_CORRUPT;
   }
-  if (get_f32(b + ENC_LABELS + 4 * label) == 0.0f) {
-    put_f32(b + ENC_LABELS + 4 * label, 1.0f);
+  if (mtld_get_f32(b + ENC_LABELS + 4 * label) == 0.0f) {
+    mtld_put_f32(b + ENC_LABELS + 4 * label, 1.0f);
     if (label == MTLD_LABEL_CLICK) {
-      put_le64(b + ENC_CLICK, (uint64_t)click_time);
+      mtld_put_le64(b + ENC_CLICK, (uint64_t)click_time);
       x->click_time = click_time;
     }
     rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, vlen);
@@ -981,7 +926,7 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   int32_t r = ring_get(j, partition, ev->scenario_id, (uint32_t)j->cfg.popularity_size);
   if (r < 0) return MTLD_ERR_NOMEM;
   uint32_t n = j->rings[r].total < j->rings[r].cap ? (uint32_t)j->rings[r].total : j->rings[r].cap;
-  uint64_t state = mix64(j->cfg.seed) ^ mix64(ev->event_id ^ UINT64_C(0x5deece66d));
+  uint64_t state = mtld_mix64(j->cfg.seed) ^ mtld_mix64(ev->event_id ^ UINT64_C(0x5deece66d));
   uint32_t sub = 0;
   for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
     uint64_t item = 0;
@@ -1106,12 +1051,4 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
 
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
-}
-
-size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {
-  size_t b = sizeof *j + (size_t)j->cap_ent * sizeof(entry_t) + j->cap_heap * sizeof(int32_t) +
-             (size_t)j->cap_rings * sizeof(ring_t) + j->ring_map.cap * sizeof(cslot_t) +
-             j->ring_bytes;
-  for (int w = 0; w < N_IDX; w++) b += j->idx[w].cap * sizeof(cslot_t);
-  return b;
 }

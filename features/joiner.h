@@ -180,9 +180,6 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
 /* Counters since create (not reset by reload). */
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
 
-/* Bytes held by the in-memory indexes and popularity rings (metrics). */
-size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j);
-
 /* The sample_id of the negative number sub (1..K) drawn for a click. */
 uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
 

@@ -15,13 +15,21 @@
  * (8 bytes LE each). */
 #include "features/store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <rocksdb/c.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
+
+#include "common/bytes.h"
+#include "common/fs.h"
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
 static const char *const cf_names[N_CF] = {"default", "user",      "item", "pending",
@@ -170,26 +178,6 @@ __attribute__((format(printf, 2, 3))) static void set_error(mtld_store_t *st, co
   va_end(ap);
 }
 
-static void put_be64(uint8_t k[8], uint64_t id) {
-  for (int i = 0; i < 8; i++) k[i] = (uint8_t)(id >> (56 - 8 * i));
-}
-
-static uint64_t get_be64(const uint8_t *k) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | k[i];
-  return v;
-}
-
-static void put_be32(uint8_t k[4], uint32_t v) {
-  for (int i = 0; i < 4; i++) k[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static uint32_t get_be32(const uint8_t *k) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v = (v << 8) | k[i];
-  return v;
-}
-
 /* ---- entities: users, items, (partition, item) views ---- */
 
 #define ENTITY_KEY_MAX 12
@@ -199,11 +187,11 @@ static uint32_t get_be32(const uint8_t *k) {
 static size_t entity_key(mtld_cf_t cf, int32_t partition, uint64_t id,
                          uint8_t key[ENTITY_KEY_MAX]) {
   if (cf != MTLD_CF_ITEM_PART) {
-    put_be64(key, id);
+    mtld_put_be64(key, id);
     return 8;
   }
-  put_be32(key, (uint32_t)partition);
-  put_be64(key + 4, id);
+  mtld_put_be32(key, (uint32_t)partition);
+  mtld_put_be64(key + 4, id);
   return 12;
 }
 
@@ -230,16 +218,6 @@ static size_t entity_encode(const mtld_feature_def_t *def, mtld_cf_t cf, const v
 static uint64_t entity_events(mtld_cf_t cf, const void *f) {
   return cf == MTLD_CF_USER ? ((const mtld_user_features_t *)f)->n_events
                             : ((const mtld_item_features_t *)f)->n_events;
-}
-
-static void put_le64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
 }
 
 /* Committed value of (cf, key): MTLD_OK with a rocksdb-malloc'd *val (free
@@ -308,7 +286,7 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
       return MTLD_ERR_INVALID;
     }
     uint8_t hb[8], db[MTLD_FEATURE_DEF_ENC_MAX];
-    put_le64(hb, mtld_feature_def_hash(def));
+    mtld_put_le64(hb, mtld_feature_def_hash(def));
     size_t n = mtld_feature_def_encode(def, db, sizeof db);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_column_family_handle_t *meta = cf_handle(st, MTLD_CF_META);
@@ -343,7 +321,7 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
              path, (unsigned)(uint8_t)dv[0], (unsigned)MTLD_FEATURE_DEF_ENC_VERSION);
     rc = MTLD_ERR_SCHEMA;
   } else if (hlen != 8 || rc != MTLD_OK || mtld_feature_def_decode(&stored, dv, dlen) != MTLD_OK ||
-             mtld_feature_def_hash(&stored) != get_le64((const uint8_t *)hv)) {
+             mtld_feature_def_hash(&stored) != mtld_get_le64((const uint8_t *)hv)) {
     snprintf(err, errlen,
              "store %s: meta \"schema_hash\"/\"feature_def\" unreadable or inconsistent", path);
     rc = MTLD_ERR_CORRUPT;
@@ -477,10 +455,6 @@ const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {
 
 const char *mtld_store_last_error(const mtld_store_t *st) {
   return st->errbuf;
-}
-
-void *mtld_store_rocksdb(mtld_store_t *st) {
-  return st->db;
 }
 
 /* ---- features in the batch ---- */
@@ -749,8 +723,8 @@ void mtld_store_set_offset(mtld_store_t *st, const char *topic, int32_t partitio
   }
   uint8_t v[OFFSET_ENC_LEN];
   v[0] = OFFSET_ENC_VERSION;
-  put_le64(v + 1, (uint64_t)next_offset);
-  put_le64(v + 9, (uint64_t)max_time_ms);
+  mtld_put_le64(v + 1, (uint64_t)next_offset);
+  mtld_put_le64(v + 9, (uint64_t)max_time_ms);
   raw_stage(st, MTLD_CF_META, key, klen, v, sizeof v, 0);
   free(key);
 }
@@ -758,8 +732,8 @@ void mtld_store_set_offset(mtld_store_t *st, const char *topic, int32_t partitio
 static int decode_offset(const void *val, size_t vlen, int64_t *next_offset, int64_t *max_time_ms) {
   const uint8_t *v = val;
   if (vlen != OFFSET_ENC_LEN || v[0] != OFFSET_ENC_VERSION) return -1;
-  *next_offset = (int64_t)get_le64(v + 1);
-  *max_time_ms = (int64_t)get_le64(v + 9);
+  *next_offset = (int64_t)mtld_get_le64(v + 1);
+  *max_time_ms = (int64_t)mtld_get_le64(v + 9);
   return 0;
 }
 
@@ -870,8 +844,8 @@ static int entity_cb(void *ctx, const void *key, size_t klen, const void *val, s
   }
   const uint8_t *k = key;
   if (ei->cf == MTLD_CF_ITEM_PART)
-    return ei->part_fn(ei->ctx, (int32_t)get_be32(k), get_be64(k + 4), ei->f);
-  uint64_t id = get_be64(k);
+    return ei->part_fn(ei->ctx, (int32_t)mtld_get_be32(k), mtld_get_be64(k + 4), ei->f);
+  uint64_t id = mtld_get_be64(k);
   return ei->cf == MTLD_CF_USER ? ei->user_fn(ei->ctx, id, ei->f) : ei->item_fn(ei->ctx, id, ei->f);
 }
 
@@ -922,12 +896,12 @@ void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_st
       set_error(st, "item_part: malformed key");
       break;
     }
-    uint32_t kp = get_be32(k);
+    uint32_t kp = mtld_get_be32(k);
     if (kp > p) { /* p holds no key >= (p, item): go to the next partition with data */
       p = kp;
       continue;
     }
-    if (get_be64(k + 4) == item_id) {
+    if (mtld_get_be64(k + 4) == item_id) {
       const char *v = rocksdb_iter_value(it, &vlen);
       if (mtld_features_item_decode(&st->def, &f, v, vlen) != MTLD_OK)
         entity_error(st, MTLD_CF_ITEM_PART, (int32_t)kp, item_id);
@@ -1069,5 +1043,80 @@ mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err
     rocksdb_free(e);
     return MTLD_ERR_IO;
   }
+  return MTLD_OK;
+}
+
+/* ---- the store's directory (checkpoints, restore) ----------------------- */
+
+int mtld_store_dir_present(const char *dir) {
+  char p[PATH_MAX];
+  return mtld_pathf(p, sizeof p, "%s/CURRENT", dir) == 0 && mtld_exists(p);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+  size_t a = strlen(s), b = strlen(suf);
+  return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* Copies the tree src into the new directory dst; SST files (immutable once
+ * written) are hard-linked when the filesystem allows it. */
+static int copy_tree(const char *src, const char *dst) {
+  if (mkdir(dst, 0755) != 0) return -1;
+  DIR *d = opendir(src);
+  if (!d) return -1;
+  struct dirent *de;
+  int rc = 0;
+  char s[PATH_MAX], t[PATH_MAX];
+  while (rc == 0 && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    if (mtld_pathf(s, sizeof s, "%s/%s", src, de->d_name) != 0 ||
+        mtld_pathf(t, sizeof t, "%s/%s", dst, de->d_name) != 0) {
+      errno = ENAMETOOLONG;
+      rc = -1;
+      break;
+    }
+    struct stat sb;
+    if (lstat(s, &sb) != 0) {
+      rc = -1;
+    } else if (S_ISDIR(sb.st_mode)) {
+      rc = copy_tree(s, t);
+    } else if (S_ISREG(sb.st_mode)) {
+      if (!has_suffix(de->d_name, ".sst") || link(s, t) != 0) rc = mtld_copy_file(s, t);
+    }
+  }
+  closedir(d);
+  if (rc == 0) rc = mtld_fsync_dir(dst);
+  return rc;
+}
+
+mtld_status_t mtld_store_restore_dir(const char *src, const char *path, char *err, size_t errlen) {
+  MTLD_CHECK_DIR_LEN(src);
+  MTLD_CHECK_DIR_LEN(path);
+  char stage[PATH_MAX], old[PATH_MAX], parent[PATH_MAX];
+  mtld_pathf(stage, sizeof stage, "%s.restore.tmp", path);
+  mtld_pathf(old, sizeof old, "%s.old", path);
+  mtld_pathf(parent, sizeof parent, "%s", path);
+  const char *pdir = dirname(parent);
+  const char *what = NULL;
+  if (mtld_rmtree(stage) != 0 || mtld_rmtree(old) != 0)
+    what = "cannot clear leftovers of an earlier restore";
+  else if (copy_tree(src, stage) != 0)
+    what = "cannot copy the checkpoint's store";
+  else if (mtld_exists(path) && rename(path, old) != 0)
+    what = "cannot move the live store aside";
+  else if (rename(stage, path) != 0) {
+    what = "cannot move the restored store into place";
+    int e = errno;
+    rename(old, path); /* put the live one back */
+    errno = e;
+  } else if (mtld_fsync_dir(pdir) != 0)
+    what = "cannot fsync the store's parent directory";
+  if (what) {
+    snprintf(err, errlen, "%s: %s", what, strerror(errno));
+    mtld_rmtree(stage);
+    return MTLD_ERR_IO;
+  }
+  mtld_rmtree(old);
+  mtld_fsync_dir(pdir);
   return MTLD_OK;
 }

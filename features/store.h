@@ -104,6 +104,18 @@ mtld_status_t mtld_store_apply(mtld_store_t *st, const mtld_event_t *ev,
                                mtld_user_features_t *user_before,
                                mtld_item_features_t *item_before);
 
+#define MTLD_TOPIC_MAX 256
+
+/* What a source had consumed, as the store keeps it per (topic, partition)
+ * in the same write batch as the state it produced (and as checkpoint meta
+ * and snapshot headers repeat it). */
+typedef struct {
+  char topic[MTLD_TOPIC_MAX]; /* Kafka topic (or the replayed file's name) */
+  int32_t partition;
+  int64_t next_offset; /* offset of the next record to read */
+  int64_t max_time_ms; /* newest event time seen on it */
+} mtld_source_offset_t;
+
 /* Records in the current batch that (topic, partition) was consumed up to
  * next_offset (the offset of the next record to read) and that the
  * partition's max event time is max_time_ms. */
@@ -200,9 +212,6 @@ void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_st
 /* Approximate on-disk size in bytes (live SST + memtables), for metrics. */
 uint64_t mtld_store_size_bytes(mtld_store_t *st);
 
-/* The underlying rocksdb_t* (for checkpoints); opaque here. */
-void *mtld_store_rocksdb(mtld_store_t *st);
-
 /* Writes a RocksDB checkpoint of the COMMITTED state into `dir`, which must
  * not exist (its parent must): memtables are flushed first, SST files are
  * hard-linked (same filesystem) or copied, so it is fast and takes little
@@ -211,5 +220,20 @@ void *mtld_store_rocksdb(mtld_store_t *st);
  * MTLD_OK, MTLD_ERR_INVALID (read-only store) or MTLD_ERR_IO with err set.
  * Thread: the store's owner. */
 mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err, size_t errlen);
+
+/* 1 when dir holds a store as mtld_store_checkpoint writes it (RocksDB's
+ * CURRENT file is there), else 0.  Presence only: opening it verifies the
+ * rest.  Any thread. */
+int mtld_store_dir_present(const char *dir);
+
+/* Replaces the store directory at path (closed, or absent) with a copy of
+ * the store at src (written by mtld_store_checkpoint; left unchanged): SST
+ * files are hard-linked when possible (they are immutable), everything else
+ * is copied, into path.restore.tmp, fsynced; then the live directory is
+ * renamed to path.old, the copy renamed into place, the parent fsynced and
+ * the old one deleted.  MTLD_OK; MTLD_ERR_INVALID (a path too long) or
+ * MTLD_ERR_IO with err = "<step that failed>: <reason>", the live store then
+ * where it was.  Any thread; nobody may have either store open. */
+mtld_status_t mtld_store_restore_dir(const char *src, const char *path, char *err, size_t errlen);
 
 #endif

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "daemon/decode.h"
 #include "daemon/eventfile.h"
 #include "features/event.h"
@@ -667,9 +668,7 @@ static size_t bad_record(gen_bad_t kind, const mtld_event_t *base, mtld_format_t
     /* protobuf: a second `scenario` (field 10) of 100 KB; the last one wins */
     if (len + GEN_HUGE_BYTES + 16 > cap) return 0;
     buf[len++] = (10 << 3) | 2;
-    uint64_t v = GEN_HUGE_BYTES;
-    for (; v >= 0x80; v >>= 7) buf[len++] = (unsigned char)((v & 0x7f) | 0x80);
-    buf[len++] = (unsigned char)v;
+    len += mtld_put_uvarint(buf + len, GEN_HUGE_BYTES);
     memset(buf + len, 'x', GEN_HUGE_BYTES);
     return len + GEN_HUGE_BYTES;
   case BAD_MISSING_USER: ev.user_id = 0; return encode(&ev, fmt, buf, cap);

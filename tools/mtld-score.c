@@ -102,10 +102,10 @@ static void print_info(const scorer_t *sc) {
     printf("offset %s %" PRId32 " %" PRId64 " %" PRId64 "\n", in->meta.offsets[i].topic,
            in->meta.offsets[i].partition, in->meta.offsets[i].next_offset,
            in->meta.offsets[i].max_time_ms);
-  const mtld_snapshot_features_t *f = &in->meta.features;
+  const mtld_feature_def_t *f = &in->meta.features;
   printf("features schema_hash %016" PRIx64 " n_dense %d seq_len %d item_view %s half_lives_s",
-         f->schema_hash, f->n_dense, f->seq_len, f->item_view ? "global" : "partition");
-  for (int h = 0; h < f->n_half_lives && h < MTLD_SNAPSHOT_MAX_HALF_LIVES; h++)
+         in->meta.schema_hash, in->meta.n_dense, f->seq_len, f->item_view ? "global" : "partition");
+  for (int h = 0; h < f->n_half_lives && h < MTLD_MAX_HALF_LIVES; h++)
     printf(" %g", f->half_life_s[h]);
   printf("\njoin_mode %d negatives_per_positive %d\n", in->meta.join_mode,
          in->meta.negatives_per_positive);
@@ -410,7 +410,7 @@ int main(int argc, char **argv) {
       rc = 2;
       goto out;
     }
-    uint64_t want = sc.info.meta.features.schema_hash;
+    uint64_t want = sc.info.meta.schema_hash;
     uint64_t got = mtld_feature_def_hash(mtld_store_def(sc.store));
     if (want && want != got) {
       fprintf(stderr,

@@ -16,13 +16,15 @@
  * Rows come alive (initialised deterministically from their index) when an
  * admitted id touches them, and die (evicted) when unused for `expire_ms` of
  * EVENT time.  Dead rows read as zero vectors and get no updates.
- * Single-threaded: the trainer thread owns its tables. */
+ * Single-threaded: a table belongs to its model and is used by the thread
+ * that uses the model. */
 #ifndef MTLD_EMBED_H
 #define MTLD_EMBED_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hash.h" /* mtld_mix64: the row of an id */
 #include "common/status.h"
 
 typedef enum { MTLD_EMB_ADAGRAD = 0, MTLD_EMB_ADAM = 1 } mtld_emb_optim_t;
@@ -104,13 +106,5 @@ void mtld_embed_sweep(mtld_embed_t *e, int64_t now_ms);
 
 /* Bytes of row state owned by e (weights excluded: they are the model's). */
 size_t mtld_embed_state_bytes(const mtld_embed_t *e);
-
-/* 64-bit finaliser (splitmix64) used to spread ids over rows. */
-static inline uint64_t mtld_mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 #endif

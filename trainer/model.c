@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "trainer/layers.h"
 
 #define MAX_TENSORS 256
-#define NORM_CLIP 5.0f
 
 typedef struct {
   int n_layers, in;
@@ -154,6 +154,63 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   c->pv_max_scenarios = 64;
 }
 
+/* ---- shape: experts and parameter count ---------------------------------- */
+
+int mtld_model_n_experts(const mtld_model_config_t *c) {
+  switch (c->arch) {
+  case MTLD_ARCH_SINGLE_TASK: return c->n_tasks;
+  case MTLD_ARCH_SHARED_BOTTOM: return 1;
+  case MTLD_ARCH_MMOE: return c->n_experts;
+  default: return c->n_shared_experts + c->n_tasks * c->n_task_experts;
+  }
+}
+
+int mtld_model_task_experts(const mtld_model_config_t *c, int t, int out[MTLD_MAX_EXPERTS]) {
+  int n = 0;
+  switch (c->arch) {
+  case MTLD_ARCH_SINGLE_TASK: out[n++] = t; break;
+  case MTLD_ARCH_SHARED_BOTTOM: out[n++] = 0; break;
+  case MTLD_ARCH_MMOE:
+    for (int e = 0; e < c->n_experts; e++) out[n++] = e;
+    break;
+  default:
+    for (int e = 0; e < c->n_shared_experts; e++) out[n++] = e;
+    for (int e = 0; e < c->n_task_experts; e++)
+      out[n++] = c->n_shared_experts + t * c->n_task_experts + e;
+  }
+  return n;
+}
+
+uint64_t mtld_model_param_count(const mtld_model_config_t *c) {
+  uint64_t D = (uint64_t)c->dim, T = (uint64_t)c->n_tasks;
+  uint64_t L = c->item_field >= 0 ? (uint64_t)c->seq_max : 0;
+  uint64_t V = c->interactions == MTLD_INTER_DOT ? (uint64_t)c->n_fields + (L > 0 ? 1 : 0) : 0;
+  uint64_t in =
+      (uint64_t)c->n_fields * D + (L > 0 ? D : 0) + V * (V ? V - 1 : 0) / 2 + (uint64_t)c->n_dense;
+  uint64_t gate_in = in + (c->scenario_field >= 0 ? D : 0);
+  uint64_t ne = (uint64_t)mtld_model_n_experts(c);
+  uint64_t n = 0, prev = in;
+  for (int l = 0; l < c->n_expert_layers; l++) {
+    n += ne * (prev * (uint64_t)c->expert_layers[l] + (uint64_t)c->expert_layers[l]);
+    prev = (uint64_t)c->expert_layers[l];
+  }
+  uint64_t he = prev;
+  int ex[MTLD_MAX_EXPERTS];
+  for (int t = 0; t < c->n_tasks; t++) {
+    uint64_t k = (uint64_t)mtld_model_task_experts(c, t, ex);
+    if (k > 1) n += gate_in * k + k;
+    prev = he;
+    for (int l = 0; l < c->n_tower_layers; l++) {
+      n += prev * (uint64_t)c->tower_layers[l] + (uint64_t)c->tower_layers[l];
+      prev = (uint64_t)c->tower_layers[l];
+    }
+    n += prev + 1;
+  }
+  n += T;
+  for (int f = 0; f < c->n_fields; f++) n += (uint64_t)c->fields[f].rows * D;
+  return n;
+}
+
 #define CFG_FAIL(...)                                                                              \
   do {                                                                                             \
     snprintf(err, errlen, __VA_ARGS__);                                                            \
@@ -187,10 +244,7 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
     if (c->expert_layers[l] < 1 || c->expert_layers[l] > 4096) CFG_FAIL("model: bad expert width");
   for (int l = 0; l < c->n_tower_layers; l++)
     if (c->tower_layers[l] < 1 || c->tower_layers[l] > 4096) CFG_FAIL("model: bad tower width");
-  int ne = c->arch == MTLD_ARCH_MMOE          ? c->n_experts
-           : c->arch == MTLD_ARCH_PLE         ? c->n_shared_experts + c->n_tasks * c->n_task_experts
-           : c->arch == MTLD_ARCH_SINGLE_TASK ? c->n_tasks
-                                              : 1;
+  int ne = mtld_model_n_experts(c);
   if (c->arch == MTLD_ARCH_MMOE && c->n_experts < 1) CFG_FAIL("model: mmoe needs experts");
   if (c->arch == MTLD_ARCH_PLE && (c->n_shared_experts < 0 || c->n_task_experts < 0 ||
                                    c->n_shared_experts + c->n_task_experts < 1))
@@ -341,25 +395,10 @@ mtld_status_t mtld_model_create(mtld_model_t **out, const mtld_model_config_t *c
   m->he = c->expert_layers[c->n_expert_layers - 1];
 
   /* experts and the experts each task mixes */
-  switch (c->arch) {
-  case MTLD_ARCH_SINGLE_TASK: m->n_experts = m->T; break;
-  case MTLD_ARCH_SHARED_BOTTOM: m->n_experts = 1; break;
-  case MTLD_ARCH_MMOE: m->n_experts = c->n_experts; break;
-  default: m->n_experts = c->n_shared_experts + m->T * c->n_task_experts; break;
-  }
+  m->n_experts = mtld_model_n_experts(c);
   for (int t = 0; t < m->T; t++) {
     task_net_t *tn = &m->tasks[t];
-    switch (c->arch) {
-    case MTLD_ARCH_SINGLE_TASK: tn->experts[tn->n_experts++] = t; break;
-    case MTLD_ARCH_SHARED_BOTTOM: tn->experts[tn->n_experts++] = 0; break;
-    case MTLD_ARCH_MMOE:
-      for (int e = 0; e < c->n_experts; e++) tn->experts[tn->n_experts++] = e;
-      break;
-    default:
-      for (int e = 0; e < c->n_shared_experts; e++) tn->experts[tn->n_experts++] = e;
-      for (int e = 0; e < c->n_task_experts; e++)
-        tn->experts[tn->n_experts++] = c->n_shared_experts + t * c->n_task_experts + e;
-    }
+    tn->n_experts = mtld_model_task_experts(c, t, tn->experts);
     tn->gated = tn->n_experts > 1;
   }
 
@@ -567,7 +606,7 @@ static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
   for (int i = 0; i < m->ND; i++) {
     double var = m->norm_n > 1 ? m->norm_m2[i] / (double)(m->norm_n - 1) : 1.0;
     mean[i] = m->norm_n ? m->norm_mean[i] : 0.0;
-    sd[i] = sqrt(var + 1e-6);
+    sd[i] = sqrt(var + MTLD_NORM_EPS);
   }
   for (int b = 0; b < n; b++) {
     const mtld_sample_t *sb = &s[b];
@@ -601,7 +640,7 @@ static void build_inputs(mtld_model_t *m, const mtld_sample_t *s, int n) {
       float v = i < sb->n_dense ? sb->dense[i] : 0.0f;
       if (!isfinite(v)) v = 0.0f;
       float z = (float)((v - mean[i]) / sd[i]);
-      xd[i] = z > NORM_CLIP ? NORM_CLIP : (z < -NORM_CLIP ? -NORM_CLIP : z);
+      xd[i] = z > MTLD_NORM_CLIP ? MTLD_NORM_CLIP : (z < -MTLD_NORM_CLIP ? -MTLD_NORM_CLIP : z);
     }
   }
   if (L > 0) {

@@ -50,6 +50,10 @@
 #define MTLD_NAME_MAX 32
 #define MTLD_TENSOR_NAME_MAX 48
 
+/* The dense-feature normaliser: x = clip((v - mean) / sqrt(var + EPS), +-CLIP). */
+#define MTLD_NORM_EPS 1e-6
+#define MTLD_NORM_CLIP 5.0f
+
 typedef enum {
   MTLD_ARCH_SINGLE_TASK = 0,
   MTLD_ARCH_SHARED_BOTTOM = 1,
@@ -134,6 +138,14 @@ void mtld_model_config_default(mtld_model_config_t *cfg);
 /* Checks every bound and cross-reference of cfg.  MTLD_OK or MTLD_ERR_CONFIG
  * with err filled. */
 mtld_status_t mtld_model_config_validate(const mtld_model_config_t *cfg, char *err, size_t errlen);
+
+/* Shape of a validated cfg, as mtld_model_create lays the model out (the
+ * snapshot reader checks a file against them before allocating):
+ * the number of experts; the experts task t mixes (out, their count
+ * returned); the number of float parameters (dense, then the tables). */
+int mtld_model_n_experts(const mtld_model_config_t *cfg);
+int mtld_model_task_experts(const mtld_model_config_t *cfg, int t, int out[MTLD_MAX_EXPERTS]);
+uint64_t mtld_model_param_count(const mtld_model_config_t *cfg);
 
 /* Creates a model (copying cfg) with parameters initialised from cfg->seed.
  * MTLD_OK, MTLD_ERR_CONFIG or MTLD_ERR_NOMEM (err filled).  Free with

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/model.h" /* MTLD_NAME_MAX */
+
 #define LOGIT_RANGE 16.0 /* histogram spans logits in [-16, 16] */
 
 typedef struct {
@@ -14,16 +16,21 @@ typedef struct {
   uint8_t *ring_y; /* [cap] binary labels */
   uint32_t cap, len, head;
   uint64_t *hist; /* [2 * MTLD_PV_BINS]: negatives then positives */
+  /* The window AUC of the last _get, valid while n == auc_at_n: a scrape
+   * renders several families from one (task, scenario), and a page rendered
+   * while no sample arrived must not sort the window again. */
+  uint64_t auc_at_n;
+  double auc_window;
 } pv_acc_t;
 
 struct mtld_pvmetrics {
   int n_tasks;
   int *is_reg;
-  char (*task_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  char (*task_name)[MTLD_NAME_MAX];
   uint32_t window;
   int max_scen, n_scen, other_used;
   uint64_t *scen_id;
-  char (*scen_name)[MTLD_PV_SCENARIO_NAME_MAX];
+  char (*scen_name)[MTLD_SCENARIO_MAX];
   pv_acc_t *acc; /* [n_tasks][max_scen + 2]: all, scenarios..., other */
 };
 
@@ -53,7 +60,7 @@ mtld_status_t mtld_pvmetrics_create(mtld_pvmetrics_t **out, int n_tasks, const i
   if (!m->is_reg || !m->task_name || !m->scen_id || !m->scen_name || !m->acc) goto nomem;
   for (int t = 0; t < n_tasks; t++) {
     m->is_reg[t] = is_regression[t] != 0;
-    snprintf(m->task_name[t], MTLD_PV_SCENARIO_NAME_MAX, "%s", names[t]);
+    snprintf(m->task_name[t], MTLD_NAME_MAX, "%s", names[t]);
   }
   *out = m;
   return MTLD_OK;
@@ -86,10 +93,9 @@ int mtld_pvmetrics_scenario(mtld_pvmetrics_t *m, uint64_t scenario_id, const cha
   if (m->n_scen < m->max_scen) {
     m->scen_id[m->n_scen] = scenario_id;
     if (name && name[0])
-      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%s", name);
+      snprintf(m->scen_name[m->n_scen], MTLD_SCENARIO_MAX, "%s", name);
     else
-      snprintf(m->scen_name[m->n_scen], MTLD_PV_SCENARIO_NAME_MAX, "%llu",
-               (unsigned long long)scenario_id);
+      snprintf(m->scen_name[m->n_scen], MTLD_SCENARIO_MAX, "%llu", (unsigned long long)scenario_id);
     return m->n_scen++;
   }
   m->other_used = 1;
@@ -149,13 +155,43 @@ typedef struct {
   uint8_t y;
 } pv_pair_t;
 
-static int pair_cmp(const void *a, const void *b) {
-  float x = ((const pv_pair_t *)a)->p, y = ((const pv_pair_t *)b)->p;
-  return (x > y) - (x < y);
+/* Order-preserving map of a float to an unsigned key (negatives reversed). */
+static uint32_t float_key(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-static double auc_pairs(pv_pair_t *v, size_t n) {
-  qsort(v, n, sizeof(*v), pair_cmp);
+/* Sorts v[0..n) by p ascending: LSD radix sort on the float's key in two
+ * 16-bit passes (O(n), the window is re-sorted on every scrape), tmp has n
+ * slots.  Equal p stay adjacent (-0 and +0 too), which is all auc_pairs
+ * needs. */
+static void sort_pairs(pv_pair_t *v, pv_pair_t *tmp, size_t n) {
+  static const int BITS = 16;
+  size_t *count = calloc((size_t)1 << BITS, sizeof(size_t));
+  if (!count) return;
+  pv_pair_t *src = v, *dst = tmp;
+  for (int pass = 0; pass < 2; pass++) {
+    int shift = pass * BITS;
+    memset(count, 0, sizeof(size_t) << BITS);
+    for (size_t i = 0; i < n; i++) count[(float_key(src[i].p) >> shift) & 0xffffu]++;
+    size_t sum = 0;
+    for (size_t b = 0; b < ((size_t)1 << BITS); b++) {
+      size_t c = count[b];
+      count[b] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; i++) dst[count[(float_key(src[i].p) >> shift) & 0xffffu]++] = src[i];
+    pv_pair_t *t = src;
+    src = dst;
+    dst = t;
+  }
+  free(count); /* two passes: the result is back in v */
+}
+
+/* Exact rank AUC of v[0..n) (sorted in place; tmp: n scratch slots). */
+static double auc_pairs(pv_pair_t *v, pv_pair_t *tmp, size_t n) {
+  sort_pairs(v, tmp, n);
   double rank_pos = 0.0, npos = 0.0;
   size_t i = 0;
   while (i < n) {
@@ -172,13 +208,13 @@ static double auc_pairs(pv_pair_t *v, size_t n) {
 }
 
 double mtld_auc_exact(const float *pred, const float *label, size_t n) {
-  pv_pair_t *v = malloc(sizeof(*v) * (n ? n : 1));
+  pv_pair_t *v = malloc(sizeof(*v) * 2 * (n ? n : 1));
   if (!v) return NAN;
   for (size_t i = 0; i < n; i++) {
     v[i].p = pred[i];
     v[i].y = label[i] > 0.5f;
   }
-  double auc = auc_pairs(v, n);
+  double auc = auc_pairs(v, v + n, n);
   free(v);
   return auc;
 }
@@ -199,7 +235,7 @@ mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
                                  mtld_pv_summary_t *out) {
   if (task < 0 || task >= m->n_tasks || scen < MTLD_PV_ALL || scen > m->max_scen)
     return MTLD_ERR_INVALID;
-  const pv_acc_t *a = acc_at(m, task, scen);
+  pv_acc_t *a = acc_at(m, task, scen); /* only its AUC cache changes */
   int reg = m->is_reg[task];
   double n = (double)a->n;
   memset(out, 0, sizeof(*out));
@@ -212,15 +248,19 @@ mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
   out->logloss = reg || !n ? NAN : a->sum_ll / n;
   out->auc_cum = reg || !a->hist ? NAN : auc_hist(a->hist);
   out->auc_window = NAN;
-  if (!reg && a->len) {
-    pv_pair_t *v = malloc(sizeof(*v) * a->len);
+  if (!reg && a->len && a->auc_at_n == a->n) {
+    out->auc_window = a->auc_window;
+  } else if (!reg && a->len) {
+    pv_pair_t *v = malloc(sizeof(*v) * 2 * a->len);
     if (!v) return MTLD_ERR_NOMEM;
     for (uint32_t i = 0; i < a->len; i++) {
       v[i].p = a->ring[i];
       v[i].y = a->ring_y[i];
     }
-    out->auc_window = auc_pairs(v, a->len);
+    out->auc_window = auc_pairs(v, v + a->len, a->len);
     free(v);
+    a->auc_window = out->auc_window;
+    a->auc_at_n = a->n;
   }
   return MTLD_OK;
 }
@@ -294,9 +334,10 @@ void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
   }
   mtld_rd_bytes(r, m->scen_id, sizeof(uint64_t) * (size_t)m->n_scen);
   mtld_rd_bytes(r, m->scen_name, sizeof(*m->scen_name) * (size_t)m->n_scen);
-  for (int i = 0; i < m->n_scen; i++) m->scen_name[i][MTLD_PV_SCENARIO_NAME_MAX - 1] = 0;
+  for (int i = 0; i < m->n_scen; i++) m->scen_name[i][MTLD_SCENARIO_MAX - 1] = 0;
   for (size_t i = 0; i < (size_t)m->n_tasks * (m->max_scen + 2) && r->st == MTLD_OK; i++) {
     pv_acc_t *a = &m->acc[i];
+    a->auc_at_n = UINT64_MAX; /* the cached window AUC is not the loaded window's */
     MTLD_RD(r, a->n);
     MTLD_RD(r, a->n_pos);
     MTLD_RD(r, a->sum_pred);

@@ -7,7 +7,7 @@
  * histogram over the logit of the score (deterministic, O(1) per sample),
  * log loss, calibration (sum prediction / sum label), RMSE and counts.
  * Samples are counted unweighted.  Regression tasks have no AUC or log loss.
- * Single-threaded: owned by the trainer thread. */
+ * Single-threaded: owned by its trainer, used on the trainer's thread. */
 #ifndef MTLD_PVMETRICS_H
 #define MTLD_PVMETRICS_H
 
@@ -15,12 +15,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/limits.h" /* MTLD_SCENARIO_MAX */
 #include "trainer/serial.h"
 #include "common/status.h"
 
 #define MTLD_PV_BINS 10000
 #define MTLD_PV_ALL (-1) /* scenario index meaning "every scenario" */
-#define MTLD_PV_SCENARIO_NAME_MAX 32
 
 typedef struct mtld_pvmetrics mtld_pvmetrics_t;
 

@@ -9,10 +9,11 @@
 
 #include <stdint.h>
 
+#include "common/limits.h" /* MTLD_SCENARIO_MAX */
+
 #define MTLD_MAX_FIELDS 8      /* categorical fields */
 #define MTLD_MAX_DENSE 64      /* dense features */
 #define MTLD_MAX_SAMPLE_SEQ 50 /* recent items carried for attention */
-#define MTLD_SCENARIO_NAME_MAX 32
 
 /* Fixed categorical field slots; slots >= MTLD_FIELD_EXTRA are configured extras. */
 enum {
@@ -59,7 +60,7 @@ typedef struct {
   int n_fields;
   uint64_t fields[MTLD_MAX_FIELDS]; /* hashed ids, slots as above; 0 = absent */
   uint64_t scenario_id;
-  char scenario[MTLD_SCENARIO_NAME_MAX];
+  char scenario[MTLD_SCENARIO_MAX];
 
   int n_dense;
   float dense[MTLD_MAX_DENSE]; /* already log-scaled; the model normalises online */

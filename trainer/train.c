@@ -75,7 +75,7 @@ static void train_buffered(mtld_trainer_t *t) {
     uint64_t sid = s->scenario_id;
     if (sid == 0 && c->scenario_field >= 0 && c->scenario_field < s->n_fields)
       sid = s->fields[c->scenario_field];
-    char name[MTLD_SCENARIO_NAME_MAX];
+    char name[MTLD_SCENARIO_MAX];
     memcpy(name, s->scenario, sizeof(name));
     name[sizeof(name) - 1] = 0;
     int scen = mtld_pvmetrics_scenario(t->metrics, sid, name);

@@ -8,7 +8,9 @@
  * scores every sample got from the model that had not yet seen it.
  * Everything is deterministic: the same sample sequence (and the same flush
  * points) gives bit-identical parameters.  Single-threaded: one thread owns a
- * trainer (the daemon's trainer thread); nothing here locks. */
+ * trainer (in the daemon, the main loop's thread, which feeds it the
+ * released samples and copies it for checkpoints and snapshots); nothing
+ * here locks. */
 #ifndef MTLD_TRAIN_H
 #define MTLD_TRAIN_H
 

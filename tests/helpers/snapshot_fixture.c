@@ -217,16 +217,9 @@ static int store_variant(const char *out) {
   snprintf(off.topic, sizeof off.topic, "events");
   mtld_snapshot_meta_t meta;
   memset(&meta, 0, sizeof meta);
-  meta.features.n_half_lives = def.n_half_lives;
-  for (int h = 0; h < def.n_half_lives; h++) meta.features.half_life_s[h] = def.half_life_s[h];
-  meta.features.seq_len = def.seq_len;
-  meta.features.prior_strength = def.prior_strength;
-  meta.features.ctr_prior = def.ctr_prior;
-  meta.features.cvr_prior = def.cvr_prior;
-  meta.features.cart_prior = def.cart_prior;
-  meta.features.item_view = def.item_view;
-  meta.features.schema_hash = mtld_feature_def_hash(&def);
-  meta.features.n_dense = mtld_features_dense_count(&def);
+  meta.features = def;
+  meta.schema_hash = mtld_feature_def_hash(&def);
+  meta.n_dense = mtld_features_dense_count(&def);
   meta.watermark_ms = t_end - 60000;
   meta.n_offsets = 1;
   meta.offsets = &off;
@@ -236,7 +229,7 @@ static int store_variant(const char *out) {
     return 1;
   }
   /* the same model claiming other feature definitions (readers must refuse the store) */
-  meta.features.schema_hash ^= 1;
+  meta.schema_hash ^= 1;
   snprintf(path, sizeof path, "%s/snapshots-otherdef", out);
   if (mtld_snapshot_write(t, &meta, path, 1, NULL, 0, err, sizeof err) != MTLD_OK) return 1;
 
@@ -338,7 +331,7 @@ int main(int argc, char **argv) {
   memset(&meta, 0, sizeof meta);
   meta.features.n_half_lives = 1;
   meta.features.half_life_s[0] = 3600;
-  meta.features.n_dense = 6;
+  meta.n_dense = 6;
   meta.created_ms = 1;
   meta.watermark_ms = t_end - 60000;
   meta.n_offsets = 1;

@@ -16,8 +16,10 @@
 #include "features/joiner.h"
 #include "features/store.h"
 #include "tests/unit/check.h"
+#include "tests/unit/rng.h"
 #include "durable/checkpoint.h"
 #include "trainer/train.h"
+#include "common/fs.h"
 
 #define T0 1600000000000LL
 #define ROUNDS 5
@@ -27,41 +29,30 @@ static char tmp[128], root[256], live[256];
 static char err[1024];
 static mtld_feature_def_t def;
 
-typedef struct {
-  uint64_t s;
-} rng_t;
-
-static uint64_t rnd(rng_t *r) {
-  r->s ^= r->s << 13;
-  r->s ^= r->s >> 7;
-  r->s ^= r->s << 17;
-  return r->s;
-}
-
 /* Event k of the stream (a pure function of k, so rounds can be replayed). */
 static mtld_event_t event_k(int k) {
   rng_t r = {0x9e3779b97f4a7c15ULL ^ (uint64_t)(k + 1) * 0x100000001b3ULL};
-  for (int i = 0; i < 3; i++) rnd(&r);
+  for (int i = 0; i < 3; i++) rng_next(&r);
   mtld_event_t ev;
   memset(&ev, 0, sizeof ev);
   ev.event_id = (uint64_t)k + 1;
-  ev.user_id = 1 + rnd(&r) % 60;
-  ev.item_id = 1000 + rnd(&r) % 40;
+  ev.user_id = 1 + rng_next(&r) % 60;
+  ev.item_id = 1000 + rng_next(&r) % 40;
   ev.category_id = 1 + ev.item_id % 7;
-  uint64_t x = rnd(&r) % 10;
+  uint64_t x = rng_next(&r) % 10;
   ev.type = x < 6   ? MTLD_EV_IMPRESSION
             : x < 8 ? MTLD_EV_CLICK
             : x < 9 ? MTLD_EV_PURCHASE
                     : MTLD_EV_REVIEW;
   ev.time_ms = T0 + (int64_t)k * 1000;
-  ev.scenario_id = 1 + rnd(&r) % 3;
+  ev.scenario_id = 1 + rng_next(&r) % 3;
   snprintf(ev.scenario, sizeof ev.scenario, "s%" PRIu64, ev.scenario_id);
-  ev.position = 1 + (int)(rnd(&r) % 5);
+  ev.position = 1 + (int)(rng_next(&r) % 5);
   if (ev.type == MTLD_EV_PURCHASE) {
-    ev.price = 1 + (double)(rnd(&r) % 5000) / 100;
+    ev.price = 1 + (double)(rng_next(&r) % 5000) / 100;
     ev.quantity = 1;
   }
-  if (ev.type == MTLD_EV_REVIEW) ev.rating = (float)(1 + rnd(&r) % 5);
+  if (ev.type == MTLD_EV_REVIEW) ev.rating = (float)(1 + rng_next(&r) % 5);
   return ev;
 }
 

@@ -44,6 +44,39 @@ static void test_auc_exact(void) {
     pp[i] = floorf((frand01() * 0.5f + 0.4f * yy[i]) * 50.0f) / 50.0f; /* many ties */
   }
   CHECK_NEAR(mtld_auc_exact(pp, yy, N), auc_brute(pp, yy, N), 1e-9);
+  /* the sort handles the whole float line: negatives, -0 and +0 tied, large */
+  float q[8] = {-3.0f, 0.0f, -0.0f, 2.5f, -1e-30f, 1e30f, 0.0f, -3.0f};
+  float qy[8] = {0, 1, 0, 1, 0, 1, 1, 1};
+  CHECK_NEAR(mtld_auc_exact(q, qy, 8), auc_brute(q, qy, 8), 1e-12);
+}
+
+/* A second _get with no sample in between reuses the window AUC; one sample
+ * more changes it. */
+static void test_window_cache(void) {
+  mtld_pvmetrics_t *m;
+  char err[128];
+  int is_reg[1] = {0};
+  const char *names[1] = {"ctr"};
+  enum { W = 100 };
+  CHECK(mtld_pvmetrics_create(&m, 1, is_reg, names, W, 2, err, sizeof(err)) == MTLD_OK);
+  static float p[W + 1], y[W + 1];
+  int s = mtld_pvmetrics_scenario(m, 1, "home");
+  for (int i = 0; i < W; i++) {
+    y[i] = (float)(i % 3 == 0);
+    p[i] = 0.1f + 0.5f * frand01() + 0.2f * y[i];
+    mtld_pvmetrics_add(m, 0, s, p[i], y[i]);
+  }
+  mtld_pv_summary_t a, b, c;
+  CHECK(mtld_pvmetrics_get(m, 0, MTLD_PV_ALL, &a) == MTLD_OK);
+  CHECK(mtld_pvmetrics_get(m, 0, MTLD_PV_ALL, &b) == MTLD_OK);
+  CHECK(a.auc_window == b.auc_window);
+  CHECK_NEAR(a.auc_window, auc_brute(p, y, W), 1e-9);
+  p[W] = 0.99f, y[W] = 0.0f; /* a confident negative pushes the first out */
+  mtld_pvmetrics_add(m, 0, s, p[W], y[W]);
+  CHECK(mtld_pvmetrics_get(m, 0, MTLD_PV_ALL, &c) == MTLD_OK);
+  CHECK_NEAR(c.auc_window, auc_brute(p + 1, y + 1, W), 1e-9);
+  CHECK(c.auc_window != a.auc_window);
+  mtld_pvmetrics_destroy(m);
 }
 
 static void test_metrics(void) {
@@ -152,6 +185,7 @@ static void test_metrics(void) {
 
 int main(void) {
   test_auc_exact();
+  test_window_cache();
   test_metrics();
   return CHECK_DONE();
 }

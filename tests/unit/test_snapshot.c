@@ -12,24 +12,11 @@
 #include <unistd.h>
 
 #include "tests/unit/check.h"
+#include "tests/unit/rng.h"
 #include "durable/checkpoint.h"
 #include "trainer/sampledump.h"
 #include "durable/snapshot.h"
-
-typedef struct {
-  uint64_t s;
-} rng_t;
-
-static uint64_t rnd(rng_t *r) {
-  r->s ^= r->s << 13;
-  r->s ^= r->s >> 7;
-  r->s ^= r->s << 17;
-  return r->s;
-}
-
-static double unif(rng_t *r) {
-  return (double)(rnd(r) >> 11) * (1.0 / 9007199254740992.0);
-}
+#include "common/fs.h"
 
 /* Impressions and reviews over a few hundred users and items, three
  * scenarios, sequences and dense features; time advances 500 ms a sample. */
@@ -39,19 +26,19 @@ static void synth(rng_t *r, mtld_sample_t *s, int i) {
   s->time_ms = 1000000 + (int64_t)i * 500;
   s->weight = 1.0f;
   s->n_fields = 5;
-  uint64_t user = 1 + rnd(r) % 300, item = 1 + rnd(r) % 150;
+  uint64_t user = 1 + rng_next(r) % 300, item = 1 + rng_next(r) % 150;
   s->fields[MTLD_FIELD_USER] = user;
   s->fields[MTLD_FIELD_ITEM] = item;
   s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 12;
-  s->fields[MTLD_FIELD_SCENARIO] = 1 + rnd(r) % 3;
-  s->fields[MTLD_FIELD_POSITION] = 1 + rnd(r) % 8;
+  s->fields[MTLD_FIELD_SCENARIO] = 1 + rng_next(r) % 3;
+  s->fields[MTLD_FIELD_POSITION] = 1 + rng_next(r) % 8;
   s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
   snprintf(s->scenario, sizeof s->scenario, "scen%llu", (unsigned long long)s->scenario_id);
   s->n_dense = 5;
-  for (int d = 0; d < 5; d++) s->dense[d] = (float)(unif(r) * (d + 1));
-  s->seq_len = (int)(rnd(r) % 9);
+  for (int d = 0; d < 5; d++) s->dense[d] = (float)(rng_unif(r) * (d + 1));
+  s->seq_len = (int)(rng_next(r) % 9);
   for (int j = 0; j < s->seq_len; j++) {
-    s->seq_items[j] = 1 + rnd(r) % 150;
+    s->seq_items[j] = 1 + rng_next(r) % 150;
     s->seq_cats[j] = 1 + s->seq_items[j] % 12;
   }
   double aff = (double)((user * 7 + item * 3) % 11) / 10.0;
@@ -61,7 +48,7 @@ static void synth(rng_t *r, mtld_sample_t *s, int i) {
     s->label_mask = 1u << MTLD_LABEL_RATING;
   } else {
     s->kind = MTLD_SAMPLE_IMPRESSION;
-    int click = unif(r) < 0.1 + 0.5 * aff, buy = click && unif(r) < 0.3;
+    int click = rng_unif(r) < 0.1 + 0.5 * aff, buy = click && rng_unif(r) < 0.3;
     s->labels[MTLD_LABEL_CLICK] = (float)click;
     s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
     s->label_mask = 1u << MTLD_LABEL_CLICK | 1u << MTLD_LABEL_PURCHASE;
@@ -110,8 +97,8 @@ static void fill_meta(mtld_snapshot_meta_t *m, mtld_source_offset_t *offs) {
   m->features.ctr_prior = 0.05;
   m->features.cvr_prior = 0.02;
   m->features.cart_prior = 0.05;
-  m->features.schema_hash = 0x1234567890abcdefULL;
-  m->features.n_dense = 45;
+  m->schema_hash = 0x1234567890abcdefULL;
+  m->n_dense = 45;
   m->features.item_view = 1;
   m->created_ms = 1700000000123;
   m->watermark_ms = 1999999;
@@ -285,8 +272,8 @@ static void test_header_and_capture(void) {
     CHECK(info.meta.offsets[1].partition == 3 && info.meta.offsets[1].max_time_ms == 1999000);
   }
   CHECK(info.meta.features.n_half_lives == 3 && info.meta.features.half_life_s[2] == 604800);
-  CHECK(info.meta.features.schema_hash == 0x1234567890abcdefULL);
-  CHECK(info.meta.features.n_dense == 45 && info.meta.features.ctr_prior == 0.05);
+  CHECK(info.meta.schema_hash == 0x1234567890abcdefULL);
+  CHECK(info.meta.n_dense == 45 && info.meta.features.ctr_prior == 0.05);
   CHECK(info.meta.features.item_view == 1);
   CHECK(info.samples_trained == stats.trained && info.batches == stats.batches);
   CHECK(info.config.n_tasks == 3 && !strcmp(info.config.tasks[1].name, "ctcvr"));

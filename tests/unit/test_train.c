@@ -9,22 +9,11 @@
 #include <time.h>
 
 #include "tests/unit/check.h"
+#include "tests/unit/rng.h"
 #include "trainer/train.h"
 
-typedef struct {
-  uint64_t s;
-} rng_t;
-static uint64_t next_u64(rng_t *r) {
-  r->s ^= r->s << 13;
-  r->s ^= r->s >> 7;
-  r->s ^= r->s << 17;
-  return r->s;
-}
-static double unif(rng_t *r) {
-  return (double)(next_u64(r) >> 11) * (1.0 / 9007199254740992.0);
-}
 static double gauss(rng_t *r) {
-  double u = unif(r) + 1e-12, v = unif(r);
+  double u = rng_unif(r) + 1e-12, v = rng_unif(r);
   return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
@@ -36,19 +25,19 @@ static void mixed_sample(rng_t *r, mtld_sample_t *s, int i) {
   s->time_ms = 1000000 + (int64_t)i * 500;
   s->weight = 1.0f;
   s->n_fields = 5;
-  uint64_t user = 1 + next_u64(r) % 200, item = 1 + next_u64(r) % 100;
+  uint64_t user = 1 + rng_next(r) % 200, item = 1 + rng_next(r) % 100;
   s->fields[MTLD_FIELD_USER] = user;
   s->fields[MTLD_FIELD_ITEM] = item;
   s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 10;
-  s->fields[MTLD_FIELD_SCENARIO] = 1 + next_u64(r) % 3;
-  s->fields[MTLD_FIELD_POSITION] = 1 + next_u64(r) % 8;
+  s->fields[MTLD_FIELD_SCENARIO] = 1 + rng_next(r) % 3;
+  s->fields[MTLD_FIELD_POSITION] = 1 + rng_next(r) % 8;
   s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
   snprintf(s->scenario, sizeof(s->scenario), "scen%llu", (unsigned long long)s->scenario_id);
   s->n_dense = 4;
-  for (int d = 0; d < 4; d++) s->dense[d] = (float)(unif(r) * 5.0);
-  s->seq_len = (int)(next_u64(r) % 8);
+  for (int d = 0; d < 4; d++) s->dense[d] = (float)(rng_unif(r) * 5.0);
+  s->seq_len = (int)(rng_next(r) % 8);
   for (int j = 0; j < s->seq_len; j++) {
-    s->seq_items[j] = 1 + next_u64(r) % 100;
+    s->seq_items[j] = 1 + rng_next(r) % 100;
     s->seq_cats[j] = 1 + s->seq_items[j] % 10;
   }
   double affinity = ((user * 7 + item * 3) % 11) / 10.0;
@@ -58,7 +47,7 @@ static void mixed_sample(rng_t *r, mtld_sample_t *s, int i) {
     s->label_mask = 1u << MTLD_LABEL_RATING;
   } else {
     s->kind = MTLD_SAMPLE_IMPRESSION;
-    int click = unif(r) < 0.1 + 0.5 * affinity, buy = click && unif(r) < 0.3;
+    int click = rng_unif(r) < 0.1 + 0.5 * affinity, buy = click && rng_unif(r) < 0.3;
     s->labels[MTLD_LABEL_CLICK] = (float)click;
     s->labels[MTLD_LABEL_PURCHASE] = (float)buy;
     s->label_mask = (1u << MTLD_LABEL_CLICK) | (1u << MTLD_LABEL_PURCHASE);
@@ -317,11 +306,11 @@ static void test_quality(void) {
   double early_auc = 0.0;
   clock_t t0 = clock();
   for (int n = 0; n < N; n++) {
-    int u = (int)(next_u64(&r) % U), i = (int)(next_u64(&r) % I);
+    int u = (int)(rng_next(&r) % U), i = (int)(rng_next(&r) % I);
     double z = -1.0;
     for (int k = 0; k < K; k++) z += ut[u][k] * it[i][k];
     double p = 1.0 / (1.0 + exp(-z));
-    float y = unif(&r) < p;
+    float y = rng_unif(&r) < p;
     s.time_ms = (int64_t)n * 1000;
     s.fields[0] = 1000 + (uint64_t)u;
     s.fields[1] = 5000 + (uint64_t)i;

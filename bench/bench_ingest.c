@@ -669,10 +669,16 @@ static int bench_mtld_kafka(const char *bootstrap, const char *group, const char
   cfg->dump_samples[0] = 0;
 
   mtld_pipeline_t *p = NULL;
+  mtld_store_t *store = NULL;
+  mtld_watermark_t *wm = NULL;
   mtld_source_t *src = NULL;
   int rc = -1;
   double t_create = now_s();
-  if (mtld_pipeline_new(&p, cfg, err, errlen) != MTLD_OK) goto out;
+  if (mtld_store_open(&store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen) !=
+          MTLD_OK ||
+      mtld_watermark_create(&wm, cfg->allowed_lateness_ms, cfg->idle_ms) != MTLD_OK ||
+      mtld_pipeline_new(&p, cfg, store, wm, err, errlen) != MTLD_OK)
+    goto out;
   bi_hooks_t fw = {.inner = mtld_pipeline_hooks(p)};
   mtld_source_hooks_t hooks = {.resume = fw_resume,
                                .revoke_begin = fw_revoke_begin,
@@ -713,6 +719,8 @@ out:
   mtld_source_close(src); /* leaves the group; the revoke hook commits nothing new */
   if (p) mtld_pipeline_set_source(p, NULL);
   mtld_pipeline_free(p);
+  mtld_watermark_destroy(wm);
+  mtld_store_close(store);
   free(recs);
   free(cfg);
   return rc;

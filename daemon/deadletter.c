@@ -137,3 +137,12 @@ void mtld_deadletter_close(mtld_deadletter_t *dl, int timeout_ms) {
   rd_kafka_destroy(dl->rk);
   free(dl);
 }
+
+void mtld_deadletter_render_metrics(const mtld_deadletter_t *dl, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_dead_letters_total", "counter",
+                      "Dead letters acknowledged by the broker, by outcome.");
+  mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"delivered\"",
+                      (double)mtld_deadletter_delivered(dl));
+  mtld_metrics_sample(b, "mtld_dead_letters_total", "outcome=\"failed\"",
+                      (double)mtld_deadletter_failed(dl));
+}

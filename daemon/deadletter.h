@@ -13,6 +13,7 @@
 
 #include "daemon/config.h"
 #include "daemon/source.h"
+#include "common/metricstext.h"
 #include "common/status.h"
 
 typedef struct mtld_deadletter mtld_deadletter_t;
@@ -38,6 +39,9 @@ mtld_status_t mtld_deadletter_flush(mtld_deadletter_t *dl, int timeout_ms);
 /* Records delivered / failed so far (metrics). */
 uint64_t mtld_deadletter_delivered(const mtld_deadletter_t *dl);
 uint64_t mtld_deadletter_failed(const mtld_deadletter_t *dl);
+
+/* Renders mtld_dead_letters_total{outcome="delivered"|"failed"} into b. */
+void mtld_deadletter_render_metrics(const mtld_deadletter_t *dl, mtld_metrics_buf_t *b);
 
 /* The topic written to. */
 const char *mtld_deadletter_topic(const mtld_deadletter_t *dl);

@@ -1,15 +1,20 @@
 /* main.c - the mtld daemon: command line, signals, the main loop.
  *
- * Runs in the foreground (systemd Type=notify; never daemonizes).  The main
- * loop polls the source, processes records through the pipeline, commits a
- * batch when it is due, publishes metrics and STATUS, and pets the watchdog.
- * Signal handlers only set flags; the loop does the work.
+ * Runs in the foreground (systemd Type=notify; never daemonizes).  Main owns
+ * the daemon's state - the feature store, the watermark and the trainer -
+ * and lends it out: the pipeline writes the store and the watermark and
+ * hands released samples to main's sample sink (the trainer, the sample
+ * dump); durable/ cuts checkpoints and snapshots from the same three.  The
+ * main loop polls the source, processes records through the pipeline,
+ * commits a batch when it is due, publishes metrics and STATUS, and pets the
+ * watchdog.  Signal handlers only set flags; the loop does the work.
  *
  * Exit codes (documented in --help and README.md):
  *   0  clean stop (signal, or end of a replayed file)
  *   1  configuration invalid (--check-config, start-up, or bad command line)
  *   2  state refused (store built with other feature definitions, cannot open)
- *   3  source failed (Kafka client or event file could not be set up/read)
+ *   3  source failed (Kafka client or event file could not be set up/read,
+ *      or a partition was assigned that the configuration cannot map)
  *   4  runtime failure (store writes failing, shutdown bound exceeded) */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +34,10 @@
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
 #include "common/clock.h"
+#include "features/store.h"
+#include "features/watermark.h"
+#include "trainer/sampledump.h"
+#include "trainer/train.h"
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_STATE = 2, EXIT_SOURCE = 3, EXIT_RUNTIME = 4 };
 
@@ -101,6 +110,10 @@ static void usage(FILE *out) {
 
 typedef struct {
   mtld_config_t cfg;
+  mtld_store_t *store;
+  mtld_watermark_t *wm;
+  mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
+  FILE *dump;              /* trainer.dump_samples, or NULL */
   mtld_pipeline_t *pipe;
   mtld_durable_t *durable;
   mtld_source_t *src;
@@ -136,7 +149,7 @@ static void start_metrics(daemon_t *d) {
 
 /* SIGHUP: the one place a reload is applied.  mtld_config_reload copies the
  * table's reloadable keys into d->cfg (or nothing, if the file does not load);
- * then each subsystem that derives something from them is told once. */
+ * then each part that derives something from them is told once. */
 static void do_reload(daemon_t *d) {
   char err[1024];
   mtld_notify_reloading();
@@ -156,6 +169,7 @@ static void do_reload(daemon_t *d) {
   mtld_log_set_level(mtld_log_level_parse(d->cfg.log_level));
   set_shutdown_bound(d->cfg.shutdown_timeout_ms);
   mtld_pipeline_reloaded(d->pipe);
+  if (d->trainer) mtld_trainer_apply_reloadable(d->trainer, &d->cfg.model);
   if (d->cfg.metrics_enabled != metrics_enabled || d->cfg.metrics_port != metrics_port ||
       strcmp(d->cfg.metrics_listen, metrics_listen) != 0) {
     mtld_metrics_server_stop(d->metrics);
@@ -174,9 +188,92 @@ static void on_revoked(void *ctx) {
     mtld_log(MTLD_LOG_WARNING, "checkpoint on revocation: %s", err);
 }
 
+/* The pipeline's sample sink: the trainer scores then learns from each
+ * released sample; the dump keeps the same samples for references. */
+static void on_sample(void *ctx, const mtld_sample_t *s) {
+  daemon_t *d = ctx;
+  if (d->trainer && mtld_trainer_observe(d->trainer, s, NULL) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
+                s->sample_id);
+  if (d->dump && mtld_sampledump_write(d->dump, s) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_ERR, "dump", "trainer.dump_samples: write failed: %s", strerror(errno));
+}
+
+/* Trains on the samples buffered in the trainer's partial minibatch and
+ * flushes the sample dump (after the final checkpoint, before the final
+ * snapshot). */
+static void finish_training(daemon_t *d) {
+  if (d->trainer) mtld_trainer_flush(d->trainer);
+  if (d->dump) fflush(d->dump);
+}
+
+/* Logs the progressive-validation table, one line per task and scenario. */
+static void report(daemon_t *d) {
+  if (!d->trainer) return;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) return;
+  mtld_pvmetrics_print(mtld_trainer_metrics(d->trainer), f, 1);
+  fclose(f);
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+    mtld_log(MTLD_LOG_INFO, "pv %s", line);
+  free(text);
+}
+
+/* Frees what open_state and main built, in reverse order; NULLs are fine. */
+static void free_state(daemon_t *d) {
+  mtld_durable_free(d->durable);
+  d->durable = NULL;
+  mtld_pipeline_free(d->pipe);
+  d->pipe = NULL;
+  if (d->dump) fclose(d->dump);
+  d->dump = NULL;
+  mtld_trainer_destroy(d->trainer);
+  d->trainer = NULL;
+  mtld_watermark_destroy(d->wm);
+  d->wm = NULL;
+  mtld_store_close(d->store);
+  d->store = NULL;
+}
+
+/* After recovery: the trainer (restored: *restored, ownership taken, or new
+ * from cfg.model when enabled), the sample dump, the store, the watermark
+ * and the pipeline with main's sample sink attached.  MTLD_OK or an error
+ * with err set (the caller frees with free_state). */
+static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *err, size_t errlen) {
+  const mtld_config_t *cfg = &d->cfg;
+  d->trainer = *restored;
+  *restored = NULL;
+  mtld_status_t st =
+      mtld_store_open(&d->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
+  if (st != MTLD_OK) return st;
+  st = mtld_watermark_create(&d->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
+  if (st != MTLD_OK) {
+    snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
+    return st;
+  }
+  st = mtld_pipeline_new(&d->pipe, cfg, d->store, d->wm, err, errlen);
+  if (st != MTLD_OK) return st;
+  if (cfg->trainer_enabled && !d->trainer) {
+    st = mtld_trainer_create(&d->trainer, &cfg->model, err, errlen);
+    if (st != MTLD_OK) return st;
+  }
+  if (cfg->dump_samples[0]) {
+    d->dump = fopen(cfg->dump_samples, "wb");
+    if (!d->dump || mtld_sampledump_write_header(d->dump) != MTLD_OK) {
+      snprintf(err, errlen, "trainer.dump_samples: %.768s: %s", cfg->dump_samples, strerror(errno));
+      return MTLD_ERR_IO;
+    }
+  }
+  mtld_pipeline_set_sink(d->pipe, on_sample, d);
+  return MTLD_OK;
+}
+
 static void publish(daemon_t *d, int healthy, const char *why) {
   if (!d->metrics) return;
   mtld_pipeline_render_metrics(d->pipe, &d->mbuf);
+  if (d->trainer) mtld_trainer_render_metrics(d->trainer, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
   mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
   mtld_metrics_sample(&d->mbuf, "mtld_resident_memory_bytes", NULL,
@@ -235,6 +332,12 @@ static int run(daemon_t *d) {
     }
     err[0] = 0;
     for (int i = 0; i < n; i++) mtld_pipeline_process(d->pipe, &recs[i]);
+    if (mtld_pipeline_error(d->pipe, err, sizeof(err)) != MTLD_OK) {
+      /* a partition the configuration cannot map: stop, commit what is good */
+      mtld_log(MTLD_LOG_ERR, "source: %s: stopping", err);
+      rc = EXIT_SOURCE;
+      break;
+    }
     if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
       if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
         mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
@@ -254,7 +357,7 @@ static int run(daemon_t *d) {
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
     if (d->cfg.report_interval_ms > 0 && now - last_report >= d->cfg.report_interval_ms) {
       last_report = now;
-      mtld_pipeline_report(d->pipe);
+      report(d);
     }
     if (file_ended) break;
   }
@@ -284,7 +387,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
      * snapshot for serving comes after that batch was learned too. */
     if (mtld_durable_checkpoint(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final checkpoint: %s", err);
-    mtld_pipeline_finish(d->pipe);
+    finish_training(d);
     if (mtld_durable_snapshot(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final snapshot: %s", err);
   }
@@ -296,14 +399,14 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   publish(d, 0, "stopping");
   mtld_metrics_server_stop(d->metrics);
   mtld_metrics_buf_free(&d->mbuf);
-  mtld_pipeline_report(d->pipe);
+  report(d);
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
   mtld_log(MTLD_LOG_NOTICE,
            "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
            " batches, %" PRIu64 " samples, watermark %" PRId64,
            s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms);
-  mtld_pipeline_free(d->pipe);
+  free_state(d);
   return rc;
 }
 
@@ -352,21 +455,21 @@ int main(int argc, char **argv) {
     mtld_log(MTLD_LOG_ERR, "recovery: %s", err);
     return EXIT_STATE;
   }
-  if (mtld_pipeline_new_with(&d.pipe, &d.cfg, &restored, err, sizeof(err)) != MTLD_OK) {
+  if (open_state(&d, &restored, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "%s", err);
+    free_state(&d);
     return EXIT_STATE;
   }
-  if (mtld_durable_new(&d.durable, &d.cfg, d.pipe, err, sizeof(err)) != MTLD_OK) {
+  if (mtld_durable_new(&d.durable, &d.cfg, d.store, d.trainer, d.wm, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "%s", err);
-    mtld_pipeline_free(d.pipe);
+    free_state(&d);
     return EXIT_RUNTIME;
   }
   /* A new model: the empty cut first, so recovery always has a checkpoint
    * whose offsets the store can be compared with. */
   if (!have_checkpoint && mtld_durable_checkpoint(d.durable, 1, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "first checkpoint: %s", err);
-    mtld_durable_free(d.durable);
-    mtld_pipeline_free(d.pipe);
+    free_state(&d);
     return EXIT_STATE;
   }
   mtld_pipeline_set_revoke_hook(d.pipe, on_revoked, d.durable);
@@ -376,7 +479,7 @@ int main(int argc, char **argv) {
                          : mtld_source_file_new(&d.src, &d.cfg, &hooks, err, sizeof(err));
   if (st != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "source: %s", err);
-    mtld_pipeline_free(d.pipe);
+    free_state(&d);
     return EXIT_SOURCE;
   }
   mtld_pipeline_set_source(d.pipe, d.src);

@@ -3,7 +3,10 @@
  * end of a batch release joined samples to the sample sink and commit
  * everything with the offsets that produced it.
  *
- * The pipeline owns the store, the watermark, the joiner and the dead-letter
+ * The daemon (main) owns the store, the watermark and the trainer; the
+ * pipeline writes the store and moves the watermark, and hands released
+ * samples to its sink (main attaches the trainer and the sample dump there).
+ * The pipeline owns the joiner, the de-duplication check and the dead-letter
  * producer; it gives the source the hooks through which partitions resume at
  * the stored offsets.  Main thread only. */
 #ifndef MTLD_PIPELINE_H
@@ -12,17 +15,12 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "daemon/metrics.h"
+#include "common/metricstext.h"
 #include "daemon/source.h"
 #include "features/store.h"
+#include "features/watermark.h"
 #include "trainer/sample.h"
 #include "common/status.h"
-
-/* trainer.dump_samples file: "MTLDSMP1", u32 version, u32 sizeof(mtld_sample_t),
- * then raw mtld_sample_t records (host byte order, x86_64 layout) in release
- * order: the exact samples the trainer learns from, for references. */
-#define MTLD_SAMPLE_DUMP_MAGIC "MTLDSMP1"
-#define MTLD_SAMPLE_DUMP_VERSION 1u
 
 typedef struct mtld_pipeline mtld_pipeline_t;
 
@@ -30,28 +28,19 @@ typedef struct mtld_pipeline mtld_pipeline_t;
  * order, inside mtld_pipeline_commit, before the batch is written. */
 typedef void (*mtld_sample_sink_fn)(void *ctx, const mtld_sample_t *s);
 
-/* Opens the store (refusing other feature definitions), creates the
- * watermark, the joiner and, when configured, the dead-letter producer.
- * cfg is borrowed, not copied: it must outlive the pipeline, and only a
+/* Creates the pipeline over an open store and a watermark (both borrowed:
+ * they must outlive the pipeline): the de-duplication check, the joiner
+ * (rebuilt from the store) and, when configured, the dead-letter producer.
+ * cfg is borrowed too, not copied: it must outlive the pipeline, and only a
  * reload (then mtld_pipeline_reloaded) may change it.
  * Returns MTLD_OK and *out; on error err says why. */
-mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg, char *err,
+mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
+                                mtld_store_t *store, mtld_watermark_t *wm, char *err,
                                 size_t errlen);
-
-/* The same with a trainer restored from a checkpoint: ownership of *trainer
- * passes to the pipeline (*trainer is set to NULL), also on failure.  NULL
- * or *trainer == NULL: a new trainer from cfg->model (when enabled). */
-struct mtld_trainer;
-mtld_status_t mtld_pipeline_new_with(mtld_pipeline_t **out, const mtld_config_t *cfg,
-                                     struct mtld_trainer **trainer, char *err, size_t errlen);
 
 /* Called after a batch was committed because partitions are being revoked
  * (the daemon checkpoints there).  NULL: nothing. */
 void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
-
-/* The store (borrowed) and the current watermark, for checkpoints. */
-mtld_store_t *mtld_pipeline_store(mtld_pipeline_t *p);
-int64_t mtld_pipeline_watermark(const mtld_pipeline_t *p);
 
 /* Hooks for mtld_source_*_new (resume at stored offsets, commit before a
  * revocation, drop the batch when partitions are lost). */
@@ -65,7 +54,9 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
 
 /* Processes one record: a good event updates features and the joiner; a bad
  * one is counted by reason, logged (rate-limited) and sent to the dead-letter
- * topic.  Either way the record's offset joins the batch. */
+ * topic.  Either way the record's offset joins the batch.  A record of a
+ * partition the configuration cannot map is not processed (counted; see
+ * mtld_pipeline_error). */
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
 
 /* 1 when the batch should be committed now: batch_max_events staged, or the
@@ -80,28 +71,26 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
 
 /* After a reload changed the borrowed config (mtld_config_apply, at a batch
  * boundary, on the pipeline's thread): re-derives what the pipeline keeps
- * from it -- the trainer's learning rates and loss weights, the dead-letter
- * producer (on failure the old one stays, logged).  Everything else is read
- * from the config where it is used. */
+ * from it, the dead-letter producer (on failure the old one stays, logged).
+ * Everything else (batch sizes, validation limits) is read from the config
+ * where it is used. */
 void mtld_pipeline_reloaded(mtld_pipeline_t *p);
 
-/* Renders every pipeline metric into b (Prometheus text). */
+/* Renders the pipeline's counters into b (Prometheus text), and the families
+ * of what it owns or was given (dead letters, store, watermark, joiner,
+ * source). */
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);
 
 /* The source ended (a replayed file): nothing more will arrive, so the next
  * commit releases every pending sample whatever the watermark says. */
 void mtld_pipeline_end_of_stream(mtld_pipeline_t *p);
 
-/* Logs the progressive-validation table, one line per task and scenario. */
-void mtld_pipeline_report(mtld_pipeline_t *p);
-
-/* Trains on the samples buffered in the trainer's partial minibatch and
- * flushes the sample dump (before a final checkpoint or at the end of a
- * replay). */
-void mtld_pipeline_finish(mtld_pipeline_t *p);
-
-/* The trainer (NULL when trainer.enabled is false); borrowed. */
-struct mtld_trainer *mtld_pipeline_trainer(mtld_pipeline_t *p);
+/* MTLD_OK, or the fatal error that stops the daemon (err says why): a
+ * partition was assigned, or a record arrived from one, that the
+ * configuration cannot map to a partition id (features/partition.h: topic
+ * not in source.topics, partition number above 65535, more partitions than
+ * one mtld holds).  Nothing of such a partition is staged. */
+mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen);
 
 /* Totals for STATUS= lines and tests. */
 typedef struct {
@@ -110,8 +99,9 @@ typedef struct {
 } mtld_pipeline_stats_t;
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out);
 
-/* Commits nothing further; closes the dead-letter producer, joiner and store
- * (an uncommitted batch is dropped: call mtld_pipeline_commit first). */
+/* Commits nothing further; closes the dead-letter producer and the joiner
+ * (an uncommitted batch stays staged in the store: call mtld_pipeline_commit
+ * first, or close the store to drop it).  NULL is a no-op. */
 void mtld_pipeline_free(mtld_pipeline_t *p);
 
 #endif

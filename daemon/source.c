@@ -1,6 +1,8 @@
 /* source.c - dispatch to the Kafka or file source. */
 #include "daemon/source_int.h"
 
+#include <stdio.h>
+
 int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms, char *err,
                      size_t errlen) {
   return src->ops->poll(src, recs, max, timeout_ms, err, errlen);
@@ -24,4 +26,20 @@ int mtld_source_connected(const mtld_source_t *src) {
 
 void mtld_source_close(mtld_source_t *src) {
   if (src) src->ops->close(src);
+}
+
+static void lag_cb(void *ctx, const char *topic, int32_t partition, int64_t lag) {
+  mtld_metrics_buf_t *b = ctx;
+  char part[16];
+  snprintf(part, sizeof(part), "%d", (int)partition);
+  mtld_metrics_label_t l[2] = {{"topic", topic}, {"partition", part}};
+  mtld_metrics_sample_kv(b, "mtld_consumer_lag", l, 2, (double)lag);
+}
+
+void mtld_source_render_metrics(mtld_source_t *src, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_consumer_lag", "gauge",
+                      "Records behind the partition's high watermark.");
+  mtld_source_foreach_lag(src, lag_cb, b);
+  mtld_metrics_family(b, "mtld_source_connected", "gauge", "1 while brokers are reachable.");
+  mtld_metrics_sample(b, "mtld_source_connected", NULL, mtld_source_connected(src));
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
+#include "common/metricstext.h"
 #include "common/status.h"
 
 typedef struct {
@@ -74,6 +75,9 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
 mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg,
                                    const mtld_source_hooks_t *hooks, char *err, size_t errlen);
 
+/* The topic name a file source gives its records: "file:<source.file>". */
+void mtld_source_file_topic(const mtld_config_t *cfg, char *out, size_t outlen);
+
 /* Fills up to max records, waiting at most timeout_ms for the first.  Records
  * stay valid until the next call.  Returns the count (0 on timeout), or -1
  * when a file source reached its end (nothing more will come).  A framing
@@ -98,6 +102,10 @@ void mtld_source_foreach_lag(mtld_source_t *src,
 /* 1 while the source can reach its brokers (Kafka: no "all brokers down"
  * since the last successful fetch), for STATUS and /healthz. */
 int mtld_source_connected(const mtld_source_t *src);
+
+/* Renders the source's families into b (Prometheus text): the consumer lag
+ * per partition and whether the brokers are reachable. */
+void mtld_source_render_metrics(mtld_source_t *src, mtld_metrics_buf_t *b);
 
 /* Closes: Kafka leaves the group (rd_kafka_consumer_close, which runs the
  * revoke hook) and is destroyed.  NULL is a no-op. */

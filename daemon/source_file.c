@@ -85,7 +85,7 @@ mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg
   if (!fs) return MTLD_ERR_NOMEM;
   fs->base.ops = &file_ops;
   fs->base.hooks = *hooks;
-  snprintf(fs->topic, sizeof(fs->topic), "file:%s", cfg->source_file);
+  mtld_source_file_topic(cfg, fs->topic, sizeof(fs->topic));
   mtld_status_t st = mtld_eventfile_open(&fs->file, cfg->source_file, cfg->format, err, errlen);
   if (st != MTLD_OK) {
     free(fs);
@@ -104,4 +104,8 @@ mtld_status_t mtld_source_file_new(mtld_source_t **out, const mtld_config_t *cfg
   if (hooks->assigned) hooks->assigned(hooks->ctx, fs->topic, 0, max_time);
   *out = &fs->base;
   return MTLD_OK;
+}
+
+void mtld_source_file_topic(const mtld_config_t *cfg, char *out, size_t outlen) {
+  snprintf(out, outlen, "file:%s", cfg->source_file);
 }

@@ -44,7 +44,9 @@ typedef struct {
 
 struct mtld_durable {
   const mtld_config_t *cfg; /* borrowed (the daemon's): the worker reads only the dirs */
-  mtld_pipeline_t *pipe;
+  mtld_store_t *store;      /* borrowed */
+  mtld_trainer_t *trainer;  /* borrowed; NULL when trainer.enabled = false */
+  const mtld_watermark_t *wm;
   uint64_t next_id;
   int64_t last_ckpt_mono, last_snap_mono;
   uint64_t last_ckpt_samples;
@@ -256,19 +258,22 @@ mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **tr
   if (st != MTLD_OK) return st;
   *found = 1;
   /* the checkpoint's architecture is kept; reloadable settings follow the file */
-  mtld_trainer_set_reloadable(*trainer, &cfg->model);
+  mtld_trainer_apply_reloadable(*trainer, &cfg->model);
   mtld_log(MTLD_LOG_NOTICE, "restored checkpoint %" PRIu64 " (%s): %s", id, path,
            same ? "the store matches it, nothing to replay"
                 : "the store was replaced by the checkpoint's; replaying from its offsets");
   return MTLD_OK;
 }
 
-mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
-                               mtld_pipeline_t *pipe, char *err, size_t errlen) {
+mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, mtld_store_t *store,
+                               mtld_trainer_t *trainer, const mtld_watermark_t *wm, char *err,
+                               size_t errlen) {
   mtld_durable_t *d = calloc(1, sizeof(*d));
   if (!d) return MTLD_ERR_NOMEM;
   d->cfg = cfg;
-  d->pipe = pipe;
+  d->store = store;
+  d->trainer = trainer;
+  d->wm = wm;
   d->next_id = mtld_checkpoint_next_id(cfg->checkpoint_dir);
   d->last_ckpt_mono = d->last_snap_mono = mtld_mono_ms();
   pthread_mutex_init(&d->mu, NULL);
@@ -283,7 +288,7 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
 }
 
 static uint64_t samples_seen(mtld_durable_t *d) {
-  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  mtld_trainer_t *t = d->trainer;
   if (!t) return 0;
   mtld_trainer_stats_t s;
   mtld_trainer_stats(t, &s);
@@ -291,7 +296,7 @@ static uint64_t samples_seen(mtld_durable_t *d) {
 }
 
 mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, size_t errlen) {
-  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK; /* no model: the store alone is the state */
   int64_t t0 = mtld_mono_ms();
   job_t j = {.kind = JOB_CHECKPOINT,
@@ -303,7 +308,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   if (st != MTLD_OK) return st;
   char sdir[PATH_MAX + 8];
   snprintf(sdir, sizeof(sdir), "%s/store", j.tmp);
-  mtld_store_t *store = mtld_pipeline_store(d->pipe);
+  mtld_store_t *store = d->store;
   st = mtld_store_checkpoint(store, sdir, err, errlen);
   if (st == MTLD_OK) {
     pthread_mutex_lock(&d->mu);
@@ -321,7 +326,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   }
   j.meta = (mtld_checkpoint_meta_t){.id = j.id,
                                     .created_ms = mtld_wall_ms(),
-                                    .watermark_ms = mtld_pipeline_watermark(d->pipe),
+                                    .watermark_ms = mtld_watermark_get(d->wm),
                                     .samples = samples_seen(d),
                                     .n_offsets = o.n,
                                     .offsets = o.v};
@@ -341,7 +346,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
 }
 
 mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size_t errlen) {
-  mtld_trainer_t *t = mtld_pipeline_trainer(d->pipe);
+  mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK;
   int64_t t0 = mtld_mono_ms();
   const mtld_feature_def_t *fd = &d->cfg->features;
@@ -350,11 +355,11 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   meta.schema_hash = mtld_feature_def_hash(fd);
   meta.n_dense = mtld_features_dense_count(fd);
   meta.created_ms = mtld_wall_ms();
-  meta.watermark_ms = mtld_pipeline_watermark(d->pipe);
+  meta.watermark_ms = mtld_watermark_get(d->wm);
   meta.join_mode = d->cfg->joiner.mode;
   meta.negatives_per_positive = d->cfg->joiner.negatives_per_positive;
   offsets_t o = {0};
-  mtld_store_foreach_offset(mtld_pipeline_store(d->pipe), add_offset, &o);
+  mtld_store_foreach_offset(d->store, add_offset, &o);
   meta.n_offsets = o.n;
   meta.offsets = o.v;
   job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg->snapshot_keep, .started_mono_ms = t0};

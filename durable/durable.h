@@ -20,8 +20,9 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "daemon/metrics.h"
-#include "daemon/pipeline.h"
+#include "common/metricstext.h"
+#include "features/store.h"
+#include "features/watermark.h"
 #include "common/status.h"
 #include "trainer/train.h"
 
@@ -35,12 +36,17 @@ typedef struct mtld_durable mtld_durable_t;
 mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **trainer, int *found,
                                    char *err, size_t errlen);
 
-/* Starts the worker.  cfg and the pipeline are borrowed: both must outlive
- * the durable worker.  Intervals and keep counts are read from cfg when due
- * (a reload that changes them needs no call); the worker thread reads only
- * cfg's checkpoint and snapshot dirs, which a reload never changes. */
-mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg,
-                               mtld_pipeline_t *pipe, char *err, size_t errlen);
+/* Starts the worker.  The cut is made of store (committed state and
+ * offsets), trainer (NULL when trainer.enabled is false: then there is
+ * nothing to checkpoint or snapshot, the store alone is the state) and the
+ * watermark's value; all three are borrowed and must outlive d, and so is
+ * cfg (the daemon's): intervals and keep counts are read from it when due,
+ * so a reload that changes them needs no call; the worker thread reads only
+ * cfg's checkpoint and snapshot dirs, which a reload never changes.  The
+ * caller commits its batch before asking for a checkpoint. */
+mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, mtld_store_t *store,
+                               mtld_trainer_t *trainer, const mtld_watermark_t *wm, char *err,
+                               size_t errlen);
 
 /* Called after each committed batch: takes a checkpoint and/or a snapshot
  * when their interval (or sample count) is due.  Errors are logged. */

@@ -703,9 +703,10 @@ mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen) {
 /* ---- events ---- */
 
 void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
-                               const mtld_event_t *ev, int32_t partition, int64_t offset,
-                               const mtld_user_features_t *u, const mtld_item_features_t *it,
-                               uint64_t item_id, uint64_t category_id, int with_position) {
+                               const mtld_event_t *ev, mtld_partition_id_t partition,
+                               int64_t offset, const mtld_user_features_t *u,
+                               const mtld_item_features_t *it, uint64_t item_id,
+                               uint64_t category_id, int with_position) {
   memset(s, 0, sizeof *s);
   s->sample_id = ev->event_id;
   s->time_ms = ev->time_ms;
@@ -952,8 +953,9 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   return ring_push(j, &j->rings[r], ev->item_id);
 }
 
-mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
-                                   int64_t offset, const mtld_user_features_t *user_before,
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                                   mtld_partition_id_t partition, int64_t offset,
+                                   const mtld_user_features_t *user_before,
                                    const mtld_item_features_t *item_before) {
   mtld_sample_t s;
   mtld_status_t rc = MTLD_OK;
@@ -1051,4 +1053,9 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
 
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
+}
+
+void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
+  mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(j));
 }

@@ -73,8 +73,8 @@
  *       (time, partition, offset, sub))
  *   "pop/" partition(4) scenario(8) 'h'        -> ring header (total, capacity)
  *   "pop/" partition(4) scenario(8) 's' slot(4) -> item id
- * The partition number is the key: with several topics the pipeline must
- * pass partition numbers that are unique across topics.
+ * The partition number is the key: the partition id of features/partition.h,
+ * unique across topics.
  *
  * Thread: one thread owns a joiner and its store (the daemon's main loop). */
 #ifndef MTLD_JOINER_H
@@ -83,8 +83,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/metricstext.h"
 #include "features/event.h"
 #include "features/features.h"
+#include "features/partition.h"
 #include "features/store.h"
 #include "trainer/sample.h"
 #include "common/status.h"
@@ -157,8 +159,9 @@ mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen);
  * Stages its pending writes in the store's batch.  MTLD_OK, or an error
  * from the store / MTLD_ERR_NOMEM (the batch should then be rolled back and
  * the joiner reloaded). */
-mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
-                                   int64_t offset, const mtld_user_features_t *user_before,
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                                   mtld_partition_id_t partition, int64_t offset,
+                                   const mtld_user_features_t *user_before,
                                    const mtld_item_features_t *item_before);
 
 typedef void (*mtld_joiner_release_fn)(void *ctx, const mtld_sample_t *s);
@@ -173,6 +176,9 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
 
 /* Number of pending samples (in memory, including staged ones). */
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
+
+/* Renders the joiner's families into b (Prometheus text): samples pending. */
+void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b);
 
 /* Deadline of the next sample to release (INT64_MAX when none pending). */
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
@@ -199,8 +205,9 @@ uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
  *           and purchase valid and 0; weight 1; id, time from ev.
  * Pure; any thread.  def must produce at most MTLD_MAX_DENSE features. */
 void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
-                               const mtld_event_t *ev, int32_t partition, int64_t offset,
-                               const mtld_user_features_t *u, const mtld_item_features_t *it,
-                               uint64_t item_id, uint64_t category_id, int with_position);
+                               const mtld_event_t *ev, mtld_partition_id_t partition,
+                               int64_t offset, const mtld_user_features_t *u,
+                               const mtld_item_features_t *it, uint64_t item_id,
+                               uint64_t category_id, int with_position);
 
 #endif

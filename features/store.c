@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -164,6 +165,9 @@ struct mtld_store {
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
   size_t below_len;
   char errbuf[512];
+  /* writes, for the metrics */
+  uint64_t commits, commit_failures;
+  double write_seconds_sum, write_seconds_max;
 };
 
 static rocksdb_column_family_handle_t *cf_handle(mtld_store_t *st, mtld_cf_t cf) {
@@ -513,7 +517,8 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
   return f;
 }
 
-mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev,
+                                    mtld_partition_id_t partition,
                                     mtld_user_features_t *user_before,
                                     mtld_item_features_t *item_before) {
   if (st->readonly) {
@@ -585,8 +590,8 @@ mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_
   return get_entity(st, MTLD_CF_ITEM, 0, item_id, out);
 }
 
-mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
-                                       mtld_item_features_t *out) {
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, mtld_partition_id_t partition,
+                                       uint64_t item_id, mtld_item_features_t *out) {
   if (partition < 0) return MTLD_ERR_NOTFOUND;
   return get_entity(st, MTLD_CF_ITEM_PART, partition, item_id, out);
 }
@@ -961,8 +966,11 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     st->n_events = 0;
     return MTLD_OK;
   }
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   entry_t **order = malloc((total ? total : 1) * sizeof *order);
   if (!order) {
+    st->commit_failures++;
     snprintf(err, errlen, "out of memory");
     return MTLD_ERR_NOMEM;
   }
@@ -1003,9 +1011,15 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     snprintf(err, errlen, "store commit failed: %s", e);
     set_error(st, "store commit failed: %s", e);
     rocksdb_free(e);
+    st->commit_failures++;
     return MTLD_ERR_IO; /* the batch is kept for a retry */
   }
   mtld_store_rollback(st);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  st->write_seconds_sum += secs;
+  if (secs > st->write_seconds_max) st->write_seconds_max = secs;
+  st->commits++;
   return MTLD_OK;
 }
 
@@ -1044,6 +1058,23 @@ mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err
     return MTLD_ERR_IO;
   }
   return MTLD_OK;
+}
+
+void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b) {
+  mtld_metrics_family(b, "mtld_store_batches_total", "counter", "Store write batches committed.");
+  mtld_metrics_sample(b, "mtld_store_batches_total", NULL, (double)st->commits);
+  mtld_metrics_family(b, "mtld_store_commit_failures_total", "counter",
+                      "Store write batches that failed (kept and retried).");
+  mtld_metrics_sample(b, "mtld_store_commit_failures_total", NULL, (double)st->commit_failures);
+  mtld_metrics_family(b, "mtld_store_write_seconds", "summary",
+                      "Time to write one batch to RocksDB (fsync included when store.sync).");
+  mtld_metrics_sample(b, "mtld_store_write_seconds_sum", NULL, st->write_seconds_sum);
+  mtld_metrics_sample(b, "mtld_store_write_seconds_count", NULL, (double)st->commits);
+  mtld_metrics_family(b, "mtld_store_write_seconds_max", "gauge",
+                      "Longest batch write so far, in seconds.");
+  mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, st->write_seconds_max);
+  mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
+  mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(st));
 }
 
 /* ---- the store's directory (checkpoints, restore) ----------------------- */

@@ -5,7 +5,7 @@
  * source offsets with each partition's max event time, other small state),
  * "item_part" (key: partition, 4 bytes big-endian, then the item id: the
  * partition-local item views, see below), "seen" (the events applied, by
- * event time and id, for de-duplication: daemon/pipeline.c).
+ * event time and id, for de-duplication: features/dedup.h).
  *
  * Item views.  "item" holds each item's features over every event applied
  * (the global view: inspection, serving).  Events are keyed by user, so an
@@ -38,7 +38,9 @@
 #include <stdint.h>
 
 #include "features/event.h"
+#include "common/metricstext.h"
 #include "features/features.h"
+#include "features/partition.h"
 #include "common/status.h"
 
 typedef struct mtld_store mtld_store_t;
@@ -89,12 +91,13 @@ void mtld_store_close(mtld_store_t *st);
  * into *user_before / *item_before (either may be NULL): the point-in-time
  * read the joiner needs; *item_before is the partition's view of the item
  * (item_view = partition) or the global one (item_view = global).
- * `partition` is the number the joiner orders by (unique across topics;
- * see joiner.h), >= 0.  Returns MTLD_OK; MTLD_ERR_INVALID for a type
+ * `partition` is the partition id (features/partition.h: unique across
+ * topics, the number the joiner orders by), >= 0.  Returns MTLD_OK; MTLD_ERR_INVALID for a type
  * outside 1..5, a negative partition or a read-only store; MTLD_ERR_IO /
  * MTLD_ERR_CORRUPT when reading the DB failed (nothing staged;
  * mtld_store_last_error() says why). */
-mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev, int32_t partition,
+mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev,
+                                    mtld_partition_id_t partition,
                                     mtld_user_features_t *user_before,
                                     mtld_item_features_t *item_before);
 
@@ -134,7 +137,7 @@ void mtld_store_foreach_offset(mtld_store_t *st,
                                void *ctx);
 
 /* Raw staged access for other subsystems (joiner: MTLD_CF_PENDING; meta;
- * the pipeline's de-duplication: MTLD_CF_SEEN).
+ * de-duplication: MTLD_CF_SEEN).
  * get reads the batch first, then the DB; *val is malloc'd (caller frees).
  * get returns MTLD_ERR_NOTFOUND when absent (or deleted in the batch).
  * put/delete take MTLD_CF_PENDING, MTLD_CF_META and MTLD_CF_SEEN only (MTLD_ERR_INVALID
@@ -171,7 +174,9 @@ size_t mtld_store_batch_events(const mtld_store_t *st);
 size_t mtld_store_batch_bytes(const mtld_store_t *st);
 
 /* Writes the batch atomically (features, raw puts/deletes, offsets) and starts
- * a new one.  On failure the batch is kept (retry) and err says why. */
+ * a new one.  On failure the batch is kept (retry) and err says why.  Each
+ * write is counted and timed for the metrics (an empty batch writes
+ * nothing). */
 mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen);
 
 /* Drops the current batch (e.g. on partition revocation without commit). */
@@ -184,8 +189,8 @@ mtld_status_t mtld_store_get_item(mtld_store_t *st, uint64_t item_id, mtld_item_
 /* Reads committed+staged features of an item as seen by one partition
  * (item_view = partition).  MTLD_ERR_NOTFOUND when that partition never saw
  * the item, and always with item_view = global (nothing is kept). */
-mtld_status_t mtld_store_get_item_part(mtld_store_t *st, int32_t partition, uint64_t item_id,
-                                       mtld_item_features_t *out);
+mtld_status_t mtld_store_get_item_part(mtld_store_t *st, mtld_partition_id_t partition,
+                                       uint64_t item_id, mtld_item_features_t *out);
 
 /* Iterates committed users / items in key order (inspect tool, tests);
  * stops when fn returns non-zero.  Undecodable entries are skipped and
@@ -203,11 +208,16 @@ void mtld_store_foreach_item(mtld_store_t *st,
  * (a seek per partition that holds data, not a scan).  Stops when fn
  * returns non-zero; undecodable entries are skipped and reported through
  * mtld_store_last_error(). */
-typedef int (*mtld_store_item_part_fn)(void *ctx, int32_t partition, uint64_t id,
+typedef int (*mtld_store_item_part_fn)(void *ctx, mtld_partition_id_t partition, uint64_t id,
                                        const mtld_item_features_t *f);
 void mtld_store_foreach_item_part(mtld_store_t *st, mtld_store_item_part_fn fn, void *ctx);
 void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_store_item_part_fn fn,
                                      void *ctx);
+
+/* Renders the store's families into b (Prometheus text): write batches
+ * committed and failed, the time to write one (fsync included when the store
+ * syncs), and the on-disk size. */
+void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b);
 
 /* Approximate on-disk size in bytes (live SST + memtables), for metrics. */
 uint64_t mtld_store_size_bytes(mtld_store_t *st);

@@ -2,6 +2,7 @@
  * their max event times; every query is a linear scan (partitions are few). */
 #include "features/watermark.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,4 +157,11 @@ int mtld_watermark_idle_partitions(const mtld_watermark_t *wm) {
   if (newest == INT64_MIN) return 0;
   for (int i = 0; i < wm->n; i++) idle += is_idle(wm, &wm->parts[i], newest);
   return idle;
+}
+
+void mtld_watermark_render_metrics(const mtld_watermark_t *wm, mtld_metrics_buf_t *b) {
+  int64_t w = mtld_watermark_get(wm);
+  mtld_metrics_family(b, "mtld_watermark_seconds", "gauge",
+                      "Event-time watermark (Unix seconds; NaN before any event).");
+  mtld_metrics_sample(b, "mtld_watermark_seconds", NULL, w == INT64_MIN ? NAN : (double)w / 1000.0);
 }

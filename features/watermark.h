@@ -23,6 +23,7 @@
 
 #include <stdint.h>
 
+#include "common/metricstext.h"
 #include "common/status.h"
 
 typedef struct mtld_watermark mtld_watermark_t;
@@ -76,6 +77,10 @@ int64_t mtld_watermark_newest(const mtld_watermark_t *wm);
 /* Max event time of (topic, partition), to persist with its offset
  * (mtld_store_set_offset); INT64_MIN when not assigned or nothing seen. */
 int64_t mtld_watermark_max_time(const mtld_watermark_t *wm, const char *topic, int32_t partition);
+
+/* Renders the watermark into b (Prometheus text): mtld_watermark_seconds,
+ * NaN before any event. */
+void mtld_watermark_render_metrics(const mtld_watermark_t *wm, mtld_metrics_buf_t *b);
 
 /* Number of assigned partitions, and how many of them are idle now. */
 int mtld_watermark_partitions(const mtld_watermark_t *wm);

@@ -35,8 +35,9 @@ BOOTSTRAP=$(cat "$D/bootstrap")
 echo "   bootstrap: $BOOTSTRAP"
 
 echo "== 3. producing the stream, keyed by user"
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" 2>&1 | sed 's/^/   /' | tee "$D/produce.log"
-N=$(sed -n "s/.* \([0-9][0-9]*\) delivered to .*/\1/p" "$D/produce.log" | tail -1)
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
+  --summary "$D/produce.json" 2>&1 | sed 's/^/   /' | tee "$D/produce.log"
+N=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["delivered"])' "$D/produce.json")
 
 echo "== 4. running mtld on it"
 sed -e "s#@BOOTSTRAP@#$BOOTSTRAP#g" -e "s#@STATE@#$D#g" "$SRC/conf/demo.conf" >"$D/mtld.conf"
@@ -45,7 +46,9 @@ MTLD=$!
 PIDS+=($MTLD)
 start=$(date +%s.%N)
 while :; do
-  c=$({ "$BUILD/mtld-inspect" --store "$D/store" --offsets 2>/dev/null || true; } | awk '{s += $3} END {print s + 0}')
+  # records committed: the sum of the stored next offsets (0 before the store exists)
+  c=$({ "$BUILD/mtld-inspect" --store "$D/store" --offsets --json 2>/dev/null || true; } |
+    python3 -c 'import json, sys; print(sum(json.loads(l)["next_offset"] for l in sys.stdin if l.strip()))' 2>/dev/null || echo 0)
   [ "$c" -ge "$N" ] && break
   kill -0 "$MTLD" 2>/dev/null || { echo "mtld exited early:"; tail "$D/mtld.log"; exit 1; }
   sleep 0.5

@@ -9,7 +9,7 @@
  * With features.item_view = partition the store also keeps each partition's
  * view of an item: --partitions prints them after an --item, and --dump ends
  * with them ("itempart" lines, in (partition, item) order).  A partition is
- * the joiner's number: topic index << 16 | Kafka partition.
+ * its partition id (features/partition.h): topic index << 16 | Kafka partition.
  *
  * Exit: 0 ok, 1 a requested user/item is not in the store, 2 usage or open
  * error. */
@@ -175,8 +175,10 @@ static json_object *json_item(const mtld_feature_def_t *def, int32_t partition, 
   json_object_object_add(o, "kind", json_object_new_string(partition >= 0 ? "itempart" : "item"));
   if (partition >= 0) {
     json_object_object_add(o, "partition", json_object_new_int(partition));
-    json_object_object_add(o, "topic_index", json_object_new_int(partition >> 16));
-    json_object_object_add(o, "topic_partition", json_object_new_int(partition & 0xffff));
+    json_object_object_add(o, "topic_index",
+                           json_object_new_int(mtld_partition_id_topic(partition)));
+    json_object_object_add(o, "topic_partition",
+                           json_object_new_int(mtld_partition_id_number(partition)));
   }
   json_object_object_add(o, "id", json_object_new_uint64(id));
   json_object_object_add(o, "last_time_ms", json_object_new_int64(f->last_time_ms));
@@ -252,7 +254,7 @@ static void print_item_text(const mtld_feature_def_t *def, int32_t partition, ui
   if (key) printf(" (key \"%s\")", key);
   if (partition >= 0)
     printf(" as seen by partition %" PRId32 " (topic #%d, partition %d)", partition,
-           (int)(partition >> 16), (int)(partition & 0xffff));
+           mtld_partition_id_topic(partition), (int)mtld_partition_id_number(partition));
   printf("\n  last_time_ms %" PRId64 "\n  n_events %" PRIu64 "\n", f->last_time_ms, f->n_events);
   print_counts_text(def, f->decayed);
   printf("  n_reviews %" PRIu32 " rating_sum %.17g mean_rating %.6g\n", f->n_reviews, f->rating_sum,

@@ -10,6 +10,7 @@
  * Exit: 0 all records delivered/written; 1 delivery, I/O or framing failure,
  * or interrupted; 2 usage or configuration error. */
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,11 @@ static void usage(FILE *out) {
       "  --out FILE [--format protobuf|json]   event file (default: the input's format;\n"
       "                        protobuf for CSV input)\n"
       "  --validate            decode and validate every record as the daemon would\n"
-      "                        (default limits) and print the counts per reject reason\n");
+      "                        (default limits) and print the counts per reject reason\n"
+      "  --summary FILE        also write the counts as one JSON object to FILE, for\n"
+      "                        scripts: records, delivered, failed, topic, written, out,\n"
+      "                        without_user_key, not_converted, exit_code, and with\n"
+      "                        --validate rejected {reason: count}\n");
 }
 
 /* Appends one record to --out. */
@@ -241,8 +246,44 @@ static int pr_parse_time(const char *v, int64_t *ms) {
   return *ms <= 0;
 }
 
+/* --summary FILE: the final counts as one JSON object (written whatever the
+ * outcome, so a script can tell what happened).  0, or -1 when it cannot be
+ * written (reported). */
+static int pr_write_summary(const pr_ctx_t *c, const char *path, const char *topic,
+                            const char *out_path, int rc) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "records", json_object_new_int64(c->records));
+  if (c->kout) {
+    json_object_object_add(o, "delivered", json_object_new_int64(mtld_kout_delivered(c->kout)));
+    json_object_object_add(o, "failed", json_object_new_int64(mtld_kout_failed(c->kout)));
+    json_object_object_add(o, "topic", json_object_new_string(topic));
+  }
+  if (out_path) {
+    json_object_object_add(o, "written", json_object_new_int64(c->written));
+    json_object_object_add(o, "out", json_object_new_string(out_path));
+  }
+  json_object_object_add(o, "without_user_key", json_object_new_int64(c->undecodable_keys));
+  json_object_object_add(o, "not_converted", json_object_new_int64(c->unconvertible));
+  if (c->validate) {
+    json_object *r = json_object_new_object();
+    for (int k = 0; k < MTLD_REJECT_COUNT; k++)
+      if (c->rejected[k])
+        json_object_object_add(r, mtld_reject_name((mtld_reject_t)k),
+                               json_object_new_int64(c->rejected[k]));
+    json_object_object_add(o, "rejected", r);
+  }
+  json_object_object_add(o, "exit_code", json_object_new_int(rc));
+  FILE *f = fopen(path, "w");
+  int ok = f && fprintf(f, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)) > 0;
+  if (f && fclose(f) != 0) ok = 0;
+  json_object_put(o);
+  if (!ok) fprintf(stderr, "mtld-produce: --summary %s: %m\n", path);
+  return ok ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
   const char *in_path = NULL, *csv_path = NULL, *bootstrap = NULL, *topic = NULL, *out_path = NULL;
+  const char *summary_path = NULL;
   const char *props[PR_MAX_PROPS];
   int n_props = 0, quiet = 0, sort = 1, out_fmt_given = 0, flush_ms = 120000;
   mtld_format_t in_fmt = MTLD_FMT_AUTO;
@@ -311,6 +352,8 @@ int main(int argc, char **argv) {
       flush_ms = (int)ms;
     } else if (strcmp(a, "--out") == 0) {
       out_path = v;
+    } else if (strcmp(a, "--summary") == 0) {
+      summary_path = v;
     } else if (strcmp(a, "--format") == 0) {
       int f = mtld_format_parse(v);
       bad = f != MTLD_FMT_PROTOBUF && f != MTLD_FMT_JSON;
@@ -406,6 +449,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "validate %s %" PRId64 "\n", mtld_reject_name((mtld_reject_t)r),
                 c.rejected[r]);
   }
+  if (summary_path && pr_write_summary(&c, summary_path, topic, out_path, rc) != 0 && rc == 0)
+    rc = 1;
   mtld_kout_destroy(c.kout);
   free(c.buf);
   return rc;

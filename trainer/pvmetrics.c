@@ -380,3 +380,53 @@ void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
     }
   }
 }
+
+void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b) {
+  static const struct {
+    const char *name, *help;
+    int binary_only;
+  } fam[6] = {{"mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.", 1},
+              {"mtld_pv_auc_cumulative", "Progressive AUC since start (histogram).", 1},
+              {"mtld_pv_logloss", "Progressive mean log loss.", 1},
+              {"mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 0},
+              {"mtld_pv_rmse", "Progressive RMSE.", 0},
+              {"mtld_pv_samples", "Samples scored, per task and scenario.", 0}};
+  int ns = mtld_pvmetrics_n_scenarios(m), per_task = ns + 1;
+  /* one summary per (task, scenario), computed once for the six families */
+  mtld_pv_summary_t *sum = calloc((size_t)m->n_tasks * (size_t)per_task, sizeof(*sum));
+  int *ok = calloc((size_t)m->n_tasks * (size_t)per_task, sizeof(*ok));
+  if (!sum || !ok) {
+    free(sum);
+    free(ok);
+    mtld_metrics_buf_fail(b, MTLD_ERR_NOMEM);
+    return;
+  }
+  for (int t = 0; t < m->n_tasks; t++)
+    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
+      size_t i = (size_t)t * per_task + (size_t)(sc + 1);
+      ok[i] = mtld_pvmetrics_get(m, t, sc, &sum[i]) == MTLD_OK;
+    }
+  for (int k = 0; k < 6; k++) {
+    mtld_metrics_family(b, fam[k].name, "gauge", fam[k].help);
+    for (int t = 0; t < m->n_tasks; t++) {
+      if (fam[k].binary_only && m->is_reg[t]) continue;
+      for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
+        size_t i = (size_t)t * per_task + (size_t)(sc + 1);
+        if (!ok[i]) continue;
+        const mtld_pv_summary_t *s = &sum[i];
+        double v = k == 0   ? s->auc_window
+                   : k == 1 ? s->auc_cum
+                   : k == 2 ? s->logloss
+                   : k == 3 ? s->calibration
+                   : k == 4 ? s->rmse
+                            : (double)s->n;
+        mtld_metrics_label_t l[2] = {
+            {"task", m->task_name[t]},
+            {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};
+        mtld_metrics_sample_kv(b, fam[k].name, l, 2, v);
+      }
+    }
+  }
+  free(sum);
+  free(ok);
+}

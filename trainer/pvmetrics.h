@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "common/limits.h" /* MTLD_SCENARIO_MAX */
+#include "common/metricstext.h"
 #include "trainer/serial.h"
 #include "common/status.h"
 
@@ -67,6 +68,13 @@ const char *mtld_pvmetrics_scenario_name(const mtld_pvmetrics_t *m, int scen);
 /* Prints one line per task for "all", then one per (task, scenario) when
  * per_scenario is non-zero. */
 void mtld_pvmetrics_print(const mtld_pvmetrics_t *m, FILE *f, int per_scenario);
+
+/* Renders the progressive-validation families into b (Prometheus text), one
+ * sample per task and scenario ("_all" for every scenario together):
+ * mtld_pv_auc, mtld_pv_auc_cumulative, mtld_pv_logloss (binary tasks only),
+ * mtld_pv_calibration, mtld_pv_rmse, mtld_pv_samples.  An allocation
+ * failure sets b's sticky status. */
+void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b);
 
 /* Exact rank AUC (ties get mid ranks) of n (pred, label > 0.5) pairs; NAN if
  * a class is missing or on allocation failure.  Exposed for tests. */

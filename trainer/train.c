@@ -131,21 +131,20 @@ mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w)
   return st;
 }
 
+void mtld_trainer_apply_reloadable(mtld_trainer_t *t, const mtld_model_config_t *mc) {
+  if (mc->lr != t->cfg.lr || mc->emb.lr != t->cfg.emb.lr)
+    mtld_trainer_set_lr(t, mc->lr, mc->emb.lr);
+  for (int k = 0; k < mc->n_tasks; k++) {
+    int i = mtld_trainer_task_index(t, mc->tasks[k].name);
+    if (i >= 0 && mc->tasks[k].loss_weight != t->cfg.tasks[i].loss_weight)
+      mtld_trainer_set_loss_weight(t, i, mc->tasks[k].loss_weight);
+  }
+}
+
 int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name) {
   for (int k = 0; k < t->cfg.n_tasks; k++)
     if (!strcmp(t->cfg.tasks[k].name, name)) return k;
   return -1;
-}
-
-mtld_status_t mtld_trainer_set_reloadable(mtld_trainer_t *t, const mtld_model_config_t *cfg) {
-  mtld_status_t st = mtld_trainer_set_lr(t, cfg->lr, cfg->emb.lr);
-  for (int k = 0; k < cfg->n_tasks; k++) {
-    int i = mtld_trainer_task_index(t, cfg->tasks[k].name);
-    if (i < 0) continue;
-    mtld_status_t s = mtld_trainer_set_loss_weight(t, i, cfg->tasks[k].loss_weight);
-    if (st == MTLD_OK) st = s;
-  }
-  return st;
 }
 
 void mtld_trainer_params(mtld_trainer_t *t, float **params, size_t *n) {
@@ -308,4 +307,45 @@ mtld_status_t mtld_trainer_load(mtld_trainer_t **out, FILE *f, char *err, size_t
   mtld_status_t st = mtld_trainer_load_mem(out, buf, len, err, errlen);
   free(buf);
   return st;
+}
+
+void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b) {
+  mtld_trainer_stats_t ts;
+  mtld_trainer_stats(t, &ts);
+  mtld_metrics_family(b, "mtld_samples_trained_total", "counter",
+                      "Samples the model has learned from (after scoring them).");
+  mtld_metrics_sample(b, "mtld_samples_trained_total", NULL, (double)ts.trained);
+  mtld_metrics_family(b, "mtld_train_batches_total", "counter", "Optimiser steps.");
+  mtld_metrics_sample(b, "mtld_train_batches_total", NULL, (double)ts.batches);
+  mtld_metrics_family(b, "mtld_train_loss", "gauge", "Loss of the last minibatch.");
+  mtld_metrics_sample(b, "mtld_train_loss", NULL, ts.last_loss);
+  mtld_metrics_family(b, "mtld_trainer_memory_bytes", "gauge",
+                      "Memory of the model, optimiser state and metrics.");
+  mtld_metrics_sample(b, "mtld_trainer_memory_bytes", NULL, (double)mtld_trainer_memory_bytes(t));
+  mtld_pvmetrics_render(mtld_trainer_metrics(t), b);
+  mtld_model_t *m = mtld_trainer_model(t);
+  const mtld_model_config_t *mc = mtld_model_config(m);
+  static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",
+                                     "mtld_embedding_evictions_total"};
+  static const char *const help[3] = {"Live rows of each embedding table (occupancy).",
+                                      "Rows admitted after their occurrence threshold.",
+                                      "Rows expired after going unused (event time)."};
+  static const char *const type[3] = {"gauge", "counter", "counter"};
+  for (int k = 0; k < 3; k++) {
+    mtld_metrics_family(b, fam[k], type[k], help[k]);
+    for (int f = 0; f < mc->n_fields; f++) {
+      const mtld_embed_t *e = mtld_model_embed(m, f);
+      if (!e) continue;
+      double v = k == 0   ? (double)e->stats.live_rows
+                 : k == 1 ? (double)e->stats.admitted
+                          : (double)e->stats.evictions;
+      mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
+      mtld_metrics_sample_kv(b, fam[k], l, 1, v);
+    }
+  }
+  mtld_metrics_family(b, "mtld_embedding_table_rows", "gauge", "Rows of each embedding table.");
+  for (int f = 0; f < mc->n_fields; f++) {
+    mtld_metrics_label_t l[1] = {{"field", mc->fields[f].name}};
+    mtld_metrics_sample_kv(b, "mtld_embedding_table_rows", l, 1, (double)mc->fields[f].rows);
+  }
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/metricstext.h"
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
 #include "trainer/sample.h"
@@ -65,11 +66,10 @@ mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr);
 mtld_status_t mtld_trainer_set_loss_weight(mtld_trainer_t *t, int task, float w);
 int mtld_trainer_task_index(const mtld_trainer_t *t, const char *name);
 
-/* Sets every reloadable setting from cfg (the daemon's model config, after
- * start or a reload): both learning rates and, matched by task name, each
- * task's loss weight; the architecture in cfg is not looked at.  Returns the
- * first error of the setters (what was valid is set). */
-mtld_status_t mtld_trainer_set_reloadable(mtld_trainer_t *t, const mtld_model_config_t *cfg);
+/* Applies the reloadable settings of mc: the learning rates and, matched by
+ * task name, the loss weights (tasks t does not have are ignored; the
+ * architecture is t's own).  Values equal to t's are left alone. */
+void mtld_trainer_apply_reloadable(mtld_trainer_t *t, const mtld_model_config_t *mc);
 
 /* The contiguous parameter buffer (dense then embeddings): borrowed, valid
  * until the next observe/flush/destroy. */
@@ -82,6 +82,12 @@ void mtld_trainer_stats(const mtld_trainer_t *t, mtld_trainer_stats_t *out);
 /* Samples buffered and not yet trained on. */
 int mtld_trainer_pending(const mtld_trainer_t *t);
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
+
+/* Renders the trainer's families into b (Prometheus text): samples trained,
+ * optimiser steps, last loss, memory, the progressive-validation families
+ * (mtld_pvmetrics_render) and the embedding tables' occupancy, admissions
+ * and evictions per field.  Thread: the trainer's owner. */
+void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b);
 
 /* Full state: magic, version, config, counters, buffered samples, model
  * (parameters, optimiser, normaliser, tables), metrics, XXH64 trailer.  The

@@ -80,10 +80,31 @@ start_mtld() {
   PIDS+=("$MTLD_PID")
 }
 
-# consumed STORE : total records committed (sum of next offsets) in the store
+# json_field FILE KEY : a top-level field of the JSON object in FILE ("" when
+# the file, the object or the field is missing)
+json_field() {
+  python3 -c '
+import json, sys
+try:
+    v = json.load(open(sys.argv[1])).get(sys.argv[2], "")
+except (OSError, ValueError, AttributeError):
+    v = ""
+print(v)' "$1" "$2"
+}
+
+# consumed STORE : total records committed (sum of next offsets) in the store,
+# from mtld-inspect --offsets --json (0 while there is no store yet)
 consumed() {
-  { "$BUILD/mtld-inspect" --store "$1" --offsets 2>/dev/null || true; } |
-    awk '{s += $3} END {print s + 0}'
+  { "$BUILD/mtld-inspect" --store "$1" --offsets --json 2>/dev/null || true; } |
+    python3 -c '
+import json, sys
+n = 0
+for line in sys.stdin:
+    try:
+        n += json.loads(line)["next_offset"]
+    except (ValueError, KeyError, TypeError):
+        pass
+print(n)'
 }
 
 # wait_consumed STORE N TIMEOUT_S : until the store committed N records
@@ -111,7 +132,7 @@ stop_pid() {
   [ $rc -eq 0 ] || fail "pid $pid exited with $rc after SIGTERM"
 }
 
-# produced_count LOG : records mtld-produce reports delivered
+# produced_count SUMMARY : records delivered, from mtld-produce --summary SUMMARY
 produced_count() {
-  sed -n 's/.* \([0-9][0-9]*\) delivered to .*/\1/p' "$1" | tail -1
+  json_field "$1" delivered
 }

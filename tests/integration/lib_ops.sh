@@ -9,11 +9,12 @@ helper_bin() {
 }
 
 # produce FILE TOPIC LOG : produces an event file, echoes the record count
+# (its --summary goes to LOG.json)
 produce() {
-  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$2" --in "$1" >"$3" 2>&1 ||
-    fail "mtld-produce $1 failed"
+  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$2" --in "$1" --summary "$3.json" \
+    >"$3" 2>&1 || fail "mtld-produce $1 failed"
   local n
-  n=$(produced_count "$3")
+  n=$(produced_count "$3.json")
   [ "${n:-0}" -gt 0 ] || fail "mtld-produce reported no delivered records for $1"
   echo "$n"
 }

@@ -8,8 +8,8 @@
 "$BUILD/mtld-gen" --seed 5 --users 200 --items 150 --impressions 3000 --days 1 --bad-every 37 \
   --out "$T/events.pb" --truth "$T/truth.csv" 2>"$T/gen.log"
 start_cluster 1 events:4 dlq:2
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(produced_count "$T/produce.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce.json" >"$T/produce.log" 2>&1
+N=$(produced_count "$T/produce.json")
 # expected rejections by reason, from the generator's truth file
 awk -F, '$2 == "bad" {print $6}' "$T/truth.csv" | sort | uniq -c | awk '{print $2, $1}' >"$T/expected"
 BAD=$(awk '{s += $2} END {print s}' "$T/expected")

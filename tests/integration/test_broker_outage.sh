@@ -27,7 +27,7 @@ note "stream A: $NA records consumed"
 
 # 1. broker 2 down while stream B is produced; up again after 4 s
 cluster_cmd "down 2"
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/b.pb" >"$T/produce-b.log" 2>&1 &
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/b.pb" --summary "$T/produce-b.json" >"$T/produce-b.log" 2>&1 &
 PROD=$!
 PIDS+=("$PROD")
 sleep $((4 * SLOW))
@@ -35,7 +35,7 @@ alive "with broker 2 down"
 note "broker 2 down for 4 s: $(($(consumed "$T/store") - NA)) records of stream B consumed meanwhile"
 cluster_cmd "up 2"
 wait "$PROD" || fail "mtld-produce of stream B failed"
-NB=$(produced_count "$T/produce-b.log")
+NB=$(produced_count "$T/produce-b.json")
 wait_consumed "$T/store" $((NA + NB)) 60
 note "stream B: $NB records consumed after broker 2 came back"
 

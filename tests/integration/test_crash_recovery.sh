@@ -15,8 +15,8 @@ note "kill points seeded with $SEED"
 "$BUILD/mtld-gen" --seed 31 --users 300 --items 200 --impressions 70000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log"
 start_cluster 1 events:1
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(produced_count "$T/produce.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce.json" >"$T/produce.log" 2>&1
+N=$(produced_count "$T/produce.json")
 note "produced $N records"
 
 EXTRA='joiner = { conversion_window = "2h"; };

@@ -23,8 +23,8 @@ conf() { # conf NAME TOPIC BATCH FETCH
 }
 
 # A: topic complete before it starts; big fetches, big batches
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce-a.log" 2>&1
-N=$(produced_count "$T/produce-a.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce-a.json" >"$T/produce-a.log" 2>&1
+N=$(produced_count "$T/produce-a.json")
 conf a events 5000 1048576
 start_mtld "$T/a.conf" "$T/a.log"
 wait_consumed "$T/a.store" "$N" 60
@@ -32,7 +32,7 @@ sleep 2 # every partition reports its end: the final watermark is the stream's
 stop_pid "$MTLD_PID" 30
 
 # B: the same stream in another topic; tiny fetches, tiny batches
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events2 --in "$T/events.pb" >"$T/produce-b.log" 2>&1
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events2 --in "$T/events.pb" --summary "$T/produce-b.json" >"$T/produce-b.log" 2>&1
 conf b events2 7 1024
 start_mtld "$T/b.conf" "$T/b.log"
 wait_consumed "$T/b.store" "$N" 90

@@ -13,8 +13,8 @@
 "$BUILD/mtld-gen" --seed 11 --users 300 --items 200 --impressions 5000 --days 1 \
   --out "$T/events.pb" 2>"$T/gen.log"
 start_cluster 3 events:8
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce-1.log" 2>&1
-N=$(produced_count "$T/produce-1.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce-1.json" >"$T/produce-1.log" 2>&1
+N=$(produced_count "$T/produce-1.json")
 [ "${N:-0}" -gt 5000 ] || fail "producer reported ${N:-no} records"
 
 write_config "$T/mtld.conf" "$T/store" events
@@ -24,8 +24,8 @@ stop_pid "$MTLD_PID" 30
 "$HELPERS/ref_features" "$T/events.pb" "$T/store" || fail "first copy: features differ from the reference"
 note "first copy of $N records applied"
 
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce-2.log" 2>&1
-N2=$(produced_count "$T/produce-2.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce-2.json" >"$T/produce-2.log" 2>&1
+N2=$(produced_count "$T/produce-2.json")
 [ "$N2" = "$N" ] || fail "second copy: $N2 records, not $N"
 start_mtld "$T/mtld.conf" "$T/mtld.log"
 wait_consumed "$T/store" $((2 * N)) 60

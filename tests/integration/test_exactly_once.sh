@@ -18,8 +18,8 @@ note "kill points seeded with $SEED"
   --start-ms 2024-01-03T00:00:00Z --out "$T/part2.pb" 2>>"$T/gen.log"
 cat "$T/part1.pb" "$T/part2.pb" >"$T/all.pb"
 start_cluster 3 events:8
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/part1.pb" >"$T/produce.log" 2>&1
-N1=$(produced_count "$T/produce.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/part1.pb" --summary "$T/produce.json" >"$T/produce.log" 2>&1
+N1=$(produced_count "$T/produce.json")
 note "produced $N1 records"
 
 # small batches, fsync on: kills land between and inside many commits
@@ -58,8 +58,8 @@ start_mtld "$T/b.conf" "$T/b.log"; B=$MTLD_PID
 for _ in $(seq 1 $((200 * SLOW))); do grep -q "assigned" "$T/b.log" && break; sleep 0.1; done
 grep -q "assigned" "$T/b.log" || fail "second consumer got no partitions"
 sleep 1
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/part2.pb" >>"$T/produce.log" 2>&1
-N2=$(produced_count "$T/produce.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/part2.pb" --summary "$T/produce.json" >>"$T/produce.log" 2>&1
+N2=$(produced_count "$T/produce.json")
 sleep $((2 * SLOW))
 stop_pid "$B" 30
 nb=$(consumed "$T/store-b")

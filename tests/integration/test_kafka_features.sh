@@ -8,8 +8,8 @@
 "$BUILD/mtld-gen" --seed 7 --users 300 --items 200 --impressions 6000 --days 1 \
   --out "$T/events.pb" --truth "$T/truth.csv" 2>"$T/gen.log"
 start_cluster 3 events:8
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" >"$T/produce.log" 2>&1
-N=$(produced_count "$T/produce.log")
+"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" --summary "$T/produce.json" >"$T/produce.log" 2>&1
+N=$(produced_count "$T/produce.json")
 [ "${N:-0}" -gt 6000 ] || fail "producer reported ${N:-no} records"
 note "produced $N records"
 

@@ -108,13 +108,21 @@ else
   ok "mock cluster wrote its bootstrap file"
   BS=$(cat "$BS_FILE")
   check "bootstrap lists 3 brokers" test "$(echo "$BS" | tr ',' '\n' | grep -c '^127.0.0.1:')" -eq 3
-  T "$PRODUCE" --in "$TMP/bad.protobuf" --bootstrap "$BS" --topic events 2>"$TMP/prod.log"
+  T "$PRODUCE" --in "$TMP/bad.protobuf" --bootstrap "$BS" --topic events \
+    --summary "$TMP/prod.json" 2>"$TMP/prod.log"
   rc=$?
   check "mtld-produce into the mock cluster exits 0" test $rc -eq 0
   n_rec=$(grep -c . "$TMP/bad.json") # same records as the protobuf file, one per line
   check "every record delivered (bad ones included)" \
     grep -q "$n_rec records, $n_rec delivered to events, 0 failed" "$TMP/prod.log"
   check "undecodable records produced without a key" grep -q "without a user key" "$TMP/prod.log"
+  check "--summary: the same counts as JSON" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+n = int(sys.argv[2])
+sys.exit(not (s["records"] == n and s["delivered"] == n and s["failed"] == 0 and
+              s["topic"] == "events" and s["without_user_key"] > 0 and s["exit_code"] == 0))' \
+    "$TMP/prod.json" "$n_rec"
   T "$PRODUCE" --csv /dev/stdin --layout generic --map 'user=1,item=2,type=const:CLICK,time=3' \
     --bootstrap "$BS" --topic other --quiet <<<"1,2,1700000000
 3,4,1700000001"

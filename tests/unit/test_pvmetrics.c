@@ -183,8 +183,36 @@ static void test_metrics(void) {
   mtld_pvmetrics_destroy(m);
 }
 
+/* The Prometheus families: one sample per task and scenario ("_all" too);
+ * AUC and log loss only for binary tasks. */
+static void test_render(void) {
+  char err[256];
+  int is_reg[2] = {0, 1};
+  const char *names[2] = {"ctr", "rating"};
+  mtld_pvmetrics_t *m = NULL;
+  CHECK(mtld_pvmetrics_create(&m, 2, is_reg, names, 16, 2, err, sizeof(err)) == MTLD_OK);
+  int sc = mtld_pvmetrics_scenario(m, 7, "home");
+  mtld_pvmetrics_add(m, 0, sc, 0.9f, 1.0f);
+  mtld_pvmetrics_add(m, 0, sc, 0.2f, 0.0f);
+  mtld_pvmetrics_add(m, 1, sc, 4.0f, 5.0f);
+  mtld_metrics_buf_t b;
+  mtld_metrics_buf_init(&b);
+  mtld_pvmetrics_render(m, &b);
+  const char *t = mtld_metrics_buf_text(&b);
+  CHECK(mtld_metrics_buf_status(&b) == MTLD_OK);
+  CHECK(strstr(t, "# TYPE mtld_pv_auc gauge\n") != NULL);
+  CHECK(strstr(t, "mtld_pv_auc{task=\"ctr\",scenario=\"home\"} 1\n") != NULL);
+  CHECK(strstr(t, "mtld_pv_samples{task=\"ctr\",scenario=\"_all\"} 2\n") != NULL);
+  CHECK(strstr(t, "mtld_pv_rmse{task=\"rating\",scenario=\"home\"} 1\n") != NULL);
+  CHECK(strstr(t, "mtld_pv_auc{task=\"rating\"") == NULL);
+  CHECK(strstr(t, "mtld_pv_logloss{task=\"rating\"") == NULL);
+  mtld_metrics_buf_free(&b);
+  mtld_pvmetrics_destroy(m);
+}
+
 int main(void) {
   test_auc_exact();
+  test_render();
   test_window_cache();
   test_metrics();
   return CHECK_DONE();

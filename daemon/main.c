@@ -273,7 +273,10 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
 static void publish(daemon_t *d, int healthy, const char *why) {
   if (!d->metrics) return;
   mtld_pipeline_render_metrics(d->pipe, &d->mbuf);
+  mtld_store_render_metrics(d->store, &d->mbuf);
+  mtld_watermark_render_metrics(d->wm, &d->mbuf);
   if (d->trainer) mtld_trainer_render_metrics(d->trainer, &d->mbuf);
+  if (d->src) mtld_source_render_metrics(d->src, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
   mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
   mtld_metrics_sample(&d->mbuf, "mtld_resident_memory_bytes", NULL,

@@ -460,8 +460,6 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->rejected[r]);
   }
   if (p->dlq) mtld_deadletter_render_metrics(p->dlq, b);
-  mtld_store_render_metrics(p->store, b);
-  mtld_watermark_render_metrics(p->wm, b);
   mtld_joiner_render_metrics(p->joiner, b);
   mtld_metrics_family(b, "mtld_samples_released_total", "counter",
                       "Joined samples handed to the trainer, by kind.");
@@ -469,6 +467,4 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
                       (double)p->samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->samples_by_kind[2]);
-
-  if (p->src) mtld_source_render_metrics(p->src, b);
 }

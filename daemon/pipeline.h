@@ -76,9 +76,9 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
  * where it is used. */
 void mtld_pipeline_reloaded(mtld_pipeline_t *p);
 
-/* Renders the pipeline's counters into b (Prometheus text), and the families
- * of what it owns or was given (dead letters, store, watermark, joiner,
- * source). */
+/* Renders the pipeline's counters into b (Prometheus text) and the families
+ * of what it owns (joiner, dead letters); the store, the watermark and the
+ * source render their own (their owner calls them). */
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b);
 
 /* The source ended (a replayed file): nothing more will arrive, so the next

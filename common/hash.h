@@ -14,4 +14,12 @@ static inline uint64_t mtld_mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+/* The next value of the splitmix64 stream whose state is *state (advanced):
+ * deterministic pseudo-random numbers (sampled negatives, generators). */
+static inline uint64_t mtld_splitmix64(uint64_t *state) {
+  uint64_t z = mtld_mix64(*state);
+  *state += UINT64_C(0x9e3779b97f4a7c15);
+  return z;
+}
+
 #endif

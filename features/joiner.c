@@ -900,15 +900,6 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
   return rc;
 }
 
-/* Deterministic PRNG (splitmix64 stream). */
-static uint64_t rng_next(uint64_t *state) {
-  *state += UINT64_C(0x9e3779b97f4a7c15);
-  uint64_t z = *state;
-  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
 /* An unmatched click in sampled-negatives mode: a positive sample, K
  * negatives from the (partition, scenario) ring, then the click joins the
  * ring. */
@@ -932,7 +923,7 @@ static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, 
   for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
     uint64_t item = 0;
     for (int attempt = 0; attempt < 8 && item == 0; attempt++) {
-      uint64_t cand = j->rings[r].items[(uint32_t)(((rng_next(&state) >> 32) * n) >> 32)];
+      uint64_t cand = j->rings[r].items[(uint32_t)(((mtld_splitmix64(&state) >> 32) * n) >> 32)];
       if (cand != ev->item_id) item = cand;
     }
     if (item == 0) continue; /* the ring holds (almost) only the clicked item */

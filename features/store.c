@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/fs.h"
 
 #define N_CF (MTLD_CF_COUNT + 1) /* "default" first, then mtld_cf_t order */
@@ -966,8 +967,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     st->n_events = 0;
     return MTLD_OK;
   }
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t t0 = mtld_mono_ns();
   entry_t **order = malloc((total ? total : 1) * sizeof *order);
   if (!order) {
     st->commit_failures++;
@@ -1015,8 +1015,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     return MTLD_ERR_IO; /* the batch is kept for a retry */
   }
   mtld_store_rollback(st);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double secs = (double)(mtld_mono_ns() - t0) / 1e9;
   st->write_seconds_sum += secs;
   if (secs > st->write_seconds_max) st->write_seconds_max = secs;
   st->commits++;

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "common/bytes.h"
+#include "common/hash.h"
 #include "daemon/decode.h"
 #include "daemon/eventfile.h"
 #include "features/event.h"
@@ -45,16 +46,9 @@ typedef struct {
   uint64_t s[4];
 } gen_rng_t;
 
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 static void rng_seed(gen_rng_t *r, uint64_t seed, uint64_t stream) {
   uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL);
-  for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+  for (int i = 0; i < 4; i++) r->s[i] = mtld_splitmix64(&x);
 }
 
 static uint64_t rotl(uint64_t x, int k) {

@@ -851,6 +851,10 @@ static const key_def_t keys[] = {
    .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.idle_after",             .kind = K_DURATION, FIELD(idle_ms),
    .min = 0, .max = 365 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.idle_release",           .kind = K_DURATION, FIELD(idle_release_ms),
+   .min = 0, .max = 7 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.warn_no_samples_after",  .kind = K_I64,      FIELD(no_samples_warn_events),
+   .min = 0, .max = 1e12},
 
   /* The network's shape changes its parameters: a restart (from a
    * checkpoint of the same shape) is needed.  Only the learning rates and
@@ -953,6 +957,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   mtld_joiner_config_default(&cfg->joiner);
   cfg->allowed_lateness_ms = 60000;
   cfg->idle_ms = 0;
+  cfg->idle_release_ms = 0;
+  cfg->no_samples_warn_events = 10000;
   mtld_model_config_default(&cfg->model);
   cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
   cfg->trainer_enabled = 1;

@@ -67,8 +67,10 @@ typedef struct {
   /* joiner.* (features/joiner.h): windows, mode, negatives; the watermark's
    * allowed lateness and idleness (event time) */
   mtld_joiner_config_t joiner;
-  int64_t allowed_lateness_ms; /* joiner.allowed_lateness, default 60 s */
-  int64_t idle_ms;             /* joiner.idle_after, default 0 = never idle */
+  int64_t allowed_lateness_ms;    /* joiner.allowed_lateness, default 60 s */
+  int64_t idle_ms;                /* joiner.idle_after, default 0 = never idle */
+  int64_t idle_release_ms;        /* joiner.idle_release (wall clock), default 0 = off */
+  int64_t no_samples_warn_events; /* joiner.warn_no_samples_after, default 10000 (0 = off) */
 
   /* model.* (trainer/model.h).  model.n_dense is not a key: it is set from
    * the feature definitions (mtld_features_dense_count).  Reloadable:

@@ -33,6 +33,7 @@
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
+#include "features/joiner.h"
 #include "common/clock.h"
 #include "features/store.h"
 #include "features/watermark.h"
@@ -122,7 +123,54 @@ typedef struct {
   int64_t started_mono_ms;
   uint64_t last_status_records;
   int64_t last_status_ms;
+  int shape_checked; /* the joiner mode was checked against the stream's event types */
+  int no_samples;    /* no sample after joiner.warn_no_samples_after events (in STATUS) */
 } daemon_t;
+
+/* Events seen before the joiner mode is checked against the stream's shape
+ * (a few batches: enough to tell a click-only stream). */
+#define MTLD_SHAPE_CHECK_EVENTS 1000
+
+/* Says when the config cannot learn from the stream (README, "Your own
+ * data"): once, a warning when the joiner mode does not fit the event types
+ * seen (after MTLD_SHAPE_CHECK_EVENTS events, or at the end); and a warning,
+ * kept in STATUS until samples come, when no sample was released after
+ * joiner.warn_no_samples_after events. */
+static void advise(daemon_t *d, int at_end) {
+  mtld_pipeline_stats_t s;
+  mtld_pipeline_stats(d->pipe, &s);
+  char msg[512];
+  if (!d->shape_checked && (s.events >= MTLD_SHAPE_CHECK_EVENTS || (at_end && s.events > 0))) {
+    d->shape_checked = 1;
+    if (mtld_joiner_shape_advice(&d->cfg.joiner, s.events_by_type, msg, sizeof(msg)))
+      mtld_log(MTLD_LOG_WARNING, "this config cannot learn from this stream: %s", msg);
+  }
+  if (s.samples_released > 0) {
+    d->no_samples = 0;
+  } else if (!d->no_samples && s.events > 0 && d->cfg.no_samples_warn_events > 0 &&
+             (at_end || s.events >= (uint64_t)d->cfg.no_samples_warn_events)) {
+    d->no_samples = 1;
+    if (s.pending > 0)
+      mtld_log(MTLD_LOG_WARNING,
+               "no samples released after %" PRIu64 " events: %" PRIu64
+               " pending wait for the watermark to pass joiner.click_window + conversion_window "
+               "after them (expected for that long at the start of a live stream; a finite "
+               "topic never gets there: set joiner.idle_release)",
+               s.events, s.pending);
+    else
+      mtld_log(MTLD_LOG_WARNING,
+               "no samples released after %" PRIu64 " events and none pending: joiner.mode = "
+               "\"%s\" opens samples from %s; %s",
+               s.events,
+               d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "sampled_negatives"
+                                                                 : "impressions",
+               d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "clicks and reviews"
+                                                                 : "impressions and reviews",
+               d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES
+                   ? "does the stream have CLICK or REVIEW events?"
+                   : "a click-only stream needs joiner.mode = \"sampled_negatives\"");
+  }
+}
 
 static void log_key(void *ctx, const char *key, int reloadable) {
   (void)ctx;
@@ -249,6 +297,10 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
       mtld_store_open(&d->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
   if (st != MTLD_OK) return st;
   st = mtld_watermark_create(&d->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
+  if (st == MTLD_OK)
+    st = mtld_watermark_set_idle_release(d->wm, cfg->idle_release_ms,
+                                         cfg->joiner.click_window_ms +
+                                             cfg->joiner.conversion_window_ms);
   if (st != MTLD_OK) {
     snprintf(err, errlen, "watermark: %s", mtld_status_str(st));
     return st;
@@ -297,10 +349,17 @@ static void status(daemon_t *d) {
   d->last_status_ms = now;
   d->last_status_records = s.records;
   int connected = mtld_source_connected(d->src);
-  char line[256];
+  advise(d, 0);
+  char line[384], warn[160] = "";
+  if (d->no_samples)
+    snprintf(warn, sizeof(warn),
+             "NO SAMPLES after %" PRIu64 " events (%" PRIu64 " pending; joiner.mode = \"%s\"); ",
+             s.events, s.pending,
+             d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "sampled_negatives"
+                                                               : "impressions");
   snprintf(line, sizeof(line),
-           "%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64 " samples",
-           connected ? "" : "brokers unreachable; ", rate, s.events, s.rejected,
+           "%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64 " samples",
+           connected ? "" : "brokers unreachable; ", warn, rate, s.events, s.rejected,
            s.samples_released);
   mtld_notify_status("%s", line);
   /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
@@ -348,6 +407,7 @@ static int run(daemon_t *d) {
       } else {
         commit_failing_since = 0;
         mtld_durable_tick(d->durable);
+        if (!d->shape_checked) advise(d, 0);
       }
     }
     int64_t now = mtld_mono_ms();
@@ -403,12 +463,14 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   mtld_metrics_server_stop(d->metrics);
   mtld_metrics_buf_free(&d->mbuf);
   report(d);
+  advise(d, 1);
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
   mtld_log(MTLD_LOG_NOTICE,
            "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
-           " batches, %" PRIu64 " samples, watermark %" PRId64,
-           s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms);
+           " batches, %" PRIu64 " samples, watermark %" PRId64 "%s",
+           s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms,
+           d->no_samples ? " (no samples: see the warning above)" : "");
   free_state(d);
   return rc;
 }

@@ -213,6 +213,7 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
   }
   p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
+  mtld_watermark_arrival(p->wm, mtld_mono_ms()); /* idle release counts from the start */
   *out = p;
   return MTLD_OK;
 fail:
@@ -284,6 +285,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   part_t *pt = &p->parts[slot];
   mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
+  mtld_watermark_arrival(p->wm, mtld_mono_ms());
   p->records++;
   p->batch_records++;
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg->format,
@@ -338,7 +340,8 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
 int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
   /* nothing consumed, but the watermark moved (a partition reached its
    * end): samples are due for release */
-  if (p->batch_records == 0) return mtld_watermark_get(p->wm) > p->released_wm;
+  if (p->batch_records == 0)
+    return mtld_watermark_release_point(p->wm, mtld_mono_ms()) > p->released_wm;
   if ((int64_t)p->batch_records >= p->cfg->batch_max_events) return 1;
   return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg->batch_max_ms;
 }
@@ -351,8 +354,14 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
 }
 
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen) {
-  int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_get(p->wm);
+  int64_t now = mtld_mono_ms();
+  int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_release_point(p->wm, now);
   if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;
+  if (!p->end_of_stream && mtld_watermark_idle_released(p->wm, now) && wm > p->released_wm)
+    mtld_log(MTLD_LOG_NOTICE,
+             "idle release: no record for %" PRId64 " ms (joiner.idle_release): releasing the "
+             "pending samples up to event time %" PRId64,
+             p->cfg->idle_release_ms, wm);
   /* Dead letters first: the batch moves offsets past them. */
   if (p->dlq && p->dlq_pending) {
     mtld_status_t st = mtld_deadletter_flush(p->dlq, 10000);
@@ -419,6 +428,8 @@ void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
   out->rejected = p->rejected_total;
   out->batches = p->batches;
   out->samples_released = p->samples_released;
+  memcpy(out->events_by_type, p->events_by_type, sizeof(out->events_by_type));
+  out->pending = mtld_joiner_pending_count(p->joiner);
   out->watermark_ms = mtld_watermark_get(p->wm);
 }
 

@@ -96,6 +96,8 @@ mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t er
 typedef struct {
   uint64_t records, events, rejected, batches, samples_released;
   int64_t watermark_ms;
+  uint64_t events_by_type[MTLD_N_EVENT_TYPES]; /* applied events, [type - 1] */
+  uint64_t pending;                            /* the joiner's pending samples */
 } mtld_pipeline_stats_t;
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out);
 

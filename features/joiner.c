@@ -4,6 +4,7 @@
  * rings for sampled negatives.  See joiner.h for the rules. */
 #include "features/joiner.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1032,6 +1033,31 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
   }
   j->c.released += n;
   return n;
+}
+
+int mtld_joiner_shape_advice(const mtld_joiner_config_t *cfg,
+                             const uint64_t n_by_type[MTLD_N_EVENT_TYPES], char *buf, size_t len) {
+  uint64_t imp = n_by_type[MTLD_EV_IMPRESSION - 1], clk = n_by_type[MTLD_EV_CLICK - 1],
+           cart = n_by_type[MTLD_EV_ADD_TO_CART - 1], buy = n_by_type[MTLD_EV_PURCHASE - 1],
+           rev = n_by_type[MTLD_EV_REVIEW - 1];
+  if (cfg->mode == MTLD_JOIN_IMPRESSIONS && imp == 0 && clk + cart + buy > 0) {
+    snprintf(buf, len,
+             "the stream has no IMPRESSION events (%" PRIu64 " clicks, %" PRIu64 " carts, %" PRIu64
+             " purchases, %" PRIu64 " reviews): joiner.mode = \"impressions\" makes samples only "
+             "from impressions%s; for a click-only stream set joiner.mode = "
+             "\"sampled_negatives\" (README, \"Your own data\")",
+             clk, cart, buy, rev, rev ? " and reviews" : "");
+    return 1;
+  }
+  if (cfg->mode == MTLD_JOIN_SAMPLED_NEGATIVES && imp > 0) {
+    snprintf(buf, len,
+             "the stream has %" PRIu64 " IMPRESSION events, which joiner.mode = "
+             "\"sampled_negatives\" ignores (it draws negatives instead): with real impressions "
+             "set joiner.mode = \"impressions\" (README, \"Your own data\")",
+             imp);
+    return 1;
+  }
+  return 0;
 }
 
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j) {

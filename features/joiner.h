@@ -186,6 +186,18 @@ int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
 /* Counters since create (not reset by reload). */
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
 
+/* Whether a stream with these event counts (n_by_type[type - 1], so far)
+ * can give samples in this mode: 0 when it can (or when too little has been
+ * seen to say), else 1 with a one-line advice naming the key to set in buf:
+ *   impressions mode, no IMPRESSION, CLICK/CART/PURCHASE seen: click-only
+ *     streams need joiner.mode = "sampled_negatives" (only REVIEWs, if any,
+ *     give samples);
+ *   sampled_negatives mode, IMPRESSIONs seen: impressions are real negatives,
+ *     joiner.mode = "impressions" learns from them (this mode ignores them).
+ * Pure; any thread. */
+int mtld_joiner_shape_advice(const mtld_joiner_config_t *cfg,
+                             const uint64_t n_by_type[MTLD_N_EVENT_TYPES], char *buf, size_t len);
+
 /* The sample_id of the negative number sub (1..K) drawn for a click. */
 uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
 

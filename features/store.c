@@ -369,6 +369,21 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
       return MTLD_ERR_NOTFOUND;
     }
   }
+  if (def) {
+    /* a fresh store under a directory that does not exist yet
+     * (store.path = "/srv/mtld/run1/store"): create its parents, as
+     * RocksDB creates only the last component */
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = 0;
+      if (mtld_mkdir_p(parent) != 0) {
+        snprintf(err, errlen, "create %s: %s", parent, strerror(errno));
+        return MTLD_ERR_IO;
+      }
+    }
+  }
   mtld_store_t *st = calloc(1, sizeof *st);
   if (!st) {
     snprintf(err, errlen, "out of memory");

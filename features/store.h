@@ -55,7 +55,8 @@ typedef enum {
   MTLD_CF_COUNT
 } mtld_cf_t;
 
-/* Opens (creating if absent) the store at `path`.  Refuses with
+/* Opens (creating if absent, with its missing parent directories) the
+ * store at `path`.  Refuses with
  * MTLD_ERR_SCHEMA when the DB was built with other feature definitions (or
  * by an mtld with another definitions format: features.h).
  * def == NULL: use the definitions stored in the DB, which must exist

@@ -16,6 +16,9 @@ typedef struct {
 struct mtld_watermark {
   int64_t lateness_ms;
   int64_t idle_ms;
+  int64_t idle_release_ms; /* wall clock without records; 0 = off */
+  int64_t horizon_ms;      /* past the newest event time on idle release */
+  int64_t last_arrival_ms; /* monotonic; INT64_MIN = never noted */
   wm_part_t *parts;
   int n, cap;
 };
@@ -28,6 +31,7 @@ mtld_status_t mtld_watermark_create(mtld_watermark_t **out, int64_t allowed_late
   if (!wm) return MTLD_ERR_NOMEM;
   wm->lateness_ms = allowed_lateness_ms;
   wm->idle_ms = idle_ms;
+  wm->last_arrival_ms = INT64_MIN;
   *out = wm;
   return MTLD_OK;
 }
@@ -140,6 +144,32 @@ int64_t mtld_watermark_get(const mtld_watermark_t *wm) {
   if (low == INT64_MIN) return INT64_MIN; /* a partition not read yet holds it */
   if (low < INT64_MIN + wm->lateness_ms) return INT64_MIN;
   return low - wm->lateness_ms;
+}
+
+mtld_status_t mtld_watermark_set_idle_release(mtld_watermark_t *wm, int64_t idle_release_ms,
+                                              int64_t horizon_ms) {
+  if (idle_release_ms < 0 || horizon_ms < 0) return MTLD_ERR_INVALID;
+  wm->idle_release_ms = idle_release_ms;
+  wm->horizon_ms = horizon_ms;
+  return MTLD_OK;
+}
+
+void mtld_watermark_arrival(mtld_watermark_t *wm, int64_t now_ms) {
+  wm->last_arrival_ms = now_ms;
+}
+
+int mtld_watermark_idle_released(const mtld_watermark_t *wm, int64_t now_ms) {
+  return wm->idle_release_ms > 0 && wm->last_arrival_ms != INT64_MIN &&
+         now_ms - wm->last_arrival_ms >= wm->idle_release_ms &&
+         mtld_watermark_newest(wm) != INT64_MIN;
+}
+
+int64_t mtld_watermark_release_point(const mtld_watermark_t *wm, int64_t now_ms) {
+  int64_t w = mtld_watermark_get(wm);
+  if (!mtld_watermark_idle_released(wm, now_ms)) return w;
+  int64_t newest = mtld_watermark_newest(wm), past;
+  if (__builtin_add_overflow(newest, wm->horizon_ms + 1, &past)) past = INT64_MAX;
+  return past > w ? past : w;
 }
 
 int64_t mtld_watermark_max_time(const mtld_watermark_t *wm, const char *topic, int32_t partition) {

@@ -9,7 +9,8 @@
  *   - idle_ms > 0 and its max time is more than idle_ms behind the newest max
  *     time across the assigned partitions.
  * Idleness is measured in event time, never wall clock, so a replay computes
- * the same watermarks as live consumption.
+ * the same watermarks as live consumption.  The one exception is opt-in and
+ * touches only the release point: idle release (mtld_watermark_release_point).
  *
  * The watermark is not clamped: it may move back when a partition is
  * assigned with an older max time or when an idle partition catches up.
@@ -77,6 +78,35 @@ int64_t mtld_watermark_newest(const mtld_watermark_t *wm);
 /* Max event time of (topic, partition), to persist with its offset
  * (mtld_store_set_offset); INT64_MIN when not assigned or nothing seen. */
 int64_t mtld_watermark_max_time(const mtld_watermark_t *wm, const char *topic, int32_t partition);
+
+/* Idle release (joiner.idle_release) - the one wall-clock rule, for finite
+ * topics: when no record at all has arrived for idle_release_ms of wall
+ * time (the caller's monotonic clock), every partition counts as idle and
+ * the RELEASE point jumps past the newest event time by horizon_ms + 1
+ * (the joiner's click + conversion windows: every pending sample's
+ * deadline), as Flink's source idleness lets a stalled stream's windows
+ * fire.  The validation watermark (mtld_watermark_get) does not move: late
+ * events are judged by event time as before.  Wall clock decides WHEN the
+ * samples are released, never their content when the stream really ended;
+ * records that arrive after an idle release can find their sample gone (see
+ * conf/mtld.conf).  idle_release_ms = 0 (the default) turns it off.
+ * MTLD_ERR_INVALID on negative arguments. */
+mtld_status_t mtld_watermark_set_idle_release(mtld_watermark_t *wm, int64_t idle_release_ms,
+                                              int64_t horizon_ms);
+
+/* Notes that a record arrived at monotonic time now_ms (any record, bad
+ * ones too: the stream is not idle).  The owner also calls it once at start
+ * so the idle time counts from there. */
+void mtld_watermark_arrival(mtld_watermark_t *wm, int64_t now_ms);
+
+/* The watermark to release samples at: mtld_watermark_get(), or, when idle
+ * release is on and no record arrived for idle_release_ms before now_ms,
+ * the newest event time + horizon_ms + 1 (if greater).  INT64_MIN as
+ * mtld_watermark_get. */
+int64_t mtld_watermark_release_point(const mtld_watermark_t *wm, int64_t now_ms);
+
+/* 1 when the release point is an idle release now (for logs and metrics). */
+int mtld_watermark_idle_released(const mtld_watermark_t *wm, int64_t now_ms);
 
 /* Renders the watermark into b (Prometheus text): mtld_watermark_seconds,
  * NaN before any event. */

@@ -27,17 +27,26 @@ enum {
   F_REQUEST,
   F_CLICK,
   F_PURCHASE,
+  F_TIME_OFFSET,
   F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
-    "id",     "user",  "item",     "category", "type",    "time",  "scenario",
-    "rating", "price", "quantity", "position", "request", "click", "purchase"};
+    "id",    "user",     "item",     "category", "type",  "time",     "scenario",   "rating",
+    "price", "quantity", "position", "request",  "click", "purchase", "time_offset"};
 
 #define CONV_MAX_COMBO 16 /* columns combined into one id */
 #define CONV_MAX_EXAMPLES 5
 
 typedef enum { TU_S, TU_MS, TU_US, TU_ISO, TU_DATE } conv_time_unit_t;
+
+#define CONV_MAX_RECORD (1u << 20) /* a quoted field may span lines up to this */
+#define CONV_MAX_NULLS 16
+
+/* Values read as "no value" unless the map says null=... (an id "NA" would
+ * otherwise become one user holding every anonymous row). */
+static const char *const default_nulls[] = {"NA",   "N/A", "NULL", "null",
+                                            "None", "\\N", "nan",  "NaN"};
 typedef enum { IDS_AUTO, IDS_HASH } conv_ids_t;
 
 typedef struct {
@@ -60,6 +69,7 @@ typedef struct {
 
 typedef struct {
   int64_t line_no;
+  int file_no;
   mtld_conv_bad_t reason;
   char text[128];
 } conv_example_t;
@@ -70,7 +80,11 @@ struct mtld_conv {
   int header;
   char sep;
   conv_time_unit_t time_unit;
+  conv_time_unit_t offset_unit; /* of time_offset: TU_S | TU_MS | TU_US */
+  int64_t tz_ms;                /* added to ISO/date times that carry no offset: -(zone offset) */
   conv_ids_t ids;
+  char *nulls[CONV_MAX_NULLS]; /* the null set ("" is always null) */
+  int n_nulls;
   char scenario_prefix[32];
   int64_t base_ms;
   int64_t time_from_ms, time_to_ms;
@@ -79,7 +93,8 @@ struct mtld_conv {
   int n_tmap;
 
   int resolved;      /* columns resolved (header read, or no header) */
-  int64_t line_no;   /* lines seen, 1-based number of the current one */
+  int file_no;       /* 0-based index of the current input (mtld_conv_next_file) */
+  int64_t line_no;   /* records seen in this input, 1-based number of the current one */
   int64_t data_rows; /* data rows seen (the synthetic-time index) */
 
   /* scratch: a copy of the line split in place */
@@ -87,6 +102,7 @@ struct mtld_conv {
   size_t buf_cap;
   char **fields;
   size_t *field_len;
+  unsigned char *field_null; /* the field's text was in the null set */
   int fields_cap;
   char *hbuf; /* hash input */
   size_t hbuf_cap;
@@ -99,10 +115,10 @@ struct mtld_conv {
 };
 
 static const char *const bad_names[MTLD_CONV_BAD_COUNT] = {
-    "bad_csv",           "too_few_columns",  "missing_id",
-    "bad_time",          "unknown_type",     "bad_rating",
-    "bad_number",        "bad_label",        "purchase_without_click",
-    "scenario_too_long", "time_out_of_range"};
+    "bad_csv",           "too_few_columns",   "missing_id",
+    "bad_time",          "unknown_type",      "bad_rating",
+    "bad_number",        "bad_label",         "purchase_without_click",
+    "scenario_too_long", "time_out_of_range", "null_id"};
 
 const char *mtld_conv_bad_name(mtld_conv_bad_t r) {
   return (unsigned)r < MTLD_CONV_BAD_COUNT ? bad_names[r] : "unknown";
@@ -176,6 +192,57 @@ static int parse_sep(const char *v, size_t n, char *out) {
   return -1;
 }
 
+static void conv_clear_nulls(mtld_conv_t *c) {
+  for (int i = 0; i < c->n_nulls; i++) free(c->nulls[i]);
+  c->n_nulls = 0;
+}
+
+/* null=A|B|...: replaces the null set ("null=" leaves only the empty text). */
+static mtld_status_t conv_set_nulls(mtld_conv_t *c, const char *v, size_t vlen, char *err,
+                                    size_t errlen) {
+  conv_clear_nulls(c);
+  size_t i = 0;
+  while (i < vlen) {
+    size_t j = i;
+    while (j < vlen && v[j] != '|') j++;
+    if (j > i) {
+      if (c->n_nulls == CONV_MAX_NULLS) {
+        conv_seterr(err, errlen, "map: null: more than %d values", CONV_MAX_NULLS);
+        return MTLD_ERR_INVALID;
+      }
+      c->nulls[c->n_nulls] = strndup(v + i, j - i);
+      if (!c->nulls[c->n_nulls]) return MTLD_ERR_NOMEM;
+      c->n_nulls++;
+    }
+    i = j + 1;
+  }
+  return MTLD_OK;
+}
+
+/* "Z" | "UTC" | "+hh:mm" | "-hh:mm" | "+hh" | "+hhmm" -> ms to add to a
+ * local time to get UTC.  0 ok, -1 malformed. */
+static int conv_parse_tz(const char *v, size_t n, int64_t *add_ms) {
+  if ((n == 1 && v[0] == 'Z') || (n == 3 && strncasecmp(v, "UTC", 3) == 0)) {
+    *add_ms = 0;
+    return 0;
+  }
+  if (n < 3 || (v[0] != '+' && v[0] != '-')) return -1;
+  int sign = v[0] == '-' ? -1 : 1, hh = 0, mm = 0;
+  size_t i = 1;
+  for (int k = 0; k < 2; k++, i++) {
+    if (!isdigit((unsigned char)v[i])) return -1;
+    hh = hh * 10 + (v[i] - '0');
+  }
+  if (i < n && v[i] == ':') i++;
+  if (i < n) {
+    if (n - i != 2 || !isdigit((unsigned char)v[i]) || !isdigit((unsigned char)v[i + 1])) return -1;
+    mm = (v[i] - '0') * 10 + (v[i + 1] - '0');
+  }
+  if (hh > 14 || mm > 59) return -1;
+  *add_ms = -(int64_t)sign * (hh * 60 + mm) * 60000;
+  return 0;
+}
+
 /* Applies a map text (comma-separated k=v) over the current mapping. */
 static mtld_status_t conv_apply_map(mtld_conv_t *c, const char *map, char *err, size_t errlen) {
   const char *p = map;
@@ -246,6 +313,24 @@ static mtld_status_t conv_apply_map(mtld_conv_t *c, const char *map, char *err, 
         conv_seterr(err, errlen, "map: ids: must be auto or hash");
         return MTLD_ERR_INVALID;
       }
+    } else if (strcmp(key, "time_offset_unit") == 0) {
+      if (vlen == 1 && v[0] == 's') {
+        c->offset_unit = TU_S;
+      } else if (vlen == 2 && strncmp(v, "ms", 2) == 0) {
+        c->offset_unit = TU_MS;
+      } else if (vlen == 2 && strncmp(v, "us", 2) == 0) {
+        c->offset_unit = TU_US;
+      } else {
+        conv_seterr(err, errlen, "map: time_offset_unit: '%.*s' is not s|ms|us", (int)vlen, v);
+        return MTLD_ERR_INVALID;
+      }
+    } else if (strcmp(key, "tz") == 0) {
+      if (conv_parse_tz(v, vlen, &c->tz_ms) != 0) {
+        conv_seterr(err, errlen, "map: tz: '%.*s' is not Z, UTC or +hh:mm / -hh:mm", (int)vlen, v);
+        return MTLD_ERR_INVALID;
+      }
+    } else if (strcmp(key, "null") == 0) {
+      st = conv_set_nulls(c, v, vlen, err, errlen);
     } else if (strcmp(key, "scenario_prefix") == 0) {
       if (vlen >= sizeof c->scenario_prefix) {
         conv_seterr(err, errlen, "map: scenario_prefix: too long");
@@ -338,6 +423,15 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
   if (!c) return MTLD_ERR_NOMEM;
   snprintf(c->layout, sizeof c->layout, "%s", layout);
   c->sep = ',';
+  c->offset_unit = TU_MS;
+  for (size_t i = 0; i < sizeof default_nulls / sizeof default_nulls[0]; i++) {
+    c->nulls[c->n_nulls] = strdup(default_nulls[i]);
+    if (!c->nulls[c->n_nulls]) {
+      mtld_conv_free(c);
+      return MTLD_ERR_NOMEM;
+    }
+    c->n_nulls++;
+  }
   c->base_ms = opts->base_ms ? opts->base_ms : MTLD_CONV_DEFAULT_BASE_MS;
   c->time_from_ms = opts->time_from_ms;
   c->time_to_ms = opts->time_to_ms;
@@ -372,6 +466,9 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
     } else if (!labels && !c->f[F_TYPE].set) {
       conv_seterr(err, errlen, "map: map type (a column or const:TYPE) or click labels");
       st = MTLD_ERR_INVALID;
+    } else if (c->f[F_TIME_OFFSET].set && !c->f[F_TIME].set) {
+      conv_seterr(err, errlen, "map: time_offset needs a time column");
+      st = MTLD_ERR_INVALID;
     } else if (c->f[F_TYPE].konst && !mtld_event_type_parse(c->f[F_TYPE].konst)) {
       conv_seterr(err, errlen, "map: type: '%s' is not an event type", c->f[F_TYPE].konst);
       st = MTLD_ERR_INVALID;
@@ -404,6 +501,8 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
 void mtld_conv_free(mtld_conv_t *c) {
   if (!c) return;
   for (int i = 0; i < F_COUNT; i++) field_clear(&c->f[i]);
+  conv_clear_nulls(c);
+  free(c->field_null);
   for (int i = 0; i < c->n_tmap; i++) free(c->tmap[i].value);
   free(c->tmap);
   for (int i = 0; i < c->n_skips; i++) free(c->skips[i].value);
@@ -431,6 +530,9 @@ static int conv_split(mtld_conv_t *c, size_t len) {
       size_t *nl = realloc(c->field_len, (size_t)cap * sizeof *nl);
       if (!nl) return -2;
       c->field_len = nl;
+      unsigned char *nn = realloc(c->field_null, (size_t)cap);
+      if (!nn) return -2;
+      c->field_null = nn;
       c->fields_cap = cap;
     }
     size_t start = i, w = i;
@@ -466,8 +568,36 @@ static int conv_split(mtld_conv_t *c, size_t len) {
     b[i] = 0; /* separator */
     i++;
   }
-  for (int k = 0; k < n; k++) c->fields[k][c->field_len[k]] = 0;
+  for (int k = 0; k < n; k++) {
+    c->fields[k][c->field_len[k]] = 0;
+    c->field_null[k] = 0;
+  }
   return n;
+}
+
+/* Empties the fields whose text is in the null set (data rows only: a
+ * header may name a column "NA"). */
+static void conv_nullify(mtld_conv_t *c, int nf) {
+  for (int k = 0; k < nf; k++) {
+    size_t n = c->field_len[k];
+    if (n == 0) continue;
+    for (int i = 0; i < c->n_nulls; i++)
+      if (strcmp(c->fields[k], c->nulls[i]) == 0) {
+        c->field_len[k] = 0;
+        c->fields[k][0] = 0;
+        c->field_null[k] = 1;
+        break;
+      }
+  }
+}
+
+/* 1 when the single-column field fi was a null marker in this row. */
+static int conv_is_null(const mtld_conv_t *c, int fi, int nf) {
+  const conv_field_t *f = &c->f[fi];
+  if (!f->set || f->konst) return 0;
+  for (int k = 0; k < f->ncols; k++)
+    if (f->idx[k] < nf && c->field_null[f->idx[k]]) return 1;
+  return 0;
 }
 
 static int all_digits(const char *s, size_t n) {
@@ -513,9 +643,10 @@ static void conv_bad(mtld_conv_t *c, mtld_conv_bad_t r, const char *line, size_t
   if (c->n_ex < CONV_MAX_EXAMPLES) {
     conv_example_t *e = &c->ex[c->n_ex++];
     e->line_no = c->line_no;
+    e->file_no = c->file_no;
     e->reason = r;
     size_t n = len < sizeof e->text - 1 ? len : sizeof e->text - 1;
-    memcpy(e->text, line, n);
+    for (size_t i = 0; i < n; i++) e->text[i] = line[i] == '\n' || line[i] == '\r' ? ' ' : line[i];
     e->text[n] = 0;
   }
 }
@@ -653,8 +784,10 @@ static int take_num(const char *s, size_t len, size_t *i, int ndig, int *out) {
   return 0;
 }
 
-int mtld_conv_parse_iso_ms(const char *s, size_t len, int64_t *ms) {
+/* The ISO parser; *zoned = 1 when the text carries Z or an offset. */
+static int iso_parse(const char *s, size_t len, int64_t *ms, int *zoned) {
   size_t i = 0;
+  *zoned = 0;
   int y, mo, d, h = 0, mi = 0, sec = 0, frac_ms = 0;
   if (take_num(s, len, &i, 4, &y) || i >= len || s[i++] != '-' || take_num(s, len, &i, 2, &mo) ||
       i >= len || s[i++] != '-' || take_num(s, len, &i, 2, &d))
@@ -683,7 +816,9 @@ int mtld_conv_parse_iso_ms(const char *s, size_t len, int64_t *ms) {
     if (h > 23 || mi > 59 || sec > 60) return -1;
     if (i < len && s[i] == 'Z') {
       i++;
+      *zoned = 1;
     } else if (i < len && (s[i] == '+' || s[i] == '-')) {
+      *zoned = 1;
       int sign = s[i++] == '-' ? -1 : 1, oh, om = 0;
       if (take_num(s, len, &i, 2, &oh)) return -1;
       if (i < len && s[i] == ':') i++;
@@ -697,20 +832,33 @@ int mtld_conv_parse_iso_ms(const char *s, size_t len, int64_t *ms) {
   return 0;
 }
 
-static int conv_time(const mtld_conv_t *c, const char *s, size_t n, int64_t *ms) {
+int mtld_conv_parse_iso_ms(const char *s, size_t len, int64_t *ms) {
+  int zoned;
+  return iso_parse(s, len, ms, &zoned);
+}
+
+/* A number of s/ms/us -> ms.  0 ok, -1 malformed. */
+static int conv_num_ms(conv_time_unit_t u, const char *s, size_t n, int64_t *ms) {
   double v;
+  if (parse_double(s, n, &v) != 0 || !isfinite(v)) return -1;
+  v = u == TU_S ? v * 1000.0 : u == TU_US ? v / 1000.0 : v;
+  if (v > 9.2e18 || v < -9.2e18) return -1;
+  *ms = (int64_t)llround(v);
+  return 0;
+}
+
+static int conv_time(const mtld_conv_t *c, const char *s, size_t n, int64_t *ms) {
+  int zoned;
   switch (c->time_unit) {
   case TU_ISO:
   case TU_DATE:
-    if (mtld_conv_parse_iso_ms(s, n, ms) != 0) return -1;
+    if (iso_parse(s, n, ms, &zoned) != 0) return -1;
+    if (!zoned) *ms += c->tz_ms;
     break;
   case TU_S:
   case TU_MS:
   case TU_US:
-    if (parse_double(s, n, &v) != 0 || !isfinite(v)) return -1;
-    v = c->time_unit == TU_S ? v * 1000.0 : c->time_unit == TU_US ? v / 1000.0 : v;
-    if (v > 9.2e18) return -1;
-    *ms = (int64_t)llround(v);
+    if (conv_num_ms(c->time_unit, s, n, ms) != 0) return -1;
     break;
   }
   return *ms > 0 ? 0 : -1;
@@ -727,8 +875,10 @@ static int conv_type(const mtld_conv_t *c, const char *v) {
 }
 
 static uint64_t conv_event_id(mtld_conv_t *c, const char *line, size_t len, int k) {
-  char head[48];
-  int hn = snprintf(head, sizeof head, "%" PRId64 "#%d#", c->line_no, k);
+  char head[64];
+  /* the first input keeps the ids of a single-file conversion */
+  int hn = c->file_no ? snprintf(head, sizeof head, "%d:%" PRId64 "#%d#", c->file_no, c->line_no, k)
+                      : snprintf(head, sizeof head, "%" PRId64 "#%d#", c->line_no, k);
   if (hbuf_reserve(c, (size_t)hn + len) != 0) return 0;
   memcpy(c->hbuf, head, (size_t)hn);
   memcpy(c->hbuf + hn, line, len);
@@ -739,6 +889,8 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
                              void *ctx, char *err, size_t errlen) {
   c->line_no++;
   while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n')) len--;
+  c->st.lines++;
+  for (size_t i = 0; i < len; i++) c->st.lines += line[i] == '\n';
   if (c->line_no == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) { /* UTF-8 BOM */
     line += 3;
     len -= 3;
@@ -779,6 +931,7 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
     return MTLD_OK;
   }
 
+  conv_nullify(c, nf);
   int missing = 0;
   mtld_event_t ev;
   memset(&ev, 0, sizeof ev);
@@ -794,6 +947,8 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
   size_t time_n = 0, scen_n = 0, rating_n = 0, price_n = 0, qty_n = 0, pos_n = 0, click_n = 0,
          purch_n = 0;
   time_s = conv_col(c, F_TIME, nf, &missing, &time_n);
+  size_t toff_n = 0;
+  const char *toff_s = conv_col(c, F_TIME_OFFSET, nf, &missing, &toff_n);
   scen_s = conv_col(c, F_SCENARIO, nf, &missing, &scen_n);
   rating_s = conv_col(c, F_RATING, nf, &missing, &rating_n);
   price_s = conv_col(c, F_PRICE, nf, &missing, &price_n);
@@ -806,7 +961,9 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
     return MTLD_OK;
   }
   if (!ev.user_id || !ev.item_id) {
-    conv_bad(c, MTLD_CONV_BAD_MISSING_ID, line, len);
+    int null = (!ev.user_id && conv_is_null(c, F_USER, nf)) ||
+               (!ev.item_id && conv_is_null(c, F_ITEM, nf));
+    conv_bad(c, null ? MTLD_CONV_BAD_NULL_ID : MTLD_CONV_BAD_MISSING_ID, line, len);
     return MTLD_OK;
   }
 
@@ -845,7 +1002,10 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
   }
 
   if (time_s) {
-    if (conv_time(c, time_s, time_n, &ev.time_ms) != 0) {
+    int64_t off = 0;
+    if (conv_time(c, time_s, time_n, &ev.time_ms) != 0 ||
+        (toff_s && conv_num_ms(c->offset_unit, toff_s, toff_n, &off) != 0) ||
+        __builtin_add_overflow(ev.time_ms, off, &ev.time_ms) || ev.time_ms <= 0) {
       conv_bad(c, MTLD_CONV_BAD_TIME, line, len);
       return MTLD_OK;
     }
@@ -948,6 +1108,60 @@ static void conv_vec_push(void *ctx, const mtld_event_t *ev) {
   v->ev[v->n++] = *ev;
 }
 
+ssize_t mtld_conv_read_record(const mtld_conv_t *c, FILE *in, char **buf, size_t *cap) {
+  char *chunk = NULL;
+  size_t ccap = 0, len = 0;
+  ssize_t got;
+  int in_q = 0, at_start = 1;
+  while ((got = getline(&chunk, &ccap, in)) > 0) {
+    if (len + (size_t)got + 1 > *cap) {
+      size_t ncap = *cap ? *cap : 1024;
+      while (ncap < len + (size_t)got + 1) ncap *= 2;
+      char *nb = realloc(*buf, ncap);
+      if (!nb) {
+        free(chunk);
+        return -2;
+      }
+      *buf = nb;
+      *cap = ncap;
+    }
+    memcpy(*buf + len, chunk, (size_t)got);
+    /* quote state over the new text: a field that starts with '"' runs to
+     * the lone '"' that closes it ("" is a quote inside), newlines included */
+    for (size_t i = len; i < len + (size_t)got; i++) {
+      char ch = (*buf)[i];
+      if (in_q) {
+        if (ch == '"') {
+          if (i + 1 < len + (size_t)got && (*buf)[i + 1] == '"')
+            i++;
+          else
+            in_q = 0;
+        }
+      } else if (ch == '"' && at_start) {
+        in_q = 1;
+      } else {
+        at_start = ch == c->sep;
+        continue;
+      }
+      at_start = 0;
+    }
+    len += (size_t)got;
+    (*buf)[len] = 0;
+    /* an unterminated quote ends the record at the end of the input or
+     * once it reaches CONV_MAX_RECORD; the row is then counted as bad_csv */
+    if (!in_q || len >= CONV_MAX_RECORD) break;
+  }
+  free(chunk);
+  if (len == 0) return got == -1 && !feof(in) ? -1 : 0;
+  return (ssize_t)len;
+}
+
+void mtld_conv_next_file(mtld_conv_t *c) {
+  c->file_no++;
+  c->line_no = 0;
+  if (c->header) c->resolved = 0;
+}
+
 mtld_status_t mtld_conv_read_all(mtld_conv_t *c, FILE *in, int sort, mtld_event_t **events,
                                  size_t *n, char *err, size_t errlen) {
   conv_vec_t v = {0};
@@ -957,10 +1171,11 @@ mtld_status_t mtld_conv_read_all(mtld_conv_t *c, FILE *in, int sort, mtld_event_
   mtld_status_t st = MTLD_OK;
   *events = NULL;
   *n = 0;
-  while (st == MTLD_OK && (got = getline(&line, &cap, in)) >= 0) {
+  while (st == MTLD_OK && (got = mtld_conv_read_record(c, in, &line, &cap)) > 0) {
     st = mtld_conv_line(c, line, (size_t)got, conv_vec_push, &v, err, errlen);
     if (v.oom) st = MTLD_ERR_NOMEM;
   }
+  if (st == MTLD_OK && got == -2) st = MTLD_ERR_NOMEM;
   free(line);
   if (st == MTLD_OK && ferror(in)) {
     conv_seterr(err, errlen, "read error: %s", strerror(errno));
@@ -1007,16 +1222,22 @@ void mtld_conv_stats(const mtld_conv_t *c, mtld_conv_stats_t *st) {
 
 void mtld_conv_report(const mtld_conv_t *c, FILE *out) {
   fprintf(out,
-          "convert (%s): %" PRId64 " rows, %" PRId64 " converted, %" PRId64 " skipped, %" PRId64
-          " bad; %" PRId64 " events\n",
-          c->layout, c->st.rows, c->st.converted, c->st.skipped, c->st.bad, c->st.events);
+          "convert (%s): %d input%s, %" PRId64 " lines, %" PRId64 " rows, %" PRId64
+          " converted, %" PRId64 " skipped, %" PRId64 " bad; %" PRId64 " events\n",
+          c->layout, c->file_no + 1, c->file_no ? "s" : "", c->st.lines, c->st.rows,
+          c->st.converted, c->st.skipped, c->st.bad, c->st.events);
   for (int i = 0; i < c->n_skips; i++)
     fprintf(out, "convert: skipped type '%s': %" PRId64 " rows\n", c->skips[i].value,
             c->skips[i].count);
   for (int r = 0; r < MTLD_CONV_BAD_COUNT; r++)
     if (c->st.bad_by_reason[r])
       fprintf(out, "convert: bad rows %s: %" PRId64 "\n", bad_names[r], c->st.bad_by_reason[r]);
-  for (int i = 0; i < c->n_ex; i++)
-    fprintf(out, "convert: line %" PRId64 ": %s: %s\n", c->ex[i].line_no,
-            bad_names[c->ex[i].reason], c->ex[i].text);
+  for (int i = 0; i < c->n_ex; i++) {
+    if (c->file_no)
+      fprintf(out, "convert: input %d record %" PRId64 ": %s: %s\n", c->ex[i].file_no + 1,
+              c->ex[i].line_no, bad_names[c->ex[i].reason], c->ex[i].text);
+    else
+      fprintf(out, "convert: record %" PRId64 ": %s: %s\n", c->ex[i].line_no,
+              bad_names[c->ex[i].reason], c->ex[i].text);
+  }
 }

@@ -27,20 +27,34 @@
  * row), so a file replays in its row order, one row per second.
  *
  * Mapping keys (--map 'k=v,k=v'): user item category type time time_unit
- * scenario scenario_prefix rating price quantity position request id click
- * purchase header sep ids.  A column is a header name or a 1-based index
+ * time_offset time_offset_unit tz scenario scenario_prefix rating price
+ * quantity position request id click purchase header sep ids null.  A
+ * column is a header name or a 1-based index
  * (the name wins when the header has such a column); COL+COL combines
  * columns into one hashed id; const:VALUE gives a constant (type, scenario,
  * category).  time_unit: s (default) | ms | us | iso (2014-04-07T10:51:09.277Z)
- * | date (YYYY-MM-DD).  ids: auto (decimal > 0 -> that number, else the text
+ * | date (YYYY-MM-DD).  time_offset: a column added to the time (Diginetica:
+ * time=eventdate,time_unit=date,time_offset=timeframe), in time_offset_unit
+ * s | ms (default) | us.  tz: the zone of iso/date times that carry no
+ * offset of their own: Z | UTC (default) | +hh:mm | -hh:mm.
+ * null: values read as "no value", '|'-separated (default
+ * NA|N/A|NULL|null|None|\N|nan|NaN; "null=" leaves only the empty text);
+ * a user or item that is null rejects the row as null_id, a null rating
+ * or price is absent.  ids: auto (decimal > 0 -> that number, else the text
  * hashed as a string key) | hash (always hashed).  sep: one character, or
  * comma|tab|semicolon|pipe|space; "sep=," works at the end of a map.
  * Type map (--type-map 'pv=CLICK,fav=skip'): raw type value -> type name or
  * "skip"; values not in the map are parsed as type names (CLICK, ...).
  *
- * Event ids: the id column when mapped, else XXH64 of "<line>#<k>#<row text>"
- * (k = 0 impression/event, 1 click, 2 purchase), so the same file converts to
- * the same ids and a replayed file is recognised as a duplicate.
+ * Records follow RFC 4180: a quoted field may hold the separator, doubled
+ * quotes and newlines (read with mtld_conv_read_record); counts are per
+ * record.
+ *
+ * Event ids: the id column when mapped, else XXH64 of "<rec>#<k>#<row text>"
+ * (rec = 1-based record number; "<input>:<rec>" for the second and later
+ * inputs; k = 0 impression/event, 1 click, 2 purchase), so the same file
+ * converts to the same ids and a replayed file is recognised as a
+ * duplicate.
  *
  * Optional time bounds (time_from_ms, time_to_ms) reject rows outside them,
  * e.g. the few Taobao rows outside the documented 2017-11-25..12-03 range.
@@ -54,6 +68,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "features/event.h"
 #include "common/status.h"
@@ -83,11 +98,13 @@ typedef enum {
   MTLD_CONV_BAD_PURCHASE_NOCLICK, /* "purchase_without_click" */
   MTLD_CONV_BAD_SCENARIO,         /* "scenario_too_long": over 31 bytes */
   MTLD_CONV_BAD_TIME_RANGE,       /* "time_out_of_range": outside [time_from, time_to) */
+  MTLD_CONV_BAD_NULL_ID,          /* "null_id": user or item is a null marker (NA, NULL, ...) */
   MTLD_CONV_BAD_COUNT
 } mtld_conv_bad_t;
 
 typedef struct {
-  int64_t rows;      /* data rows (header and blank lines excluded) */
+  int64_t lines;     /* physical lines read (a quoted field may hold newlines) */
+  int64_t rows;      /* data records (header and blank lines excluded) */
   int64_t converted; /* rows that gave events */
   int64_t skipped;   /* rows whose type maps to "skip" (e.g. taobao fav) */
   int64_t bad;       /* rows rejected, sum over reasons */
@@ -105,13 +122,28 @@ typedef void (*mtld_conv_emit_fn)(void *ctx, const mtld_event_t *ev);
 mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, char *err,
                             size_t errlen);
 
-/* Converts one line (without its newline; a trailing '\r' is ignored).  The
+/* Converts one record (a line, or several when a quoted field holds
+ * newlines; trailing newline characters are ignored).  The
  * first line of a file with a header is taken as the header.  Calls emit for
  * each event (0..3).  A row that cannot be converted is counted, not an
  * error: returns MTLD_OK.  MTLD_ERR_INVALID only when the mapping cannot be
  * applied at all (a mapped column absent from the header), with err. */
 mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_conv_emit_fn emit,
                              void *ctx, char *err, size_t errlen);
+
+/* Reads one CSV record from in into *buf (grown with realloc; the caller
+ * frees it): a physical line, plus the lines after it while a quoted field
+ * (RFC 4180: a field that starts with '"'; "" inside is a quote) is still
+ * open, up to 1 MiB.  Returns its length in bytes (newlines included), 0 at
+ * the end of the input, -1 on a read error (errno), -2 when out of memory. */
+ssize_t mtld_conv_read_record(const mtld_conv_t *c, FILE *in, char **buf, size_t *cap);
+
+/* Starts the next input of the same conversion (several --csv files): its
+ * first line is a header again when the mapping has one; counts, the
+ * synthetic-time row index and the bad-row examples go on.  Event ids of
+ * the second and later inputs include the input's index, so equal rows of
+ * two files stay two events. */
+void mtld_conv_next_file(mtld_conv_t *c);
 
 /* Converts a whole stream into a malloc'ed array (*events, caller frees),
  * sorted by time (stable: ties keep row order) when sort is non-zero.

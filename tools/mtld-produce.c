@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/config.h"
 #include "daemon/decode.h"
 #include "daemon/eventfile.h"
 #include "features/event.h"
@@ -25,6 +26,7 @@
 #define PR_MAX_PROPS 64
 #define PR_REC_CAP (1u << 20)
 #define PR_MAX_EXAMPLES 5
+#define PR_MAX_CSV 256
 
 static volatile sig_atomic_t pr_stop;
 
@@ -40,6 +42,7 @@ typedef struct {
   mtld_format_t out_fmt; /* for --out, and the encoding of converted events */
   int validate;
   mtld_validate_limits_t lim;
+  int64_t allowed_lateness_ms; /* joiner.allowed_lateness: the watermark trails the newest time */
   int64_t newest_ms;
   int64_t records, written, undecodable_keys, unconvertible;
   int64_t rejected[MTLD_REJECT_COUNT];
@@ -50,13 +53,32 @@ typedef struct {
 static void usage(FILE *out) {
   fprintf(
       out,
-      "usage: mtld-produce INPUT OUTPUT [--validate] [--quiet]\n"
+      "usage: mtld-produce INPUT [OUTPUT] [--validate] [--quiet]\n"
       "INPUT, one of:\n"
       "  --in FILE             event file (protobuf length-delimited or JSON lines; - = stdin)\n"
       "  --in-format F         auto (default) | protobuf | json\n"
-      "  --csv FILE --layout L CSV dataset; L = taobao | amazon | aliccp | aliexpress | generic\n"
+      "  --csv FILE --layout L CSV dataset; L = taobao | amazon | aliccp | aliexpress | generic.\n"
+      "                        --csv may be repeated: the files are converted in the order\n"
+      "                        given, as one stream (each with its own header), then sorted\n"
       "  --map SPEC            column mapping (generic; overrides keys of a layout), e.g.\n"
       "                        'user=1,item=2,type=4,time=5,time_unit=s,header=0,sep=,'\n"
+      "    keys: user item category request id   a column (header name or 1-based index);\n"
+      "                        COL+COL hashes several columns into one id\n"
+      "          type          a column read through --type-map, or const:TYPE\n"
+      "          click purchase  0/1 label columns instead of type: each row becomes an\n"
+      "                        IMPRESSION, plus a CLICK 100 ms later when click=1, plus a\n"
+      "                        PURCHASE 200 ms later when purchase=1 (same request id)\n"
+      "          time          a column; time_unit s (default) | ms | us | iso | date\n"
+      "          time_offset   a column added to time, time_offset_unit s | ms (default) | us\n"
+      "                        (Diginetica: time=eventdate,time_unit=date,time_offset=timeframe)\n"
+      "          tz            zone of iso/date times without an offset: Z (default) | +08:00\n"
+      "                        no time column: synthetic times --start-ms + row * 1 s\n"
+      "          scenario      a column or const:NAME; scenario_prefix TEXT\n"
+      "          rating price quantity position  number columns\n"
+      "          header 0|1  sep C|comma|tab|semicolon|pipe|space  ids auto|hash\n"
+      "          null          values that mean \"no value\", '|'-separated (default\n"
+      "                        NA|N/A|NULL|null|None|\\N|nan|NaN); a null user or item\n"
+      "                        rejects the row, counted as null_id\n"
       "  --type-map SPEC       raw type -> type, e.g. 'pv=CLICK,buy=PURCHASE,fav=skip'\n"
       "  --scenario NAME       constant scenario for every converted row\n"
       "  --start-ms T          origin of synthetic times (ms or ISO-8601; default 2024-01-01)\n"
@@ -64,12 +86,17 @@ static void usage(FILE *out) {
       "                        as time_out_of_range; e.g. the Taobao release documents\n"
       "                        2017-11-25..2017-12-03 but holds a few rows outside it\n"
       "  --no-sort             stream the CSV in row order (default: sort by time, stable)\n"
-      "OUTPUT, one or both of:\n"
+      "OUTPUT, one or both of (none with --validate: only check):\n"
       "  --bootstrap HOSTS --topic T [--kafka-prop K=V]... [--flush-timeout-ms N (120000)]\n"
       "  --out FILE [--format protobuf|json]   event file (default: the input's format;\n"
       "                        protobuf for CSV input)\n"
-      "  --validate            decode and validate every record as the daemon would\n"
-      "                        (default limits) and print the counts per reject reason\n"
+      "  --validate            decode and validate every record as the daemon would and\n"
+      "                        print the counts per reject reason, too_late included: the\n"
+      "                        watermark of one partition read in this order (newest time -\n"
+      "                        joiner.allowed_lateness), validation.max_lateness behind it\n"
+      "  --config FILE         take validation.* and joiner.allowed_lateness from the\n"
+      "                        daemon's config (default: the daemon's defaults)\n"
+      "  --max-lateness D, --allowed-lateness D   override them (90s, 1h, 1d)\n"
       "  --summary FILE        also write the counts as one JSON object to FILE, for\n"
       "                        scripts: records, delivered, failed, topic, written, out,\n"
       "                        without_user_key, not_converted, exit_code, and with\n"
@@ -102,8 +129,12 @@ static void pr_validate(pr_ctx_t *c, const void *buf, size_t len, mtld_format_t 
   mtld_event_t ev;
   char err[256];
   mtld_reject_t r = mtld_decode_event(buf, len, fmt, c->lim.max_record_bytes, &ev, err, sizeof err);
+  /* the daemon's watermark on one partition read in this order: the newest
+   * accepted time minus joiner.allowed_lateness; validation.max_lateness
+   * behind it is too_late */
+  int64_t wm = c->newest_ms == INT64_MIN ? INT64_MIN : c->newest_ms - c->allowed_lateness_ms;
   if (r == MTLD_REJECT_NONE)
-    r = mtld_validate_event(&ev, &c->lim, INT64_MIN, c->newest_ms, err, sizeof err);
+    r = mtld_validate_event(&ev, &c->lim, wm, c->newest_ms, err, sizeof err);
   if (r == MTLD_REJECT_NONE && ev.time_ms > c->newest_ms) c->newest_ms = ev.time_ms;
   c->rejected[r]++;
 }
@@ -190,46 +221,74 @@ static int pr_run_file(pr_ctx_t *c, const char *path, mtld_format_t in_fmt, int 
   return rc;
 }
 
-static int pr_run_csv(pr_ctx_t *c, const char *path, const mtld_conv_opts_t *co, int sort,
-                      int quiet) {
+/* Converts the CSV files in the order given, as one stream: sorted by time
+ * (stable: ties keep file then row order) unless sort is 0. */
+static int pr_run_csv(pr_ctx_t *c, const char *const *paths, int n_paths,
+                      const mtld_conv_opts_t *co, int sort, int quiet) {
   char err[512];
   mtld_conv_t *conv;
   if (mtld_conv_new(&conv, co, err, sizeof err) != MTLD_OK) {
     fprintf(stderr, "mtld-produce: %s\n", err);
     return 2;
   }
-  FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-  if (!in) {
-    fprintf(stderr, "mtld-produce: %s: %m\n", path);
-    mtld_conv_free(conv);
-    return 1;
-  }
   int rc = 0;
-  mtld_status_t st = MTLD_OK;
-  if (sort) {
-    mtld_event_t *ev = NULL;
-    size_t n = 0;
-    st = mtld_conv_read_all(conv, in, 1, &ev, &n, err, sizeof err);
-    for (size_t i = 0; st == MTLD_OK && i < n && !pr_stop && !c->failed; i++)
-      pr_emit_event(c, &ev[i]);
-    free(ev);
-  } else {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    while (st == MTLD_OK && !pr_stop && !c->failed && (got = getline(&line, &cap, in)) >= 0)
-      st = mtld_conv_line(conv, line, (size_t)got, pr_emit_event, c, err, sizeof err);
-    free(line);
+  mtld_event_t *all = NULL;
+  size_t n_all = 0;
+  char *line = NULL;
+  size_t cap = 0;
+  for (int f = 0; f < n_paths && rc == 0 && !pr_stop && !c->failed; f++) {
+    const char *path = paths[f];
+    if (f) mtld_conv_next_file(conv);
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!in) {
+      fprintf(stderr, "mtld-produce: %s: %m\n", path);
+      rc = 1;
+      break;
+    }
+    mtld_status_t st = MTLD_OK;
+    ssize_t got = 0;
+    if (sort) {
+      mtld_event_t *ev = NULL;
+      size_t n = 0;
+      st = mtld_conv_read_all(conv, in, 0, &ev, &n, err, sizeof err);
+      if (st == MTLD_OK && n) {
+        mtld_event_t *na = realloc(all, (n_all + n) * sizeof *na);
+        if (!na) {
+          st = MTLD_ERR_NOMEM;
+          snprintf(err, sizeof err, "out of memory");
+        } else {
+          all = na;
+          memcpy(all + n_all, ev, n * sizeof *ev);
+          n_all += n;
+        }
+      }
+      free(ev);
+    } else {
+      while (st == MTLD_OK && !pr_stop && !c->failed &&
+             (got = mtld_conv_read_record(conv, in, &line, &cap)) > 0)
+        st = mtld_conv_line(conv, line, (size_t)got, pr_emit_event, c, err, sizeof err);
+      if (got == -2) {
+        st = MTLD_ERR_NOMEM;
+        snprintf(err, sizeof err, "out of memory");
+      }
+    }
+    if (st != MTLD_OK) {
+      fprintf(stderr, "mtld-produce: %s: %s\n", path, err);
+      rc = st == MTLD_ERR_INVALID ? 2 : 1;
+    } else if (ferror(in)) {
+      fprintf(stderr, "mtld-produce: read %s: %m\n", path);
+      rc = 1;
+    }
+    if (in != stdin) fclose(in);
   }
-  if (st != MTLD_OK) {
-    fprintf(stderr, "mtld-produce: %s: %s\n", path, err);
-    rc = st == MTLD_ERR_INVALID ? 2 : 1;
-  } else if (ferror(in)) {
-    fprintf(stderr, "mtld-produce: read %s: %m\n", path);
+  free(line);
+  if (rc == 0 && sort && mtld_conv_sort_events(all, n_all) != MTLD_OK) {
+    fprintf(stderr, "mtld-produce: out of memory\n");
     rc = 1;
   }
+  for (size_t i = 0; rc == 0 && i < n_all && !pr_stop && !c->failed; i++) pr_emit_event(c, &all[i]);
+  free(all);
   if (!quiet || rc) mtld_conv_report(conv, stderr);
-  if (in != stdin) fclose(in);
   mtld_conv_free(conv);
   return rc;
 }
@@ -282,10 +341,11 @@ static int pr_write_summary(const pr_ctx_t *c, const char *path, const char *top
 }
 
 int main(int argc, char **argv) {
-  const char *in_path = NULL, *csv_path = NULL, *bootstrap = NULL, *topic = NULL, *out_path = NULL;
+  const char *in_path = NULL, *bootstrap = NULL, *topic = NULL, *out_path = NULL;
+  const char *config_path = NULL, *max_lateness = NULL, *allowed_lateness = NULL;
   const char *summary_path = NULL;
-  const char *props[PR_MAX_PROPS];
-  int n_props = 0, quiet = 0, sort = 1, out_fmt_given = 0, flush_ms = 120000;
+  const char *props[PR_MAX_PROPS], *csv_paths[PR_MAX_CSV];
+  int n_props = 0, n_csv = 0, quiet = 0, sort = 1, out_fmt_given = 0, flush_ms = 120000;
   mtld_format_t in_fmt = MTLD_FMT_AUTO;
   mtld_conv_opts_t co = {0};
   pr_ctx_t c = {.out_fmt = MTLD_FMT_PROTOBUF, .newest_ms = INT64_MIN};
@@ -323,7 +383,14 @@ int main(int argc, char **argv) {
       bad = f < 0;
       in_fmt = (mtld_format_t)f;
     } else if (strcmp(a, "--csv") == 0) {
-      csv_path = v;
+      bad = n_csv == PR_MAX_CSV;
+      if (!bad) csv_paths[n_csv++] = v;
+    } else if (strcmp(a, "--config") == 0) {
+      config_path = v;
+    } else if (strcmp(a, "--max-lateness") == 0) {
+      max_lateness = v;
+    } else if (strcmp(a, "--allowed-lateness") == 0) {
+      allowed_lateness = v;
     } else if (strcmp(a, "--layout") == 0) {
       co.layout = v;
     } else if (strcmp(a, "--map") == 0) {
@@ -369,11 +436,11 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!in_path == !csv_path) {
+  if (!in_path == !n_csv) {
     fprintf(stderr, "mtld-produce: give one input: --in FILE or --csv FILE --layout NAME\n");
     return 2;
   }
-  if (csv_path && !co.layout) {
+  if (n_csv && !co.layout) {
     fprintf(stderr, "mtld-produce: --csv needs --layout\n");
     return 2;
   }
@@ -381,9 +448,34 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mtld-produce: --bootstrap and --topic go together\n");
     return 2;
   }
-  if (!bootstrap && !out_path) {
-    fprintf(stderr, "mtld-produce: give an output: --bootstrap/--topic or --out\n");
+  if (!bootstrap && !out_path && !c.validate) {
+    fprintf(stderr, "mtld-produce: give an output (--bootstrap/--topic or --out) or --validate\n");
     return 2;
+  }
+  {
+    /* the daemon's validation limits and watermark lateness */
+    mtld_config_t *cfg = malloc(sizeof *cfg);
+    if (!cfg) return 1;
+    char cerr[1024];
+    mtld_status_t cst = MTLD_OK;
+    if (config_path)
+      cst = mtld_config_load(cfg, config_path, cerr, sizeof cerr);
+    else
+      mtld_config_default(cfg);
+    if (cst != MTLD_OK) {
+      fprintf(stderr, "mtld-produce: %s\n", cerr);
+      free(cfg);
+      return 2;
+    }
+    c.lim = cfg->limits;
+    c.allowed_lateness_ms = cfg->allowed_lateness_ms;
+    free(cfg);
+    if ((max_lateness && mtld_config_parse_duration_ms(max_lateness, &c.lim.max_lateness_ms)) ||
+        (allowed_lateness &&
+         mtld_config_parse_duration_ms(allowed_lateness, &c.allowed_lateness_ms))) {
+      fprintf(stderr, "mtld-produce: bad duration for --max-lateness/--allowed-lateness\n");
+      return 2;
+    }
   }
 
   struct sigaction sa;
@@ -413,7 +505,7 @@ int main(int argc, char **argv) {
   }
   if (rc == 0)
     rc = in_path ? pr_run_file(&c, in_path, in_fmt, out_fmt_given)
-                 : pr_run_csv(&c, csv_path, &co, sort, quiet);
+                 : pr_run_csv(&c, csv_paths, n_csv, &co, sort, quiet);
   if (c.failed && rc == 0) rc = 1;
   if (pr_stop && rc == 0) {
     fprintf(stderr, "mtld-produce: interrupted\n");
@@ -448,6 +540,19 @@ int main(int argc, char **argv) {
       if (c.rejected[r])
         fprintf(stderr, "validate %s %" PRId64 "\n", mtld_reject_name((mtld_reject_t)r),
                 c.rejected[r]);
+    int64_t late = c.rejected[MTLD_REJECT_TOO_LATE];
+    if (late) {
+      char ml[32], al[32];
+      mtld_config_format_duration(c.lim.max_lateness_ms, ml, sizeof ml);
+      mtld_config_format_duration(c.allowed_lateness_ms, al, sizeof al);
+      fprintf(stderr,
+              "mtld-produce: warning: %" PRId64 " of %" PRId64 " records (%.1f%%) would be "
+              "rejected as too_late: more than validation.max_lateness = %s behind the "
+              "watermark (newest time - joiner.allowed_lateness = %s) of one partition read "
+              "in this order; sort by time (the default without --no-sort) or raise "
+              "validation.max_lateness\n",
+              late, c.records, c.records ? 100.0 * (double)late / (double)c.records : 0.0, ml, al);
+    }
   }
   if (summary_path && pr_write_summary(&c, summary_path, topic, out_path, rc) != 0 && rc == 0)
     rc = 1;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/reference/run.sh BUILD - mtld against a PyTorch reference of its
+# bench/reference/run.sh BUILD [TAOBAO_CSV...] - mtld against a PyTorch reference of its
 # trainer (`make bench-reference`).  Prints each command before its output.
 #
 # 1. Generator stream: mtld-gen -> mtld (file source, trainer.dump_samples)
@@ -10,8 +10,9 @@
 #    daemon's configured batch size: bench_trainer_dump (mtld's trainer and
 #    training step, BLIS sgemm in the same run) vs the replica; then
 #    bench_trainer (synthetic stream) for its standard figures.
-# 3. Taobao (../shared/data/taobao-userbehavior, skipped with a reason when
-#    absent): mtld online with sampled negatives and tasks ctr, cart,
+# 3. Taobao UserBehavior: the CSV files given after BUILD (or in REF_TAOBAO_CSV,
+#    space-separated; default ../shared/data/taobao-userbehavior's sample,
+#    skipped with a reason when absent), converted together: mtld online with sampled negatives and tasks ctr, cart,
 #    purchase (ESMM); its progressive AUC over the stream and over the last
 #    20% by time, vs an offline PyTorch baseline trained (several epochs) on
 #    the first 80% and evaluated on the same last 20%.
@@ -23,23 +24,36 @@
 #   REF_REPEAT       timing passes at batch 256, median reported (default 3)
 #   REF_EPOCHS       offline epochs on Taobao (default 3)
 #   MTLD_DATA        the shared data folder (default SOURCE/../shared/data)
+#   REF_TAOBAO_CSV   Taobao UserBehavior CSV file(s) for part 3 (the arguments win)
 #   REF_KEEP         keep the work dir (default: removed)
 set -euo pipefail
 
 MTLD_BENCH_PKGS="python3-torch python3-numpy"
 PY=/usr/bin/python3
 
-if [ $# -ne 1 ]; then
-  echo "usage: bash bench/reference/run.sh BUILD_DIR" >&2
+if [ $# -lt 1 ]; then
+  echo "usage: bash bench/reference/run.sh BUILD_DIR [TAOBAO_CSV...]" >&2
   exit 2
 fi
 BUILD=$(cd "$1" && pwd)
+shift
+TAOBAO_CSV=("$@")
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 REF="$SRC/bench/reference"
 IMPRESSIONS=${REF_IMPRESSIONS:-100000}
 REPEAT=${REF_REPEAT:-3}
 EPOCHS=${REF_EPOCHS:-3}
 DATA=${MTLD_DATA:-$SRC/../shared/data}
+if [ ${#TAOBAO_CSV[@]} -eq 0 ]; then
+  # shellcheck disable=SC2206 # a space-separated list of files
+  TAOBAO_CSV=(${REF_TAOBAO_CSV:-$DATA/taobao-userbehavior/UserBehavior_users_a.csv})
+fi
+ABS_CSV=() # the work dir is elsewhere: absolute paths
+for f in "${TAOBAO_CSV[@]}"; do
+  case $f in /*) ;; *) f="$PWD/$f" ;; esac
+  ABS_CSV+=("$f")
+done
+TAOBAO_CSV=("${ABS_CSV[@]}")
 
 if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   if [ "$(id -u)" = 0 ]; then
@@ -141,11 +155,17 @@ run "$BUILD/bench/bench_trainer" 2
 # ---- 3. Taobao: online mtld vs offline PyTorch --------------------------------------
 echo
 echo "== 3. Taobao UserBehavior: mtld online vs offline PyTorch baseline"
-CSV="$DATA/taobao-userbehavior/UserBehavior_users_a.csv"
-if [ ! -r "$CSV" ]; then
-  echo "skipped: $CSV is not there (the shared data folder is absent on this machine)"
+CSV_ARGS=()
+MISSING=
+for f in "${TAOBAO_CSV[@]}"; do
+  [ -r "$f" ] || MISSING="$f"
+  CSV_ARGS+=(--csv "$f")
+done
+if [ -n "$MISSING" ]; then
+  echo "skipped: $MISSING is not there (the shared data folder is absent on this machine;" \
+    "give the Taobao CSV file(s) after BUILD or in REF_TAOBAO_CSV)"
 else
-  run "$BUILD/mtld-produce" --csv "$CSV" --layout taobao --time-from 2017-11-25T00:00:00+08:00 \
+  run "$BUILD/mtld-produce" "${CSV_ARGS[@]}" --layout taobao --time-from 2017-11-25T00:00:00+08:00 \
     --time-to 2017-12-04T00:00:00+08:00 --out taobao.pb --quiet
   cat >taobao.conf <<'EOF'
 source = { type = "file"; file = "taobao.pb"; };

@@ -159,6 +159,72 @@ sys.exit(not (s["records"] == n and s["delivered"] == n and s["failed"] == 0 and
   MOCK_PID=
 fi
 
+# --- converters: every map key documented in --help and the README ----------
+"$PRODUCE" --help >"$TMP/help.txt"
+undoc=
+for k in user item category type time time_unit time_offset time_offset_unit tz scenario \
+  scenario_prefix rating price quantity position request id click purchase header sep ids null; do
+  grep -qw -- "$k" "$TMP/help.txt" || undoc="$undoc help:$k"
+  grep -q -- "\`$k\`" "$SRC/README.md" || undoc="$undoc README:$k"
+done
+check "every --map key in --help and the README (missing:${undoc:- none})" test -z "$undoc"
+
+# --- converters: several files, --validate alone, lateness -------------------
+printf 'u,i,t\n1,10,1700000000\n2,11,1700000100\n' >"$TMP/part1.csv"
+printf 'u,i,t\n3,12,1700000050\n1,10,1700000000\n' >"$TMP/part2.csv"
+MAP='header=1,user=u,item=i,type=const:CLICK,time=t'
+T "$PRODUCE" --csv "$TMP/part1.csv" --csv "$TMP/part2.csv" --layout generic --map "$MAP" \
+  --out "$TMP/parts.json" --format json 2>"$TMP/parts.log"
+check "two --csv files: exit 0" test $? -eq 0
+check "two --csv files: all 4 rows converted, in time order" test \
+  "$(grep -o '"item_id":[0-9]*' "$TMP/parts.json" | cut -d: -f2 | tr '\n' ' ')" = "10 10 12 11 "
+check "two --csv files: 2 inputs reported" grep -q "2 inputs, 6 lines, 4 rows, 4 converted" \
+  "$TMP/parts.log"
+T "$PRODUCE" --csv "$TMP/part1.csv" --csv "$TMP/part2.csv" --layout generic --map "$MAP" \
+  --validate --quiet 2>"$TMP/vonly.log"
+check "--validate needs no output" test $? -eq 0
+check "--validate alone counts the records" grep -qx "validate none 4" "$TMP/vonly.log"
+# 2 days apart, read out of time order: the daemon rejects the old one as too_late
+printf '1,10,1700200000\n1,11,1700000000\n1,12,1700200001\n' >"$TMP/late.csv"
+T "$PRODUCE" --csv "$TMP/late.csv" --layout generic --map 'user=1,item=2,type=const:CLICK,time=3' \
+  --no-sort --validate 2>"$TMP/late.log"
+check "--validate applies the watermark: 1 too_late" grep -qx "validate too_late 1" "$TMP/late.log"
+check "--validate warns about too_late" grep -q "warning: 1 of 3 records .* too_late" "$TMP/late.log"
+T "$PRODUCE" --csv "$TMP/late.csv" --layout generic --map 'user=1,item=2,type=const:CLICK,time=3' \
+  --no-sort --validate --max-lateness 3d 2>"$TMP/late2.log"
+check "--max-lateness 3d: none too_late" grep -qx "validate none 3" "$TMP/late2.log"
+printf 'source = { type = "file"; file = "/dev/null"; };\nvalidation = { max_lateness = "3d"; };\n' >"$TMP/late.conf"
+T "$PRODUCE" --csv "$TMP/late.csv" --layout generic --map 'user=1,item=2,type=const:CLICK,time=3' \
+  --no-sort --validate --config "$TMP/late.conf" 2>"$TMP/late3.log"
+check "--config's validation.max_lateness applies" grep -qx "validate none 3" "$TMP/late3.log"
+T "$PRODUCE" --csv "$TMP/late.csv" --layout generic --map 'user=1,item=2,type=const:CLICK,time=3' \
+  --validate 2>"$TMP/late4.log"
+check "sorted (the default): none too_late" grep -qx "validate none 3" "$TMP/late4.log"
+
+# --- real data: format samples (Diginetica, YooChoose) ------------------------
+FS=$SRC/../shared/data/format-samples
+if [ -r "$FS/train-item-views-sample.csv" ] && [ -r "$FS/yoochoose-clicks-sample.dat" ]; then
+  DIGI='header=1,sep=;,item=itemId,type=const:CLICK,time=eventdate,time_unit=date,time_offset=timeframe'
+  rows=$(($(wc -l <"$FS/train-item-views-sample.csv") - 1))
+  na=$(grep -c '^[0-9]*;NA;' "$FS/train-item-views-sample.csv")
+  T "$PRODUCE" --csv "$FS/train-item-views-sample.csv" --layout generic --map "$DIGI,user=userId" \
+    --validate 2>"$TMP/digi.log"
+  check "diginetica: userId NA rows ($na) rejected as null_id" \
+    grep -q "bad rows null_id: $na\$" "$TMP/digi.log"
+  T "$PRODUCE" --csv "$FS/train-item-views-sample.csv" --layout generic \
+    --map "$DIGI,user=sessionId" --out "$TMP/digi.json" --format json 2>"$TMP/digi2.log"
+  check "diginetica by session: all $rows rows converted" test "$(wc -l <"$TMP/digi.json")" -eq "$rows"
+  check "diginetica: time = date + timeframe ms" \
+    grep -q '"time_ms":1462752526309' "$TMP/digi.json"
+  T "$PRODUCE" --csv "$FS/yoochoose-clicks-sample.dat" --layout generic \
+    --map 'header=0,user=1,item=3,category=4,type=const:CLICK,time=2,time_unit=iso' \
+    --validate 2>"$TMP/yoo.log"
+  check "yoochoose: every row valid" \
+    grep -qx "validate none $(wc -l <"$FS/yoochoose-clicks-sample.dat")" "$TMP/yoo.log"
+else
+  echo "skip - format samples: $FS not present (shared data is not shipped)"
+fi
+
 # --- real data: Taobao --------------------------------------------------------
 TAOBAO=$SRC/../shared/data/taobao-userbehavior/UserBehavior_users_a.csv
 if [ -r "$TAOBAO" ]; then

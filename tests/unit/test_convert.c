@@ -361,6 +361,9 @@ static void test_map_errors(void) {
       {"generic", "user=1,item=2,type=3,sep=ab", NULL},               /* sep */
       {"generic", "user=1,item=2,type=3", "pv=VIEWED"},               /* type map target */
       {"generic", "user=1,item=2,type=3", "pv"},                      /* type map syntax */
+      {"generic", "user=1,item=2,type=3,time_offset=4", NULL},        /* offset without time */
+      {"generic", "user=1,item=2,type=3,time=4,tz=CET", NULL},        /* tz */
+      {"generic", "user=1,item=2,type=3,time=4,time_offset_unit=d", NULL}, /* offset unit */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     mtld_conv_opts_t o = {.layout = bad[i].layout, .map = bad[i].map, .type_map = bad[i].type_map};
@@ -387,6 +390,195 @@ static void test_iso(void) {
   CHECK(strcmp(mtld_conv_bad_name(MTLD_CONV_BAD_PURCHASE_NOCLICK), "purchase_without_click") == 0);
 }
 
+/* Item 7: RFC 4180 records: a quoted field holding newlines and doubled
+ * quotes is one record; counts are per record. */
+static void test_multiline_records(void) {
+  const char *csv = "uid,item,note,ts\n"
+                    "u1,i1,\"one line\",1700000000\n"
+                    "u2,i2,\"two\nlines, and a \"\"quote\"\"\",1700000001\n"
+                    "u3,i3,\"three\r\n\r\nlines\",1700000002\n"
+                    "u4,i4,plain,1700000003\n";
+  mtld_conv_t *c = mk("generic",
+                      "header=1,user=uid,item=item,type=const:CLICK,time=ts,"
+                      "scenario=note",
+                      NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  FILE *in = fmemopen((void *)csv, strlen(csv), "r");
+  sink_t s = {0};
+  char *rec = NULL, err[256];
+  size_t cap = 0;
+  ssize_t got;
+  int n_rec = 0;
+  while ((got = mtld_conv_read_record(c, in, &rec, &cap)) > 0) {
+    n_rec++;
+    CHECK(mtld_conv_line(c, rec, (size_t)got, sink_push, &s, err, sizeof err) == MTLD_OK);
+  }
+  fclose(in);
+  free(rec);
+  CHECK(got == 0);
+  CHECK(n_rec == 5); /* header + 4 records over 8 lines */
+  CHECK(s.n == 4);
+  if (s.n == 4) {
+    CHECK(s.ev[1].user_id == h("u2") && s.ev[1].time_ms == 1700000001000LL);
+    CHECK(strcmp(s.ev[1].scenario, "two\nlines, and a \"quote\"") == 0);
+    CHECK(s.ev[2].user_id == h("u3") && strcmp(s.ev[2].scenario, "three\r\n\r\nlines") == 0);
+    CHECK(s.ev[3].user_id == h("u4"));
+  }
+  mtld_conv_stats_t st;
+  mtld_conv_stats(c, &st);
+  CHECK(st.rows == 4 && st.converted == 4 && st.bad == 0);
+  CHECK(st.lines == 8);
+  mtld_conv_free(c);
+
+  /* read_all reads records too; an unterminated quote at the end is one bad row */
+  const char *bad = "1,2,1700000000\n3,\"4\n5,6,1700000001\n";
+  in = fmemopen((void *)bad, strlen(bad), "r");
+  c = mk("generic", "user=1,item=2,type=const:CLICK,time=3", NULL);
+  mtld_event_t *ev = NULL;
+  size_t n = 0;
+  CHECK(mtld_conv_read_all(c, in, 0, &ev, &n, err, sizeof err) == MTLD_OK);
+  fclose(in);
+  CHECK(n == 1);
+  mtld_conv_stats(c, &st);
+  CHECK(st.rows == 2 && st.bad_by_reason[MTLD_CONV_BAD_CSV] == 1 && st.lines == 3);
+  free(ev);
+  mtld_conv_free(c);
+}
+
+/* Item 8: null markers: "NA" is no user (counted as null_id), not one user;
+ * the set is configurable. */
+static void test_nulls(void) {
+  mtld_conv_t *c =
+      mk("generic", "header=1,sep=;,user=userId,item=itemId,type=const:CLICK,time=ts", NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  sink_t s = {0};
+  feed(c, &s, "userId;itemId;ts");
+  feed(c, &s, "NA;81766;1700000000");
+  feed(c, &s, "NULL;81766;1700000000");
+  feed(c, &s, "7;\\N;1700000000");
+  feed(c, &s, ";81766;1700000000"); /* empty: missing_id as before */
+  feed(c, &s, "7;81766;1700000000");
+  CHECK(s.n == 1 && s.ev[0].user_id == 7);
+  mtld_conv_stats_t st;
+  mtld_conv_stats(c, &st);
+  CHECK(st.bad_by_reason[MTLD_CONV_BAD_NULL_ID] == 3);
+  CHECK(st.bad_by_reason[MTLD_CONV_BAD_MISSING_ID] == 1);
+  CHECK(strcmp(mtld_conv_bad_name(MTLD_CONV_BAD_NULL_ID), "null_id") == 0);
+  mtld_conv_free(c);
+
+  /* a user's own null set replaces the default; a null rating is absent */
+  c = mk("generic", "user=1,item=2,type=const:REVIEW,rating=3,null=-|?", NULL);
+  if (c) {
+    sink_t s2 = {0};
+    feed(c, &s2, "NA,5,4"); /* "NA" is an id now */
+    feed(c, &s2, "-,5,4");  /* null_id */
+    feed(c, &s2, "u,5,?");  /* bad_rating: a REVIEW without a rating */
+    CHECK(s2.n == 1 && s2.n >= 1 && s2.ev[0].user_id == h("NA"));
+    mtld_conv_stats(c, &st);
+    CHECK(st.bad_by_reason[MTLD_CONV_BAD_NULL_ID] == 1);
+    CHECK(st.bad_by_reason[MTLD_CONV_BAD_RATING] == 1);
+    mtld_conv_free(c);
+  }
+  /* a header column may be called NA */
+  c = mk("generic", "header=1,user=NA,item=i,type=const:CLICK", NULL);
+  if (c) {
+    sink_t s3 = {0};
+    CHECK(feed(c, &s3, "NA,i") == MTLD_OK);
+    feed(c, &s3, "4,5");
+    CHECK(s3.n == 1 && s3.ev[0].user_id == 4);
+    mtld_conv_free(c);
+  }
+}
+
+/* Item 9: time from a date plus an offset column (Diginetica), and the zone
+ * of ISO/date times without an offset. */
+static void test_time_offset_tz(void) {
+  mtld_conv_t *c = mk("generic",
+                      "header=1,sep=;,user=sessionId,item=itemId,type=const:CLICK,"
+                      "time=eventdate,time_unit=date,time_offset=timeframe",
+                      NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  sink_t s = {0};
+  feed(c, &s, "sessionId;userId;itemId;timeframe;eventdate");
+  feed(c, &s, "1;NA;81766;526309;2016-05-09");
+  feed(c, &s, "1;NA;31331;1031018;2016-05-09");
+  feed(c, &s, "2;NA;31331;soon;2016-05-09"); /* bad_time */
+  CHECK(s.n == 2);
+  if (s.n == 2) {
+    CHECK(s.ev[0].time_ms == 1462752000000LL + 526309);
+    CHECK(s.ev[1].time_ms == 1462752000000LL + 1031018);
+    CHECK(s.ev[0].user_id == 1);
+  }
+  mtld_conv_stats_t st;
+  mtld_conv_stats(c, &st);
+  CHECK(st.bad_by_reason[MTLD_CONV_BAD_TIME] == 1);
+  mtld_conv_free(c);
+
+  /* seconds offsets; the zone applies to times without one, not to Z/+hh:mm */
+  c = mk("generic",
+         "user=1,item=2,type=const:CLICK,time=3,time_unit=iso,time_offset=4,time_offset_unit=s,"
+         "tz=+08:00",
+         NULL);
+  if (c) {
+    sink_t s2 = {0};
+    feed(c, &s2, "1,2,2017-11-25 08:00:00,0");
+    feed(c, &s2, "1,2,2017-11-25T00:00:00Z,10");
+    feed(c, &s2, "1,2,2017-11-25T00:00:00-01:00,0");
+    CHECK(s2.n == 3);
+    if (s2.n == 3) {
+      CHECK(s2.ev[0].time_ms == 1511568000000LL);
+      CHECK(s2.ev[1].time_ms == 1511568000000LL + 10000);
+      CHECK(s2.ev[2].time_ms == 1511568000000LL + 3600000);
+    }
+    mtld_conv_free(c);
+  }
+  c = mk("generic", "user=1,item=2,type=const:CLICK,time=3,time_unit=date,tz=-05:30", NULL);
+  if (c) {
+    sink_t s3 = {0};
+    feed(c, &s3, "1,2,2016-05-09");
+    CHECK(s3.n == 1 && s3.ev[0].time_ms == 1462752000000LL + 5 * 3600000 + 30 * 60000);
+    mtld_conv_free(c);
+  }
+}
+
+/* Item 6: several inputs in one conversion: each has its header, counts
+ * add up, equal rows of two files are two events. */
+static void test_several_files(void) {
+  mtld_conv_t *c = mk("generic", "header=1,user=u,item=i,type=const:CLICK,time=t", NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  sink_t s = {0};
+  feed(c, &s, "u,i,t");
+  feed(c, &s, "1,2,1700000000");
+  mtld_conv_next_file(c);
+  CHECK(feed(c, &s, "t,i,u") == MTLD_OK); /* its own header, other column order */
+  feed(c, &s, "1700000000,2,1");
+  feed(c, &s, "1700000005,3,1");
+  CHECK(s.n == 3);
+  if (s.n == 3) {
+    CHECK(s.ev[1].user_id == 1 && s.ev[1].item_id == 2 && s.ev[1].time_ms == 1700000000000LL);
+    CHECK(s.ev[2].item_id == 3);
+    CHECK(s.ev[0].event_id != s.ev[1].event_id);
+  }
+  mtld_conv_stats_t st;
+  mtld_conv_stats(c, &st);
+  CHECK(st.rows == 3 && st.converted == 3);
+  mtld_conv_free(c);
+
+  /* the first file's ids are those of a single-file conversion */
+  c = mk("generic", "header=1,user=u,item=i,type=const:CLICK,time=t", NULL);
+  if (c) {
+    sink_t s2 = {0};
+    feed(c, &s2, "u,i,t");
+    feed(c, &s2, "1,2,1700000000");
+    CHECK(s2.n == 1 && s2.ev[0].event_id == s.ev[0].event_id);
+    mtld_conv_free(c);
+  }
+}
+
 int main(void) {
   test_taobao();
   test_sort_stable();
@@ -396,5 +588,9 @@ int main(void) {
   test_generic();
   test_map_errors();
   test_iso();
+  test_multiline_records();
+  test_nulls();
+  test_time_offset_tz();
+  test_several_files();
   return CHECK_DONE();
 }

@@ -867,6 +867,26 @@ static void test_config(void) {
   CHECK(mtld_joiner_negative_id(5, 1) != mtld_joiner_negative_id(5, 2));
 }
 
+/* The stream-shape advice (daemon warnings, README "Your own data"). */
+static void test_shape_advice(void) {
+  mtld_joiner_config_t cfg;
+  mtld_joiner_config_default(&cfg);
+  char msg[512] = "";
+  uint64_t clicks_only[MTLD_N_EVENT_TYPES] = {0, 31117, 0, 0, 0};
+  uint64_t with_imp[MTLD_N_EVENT_TYPES] = {100, 5, 1, 1, 0};
+  uint64_t reviews_only[MTLD_N_EVENT_TYPES] = {0, 0, 0, 0, 50};
+  uint64_t none[MTLD_N_EVENT_TYPES] = {0};
+  CHECK(mtld_joiner_shape_advice(&cfg, clicks_only, msg, sizeof msg) == 1);
+  CHECK(strstr(msg, "joiner.mode = \"sampled_negatives\"") != NULL);
+  CHECK(mtld_joiner_shape_advice(&cfg, with_imp, msg, sizeof msg) == 0);
+  CHECK(mtld_joiner_shape_advice(&cfg, reviews_only, msg, sizeof msg) == 0);
+  CHECK(mtld_joiner_shape_advice(&cfg, none, msg, sizeof msg) == 0);
+  cfg.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
+  CHECK(mtld_joiner_shape_advice(&cfg, clicks_only, msg, sizeof msg) == 0);
+  CHECK(mtld_joiner_shape_advice(&cfg, with_imp, msg, sizeof msg) == 1);
+  CHECK(strstr(msg, "joiner.mode = \"impressions\"") != NULL);
+}
+
 int main(void) {
   snprintf(base_dir, sizeof base_dir, "/tmp/mtld-test-joiner-XXXXXX");
   if (!mkdtemp(base_dir)) {
@@ -874,6 +894,7 @@ int main(void) {
     return 1;
   }
   test_config();
+  test_shape_advice();
   test_click_by_request_id();
   test_click_window();
   test_conversions();

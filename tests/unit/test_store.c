@@ -457,6 +457,21 @@ static void test_schema(void) {
 
 /* A read-only open beside a writer sees the state as of its open and
  * refuses writes. */
+/* A new store whose parent directories do not exist yet: they are created
+ * (store.path = "/srv/mtld/run1/store" needs no mkdir first). */
+static void test_missing_parents(void) {
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  mtld_store_t *st = NULL;
+  char path[160], current[192];
+  snprintf(path, sizeof path, "%s/run1/data/store", root);
+  snprintf(current, sizeof current, "%s/CURRENT", path);
+  CHECK(mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  mtld_store_close(st);
+  struct stat sb;
+  CHECK(stat(current, &sb) == 0);
+}
+
 static void test_readonly(void) {
   mtld_feature_def_t def;
   mtld_feature_def_default(&def);
@@ -605,6 +620,7 @@ int main(void) {
   test_raw();
   test_schema();
   test_readonly();
+  test_missing_parents();
   test_crash();
   test_deterministic();
   rm_rf(root);

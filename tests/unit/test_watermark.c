@@ -145,10 +145,47 @@ static void test_restore(void) {
   mtld_watermark_destroy(wm);
 }
 
+/* Idle release (joiner.idle_release): only after idle_release_ms of the
+ * caller's clock without a record, the release point jumps past the newest
+ * time by the horizon; the validation watermark never moves. */
+static void test_idle_release(void) {
+  mtld_watermark_t *wm;
+  CHECK(mtld_watermark_create(&wm, 60000, 0) == MTLD_OK);
+  CHECK(mtld_watermark_set_idle_release(wm, -1, 0) == MTLD_ERR_INVALID);
+  mtld_watermark_arrival(wm, 1000); /* start */
+  /* off by default: a stalled stream's release point stays the watermark */
+  mtld_watermark_observe(wm, "t", 0, 5000000);
+  mtld_watermark_set_caught_up(wm, "t", 0);
+  CHECK(mtld_watermark_release_point(wm, 1000000) == 5000000 - 60000);
+  CHECK(!mtld_watermark_idle_released(wm, 1000000));
+
+  CHECK(mtld_watermark_set_idle_release(wm, 30000, 86400000) == MTLD_OK);
+  mtld_watermark_arrival(wm, 2000);
+  CHECK(mtld_watermark_release_point(wm, 31999) == 5000000 - 60000); /* 29.999 s idle */
+  CHECK(mtld_watermark_release_point(wm, 32000) == 5000000 + 86400000 + 1);
+  CHECK(mtld_watermark_idle_released(wm, 32000));
+  CHECK(mtld_watermark_get(wm) == 5000000 - 60000); /* validation unchanged */
+  /* a record arrives: not idle any more */
+  mtld_watermark_arrival(wm, 40000);
+  mtld_watermark_observe(wm, "t", 0, 5001000);
+  CHECK(mtld_watermark_release_point(wm, 50000) == 5001000 - 60000);
+  CHECK(mtld_watermark_release_point(wm, 70000) == 5001000 + 86400000 + 1);
+  mtld_watermark_destroy(wm);
+
+  /* nothing seen: nothing to release, idle or not */
+  CHECK(mtld_watermark_create(&wm, 0, 0) == MTLD_OK);
+  CHECK(mtld_watermark_set_idle_release(wm, 10, 100) == MTLD_OK);
+  mtld_watermark_arrival(wm, 0);
+  CHECK(mtld_watermark_release_point(wm, 1000) == INT64_MIN);
+  CHECK(!mtld_watermark_idle_released(wm, 1000));
+  mtld_watermark_destroy(wm);
+}
+
 int main(void) {
   test_empty_and_min();
   test_lateness();
   test_idle();
   test_restore();
+  test_idle_release();
   return CHECK_DONE();
 }

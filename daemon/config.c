@@ -583,7 +583,9 @@ static const custom_ops_t sequence_ops = {parse_sequence, print_sequence, equal_
 /* model.tasks: a list of groups, one per task, in output order.  A parent
  * (ESMM) is named and must be an earlier binary task. */
 static const char *const task_keys[] = {"name", "type",        "label",     "parent", "weight",
-                                        "loss", "huber_delta", "bias_init", NULL};
+                                        "loss", "huber_delta", "bias_init", "bias",   NULL};
+/* task.bias (regression): "mean" = mtld_task_t.bias_mean 1 (the default) */
+static const char *const bias_names[] = {"fixed", "mean", NULL};
 
 static int task_name_ok(const char *v) {
   if (!isalpha((unsigned char)v[0])) return 0;
@@ -607,8 +609,9 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
   t->parent = -1;
   t->loss_weight = 1.0f;
   t->reg_loss = MTLD_REG_MSE;
+  t->bias_mean = 1;
   const config_setting_t *name_s = NULL, *label_s = NULL, *parent_s = NULL, *loss_s = NULL,
-                         *delta_s = NULL;
+                         *delta_s = NULL, *bias_s = NULL;
   int n = config_setting_length(g);
   for (int j = 0; j < n; j++) {
     const config_setting_t *m = config_setting_get_elem(g, (unsigned)j);
@@ -649,6 +652,9 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
       delta_s = m;
     } else if (strcmp(name, "bias_init") == 0) {
       if ((st = get_number(m, key, -1e6, 0, 1e6, &v, pe)) == MTLD_OK) t->bias_init = (float)v;
+    } else if (strcmp(name, "bias") == 0) {
+      st = get_enum(m, key, bias_names, &t->bias_mean, pe);
+      bias_s = m;
     } else {
       size_t best = 3;
       const char *hint = NULL;
@@ -658,7 +664,7 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
       }
       if (hint) return fail(pe, m, key, "unknown key (did you mean %s.%s?)", prefix, hint);
       return fail(pe, m, key, "unknown key (a task has %s)",
-                  "name, type, label, parent, weight, loss, huber_delta, bias_init");
+                  "name, type, label, parent, weight, loss, huber_delta, bias_init, bias");
     }
     if (st != MTLD_OK) return st;
   }
@@ -678,6 +684,10 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
     return fail(pe, delta_s, key, "only with type \"regression\" and loss \"huber\"");
   if (t->type == MTLD_TASK_REGRESSION && t->reg_loss == MTLD_REG_HUBER && !delta_s)
     t->huber_delta = 1.0f;
+  snprintf(key, sizeof(key), "%s.bias", prefix);
+  if (bias_s && t->type != MTLD_TASK_REGRESSION)
+    return fail(pe, bias_s, key, "only for type \"regression\"");
+  if (t->type != MTLD_TASK_REGRESSION) t->bias_mean = 0;
 
   snprintf(key, sizeof(key), "%s.parent", prefix);
   if (t->type == MTLD_TASK_ESMM_CTCVR && !parent_s)
@@ -740,6 +750,7 @@ static void print_tasks(const key_def_t *k, const mtld_config_t *cfg, FILE *out,
         print_float(out, t->huber_delta);
         fputc(';', out);
       }
+      if (!t->bias_mean) fputs(" bias = \"fixed\";", out);
     }
     if (t->bias_init != 0.0f) {
       fputs(" bias_init = ", out);
@@ -754,7 +765,7 @@ static void print_tasks(const key_def_t *k, const mtld_config_t *cfg, FILE *out,
 /* Equal but for the (reloadable) loss weight. */
 static int task_same_shape(const mtld_task_t *a, const mtld_task_t *b) {
   if (strcmp(a->name, b->name) != 0 || a->type != b->type || a->label != b->label ||
-      a->parent != b->parent || a->bias_init != b->bias_init)
+      a->parent != b->parent || a->bias_init != b->bias_init || a->bias_mean != b->bias_mean)
     return 0;
   if (a->type != MTLD_TASK_REGRESSION) return 1;
   return a->reg_loss == b->reg_loss &&
@@ -813,6 +824,9 @@ static const key_def_t keys[] = {
    .min = 1, .max = 1000000, R},
   {.path = "store.batch_max_ms",     .kind = K_DURATION, FIELD(batch_max_ms),
    .min = 1, .max = 60000, .unit_ms = 1, R},
+  {.path = "store.commit_retry_timeout", .kind = K_DURATION, FIELD(commit_retry_timeout_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
+  {.path = "store.verify_on_start",  .kind = K_BOOL,     FIELD(store_verify_on_start)},
 
   {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
    .ops = &half_lives_ops},
@@ -910,6 +924,11 @@ static const key_def_t keys[] = {
   {.path = "trainer.report_interval", .kind = K_DURATION, FIELD(report_interval_ms),
    .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
   {.path = "trainer.dump_samples",    .kind = K_STRING,   FIELD(dump_samples)},
+  {.path = "trainer.rank_k",          .kind = K_INT,      FIELD(rank_k), .min = 0, .max = 1000},
+  {.path = "trainer.rank_every",      .kind = K_INT,      FIELD(rank_every),
+   .min = 1, .max = 1000000},
+  {.path = "trainer.rank_candidates", .kind = K_INT,      FIELD(rank_candidates),
+   .min = 1, .max = 100000},
 
   {.path = "checkpoint.dir",           .kind = K_STRING,   FIELD(checkpoint_dir)},
   {.path = "checkpoint.interval",      .kind = K_DURATION, FIELD(checkpoint_interval_ms),
@@ -952,6 +971,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->store_sync = 1;
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
+  cfg->commit_retry_timeout_ms = 300000;
+  cfg->store_verify_on_start = 1;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
   mtld_joiner_config_default(&cfg->joiner);
@@ -963,6 +984,9 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
   cfg->trainer_enabled = 1;
   cfg->report_interval_ms = 60000;
+  cfg->rank_k = 20;
+  cfg->rank_every = 100;
+  cfg->rank_candidates = 500;
   snprintf(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), "/var/lib/mtld/checkpoints");
   cfg->checkpoint_interval_ms = 300000;
   cfg->checkpoint_every_samples = 0;

@@ -60,6 +60,10 @@ typedef struct {
   int store_sync;        /* store.sync, default true */
   int batch_max_events;  /* store.batch_max_events, default 2000 (reloadable) */
   int batch_max_ms;      /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
+  int commit_retry_timeout_ms; /* store.commit_retry_timeout: failing commits are retried
+                                  (consumption paused) this long, then exit 4; default "5m" */
+  int store_verify_on_start;   /* store.verify_on_start: read every block of the store (and
+                                  of a checkpoint's store restored) at start; default true */
 
   mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */
@@ -79,6 +83,9 @@ typedef struct {
   int trainer_enabled;        /* trainer.enabled, default true */
   int64_t report_interval_ms; /* trainer.report_interval, default 60 s (reloadable) */
   char dump_samples[1024];    /* trainer.dump_samples: file of released samples, "" = none */
+  int rank_k;                 /* trainer.rank_k: HR@K / MRR@K of clicked items, 0 = off (20) */
+  int rank_every;             /* trainer.rank_every: every N-th click is ranked (100) */
+  int rank_candidates;        /* trainer.rank_candidates: catalog bound (500) */
 
   /* checkpoint.* and snapshot.* (consistent cuts; serving snapshots) */
   char checkpoint_dir[1024];        /* checkpoint.dir, default "/var/lib/mtld/checkpoints" */

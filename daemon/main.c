@@ -12,10 +12,12 @@
  * Exit codes (documented in --help and README.md):
  *   0  clean stop (signal, or end of a replayed file)
  *   1  configuration invalid (--check-config, start-up, or bad command line)
- *   2  state refused (store built with other feature definitions, cannot open)
+ *   2  state refused (store built with other feature definitions, cannot open,
+ *      damaged: a checksum or read error at start or while running)
  *   3  source failed (Kafka client or event file could not be set up/read,
  *      or a partition was assigned that the configuration cannot map)
- *   4  runtime failure (store writes failing, shutdown bound exceeded) */
+ *   4  runtime failure (store commits failing for store.commit_retry_timeout,
+ *      shutdown bound exceeded) */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -263,10 +265,34 @@ static void report(daemon_t *d) {
   FILE *f = open_memstream(&text, &len);
   if (!f) return;
   mtld_pvmetrics_print(mtld_trainer_metrics(d->trainer), f, 1);
+  if (mtld_trainer_ranking(d->trainer)) mtld_rank_print(mtld_trainer_ranking(d->trainer), f);
   fclose(f);
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
     mtld_log(MTLD_LOG_INFO, "pv %s", line);
   free(text);
+}
+
+/* The ranking evaluation of clicks (trainer.rank_k > 0; trainer/rank.h), not
+ * part of the checkpoint: on the first binary task of the click label, the
+ * item part of a sample being the item's dense features, as the sampled
+ * negatives swap them. */
+static mtld_status_t start_ranking(daemon_t *d, char *err, size_t errlen) {
+  const mtld_model_config_t *mc = mtld_model_config(mtld_trainer_model(d->trainer));
+  mtld_rank_config_t rc;
+  memset(&rc, 0, sizeof(rc));
+  rc.k = d->cfg.rank_k;
+  rc.every = d->cfg.rank_every;
+  rc.candidates = d->cfg.rank_candidates;
+  rc.task = -1;
+  for (int t = 0; t < mc->n_tasks && rc.task < 0; t++)
+    if (mc->tasks[t].type == MTLD_TASK_BINARY && mc->tasks[t].label == MTLD_LABEL_CLICK)
+      rc.task = t;
+  if (rc.k == 0 || rc.task < 0) return MTLD_OK;
+  int slots[MTLD_FEATURES_ITEM_DENSE_MAX];
+  int n = mtld_features_dense_item_slots(&d->cfg.features, slots);
+  for (int i = 0; i < n && rc.n_item_dense < MTLD_RANK_MAX_ITEM_DENSE; i++)
+    if (slots[i] < mc->n_dense) rc.item_dense[rc.n_item_dense++] = slots[i];
+  return mtld_trainer_set_ranking(d->trainer, &rc, err, errlen);
 }
 
 /* Frees what open_state and main built, in reverse order; NULLs are fine. */
@@ -309,6 +335,10 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   if (st != MTLD_OK) return st;
   if (cfg->trainer_enabled && !d->trainer) {
     st = mtld_trainer_create(&d->trainer, &cfg->model, err, errlen);
+    if (st != MTLD_OK) return st;
+  }
+  if (d->trainer) {
+    st = start_ranking(d, err, errlen);
     if (st != MTLD_OK) return st;
   }
   if (cfg->dump_samples[0]) {
@@ -366,20 +396,85 @@ static void status(daemon_t *d) {
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
 }
 
+/* Back-pressure while batch commits fail (disk full, I/O errors): the
+ * source is paused, the commit retried after a pause doubling from 0.1 s to
+ * 5 s, consumption resumed when it succeeds; after store.commit_retry_timeout
+ * the daemon gives up (exit 4). */
+typedef struct {
+  int64_t since_ms;      /* 0: commits succeed */
+  int64_t next_retry_ms; /* no commit attempt before this */
+  int backoff_ms;
+  char why[768]; /* healthz text */
+} commit_state_t;
+
+/* Commits when due; returns EXIT_OK to go on, or the exit code to stop with. */
+static int commit_step(daemon_t *d, commit_state_t *cs, int force) {
+  char err[1024];
+  int64_t now = mtld_mono_ms();
+  if (cs->since_ms ? now < cs->next_retry_ms : !(force || mtld_pipeline_batch_due(d->pipe)))
+    return EXIT_OK;
+  if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) == MTLD_OK) {
+    if (cs->since_ms) {
+      mtld_log(MTLD_LOG_NOTICE, "batch commit succeeded after %.1f s of failures: resuming",
+               (double)(now - cs->since_ms) / 1000.0);
+      mtld_source_pause(d->src, 0);
+      cs->since_ms = 0;
+    }
+    mtld_durable_tick(d->durable);
+    if (!d->shape_checked) advise(d, 0);
+    return EXIT_OK;
+  }
+  if (mtld_pipeline_read_failed(d->pipe)) {
+    /* the store cannot read its own state: stop before anything is skipped */
+    mtld_log(MTLD_LOG_ERR,
+             "%s; exiting without committing (the batch's records are replayed after the "
+             "store is repaired or restored: README \"Failures and what mtld does\")",
+             err);
+    return EXIT_STATE;
+  }
+  if (!cs->since_ms) {
+    cs->since_ms = now;
+    cs->backoff_ms = 100;
+    mtld_source_pause(d->src, 1);
+    mtld_log(MTLD_LOG_ERR,
+             "batch commit failed: %s; consumption paused, retrying for up to %d s "
+             "(store.commit_retry_timeout)",
+             err, d->cfg.commit_retry_timeout_ms / 1000);
+  } else {
+    mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit still failing after %.0f s: %s",
+                (double)(now - cs->since_ms) / 1000.0, err);
+  }
+  snprintf(cs->why, sizeof(cs->why), "store writes failing for %.0f s, consumption paused: %.600s",
+           (double)(now - cs->since_ms) / 1000.0, err);
+  if (now - cs->since_ms >= d->cfg.commit_retry_timeout_ms) {
+    mtld_log(MTLD_LOG_ERR,
+             "batch commits failed for %.0f s (store.commit_retry_timeout): exiting; the "
+             "uncommitted records are replayed after a restart: %s",
+             (double)(now - cs->since_ms) / 1000.0, err);
+    return EXIT_RUNTIME;
+  }
+  cs->next_retry_ms = now + cs->backoff_ms;
+  if (cs->next_retry_ms > cs->since_ms + d->cfg.commit_retry_timeout_ms)
+    cs->next_retry_ms =
+        cs->since_ms + d->cfg.commit_retry_timeout_ms; /* the last try at the bound */
+  cs->backoff_ms = cs->backoff_ms * 2 > 5000 ? 5000 : cs->backoff_ms * 2;
+  return EXIT_OK;
+}
+
 static int run(daemon_t *d) {
   char err[1024];
   mtld_record_t recs[512];
   int rc = EXIT_OK;
   int64_t last_publish = 0, last_report = mtld_mono_ms();
   int file_ended = 0;
-  int commit_failing_since = 0;
+  commit_state_t cs = {0};
   mtld_notify_ready();
   mtld_log(MTLD_LOG_NOTICE, "mtld %s running", MTLD_VERSION);
   while (!stop_requested) {
     if (reload_requested) {
       reload_requested = 0;
       char e[512];
-      if (mtld_pipeline_commit(d->pipe, e, sizeof(e)) != MTLD_OK)
+      if (!cs.since_ms && mtld_pipeline_commit(d->pipe, e, sizeof(e)) != MTLD_OK)
         mtld_log(MTLD_LOG_WARNING, "commit before reload: %s", e);
       do_reload(d);
     }
@@ -400,21 +495,17 @@ static int run(daemon_t *d) {
       rc = EXIT_SOURCE;
       break;
     }
-    if (file_ended || mtld_pipeline_batch_due(d->pipe)) {
-      if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
-        mtld_log_rl(MTLD_LOG_ERR, "commit", "batch commit failed (will retry): %s", err);
-        if (!commit_failing_since) commit_failing_since = (int)(mtld_mono_ms() / 1000);
-      } else {
-        commit_failing_since = 0;
-        mtld_durable_tick(d->durable);
-        if (!d->shape_checked) advise(d, 0);
-      }
+    int step = commit_step(d, &cs, file_ended);
+    if (step != EXIT_OK) {
+      rc = step;
+      break;
     }
+    if (file_ended && cs.since_ms) file_ended = 0; /* the end waits for the commit */
     int64_t now = mtld_mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
-      publish(d, !commit_failing_since && mtld_source_connected(d->src),
-              commit_failing_since ? "store writes failing" : "brokers unreachable");
+      publish(d, !cs.since_ms && mtld_source_connected(d->src),
+              cs.since_ms ? cs.why : "brokers unreachable");
       mtld_notify_watchdog();
     }
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
@@ -432,7 +523,11 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   mtld_notify_stopping();
   mtld_log(MTLD_LOG_NOTICE, "stopping: draining and committing");
   int64_t deadline = mtld_mono_ms() + d->cfg.shutdown_timeout_ms;
-  while (mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
+  /* after a failed read or the commit retry bound: no further attempt (nor
+   * at the revocation when the source closes) */
+  if (rc == EXIT_STATE || rc == EXIT_RUNTIME) mtld_pipeline_abandon(d->pipe);
+  while ((rc == EXIT_OK || rc == EXIT_SOURCE) &&
+         mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);
     if (mtld_mono_ms() > deadline) {
       mtld_log(MTLD_LOG_ERR, "shutdown bound exceeded; uncommitted records will be replayed");

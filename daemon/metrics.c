@@ -35,6 +35,13 @@ uint64_t mtld_metrics_rss_bytes(void) {
 
 /* ---- HTTP server ------------------------------------------------------ */
 
+/* Connection slots (file descriptors: keep well under the usual 1024 soft
+ * limit with the store's files open), idle timeout, per-connection pool (a
+ * scrape's request headers and the response's). */
+#define METRICS_MAX_CONNECTIONS 512
+#define METRICS_IDLE_S 3
+#define METRICS_CONN_MEMORY (16 * 1024)
+
 #define MTLD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct mtld_metrics_server {
@@ -90,6 +97,18 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls) {
   mtld_metrics_server_t *srv = cls;
+  /* The first call only announces the request (headers read): answering
+   * then makes MHD close the connection, answering on the next call (the
+   * request complete) keeps it alive for the next scrape. */
+  static int started_marker;
+  if (*con_cls == NULL) {
+    *con_cls = &started_marker;
+    return MHD_YES;
+  }
+  if (*upload_data_size != 0) { /* a body nobody asked for: read and ignore it */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
   int is_metrics = strcmp(url, "/metrics") == 0;
   int is_health = strcmp(url, "/healthz") == 0;
   if (!is_metrics && !is_health) return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n", 0);
@@ -158,13 +177,20 @@ mtld_status_t mtld_metrics_server_start(mtld_metrics_server_t **out, const char 
   pthread_mutex_init(&srv->lock, NULL);
   snprintf(srv->reason, sizeof(srv->reason), "starting");
 
+  /* One event-driven thread (epoll): a slow client costs a slot and a
+   * small memory pool, never the thread, so a scrape is answered as soon as
+   * it is accepted.  Slots are many (a few hundred idle or dribbling clients
+   * do not fill them) and a connection silent for METRICS_IDLE_S is closed
+   * (keep-alive between scrapes is cheaper than that). */
   unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
   if (srv->addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   srv->mhd =
       MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle_request, srv, MHD_OPTION_SOCK_ADDR,
                        (struct sockaddr *)&srv->addr, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
-                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)32, MHD_OPTION_CONNECTION_TIMEOUT,
-                       (unsigned int)10, MHD_OPTION_END);
+                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_MAX_CONNECTIONS,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_IDLE_S,
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_CONN_MEMORY,
+                       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
   if (!srv->mhd) {
     snprintf(err, errlen, "metrics server on %s port %d: %s", listen_addr, port,
              srv->start_err[0] ? srv->start_err : "cannot start");

@@ -62,6 +62,8 @@ struct mtld_pipeline {
   int dlq_pending;     /* dead letters queued in this batch */
   int end_of_stream;   /* a replayed file ended: every label has arrived */
   int64_t released_wm; /* watermark of the last release */
+  int read_failed;     /* a store read failed in this batch: it cannot be committed */
+  char read_err[640];  /* where and why */
 
   /* counters */
   uint64_t records, events, rejected_total, batches, samples_released;
@@ -135,6 +137,15 @@ static void drop_batch(mtld_pipeline_t *p) {
   }
   p->batch_records = 0;
   p->dlq_pending = 0;
+  p->read_failed = 0;
+}
+
+void mtld_pipeline_abandon(mtld_pipeline_t *p) {
+  if (p->batch_records)
+    mtld_log(MTLD_LOG_WARNING,
+             "dropping the uncommitted batch (%zu records, replayed after a restart)",
+             p->batch_records);
+  drop_batch(p);
 }
 
 static void hook_revoke_begin(void *ctx, int lost) {
@@ -277,6 +288,9 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
     return;
   }
+  /* after a failed read nothing more is staged: the batch is never written,
+   * so these records are replayed once the store is repaired */
+  if (p->read_failed) return;
   int slot = part_slot(p, rec->topic, rec->partition);
   if (slot < 0) { /* refused: nothing of it is staged, the daemon stops */
     p->unmapped++;
@@ -311,11 +325,16 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
         seen == MTLD_ERR_NOTFOUND ? mtld_store_apply_part(p->store, &ev, pid, &ub, &ib) : seen;
     if (st == MTLD_OK && p->cfg->limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
     if (st != MTLD_OK) {
-      /* The store could not read its own state: nothing sensible can be done
-       * with this event without breaking exactly-once; log loudly.  The
-       * batch commit will fail the same way and stop the daemon. */
-      mtld_log(MTLD_LOG_ERR, "store apply failed at %s[%d]@%" PRId64 ": %s", rec->topic,
-               (int)rec->partition, rec->offset, mtld_status_str(st));
+      /* The store could not read its own state: the event can be neither
+       * applied nor skipped without breaking exactly-once.  The error is
+       * sticky (the store refuses to commit the batch, the offset does not
+       * move) and the daemon stops (main.c). */
+      snprintf(p->read_err, sizeof(p->read_err), "store apply failed at %s[%d]@%" PRId64 ": %s: %s",
+               rec->topic, (int)rec->partition, rec->offset, mtld_status_str(st),
+               mtld_store_last_error(p->store));
+      mtld_log(MTLD_LOG_ERR, "%s", p->read_err);
+      p->read_failed = 1;
+      return;
     } else {
       mtld_watermark_observe(p->wm, rec->topic, rec->partition, ev.time_ms);
       st = mtld_joiner_on_event(p->joiner, &ev, pid, rec->offset, &ub, &ib);
@@ -337,7 +356,12 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
                         mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
 }
 
+int mtld_pipeline_read_failed(const mtld_pipeline_t *p) {
+  return p->read_failed;
+}
+
 int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
+  if (p->read_failed) return 1; /* let the commit report it */
   /* nothing consumed, but the watermark moved (a partition reached its
    * end): samples are due for release */
   if (p->batch_records == 0)
@@ -354,6 +378,10 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
 }
 
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen) {
+  if (p->read_failed) { /* nothing released, nothing written */
+    snprintf(err, errlen, "batch not written: %s", p->read_err);
+    return MTLD_ERR_IO;
+  }
   int64_t now = mtld_mono_ms();
   int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_release_point(p->wm, now);
   if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;

@@ -59,6 +59,12 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
  * mtld_pipeline_error). */
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
 
+/* 1 when a read of the store failed in this batch (RocksDB's error, e.g.
+ * a damaged .sst): the batch cannot be committed (mtld_pipeline_commit
+ * fails with the store's text), later records are ignored, and the daemon
+ * must stop without advancing any offset.  0 otherwise. */
+int mtld_pipeline_read_failed(const mtld_pipeline_t *p);
+
 /* 1 when the batch should be committed now: batch_max_events staged, or the
  * oldest staged record is batch_max_ms old (monotonic clock: pacing only). */
 int mtld_pipeline_batch_due(const mtld_pipeline_t *p);
@@ -68,6 +74,12 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p);
  * one RocksDB write batch, then commits the offsets to Kafka (monitoring).
  * MTLD_OK, or an error (the batch is kept: retry later). */
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen);
+
+/* Gives up the staged batch (the daemon stops on a store failure): nothing
+ * of it is written, the in-memory state goes back to the last commit, and
+ * the records are replayed from the stored offsets after a restart.  A
+ * later commit then has nothing to write. */
+void mtld_pipeline_abandon(mtld_pipeline_t *p);
 
 /* After a reload changed the borrowed config (mtld_config_apply, at a batch
  * boundary, on the pipeline's thread): re-derives what the pipeline keeps

@@ -2,10 +2,22 @@
 #include "daemon/source_int.h"
 
 #include <stdio.h>
+#include <time.h>
 
 int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms, char *err,
                      size_t errlen) {
+  if (src->paused && !src->ops->pause) {
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+  }
   return src->ops->poll(src, recs, max, timeout_ms, err, errlen);
+}
+
+void mtld_source_pause(mtld_source_t *src, int paused) {
+  if (!src || src->paused == (paused != 0)) return;
+  src->paused = paused != 0;
+  if (src->ops->pause) src->ops->pause(src, src->paused);
 }
 
 void mtld_source_commit(mtld_source_t *src, const char *const *topics, const int32_t *partitions,

@@ -85,6 +85,15 @@ void mtld_source_file_topic(const mtld_config_t *cfg, char *out, size_t outlen);
 int mtld_source_poll(mtld_source_t *src, mtld_record_t *recs, int max, int timeout_ms, char *err,
                      size_t errlen);
 
+/* Back-pressure: paused != 0 stops consumption (Kafka: every assigned
+ * partition, and any assigned later, is paused with
+ * rd_kafka_pause_partitions; the consumer keeps polling for group
+ * membership, and resuming fetches again from the next record not handed
+ * out), 0 resumes.  While paused, mtld_source_poll returns at most the few
+ * records fetched before the pause (Kafka) or none (a file: it waits
+ * timeout_ms and returns 0).  Main thread. */
+void mtld_source_pause(mtld_source_t *src, int paused);
+
 /* Tells Kafka the consumed offsets after a durable batch (for lag monitoring
  * only; never read back for state).  Asynchronous; failures are logged at
  * debug level (a commit during a rebalance fails on some brokers).  No-op for

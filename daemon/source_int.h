@@ -13,12 +13,14 @@ typedef struct {
                       void (*fn)(void *ctx, const char *topic, int32_t partition, int64_t lag),
                       void *ctx);
   int (*connected)(const mtld_source_t *src);
+  void (*pause)(mtld_source_t *src, int paused); /* NULL: poll returns nothing while paused */
   void (*close)(mtld_source_t *src);
 } mtld_source_ops_t;
 
 struct mtld_source {
   const mtld_source_ops_t *ops;
   mtld_source_hooks_t hooks;
+  int paused; /* mtld_source_pause */
 };
 
 #endif

@@ -107,6 +107,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       mtld_log(MTLD_LOG_ERR, "assign failed: %s", rd_kafka_err2str(re));
     }
     notify_assigned(ks, parts);
+    if (ks->base.paused) { /* back-pressure holds for partitions assigned meanwhile */
+      rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, parts);
+      if (pe) mtld_log(MTLD_LOG_ERR, "pausing new partitions failed: %s", rd_kafka_err2str(pe));
+    }
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     int lost = rd_kafka_assignment_lost(rk);
     mtld_log(MTLD_LOG_INFO, "%s %d partition(s)%s", lost ? "lost" : "revoking", parts->cnt,
@@ -214,6 +218,20 @@ static void kafka_foreach_lag(mtld_source_t *src,
   rd_kafka_topic_partition_list_destroy(cur);
 }
 
+static void kafka_pause(mtld_source_t *src, int paused) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  rd_kafka_topic_partition_list_t *cur = NULL;
+  if (rd_kafka_assignment(ks->rk, &cur) || !cur) return;
+  rd_kafka_resp_err_t e =
+      paused ? rd_kafka_pause_partitions(ks->rk, cur) : rd_kafka_resume_partitions(ks->rk, cur);
+  if (e)
+    mtld_log(MTLD_LOG_ERR, "%s partitions failed: %s", paused ? "pausing" : "resuming",
+             rd_kafka_err2str(e));
+  else
+    mtld_log(MTLD_LOG_INFO, "%s %d partition(s)", paused ? "paused" : "resumed", cur->cnt);
+  rd_kafka_topic_partition_list_destroy(cur);
+}
+
 static int kafka_connected(const mtld_source_t *src) {
   return ((const kafka_source_t *)src)->connected;
 }
@@ -231,6 +249,7 @@ static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
                                             .commit = kafka_commit,
                                             .foreach_lag = kafka_foreach_lag,
                                             .connected = kafka_connected,
+                                            .pause = kafka_pause,
                                             .close = kafka_close};
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {

@@ -99,6 +99,8 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
     if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
     if (st == MTLD_OK)
       st = mtld_checkpoint_commit(d->cfg->checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
+    /* a failed cut leaves nothing behind: the next interval starts anew */
+    if (st != MTLD_OK) mtld_rmtree(j->tmp);
     /* keep the buffer for the next checkpoint: its pages are mapped already */
     pthread_mutex_lock(&d->mu);
     if (!d->spare_buf) {
@@ -133,8 +135,8 @@ static void finish_job(mtld_durable_t *d, const job_t *j, mtld_status_t st, cons
       mtld_log(MTLD_LOG_INFO, "checkpoint %" PRIu64 " complete (%.3f s)", j->id, secs);
   } else {
     ks->failed++;
-    mtld_log(MTLD_LOG_ERR, "%s failed: %s", j->kind == JOB_CHECKPOINT ? "checkpoint" : "snapshot",
-             err);
+    mtld_log(MTLD_LOG_ERR, "%s failed (retried at the next interval): %s",
+             j->kind == JOB_CHECKPOINT ? "checkpoint" : "snapshot", err);
   }
   d->last_status = st;
   snprintf(d->last_err, sizeof(d->last_err), "%s", err);
@@ -231,15 +233,45 @@ static int live_matches(const char *store_path, const mtld_checkpoint_meta_t *me
   return same;
 }
 
+/* With store.verify_on_start: opens the store at path read-only and reads
+ * every block with checksums verified.  MTLD_OK (also when off or absent),
+ * or MTLD_ERR_CORRUPT / MTLD_ERR_IO with err naming the damaged file. */
+static mtld_status_t verify_store(const mtld_config_t *cfg, const char *path, const char *what,
+                                  char *err, size_t errlen) {
+  if (!cfg->store_verify_on_start || !store_exists(path)) return MTLD_OK;
+  int64_t t0 = mtld_mono_ms();
+  char e[768];
+  mtld_store_t *st;
+  mtld_status_t rc = mtld_store_open_readonly(&st, path, e, sizeof(e));
+  uint64_t keys = 0;
+  if (rc == MTLD_OK) {
+    rc = mtld_store_verify(st, &keys, e, sizeof(e));
+    mtld_store_close(st);
+  }
+  if (rc != MTLD_OK) {
+    if (rc != MTLD_ERR_IO) rc = MTLD_ERR_CORRUPT;
+    snprintf(err, errlen, "%s %s is damaged, refusing to start: %s", what, path, e);
+    return rc;
+  }
+  mtld_log(MTLD_LOG_INFO, "%s %s verified: %" PRIu64 " keys, checksums good (%.2f s)", what, path,
+           keys, (double)(mtld_mono_ms() - t0) / 1000.0);
+  return MTLD_OK;
+}
+
 mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **trainer, int *found,
                                    char *err, size_t errlen) {
   *trainer = NULL;
   *found = 0;
+  /* A damaged live store is refused, never silently replaced: its .sst
+   * files are hard-linked into the checkpoints, which may share the damage
+   * (README "Failures and what mtld does"). */
+  mtld_status_t st = verify_store(cfg, cfg->store_path, "store", err, errlen);
+  if (st != MTLD_OK) return st;
   if (!cfg->trainer_enabled) return MTLD_OK; /* the store alone is exactly once */
   uint64_t id;
   char path[PATH_MAX];
-  mtld_status_t st = mtld_checkpoint_latest(cfg->checkpoint_dir, &id, path, sizeof(path), skip_cb,
-                                            NULL, err, errlen);
+  st = mtld_checkpoint_latest(cfg->checkpoint_dir, &id, path, sizeof(path), skip_cb, NULL, err,
+                              errlen);
   if (st == MTLD_ERR_NOTFOUND) {
     if (store_exists(cfg->store_path))
       mtld_log(MTLD_LOG_WARNING,
@@ -254,6 +286,13 @@ mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **tr
   if (st != MTLD_OK) return st;
   int same = live_matches(cfg->store_path, &meta);
   mtld_checkpoint_meta_free(&meta);
+  if (!same) { /* its store replaces the live one: check it first */
+    char cstore[PATH_MAX];
+    if (snprintf(cstore, sizeof(cstore), "%.*s/store", PATH_MAX - 16, path) >= (int)sizeof(cstore))
+      cstore[0] = 0;
+    st = verify_store(cfg, cstore, "checkpoint store", err, errlen);
+    if (st != MTLD_OK) return st;
+  }
   st = mtld_checkpoint_restore(path, same ? NULL : cfg->store_path, trainer, NULL, err, errlen);
   if (st != MTLD_OK) return st;
   *found = 1;
@@ -295,6 +334,21 @@ static uint64_t samples_seen(mtld_durable_t *d) {
   return s.observed;
 }
 
+/* A capture on the main thread failed (the store's hard links, the temp
+ * directory): counted like a failed write, and the next attempt waits for
+ * the next interval instead of stalling every batch. */
+static void capture_failed(mtld_durable_t *d, int kind) {
+  pthread_mutex_lock(&d->mu);
+  d->stats[kind].failed++;
+  pthread_mutex_unlock(&d->mu);
+  if (kind == JOB_CHECKPOINT) {
+    d->last_ckpt_mono = mtld_mono_ms();
+    d->last_ckpt_samples = samples_seen(d);
+  } else {
+    d->last_snap_mono = mtld_mono_ms();
+  }
+}
+
 mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, size_t errlen) {
   mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK; /* no model: the store alone is the state */
@@ -305,7 +359,10 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
              .started_mono_ms = t0};
   mtld_status_t st =
       mtld_checkpoint_begin(d->cfg->checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
-  if (st != MTLD_OK) return st;
+  if (st != MTLD_OK) {
+    capture_failed(d, JOB_CHECKPOINT);
+    return st;
+  }
   char sdir[PATH_MAX + 8];
   snprintf(sdir, sizeof(sdir), "%s/store", j.tmp);
   mtld_store_t *store = d->store;
@@ -322,6 +379,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   if (st != MTLD_OK) {
     free(o.v);
     mtld_rmtree(j.tmp);
+    capture_failed(d, JOB_CHECKPOINT);
     return st;
   }
   j.meta = (mtld_checkpoint_meta_t){.id = j.id,
@@ -369,7 +427,10 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   pthread_mutex_unlock(&d->mu);
   mtld_status_t st = mtld_snapshot_recapture(&j.snap, t, &meta, err, errlen);
   free(o.v);
-  if (st != MTLD_OK) return st;
+  if (st != MTLD_OK) {
+    capture_failed(d, JOB_SNAPSHOT);
+    return st;
+  }
   double stall = (double)(mtld_mono_ms() - t0) / 1000.0;
   d->stats[JOB_SNAPSHOT].last_stall_seconds = stall;
   if (stall > d->stats[JOB_SNAPSHOT].max_stall_seconds)
@@ -390,10 +451,12 @@ void mtld_durable_tick(mtld_durable_t *d) {
        samples_seen(d) - d->last_ckpt_samples >= (uint64_t)c->checkpoint_every_samples);
   if (ckpt_due && !queued(d, JOB_CHECKPOINT) &&
       mtld_durable_checkpoint(d, 0, err, sizeof(err)) != MTLD_OK)
-    mtld_log_rl(MTLD_LOG_ERR, "checkpoint", "checkpoint: %s", err);
+    mtld_log_rl(MTLD_LOG_ERR, "checkpoint", "checkpoint failed (retried at the next interval): %s",
+                err);
   if (c->snapshot_interval_ms > 0 && now - d->last_snap_mono >= c->snapshot_interval_ms &&
       !queued(d, JOB_SNAPSHOT) && mtld_durable_snapshot(d, 0, err, sizeof(err)) != MTLD_OK)
-    mtld_log_rl(MTLD_LOG_ERR, "snapshot", "snapshot: %s", err);
+    mtld_log_rl(MTLD_LOG_ERR, "snapshot", "snapshot failed (retried at the next interval): %s",
+                err);
 }
 
 void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {

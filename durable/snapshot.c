@@ -487,16 +487,21 @@ typedef struct {
   unsigned char *buf;
   size_t len;
   XXH64_state_t *h;
-  int failed;
+  int failed; /* sticky: a write failed; later puts only count bytes */
+  int err;    /* errno of the first failed write */
 } sink_t;
 
+/* len advances even after a failure: the writer's padding loops run on
+ * len, and the caller checks failed once at the end. */
 static void sink_put(sink_t *k, const void *p, size_t n) {
-  if (k->failed || n == 0) return;
-  XXH64_update(k->h, p, n);
-  if (k->f) {
-    if (fwrite(p, 1, n, k->f) != n) k->failed = 1;
-  } else {
-    memcpy(k->buf + k->len, p, n);
+  if (n == 0) return;
+  if (!k->failed) {
+    XXH64_update(k->h, p, n);
+    if (k->f) {
+      if (fwrite(p, 1, n, k->f) != n) k->failed = 1, k->err = errno;
+    } else {
+      memcpy(k->buf + k->len, p, n);
+    }
   }
   k->len += n;
 }
@@ -546,7 +551,7 @@ static mtld_status_t emit(const mtld_snapshot_t *s, sink_t *k, size_t *total) {
     sink_pad(k, start + b.payload);
     uint64_t sum = XXH64_digest(k->h);
     if (k->f) {
-      if (!k->failed && fwrite(&sum, 1, 8, k->f) != 8) k->failed = 1;
+      if (!k->failed && fwrite(&sum, 1, 8, k->f) != 8) k->failed = 1, k->err = errno;
     } else {
       memcpy(k->buf + k->len, &sum, 8);
     }
@@ -690,7 +695,7 @@ mtld_status_t mtld_snapshot_save(const mtld_snapshot_t *s, const char *dir, int 
   setvbuf(f, NULL, _IOFBF, 1 << 20);
   sink_t k = {.f = f};
   mtld_status_t st = emit(s, &k, NULL);
-  int e = errno;
+  int e = k.failed ? k.err : errno;
   if (st == MTLD_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0)) st = MTLD_ERR_IO, e = errno;
   if (fclose(f) != 0 && st == MTLD_OK) st = MTLD_ERR_IO, e = errno;
   if (st == MTLD_OK && (rename(tmp, final) != 0 || mtld_fsync_dir(dir) != 0))

@@ -465,6 +465,15 @@ int mtld_features_dense_count(const mtld_feature_def_t *def) {
   return 10 * def->n_half_lives + 15;
 }
 
+int mtld_features_dense_item_slots(const mtld_feature_def_t *def, int *idx) {
+  int n = 0, H = def->n_half_lives, base = 10 * H;
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) idx[n++] = 10 * h + MTLD_N_EVENT_TYPES + t;
+  static const int after[] = {3, 4, 5, 8, 9, 12, 13}; /* item rates, reviews, since, price */
+  for (size_t i = 0; i < sizeof(after) / sizeof(after[0]); i++) idx[n++] = base + after[i];
+  return n;
+}
+
 /* Decay factor from an entity's clock to now (1 when now is not later). */
 static double to_now(int64_t last_ms, int64_t now_ms, double half_life_s) {
   return now_ms > last_ms ? decay_factor(now_ms - last_ms, half_life_s) : 1.0;

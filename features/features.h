@@ -180,4 +180,12 @@ int mtld_features_dense(const mtld_feature_def_t *def, const mtld_user_features_
                         const mtld_item_features_t *it, uint64_t scenario_id, int64_t now_ms,
                         float *out, int cap);
 
+/* The positions in mtld_features_dense's vector that depend on the item
+ * alone (its counts, rates, reviews, time since its last event, price):
+ * 5 * n_half_lives + 7 of them, ascending, written to idx (at most
+ * MTLD_FEATURES_ITEM_DENSE_MAX).  Returns their number.  Sampled negatives
+ * swap exactly these (and the item and category ids) into a sample. */
+#define MTLD_FEATURES_ITEM_DENSE_MAX (5 * MTLD_MAX_HALF_LIVES + 7)
+int mtld_features_dense_item_slots(const mtld_feature_def_t *def, int *idx);
+
 #endif

@@ -1,7 +1,7 @@
 /* joiner.c - online label joiner: pending samples in the store's "pending"
  * column family, small in-memory indexes over them (an entry slab, three
- * id -> chain maps, a release heap) and per-(partition, scenario) popularity
- * rings for sampled negatives.  See joiner.h for the rules. */
+ * id -> chain maps, a release heap) and per-scenario donor rings for sampled
+ * negatives.  See joiner.h for the rules. */
 #include "features/joiner.h"
 
 #include <inttypes.h>
@@ -54,12 +54,17 @@ static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t off
   (ENC_FIXED + 1 + MTLD_SCENARIO_MAX + 1 + 8 * MTLD_MAX_FIELDS + 1 + 4 * MTLD_MAX_DENSE + 1 +      \
    16 * MTLD_MAX_SAMPLE_SEQ)
 
+/* b[3]: ENC_FLAG_DRAW marks a positive of the sampled-negatives mode that
+ * draws its negatives when released (0 in records of earlier versions, whose
+ * negatives were staged with them). */
+#define ENC_FLAG_DRAW 1
+
 static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id,
-                         int64_t click_time) {
+                         int64_t click_time, uint8_t flags) {
   b[0] = ENC_VERSION;
   b[1] = (uint8_t)s->kind;
   b[2] = s->label_mask;
-  b[3] = 0;
+  b[3] = flags;
   mtld_put_le64(b + ENC_CLICK, (uint64_t)click_time);
   for (int l = 0; l < MTLD_N_LABELS; l++) mtld_put_f32(b + ENC_LABELS + 4 * l, s->labels[l]);
   mtld_put_f32(b + 28, s->weight);
@@ -87,9 +92,10 @@ static size_t enc_sample(uint8_t *b, const mtld_sample_t *s, uint64_t request_id
 }
 
 static mtld_status_t dec_sample(mtld_sample_t *s, uint64_t *request_id, int64_t *click_time,
-                                const uint8_t *b, size_t len) {
+                                uint8_t *flags, const uint8_t *b, size_t len) {
   memset(s, 0, sizeof *s);
   if (len < ENC_FIXED + 4 || b[0] != ENC_VERSION) return MTLD_ERR_CORRUPT;
+  *flags = b[3];
   s->kind = b[1];
   if (s->kind != MTLD_SAMPLE_IMPRESSION && s->kind != MTLD_SAMPLE_REVIEW) return MTLD_ERR_CORRUPT;
   s->label_mask = b[2];
@@ -211,12 +217,11 @@ typedef struct {
 } entry_t;
 
 typedef struct {
-  int32_t partition;
   uint64_t scenario_id;
   uint64_t total;   /* pushes ever; slot of the next push = total % cap */
   uint32_t n_alloc; /* items allocated (grows to cap) */
   uint32_t cap;     /* config popularity_size, or the stored one while loading */
-  uint64_t *items;
+  struct donor *items;
 } ring_t;
 
 struct mtld_joiner {
@@ -234,7 +239,9 @@ struct mtld_joiner {
 
   ring_t *rings;
   int32_t n_rings, cap_rings;
-  cmap_t ring_map; /* probe key (see ring_find) -> ring index */
+  cmap_t ring_map;                              /* probe key (see ring_find) -> ring index */
+  int item_slots[MTLD_FEATURES_ITEM_DENSE_MAX]; /* mtld_features_dense_item_slots */
+  int n_item_slots;
 
   int64_t max_release_wm;
   mtld_status_t load_rc; /* sticky error while loading */
@@ -448,30 +455,55 @@ static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms, 
   return -1;
 }
 
-/* ---- popularity rings ---- */
+/* ---- donor rings (sampled negatives) ----
+ * Per scenario, the last popularity_size positives RELEASED, each as its
+ * "item part": item id, category id and the item-only dense features
+ * (mtld_features_dense_item_slots) it was released with, i.e. its item's
+ * features as of its own click.  A negative is the released positive's
+ * sample with the item part of a donor drawn from this ring. */
 
-static uint64_t ring_probe_key(int32_t partition, uint64_t scenario_id) {
-  return mtld_mix64(scenario_id) ^ ((uint64_t)ord32(partition) << 1);
+typedef struct donor {
+  uint64_t item, category;
+  float dense[MTLD_FEATURES_ITEM_DENSE_MAX];
+} donor_t;
+
+/* Takes the item part out of a released sample. */
+static void donor_of(const mtld_joiner_t *j, donor_t *d, const mtld_sample_t *s) {
+  memset(d, 0, sizeof *d);
+  d->item = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
+  d->category = s->n_fields > MTLD_FIELD_CATEGORY ? s->fields[MTLD_FIELD_CATEGORY] : 0;
+  for (int i = 0; i < j->n_item_slots; i++)
+    d->dense[i] = j->item_slots[i] < s->n_dense ? s->dense[j->item_slots[i]] : 0.0f;
 }
 
-/* The ring of (partition, scenario), or -1; *slot_key gets the map key where
- * it is or would be inserted (collisions probe consecutive keys). */
-static int32_t ring_find(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id,
-                         uint64_t *slot_key) {
-  uint64_t k = ring_probe_key(partition, scenario_id);
+/* Puts a donor's item part into sample s (the rest of s stays). */
+static void donor_apply(const mtld_joiner_t *j, const donor_t *d, mtld_sample_t *s) {
+  s->fields[MTLD_FIELD_ITEM] = d->item;
+  s->fields[MTLD_FIELD_CATEGORY] = d->category;
+  for (int i = 0; i < j->n_item_slots; i++)
+    if (j->item_slots[i] < s->n_dense) s->dense[j->item_slots[i]] = d->dense[i];
+}
+
+static uint64_t ring_probe_key(uint64_t scenario_id) {
+  return mtld_mix64(scenario_id);
+}
+
+/* The ring of a scenario, or -1; *slot_key gets the map key where it is or
+ * would be inserted (collisions probe consecutive keys). */
+static int32_t ring_find(mtld_joiner_t *j, uint64_t scenario_id, uint64_t *slot_key) {
+  uint64_t k = ring_probe_key(scenario_id);
   for (;; k++) {
     int32_t *v = cmap_find(&j->ring_map, k);
     if (!v) break;
-    const ring_t *r = &j->rings[*v];
-    if (r->partition == partition && r->scenario_id == scenario_id) return *v;
+    if (j->rings[*v].scenario_id == scenario_id) return *v;
   }
   *slot_key = k;
   return -1;
 }
 
-static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_id, uint32_t cap) {
+static int32_t ring_get(mtld_joiner_t *j, uint64_t scenario_id, uint32_t cap) {
   uint64_t k = 0;
-  int32_t r = ring_find(j, partition, scenario_id, &k);
+  int32_t r = ring_find(j, scenario_id, &k);
   if (r >= 0) return r;
   if (j->n_rings == j->cap_rings) {
     int32_t c = j->cap_rings ? 2 * j->cap_rings : 16;
@@ -481,16 +513,16 @@ static int32_t ring_get(mtld_joiner_t *j, int32_t partition, uint64_t scenario_i
     j->cap_rings = c;
   }
   if (cmap_insert(&j->ring_map, k, j->n_rings) != 0) return -1;
-  j->rings[j->n_rings] = (ring_t){partition, scenario_id, 0, 0, cap, NULL};
+  j->rings[j->n_rings] = (ring_t){scenario_id, 0, 0, cap, NULL};
   return j->n_rings++;
 }
 
-static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
+static int ring_reserve(ring_t *r, uint32_t n) {
   if (n <= r->n_alloc) return 0;
   uint32_t a = r->n_alloc ? r->n_alloc : 64;
   while (a < n) a = a > UINT32_MAX / 2 ? n : 2 * a;
   if (a > r->cap) a = r->cap;
-  uint64_t *p = realloc(r->items, (size_t)a * sizeof *p);
+  donor_t *p = realloc(r->items, (size_t)a * sizeof *p);
   if (!p) return -1;
   memset(p + r->n_alloc, 0, (size_t)(a - r->n_alloc) * sizeof *p);
   r->items = p;
@@ -498,37 +530,43 @@ static int ring_reserve(mtld_joiner_t *j, ring_t *r, uint32_t n) {
   return 0;
 }
 
-#define POP_PREFIX "pop/"
-#define POP_KEY_HDR 17  /* "pop/" partition(4) scenario(8) 'h' */
-#define POP_KEY_SLOT 21 /* "pop/" partition(4) scenario(8) 's' slot(4) */
+#define NEG_PREFIX "neg/" /* the donor rings */
+#define POP_PREFIX "pop/" /* per-partition item rings of earlier versions: deleted at load */
+#define NEG_KEY_HDR 13    /* "neg/" scenario(8) 'h' */
+#define NEG_KEY_SLOT 17   /* "neg/" scenario(8) 's' slot(4) */
+#define NEG_VAL_MAX (17 + 4 * MTLD_FEATURES_ITEM_DENSE_MAX)
 
-static void pop_key(uint8_t *k, const ring_t *r, char what) {
-  memcpy(k, POP_PREFIX, 4);
-  mtld_put_be32(k + 4, ord32(r->partition));
-  mtld_put_be64(k + 8, r->scenario_id);
-  k[16] = (uint8_t)what;
+static void neg_key(uint8_t *k, const ring_t *r, char what) {
+  memcpy(k, NEG_PREFIX, 4);
+  mtld_put_be64(k + 4, r->scenario_id);
+  k[12] = (uint8_t)what;
 }
 
 static mtld_status_t ring_write_header(mtld_joiner_t *j, const ring_t *r) {
-  uint8_t k[POP_KEY_HDR], v[12];
-  pop_key(k, r, 'h');
+  uint8_t k[NEG_KEY_HDR], v[12];
+  neg_key(k, r, 'h');
   mtld_put_le64(v, r->total);
   mtld_put_le32(v + 8, r->cap);
   return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
 }
 
+/* slot value: item(8) category(8) n(1) dense(4 n) */
 static mtld_status_t ring_write_slot(mtld_joiner_t *j, const ring_t *r, uint32_t slot) {
-  uint8_t k[POP_KEY_SLOT], v[8];
-  pop_key(k, r, 's');
-  mtld_put_be32(k + 17, slot);
-  mtld_put_le64(v, r->items[slot]);
-  return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
+  uint8_t k[NEG_KEY_SLOT], v[NEG_VAL_MAX];
+  neg_key(k, r, 's');
+  mtld_put_be32(k + 13, slot);
+  const donor_t *d = &r->items[slot];
+  mtld_put_le64(v, d->item);
+  mtld_put_le64(v + 8, d->category);
+  v[16] = (uint8_t)j->n_item_slots;
+  for (int i = 0; i < j->n_item_slots; i++) mtld_put_f32(v + 17 + 4 * i, d->dense[i]);
+  return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, 17 + 4 * (size_t)j->n_item_slots);
 }
 
-static mtld_status_t ring_push(mtld_joiner_t *j, ring_t *r, uint64_t item) {
+static mtld_status_t ring_push(mtld_joiner_t *j, ring_t *r, const donor_t *d) {
   uint32_t slot = (uint32_t)(r->total % r->cap);
-  if (ring_reserve(j, r, slot + 1) != 0) return MTLD_ERR_NOMEM;
-  r->items[slot] = item;
+  if (ring_reserve(r, slot + 1) != 0) return MTLD_ERR_NOMEM;
+  r->items[slot] = *d;
   r->total++;
   mtld_status_t rc = ring_write_slot(j, r, slot);
   if (rc == MTLD_OK) rc = ring_write_header(j, r);
@@ -536,17 +574,17 @@ static mtld_status_t ring_push(mtld_joiner_t *j, ring_t *r, uint64_t item) {
 }
 
 /* Converts a ring loaded with another capacity to the configured one: keeps
- * the newest min(n, M) items in push order and rewrites the slots. */
+ * the newest min(n, M) donors in push order and rewrites the slots. */
 static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
   uint32_t n_old = r->total < r->cap ? (uint32_t)r->total : r->cap;
   uint32_t n_new = n_old < m ? n_old : m;
-  uint64_t *items = calloc((size_t)n_new + 1, sizeof *items);
+  donor_t *items = calloc((size_t)n_new + 1, sizeof *items);
   if (!items) return MTLD_ERR_NOMEM;
-  uint64_t first = r->total - n_old; /* push number of the oldest kept item */
+  uint64_t first = r->total - n_old; /* push number of the oldest kept donor */
   for (uint32_t i = 0; i < n_new; i++) {
     uint64_t push = first + (n_old - n_new) + i;
     uint32_t slot = (uint32_t)(push % r->cap);
-    items[i] = slot < r->n_alloc ? r->items[slot] : 0;
+    if (slot < r->n_alloc) items[i] = r->items[slot];
   }
   ring_t old = *r;
   r->items = items;
@@ -557,9 +595,9 @@ static mtld_status_t ring_resize(mtld_joiner_t *j, ring_t *r, uint32_t m) {
   mtld_status_t rc = MTLD_OK;
   for (uint32_t i = 0; i < n_new && rc == MTLD_OK; i++) rc = ring_write_slot(j, r, i);
   for (uint32_t s = n_new; s < n_old && rc == MTLD_OK; s++) {
-    uint8_t k[POP_KEY_SLOT];
-    pop_key(k, r, 's');
-    mtld_put_be32(k + 17, s);
+    uint8_t k[NEG_KEY_SLOT];
+    neg_key(k, r, 's');
+    mtld_put_be32(k + 13, s);
     rc = mtld_store_delete(j->st, MTLD_CF_PENDING, k, sizeof k);
   }
   if (rc == MTLD_OK) rc = ring_write_header(j, r);
@@ -591,7 +629,8 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
   mtld_sample_t s;
   uint64_t request_id;
   int64_t click_time;
-  if (klen != KEY_LEN || dec_sample(&s, &request_id, &click_time, val, vlen) != MTLD_OK ||
+  uint8_t flags;
+  if (klen != KEY_LEN || dec_sample(&s, &request_id, &click_time, &flags, val, vlen) != MTLD_OK ||
       s.time_ms != unord64(mtld_get_be64(k + 1)) || s.partition != unord32(mtld_get_be32(k + 9)) ||
       s.offset != unord64(mtld_get_be64(k + 13))) {
     /* not ours to keep: drop it with the next commit rather than stall */
@@ -609,29 +648,32 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
 static int load_ring(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
   mtld_joiner_t *j = ctx;
   const uint8_t *k = key, *v = val;
-  if (klen < POP_KEY_HDR) goto corrupt;
-  int32_t partition = unord32(mtld_get_be32(k + 4));
-  uint64_t scenario_id = mtld_get_be64(k + 8);
-  if (klen == POP_KEY_HDR && k[16] == 'h' && vlen == 12) {
+  if (klen < NEG_KEY_HDR) goto corrupt;
+  uint64_t scenario_id = mtld_get_be64(k + 4);
+  if (klen == NEG_KEY_HDR && k[12] == 'h' && vlen == 12) {
     uint32_t cap = mtld_get_le32(v + 8);
     if (cap < 1 || cap > MTLD_JOINER_MAX_POPULARITY) goto corrupt;
-    int32_t r = ring_get(j, partition, scenario_id, cap);
+    int32_t r = ring_get(j, scenario_id, cap);
     if (r < 0) goto nomem;
     j->rings[r].total = mtld_get_le64(v);
     j->rings[r].cap = cap;
     return 0;
   }
-  if (klen == POP_KEY_SLOT && k[16] == 's' && vlen == 8) {
+  if (klen == NEG_KEY_SLOT && k[12] == 's' && vlen >= 17 && v[16] == j->n_item_slots &&
+      vlen == 17 + 4 * (size_t)v[16]) {
     uint64_t unused;
-    int32_t r = ring_find(j, partition, scenario_id, &unused);
-    uint32_t slot = mtld_get_be32(k + 17);
+    int32_t r = ring_find(j, scenario_id, &unused);
+    uint32_t slot = mtld_get_be32(k + 13);
     /* the header sorts before the slots of its ring */
     if (r < 0 || slot >= j->rings[r].cap) goto corrupt;
-    if (ring_reserve(j, &j->rings[r], slot + 1) != 0) goto nomem;
-    j->rings[r].items[slot] = mtld_get_le64(v);
+    if (ring_reserve(&j->rings[r], slot + 1) != 0) goto nomem;
+    donor_t *d = &j->rings[r].items[slot];
+    d->item = mtld_get_le64(v);
+    d->category = mtld_get_le64(v + 8);
+    for (int i = 0; i < j->n_item_slots; i++) d->dense[i] = mtld_get_f32(v + 17 + 4 * i);
     return 0;
   }
-corrupt:
+corrupt: /* also a slot written with another feature layout: dropped */
   j->c.corrupt++;
   j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
   return j->load_rc != MTLD_OK;
@@ -640,18 +682,29 @@ nomem:
   return 1;
 }
 
+/* The per-partition item rings of earlier versions: nothing reads them. */
+static int drop_old_ring(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  mtld_joiner_t *j = ctx;
+  (void)val;
+  (void)vlen;
+  j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
+  return j->load_rc != MTLD_OK;
+}
+
 static mtld_status_t load(mtld_joiner_t *j, char *err, size_t errlen) {
   clear_memory(j);
   j->load_rc = MTLD_OK;
   uint8_t tag = KEY_TAG;
   mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, &tag, 1, load_pending, j);
   if (j->load_rc == MTLD_OK)
-    mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, POP_PREFIX, 4, load_ring, j);
+    mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, NEG_PREFIX, 4, load_ring, j);
+  if (j->load_rc == MTLD_OK)
+    mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, POP_PREFIX, 4, drop_old_ring, j);
   for (int32_t i = 0; i < j->n_rings && j->load_rc == MTLD_OK; i++) {
     ring_t *r = &j->rings[i];
     uint32_t n = r->total < r->cap ? (uint32_t)r->total : r->cap;
     if (r->n_alloc < n) { /* slots missing: keep what is there, zeros are skipped */
-      if (ring_reserve(j, r, n) != 0) j->load_rc = MTLD_ERR_NOMEM;
+      if (ring_reserve(r, n) != 0) j->load_rc = MTLD_ERR_NOMEM;
     }
     if (j->load_rc == MTLD_OK && r->cap != (uint32_t)j->cfg.popularity_size)
       j->load_rc = ring_resize(j, r, (uint32_t)j->cfg.popularity_size);
@@ -682,6 +735,7 @@ mtld_status_t mtld_joiner_create(mtld_joiner_t **out, mtld_store_t *st,
   j->cfg = *cfg;
   j->free_head = -1;
   j->max_release_wm = INT64_MIN;
+  j->n_item_slots = mtld_features_dense_item_slots(def, j->item_slots);
   rc = load(j, err, errlen);
   if (rc != MTLD_OK) {
     free(j);
@@ -757,7 +811,7 @@ static void fill_sample(const mtld_joiner_t *j, mtld_sample_t *s, const mtld_eve
 /* Stages a new pending sample and indexes it.  *dup = 1 (and nothing is
  * written) when the same record already has a pending sample. */
 static mtld_status_t open_sample(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
-                                 uint64_t request_id, int64_t click_time, int *dup) {
+                                 uint64_t request_id, int64_t click_time, uint8_t flags, int *dup) {
   *dup = 0;
   if (sub == 0 && find_same(j, s->sample_id, s->time_ms, s->partition, s->offset) >= 0) {
     *dup = 1;
@@ -765,7 +819,7 @@ static mtld_status_t open_sample(mtld_joiner_t *j, const mtld_sample_t *s, uint3
   }
   uint8_t key[KEY_LEN], val[ENC_MAX];
   make_key(key, s->time_ms, s->partition, s->offset, sub);
-  size_t n = enc_sample(val, s, request_id, click_time);
+  size_t n = enc_sample(val, s, request_id, click_time, flags);
   mtld_status_t rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, n);
   if (rc != MTLD_OK) return rc;
   int32_t e = entry_add(j, s, sub, request_id, click_time);
@@ -901,48 +955,57 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
   return rc;
 }
 
-/* An unmatched click in sampled-negatives mode: a positive sample, K
- * negatives from the (partition, scenario) ring, then the click joins the
- * ring. */
-static mtld_status_t sample_negatives(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
-                                      int64_t offset, const mtld_user_features_t *u,
-                                      const mtld_item_features_t *it) {
+/* An unmatched click in sampled-negatives mode: a positive sample that draws
+ * its K negatives when it is released (draw_negatives). */
+static mtld_status_t open_positive(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
+                                   int64_t offset, const mtld_user_features_t *u,
+                                   const mtld_item_features_t *it) {
   mtld_sample_t s;
   int dup;
   fill_sample(j, &s, ev, partition, offset, u, it, ev->item_id, ev->category_id, 0);
   s.labels[MTLD_LABEL_CLICK] = 1.0f;
-  mtld_status_t rc = open_sample(j, &s, 0, ev->request_id, ev->time_ms, &dup);
+  mtld_status_t rc = open_sample(j, &s, 0, ev->request_id, ev->time_ms, ENC_FLAG_DRAW, &dup);
   if (rc != MTLD_OK || dup) return rc;
   j->c.opened++;
   j->c.clicked++;
+  return MTLD_OK;
+}
 
-  int32_t r = ring_get(j, partition, ev->scenario_id, (uint32_t)j->cfg.popularity_size);
-  if (r < 0) return MTLD_ERR_NOMEM;
-  uint32_t n = j->rings[r].total < j->rings[r].cap ? (uint32_t)j->rings[r].total : j->rings[r].cap;
-  uint64_t state = mtld_mix64(j->cfg.seed) ^ mtld_mix64(ev->event_id ^ UINT64_C(0x5deece66d));
+/* A positive was just released: K negatives, each the positive with the
+ * item part of a donor drawn uniformly from the scenario's ring of released
+ * positives (skipping donors of the positive's own item), handed to fn
+ * right after it; then the positive joins the ring.  Returns the number of
+ * negatives handed out. */
+static size_t draw_negatives(mtld_joiner_t *j, const mtld_sample_t *pos, mtld_joiner_release_fn fn,
+                             void *ctx) {
+  int32_t r = ring_get(j, pos->scenario_id, (uint32_t)j->cfg.popularity_size);
+  if (r < 0) return 0; /* no memory: this positive goes without negatives */
+  ring_t *ring = &j->rings[r];
+  uint32_t n = ring->total < ring->cap ? (uint32_t)ring->total : ring->cap;
+  if (n > ring->n_alloc) n = ring->n_alloc;
+  uint64_t item = pos->fields[MTLD_FIELD_ITEM];
+  uint64_t state = mtld_mix64(j->cfg.seed) ^ mtld_mix64(pos->sample_id ^ UINT64_C(0x5deece66d));
   uint32_t sub = 0;
+  size_t out = 0;
   for (int k = 0; k < j->cfg.negatives_per_positive && n > 0; k++) {
-    uint64_t item = 0;
-    for (int attempt = 0; attempt < 8 && item == 0; attempt++) {
-      uint64_t cand = j->rings[r].items[(uint32_t)(((mtld_splitmix64(&state) >> 32) * n) >> 32)];
-      if (cand != ev->item_id) item = cand;
+    const donor_t *d = NULL;
+    for (int attempt = 0; attempt < 8 && !d; attempt++) {
+      const donor_t *c = &ring->items[(uint32_t)(((mtld_splitmix64(&state) >> 32) * n) >> 32)];
+      if (c->item != 0 && c->item != item) d = c;
     }
-    if (item == 0) continue; /* the ring holds (almost) only the clicked item */
-    mtld_item_features_t nf;
-    /* the same item view the positive got: partition-local by default, so
-     * negatives do not depend on how partitions interleave either */
-    int have = (j->def.item_view == MTLD_ITEM_VIEW_PARTITION
-                    ? mtld_store_get_item_part(j->st, partition, item, &nf)
-                    : mtld_store_get_item(j->st, item, &nf)) == MTLD_OK;
-    mtld_sample_t ns;
-    fill_sample(j, &ns, ev, partition, offset, u, have ? &nf : NULL, item,
-                have ? nf.category_id : 0, 0);
-    ns.sample_id = mtld_joiner_negative_id(ev->event_id, ++sub);
-    rc = open_sample(j, &ns, sub, 0, INT64_MIN, &dup);
-    if (rc != MTLD_OK) return rc;
-    j->c.negatives_sampled++;
+    if (!d) continue; /* the ring holds (almost) only the clicked item */
+    mtld_sample_t ns = *pos;
+    donor_apply(j, d, &ns);
+    ns.sample_id = mtld_joiner_negative_id(pos->sample_id, ++sub);
+    for (int l = 0; l < MTLD_N_LABELS; l++) ns.labels[l] = 0.0f;
+    fn(ctx, &ns);
+    out++;
   }
-  return ring_push(j, &j->rings[r], ev->item_id);
+  j->c.negatives_sampled += out;
+  donor_t self;
+  donor_of(j, &self, pos);
+  ring_push(j, ring, &self); /* a failed put sticks in the store's batch */
+  return out;
 }
 
 mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
@@ -958,8 +1021,8 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
   case MTLD_EV_REVIEW:
     fill_sample(j, &s, ev, partition, offset, user_before, item_before, ev->item_id,
                 ev->category_id, 1);
-    rc =
-        open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN, &dup);
+    rc = open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN, 0,
+                     &dup);
     if (rc == MTLD_OK && !dup) {
       if (ev->type == MTLD_EV_IMPRESSION)
         j->c.opened++;
@@ -980,7 +1043,7 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
       return rc;
     }
     if (j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
-      return sample_negatives(j, ev, partition, offset, user_before, item_before);
+      return open_positive(j, ev, partition, offset, user_before, item_before);
     j->c.unmatched_click++;
     return MTLD_OK;
   case MTLD_EV_ADD_TO_CART:
@@ -1020,10 +1083,12 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
     mtld_sample_t s;
     uint64_t request_id;
     int64_t click_time;
+    uint8_t flags = 0;
     if (mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen) == MTLD_OK &&
-        dec_sample(&s, &request_id, &click_time, val, vlen) == MTLD_OK) {
+        dec_sample(&s, &request_id, &click_time, &flags, val, vlen) == MTLD_OK) {
       fn(ctx, &s);
       n++;
+      if (flags & ENC_FLAG_DRAW) n += draw_negatives(j, &s, fn, ctx);
     } else {
       j->c.corrupt++;
     }

@@ -166,6 +166,10 @@ struct mtld_store {
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
   size_t below_len;
   char errbuf[512];
+  /* Sticky read error of the current batch (SQLite's rc): the first failed
+   * read of the DB, kept until rollback; commit refuses to write past it. */
+  mtld_status_t read_rc;
+  char read_err[512];
   /* writes, for the metrics */
   uint64_t commits, commit_failures;
   double write_seconds_sum, write_seconds_max;
@@ -225,6 +229,18 @@ static uint64_t entity_events(mtld_cf_t cf, const void *f) {
                             : ((const mtld_item_features_t *)f)->n_events;
 }
 
+/* Records a failed read of the DB (RocksDB's text in errbuf already) as the
+ * batch's sticky error; MTLD_ERR_CORRUPT for RocksDB's "Corruption", else
+ * MTLD_ERR_IO. */
+static mtld_status_t read_failed(mtld_store_t *st, const char *rocks_err) {
+  mtld_status_t rc = strncmp(rocks_err, "Corruption", 10) == 0 ? MTLD_ERR_CORRUPT : MTLD_ERR_IO;
+  if (st->read_rc == MTLD_OK) {
+    st->read_rc = rc;
+    snprintf(st->read_err, sizeof st->read_err, "%s", st->errbuf);
+  }
+  return rc;
+}
+
 /* Committed value of (cf, key): MTLD_OK with a rocksdb-malloc'd *val (free
  * with rocksdb_free), MTLD_ERR_NOTFOUND, or MTLD_ERR_IO. */
 static mtld_status_t db_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
@@ -233,8 +249,9 @@ static mtld_status_t db_get(mtld_store_t *st, mtld_cf_t cf, const void *key, siz
   *val = rocksdb_get_cf(st->db, st->ro, cf_handle(st, cf), key, klen, vlen, &e);
   if (e) {
     set_error(st, "store read (%s): %s", cf_names[cf + 1], e);
+    mtld_status_t rc = read_failed(st, e);
     rocksdb_free(e);
-    return MTLD_ERR_IO;
+    return rc;
   }
   return *val ? MTLD_OK : MTLD_ERR_NOTFOUND;
 }
@@ -404,6 +421,14 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_options_set_create_if_missing(st->opts, !readonly && def != NULL);
   rocksdb_options_set_create_missing_column_families(st->opts, !readonly);
   rocksdb_options_set_keep_log_file_num(st->opts, 5);
+  rocksdb_options_set_paranoid_checks(st->opts, 1);
+  /* RocksDB's own LOG: header lines at open, then fatal errors only.  On a
+   * full disk an append to LOG fails, and Debian's librocksdb 7.8 (built
+   * with assertions) aborts the process on the next append to that file
+   * (EnvLogger -> WritableFileWriter::AssertFalseAndGetStatusForPrevError:
+   * "Assertion sync_without_flush_called_").  RocksDB's errors reach mtld's
+   * own log through the status texts of the failing calls. */
+  rocksdb_options_set_info_log_level(st->opts, 4 /* FATAL_LEVEL */);
   const rocksdb_options_t *cf_opts[N_CF];
   for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
 
@@ -802,6 +827,7 @@ void mtld_store_foreach_raw(mtld_store_t *st, mtld_cf_t cf, const void *prefix, 
   rocksdb_iter_get_error(it, &e);
   if (e) {
     set_error(st, "store iteration (%s): %s", cf_names[cf + 1], e);
+    read_failed(st, e);
     rocksdb_free(e);
   }
   rocksdb_iter_destroy(it);
@@ -958,6 +984,8 @@ void mtld_store_rollback(mtld_store_t *st) {
   map_clear(&st->raw);
   st->n_events = 0;
   st->below_len = 0;
+  st->read_rc = MTLD_OK;
+  st->read_err[0] = 0;
 }
 
 mtld_status_t mtld_store_delete_below(mtld_store_t *st, mtld_cf_t cf, const void *end,
@@ -976,6 +1004,12 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
   if (st->readonly) {
     snprintf(err, errlen, "store is read-only");
     return MTLD_ERR_INVALID;
+  }
+  if (st->read_rc != MTLD_OK) {
+    /* events of this batch could not be applied: writing it would skip them */
+    st->commit_failures++;
+    snprintf(err, errlen, "batch not written, a read failed: %s", st->read_err);
+    return st->read_rc;
   }
   size_t total = st->users.n + st->items.n + st->parts.n + st->raw.n;
   if (total == 0 && st->below_len == 0) {
@@ -1048,6 +1082,29 @@ uint64_t mtld_store_size_bytes(mtld_store_t *st) {
     }
   }
   return total;
+}
+
+mtld_status_t mtld_store_verify(mtld_store_t *st, uint64_t *keys, char *err, size_t errlen) {
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_verify_checksums(ro, 1);
+  rocksdb_readoptions_set_fill_cache(ro, 0); /* one pass: keep the cache for the work */
+  mtld_status_t rc = MTLD_OK;
+  uint64_t n = 0;
+  for (int i = 0; i < N_CF && rc == MTLD_OK; i++) {
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cfh[i]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) n++;
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    if (e) {
+      rc = strncmp(e, "Corruption", 10) == 0 ? MTLD_ERR_CORRUPT : MTLD_ERR_IO;
+      snprintf(err, errlen, "store verification (%s): %s", cf_names[i], e);
+      rocksdb_free(e);
+    }
+    rocksdb_iter_destroy(it);
+  }
+  rocksdb_readoptions_destroy(ro);
+  if (keys) *keys = n;
+  return rc;
 }
 
 mtld_status_t mtld_store_checkpoint(mtld_store_t *st, const char *dir, char *err, size_t errlen) {

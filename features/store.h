@@ -83,6 +83,14 @@ const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st);
  * foreach...); "" when none.  Valid until the next call. */
 const char *mtld_store_last_error(const mtld_store_t *st);
 
+/* Reads every key of every column family with checksums verified (data,
+ * index and filter blocks of every table file, not cached).  *keys (may be
+ * NULL) gets the number of keys read.  MTLD_OK; MTLD_ERR_CORRUPT (a
+ * checksum or format error) or MTLD_ERR_IO (a read failed) with err holding
+ * RocksDB's text, which names the damaged file.  Cost: one sequential read
+ * of the store.  Any thread that owns st. */
+mtld_status_t mtld_store_verify(mtld_store_t *st, uint64_t *keys, char *err, size_t errlen);
+
 /* Discards any uncommitted batch and closes.  NULL is a no-op. */
 void mtld_store_close(mtld_store_t *st);
 
@@ -177,7 +185,10 @@ size_t mtld_store_batch_bytes(const mtld_store_t *st);
 /* Writes the batch atomically (features, raw puts/deletes, offsets) and starts
  * a new one.  On failure the batch is kept (retry) and err says why.  Each
  * write is counted and timed for the metrics (an empty batch writes
- * nothing). */
+ * nothing).  A read of the DB that failed since the last commit or rollback
+ * (apply, get, foreach: RocksDB's error, e.g. a checksum mismatch naming the
+ * .sst) is sticky: commit then writes nothing and returns MTLD_ERR_CORRUPT
+ * or MTLD_ERR_IO with that first error's text (not retriable: roll back). */
 mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen);
 
 /* Drops the current batch (e.g. on partition revocation without commit). */

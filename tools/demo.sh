@@ -125,4 +125,11 @@ echo "    was learnt; STL = a separate model for the one task, nothing shared; o
 echo "    generator's true probabilities over the same $WINDOW impressions; gap = oracle - MTL;"
 echo "    MTL cum, logloss, calib = since the first sample, with the oracle's log loss over the"
 echo "    whole stream beside it; calib = mean prediction / mean label)"
+echo "-- learning curves (progressive validation over the samples scored, while consuming from Kafka)"
+if "$SRC/tools/mtld-plot" --log "$D/mtld.log" --out "$D/learning-curves.png" \
+  --title "make demo: progressive validation" 2>"$D/plot.log"; then
+  echo "   PNG: $D/learning-curves.png   (tools/mtld-plot --log $D/mtld.log --out FILE.png)"
+else
+  echo "   no PNG: $(tail -1 "$D/plot.log")"
+fi
 echo "-- files in $D (removed by: rm -rf $D)"

@@ -82,6 +82,9 @@ struct mtld_model {
   int fwd_n;
   double task_loss[MTLD_MAX_TASKS];
   int task_n[MTLD_MAX_TASKS];
+  /* bias_mean tasks: labels trained on so far */
+  double label_sum[MTLD_MAX_TASKS];
+  uint64_t label_n[MTLD_MAX_TASKS];
 };
 
 /* ---- configuration -------------------------------------------------------- */
@@ -131,9 +134,9 @@ void mtld_model_config_default(mtld_model_config_t *c) {
   t[2].label = MTLD_LABEL_RATING;
   t[2].parent = -1;
   t[2].loss_weight = 0.5f;
-  t[2].reg_loss = MTLD_REG_HUBER;
-  t[2].huber_delta = 1.0f;
+  t[2].reg_loss = MTLD_REG_MSE;
   t[2].bias_init = 4.0f;
+  t[2].bias_mean = 1;
   c->optim = MTLD_OPT_ADAM;
   c->lr = 1e-3f;
   c->beta1 = 0.9f;
@@ -878,6 +881,27 @@ void mtld_model_backward(mtld_model_t *m) {
 
 /* ---- update --------------------------------------------------------------- */
 
+/* bias_mean tasks: moves the output bias by the change of the running label
+ * mean over this batch (the mean before any label is bias_init). */
+static void follow_label_mean(mtld_model_t *m, const mtld_sample_t *s, int n) {
+  const mtld_model_config_t *c = &m->cfg;
+  for (int t = 0; t < m->T; t++) {
+    const mtld_task_t *k = &c->tasks[t];
+    /* a task weighted 0 learns nothing, its bias included */
+    if (k->type != MTLD_TASK_REGRESSION || !k->bias_mean || !(k->loss_weight > 0.0f)) continue;
+    double before = m->label_n[t] ? m->label_sum[t] / (double)m->label_n[t] : k->bias_init;
+    for (int b = 0; b < n; b++) {
+      if (!has_label(&s[b], k->label)) continue;
+      m->label_sum[t] += s[b].labels[k->label];
+      m->label_n[t]++;
+    }
+    if (!m->label_n[t]) continue;
+    const mlp_t *tw = &m->tasks[t].tower;
+    m->params[tw->b_off[tw->n_layers - 1]] +=
+        (float)(m->label_sum[t] / (double)m->label_n[t] - before);
+  }
+}
+
 void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
   m->step++;
@@ -901,6 +925,7 @@ void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
     }
   }
   for (int f = 0; f < m->F; f++) mtld_embed_apply(&m->tables[f]);
+  follow_label_mean(m, s, n);
   /* bookkeeping in sample order */
   int L = m->L;
   for (int b = 0; b < n; b++) {
@@ -1056,6 +1081,8 @@ void mtld_model_save(const mtld_model_t *m, mtld_wr_t *w) {
   mtld_wr_bytes(w, m->norm_m2, sizeof(m->norm_m2));
   MTLD_WR(w, m->last_sweep_ms);
   MTLD_WR(w, m->max_time_ms);
+  MTLD_WR(w, m->label_sum);
+  MTLD_WR(w, m->label_n);
   for (int f = 0; f < m->F; f++) table_io_save(&m->tables[f], w);
 }
 
@@ -1076,5 +1103,7 @@ void mtld_model_load(mtld_model_t *m, mtld_rd_t *r) {
   mtld_rd_bytes(r, m->norm_m2, sizeof(m->norm_m2));
   MTLD_RD(r, m->last_sweep_ms);
   MTLD_RD(r, m->max_time_ms);
+  MTLD_RD(r, m->label_sum);
+  MTLD_RD(r, m->label_n);
   for (int f = 0; f < m->F; f++) table_io_load(&m->tables[f], r);
 }

@@ -80,6 +80,10 @@ typedef struct {
   int reg_loss;      /* REGRESSION: mtld_reg_loss_t */
   float huber_delta; /* REGRESSION with Huber */
   float bias_init;   /* initial bias of the output (e.g. the mean rating) */
+  int bias_mean;     /* REGRESSION: the output bias follows the running mean of the labels
+                        trained on (bias_init until the first label): after each batch the
+                        bias moves by the change of that mean, so the network learns the
+                        residual from the mean from its first batch on */
 } mtld_task_t;
 
 typedef struct {
@@ -130,9 +134,9 @@ typedef struct mtld_model mtld_model_t;
  * user/item/category/scenario/position/hour fields (2^18, 2^18, 2^12, 64, 32,
  * 32 rows, D = 16), attention over 20 recent items, dot interactions, 16
  * dense features; tasks ctr (click), ctcvr (ESMM, parent ctr), rating
- * (Huber, reviews); Adam 1e-3 for dense, row-wise Adagrad 0.3 for
- * embeddings, batch 64 (small batches: more updates per sample, which online
- * learning of the embeddings needs most). */
+ * (MSE, reviews, bias from the running mean of the ratings); Adam 1e-3 for dense, row-wise Adagrad
+ * 0.3 for embeddings, batch 64 (small batches: more updates per sample, which online learning of
+ * the embeddings needs most). */
 void mtld_model_config_default(mtld_model_config_t *cfg);
 
 /* Checks every bound and cross-reference of cfg.  MTLD_OK or MTLD_ERR_CONFIG

@@ -12,6 +12,8 @@
 typedef struct {
   uint64_t n, n_pos;
   double sum_pred, sum_label, sum_ll, sum_se;
+  uint64_t n_base;
+  double sum_se_base[MTLD_BASE_COUNT];
   float *ring;     /* [cap] predictions, oldest at head once full */
   uint8_t *ring_y; /* [cap] binary labels */
   uint32_t cap, len, head;
@@ -150,6 +152,16 @@ void mtld_pvmetrics_add(mtld_pvmetrics_t *m, int task, int scen, float pred, flo
   acc_add(acc_at(m, task, scen), m->window, reg, pred, label);
 }
 
+void mtld_pvmetrics_add_baselines(mtld_pvmetrics_t *m, int task, int scen, const float *base,
+                                  float label) {
+  pv_acc_t *acc[2] = {acc_at(m, task, MTLD_PV_ALL), acc_at(m, task, scen)};
+  for (int a = 0; a < 2; a++) {
+    acc[a]->n_base++;
+    for (int k = 0; k < MTLD_BASE_COUNT; k++)
+      acc[a]->sum_se_base[k] += ((double)base[k] - label) * ((double)base[k] - label);
+  }
+}
+
 typedef struct {
   float p;
   uint8_t y;
@@ -245,6 +257,8 @@ mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
   out->mean_label = n ? a->sum_label / n : NAN;
   out->calibration = a->sum_label != 0.0 ? a->sum_pred / a->sum_label : NAN;
   out->rmse = n ? sqrt(a->sum_se / n) : NAN;
+  for (int k = 0; k < MTLD_BASE_COUNT; k++)
+    out->rmse_base[k] = a->n_base ? sqrt(a->sum_se_base[k] / (double)a->n_base) : NAN;
   out->logloss = reg || !n ? NAN : a->sum_ll / n;
   out->auc_cum = reg || !a->hist ? NAN : auc_hist(a->hist);
   out->auc_window = NAN;
@@ -280,11 +294,15 @@ static void print_line(const mtld_pvmetrics_t *m, FILE *f, int t, int scen) {
   int idx = scen;
   if (scen >= m->n_scen && scen != MTLD_PV_ALL) idx = m->max_scen; /* "other" */
   if (mtld_pvmetrics_get(m, t, idx, &s) != MTLD_OK || s.n == 0) return;
-  if (m->is_reg[t])
-    fprintf(f, "task=%s scenario=%s n=%llu rmse=%.4f mean_pred=%.4f mean_label=%.4f calib=%.4f\n",
+  if (m->is_reg[t]) {
+    fprintf(f, "task=%s scenario=%s n=%llu rmse=%.4f mean_pred=%.4f mean_label=%.4f calib=%.4f",
             m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n, s.rmse,
             s.mean_pred, s.mean_label, s.calibration);
-  else
+    for (int k = 0; k < MTLD_BASE_COUNT; k++)
+      if (!isnan(s.rmse_base[k]))
+        fprintf(f, " rmse_%s=%.4f", mtld_baseline_name(k), s.rmse_base[k]);
+    fputc('\n', f);
+  } else
     fprintf(f,
             "task=%s scenario=%s n=%llu pos=%llu auc_window=%.4f auc_cum=%.4f logloss=%.4f "
             "calib=%.4f rmse=%.4f\n",
@@ -313,6 +331,8 @@ void mtld_pvmetrics_save(const mtld_pvmetrics_t *m, mtld_wr_t *w) {
     MTLD_WR(w, a->sum_label);
     MTLD_WR(w, a->sum_ll);
     MTLD_WR(w, a->sum_se);
+    MTLD_WR(w, a->n_base);
+    MTLD_WR(w, a->sum_se_base);
     MTLD_WR(w, a->len);
     for (uint32_t k = 0; k < a->len; k++) {
       uint32_t j = (a->head + k) % a->len;
@@ -344,6 +364,8 @@ void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
     MTLD_RD(r, a->sum_label);
     MTLD_RD(r, a->sum_ll);
     MTLD_RD(r, a->sum_se);
+    MTLD_RD(r, a->n_base);
+    MTLD_RD(r, a->sum_se_base);
     uint32_t len = 0;
     MTLD_RD(r, len);
     if (len > m->window) {
@@ -424,6 +446,24 @@ void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b) {
             {"task", m->task_name[t]},
             {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};
         mtld_metrics_sample_kv(b, fam[k].name, l, 2, v);
+      }
+    }
+  }
+  /* the rating baselines' RMSE, beside the model's (mtld_pv_rmse) */
+  mtld_metrics_family(b, "mtld_pv_baseline_rmse", "gauge",
+                      "Progressive RMSE of the rating baselines (each rating predicted from "
+                      "earlier ones), per regression task, scenario and baseline.");
+  for (int t = 0; t < m->n_tasks; t++) {
+    if (!m->is_reg[t]) continue;
+    for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
+      size_t i = (size_t)t * per_task + (size_t)(sc + 1);
+      if (!ok[i]) continue;
+      for (int k = 0; k < MTLD_BASE_COUNT; k++) {
+        mtld_metrics_label_t l[3] = {
+            {"task", m->task_name[t]},
+            {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)},
+            {"baseline", mtld_baseline_name(k)}};
+        mtld_metrics_sample_kv(b, "mtld_pv_baseline_rmse", l, 3, sum[i].rmse_base[k]);
       }
     }
   }

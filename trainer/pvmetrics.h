@@ -6,7 +6,9 @@
  * samples (computed on demand), cumulative AUC from a fixed 10000-bin
  * histogram over the logit of the score (deterministic, O(1) per sample),
  * log loss, calibration (sum prediction / sum label), RMSE and counts.
- * Samples are counted unweighted.  Regression tasks have no AUC or log loss.
+ * Samples are counted unweighted.  Regression tasks have no AUC or log loss;
+ * they get the RMSE of the rating baselines (baseline.h) the trainer scores
+ * next to the model on the same samples.
  * Single-threaded: owned by its trainer, used on the trainer's thread. */
 #ifndef MTLD_PVMETRICS_H
 #define MTLD_PVMETRICS_H
@@ -17,6 +19,7 @@
 
 #include "common/limits.h" /* MTLD_SCENARIO_MAX */
 #include "common/metricstext.h"
+#include "trainer/baseline.h" /* MTLD_BASE_COUNT */
 #include "trainer/serial.h"
 #include "common/status.h"
 
@@ -34,6 +37,9 @@ typedef struct {
   double calibration; /* sum pred / sum label; NAN when sum label == 0 */
   double rmse;        /* sqrt(mean squared error) */
   double mean_pred, mean_label;
+  /* regression: RMSE of each baseline (mtld_baseline_name) over the samples
+   * given to mtld_pvmetrics_add_baselines; NAN when none */
+  double rmse_base[MTLD_BASE_COUNT];
 } mtld_pv_summary_t;
 
 /* Creates metrics for n_tasks tasks; is_regression[t] != 0 marks regression
@@ -53,6 +59,11 @@ int mtld_pvmetrics_scenario(mtld_pvmetrics_t *m, uint64_t scenario_id, const cha
  * mtld_pvmetrics_scenario) and in "all".  pred is a probability for binary
  * tasks, a value for regression. */
 void mtld_pvmetrics_add(mtld_pvmetrics_t *m, int task, int scen, float pred, float label);
+
+/* Records the baseline predictions base[MTLD_BASE_COUNT] of the regression
+ * sample just given to mtld_pvmetrics_add (same task and scenario). */
+void mtld_pvmetrics_add_baselines(mtld_pvmetrics_t *m, int task, int scen, const float *base,
+                                  float label);
 
 /* Fills *out for (task, scen); scen = MTLD_PV_ALL for all scenarios.
  * Allocates a scratch of the window size to compute the window AUC.

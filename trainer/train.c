@@ -13,7 +13,9 @@ struct mtld_trainer {
   mtld_model_config_t cfg;
   mtld_model_t *model;
   mtld_pvmetrics_t *metrics;
-  mtld_sample_t *batch; /* [batch_size] */
+  mtld_baseline_t *base; /* rating baselines, scored next to the model */
+  mtld_rank_t *rank;     /* ranking evaluation of clicks, or NULL */
+  mtld_sample_t *batch;  /* [batch_size] */
   int n_batch;
   mtld_trainer_stats_t stats;
 };
@@ -44,6 +46,13 @@ mtld_status_t mtld_trainer_create(mtld_trainer_t **out, const mtld_model_config_
     mtld_trainer_destroy(t);
     return st;
   }
+  float prior[MTLD_MAX_TASKS];
+  for (int k = 0; k < cfg->n_tasks; k++) prior[k] = cfg->tasks[k].bias_init;
+  if (mtld_baseline_create(&t->base, cfg->n_tasks, is_reg, prior) != MTLD_OK) {
+    mtld_trainer_destroy(t);
+    snprintf(err, errlen, "trainer: out of memory");
+    return MTLD_ERR_NOMEM;
+  }
   t->batch = calloc((size_t)cfg->batch_size, sizeof(mtld_sample_t));
   if (!t->batch) {
     mtld_trainer_destroy(t);
@@ -58,6 +67,8 @@ void mtld_trainer_destroy(mtld_trainer_t *t) {
   if (!t) return;
   mtld_model_destroy(t->model);
   mtld_pvmetrics_destroy(t->metrics);
+  mtld_baseline_destroy(t->base);
+  mtld_rank_destroy(t->rank);
   free(t->batch);
   free(t);
 }
@@ -68,6 +79,9 @@ static void train_buffered(mtld_trainer_t *t) {
   int n = t->n_batch;
   if (n == 0) return;
   const mtld_model_config_t *c = &t->cfg;
+  /* ranking first: its forward passes must not come between the batch's
+   * forward and backward; the model is the same (before this batch) */
+  if (t->rank) mtld_rank_observe(t->rank, t->model, t->batch, n);
   double loss = mtld_model_forward(t->model, t->batch, n);
   const float *preds = mtld_model_preds(t->model);
   for (int b = 0; b < n; b++) {
@@ -81,8 +95,16 @@ static void train_buffered(mtld_trainer_t *t) {
     int scen = mtld_pvmetrics_scenario(t->metrics, sid, name);
     for (int k = 0; k < c->n_tasks; k++) {
       int label = c->tasks[k].label;
-      if ((s->label_mask >> label) & 1)
-        mtld_pvmetrics_add(t->metrics, k, scen, preds[b * c->n_tasks + k], s->labels[label]);
+      if (!((s->label_mask >> label) & 1)) continue;
+      mtld_pvmetrics_add(t->metrics, k, scen, preds[b * c->n_tasks + k], s->labels[label]);
+      if (c->tasks[k].type != MTLD_TASK_REGRESSION) continue;
+      /* the baselines, also from past labels only, sample by sample */
+      uint64_t user = s->n_fields > MTLD_FIELD_USER ? s->fields[MTLD_FIELD_USER] : 0;
+      uint64_t item = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
+      float base[MTLD_BASE_COUNT];
+      mtld_baseline_predict(t->base, k, user, item, base);
+      mtld_pvmetrics_add_baselines(t->metrics, k, scen, base, s->labels[label]);
+      mtld_baseline_add(t->base, k, user, item, s->labels[label]);
     }
   }
   mtld_model_backward(t->model);
@@ -114,6 +136,20 @@ void mtld_trainer_flush(mtld_trainer_t *t) {
 
 void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *preds, float *cond) {
   mtld_model_predict(t->model, s, preds, cond);
+}
+
+mtld_status_t mtld_trainer_set_ranking(mtld_trainer_t *t, const mtld_rank_config_t *cfg, char *err,
+                                       size_t errlen) {
+  mtld_rank_t *r = NULL;
+  mtld_status_t st = mtld_rank_create(&r, cfg, err, errlen);
+  if (st != MTLD_OK) return st;
+  mtld_rank_destroy(t->rank);
+  t->rank = r;
+  return MTLD_OK;
+}
+
+mtld_rank_t *mtld_trainer_ranking(mtld_trainer_t *t) {
+  return t->rank;
 }
 
 mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr) {
@@ -169,7 +205,8 @@ int mtld_trainer_pending(const mtld_trainer_t *t) {
 
 size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t) {
   return sizeof(*t) + sizeof(mtld_sample_t) * (size_t)t->cfg.batch_size +
-         mtld_model_memory_bytes(t->model);
+         mtld_model_memory_bytes(t->model) + mtld_baseline_memory_bytes(t->base) +
+         (t->rank ? mtld_rank_memory_bytes(t->rank) : 0);
 }
 
 /* ---- state ---------------------------------------------------------------- */
@@ -185,6 +222,7 @@ static void save_to(const mtld_trainer_t *t, mtld_wr_t *w) {
   mtld_wr_bytes(w, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
   mtld_model_save(t->model, w);
   mtld_pvmetrics_save(t->metrics, w);
+  mtld_baseline_save(t->base, w);
   mtld_wr_checksum(w);
 }
 
@@ -270,6 +308,7 @@ mtld_status_t mtld_trainer_load_mem(mtld_trainer_t **out, const void *buf, size_
   if (r.st == MTLD_OK) mtld_rd_bytes(&r, t->batch, sizeof(mtld_sample_t) * (size_t)t->n_batch);
   mtld_model_load(t->model, &r);
   mtld_pvmetrics_load(t->metrics, &r);
+  mtld_baseline_load(t->base, &r);
   mtld_rd_checksum(&r);
   if (r.st == MTLD_OK && r.pos != len) r.st = MTLD_ERR_CORRUPT;
   st = r.st;
@@ -309,6 +348,26 @@ mtld_status_t mtld_trainer_load(mtld_trainer_t **out, FILE *f, char *err, size_t
   return st;
 }
 
+/* The ranking evaluation of clicks: the model and the popularity baseline. */
+static void render_rank(const mtld_rank_t *r, mtld_metrics_buf_t *b) {
+  mtld_rank_summary_t s;
+  mtld_rank_get(r, &s);
+  char k[16];
+  snprintf(k, sizeof(k), "%d", s.k);
+  mtld_metrics_family(b, "mtld_rank_hit_rate", "gauge",
+                      "Progressive HR@K of clicked items among recently clicked ones, for the "
+                      "model and the popularity baseline.");
+  mtld_metrics_label_t lm[2] = {{"k", k}, {"ranker", "model"}};
+  mtld_metrics_label_t lp[2] = {{"k", k}, {"ranker", "popularity"}};
+  mtld_metrics_sample_kv(b, "mtld_rank_hit_rate", lm, 2, s.hr);
+  mtld_metrics_sample_kv(b, "mtld_rank_hit_rate", lp, 2, s.pop_hr);
+  mtld_metrics_family(b, "mtld_rank_mrr", "gauge", "Progressive MRR@K of clicked items.");
+  mtld_metrics_sample_kv(b, "mtld_rank_mrr", lm, 2, s.mrr);
+  mtld_metrics_sample_kv(b, "mtld_rank_mrr", lp, 2, s.pop_mrr);
+  mtld_metrics_family(b, "mtld_rank_evaluated_total", "counter", "Clicks ranked.");
+  mtld_metrics_sample(b, "mtld_rank_evaluated_total", NULL, (double)s.evaluated);
+}
+
 void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b) {
   mtld_trainer_stats_t ts;
   mtld_trainer_stats(t, &ts);
@@ -323,6 +382,7 @@ void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b) {
                       "Memory of the model, optimiser state and metrics.");
   mtld_metrics_sample(b, "mtld_trainer_memory_bytes", NULL, (double)mtld_trainer_memory_bytes(t));
   mtld_pvmetrics_render(mtld_trainer_metrics(t), b);
+  if (t->rank) render_rank(t->rank, b);
   mtld_model_t *m = mtld_trainer_model(t);
   const mtld_model_config_t *mc = mtld_model_config(m);
   static const char *const fam[3] = {"mtld_embedding_rows", "mtld_embedding_admitted_total",

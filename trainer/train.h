@@ -21,11 +21,14 @@
 #include "common/metricstext.h"
 #include "trainer/model.h"
 #include "trainer/pvmetrics.h"
+#include "trainer/rank.h"
 #include "trainer/sample.h"
 #include "common/status.h"
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
-#define MTLD_TRAINER_VERSION 2u /* 2: mtld_model_config_t gained interactions */
+#define MTLD_TRAINER_VERSION                                                                       \
+  3u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
+       baselines, running-mean bias */
 
 typedef struct mtld_trainer mtld_trainer_t;
 
@@ -60,6 +63,14 @@ void mtld_trainer_flush(mtld_trainer_t *t);
  * NULL) gets pCVR for ESMM tasks. */
 void mtld_trainer_predict(mtld_trainer_t *t, const mtld_sample_t *s, float *preds, float *cond);
 
+/* Turns on the ranking evaluation of clicks (rank.h) with cfg (copied),
+ * replacing an earlier one.  Not saved with the state: call it again after
+ * a load.  MTLD_OK, MTLD_ERR_CONFIG / MTLD_ERR_NOMEM with err filled. */
+mtld_status_t mtld_trainer_set_ranking(mtld_trainer_t *t, const mtld_rank_config_t *cfg, char *err,
+                                       size_t errlen);
+/* The ranking evaluation (borrowed), or NULL when off. */
+mtld_rank_t *mtld_trainer_ranking(mtld_trainer_t *t);
+
 /* Reloadable settings (SIGHUP): see mtld_model_set_lr / _set_loss_weight.
  * task_index: the index of the named task, or -1. */
 mtld_status_t mtld_trainer_set_lr(mtld_trainer_t *t, float lr, float emb_lr);
@@ -85,12 +96,13 @@ size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
 
 /* Renders the trainer's families into b (Prometheus text): samples trained,
  * optimiser steps, last loss, memory, the progressive-validation families
- * (mtld_pvmetrics_render) and the embedding tables' occupancy, admissions
- * and evictions per field.  Thread: the trainer's owner. */
+ * (mtld_pvmetrics_render), the ranking evaluation when on (mtld_rank_*) and
+ * the embedding tables' occupancy, admissions and evictions per field.  Thread: the trainer's owner. */
 void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b);
 
 /* Full state: magic, version, config, counters, buffered samples, model
- * (parameters, optimiser, normaliser, tables), metrics, XXH64 trailer.  The
+ * (parameters, optimiser, normaliser, tables), metrics, rating baselines,
+ * XXH64 trailer.  The
  * file variant writes at the current position of f and does not fsync
  * (the checkpoint writer owns temp file, fsync and rename).  The memory
  * variant returns a malloc'ed buffer the caller frees.  MTLD_OK or

@@ -821,6 +821,13 @@ static void test_model_errors(void) {
                "  loss = \"huber\"; huber_delta = 0; }); };\n",
                "t.conf:4: model.tasks[0].huber_delta: must be > 0");
   EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"a\"; label = \"click\";\n  bias = \"mean\"; }); };\n",
+               "t.conf:4: model.tasks[0].bias: only for type \"regression\"");
+  EXPECT_ERROR(MINIMAL
+               "model = { tasks = ({ name = \"r\"; type = \"regression\"; label = \"rating\";\n"
+               "  bias = \"median\"; }); };\n",
+               "t.conf:4: model.tasks[0].bias: must be \"fixed\" or \"mean\"");
+  EXPECT_ERROR(MINIMAL
                "model = { tasks = ({ name = \"a\"; label = \"click\";\n  weight = -1.0; }); };\n",
                "t.conf:4: model.tasks[0].weight: must be between 0 and");
   EXPECT_ERROR(MINIMAL

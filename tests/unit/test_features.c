@@ -504,6 +504,23 @@ static void test_dense(void) {
   float out[MTLD_MAX_DENSE];
   int n = mtld_features_dense(&def, u, &it, A, T0 + 2 * HOUR_MS, out, MTLD_MAX_DENSE);
   CHECK(n == 45 && n == mtld_features_dense_count(&def));
+  {
+    /* the item slots are exactly the positions that change when only the
+     * item does (here: the item, or no item at all) */
+    float no_item[MTLD_MAX_DENSE];
+    mtld_features_dense(&def, u, NULL, A, T0 + 2 * HOUR_MS, no_item, MTLD_MAX_DENSE);
+    int slots[MTLD_FEATURES_ITEM_DENSE_MAX], is_item[MTLD_MAX_DENSE] = {0};
+    int ns = mtld_features_dense_item_slots(&def, slots);
+    CHECK(ns == 5 * def.n_half_lives + 7 && ns <= MTLD_FEATURES_ITEM_DENSE_MAX);
+    for (int k = 0; k < ns; k++) is_item[slots[k]] = 1;
+    int wrong = 0;
+    for (int k = 0; k < n; k++)
+      if (!is_item[k] && out[k] != no_item[k]) wrong++; /* a user slot moved with the item */
+    int moved = 0;
+    for (int k = 0; k < ns; k++) moved += out[slots[k]] != no_item[slots[k]];
+    CHECK(wrong == 0);
+    CHECK(moved >= 3 * def.n_half_lives); /* impression, click, purchase counts at least */
+  }
   CHECK(mtld_features_dense(&def, u, &it, A, T0, out, 44) == -1);
   n = mtld_features_dense(&def, u, &it, A, T0 + 2 * HOUR_MS, out, 45);
   CHECK(n == 45);

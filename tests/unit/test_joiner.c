@@ -614,6 +614,78 @@ static void test_persistence_and_rollback(void) {
 
 /* ---- sampled negatives ---- */
 
+/* Views of 60 items, each viewed once by its own user, then 40 views of
+ * items seen before: run once releasing at the end, once releasing half,
+ * committing, restarting and releasing the rest. */
+static int run_donors(samples_t *out, int restart) {
+  mtld_joiner_config_t cfg;
+  mtld_joiner_config_default(&cfg);
+  cfg.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
+  cfg.negatives_per_positive = 2;
+  cfg.popularity_size = 32;
+  env_t e = {0};
+  if (env_open(&e, &cfg, NULL) != 0) return 0;
+  int ok = 1;
+  for (int i = 0; i < 100; i++) {
+    uint64_t item = i < 60 ? 500 + (uint64_t)i : 500 + (uint64_t)((i * 7) % 60);
+    mtld_event_t ev = mk(MTLD_EV_CLICK, 7000 + (uint64_t)i, 100 + (uint64_t)i, item, "feed",
+                         T0 + i * 10 * MIN_MS, 0);
+    ok &= feed(&e, &ev, i % 2, i);
+    if (restart && i == 70) {
+      /* released up to the 30th view, committed, restarted */
+      mtld_joiner_release(e.j, T0 + 30 * 10 * MIN_MS + 25 * HOUR_MS, collect, out);
+      ok &= env_commit(&e);
+      env_close(&e);
+      if (env_open(&e, &cfg, e.path) != 0) return 0;
+    }
+  }
+  mtld_joiner_release(e.j, ALL_RELEASED, collect, out);
+  env_close(&e);
+  return ok;
+}
+
+/* Negatives take the item part of an earlier released positive as it was
+ * at that positive's click: a first view's item features are all zero, and
+ * so are those of negatives whose donor was a first view (with items drawn
+ * from already-clicked ones and read as they are now, every negative had a
+ * click counted, which told them from the new items of positives). */
+static void test_negatives_from_donors(void) {
+  samples_t a = {0}, b = {0};
+  CHECK(run_donors(&a, 0));
+  CHECK(run_donors(&b, 1));
+  CHECK(a.n > 100 && same_samples(&a, &b)); /* the donor rings survive a restart */
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  int slots[MTLD_FEATURES_ITEM_DENSE_MAX];
+  int ns = mtld_features_dense_item_slots(&def, slots);
+  CHECK(ns == 5 * def.n_half_lives + 7);
+  size_t neg = 0, neg_new = 0;
+  for (size_t i = 0; i < a.n; i++) {
+    const mtld_sample_t *s = &a.s[i];
+    if (LAB(s, CLICK) == 1) continue;
+    neg++;
+    /* the donor: an earlier released positive of the negative's item with
+     * the same item part */
+    int found = 0;
+    for (size_t j = 0; j < i && !found; j++) {
+      const mtld_sample_t *p = &a.s[j];
+      if (LAB(p, CLICK) != 1 || p->fields[MTLD_FIELD_ITEM] != s->fields[MTLD_FIELD_ITEM]) continue;
+      int same = p->fields[MTLD_FIELD_CATEGORY] == s->fields[MTLD_FIELD_CATEGORY];
+      for (int k = 0; k < ns; k++) same &= p->dense[slots[k]] == s->dense[slots[k]];
+      found = same;
+    }
+    CHECK(found);
+    int zero = 1;
+    for (int k = 0; k < 5 * def.n_half_lives; k++) zero &= s->dense[slots[k]] == 0.0f;
+    neg_new += (size_t)zero;
+  }
+  CHECK(neg > 100);
+  /* most donors were first views: their counts were zero at their click */
+  CHECK(neg_new > neg / 3);
+  free(a.s);
+  free(b.s);
+}
+
 /* Page views of 3 users over 20 items (popular ones more often). */
 static size_t make_views(mtld_event_t *evs, size_t max) {
   size_t n = 0;
@@ -903,6 +975,7 @@ int main(void) {
   test_point_in_time();
   test_persistence_and_rollback();
   test_sampled_negatives();
+  test_negatives_from_donors();
   test_interleaving(MTLD_JOIN_IMPRESSIONS);
   test_interleaving(MTLD_JOIN_SAMPLED_NEGATIVES);
   nftw(base_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

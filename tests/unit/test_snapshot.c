@@ -277,7 +277,7 @@ static void test_header_and_capture(void) {
   CHECK(info.meta.features.item_view == 1);
   CHECK(info.samples_trained == stats.trained && info.batches == stats.batches);
   CHECK(info.config.n_tasks == 3 && !strcmp(info.config.tasks[1].name, "ctcvr"));
-  CHECK(info.config.tasks[1].parent == 0 && info.config.tasks[2].reg_loss == MTLD_REG_HUBER);
+  CHECK(info.config.tasks[1].parent == 0 && info.config.tasks[2].reg_loss == MTLD_REG_MSE);
   CHECK(info.config.fields[0].rows == 512 && info.config.seed == c.seed);
   /* metrics: "all" and the three scenarios for each task, counts adding up */
   int found_all = 0;

@@ -2,9 +2,12 @@
  * point-in-time "before" values, rollback, commit), reopen, offsets, raw
  * staged access, the schema check, definitions read back from the DB,
  * read-only opens, and a crash (a child process exits without closing) that
- * keeps exactly the committed batches.  Every store lives in a mkdtemp
+ * keeps exactly the committed batches; a damaged table file found by
+ * mtld_store_verify (naming the file) and a failed read that stops the
+ * batch's commit (sticky).  Every store lives in a mkdtemp
  * directory under /tmp, removed at the end. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -608,6 +611,93 @@ static void test_deterministic(void) {
   mtld_store_close(b);
 }
 
+/* Flips 16 bytes in the middle of the largest .sst of dir; its name into
+ * name (basename).  0 on success. */
+static int damage_largest_sst(const char *dir, char *name, size_t namelen) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *de;
+  off_t best = 0;
+  char path[512];
+  name[0] = 0;
+  while ((de = readdir(d))) {
+    size_t n = strlen(de->d_name);
+    if (n < 5 || strcmp(de->d_name + n - 4, ".sst") != 0) continue;
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (stat(path, &sb) == 0 && sb.st_size > best) {
+      best = sb.st_size;
+      snprintf(name, namelen, "%s", de->d_name);
+    }
+  }
+  closedir(d);
+  if (!name[0]) return -1;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "r+b");
+  if (!f) return -1;
+  unsigned char b[16];
+  int rc = fseek(f, (long)(best / 2), SEEK_SET) != 0 || fread(b, 1, 16, f) != 16;
+  for (int i = 0; i < 16; i++) b[i] ^= 0xFF;
+  rc |= fseek(f, (long)(best / 2), SEEK_SET) != 0 || fwrite(b, 1, 16, f) != 16;
+  return fclose(f) != 0 || rc ? -1 : 0;
+}
+
+/* A damaged table file: verify names it; a read that hits it is sticky, so
+ * the batch is not committed and the stored offset does not move. */
+static void test_corrupt(void) {
+  enum { USERS = 3000 };
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  const char *path = db_path("corrupt");
+  mtld_store_t *st = NULL;
+  CHECK(mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  if (!st) return;
+  for (uint64_t u = 1; u <= USERS; u++) {
+    mtld_event_t ev = random_event(u, 1, 50, T0 + (int64_t)u);
+    ev.user_id = u;
+    CHECK(mtld_store_apply(st, &ev, NULL, NULL) == MTLD_OK);
+  }
+  mtld_store_set_offset(st, "events", 0, USERS, T0 + USERS);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  uint64_t keys = 0;
+  CHECK(mtld_store_verify(st, &keys, errbuf, sizeof errbuf) == MTLD_OK);
+  CHECK(keys > USERS);
+  /* a checkpoint flushes the memtables: the state is in .sst files */
+  CHECK(mtld_store_checkpoint(st, db_path("corrupt.ckpt"), errbuf, sizeof errbuf) == MTLD_OK);
+  mtld_store_close(st);
+  char name[256];
+  CHECK(damage_largest_sst(path, name, sizeof name) == 0);
+
+  st = NULL;
+  mtld_status_t rc = mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf);
+  if (rc == MTLD_OK) rc = mtld_store_verify(st, NULL, errbuf, sizeof errbuf);
+  CHECK(rc == MTLD_ERR_CORRUPT || rc == MTLD_ERR_IO);
+  CHECK(strstr(errbuf, "Corruption") != NULL);
+  CHECK(strstr(errbuf, name) != NULL); /* the damaged file is named */
+  if (!st) return;
+  /* every user once more: the reads of the damaged block fail */
+  int failed = 0;
+  for (uint64_t u = 1; u <= USERS; u++) {
+    mtld_event_t ev = random_event(USERS + u, 1, 50, T0 + USERS + (int64_t)u);
+    ev.user_id = u;
+    if (mtld_store_apply(st, &ev, NULL, NULL) != MTLD_OK) failed++;
+  }
+  CHECK(failed > 0);
+  CHECK(strstr(mtld_store_last_error(st), name) != NULL);
+  mtld_store_set_offset(st, "events", 0, 2 * USERS, T0 + 2 * USERS);
+  errbuf[0] = 0;
+  rc = mtld_store_commit(st, errbuf, sizeof errbuf);
+  CHECK(rc == MTLD_ERR_CORRUPT);
+  CHECK(strstr(errbuf, "batch not written") != NULL && strstr(errbuf, name) != NULL);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_ERR_CORRUPT); /* still */
+  int64_t next = 0, mt;
+  CHECK(mtld_store_get_offset(st, "events", 0, &next, &mt) == MTLD_OK);
+  CHECK(next == USERS); /* nothing of the failed batch was written */
+  mtld_store_rollback(st);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK); /* rollback clears it */
+  mtld_store_close(st);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/mtld-test-store-XXXXXX");
   if (!mkdtemp(root)) {
@@ -623,6 +713,7 @@ int main(void) {
   test_missing_parents();
   test_crash();
   test_deterministic();
+  test_corrupt();
   rm_rf(root);
   return CHECK_DONE();
 }

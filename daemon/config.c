@@ -493,6 +493,7 @@ static const custom_ops_t kafka_ops = {parse_kafka, print_kafka, NULL, diff_kafk
 static size_t edit_distance(const char *a, const char *b);
 
 /* Enumerations: the index of a name is the value (the enums of model.h). */
+static const char *const on_gap_names[] = {"stop", "continue", NULL};
 static const char *const arch_names[] = {"single_task", "shared_bottom", "mmoe", "ple", NULL};
 static const char *const optim_names[] = {"adam", "adagrad", NULL};
 static const char *const emb_optim_names[] = {"adagrad", "adam", NULL};
@@ -813,6 +814,7 @@ static const key_def_t keys[] = {
   {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics),      .ops = &topics_ops},
   {.path = "source.file",   .kind = K_STRING, FIELD(source_file)},
   {.path = "source.format", .kind = K_ENUM,   FIELD(format),      .names = format_names},
+  {.path = "source.on_gap", .kind = K_ENUM,   FIELD(on_gap),      .names = on_gap_names},
 
   {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
 

@@ -4,7 +4,8 @@
 # tmpfiles, mtld-plot, the Grafana dashboard; no test fixtures), the
 # installed mtld runs (--version, and --check-config accepts the installed
 # config), an existing config is kept on reinstall, another prefix moves the
-# programs and the unit's ExecStart but not /etc; and the Makefile hands PREFIX and DESTDIR to cmake.
+# programs and the unit's ExecStart but not /etc; and the Makefile hands
+# PREFIX and DESTDIR to cmake.
 . "$(dirname "$0")/lib.sh"
 
 VERSION=$(sed -n 's/^project(mtld VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")

@@ -1,7 +1,8 @@
 /* joiner.c - online label joiner: pending samples in the store's "pending"
  * column family, small in-memory indexes over them (an entry slab, three
- * id -> chain maps, a release heap) and per-scenario donor rings for sampled
- * negatives.  See joiner.h for the rules. */
+ * id -> chain maps, a release heap), per-scenario donor rings and the
+ * release view of item features for sampled negatives.  See joiner.h for the
+ * rules. */
 #include "features/joiner.h"
 
 #include <inttypes.h>

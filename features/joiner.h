@@ -206,7 +206,9 @@ typedef void (*mtld_joiner_release_fn)(void *ctx, const mtld_sample_t *s);
 
 /* Releases every pending sample with deadline < watermark_ms, in (deadline,
  * time, partition, offset, sub) order: calls fn (the sample is valid during
- * the call only) and stages its deletion.  Returns the number released.
+ * the call only) and stages its deletion; item events of the release view
+ * (sampled negatives) due by then are applied to it in the same order.
+ * Returns the number of samples released.
  * A lower watermark than before releases nothing new.  A pending record
  * that cannot be read back is dropped and counted as corrupt. */
 size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,

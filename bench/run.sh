@@ -5,12 +5,14 @@
 # state, ready to be pasted into bench/RESULTS.md.
 #
 # Generates the event stream with BUILD/mtld-gen into a temp dir, runs
-# BUILD/bench/bench_ingest on it and BUILD/bench/bench_trainer, then removes
+# BUILD/bench/bench_ingest on it, BUILD/bench/bench_trainer and
+# BUILD/bench/bench_topk (libmtld-serving's top-K on 100k items), then removes
 # the temp dir.  Knobs (environment):
 #   BENCH_IMPRESSIONS  impressions of the generated stream (default 200000,
 #                      about 220k events)
 #   BENCH_REPS         repetitions per measurement, median reported (default 3)
 #   BENCH_TRAINER_S    seconds per bench_trainer phase (default 2)
+#   BENCH_TOPK_REQUESTS  top-K requests timed by bench_topk (default 20)
 #   BENCH_SNAPSHOT=1   also run BUILD/bench/bench_snapshot (a 320 MiB model:
 #                      about 1 GiB of memory and tens of seconds; off by default)
 #   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); put it
@@ -25,8 +27,9 @@ BUILD=$(cd "$1" && pwd)
 IMPRESSIONS=${BENCH_IMPRESSIONS:-200000}
 REPS=${BENCH_REPS:-3}
 TRAINER_S=${BENCH_TRAINER_S:-2}
+TOPK_REQS=${BENCH_TOPK_REQUESTS:-20}
 
-progs=(mtld-gen bench/bench_ingest bench/bench_trainer)
+progs=(mtld-gen bench/bench_ingest bench/bench_trainer bench/bench_topk)
 if [ "${BENCH_SNAPSHOT:-0}" = 1 ]; then progs+=(bench/bench_snapshot); fi
 for prog in "${progs[@]}"; do
   if [ ! -x "$BUILD/$prog" ]; then
@@ -72,6 +75,9 @@ if [ "${BENCH_SNAPSHOT:-0}" = 1 ]; then
   mkdir "$T/snapshots"
   run "$BUILD/bench/bench_snapshot" "$T/snapshots"
 fi
+echo
+echo "== top-K latency, 100k-item catalog (bench_topk)"
+run "$BUILD/bench/bench_topk" 100000 "$TOPK_REQS" 20
 echo
 echo "== after"
 echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ) ($SECONDS s in all)"

@@ -89,6 +89,30 @@ static int add_offset(void *ctx, const char *topic, int32_t partition, int64_t n
   return 0;
 }
 
+/* The item set of a snapshot: the store's committed items and their
+ * categories (capture sorts them if the store's order is not the ids'). */
+typedef struct {
+  uint64_t *ids, *cats;
+  size_t n, cap;
+  int failed; /* out of memory */
+} items_t;
+
+static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
+  items_t *it = ctx;
+  if (it->n == it->cap) {
+    size_t cap = it->cap ? it->cap * 2 : 1024;
+    uint64_t *ni = realloc(it->ids, sizeof(*ni) * cap);
+    if (ni) it->ids = ni;
+    uint64_t *nc = ni ? realloc(it->cats, sizeof(*nc) * cap) : NULL;
+    if (nc) it->cats = nc;
+    if (!ni || !nc) return it->failed = 1;
+    it->cap = cap;
+  }
+  it->ids[it->n] = id;
+  it->cats[it->n++] = f->category_id;
+  return 0;
+}
+
 /* ---- the worker --------------------------------------------------------- */
 
 static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errlen) {
@@ -419,6 +443,16 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_store_foreach_offset(d->store, add_offset, &o);
   meta.n_offsets = o.n;
   meta.offsets = o.v;
+  items_t items = {0};
+  mtld_store_foreach_item(d->store, add_item, &items);
+  if (items.failed) {
+    mtld_log_rl(MTLD_LOG_WARNING, "snapshot-items",
+                "snapshot: item set not recorded (out of memory)");
+    items.n = 0;
+  }
+  meta.n_items = items.n;
+  meta.item_ids = items.ids;
+  meta.item_cats = items.cats;
   job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
   pthread_mutex_lock(&d->mu);
   j.snap = d->spare;
@@ -426,6 +460,8 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   pthread_mutex_unlock(&d->mu);
   mtld_status_t st = mtld_snapshot_recapture(&j.snap, t, &meta, err, errlen);
   free(o.v);
+  free(items.ids);
+  free(items.cats);
   if (st != MTLD_OK) {
     capture_failed(d, JOB_SNAPSHOT);
     return st;

@@ -62,9 +62,53 @@ static size_t align_up(size_t n) {
 
 /* ---- capture -------------------------------------------------------------- */
 
+typedef struct {
+  uint64_t id, cat;
+} item_pair_t;
+
+static int cmp_pair(const void *a, const void *b) {
+  uint64_t x = ((const item_pair_t *)a)->id, y = ((const item_pair_t *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+/* dst's item set: a copy of src's, ascending without duplicates (sorted
+ * when src's is not; of equal ids one is kept, with its category).  dst's
+ * pointers are not owned yet.  -1 out of memory. */
+static int copy_items(mtld_snapshot_meta_t *dst, const mtld_snapshot_meta_t *src) {
+  dst->item_ids = dst->item_cats = NULL;
+  dst->n_items = src->item_ids ? src->n_items : 0;
+  if (!dst->n_items) return 0;
+  size_t n = dst->n_items;
+  dst->item_ids = malloc(sizeof(uint64_t) * n);
+  dst->item_cats = malloc(sizeof(uint64_t) * n);
+  if (!dst->item_ids || !dst->item_cats) return -1;
+  int sorted = 1;
+  for (size_t i = 0; i < n; i++) {
+    dst->item_ids[i] = src->item_ids[i];
+    dst->item_cats[i] = src->item_cats ? src->item_cats[i] : 0;
+    if (i && src->item_ids[i] <= src->item_ids[i - 1]) sorted = 0;
+  }
+  if (sorted) return 0;
+  item_pair_t *p = malloc(sizeof(*p) * n);
+  if (!p) return -1;
+  for (size_t i = 0; i < n; i++) p[i] = (item_pair_t){dst->item_ids[i], dst->item_cats[i]};
+  qsort(p, n, sizeof(*p), cmp_pair); /* not stable: equal ids keep either category */
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (m && p[i].id == dst->item_ids[m - 1]) continue;
+    dst->item_ids[m] = p[i].id;
+    dst->item_cats[m++] = p[i].cat;
+  }
+  dst->n_items = m;
+  free(p);
+  return 0;
+}
+
 void mtld_snapshot_free(mtld_snapshot_t *s) {
   if (!s) return;
   free(s->meta.offsets);
+  free(s->meta.item_ids);
+  free(s->meta.item_cats);
   free(s->params);
   free(s->tensors);
   for (int f = 0; f < MTLD_MAX_FIELDS; f++) {
@@ -110,6 +154,8 @@ mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer
       free(s->cms[f]);
     }
     free(s->meta.offsets);
+    free(s->meta.item_ids);
+    free(s->meta.item_cats);
     free(s->tensors);
     free(s->pv_state);
     memset(s, 0, sizeof(*s));
@@ -121,12 +167,14 @@ mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer
   s->cfg = *mtld_model_config(m);
   s->meta = *meta;
   s->meta.offsets = NULL;
+  s->meta.item_ids = s->meta.item_cats = NULL; /* borrowed until copy_items */
   s->meta.n_offsets = meta->n_offsets > 0 ? meta->n_offsets : 0;
   if (s->meta.n_offsets) {
     s->meta.offsets = malloc(sizeof(*s->meta.offsets) * (size_t)s->meta.n_offsets);
     if (!s->meta.offsets) goto nomem;
     memcpy(s->meta.offsets, meta->offsets, sizeof(*s->meta.offsets) * (size_t)s->meta.n_offsets);
   }
+  if (copy_items(&s->meta, meta) != 0) goto nomem;
   mtld_trainer_stats(t, &s->stats);
   float *params;
   mtld_model_params(m, &params, &s->n_params);
@@ -284,7 +332,7 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   const mtld_model_config_t *c = &s->cfg;
   memset(b, 0, sizeof(*b));
   /* tensors: the parameters as laid out, then the row state per field */
-  b->ot = calloc((size_t)s->n_tensors + 2 * MTLD_MAX_FIELDS, sizeof(*b->ot));
+  b->ot = calloc((size_t)s->n_tensors + 2 * MTLD_MAX_FIELDS + 2, sizeof(*b->ot));
   if (!b->ot) return MTLD_ERR_NOMEM;
   for (int i = 0; i < s->n_tensors; i++) {
     const mtld_tensor_t *t = &s->tensors[i];
@@ -302,6 +350,13 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
       add_tensor(b, name, MTLD__SNAPSHOT_DTYPE__DTYPE_UINT16, 2, s->cms_width[f], s->cms[f],
                  sizeof(uint16_t));
     }
+  }
+  if (s->meta.n_items > UINT32_MAX) return MTLD_ERR_INVALID; /* rows are u32 */
+  if (s->meta.n_items) {
+    add_tensor(b, "items.id", MTLD__SNAPSHOT_DTYPE__DTYPE_INT64, (uint32_t)s->meta.n_items, 1,
+               s->meta.item_ids, sizeof(uint64_t));
+    add_tensor(b, "items.category", MTLD__SNAPSHOT_DTYPE__DTYPE_INT64, (uint32_t)s->meta.n_items, 1,
+               s->meta.item_cats, sizeof(uint64_t));
   }
   b->payload = align_up(b->payload);
   b->tens = calloc((size_t)b->n_ot, sizeof(*b->tens));
@@ -478,6 +533,7 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   h->join_mode = s->meta.join_mode;
   h->negatives_per_positive = s->meta.negatives_per_positive;
   h->payload_length = b->payload;
+  h->n_items = s->meta.n_items;
   return MTLD_OK;
 }
 
@@ -781,6 +837,8 @@ mtld_status_t mtld_snapshot_resolve(const char *path, char *file, size_t filelen
 void mtld_snapshot_info_free(mtld_snapshot_info_t *info) {
   if (!info) return;
   free(info->meta.offsets);
+  free(info->meta.item_ids);
+  free(info->meta.item_cats);
   free(info->metrics);
   memset(info, 0, sizeof(*info));
 }
@@ -1033,6 +1091,25 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
   }
   mtld_model_set_normaliser(m, h->normalizer->count, mean, m2);
 
+  /* the item set (absent in files written before it existed) */
+  const Mtld__SnapshotTensor *ti = NULL, *tc = NULL;
+  if (h->n_items) {
+    ti = find_tensor(h, "items.id");
+    tc = find_tensor(h, "items.category");
+    if (!ti || !tc || ti->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_INT64 ||
+        tc->dtype != MTLD__SNAPSHOT_DTYPE__DTYPE_INT64 || ti->rows != h->n_items ||
+        tc->rows != h->n_items || ti->cols != 1 || tc->cols != 1)
+      BAD("the item set (%" PRIu64 " items) lacks tensors items.id / items.category of that shape",
+          h->n_items);
+    const unsigned char *ids = p + start + ti->offset;
+    uint64_t prev = 0, cur;
+    for (uint64_t i = 0; i < h->n_items; i++) {
+      memcpy(&cur, ids + 8 * i, 8);
+      if (i && cur <= prev) BAD("items.id is not ascending at row %" PRIu64, i);
+      prev = cur;
+    }
+  }
+
   if (info) {
     info_from_header(&inf, h, &cfg, len);
     if (h->n_offsets) {
@@ -1066,6 +1143,14 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
         v->s.mean_label = x->mean_label;
       }
       inf.n_metrics = (int)h->n_metrics;
+    }
+    if (h->n_items) {
+      inf.meta.item_ids = malloc(ti->length);
+      inf.meta.item_cats = malloc(tc->length);
+      if (!inf.meta.item_ids || !inf.meta.item_cats) goto nomem;
+      memcpy(inf.meta.item_ids, p + start + ti->offset, ti->length);
+      memcpy(inf.meta.item_cats, p + start + tc->offset, tc->length);
+      inf.meta.n_items = (size_t)h->n_items;
     }
   }
 out:
@@ -1161,5 +1246,83 @@ mtld_status_t mtld_snapshot_score(mtld_model_t *m, const mtld_sample_t *s, int n
   mtld_model_forward(m, s, n);
   memcpy(preds, mtld_model_preds(m), sizeof(float) * (size_t)n * T);
   if (cond) memcpy(cond, mtld_model_cond_preds(m), sizeof(float) * (size_t)n * T);
+  return MTLD_OK;
+}
+
+/* ---- top-K ---------------------------------------------------------------- */
+
+/* a ranks before b: higher score, then smaller item id */
+static int ranks_before(const mtld_snapshot_ranked_t *a, const mtld_snapshot_ranked_t *b) {
+  if (a->score != b->score) return a->score > b->score;
+  return a->item < b->item;
+}
+
+/* heap[0] is the worst kept (the one any better candidate replaces) */
+static void heap_down(mtld_snapshot_ranked_t *h, int n, int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, w = i;
+    if (l < n && ranks_before(&h[w], &h[l])) w = l;
+    if (r < n && ranks_before(&h[w], &h[r])) w = r;
+    if (w == i) return;
+    mtld_snapshot_ranked_t t = h[i];
+    h[i] = h[w];
+    h[w] = t;
+    i = w;
+  }
+}
+
+static void heap_up(mtld_snapshot_ranked_t *h, int i) {
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!ranks_before(&h[p], &h[i])) return;
+    mtld_snapshot_ranked_t t = h[i];
+    h[i] = h[p];
+    h[p] = t;
+    i = p;
+  }
+}
+
+static int cmp_ranked(const void *a, const void *b) {
+  const mtld_snapshot_ranked_t *x = a, *y = b;
+  return ranks_before(x, y) ? -1 : (ranks_before(y, x) ? 1 : 0);
+}
+
+mtld_status_t mtld_snapshot_top_k(mtld_model_t *m, const mtld_sample_t *tmpl, const uint64_t *items,
+                                  const uint64_t *cats, size_t n, int task, int k,
+                                  mtld_snapshot_fill_fn fill, void *ctx,
+                                  mtld_snapshot_ranked_t *out, int *n_out) {
+  const mtld_model_config_t *c = mtld_model_config(m);
+  *n_out = 0;
+  if (task < 0 || task >= c->n_tasks || k < 1) return MTLD_ERR_INVALID;
+  int bs = c->batch_size, T = c->n_tasks, kept = 0;
+  mtld_sample_t *batch = malloc(sizeof(*batch) * (size_t)bs);
+  if (!batch) return MTLD_ERR_NOMEM;
+  for (size_t i0 = 0; i0 < n; i0 += (size_t)bs) {
+    int nb = n - i0 < (size_t)bs ? (int)(n - i0) : bs;
+    for (int j = 0; j < nb; j++) {
+      mtld_sample_t *s = &batch[j];
+      uint64_t cat = cats ? cats[i0 + j] : 0;
+      *s = *tmpl;
+      if (s->n_fields <= MTLD_FIELD_CATEGORY) s->n_fields = MTLD_FIELD_CATEGORY + 1;
+      s->fields[MTLD_FIELD_ITEM] = items[i0 + j];
+      s->fields[MTLD_FIELD_CATEGORY] = cat;
+      if (fill) fill(ctx, s, items[i0 + j], cat);
+    }
+    mtld_model_forward(m, batch, nb);
+    const float *p = mtld_model_preds(m);
+    for (int j = 0; j < nb; j++) {
+      mtld_snapshot_ranked_t r = {items[i0 + j], cats ? cats[i0 + j] : 0, p[(size_t)j * T + task]};
+      if (kept < k) {
+        out[kept] = r;
+        heap_up(out, kept++);
+      } else if (ranks_before(&r, &out[0])) {
+        out[0] = r;
+        heap_down(out, kept, 0);
+      }
+    }
+  }
+  free(batch);
+  qsort(out, (size_t)kept, sizeof(*out), cmp_ranked);
+  *n_out = kept;
   return MTLD_OK;
 }

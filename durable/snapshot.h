@@ -38,7 +38,11 @@
  * mtld_snapshot_score().  Samples are built from features exactly as the
  * trainer's were with mtld_sample_from_features() (features/joiner.h).
  * The reader needs protobuf-c, xxhash, BLIS, trainer/ and the types of
- * features/ (definitions, offsets). */
+ * features/ (definitions, offsets); libmtld-serving (include/mtld/serving.h)
+ * wraps it for serving systems.
+ *
+ * Top-K: the snapshot carries the item set the store held at capture (ids
+ * and categories); mtld_snapshot_top_k ranks it for one request. */
 #ifndef MTLD_SNAPSHOT_H
 #define MTLD_SNAPSHOT_H
 
@@ -71,6 +75,14 @@ typedef struct {
   mtld_source_offset_t *offsets; /* capture: borrowed and copied; info: malloc'd */
   int join_mode;                 /* mtld_join_mode_t */
   int negatives_per_positive;    /* K (sampled negatives mode) */
+  /* The item set (top-K candidates): ids and each one's category (0
+   * unknown).  capture: borrowed and copied (item_ids NULL or n_items 0 =
+   * none; item_cats NULL = all 0), sorted by id and deduplicated when they
+   * are not already; info: ascending without duplicates, malloc'd, freed by
+   * mtld_snapshot_info_free. */
+  size_t n_items;
+  uint64_t *item_ids;
+  uint64_t *item_cats;
 } mtld_snapshot_meta_t;
 
 typedef struct {
@@ -166,5 +178,34 @@ void mtld_snapshot_info_free(mtld_snapshot_info_t *info);
  * Returns MTLD_ERR_INVALID for a bad n. */
 mtld_status_t mtld_snapshot_score(mtld_model_t *m, const mtld_sample_t *s, int n, float *preds,
                                   float *cond);
+
+/* Fills candidate sample s for item (category cat) from a request: called
+ * by mtld_snapshot_top_k for every candidate, s already a copy of the
+ * request's template with the item and category fields set. */
+typedef void (*mtld_snapshot_fill_fn)(void *ctx, mtld_sample_t *s, uint64_t item, uint64_t cat);
+
+/* One ranked item. */
+typedef struct {
+  uint64_t item;
+  uint64_t category;
+  float score; /* the ranking task's prediction (pCTCVR for ESMM) */
+} mtld_snapshot_ranked_t;
+
+/* Top-K: scores every item of items[n] (categories cats[n], may be NULL =
+ * 0) for the request tmpl (user, scenario, time, dense, sequence: the
+ * template of every candidate, its item and category fields replaced by the
+ * candidate's), in batches of the model's batch size through the forward
+ * pass (BLIS), and writes the k best by task `task`'s prediction, best
+ * first, ties by smaller item id, into out[k]; *n_out = min(k, n).  fill
+ * (may be NULL) completes each candidate (item features from a store).
+ * Scores are mtld_snapshot_score's for the same batches of samples (scored
+ * alone a sample may differ in the last float bits: BLIS picks kernels by
+ * the batch's shape).
+ * MTLD_ERR_INVALID for a bad task or k < 1; MTLD_ERR_NOMEM.  Thread: the
+ * model's owner. */
+mtld_status_t mtld_snapshot_top_k(mtld_model_t *m, const mtld_sample_t *tmpl, const uint64_t *items,
+                                  const uint64_t *cats, size_t n, int task, int k,
+                                  mtld_snapshot_fill_fn fill, void *ctx,
+                                  mtld_snapshot_ranked_t *out, int *n_out);
 
 #endif

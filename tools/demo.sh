@@ -77,6 +77,10 @@ grep '^mtld_events_rejected_total{' "$D/metrics.txt" | awk '$2 > 0' |
   sed 's/mtld_events_rejected_total{reason="\([a-z_]*\)"} /   \1: /'
 echo "-- one user's features (user 1; inspect any with: mtld-inspect --store $D/store --user ID)"
 "$BUILD/mtld-inspect" --store "$D/store" --user 1 | sed 's/^/   /'
+echo "-- top 10 items for user 1 in scenario search, by pCTCVR, from the serving snapshot"
+echo "   (mtld-score --snapshot $D/snapshots --store $D/store --top 10 --user 1 --scenario search --rank-by ctcvr)"
+"$BUILD/mtld-score" --snapshot "$D/snapshots" --store "$D/store" --top 10 --user 1 --scenario search \
+  --rank-by ctcvr 2>&1 | sed 's/^/   /' || true
 echo "-- progressive validation while consuming from Kafka (sliding-window AUC; samples still"
 echo "   waiting for their conversion window at the end are trained after a restart)"
 grep '^mtld_pv_auc{' "$D/metrics.txt" | sed 's/mtld_pv_auc{task="\([^"]*\)",scenario="\([^"]*\)"} /   \1 \2 /' |

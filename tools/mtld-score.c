@@ -16,9 +16,17 @@
  *                         sequence, category) come from the store, otherwise
  *                         from the line (absent = zeros / empty)
  *   --info                the header: versions, time, offsets, metrics, config
+ *   --top K (--user ID|--user-key S) [--scenario NAME] [--rank-by TASK]
+ *         [--store DIR]   top-K: the K items of the snapshot's item set the
+ *                         model ranks highest for the user (task TASK, the
+ *                         first task by default); with --store each
+ *                         candidate's features come from the store, without
+ *                         it candidates carry ids only (dense zeros, no
+ *                         sequence), as libmtld-serving's top-K does
  * Output: "# id <task>... <esmm task>.pcvr..." then one line per sample with
  * every task's prediction (probability; pCTCVR for ESMM; value for
- * regression) and pCVR for ESMM tasks, %.9g.  Scoring a sample uses its
+ * regression) and pCVR for ESMM tasks, %.9g.  --top: "# rank item
+ * category <task>" then K lines, best first (ties: smaller item id).  Scoring a sample uses its
  * time_ms as "now" (embedding expiry); candidates default to the snapshot's
  * watermark (--time-ms to change), so the output is deterministic.
  *
@@ -43,6 +51,8 @@ static void usage(FILE *out) {
           "                  [--store DIR (--user ID|--user-key S) (--item ID|--item-key S)\n"
           "                   [--scenario NAME] [--category ID] [--position N]]\n"
           "                  [--sample-json FILE|-] [--time-ms T]\n"
+          "                  [--top K (--user ID|--user-key S) [--scenario NAME] [--rank-by TASK]\n"
+          "                   [--store DIR]]\n"
           "\n"
           "Scores with an mtld serving snapshot (a DIR is followed through LATEST).\n"
           "  --info             print the snapshot's header\n"
@@ -53,6 +63,9 @@ static void usage(FILE *out) {
           "  --position N       its position (> 0), absent by default\n"
           "  --sample-json F    JSON lines of candidates (\"-\" = stdin)\n"
           "  --time-ms T        event time to score candidates at (default: the watermark)\n"
+          "  --top K            the K items of the snapshot's item set ranked highest for\n"
+          "                     the user (features from --store when given, else ids only)\n"
+          "  --rank-by TASK     the task to rank by (default: the first)\n"
           "Output: \"# id <task>... <task>.pcvr...\" then one line per sample, %%.9g.\n"
           "Exit: 0 ok, 1 bad input, 2 usage or load error.\n");
 }
@@ -109,6 +122,7 @@ static void print_info(const scorer_t *sc) {
     printf(" %g", f->half_life_s[h]);
   printf("\njoin_mode %d negatives_per_positive %d\n", in->meta.join_mode,
          in->meta.negatives_per_positive);
+  printf("items %zu\n", in->meta.n_items);
   printf("model arch %s dim %d seq_max %d n_dense %d experts", arch_name(c->arch), c->dim,
          c->seq_max, c->n_dense);
   for (int l = 0; l < c->n_expert_layers; l++) printf("%s%d", l ? "," : " ", c->expert_layers[l]);
@@ -304,6 +318,90 @@ static int score_json(scorer_t *sc, const char *path) {
   return bad;
 }
 
+/* ---- --top ---- */
+
+typedef struct {
+  scorer_t *sc;
+  const cand_t *c;
+  mtld_user_features_t u;
+  int have_u;
+} topk_ctx_t;
+
+/* A candidate's features from the store (the user's read once). */
+static void fill_from_store(void *ctx, mtld_sample_t *s, uint64_t item, uint64_t cat) {
+  topk_ctx_t *x = ctx;
+  mtld_item_features_t it;
+  int have_i = mtld_store_get_item(x->sc->store, item, &it) == MTLD_OK;
+  mtld_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = MTLD_EV_IMPRESSION;
+  ev.user_id = x->c->user;
+  ev.item_id = item;
+  ev.category_id = have_i ? it.category_id : cat;
+  ev.time_ms = x->c->time_ms;
+  ev.position = x->c->position;
+  snprintf(ev.scenario, sizeof ev.scenario, "%s", x->c->scenario);
+  ev.scenario_id = x->c->scenario[0] ? mtld_hash_id(x->c->scenario, strlen(x->c->scenario)) : 0;
+  mtld_sample_from_features(s, mtld_store_def(x->sc->store), &ev, 0, 0, x->have_u ? &x->u : NULL,
+                            have_i ? &it : NULL, ev.item_id, ev.category_id, 1);
+}
+
+static int score_top(scorer_t *sc, const cand_t *c, int k, const char *rank_by) {
+  const mtld_model_config_t *mc = mtld_model_config(sc->model);
+  const mtld_snapshot_meta_t *m = &sc->info.meta;
+  int task = 0;
+  if (rank_by) {
+    for (task = 0; task < mc->n_tasks && strcmp(mc->tasks[task].name, rank_by); task++) {
+    }
+    if (task == mc->n_tasks) {
+      fprintf(stderr, "mtld-score: --rank-by %s: no such task\n", rank_by);
+      return 2;
+    }
+  }
+  if (!m->n_items) {
+    fprintf(stderr, "mtld-score: the snapshot has no item set (written before mtld recorded it, "
+                    "or from an empty store)\n");
+    return 2;
+  }
+  /* the request: ids only (mtld-score --sample-json without a store) */
+  mtld_sample_t tmpl;
+  memset(&tmpl, 0, sizeof tmpl);
+  tmpl.time_ms = c->time_ms;
+  tmpl.kind = MTLD_SAMPLE_IMPRESSION;
+  tmpl.weight = 1.0f;
+  tmpl.n_fields = MTLD_FIELD_EXTRA;
+  tmpl.fields[MTLD_FIELD_USER] = c->user;
+  tmpl.scenario_id = c->scenario[0] ? mtld_hash_id(c->scenario, strlen(c->scenario)) : 0;
+  tmpl.fields[MTLD_FIELD_SCENARIO] = tmpl.scenario_id;
+  tmpl.fields[MTLD_FIELD_POSITION] = c->position > 0 ? (uint64_t)(uint32_t)c->position : 0;
+  tmpl.fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(c->time_ms);
+  snprintf(tmpl.scenario, sizeof tmpl.scenario, "%s", c->scenario);
+  topk_ctx_t x = {.sc = sc, .c = c};
+  if (sc->store) {
+    x.have_u = mtld_store_get_user(sc->store, c->user, &x.u) == MTLD_OK;
+    if (!x.have_u)
+      fprintf(stderr, "mtld-score: user %" PRIu64 " not in the store (cold)\n", c->user);
+  }
+  int kk = (size_t)k < m->n_items ? k : (int)m->n_items, n = 0;
+  mtld_snapshot_ranked_t *r = malloc(sizeof(*r) * (size_t)kk);
+  if (!r) {
+    fprintf(stderr, "mtld-score: out of memory\n");
+    return 2;
+  }
+  mtld_status_t st = mtld_snapshot_top_k(sc->model, &tmpl, m->item_ids, m->item_cats, m->n_items,
+                                         task, kk, sc->store ? fill_from_store : NULL, &x, r, &n);
+  if (st != MTLD_OK) {
+    fprintf(stderr, "mtld-score: top-K: %s\n", mtld_status_str(st));
+    free(r);
+    return 2;
+  }
+  printf("# rank item category %s\n", mc->tasks[task].name);
+  for (int i = 0; i < n; i++)
+    printf("%d %" PRIu64 " %" PRIu64 " %.9g\n", i + 1, r[i].item, r[i].category, r[i].score);
+  free(r);
+  return 0;
+}
+
 static int parse_u64(const char *s, uint64_t *out) {
   char *end;
   errno = 0;
@@ -328,6 +426,8 @@ int main(int argc, char **argv) {
     O_POS,
     O_JSON,
     O_TIME,
+    O_TOP,
+    O_RANKBY,
     O_HELP
   };
   static const struct option opts[] = {{"snapshot", required_argument, 0, O_SNAP},
@@ -343,9 +443,12 @@ int main(int argc, char **argv) {
                                        {"position", required_argument, 0, O_POS},
                                        {"sample-json", required_argument, 0, O_JSON},
                                        {"time-ms", required_argument, 0, O_TIME},
+                                       {"top", required_argument, 0, O_TOP},
+                                       {"rank-by", required_argument, 0, O_RANKBY},
                                        {"help", no_argument, 0, O_HELP},
                                        {0, 0, 0, 0}};
-  const char *snap = NULL, *samples = NULL, *store = NULL, *json = NULL;
+  const char *snap = NULL, *samples = NULL, *store = NULL, *json = NULL, *rank_by = NULL;
+  int top = 0;
   int info = 0, have_user = 0, have_item = 0, have_time = 0;
   cand_t cand;
   memset(&cand, 0, sizeof cand);
@@ -387,11 +490,17 @@ int main(int argc, char **argv) {
       time_ms = strtoll(optarg, NULL, 10);
       have_time = 1;
       break;
+    case O_TOP:
+      top = atoi(optarg);
+      if (top < 1) goto bad_usage;
+      break;
+    case O_RANKBY: rank_by = optarg; break;
     case O_HELP: usage(stdout); return 0;
     default: goto bad_usage;
     }
   }
-  if (!snap || optind != argc || (have_user != have_item) || (have_user && !store) ||
+  if (!snap || optind != argc || (top && (!have_user || have_item || samples || json)) ||
+      (!top && ((have_user != have_item) || (have_user && !store))) || (rank_by && !top) ||
       (!info && !samples && !json && !have_user))
     goto bad_usage;
 
@@ -423,6 +532,11 @@ int main(int argc, char **argv) {
     if (!want) fprintf(stderr, "mtld-score: warning: the snapshot records no feature hash\n");
   }
   if (info) print_info(&sc);
+  if (top) {
+    cand.time_ms = sc.time_ms;
+    rc = score_top(&sc, &cand, top, rank_by);
+    goto out;
+  }
   if (samples || json || have_user) print_header_line(mtld_model_config(sc.model));
   if (samples) rc |= score_dump(&sc, samples);
   if (json) rc |= score_json(&sc, json);

@@ -10,9 +10,16 @@ tests that hold its predictions equal to the C library's check both.
     snap = mtld_reader.load("/var/lib/mtld/snapshots")    # a file, or a dir -> LATEST
     samples = mtld_reader.read_samples("samples.bin")     # a trainer.dump_samples file
     preds, pcvr = snap.score(samples)                     # [n, tasks] each
+    top = snap.top_k(mtld_reader.key("u-17"), 20, scenario="search")
+                                            # [(item, category, score)], best first
 
-Command line (same output as `mtld-score --samples`):
+Installed by `make install` (and the Debian package python3-mtld) as the
+module mtld_reader.
+
+Command line (same output as `mtld-score --samples` / `mtld-score --top`):
     mtld_reader.py SNAPSHOT [--samples FILE] [--info]
+    mtld_reader.py SNAPSHOT --top K (--user ID | --user-key S) [--scenario NAME]
+                   [--rank-by TASK] [--time-ms T]
 
 Needs numpy, protobuf (Debian: python3-numpy, python3-protobuf) and xxhash
 (python3-xxhash), and the Python code of schemas/snapshot.proto: generated
@@ -73,20 +80,32 @@ class SnapshotError(Exception):
 
 
 def _pb2():
-    """The generated snapshot_pb2 module (generated with protoc if needed)."""
+    """The snapshot header's Python code: snapshot_pb2 when importable
+    (MTLD_PB2_DIR or PYTHONPATH), else mtld_snapshot_pb2 (installed beside
+    this module by `make install`), else generated now with protoc from
+    MTLD_SNAPSHOT_PROTO, the source tree's schemas/snapshot.proto or the
+    installed PREFIX/share/mtld/snapshot.proto."""
     extra = os.environ.get("MTLD_PB2_DIR")
     if extra and extra not in sys.path:
         sys.path.insert(0, extra)
-    try:
-        return importlib.import_module("snapshot_pb2")
-    except ImportError:
-        pass
+    for name in ("snapshot_pb2", "mtld_snapshot_pb2"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            pass
     here = os.path.dirname(os.path.abspath(__file__))
-    proto = os.environ.get("MTLD_SNAPSHOT_PROTO") or os.path.join(
-        here, "..", "schemas", "snapshot.proto"
-    )
-    if not os.path.exists(proto):
-        raise ImportError("snapshot_pb2 not importable and %s not found" % proto)
+    candidates = [
+        os.environ.get("MTLD_SNAPSHOT_PROTO"),
+        os.path.join(here, "..", "schemas", "snapshot.proto"),  # tools/ in the source tree
+        # PREFIX/lib/python3[.X]/dist-packages -> PREFIX/share/mtld
+        os.path.join(here, "..", "..", "..", "share", "mtld", "snapshot.proto"),
+    ]
+    proto = next((c for c in candidates if c and os.path.exists(c)), None)
+    if proto is None:
+        raise ImportError(
+            "snapshot_pb2 not importable and no snapshot.proto in %s"
+            % ", ".join(c for c in candidates if c)
+        )
     with tempfile.TemporaryDirectory(prefix="mtld-pb2-") as out:
         subprocess.run(
             [
@@ -102,6 +121,31 @@ def _pb2():
             return importlib.import_module("snapshot_pb2")  # stays loaded once imported
         finally:
             sys.path.remove(out)
+
+
+def key(s):
+    """The id of a string key, as the daemon hashes string ids (never 0)."""
+    h = xxhash.xxh64_intdigest(s.encode("utf-8") if isinstance(s, str) else s)
+    return h or 1
+
+
+def request_samples(n, user, scenario="", time_ms=0, position=0):
+    """n candidate samples (SAMPLE_DTYPE) for one request, ids only (dense
+    zeros, no sequence), as `mtld-score --sample-json` builds lines without
+    a store and libmtld-serving builds its requests; item and category 0."""
+    s = np.zeros(n, dtype=SAMPLE_DTYPE)
+    sid = key(scenario) if scenario else 0
+    s["time_ms"] = time_ms
+    s["kind"] = 1
+    s["weight"] = 1.0
+    s["n_fields"] = 6
+    s["fields"][:, 0] = np.uint64(user)
+    s["fields"][:, 3] = np.uint64(sid)
+    s["fields"][:, 4] = np.uint64(position if position > 0 else 0)
+    s["fields"][:, 5] = np.uint64(1 + (time_ms % 86400000) // 3600000)  # mtld_sample_hour_id
+    s["scenario_id"] = np.uint64(sid)
+    s["scenario"] = scenario.encode("utf-8")
+    return s
 
 
 def resolve(path):
@@ -132,6 +176,40 @@ class Snapshot:
         self.tensors = tensors
         self.path = path
         self.model = header.model
+
+    def items(self):
+        """The snapshot's item set: (ids, categories), uint64 arrays, ids
+        ascending; empty when the snapshot has none (older writers)."""
+        if self.header.n_items == 0:
+            e = np.zeros(0, dtype=np.uint64)
+            return e, e
+        ids = self.tensors["items.id"].reshape(-1).view(np.uint64)
+        cats = self.tensors["items.category"].reshape(-1).view(np.uint64)
+        return ids, cats
+
+    def top_k(self, user, k, scenario="", task=0, time_ms=None, position=0, chunk=4096):
+        """The k items of the item set the model ranks highest by task
+        `task` (index or name) for a user (id; key() for strings) in a
+        scenario at time_ms (default: the watermark): [(item, category,
+        score)], best first, ties by smaller item id.  Candidates carry ids
+        only, as libmtld-serving's and `mtld-score --top` without --store."""
+        if isinstance(task, str):
+            names = [t.name for t in self.model.tasks]
+            if task not in names:
+                raise SnapshotError("no task %s" % task)
+            task = names.index(task)
+        ids, cats = self.items()
+        if len(ids) == 0:
+            raise SnapshotError("the snapshot has no item set")
+        t = self.header.watermark_ms if time_ms is None else time_ms
+        scores = np.empty(len(ids))
+        for i0 in range(0, len(ids), chunk):
+            s = request_samples(min(chunk, len(ids) - i0), user, scenario, t, position)
+            s["fields"][:, 1] = ids[i0 : i0 + chunk]
+            s["fields"][:, 2] = cats[i0 : i0 + chunk]
+            scores[i0 : i0 + chunk] = self.score(s)[0][:, task]
+        order = np.lexsort((ids, -scores))[:k]
+        return [(int(ids[i]), int(cats[i]), float(scores[i])) for i in order]
 
     # ---- embedding lookups (trainer/embed.h mtld_embed_find) -------------
     def _field_name(self, f):
@@ -343,7 +421,15 @@ def main(argv=None):
     ap.add_argument("snapshot", help="snapshot file, or a snapshot directory (follows LATEST)")
     ap.add_argument("--samples", help="score a sample dump, one line per sample")
     ap.add_argument("--info", action="store_true", help="print the header")
+    ap.add_argument("--top", type=int, help="the K items ranked highest for --user")
+    ap.add_argument("--user", type=int, help="user id (for --top)")
+    ap.add_argument("--user-key", help="user key, hashed as the daemon does (for --top)")
+    ap.add_argument("--scenario", default="", help="scenario name (for --top)")
+    ap.add_argument("--rank-by", help="task to rank by (default: the first)")
+    ap.add_argument("--time-ms", type=int, help="event time to score at (default: watermark)")
     args = ap.parse_args(argv)
+    if args.top is not None and (args.top < 1 or (args.user is None) == (args.user_key is None)):
+        ap.error("--top K needs K >= 1 and one of --user, --user-key")
     try:
         snap = load(args.snapshot)
     except (OSError, SnapshotError, ImportError, subprocess.CalledProcessError) as e:
@@ -353,6 +439,7 @@ def main(argv=None):
         h = snap.header
         print("file %s\nformat_version %d\nproducer %s" % (snap.path, h.format_version, h.producer))
         print("created_ms %d\nwatermark_ms %d" % (h.created_ms, h.watermark_ms))
+        print("items %d" % h.n_items)
         for o in h.offsets:
             print("offset %s %d %d %d" % (o.topic, o.partition, o.next_offset, o.max_time_ms))
         for mt in h.metrics:
@@ -362,6 +449,18 @@ def main(argv=None):
             )
         for t in h.tensors:
             print("tensor %s %dx%d" % (t.name, t.rows, t.cols))
+    if args.top:
+        user = args.user if args.user is not None else key(args.user_key)
+        task = args.rank_by if args.rank_by else 0
+        try:
+            top = snap.top_k(user, args.top, args.scenario, task, args.time_ms)
+        except SnapshotError as e:
+            print("mtld_reader: %s" % e, file=sys.stderr)
+            return 2
+        name = snap.model.tasks[task].name if isinstance(task, int) else task
+        out = ["# rank item category %s" % name]
+        out += ["%d %d %d %.9g" % (r + 1, i, c, v) for r, (i, c, v) in enumerate(top)]
+        sys.stdout.write("\n".join(out) + "\n")
     if args.samples:
         try:
             samples = read_samples(args.samples)

@@ -9,6 +9,8 @@
  *   VARIANT 0 mmoe, 1 ple, 2 shared_bottom, 3 single_task, 4 mmoe with Adam
  *   embeddings and no admission sketch, 5 without attention, scenario gate and
  *   interactions,
+ *   (variants 0-4 record the item set 1..200 the synthetic stream draws
+ *   from, variant 5 none, as files written before the item set existed)
  *   6 "store": events go through a feature store (OUTDIR/store) and samples
  *   are built from its features with mtld_sample_from_features, as the
  *   joiner builds them; the snapshot records the store's feature definitions.
@@ -40,6 +42,21 @@ static uint64_t rnd(void) {
 
 static double unif(void) {
   return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+#define MAX_ITEMS 4096
+
+typedef struct {
+  uint64_t ids[MAX_ITEMS], cats[MAX_ITEMS];
+  size_t n;
+} item_set_t;
+
+static int add_item(void *ctx, uint64_t id, const mtld_item_features_t *f) {
+  item_set_t *s = ctx;
+  if (s->n == MAX_ITEMS) return 1;
+  s->ids[s->n] = id;
+  s->cats[s->n++] = f->category_id;
+  return 0;
 }
 
 static void synth(mtld_sample_t *s, int i) {
@@ -223,6 +240,12 @@ static int store_variant(const char *out) {
   meta.watermark_ms = t_end - 60000;
   meta.n_offsets = 1;
   meta.offsets = &off;
+  item_set_t items = {0}; /* the store's items, as the daemon records them */
+  mtld_store_foreach_item(st, add_item, &items);
+  if (items.n == 0 || items.n > MAX_ITEMS) return 1;
+  meta.n_items = items.n;
+  meta.item_ids = items.ids;
+  meta.item_cats = items.cats;
   snprintf(path, sizeof path, "%s/snapshots", out);
   if (mtld_snapshot_write(t, &meta, path, 2, NULL, 0, err, sizeof err) != MTLD_OK) {
     fprintf(stderr, "snapshot_fixture: %s\n", err);
@@ -336,6 +359,16 @@ int main(int argc, char **argv) {
   meta.watermark_ms = t_end - 60000;
   meta.n_offsets = 1;
   meta.offsets = &off;
+  /* the item set synth() draws from (variant 5: none, as files written
+     before the item set existed) */
+  item_set_t items = {0};
+  for (uint64_t item = 1; variant != 5 && item <= 200; item++) {
+    items.ids[items.n] = item;
+    items.cats[items.n++] = 1 + item % 15;
+  }
+  meta.n_items = items.n;
+  meta.item_ids = items.n ? items.ids : NULL;
+  meta.item_cats = items.n ? items.cats : NULL;
   snprintf(path, sizeof path, "%s/snapshots", out);
   if (mtld_snapshot_write(t, &meta, path, 2, NULL, 0, err, sizeof err) != MTLD_OK) {
     fprintf(stderr, "snapshot_fixture: %s\n", err);

@@ -9,6 +9,9 @@
 #   - tools/mtld_reader.py (numpy, its own implementation of the format and of
 #     the forward pass) agrees within 1e-5 with both;
 #   - both readers refuse a damaged snapshot with a reason;
+#   - top-K: mtld-score --top ranks the item set (scores = its per-candidate
+#     scores, best first), mtld_reader.py ranks the same, a snapshot without
+#     an item set (older files) is refused for top-K only;
 #   - on the daemon's own output (a file replay: final snapshot, sample dump,
 #     store) both readers agree, and candidates score from its store.
 # The C part always runs; the Python part needs python3 with numpy,
@@ -151,6 +154,93 @@ if [ -f "$D/candidates.jsonl" ]; then
   fi
 fi
 
+# Top-K: mtld-score --top ranks the snapshot's item set; the Python reader
+# ranks it the same (same items in the same order, scores within 1e-5; a
+# near-tie may swap only when the two scores are within 1e-5); a snapshot
+# without an item set (as written before it existed) is refused by both.
+# topk_agree A B: "ok" or why not (A, B: "rank item category score" lines)
+topk_agree() {
+  awk 'NR == FNR { if ($1 != "#") { it[$1] = $2; sc[$1] = $4; n = $1 }; next }
+       $1 == "#" { next }
+       { m = $1; d = sc[$1] - $4; if (d < 0) d = -d; if (d > 1e-5) { bad = "score of rank " $1 " differs by " d }
+         if (it[$1] != $2) { # a swap is allowed between (near-)equal scores only
+           for (r in it) if (it[r] == $2) { e = sc[r] - $4; if (e < 0) e = -e; if (e > 1e-5) bad = "item " $2 " ranked " $1 " vs " r } } }
+       END { if (n != m || n == 0) bad = "lengths " n " and " m; print bad ? bad : "ok" }' "$1" "$2"
+}
+for v in 0 4; do
+  D=$TMP/v$v
+  [ -d "$D/snapshots" ] || continue
+  if T "$SCORE" --snapshot "$D/snapshots" --top 20 --user 7 --scenario sc11 >"$D/top.txt" 2>"$D/top.err" &&
+    [ "$(grep -vc '^#' "$D/top.txt")" = 20 ] && head -1 "$D/top.txt" | grep -q '^# rank item category ctr$'; then
+    ok "variant $v: mtld-score --top 20 ranks the item set: $(sed -n 2p "$D/top.txt")"
+  else
+    fail "variant $v: mtld-score --top 20: $(head -c 300 "$D/top.err")"
+  fi
+  # every listed score is what mtld-score gives that candidate alone, and the list is sorted
+  awk '$1 != "#" { printf "{\"id\": %s, \"user\": 7, \"item\": %s, \"category\": %s, \"scenario\": \"sc11\"}\n", $2, $2, $3 }' \
+    "$D/top.txt" >"$D/top.jsonl"
+  T "$SCORE" --snapshot "$D/snapshots" --sample-json "$D/top.jsonl" >"$D/top_scored.txt" 2>/dev/null
+  # (within 1e-6: a batch scores each row with BLIS kernels chosen by the batch's shape)
+  if [ "$(paste -d' ' <(grep -v '^#' "$D/top.txt") <(grep -v '^#' "$D/top_scored.txt") |
+    awk '{ d = $4 - $6; if (d < 0) d = -d; if ($2 != $5 || d > 1e-6) bad = 1 } END { print NR && !bad }')" = 1 ] &&
+    grep -v '^#' "$D/top.txt" | awk 'NR > 1 && ($4 > p || ($4 == p && $2 < q)) { exit 1 } { p = $4; q = $2 }'; then
+    ok "variant $v: the top-K scores are mtld-score's for those candidates (within 1e-6), best first"
+  else
+    fail "variant $v: top-K scores or order: $(head -3 "$D/top.txt") / $(head -3 "$D/top_scored.txt")"
+  fi
+  if [ -n "$PY" ]; then
+    if T "$PY" "$READER" "$D/snapshots" --top 20 --user 7 --scenario sc11 >"$D/pytop.txt" 2>"$D/pytop.err" &&
+      r=$(topk_agree "$D/top.txt" "$D/pytop.txt") && [ "$r" = ok ]; then
+      ok "variant $v: mtld_reader.py ranks the same top 20 ($(grep -v '^#' "$D/pytop.txt" | awk '{printf "%s ", $2}' | head -c 60))"
+    else
+      fail "variant $v: mtld_reader.py --top: ${r:-} $(head -c 200 "$D/pytop.err")"
+    fi
+  fi
+done
+D=$TMP/v6
+if [ -d "$D/snapshots" ]; then
+  # ranked by the ESMM task, features from the store for every candidate
+  if T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --top 10 --user 3 --rank-by ctcvr \
+    >"$D/top.txt" 2>"$D/top.err" && [ "$(grep -vc '^#' "$D/top.txt")" = 10 ]; then
+    first=$(sed -n 2p "$D/top.txt")
+    one=$(T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --user 3 --item "$(echo "$first" | cut -d' ' -f2)" |
+      tail -1 | cut -d' ' -f3)
+    if [ "$one" = "$(echo "$first" | cut -d' ' -f4)" ]; then
+      ok "mtld-score --store --top 10 --rank-by ctcvr: the best ($first) scores so as one candidate"
+    else
+      fail "mtld-score --store --top: best $first, scored alone $one"
+    fi
+  else
+    fail "mtld-score --store --top 10: $(head -c 300 "$D/top.err")"
+  fi
+  if [ -n "$PY" ] && T "$SCORE" --snapshot "$D/snapshots" --top 20 --user-key u-5 --rank-by ctcvr >"$D/top2.txt" 2>/dev/null &&
+    T "$PY" "$READER" "$D/snapshots" --top 20 --user-key u-5 --rank-by ctcvr >"$D/pytop2.txt" 2>"$D/pytop2.err" &&
+    r=$(topk_agree "$D/top2.txt" "$D/pytop2.txt") && [ "$r" = ok ]; then
+    ok "variant 6: both readers rank the store's item set the same by ctcvr (--user-key)"
+  elif [ -n "$PY" ]; then
+    fail "variant 6: readers' top-K by ctcvr differ: ${r:-} $(head -c 200 "$D/pytop2.err")"
+  fi
+fi
+D=$TMP/v5
+if [ -d "$D/snapshots" ]; then
+  rc=0
+  T "$SCORE" --snapshot "$D/snapshots" --top 5 --user 7 >/dev/null 2>"$D/top.err" || rc=$?
+  if [ "$rc" = 2 ] && grep -q "no item set" "$D/top.err"; then
+    ok "a snapshot without an item set (older format) still scores, and --top says it has no item set"
+  else
+    fail "--top without an item set: rc $rc $(head -c 200 "$D/top.err")"
+  fi
+  if [ -n "$PY" ]; then
+    rc=0
+    T "$PY" "$READER" "$D/snapshots" --top 5 --user 7 >/dev/null 2>"$D/pytop.err" || rc=$?
+    if [ "$rc" = 2 ] && grep -q "no item set" "$D/pytop.err"; then
+      ok "mtld_reader.py --top refuses a snapshot without an item set"
+    else
+      fail "mtld_reader.py --top without an item set: rc $rc $(head -c 200 "$D/pytop.err")"
+    fi
+  fi
+fi
+
 # --info shows the header; the Python reader reads the same header.
 D=$TMP/v0
 if T "$SCORE" --snapshot "$D/snapshots" --info >"$D/info.txt" 2>&1 &&
@@ -247,6 +337,24 @@ CONF
       ok "mtld-score scores user $user x item $item from the daemon's store: $(tail -1 "$D/one.txt")"
     else
       fail "mtld-score --store on the daemon's store: $(head -c 300 "$D/one.err")"
+    fi
+    # top-K from the daemon's snapshot: its item set is the store's items
+    n_store=$("$BUILD/mtld-inspect" --store "$D/store" --dump 2>/dev/null | awk '$1 == "item"' | wc -l)
+    n_snap=$(T "$SCORE" --snapshot "$D/snap" --info 2>/dev/null | awk '$1 == "items" { print $2 }')
+    if [ -n "$user" ] && [ "$n_store" -gt 20 ] && [ "$n_snap" = "$n_store" ] &&
+      T "$SCORE" --snapshot "$D/snap" --store "$D/store" --top 20 --user "$user" --rank-by ctcvr \
+        >"$D/top.txt" 2>"$D/top.err" && [ "$(grep -vc '^#' "$D/top.txt")" = 20 ]; then
+      ok "mtld-score --top 20 answers from the daemon's snapshot ($n_snap items): $(sed -n 2p "$D/top.txt")"
+    else
+      fail "top-K on the daemon's snapshot: store $n_store items, snapshot ${n_snap:-?}: $(head -c 300 "$D/top.err")"
+    fi
+    if [ -n "$PY" ] && [ -n "$user" ] &&
+      T "$SCORE" --snapshot "$D/snap" --top 20 --user "$user" >"$D/top_ids.txt" 2>/dev/null &&
+      T "$PY" "$READER" "$D/snap" --top 20 --user "$user" >"$D/pytop.txt" 2>"$D/pytop.err" &&
+      r=$(topk_agree "$D/top_ids.txt" "$D/pytop.txt") && [ "$r" = ok ]; then
+      ok "both readers rank the daemon's item set the same"
+    elif [ -n "$PY" ]; then
+      fail "readers' top-K on the daemon's snapshot: ${r:-} $(head -c 200 "$D/pytop.err")"
     fi
   else
     fail "the daemon replay did not leave a snapshot and a dump: $(tail -c 400 "$D/mtld.log")"

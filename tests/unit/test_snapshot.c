@@ -3,7 +3,10 @@
  * both embedding optimisers, with and without admission), the header carries
  * what was given, capture is a copy (training on afterwards changes nothing),
  * LATEST and retention, and every kind of damage is refused with
- * MTLD_ERR_CORRUPT and a message naming it.  Also the sample dump format. */
+ * MTLD_ERR_CORRUPT and a message naming it.  Also the sample dump format,
+ * the item set (round trip, sorted at capture, absent in older files) and
+ * top-K (mtld_snapshot_top_k against scoring every item; libmtld-serving's
+ * interface over the same file). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "trainer/sampledump.h"
 #include "durable/snapshot.h"
 #include "common/fs.h"
+#include "mtld/serving.h"
 
 /* Impressions and reviews over a few hundred users and items, three
  * scenarios, sequences and dense features; time advances 500 ms a sample. */
@@ -555,6 +559,137 @@ static void test_sampledump(void) {
   fclose(f);
 }
 
+static int cmp_rank(const void *a, const void *b) {
+  const mtld_snapshot_ranked_t *x = a, *y = b;
+  if (x->score != y->score) return x->score > y->score ? -1 : 1;
+  return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static void test_items_and_top_k(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  mtld_trainer_t *t = trained(&c, 3000, 21);
+  CHECK(t != NULL);
+  if (!t) return;
+  char err[512], dir[512], path[1024];
+  mtld_source_offset_t offs[2];
+  mtld_snapshot_meta_t meta;
+  fill_meta(&meta, offs);
+  /* the item set given out of order with a duplicate: capture sorts it */
+  enum { N = 150 };
+  uint64_t ids[N + 1], cats[N + 1];
+  for (int i = 0; i < N; i++) ids[i] = (uint64_t)(N - i), cats[i] = 1 + (uint64_t)(N - i) % 12;
+  ids[N] = 7, cats[N] = 1 + 7 % 12;
+  meta.n_items = N + 1;
+  meta.item_ids = ids;
+  meta.item_cats = cats;
+  snprintf(dir, sizeof dir, "%s/items", tmpdir);
+  CHECK(mtld_snapshot_write(t, &meta, dir, 1, path, sizeof path, err, sizeof err) == MTLD_OK);
+  mtld_model_t *m = NULL;
+  mtld_snapshot_info_t info;
+  CHECK(mtld_snapshot_load(dir, &m, &info, err, sizeof err) == MTLD_OK);
+  if (!m) return;
+  CHECK(info.meta.n_items == N);
+  int asc = 1;
+  for (int i = 0; i < N && info.meta.item_ids; i++)
+    asc &= info.meta.item_ids[i] == (uint64_t)i + 1 &&
+           info.meta.item_cats[i] == 1 + ((uint64_t)i + 1) % 12;
+  CHECK(asc && info.meta.item_ids);
+
+  /* top-K = every item scored in the same batches, sorted */
+  rng_t r = {5};
+  mtld_sample_t tmpl, batch[32];
+  probe(&r, &tmpl, 3);
+  mtld_snapshot_ranked_t top[N + 5], all[N];
+  int n = 0, bs = mtld_model_config(m)->batch_size;
+  CHECK(bs == 32);
+  for (int task = 0; task < 3; task++) {
+    CHECK(mtld_snapshot_top_k(m, &tmpl, info.meta.item_ids, info.meta.item_cats, N, task, 10, NULL,
+                              NULL, top, &n) == MTLD_OK);
+    CHECK(n == 10);
+    for (int i0 = 0; i0 < N; i0 += bs) {
+      int nb = N - i0 < bs ? N - i0 : bs;
+      float p[32 * MTLD_MAX_TASKS];
+      for (int j = 0; j < nb; j++) {
+        batch[j] = tmpl;
+        batch[j].fields[MTLD_FIELD_ITEM] = info.meta.item_ids[i0 + j];
+        batch[j].fields[MTLD_FIELD_CATEGORY] = info.meta.item_cats[i0 + j];
+      }
+      CHECK(mtld_snapshot_score(m, batch, nb, p, NULL) == MTLD_OK);
+      for (int j = 0; j < nb; j++)
+        all[i0 + j] = (mtld_snapshot_ranked_t){info.meta.item_ids[i0 + j],
+                                               info.meta.item_cats[i0 + j], p[j * 3 + task]};
+    }
+    qsort(all, N, sizeof all[0], cmp_rank);
+    int same = 0;
+    for (int i = 0; i < n; i++)
+      same += top[i].item == all[i].item && top[i].score == all[i].score &&
+              top[i].category == all[i].category;
+    CHECK(same == 10);
+  }
+  /* k beyond the catalog: all of it; bad k or task refused */
+  CHECK(mtld_snapshot_top_k(m, &tmpl, info.meta.item_ids, NULL, N, 0, N + 5, NULL, NULL, top, &n) ==
+        MTLD_OK);
+  CHECK(n == N && top[0].score >= top[N - 1].score && top[0].category == 0);
+  CHECK(mtld_snapshot_top_k(m, &tmpl, info.meta.item_ids, NULL, N, 0, 0, NULL, NULL, top, &n) ==
+        MTLD_ERR_INVALID);
+  CHECK(mtld_snapshot_top_k(m, &tmpl, info.meta.item_ids, NULL, N, 3, 5, NULL, NULL, top, &n) ==
+        MTLD_ERR_INVALID);
+  mtld_model_destroy(m);
+  mtld_snapshot_info_free(&info);
+  CHECK(info.meta.item_ids == NULL);
+
+  /* libmtld-serving over the same file */
+  mtld_serving_t *sv = NULL;
+  CHECK(mtld_serving_open(&sv, dir, err, sizeof err) == 0);
+  if (sv) {
+    CHECK(mtld_serving_n_items(sv) == N && mtld_serving_n_tasks(sv) == 3);
+    CHECK(mtld_serving_task_index(sv, "ctcvr") == 1 && mtld_serving_task_is_esmm(sv, 1));
+    CHECK(mtld_serving_task_name(sv, 3) == NULL && mtld_serving_task_index(sv, "x") == -1);
+    CHECK(!strcmp(mtld_serving_path(sv), path));
+    CHECK(mtld_serving_watermark_ms(sv) == meta.watermark_ms);
+    mtld_serving_request_t q = {.user = 17, .scenario = "scen2"};
+    uint64_t it[200];
+    float sc[200];
+    CHECK(mtld_serving_top_k(sv, &q, 1, 200, it, sc, &n) == 0 && n == N);
+    /* the best item scored on its own: equal up to float rounding */
+    mtld_serving_request_t one = q;
+    one.item = it[0];
+    one.category = 1 + it[0] % 12;
+    float p[MTLD_SERVING_MAX_TASKS], pc[MTLD_SERVING_MAX_TASKS];
+    CHECK(mtld_serving_score(sv, &one, 1, p, pc) == 0);
+    CHECK(p[1] > sc[0] - 1e-6f && p[1] < sc[0] + 1e-6f);
+    /* more candidates than a batch: scored in batches */
+    mtld_serving_request_t many[100];
+    float pm[100 * MTLD_SERVING_MAX_TASKS];
+    for (int i = 0; i < 100; i++) many[i] = q, many[i].item = (uint64_t)i + 1;
+    CHECK(mtld_serving_score(sv, many, 100, pm, NULL) == 0);
+    CHECK(pm[0] > 0 && pm[0] < 1);
+    mtld_serving_request_t bad = q;
+    bad.scenario = "a scenario name longer than thirty-one bytes";
+    CHECK(mtld_serving_score(sv, &bad, 1, p, NULL) == MTLD_SERVING_ERR_INVALID);
+    CHECK(mtld_serving_top_k(sv, &q, 0, 0, it, sc, &n) == MTLD_SERVING_ERR_INVALID);
+    CHECK(mtld_serving_key("a") == mtld_serving_key("a") && mtld_serving_key("") != 0);
+    mtld_serving_close(sv);
+  }
+  CHECK(mtld_serving_open(&sv, "/nonexistent/mtld", err, sizeof err) == MTLD_SERVING_ERR_NOTFOUND);
+  CHECK(sv == NULL);
+
+  /* no item set (as files written before it existed): loads, none */
+  meta.n_items = 0;
+  meta.item_ids = meta.item_cats = NULL;
+  CHECK(mtld_snapshot_write(t, &meta, dir, 1, NULL, 0, err, sizeof err) == MTLD_OK);
+  CHECK(mtld_serving_open(&sv, dir, err, sizeof err) == 0);
+  if (sv) {
+    mtld_serving_request_t q = {.user = 17};
+    uint64_t it[5];
+    CHECK(mtld_serving_n_items(sv) == 0);
+    CHECK(mtld_serving_top_k(sv, &q, 0, 5, it, NULL, &n) == MTLD_SERVING_ERR_NOTFOUND && n == 0);
+    mtld_serving_close(sv);
+  }
+  mtld_trainer_destroy(t);
+}
+
 int main(void) {
   make_tmpdir();
   test_roundtrip_archs();
@@ -562,6 +697,7 @@ int main(void) {
   test_latest_and_keep();
   test_corruption();
   test_sampledump();
+  test_items_and_top_k();
   mtld_rmtree(tmpdir);
   return CHECK_DONE();
 }

@@ -15,6 +15,10 @@
 #   BENCH_TOPK_REQUESTS  top-K requests timed by bench_topk (default 20)
 #   BENCH_SNAPSHOT=1   also run BUILD/bench/bench_snapshot (a 320 MiB model:
 #                      about 1 GiB of memory and tens of seconds; off by default)
+#   BENCH_E2E=0        skip the end-to-end rows (bench/bench_e2e.sh: the demo's
+#                      1M-impression stream through the whole daemon from a
+#                      file, the mock cluster and, when ../shared/kafka-local
+#                      exists, a real broker, next to kcat; a few minutes)
 #   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); put it
 #                      on the disk a real store would use: sync=on fsyncs there
 set -euo pipefail
@@ -74,6 +78,11 @@ if [ "${BENCH_SNAPSHOT:-0}" = 1 ]; then
   echo "== snapshot write and ingestion stall (bench_snapshot)"
   mkdir "$T/snapshots"
   run "$BUILD/bench/bench_snapshot" "$T/snapshots"
+fi
+if [ "${BENCH_E2E:-1}" = 1 ]; then
+  echo
+  echo "== end to end, everything on (bench/bench_e2e.sh)"
+  E2E_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}} run bash "$(dirname "$0")/bench_e2e.sh" "$BUILD"
 fi
 echo
 echo "== top-K latency, 100k-item catalog (bench_topk)"

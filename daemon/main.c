@@ -35,12 +35,17 @@
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
+#include "daemon/trainfeed.h"
 #include "features/joiner.h"
 #include "common/clock.h"
 #include "features/store.h"
 #include "features/watermark.h"
 #include "trainer/sampledump.h"
 #include "trainer/train.h"
+
+/* Released samples queued for the trainer's thread (about 1.2 KB each): a
+ * few batches' worth, so the main thread rarely waits for it. */
+#define TRAINFEED_SAMPLES 4096
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_STATE = 2, EXIT_SOURCE = 3, EXIT_RUNTIME = 4 };
 
@@ -116,6 +121,7 @@ typedef struct {
   mtld_store_t *store;
   mtld_watermark_t *wm;
   mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
+  mtld_trainfeed_t *feed;  /* the trainer's thread; NULL with no trainer */
   FILE *dump;              /* trainer.dump_samples, or NULL */
   mtld_pipeline_t *pipe;
   mtld_durable_t *durable;
@@ -212,7 +218,10 @@ static void do_reload(daemon_t *d) {
   int level = mtld_log_level_parse(next.log_level);
   if (level >= 0) mtld_log_set_level(level);
   mtld_pipeline_reload(d->pipe, &next);
-  if (d->trainer) mtld_trainer_apply_reloadable(d->trainer, &next.model);
+  if (d->trainer) {
+    mtld_trainfeed_drain(d->feed); /* released before the reload: the old rates */
+    mtld_trainer_apply_reloadable(d->trainer, &next.model);
+  }
   mtld_durable_reload(d->durable, &next);
   int metrics_changed = next.metrics_enabled != d->cfg.metrics_enabled ||
                         next.metrics_port != d->cfg.metrics_port ||
@@ -253,6 +262,11 @@ static void do_reload(daemon_t *d) {
   mtld_notify_ready();
 }
 
+/* durable/'s quiesce hook: the trainer catches up with the released samples. */
+static void quiesce_trainer(void *ctx) {
+  mtld_trainfeed_drain(ctx);
+}
+
 /* After the batch was committed on partition revocation: a checkpoint, so
  * the partitions' next owner and our own state agree on a cut. */
 static void on_revoked(void *ctx) {
@@ -261,13 +275,12 @@ static void on_revoked(void *ctx) {
     mtld_log(MTLD_LOG_WARNING, "checkpoint on revocation: %s", err);
 }
 
-/* The pipeline's sample sink: the trainer scores then learns from each
- * released sample; the dump keeps the same samples for references. */
+/* The pipeline's sample sink: the trainer (on its own thread, in release
+ * order) scores then learns from each released sample; the dump keeps the
+ * same samples for references. */
 static void on_sample(void *ctx, const mtld_sample_t *s) {
   daemon_t *d = ctx;
-  if (d->trainer && mtld_trainer_observe(d->trainer, s, NULL) != MTLD_OK)
-    mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
-                s->sample_id);
+  if (d->feed) mtld_trainfeed_push(d->feed, s);
   if (d->dump && mtld_sampledump_write(d->dump, s) != MTLD_OK)
     mtld_log_rl(MTLD_LOG_ERR, "dump", "trainer.dump_samples: write failed: %s", strerror(errno));
 }
@@ -276,6 +289,7 @@ static void on_sample(void *ctx, const mtld_sample_t *s) {
  * flushes the sample dump (after the final checkpoint, before the final
  * snapshot). */
 static void finish_training(daemon_t *d) {
+  mtld_trainfeed_drain(d->feed);
   if (d->trainer) mtld_trainer_flush(d->trainer);
   if (d->dump) fflush(d->dump);
 }
@@ -287,8 +301,10 @@ static void report(daemon_t *d) {
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
   if (!f) return;
+  mtld_trainfeed_lock(d->feed);
   mtld_pvmetrics_print(mtld_trainer_metrics(d->trainer), f, 1);
   if (mtld_trainer_ranking(d->trainer)) mtld_rank_print(mtld_trainer_ranking(d->trainer), f);
+  mtld_trainfeed_unlock(d->feed);
   fclose(f);
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
     mtld_log(MTLD_LOG_INFO, "pv %s", line);
@@ -326,6 +342,8 @@ static void free_state(daemon_t *d) {
   d->pipe = NULL;
   if (d->dump) fclose(d->dump);
   d->dump = NULL;
+  mtld_trainfeed_stop(d->feed); /* observes what is queued, then joins */
+  d->feed = NULL;
   mtld_trainer_destroy(d->trainer);
   d->trainer = NULL;
   mtld_watermark_destroy(d->wm);
@@ -363,6 +381,8 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   if (d->trainer) {
     st = start_ranking(d, err, errlen);
     if (st != MTLD_OK) return st;
+    st = mtld_trainfeed_start(&d->feed, d->trainer, TRAINFEED_SAMPLES, err, errlen);
+    if (st != MTLD_OK) return st;
   }
   if (cfg->dump_samples[0]) {
     d->dump = fopen(cfg->dump_samples, "wb");
@@ -380,7 +400,15 @@ static void publish(daemon_t *d, int healthy, const char *why) {
   mtld_pipeline_render_metrics(d->pipe, &d->mbuf);
   mtld_store_render_metrics(d->store, &d->mbuf);
   mtld_watermark_render_metrics(d->wm, &d->mbuf);
-  if (d->trainer) mtld_trainer_render_metrics(d->trainer, &d->mbuf);
+  if (d->trainer) {
+    mtld_trainfeed_lock(d->feed);
+    mtld_trainer_render_metrics(d->trainer, &d->mbuf);
+    mtld_trainfeed_unlock(d->feed);
+    mtld_metrics_family(&d->mbuf, "mtld_trainer_queue", "gauge",
+                        "Released samples queued for the trainer's thread.");
+    mtld_metrics_sample(&d->mbuf, "mtld_trainer_queue", NULL,
+                        (double)mtld_trainfeed_depth(d->feed));
+  }
   if (d->src) mtld_source_render_metrics(d->src, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
   mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
@@ -648,6 +676,7 @@ int main(int argc, char **argv) {
     free_state(&d);
     return EXIT_RUNTIME;
   }
+  mtld_durable_set_quiesce(d.durable, quiesce_trainer, d.feed);
   /* A new model: the empty cut first, so recovery always has a checkpoint
    * whose offsets the store can be compared with. */
   if (!have_checkpoint && mtld_durable_checkpoint(d.durable, 1, err, sizeof(err)) != MTLD_OK) {

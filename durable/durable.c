@@ -50,6 +50,8 @@ struct mtld_durable {
   uint64_t next_id;
   int64_t last_ckpt_mono, last_snap_mono;
   uint64_t last_ckpt_samples;
+  void (*quiesce)(void *ctx); /* see mtld_durable_set_quiesce; NULL: none */
+  void *quiesce_ctx;
 
   pthread_t thread;
   pthread_mutex_t mu;
@@ -349,9 +351,19 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, m
   return MTLD_OK;
 }
 
+void mtld_durable_set_quiesce(mtld_durable_t *d, void (*fn)(void *ctx), void *ctx) {
+  d->quiesce = fn;
+  d->quiesce_ctx = ctx;
+}
+
+static void quiesce(mtld_durable_t *d) {
+  if (d->quiesce) d->quiesce(d->quiesce_ctx);
+}
+
 static uint64_t samples_seen(mtld_durable_t *d) {
   mtld_trainer_t *t = d->trainer;
   if (!t) return 0;
+  quiesce(d);
   mtld_trainer_stats_t s;
   mtld_trainer_stats(t, &s);
   return s.observed;
@@ -376,6 +388,7 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK; /* no model: the store alone is the state */
   int64_t t0 = mtld_mono_ms();
+  quiesce(d); /* the cut: the trainer state that matches the store's offsets */
   job_t j = {.kind = JOB_CHECKPOINT,
              .id = d->next_id++,
              .keep = d->cfg.checkpoint_keep,
@@ -430,6 +443,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   mtld_trainer_t *t = d->trainer;
   if (!t) return MTLD_OK;
   int64_t t0 = mtld_mono_ms();
+  quiesce(d);
   const mtld_feature_def_t *fd = &d->cfg.features;
   mtld_snapshot_meta_t meta = {0};
   meta.features = *fd;

@@ -45,6 +45,12 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, m
                                mtld_trainer_t *trainer, const mtld_watermark_t *wm, char *err,
                                size_t errlen);
 
+/* The trainer may be fed by another thread (daemon/trainfeed.h): fn(ctx) is
+ * called before every read of the trainer (the cut of a checkpoint, the
+ * capture of a snapshot, the sample count of checkpoint_every_samples) and
+ * must return only when the trainer holds every sample released so far.
+ * NULL (the default): the trainer is the caller's thread's alone. */
+void mtld_durable_set_quiesce(mtld_durable_t *d, void (*fn)(void *ctx), void *ctx);
 /* Called after each committed batch: takes a checkpoint and/or a snapshot
  * when their interval (or sample count) is due.  Errors are logged. */
 void mtld_durable_tick(mtld_durable_t *d);

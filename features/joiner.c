@@ -224,6 +224,7 @@ typedef struct {
   uint32_t sub;
   uint64_t sample_id, request_id, user_id, item_id, scenario_id;
   int32_t next[N_IDX]; /* chain links; next[0] links the free list too */
+  int32_t prev[N_IDX]; /* back links: a release unlinks in O(1), not by walking the chain */
   uint8_t kind;
   uint8_t indexed; /* bit i: in index i */
 } entry_t;
@@ -372,8 +373,10 @@ static uint64_t idx_key(const entry_t *e, int which) {
 static int chain_add(mtld_joiner_t *j, int which, int32_t e) {
   uint64_t k = idx_key(&j->ent[e], which);
   int32_t *head = cmap_find(&j->idx[which], k);
+  j->ent[e].prev[which] = -1;
   if (head) {
     j->ent[e].next[which] = *head;
+    j->ent[*head].prev[which] = e;
     *head = e;
   } else {
     j->ent[e].next[which] = -1;
@@ -384,21 +387,19 @@ static int chain_add(mtld_joiner_t *j, int which, int32_t e) {
 }
 
 static void chain_remove(mtld_joiner_t *j, int which, int32_t e) {
+  int32_t p = j->ent[e].prev[which], n = j->ent[e].next[which];
+  if (n >= 0) j->ent[n].prev[which] = p;
+  if (p >= 0) {
+    j->ent[p].next[which] = n;
+    return;
+  }
   uint64_t k = idx_key(&j->ent[e], which);
   int32_t *head = cmap_find(&j->idx[which], k);
   if (!head) return;
-  if (*head == e) {
-    if (j->ent[e].next[which] >= 0)
-      *head = j->ent[e].next[which];
-    else
-      cmap_erase(&j->idx[which], k);
-    return;
-  }
-  for (int32_t p = *head; j->ent[p].next[which] >= 0; p = j->ent[p].next[which])
-    if (j->ent[p].next[which] == e) {
-      j->ent[p].next[which] = j->ent[e].next[which];
-      return;
-    }
+  if (n >= 0)
+    *head = n;
+  else
+    cmap_erase(&j->idx[which], k);
 }
 
 static void entry_free(mtld_joiner_t *j, int32_t e) {
@@ -437,7 +438,7 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
   x->user_id = s->n_fields > MTLD_FIELD_USER ? s->fields[MTLD_FIELD_USER] : 0;
   x->item_id = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
   x->scenario_id = s->scenario_id;
-  for (int w = 0; w < N_IDX; w++) x->next[w] = -1;
+  for (int w = 0; w < N_IDX; w++) x->next[w] = x->prev[w] = -1;
   j->n_live++;
   int rc = 0;
   if (sub == 0) {

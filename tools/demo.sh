@@ -62,7 +62,7 @@ exec 3<&-
 end=$(date +%s.%N)
 kill -TERM "$MTLD"
 wait "$MTLD" || true
-echo "   consumed $N records in $(echo "$end - $start" | bc 2>/dev/null || echo "?") s (wall clock, incl. start-up)"
+python3 -c 'import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f"   consumed {n} records in {s:.1f} s: {n / s:,.0f} records/s (wall clock, incl. start-up and the trainer)")' "$N" "$start" "$end"
 
 echo "== 5. summary"
 echo "-- events applied, by type and scenario"

@@ -1,0 +1,55 @@
+/* trainfeed.h - the trainer's own thread, fed the released samples in
+ * release order through a bounded queue.
+ *
+ * Determinism is about order, not threads: one consumer takes the samples in
+ * the order they were pushed, so the trainer sees exactly the sequence it
+ * would see if the main thread called mtld_trainer_observe itself, and its
+ * weights are bit-identical.  The main thread meanwhile goes on with the
+ * next records (decode, store, joiner) on the other core.
+ *
+ * Whoever reads or copies the trainer's state must first either drain the
+ * queue (a consistent cut: checkpoints and snapshots, reload, shutdown -
+ * the trainer then holds every sample pushed so far, as it would without the
+ * thread) or hold the trainer lock (a glance: metrics, the pv report).
+ *
+ * Thread: every function from the thread that created the feed (the main
+ * thread), except that the worker inside runs mtld_trainer_observe. */
+#ifndef MTLD_TRAINFEED_H
+#define MTLD_TRAINFEED_H
+
+#include <stddef.h>
+
+#include "common/status.h"
+#include "trainer/sample.h"
+#include "trainer/train.h"
+
+typedef struct mtld_trainfeed mtld_trainfeed_t;
+
+/* Starts the worker for trainer t (borrowed: it must outlive the feed) with
+ * a queue of capacity samples (>= 1).  MTLD_OK, or MTLD_ERR_NOMEM /
+ * MTLD_ERR_IO (the thread could not start) with err filled. */
+mtld_status_t mtld_trainfeed_start(mtld_trainfeed_t **out, mtld_trainer_t *t, size_t capacity,
+                                   char *err, size_t errlen);
+
+/* Queues a copy of s for the trainer; blocks while the queue is full. */
+void mtld_trainfeed_push(mtld_trainfeed_t *f, const mtld_sample_t *s);
+
+/* Returns once the worker has observed every sample pushed so far (the
+ * queue is empty and the worker idle): the trainer may then be read or
+ * changed by the caller until the next push.  NULL: no-op. */
+void mtld_trainfeed_drain(mtld_trainfeed_t *f);
+
+/* The trainer lock: held by the worker while it observes one sample.  Hold
+ * it to read the trainer (metrics) without waiting for the queue to drain.
+ * NULL: no-op. */
+void mtld_trainfeed_lock(mtld_trainfeed_t *f);
+void mtld_trainfeed_unlock(mtld_trainfeed_t *f);
+
+/* Samples queued and not yet observed (a gauge for the metrics). */
+size_t mtld_trainfeed_depth(mtld_trainfeed_t *f);
+
+/* Drains, stops and joins the worker, frees.  The trainer stays the
+ * caller's.  NULL: no-op. */
+void mtld_trainfeed_stop(mtld_trainfeed_t *f);
+
+#endif

@@ -2,7 +2,7 @@
 # configures and builds with CMake, then runs.
 #   make test   - unit + integration tests, then again under ASan+UBSan, then
 #                 the fuzzers briefly
-#   make demo   - generated stream -> mock Kafka cluster -> mtld -> summary
+#   make demo   - generated stream -> Kafka (real broker or mock) -> mtld -> summary
 #   make bench  - benchmarks, appended to bench/RESULTS.md's format on stdout
 JOBS ?= 2
 BUILD ?= build

@@ -557,6 +557,7 @@ static const custom_ops_t join_mode_ops = {parse_join_mode, print_join_mode, equ
 static size_t edit_distance(const char *a, const char *b);
 
 /* Enumerations: the index of a name is the value (the enums of model.h). */
+static const char *const on_gap_names[] = {"stop", "continue", NULL};
 static const char *const arch_names[] = {"single_task", "shared_bottom", "mmoe", "ple", NULL};
 static const char *const optim_names[] = {"adam", "adagrad", NULL};
 static const char *const emb_optim_names[] = {"adagrad", "adam", NULL};
@@ -868,6 +869,7 @@ static const key_def_t keys[] = {
   {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics),      .ops = &topics_ops},
   {.path = "source.file",   .kind = K_STRING, FIELD(source_file)},
   {.path = "source.format", .kind = K_CUSTOM, FIELD(format),      .ops = &format_ops},
+  {.path = "source.on_gap", .kind = K_ENUM,   FIELD(on_gap),      .names = on_gap_names},
 
   {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
 

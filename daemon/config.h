@@ -26,6 +26,11 @@
 
 typedef enum { MTLD_SOURCE_KAFKA = 0, MTLD_SOURCE_FILE } mtld_source_type_t;
 
+/* What a partition that resumes past its stored offset (records gone from
+ * Kafka: retention, DeleteRecords, a reset to "latest") does: stop the daemon
+ * before anything after the gap is applied, or count it, report it and go on. */
+typedef enum { MTLD_GAP_STOP = 0, MTLD_GAP_CONTINUE = 1 } mtld_on_gap_t;
+
 typedef struct {
   char name[128]; /* librdkafka property, e.g. "bootstrap.servers" */
   char value[512];
@@ -40,6 +45,7 @@ typedef struct {
   int n_topics;
   char source_file[1024]; /* source.file (type "file") */
   mtld_format_t format;   /* source.format = "auto" | "protobuf" | "json" */
+  int on_gap;             /* source.on_gap: mtld_on_gap_t */
 
   /* kafka: every key of group `kafka` passed to librdkafka; '_' in a libconfig
    * name becomes '.' (bootstrap_servers -> bootstrap.servers), values as text

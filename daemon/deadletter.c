@@ -29,6 +29,21 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   }
 }
 
+/* librdkafka's own log lines go through mtld's logger (from librdkafka's
+ * threads: mtld_log is thread-safe), never raw to stderr. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  mtld_log_rl(level < MTLD_LOG_ERR ? MTLD_LOG_ERR : level, "dlq-kafka-log",
+              "dead-letter producer: kafka %s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  (void)rk;
+  (void)opaque;
+  mtld_log_rl(MTLD_LOG_WARNING, "dlq-kafka-error", "dead-letter producer: kafka: %s: %s",
+              rd_kafka_err2name(err), reason);
+}
+
 /* Consumer-only properties a producer would warn about. */
 static int consumer_only(const char *k) {
   static const char *const names[] = {"group.id",
@@ -73,6 +88,8 @@ mtld_status_t mtld_deadletter_new(mtld_deadletter_t **out, const mtld_config_t *
   rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof(e));
   rd_kafka_conf_set_opaque(conf, dl);
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  rd_kafka_conf_set_log_cb(conf, log_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
   dl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
   if (!dl->rk) {
     snprintf(err, errlen, "dead_letter producer: %s", e);

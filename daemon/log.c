@@ -36,6 +36,7 @@ typedef struct {
   unsigned long long last_used; /* tick, for eviction */
   int count;                    /* lines printed in this window */
   unsigned long suppressed;     /* lines dropped since the last printed one */
+  int level;                    /* of the last line dropped */
   int used;
 } rl_entry_t;
 
@@ -150,6 +151,15 @@ void mtld_log(int level, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* emit() with variadic arguments; caller holds log_lock. */
+static void emit_fmt(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit_fmt(int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  emit(level, "", fmt, ap);
+  va_end(ap);
+}
+
 /* The table entry for key: found, or a free or least recently used one reset. */
 static rl_entry_t *rl_entry(const char *key, long long now) {
   rl_entry_t *victim = &rl_table[0];
@@ -161,6 +171,9 @@ static rl_entry_t *rl_entry(const char *key, long long now) {
     } else if (victim->used && e->last_used < victim->last_used) {
       victim = e;
     }
+  }
+  if (victim->used && victim->suppressed) { /* forgotten: say what it held back */
+    emit_fmt(victim->level, "%s: %lu similar messages suppressed", victim->key, victim->suppressed);
   }
   memset(victim, 0, sizeof(*victim));
   snprintf(victim->key, sizeof(victim->key), "%s", key);
@@ -181,6 +194,7 @@ void mtld_log_rl(int level, const char *key, const char *fmt, ...) {
   }
   if (e->count >= RL_BURST) {
     e->suppressed++;
+    e->level = level;
     pthread_mutex_unlock(&log_lock);
     return;
   }
@@ -193,5 +207,16 @@ void mtld_log_rl(int level, const char *key, const char *fmt, ...) {
   va_start(ap, fmt);
   emit(level, suffix, fmt, ap);
   va_end(ap);
+  pthread_mutex_unlock(&log_lock);
+}
+
+void mtld_log_rl_flush(void) {
+  pthread_mutex_lock(&log_lock);
+  for (int i = 0; i < RL_KEYS; i++) {
+    rl_entry_t *e = &rl_table[i];
+    if (!e->used || !e->suppressed) continue;
+    emit_fmt(e->level, "%s: %lu similar messages suppressed", e->key, e->suppressed);
+    e->suppressed = 0;
+  }
   pthread_mutex_unlock(&log_lock);
 }

@@ -31,6 +31,12 @@ void mtld_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 void mtld_log_rl(int level, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Logs "KEY: N similar messages suppressed" for every key with lines held
+ * back since its last printed one (at the end of a run, so no count is lost
+ * with the process), and zeroes those counts.  Lines of a key forgotten to
+ * make room for another are reported the same way then.  Any thread. */
+void mtld_log_rl_flush(void);
+
 /* Tests only: replaces the rate limiter's clock (nanoseconds, monotonic);
  * NULL restores CLOCK_MONOTONIC. */
 void mtld_log_set_clock(long long (*now_ns)(void));

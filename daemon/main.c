@@ -218,6 +218,10 @@ static void do_reload(daemon_t *d) {
   int level = mtld_log_level_parse(next.log_level);
   if (level >= 0) mtld_log_set_level(level);
   mtld_pipeline_reload(d->pipe, &next);
+  if (mtld_pipeline_alert(d->pipe)) {
+    mtld_log(MTLD_LOG_NOTICE, "reload: alert acknowledged: %s", mtld_pipeline_alert(d->pipe));
+    mtld_pipeline_clear_alert(d->pipe);
+  }
   if (d->trainer) {
     mtld_trainfeed_drain(d->feed); /* released before the reload: the old rates */
     mtld_trainer_apply_reloadable(d->trainer, &next.model);
@@ -431,17 +435,19 @@ static void status(daemon_t *d) {
   d->last_status_records = s.records;
   int connected = mtld_source_connected(d->src);
   advise(d, 0);
-  char line[384], warn[160] = "";
+  const char *alert = mtld_pipeline_alert(d->pipe);
+  char line[640], warn[160] = "", skipped[48] = "";
   if (d->no_samples)
     snprintf(warn, sizeof(warn),
              "NO SAMPLES after %" PRIu64 " events (%" PRIu64 " pending; joiner.mode = \"%s\"); ",
              s.events, s.pending,
              d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "sampled_negatives"
                                                                : "impressions");
+  if (s.skipped) snprintf(skipped, sizeof(skipped), ", %" PRIu64 " skipped", s.skipped);
   snprintf(line, sizeof(line),
-           "%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64 " samples",
-           connected ? "" : "brokers unreachable; ", warn, rate, s.events, s.rejected,
-           s.samples_released);
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples",
+           connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
+           rate, s.events, s.rejected, skipped, s.samples_released);
   mtld_notify_status("%s", line);
   /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
@@ -450,11 +456,14 @@ static void status(daemon_t *d) {
 /* Back-pressure while batch commits fail (disk full, I/O errors): the
  * source is paused, the commit retried after a pause doubling from 0.1 s to
  * 5 s, consumption resumed when it succeeds; after store.commit_retry_timeout
- * the daemon gives up (exit 4). */
+ * the daemon gives up (exit 4).  A batch waiting for its dead letters to be
+ * acknowledged pauses the source too, retried every second at most, with no
+ * time bound (the brokers come back). */
 typedef struct {
   int64_t since_ms;      /* 0: commits succeed */
   int64_t next_retry_ms; /* no commit attempt before this */
   int backoff_ms;
+  int dlq;       /* the failure is dead letters not acknowledged, not the store */
   char why[768]; /* healthz text */
 } commit_state_t;
 
@@ -464,12 +473,14 @@ static int commit_step(daemon_t *d, commit_state_t *cs, int force) {
   int64_t now = mtld_mono_ms();
   if (cs->since_ms ? now < cs->next_retry_ms : !(force || mtld_pipeline_batch_due(d->pipe)))
     return EXIT_OK;
-  if (mtld_pipeline_commit(d->pipe, err, sizeof(err)) == MTLD_OK) {
+  mtld_status_t st = mtld_pipeline_commit(d->pipe, err, sizeof(err));
+  if (st == MTLD_OK) {
     if (cs->since_ms) {
       mtld_log(MTLD_LOG_NOTICE, "batch commit succeeded after %.1f s of failures: resuming",
                (double)(now - cs->since_ms) / 1000.0);
       mtld_source_pause(d->src, 0);
       cs->since_ms = 0;
+      cs->dlq = 0;
     }
     mtld_durable_tick(d->durable);
     if (!d->shape_checked) advise(d, 0);
@@ -483,8 +494,29 @@ static int commit_step(daemon_t *d, commit_state_t *cs, int force) {
              err);
     return EXIT_STATE;
   }
-  if (!cs->since_ms) {
+  if (st == MTLD_ERR_RETRY) {
+    /* Dead letters not acknowledged yet (the brokers unreachable, the topic
+     * not writable): the batch stays staged and is retried, consumption
+     * paused meanwhile; not a store failure, no time bound. */
+    if (!cs->since_ms) {
+      cs->since_ms = now;
+      cs->backoff_ms = 100;
+      mtld_source_pause(d->src, 1);
+      mtld_log(MTLD_LOG_WARNING, "batch not committed: %s; consumption paused, retrying", err);
+    } else {
+      mtld_log_rl(MTLD_LOG_WARNING, "commit-dlq", "batch still not committed after %.0f s: %s",
+                  (double)(now - cs->since_ms) / 1000.0, err);
+    }
+    cs->dlq = 1;
+    snprintf(cs->why, sizeof(cs->why), "batch not committed for %.0f s: %.600s",
+             (double)(now - cs->since_ms) / 1000.0, err);
+    cs->next_retry_ms = now + cs->backoff_ms;
+    cs->backoff_ms = cs->backoff_ms * 2 > 1000 ? 1000 : cs->backoff_ms * 2;
+    return EXIT_OK;
+  }
+  if (!cs->since_ms || cs->dlq) { /* the store's failures are timed from their first */
     cs->since_ms = now;
+    cs->dlq = 0;
     cs->backoff_ms = 100;
     mtld_source_pause(d->src, 1);
     mtld_log(MTLD_LOG_ERR,
@@ -510,6 +542,26 @@ static int commit_step(daemon_t *d, commit_state_t *cs, int force) {
         cs->since_ms + d->cfg.commit_retry_timeout_ms; /* the last try at the bound */
   cs->backoff_ms = cs->backoff_ms * 2 > 5000 ? 5000 : cs->backoff_ms * 2;
   return EXIT_OK;
+}
+
+/* What /healthz says: 1 and "ok", or 0 and the one reason, the cause first:
+ * the store failing, then the brokers (dead letters cannot be acknowledged
+ * without them), then dead letters unacknowledged, then an offset gap. */
+static int health(daemon_t *d, const commit_state_t *cs, char *why, size_t len) {
+  const char *alert = mtld_pipeline_alert(d->pipe);
+  if (cs->since_ms && !cs->dlq)
+    snprintf(why, len, "%s", cs->why);
+  else if (!mtld_source_connected(d->src))
+    snprintf(why, len, "brokers unreachable");
+  else if (cs->since_ms)
+    snprintf(why, len, "%s", cs->why);
+  else if (alert)
+    snprintf(why, len, "degraded: %s", alert);
+  else {
+    snprintf(why, len, "ok");
+    return 1;
+  }
+  return 0;
 }
 
 static int run(daemon_t *d) {
@@ -555,8 +607,9 @@ static int run(daemon_t *d) {
     int64_t now = mtld_mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
-      publish(d, !cs.since_ms && mtld_source_connected(d->src),
-              cs.since_ms ? cs.why : "brokers unreachable");
+      char why[800];
+      int ok = health(d, &cs, why, sizeof(why));
+      publish(d, ok, why);
       mtld_notify_watchdog();
     }
     if (now - d->last_status_ms >= d->cfg.status_interval_ms) status(d);
@@ -612,10 +665,14 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   advise(d, 1);
   mtld_pipeline_stats_t s;
   mtld_pipeline_stats(d->pipe, &s);
+  mtld_pipeline_log_ledger(d->pipe);
+  mtld_log_rl_flush();
+  char wm[32] = "none";
+  if (s.watermark_ms != INT64_MIN) snprintf(wm, sizeof(wm), "%" PRId64, s.watermark_ms);
   mtld_log(MTLD_LOG_NOTICE,
            "stopped: %" PRIu64 " records, %" PRIu64 " events, %" PRIu64 " rejected, %" PRIu64
-           " batches, %" PRIu64 " samples, watermark %" PRId64 "%s",
-           s.records, s.events, s.rejected, s.batches, s.samples_released, s.watermark_ms,
+           " skipped, %" PRIu64 " batches, %" PRIu64 " samples, watermark %s%s",
+           s.records, s.events, s.rejected, s.skipped, s.batches, s.samples_released, wm,
            d->no_samples ? " (no samples: see the warning above)" : "");
   free_state(d);
   return rc;

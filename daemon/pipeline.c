@@ -24,19 +24,50 @@
 #include "common/clock.h"
 
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
+/* How long a commit waits for the dead-letter producer's acknowledgements
+ * before it gives the main loop back (the batch stays staged and the commit
+ * is retried: the loop never blocks for seconds on an unreachable broker). */
+#define DLQ_FLUSH_MS 200
+
+/* One partition's ledger: every offset it moved past is a record read
+ * (applied or rejected by reason) or a record skipped (by cause). */
+typedef struct {
+  uint64_t read, applied, rejected[MTLD_REJECT_COUNT];
+  uint64_t skipped_gap, gaps; /* records gone from Kafka at a resume; gaps seen */
+  int64_t gap_from, gap_to;   /* the last gap: offsets [from, to) */
+} part_ledger_t;
 
 /* Per partition, by its slot in the partition table. */
 typedef struct {
   int64_t next_offset; /* next record to read, as staged */
   int dirty;           /* moved in the current batch */
   int assigned;
+  /* The stored offset the partition resumes at (-1: none to check): the
+   * first record or end-of-partition after an assignment or a rewind must
+   * come from it, or the records in between were skipped. */
+  int64_t resume_at;
+  int halted; /* a gap with source.on_gap = "stop": nothing more of it is staged */
+  part_ledger_t lg, lg_committed;
 } part_t;
 
 typedef struct {
   uint64_t id;
   char name[MTLD_SCENARIO_MAX];
-  uint64_t events[MTLD_N_EVENT_TYPES];
 } scen_t;
+
+#define MAX_SCEN_SLOTS (MAX_SCENARIOS + 1) /* the last: every other scenario */
+
+/* The counters behind the metrics.  Live ones count what is staged; at each
+ * commit they are copied to the committed ones, which metrics, STATUS and the
+ * stop line show; a dropped batch puts the live ones back (its counts go with
+ * it). */
+typedef struct {
+  uint64_t records, events, rejected_total, samples_released, skipped;
+  uint64_t rejected[MTLD_REJECT_COUNT];
+  uint64_t events_by_type[MTLD_N_EVENT_TYPES];
+  uint64_t scen_events[MAX_SCEN_SLOTS][MTLD_N_EVENT_TYPES];
+  uint64_t samples_by_kind[3];
+} counts_t;
 
 struct mtld_pipeline {
   mtld_config_t cfg;
@@ -65,14 +96,12 @@ struct mtld_pipeline {
   char read_err[640];  /* where and why */
 
   /* counters */
-  uint64_t records, events, rejected_total, batches, samples_released;
-  uint64_t rejected[MTLD_REJECT_COUNT];
-  uint64_t events_by_type[MTLD_N_EVENT_TYPES];
+  counts_t c, cc; /* live, committed */
+  uint64_t batches;
   scen_t scen[MAX_SCENARIOS];
   int n_scen;
-  uint64_t other_scen_events[MTLD_N_EVENT_TYPES];
-  uint64_t samples_by_kind[3];
-  uint64_t unmapped; /* records of partitions the table refused */
+  uint64_t unmapped;   /* records of partitions the table refused */
+  char gap_alert[256]; /* the last gap, for /healthz and STATUS ("" = none) */
 };
 
 /* The slot of (topic, partition), added when new.  A partition the
@@ -92,7 +121,7 @@ static int part_slot(mtld_pipeline_t *p, const char *topic, int32_t partition) {
     }
     return -1;
   }
-  if (slot == n) p->parts[slot] = (part_t){.next_offset = -1};
+  if (slot == n) p->parts[slot] = (part_t){.next_offset = -1, .resume_at = -1};
   return slot;
 }
 
@@ -105,11 +134,22 @@ static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition
   return mtld_store_get_offset(p->store, topic, partition, next, max_time_ms);
 }
 
+/* The offset stored for (topic, partition), -1 when none. */
+static int64_t stored_offset(mtld_pipeline_t *p, const char *topic, int32_t partition,
+                             int64_t *max_time) {
+  int64_t next = -1;
+  *max_time = INT64_MIN;
+  if (mtld_store_get_offset(p->store, topic, partition, &next, max_time) != MTLD_OK) next = -1;
+  return next;
+}
+
 static void hook_assigned(void *ctx, const char *topic, int32_t partition, int64_t max_time_ms) {
   mtld_pipeline_t *p = ctx;
   int slot = part_slot(p, topic, partition);
   if (slot < 0) return; /* refused: the daemon stops (mtld_pipeline_error) */
+  int64_t max_time;
   p->parts[slot].assigned = 1;
+  p->parts[slot].resume_at = stored_offset(p, topic, partition, &max_time); /* armed */
   mtld_watermark_assign(p->wm, topic, partition, max_time_ms);
 }
 
@@ -124,14 +164,18 @@ static void reload_joiner(mtld_pipeline_t *p) {
 static void drop_batch(mtld_pipeline_t *p) {
   mtld_store_rollback(p->store);
   reload_joiner(p);
+  /* the counts of the dropped batch go with it */
+  p->c = p->cc;
+  mtld_joiner_counters_rollback(p->joiner);
   for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
     part_t *pt = &p->parts[i];
     pt->dirty = 0;
+    pt->lg = pt->lg_committed;
     if (!pt->assigned) continue;
     const char *topic = mtld_partition_table_topic(p->ptab, i);
     int32_t partition = mtld_partition_table_partition(p->ptab, i);
-    int64_t next, max_time = INT64_MIN;
-    mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
+    int64_t max_time;
+    pt->resume_at = stored_offset(p, topic, partition, &max_time); /* the source rewinds there */
     mtld_watermark_assign(p->wm, topic, partition, max_time);
   }
   p->batch_records = 0;
@@ -265,41 +309,103 @@ static scen_t *scen_get(mtld_pipeline_t *p, const mtld_event_t *ev) {
   return s;
 }
 
-static void reject(mtld_pipeline_t *p, const mtld_record_t *rec, mtld_reject_t r, const char *msg) {
-  p->rejected[r]++;
-  p->rejected_total++;
+static void reject(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec, mtld_reject_t r,
+                   const char *msg) {
+  p->c.rejected[r]++;
+  p->c.rejected_total++;
+  pt->lg.rejected[r]++;
   mtld_log_rl(MTLD_LOG_WARNING, mtld_reject_name(r), "rejected %s[%d]@%" PRId64 ": %s: %s",
               rec->topic, (int)rec->partition, rec->offset, mtld_reject_name(r), msg);
   if (!p->dlq) return;
-  for (;;) {
-    mtld_status_t st = mtld_deadletter_send(p->dlq, rec, mtld_reject_name(r), msg);
-    if (st != MTLD_ERR_RETRY) break;
-    mtld_deadletter_flush(p->dlq, 100); /* local queue full: drain and retry */
+  /* local queue full: the send polled the producer for 100 ms; try again */
+  while (mtld_deadletter_send(p->dlq, rec, mtld_reject_name(r), msg) == MTLD_ERR_RETRY) {
   }
   p->dlq_pending++;
+}
+
+/* The first record (or end of partition) after a partition resumed: if it
+ * is past the stored offset and the broker's log no longer starts at or
+ * before that offset, the records in between are gone (retention,
+ * DeleteRecords; auto.offset.reset chose where to go on).  Offsets the log
+ * still holds that the consumer stepped over are not records (transaction
+ * markers, compaction) and are no gap.  Returns 1 when the record may be
+ * processed, 0 when not (source.on_gap = "stop": the daemon stops, through
+ * mtld_pipeline_error, with the stored offset before the gap). */
+static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec) {
+  int64_t from = pt->resume_at, to = rec->offset;
+  pt->resume_at = -1;
+  if (from < 0 || to <= from) return 1;
+  int64_t low = -1;
+  mtld_status_t st = p->src ? mtld_source_log_start(p->src, rec->topic, rec->partition, 5000, &low)
+                            : MTLD_ERR_NOTFOUND;
+  if (st == MTLD_OK && low <= from) {
+    mtld_log(MTLD_LOG_INFO,
+             "%s[%d] resumed at offset %" PRId64 ", stored %" PRId64
+             ": the offsets between hold no records (transaction markers or compaction)",
+             rec->topic, (int)rec->partition, to, from);
+    return 1;
+  }
+  uint64_t n = (uint64_t)(to - from);
+  int stop = p->cfg.on_gap == MTLD_GAP_STOP;
+  mtld_log(MTLD_LOG_ERR,
+           "offset gap on %s[%d]: %" PRIu64 " records skipped (offsets %" PRId64 "..%" PRId64
+           ") are gone from Kafka (log start %" PRId64 "%s); source.on_gap = %s: %s",
+           rec->topic, (int)rec->partition, n, from, to - 1, low,
+           st == MTLD_OK ? "" : ", not confirmed by the broker", stop ? "stop" : "continue",
+           stop ? "stopping before anything after the gap is applied, stored offsets unchanged"
+                : "counted, going on after the gap");
+  snprintf(p->gap_alert, sizeof(p->gap_alert), "offset gap on %s[%d]: %" PRIu64 " records skipped",
+           rec->topic, (int)rec->partition, n);
+  if (stop) {
+    if (p->fatal == MTLD_OK) {
+      p->fatal = MTLD_ERR_INVALID;
+      snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s (source.on_gap = \"stop\")", p->gap_alert);
+    }
+    pt->halted = 1;
+    return 0;
+  }
+  pt->lg.skipped_gap += n;
+  pt->lg.gaps++;
+  pt->lg.gap_from = from;
+  pt->lg.gap_to = to;
+  p->c.skipped += n;
+  return 1;
 }
 
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
-  if (rec->eof) {
-    mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
-    return;
-  }
   /* after a failed read nothing more is staged: the batch is never written,
    * so these records are replayed once the store is repaired */
   if (p->read_failed) return;
   int slot = part_slot(p, rec->topic, rec->partition);
   if (slot < 0) { /* refused: nothing of it is staged, the daemon stops */
-    p->unmapped++;
+    if (!rec->eof) p->unmapped++;
     return;
   }
   part_t *pt = &p->parts[slot];
+  if (pt->halted) return;
+  if (pt->resume_at >= 0 && !check_resume(p, pt, rec)) return;
+  if (rec->eof) {
+    if (pt->lg.gap_to == rec->offset && pt->next_offset < rec->offset) {
+      /* a gap up to the end (auto.offset.reset = latest with nothing new):
+       * the stored offset moves past it so it is reported once */
+      pt->next_offset = rec->offset;
+      pt->dirty = 1;
+      mtld_store_set_offset(p->store, rec->topic, rec->partition, rec->offset,
+                            mtld_watermark_max_time(p->wm, rec->topic, rec->partition));
+      if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
+      p->batch_records++;
+    }
+    mtld_watermark_set_caught_up(p->wm, rec->topic, rec->partition);
+    return;
+  }
   mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   if (p->batch_records == 0) p->batch_start_mono_ms = mtld_mono_ms();
   mtld_watermark_arrival(p->wm, mtld_mono_ms());
-  p->records++;
+  p->c.records++;
   p->batch_records++;
+  pt->lg.read++;
   mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
                                       p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
@@ -315,7 +421,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     }
   }
   if (r != MTLD_REJECT_NONE) {
-    reject(p, rec, r, msg);
+    reject(p, pt, rec, r, msg);
   } else {
     mtld_user_features_t ub;
     mtld_item_features_t ib;
@@ -339,13 +445,11 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
-      p->events++;
-      p->events_by_type[ev.type - 1]++;
+      p->c.events++;
+      p->c.events_by_type[ev.type - 1]++;
+      pt->lg.applied++;
       scen_t *s = scen_get(p, &ev);
-      if (s)
-        s->events[ev.type - 1]++;
-      else
-        p->other_scen_events[ev.type - 1]++;
+      p->c.scen_events[s ? s - p->scen : MAX_SCENARIOS][ev.type - 1]++;
     }
   }
   pt->next_offset = rec->offset + 1;
@@ -370,8 +474,8 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
-  p->samples_released++;
-  if (s->kind >= 1 && s->kind <= 2) p->samples_by_kind[s->kind]++;
+  p->c.samples_released++;
+  if (s->kind >= 1 && s->kind <= 2) p->c.samples_by_kind[s->kind]++;
   if (p->sink) p->sink(p->sink_ctx, s);
 }
 
@@ -390,9 +494,22 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
              p->cfg.idle_release_ms, wm);
   /* Dead letters first: the batch moves offsets past them. */
   if (p->dlq && p->dlq_pending) {
-    mtld_status_t st = mtld_deadletter_flush(p->dlq, 10000);
+    mtld_status_t st = mtld_deadletter_flush(p->dlq, DLQ_FLUSH_MS);
     if (st == MTLD_ERR_RETRY) {
-      snprintf(err, errlen, "dead-letter topic %s not acknowledged yet",
+      snprintf(err, errlen, "dead letters not acknowledged by the broker yet (topic %s)",
+               mtld_deadletter_topic(p->dlq));
+      return MTLD_ERR_RETRY;
+    }
+    if (st != MTLD_OK && p->src && mtld_source_can_rewind(p->src)) {
+      /* Some failed for good (message.timeout.ms): the records behind them
+       * are read again from the stored offsets and rejected again. */
+      mtld_log(MTLD_LOG_ERR,
+               "dead-letter delivery to %s failed: dropping the batch (%zu records) and reading "
+               "it again from the stored offsets",
+               mtld_deadletter_topic(p->dlq), p->batch_records);
+      drop_batch(p);
+      mtld_source_rewind(p->src);
+      snprintf(err, errlen, "dead-letter delivery failed (topic %s): batch read again",
                mtld_deadletter_topic(p->dlq));
       return MTLD_ERR_RETRY;
     }
@@ -405,6 +522,11 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
   if (st != MTLD_OK) return st;
   p->batches++;
+  /* what was staged is durable: so are its counts */
+  p->cc = p->c;
+  mtld_joiner_counters_commit(p->joiner);
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++)
+    p->parts[i].lg_committed = p->parts[i].lg;
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
            p->batch_records, mtld_mono_ms() - t0);
   p->batch_records = 0;
@@ -453,14 +575,67 @@ mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t er
 }
 
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out) {
-  out->records = p->records;
-  out->events = p->events;
-  out->rejected = p->rejected_total;
+  out->records = p->cc.records;
+  out->events = p->cc.events;
+  out->rejected = p->cc.rejected_total;
+  out->skipped = p->cc.skipped;
   out->batches = p->batches;
-  out->samples_released = p->samples_released;
-  memcpy(out->events_by_type, p->events_by_type, sizeof(out->events_by_type));
+  out->samples_released = p->cc.samples_released;
+  memcpy(out->events_by_type, p->cc.events_by_type, sizeof(out->events_by_type));
   out->pending = mtld_joiner_pending_count(p->joiner);
   out->watermark_ms = mtld_watermark_get(p->wm);
+}
+
+void mtld_pipeline_log_ledger(const mtld_pipeline_t *p) {
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
+    const part_ledger_t *lg = &p->parts[i].lg_committed;
+    char why[512] = "";
+    size_t n = 0;
+    uint64_t rej = 0;
+    for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
+      rej += lg->rejected[r];
+      if (lg->rejected[r] && n < sizeof(why))
+        n += (size_t)snprintf(why + n, sizeof(why) - n, "%s%s %" PRIu64, n ? ", " : ": ",
+                              mtld_reject_name(r), lg->rejected[r]);
+    }
+    mtld_log(MTLD_LOG_NOTICE,
+             "ledger %s[%d]: %" PRIu64 " read = %" PRIu64 " applied + %" PRIu64
+             " rejected%s; %" PRIu64 " skipped (offset_gap, %" PRIu64 " gaps)",
+             mtld_partition_table_topic(p->ptab, i),
+             (int)mtld_partition_table_partition(p->ptab, i), lg->read, lg->applied, rej, why,
+             lg->skipped_gap, lg->gaps);
+  }
+  mtld_joiner_counters_t j;
+  mtld_joiner_counters_committed(p->joiner, &j);
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: impressions %" PRIu64 " opened + %" PRIu64
+           " duplicate_sample; reviews %" PRIu64 " opened + %" PRIu64
+           " duplicate_sample; clicks %" PRIu64 " attached + %" PRIu64 " opened_positive + %" PRIu64
+           " duplicate_sample + %" PRIu64 " duplicate_click + %" PRIu64 " no_impression + %" PRIu64
+           " after_deadline",
+           j.opened - j.positives, j.duplicate_sample[0], j.reviews, j.duplicate_sample[1],
+           j.clicked - j.positives, j.positives, j.duplicate_sample[2], j.duplicate_click,
+           j.unmatched_click - j.late_click, j.late_click);
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: carts %" PRIu64 " attached + %" PRIu64 " repeated + %" PRIu64
+           " no_clicked_sample + %" PRIu64 " after_deadline; purchases %" PRIu64
+           " attached + %" PRIu64 " repeated + %" PRIu64 " no_clicked_sample + %" PRIu64
+           " after_deadline",
+           j.carted, j.repeated_cart, j.unmatched_cart - j.late_cart, j.late_cart, j.purchased,
+           j.repeated_purchase, j.unmatched_purchase - j.late_purchase, j.late_purchase);
+  mtld_log(MTLD_LOG_NOTICE,
+           "ledger joiner: samples %" PRIu64 " opened (%" PRIu64 " negatives) = %" PRIu64
+           " released + %zu pending + %" PRIu64 " dropped (corrupt)",
+           j.opened + j.reviews + j.negatives_sampled, j.negatives_sampled, j.released,
+           mtld_joiner_pending_count(p->joiner), j.corrupt);
+}
+
+const char *mtld_pipeline_alert(const mtld_pipeline_t *p) {
+  return p->gap_alert[0] ? p->gap_alert : NULL;
+}
+
+void mtld_pipeline_clear_alert(mtld_pipeline_t *p) {
+  p->gap_alert[0] = 0;
 }
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -470,9 +645,56 @@ void mtld_pipeline_end_of_stream(mtld_pipeline_t *p) {
   p->batch_records++; /* make the next commit run even with nothing staged */
 }
 
+/* The source side of the ledger (committed counts): per partition, records
+ * read = applied + rejected by reason, and records skipped by cause. */
+static void render_ledger(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
+  static const char *const fam[4] = {"mtld_source_records_total", "mtld_source_applied_total",
+                                     "mtld_source_rejected_total",
+                                     "mtld_source_skipped_records_total"};
+  static const char *const help[4] = {
+      "Records read from each source partition (= applied + rejected).",
+      "Records of each source partition applied as events.",
+      "Records of each source partition rejected, by reason.",
+      "Records of each source partition skipped unread, by cause (offset_gap: gone from Kafka "
+      "when the partition resumed)."};
+  int n = mtld_partition_table_count(p->ptab);
+  for (int k = 0; k < 4; k++) {
+    mtld_metrics_family(b, fam[k], "counter", help[k]);
+    for (int i = 0; i < n; i++) {
+      const part_ledger_t *lg = &p->parts[i].lg_committed;
+      char part[16];
+      snprintf(part, sizeof(part), "%d", (int)mtld_partition_table_partition(p->ptab, i));
+      mtld_metrics_label_t l[3] = {
+          {"topic", mtld_partition_table_topic(p->ptab, i)}, {"partition", part}, {NULL, NULL}};
+      if (k == 0) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->read);
+      if (k == 1) mtld_metrics_sample_kv(b, fam[k], l, 2, (double)lg->applied);
+      if (k == 2)
+        for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
+          if (!lg->rejected[r]) continue;
+          l[2] = (mtld_metrics_label_t){"reason", mtld_reject_name(r)};
+          mtld_metrics_sample_kv(b, fam[k], l, 3, (double)lg->rejected[r]);
+        }
+      if (k == 3) {
+        l[2] = (mtld_metrics_label_t){"cause", "offset_gap"};
+        mtld_metrics_sample_kv(b, fam[k], l, 3, (double)lg->skipped_gap);
+      }
+    }
+  }
+  mtld_metrics_family(b, "mtld_source_gaps_total", "counter",
+                      "Offset gaps found when a partition resumed (records gone from Kafka).");
+  for (int i = 0; i < n; i++) {
+    char part[16];
+    snprintf(part, sizeof(part), "%d", (int)mtld_partition_table_partition(p->ptab, i));
+    mtld_metrics_label_t l[2] = {{"topic", mtld_partition_table_topic(p->ptab, i)},
+                                 {"partition", part}};
+    mtld_metrics_sample_kv(b, "mtld_source_gaps_total", l, 2,
+                           (double)p->parts[i].lg_committed.gaps);
+  }
+}
+
 void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_records_total", "counter", "Records consumed (good and bad).");
-  mtld_metrics_sample(b, "mtld_records_total", NULL, (double)p->records);
+  mtld_metrics_sample(b, "mtld_records_total", NULL, (double)p->cc.records);
 
   mtld_metrics_family(b, "mtld_events_total", "counter",
                       "Events applied to the feature store, by type and scenario.");
@@ -480,12 +702,13 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
     for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
       mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)},
                                    {"scenario", p->scen[i].name}};
-      mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->scen[i].events[t]);
+      mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->cc.scen_events[i][t]);
     }
   for (int t = 0; t < MTLD_N_EVENT_TYPES; t++) {
-    if (!p->other_scen_events[t]) continue;
+    if (!p->cc.scen_events[MAX_SCENARIOS][t]) continue;
     mtld_metrics_label_t l[2] = {{"type", mtld_event_type_name(t + 1)}, {"scenario", "_other"}};
-    mtld_metrics_sample_kv(b, "mtld_events_total", l, 2, (double)p->other_scen_events[t]);
+    mtld_metrics_sample_kv(b, "mtld_events_total", l, 2,
+                           (double)p->cc.scen_events[MAX_SCENARIOS][t]);
   }
 
   mtld_metrics_family(b, "mtld_records_unmapped_total", "counter",
@@ -498,14 +721,15 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
                       "Records rejected, by reason (sent to the dead-letter topic if set).");
   for (int r = 1; r < MTLD_REJECT_COUNT; r++) {
     mtld_metrics_label_t l[1] = {{"reason", mtld_reject_name(r)}};
-    mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->rejected[r]);
+    mtld_metrics_sample_kv(b, "mtld_events_rejected_total", l, 1, (double)p->cc.rejected[r]);
   }
+  render_ledger(p, b);
   if (p->dlq) mtld_deadletter_render_metrics(p->dlq, b);
   mtld_joiner_render_metrics(p->joiner, b);
   mtld_metrics_family(b, "mtld_samples_released_total", "counter",
                       "Joined samples handed to the trainer, by kind.");
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"impression\"",
-                      (double)p->samples_by_kind[1]);
+                      (double)p->cc.samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
-                      (double)p->samples_by_kind[2]);
+                      (double)p->cc.samples_by_kind[2]);
 }

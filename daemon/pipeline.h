@@ -54,7 +54,11 @@ void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ct
  * one is counted by reason, logged (rate-limited) and sent to the dead-letter
  * topic.  Either way the record's offset joins the batch.  A record of a
  * partition the configuration cannot map is not processed (counted; see
- * mtld_pipeline_error). */
+ * mtld_pipeline_error).  The first record (or end of partition) after a
+ * partition resumed at its stored offset is checked for an offset gap
+ * (records gone from Kafka): counted and reported, and with source.on_gap =
+ * "stop" nothing of that partition is staged and mtld_pipeline_error says
+ * why. */
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec);
 
 /* 1 when a read of the store failed in this batch (RocksDB's error, e.g.
@@ -95,17 +99,34 @@ void mtld_pipeline_end_of_stream(mtld_pipeline_t *p);
  * partition was assigned, or a record arrived from one, that the
  * configuration cannot map to a partition id (features/partition.h: topic
  * not in source.topics, partition number above 65535, more partitions than
- * one mtld holds).  Nothing of such a partition is staged. */
+ * one mtld holds), or an offset gap with source.on_gap = "stop".  Nothing
+ * of such a partition is staged. */
 mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen);
 
-/* Totals for STATUS= lines and tests. */
+/* Totals for STATUS= lines and tests: what was committed (a dropped batch's
+ * counts are gone with it).  skipped: records gone from Kafka at a resume
+ * (offset gaps). */
 typedef struct {
-  uint64_t records, events, rejected, batches, samples_released;
+  uint64_t records, events, rejected, skipped, batches, samples_released;
   int64_t watermark_ms;
   uint64_t events_by_type[MTLD_N_EVENT_TYPES]; /* applied events, [type - 1] */
   uint64_t pending;                            /* the joiner's pending samples */
 } mtld_pipeline_stats_t;
 void mtld_pipeline_stats(const mtld_pipeline_t *p, mtld_pipeline_stats_t *out);
+
+/* The last offset gap, e.g. "offset gap on events[2]: 1000 records
+ * skipped", for /healthz (degraded) and STATUS until cleared; NULL when
+ * none.  Valid until the next call on p. */
+const char *mtld_pipeline_alert(const mtld_pipeline_t *p);
+
+/* Clears the alert (the operator acknowledged it: SIGHUP). */
+void mtld_pipeline_clear_alert(mtld_pipeline_t *p);
+
+/* Logs the ledger of what was committed: per source partition, records read
+ * = applied + rejected (by reason), and skipped; the joiner's events by
+ * outcome and samples opened = released + pending + dropped.  At the end of a
+ * run (metrics vanish with the process). */
+void mtld_pipeline_log_ledger(const mtld_pipeline_t *p);
 
 /* Commits nothing further; closes the dead-letter producer and the joiner
  * (an uncommitted batch stays staged in the store: call mtld_pipeline_commit

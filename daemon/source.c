@@ -36,6 +36,20 @@ int mtld_source_connected(const mtld_source_t *src) {
   return src->ops->connected ? src->ops->connected(src) : 1;
 }
 
+int mtld_source_can_rewind(const mtld_source_t *src) {
+  return src->ops->rewind != NULL;
+}
+
+void mtld_source_rewind(mtld_source_t *src) {
+  if (src->ops->rewind) src->ops->rewind(src);
+}
+
+mtld_status_t mtld_source_log_start(mtld_source_t *src, const char *topic, int32_t partition,
+                                    int timeout_ms, int64_t *low) {
+  if (!src->ops->log_start) return MTLD_ERR_NOTFOUND;
+  return src->ops->log_start(src, topic, partition, timeout_ms, low);
+}
+
 void mtld_source_close(mtld_source_t *src) {
   if (src) src->ops->close(src);
 }

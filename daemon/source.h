@@ -108,6 +108,22 @@ void mtld_source_foreach_lag(mtld_source_t *src,
                                         int64_t lag),
                              void *ctx);
 
+/* 1 when the source can go back to the stored offsets (Kafka), 0 when not
+ * (files: they resume at the stored offset only when opened). */
+int mtld_source_can_rewind(const mtld_source_t *src);
+
+/* Seeks every assigned partition back to the offset its resume hook gives
+ * (the stored offsets), so records of a dropped batch are read again.  Blocks
+ * up to a few seconds.  No-op when the source cannot rewind. */
+void mtld_source_rewind(mtld_source_t *src);
+
+/* The first offset the partition's log still holds (Kafka's low watermark),
+ * asked of the broker (blocks up to timeout_ms).  MTLD_OK and *low;
+ * MTLD_ERR_NOTFOUND for a source without one (files); MTLD_ERR_RETRY when
+ * the broker did not answer. */
+mtld_status_t mtld_source_log_start(mtld_source_t *src, const char *topic, int32_t partition,
+                                    int timeout_ms, int64_t *low);
+
 /* 1 while the source can reach its brokers (Kafka: no "all brokers down"
  * since the last successful fetch), for STATUS and /healthz. */
 int mtld_source_connected(const mtld_source_t *src);

@@ -13,6 +13,9 @@ typedef struct {
                       void (*fn)(void *ctx, const char *topic, int32_t partition, int64_t lag),
                       void *ctx);
   int (*connected)(const mtld_source_t *src);
+  void (*rewind)(mtld_source_t *src);
+  mtld_status_t (*log_start)(mtld_source_t *src, const char *topic, int32_t partition,
+                             int timeout_ms, int64_t *low);
   void (*pause)(mtld_source_t *src, int paused); /* NULL: poll returns nothing while paused */
   void (*close)(mtld_source_t *src);
 } mtld_source_ops_t;

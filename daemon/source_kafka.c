@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
 #include <librdkafka/rdkafka.h>
 
 #include "daemon/log.h"
@@ -107,10 +108,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       mtld_log(MTLD_LOG_ERR, "assign failed: %s", rd_kafka_err2str(re));
     }
     notify_assigned(ks, parts);
-    if (ks->base.paused) { /* back-pressure holds for partitions assigned meanwhile */
-      rd_kafka_resp_err_t pe = rd_kafka_pause_partitions(rk, parts);
-      if (pe) mtld_log(MTLD_LOG_ERR, "pausing new partitions failed: %s", rd_kafka_err2str(pe));
-    }
+    /* back-pressure holds for partitions assigned meanwhile; without it a
+     * partition paused before it was lost must not come back paused
+     * (librdkafka keeps the pause on the partition object across assignments) */
+    rd_kafka_resp_err_t pe = ks->base.paused ? rd_kafka_pause_partitions(rk, parts)
+                                             : rd_kafka_resume_partitions(rk, parts);
+    if (pe)
+      mtld_log(MTLD_LOG_ERR, "%s new partitions failed: %s",
+               ks->base.paused ? "pausing" : "resuming", rd_kafka_err2str(pe));
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     int lost = rd_kafka_assignment_lost(rk);
     mtld_log(MTLD_LOG_INFO, "%s %d partition(s)%s", lost ? "lost" : "revoking", parts->cnt,
@@ -134,9 +139,45 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   kafka_source_t *ks = opaque;
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) ks->connected = 0;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    if (ks->connected) mtld_log(MTLD_LOG_WARNING, "kafka: no broker reachable");
+    ks->connected = 0;
+  }
   mtld_log_rl(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? MTLD_LOG_WARNING : MTLD_LOG_NOTICE,
               "kafka-error", "kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* librdkafka's statistics (statistics.interval.ms, 1 s unless configured):
+ * connected while at least one real broker (nodeid >= 0) is UP.  Together
+ * with the "all brokers down" error this notices an outage, and the end of
+ * one on an idle topic, within about a second. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  kafka_source_t *ks = opaque;
+  (void)rk;
+  struct json_tokener *tok = json_tokener_new();
+  struct json_object *root = tok ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
+  struct json_object *brokers;
+  if (root && json_object_object_get_ex(root, "brokers", &brokers) &&
+      json_object_is_type(brokers, json_type_object)) {
+    int known = 0, up = 0;
+    json_object_object_foreach(brokers, name, b) {
+      (void)name;
+      struct json_object *id, *state;
+      if (!json_object_object_get_ex(b, "nodeid", &id) || json_object_get_int(id) < 0) continue;
+      known++;
+      if (json_object_object_get_ex(b, "state", &state) &&
+          strcmp(json_object_get_string(state), "UP") == 0)
+        up++;
+    }
+    if (known > 0) {
+      if (ks->connected && !up) mtld_log(MTLD_LOG_WARNING, "kafka: no broker reachable");
+      if (!ks->connected && up) mtld_log(MTLD_LOG_NOTICE, "kafka: brokers reachable again");
+      ks->connected = up > 0;
+    }
+  }
+  json_object_put(root);
+  if (tok) json_tokener_free(tok);
+  return 0; /* librdkafka frees json */
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -147,6 +188,10 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
                       size_t errlen) {
   kafka_source_t *ks = (kafka_source_t *)src;
   release_held(ks);
+  /* Errors and statistics come through the main queue, served here apart
+   * from the messages: behind a backlog of prefetched messages they would
+   * tell of a dead broker only after the backlog was processed. */
+  rd_kafka_poll(ks->rk, 0);
   if (ks->cap_held < max) {
     rd_kafka_message_t **nh = realloc(ks->held, sizeof(*nh) * max);
     if (!nh) return 0;
@@ -171,7 +216,6 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
       rd_kafka_message_destroy(m);
       continue;
     }
-    ks->connected = 1;
     ks->held[ks->n_held++] = m;
     recs[n] = (mtld_record_t){.payload = m->payload,
                               .len = m->len,
@@ -236,6 +280,27 @@ static int kafka_connected(const mtld_source_t *src) {
   return ((const kafka_source_t *)src)->connected;
 }
 
+static void kafka_rewind(mtld_source_t *src) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  release_held(ks);
+  rewind_remaining(ks);
+}
+
+static mtld_status_t kafka_log_start(mtld_source_t *src, const char *topic, int32_t partition,
+                                     int timeout_ms, int64_t *low) {
+  kafka_source_t *ks = (kafka_source_t *)src;
+  int64_t lo = -1, hi = -1;
+  rd_kafka_resp_err_t e =
+      rd_kafka_query_watermark_offsets(ks->rk, topic, partition, &lo, &hi, timeout_ms);
+  if (e) {
+    mtld_log(MTLD_LOG_WARNING, "log start of %s[%d]: %s", topic, (int)partition,
+             rd_kafka_err2str(e));
+    return MTLD_ERR_RETRY;
+  }
+  *low = lo;
+  return MTLD_OK;
+}
+
 static void kafka_close(mtld_source_t *src) {
   kafka_source_t *ks = (kafka_source_t *)src;
   release_held(ks);
@@ -249,6 +314,8 @@ static const mtld_source_ops_t kafka_ops = {.poll = kafka_poll,
                                             .commit = kafka_commit,
                                             .foreach_lag = kafka_foreach_lag,
                                             .connected = kafka_connected,
+                                            .rewind = kafka_rewind,
+                                            .log_start = kafka_log_start,
                                             .pause = kafka_pause,
                                             .close = kafka_close};
 
@@ -269,10 +336,11 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   ks->base.hooks = *hooks;
   ks->connected = 1;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  int has_group = 0;
+  int has_group = 0, has_stats = 0;
   ks->fresh_offset = RD_KAFKA_OFFSET_BEGINNING;
   for (int i = 0; i < cfg->n_kafka; i++) {
     if (strcmp(cfg->kafka[i].name, "group.id") == 0) has_group = 1;
+    if (strcmp(cfg->kafka[i].name, "statistics.interval.ms") == 0) has_stats = 1;
     if (strcmp(cfg->kafka[i].name, "auto.offset.reset") == 0) {
       const char *v = cfg->kafka[i].value;
       if (!strcmp(v, "latest") || !strcmp(v, "largest") || !strcmp(v, "end"))
@@ -281,6 +349,7 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
     if (conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, err, errlen)) goto fail;
   }
   if (!has_group && conf_set(conf, "group.id", "mtld", err, errlen)) goto fail;
+  if (!has_stats && conf_set(conf, "statistics.interval.ms", "1000", err, errlen)) goto fail;
   /* State offsets are ours: Kafka's are written only after durable batches. */
   if (conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
       conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
@@ -290,6 +359,7 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
   rd_kafka_conf_set_opaque(conf, ks);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
   rd_kafka_conf_set_log_cb(conf, log_cb);
   char e[512];
   ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
@@ -298,7 +368,8 @@ mtld_status_t mtld_source_kafka_new(mtld_source_t **out, const mtld_config_t *cf
     goto fail; /* conf still ours on failure */
   }
   conf = NULL; /* owned by rk now */
-  rd_kafka_poll_set_consumer(ks->rk);
+  /* not rd_kafka_poll_set_consumer: the main queue is served on its own by
+   * kafka_poll (see there); rebalances come through the consumer queue */
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics);
   for (int i = 0; i < cfg->n_topics; i++)
     rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);

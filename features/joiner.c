@@ -260,6 +260,7 @@ struct mtld_joiner {
   int64_t max_release_wm;
   mtld_status_t load_rc; /* sticky error while loading */
   mtld_joiner_counters_t c;
+  mtld_joiner_counters_t c_committed; /* c at the last mtld_joiner_counters_commit */
 };
 
 void mtld_joiner_config_default(mtld_joiner_config_t *cfg) {
@@ -483,8 +484,9 @@ static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms, 
 #define RIT_PREFIX "rit/"
 #define RIT_KEY_LEN 12
 #define EV_VERSION 1
-#define EV_VAL_LEN 46 /* version, type, time 8, event id 8, item 8, category 8, rating 4, price 8  \
-                       */
+#define EV_VAL_LEN                                                                                 \
+  46 /* version, type, time 8, event id 8, item 8, category 8, rating 4, price 8                   \
+      */
 
 static void rit_key(uint8_t *k, uint64_t item) {
   memcpy(k, RIT_PREFIX, 4);
@@ -1140,8 +1142,10 @@ static mtld_status_t open_positive(mtld_joiner_t *j, const mtld_event_t *ev, int
   fill_sample(j, &s, ev, partition, offset, u, it, ev->item_id, ev->category_id, 0);
   s.labels[MTLD_LABEL_CLICK] = 1.0f;
   mtld_status_t rc = open_sample(j, &s, 0, ev->request_id, ev->time_ms, ENC_FLAG_DRAW, &dup);
+  if (rc == MTLD_OK && dup) j->c.duplicate_sample[2]++;
   if (rc != MTLD_OK || dup) return rc;
   j->c.opened++;
+  j->c.positives++;
   j->c.clicked++;
   return MTLD_OK;
 }
@@ -1183,6 +1187,15 @@ static size_t draw_negatives(mtld_joiner_t *j, const mtld_sample_t *pos, mtld_jo
   return out;
 }
 
+/* A label at time_ms that matched nothing came after the deadline when
+ * every sample it could have labelled is released already: impressions at
+ * or before it have deadlines up to time_ms + click_window +
+ * conversion_window. */
+static int label_late(const mtld_joiner_t *j, int64_t time_ms) {
+  return j->max_release_wm != INT64_MIN && sat_add(sat_add(time_ms, j->cfg.click_window_ms),
+                                                   j->cfg.conversion_window_ms) < j->max_release_wm;
+}
+
 static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
                               mtld_partition_id_t partition, int64_t offset,
                               const mtld_user_features_t *user_before,
@@ -1198,6 +1211,7 @@ static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
                 ev->category_id, 1);
     rc = open_sample(j, &s, 0, ev->type == MTLD_EV_IMPRESSION ? ev->request_id : 0, INT64_MIN, 0,
                      &dup);
+    if (rc == MTLD_OK && dup) j->c.duplicate_sample[ev->type == MTLD_EV_IMPRESSION ? 0 : 1]++;
     if (rc == MTLD_OK && !dup) {
       if (ev->type == MTLD_EV_IMPRESSION)
         j->c.opened++;
@@ -1220,24 +1234,29 @@ static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
     if (j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
       return open_positive(j, ev, partition, offset, user_before, item_before);
     j->c.unmatched_click++;
+    if (label_late(j, ev->time_ms)) j->c.late_click++;
     return MTLD_OK;
   case MTLD_EV_ADD_TO_CART:
   case MTLD_EV_PURCHASE:
     e = match_conversion(j, ev);
     if (e < 0) {
-      if (ev->type == MTLD_EV_PURCHASE)
+      int late = label_late(j, ev->time_ms);
+      if (ev->type == MTLD_EV_PURCHASE) {
         j->c.unmatched_purchase++;
-      else
+        j->c.late_purchase += (uint64_t)late;
+      } else {
         j->c.unmatched_cart++;
+        j->c.late_cart += (uint64_t)late;
+      }
       return MTLD_OK;
     }
     rc = set_label(j, e, ev->type == MTLD_EV_PURCHASE ? MTLD_LABEL_PURCHASE : MTLD_LABEL_CART, 0,
                    &changed);
-    if (rc == MTLD_OK && changed) {
-      if (ev->type == MTLD_EV_PURCHASE)
-        j->c.purchased++;
-      else
-        j->c.carted++;
+    if (rc == MTLD_OK) {
+      int buy = ev->type == MTLD_EV_PURCHASE;
+      uint64_t *n = buy ? (changed ? &j->c.purchased : &j->c.repeated_purchase)
+                        : (changed ? &j->c.carted : &j->c.repeated_cart);
+      (*n)++;
     }
     return rc;
   default: return MTLD_ERR_INVALID;
@@ -1329,7 +1348,69 @@ void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
   *out = j->c;
 }
 
+void mtld_joiner_counters_committed(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {
+  *out = j->c_committed;
+}
+
+void mtld_joiner_counters_commit(mtld_joiner_t *j) {
+  j->c_committed = j->c;
+}
+
+void mtld_joiner_counters_rollback(mtld_joiner_t *j) {
+  j->c = j->c_committed;
+}
+
 void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
   mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(j));
+  /* the ledger, as committed: every event given is in one outcome, every
+   * sample opened is released, pending or dropped */
+  const mtld_joiner_counters_t *c = &j->c_committed;
+  const char *imp = mtld_event_type_name(MTLD_EV_IMPRESSION),
+             *rev = mtld_event_type_name(MTLD_EV_REVIEW),
+             *clk = mtld_event_type_name(MTLD_EV_CLICK),
+             *cart = mtld_event_type_name(MTLD_EV_ADD_TO_CART),
+             *buy = mtld_event_type_name(MTLD_EV_PURCHASE);
+  struct {
+    const char *type, *outcome;
+    uint64_t n;
+  } ev[] = {
+      {imp, "opened", c->opened - c->positives},
+      {imp, "duplicate_sample", c->duplicate_sample[0]},
+      {rev, "opened", c->reviews},
+      {rev, "duplicate_sample", c->duplicate_sample[1]},
+      {clk, "attached", c->clicked - c->positives},
+      {clk, "opened_positive", c->positives},
+      {clk, "duplicate_sample", c->duplicate_sample[2]},
+      {clk, "duplicate_click", c->duplicate_click},
+      {clk, "no_impression", c->unmatched_click - c->late_click},
+      {clk, "after_deadline", c->late_click},
+      {cart, "attached", c->carted},
+      {cart, "repeated", c->repeated_cart},
+      {cart, "no_clicked_sample", c->unmatched_cart - c->late_cart},
+      {cart, "after_deadline", c->late_cart},
+      {buy, "attached", c->purchased},
+      {buy, "repeated", c->repeated_purchase},
+      {buy, "no_clicked_sample", c->unmatched_purchase - c->late_purchase},
+      {buy, "after_deadline", c->late_purchase},
+  };
+  mtld_metrics_family(b, "mtld_joiner_events_total", "counter",
+                      "Events the joiner handled, by type and outcome (opened a sample, attached "
+                      "a label to one; the others added nothing: duplicate_sample: its sample "
+                      "was pending already).");
+  for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
+    mtld_metrics_label_t l[2] = {{"type", ev[i].type}, {"outcome", ev[i].outcome}};
+    mtld_metrics_sample_kv(b, "mtld_joiner_events_total", l, 2, (double)ev[i].n);
+  }
+  mtld_metrics_family(b, "mtld_joiner_samples_total", "counter",
+                      "Samples the joiner opened, and how they ended (opened = released + "
+                      "pending + dropped).");
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"opened\"",
+                      (double)(c->opened + c->reviews + c->negatives_sampled));
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"released\"", (double)c->released);
+  mtld_metrics_sample(b, "mtld_joiner_samples_total", "outcome=\"dropped_corrupt\"",
+                      (double)c->corrupt);
+  mtld_metrics_family(b, "mtld_joiner_negatives_sampled_total", "counter",
+                      "Of the samples opened: negatives drawn for clicks (sampled negatives).");
+  mtld_metrics_sample(b, "mtld_joiner_negatives_sampled_total", NULL, (double)c->negatives_sampled);
 }

@@ -154,19 +154,27 @@ void mtld_joiner_config_default(mtld_joiner_config_t *cfg);
 mtld_status_t mtld_joiner_config_check(const mtld_joiner_config_t *cfg, char *err, size_t errlen);
 
 typedef struct {
-  uint64_t opened;             /* pending samples created (impressions, positives) */
-  uint64_t reviews;            /* review samples created */
-  uint64_t negatives_sampled;  /* negative samples created */
-  uint64_t clicked;            /* samples that got click = 1 */
-  uint64_t duplicate_click;    /* clicks matched to an already clicked sample */
-  uint64_t carted;             /* samples that got cart = 1 */
-  uint64_t purchased;          /* samples that got purchase = 1 */
-  uint64_t unmatched_click;    /* IMPRESSIONS mode: click without pending impression */
-  uint64_t unmatched_cart;     /* cart without a clicked pending sample */
-  uint64_t unmatched_purchase; /* purchase without a clicked pending sample */
-  uint64_t late;               /* created with deadline < the highest release watermark */
-  uint64_t released;           /* samples handed to the release callback */
-  uint64_t corrupt;            /* undecodable pending records dropped */
+  uint64_t opened;              /* pending samples created (impressions, positives) */
+  uint64_t positives;           /* of opened: positives of unmatched clicks (sampled negatives) */
+  uint64_t reviews;             /* review samples created */
+  uint64_t negatives_sampled;   /* negative samples created */
+  uint64_t clicked;             /* samples that got click = 1 */
+  uint64_t duplicate_click;     /* clicks matched to an already clicked sample */
+  uint64_t carted;              /* samples that got cart = 1 */
+  uint64_t purchased;           /* samples that got purchase = 1 */
+  uint64_t unmatched_click;     /* IMPRESSIONS mode: click without pending impression */
+  uint64_t unmatched_cart;      /* cart without a clicked pending sample */
+  uint64_t unmatched_purchase;  /* purchase without a clicked pending sample */
+  uint64_t duplicate_sample[3]; /* impression [0], review [1], click opening a positive [2]
+                                 * whose sample is pending already */
+  uint64_t repeated_cart;       /* cart matched to a sample that had cart = 1 already */
+  uint64_t repeated_purchase;   /* purchase matched to a sample that had purchase = 1 already */
+  uint64_t late_click;          /* of unmatched_click: every sample it could label was released */
+  uint64_t late_cart;           /* of unmatched_cart: the same (after the deadline) */
+  uint64_t late_purchase;       /* of unmatched_purchase: the same */
+  uint64_t late;                /* created with deadline < the highest release watermark */
+  uint64_t released;            /* samples handed to the release callback */
+  uint64_t corrupt;             /* undecodable pending records dropped */
 } mtld_joiner_counters_t;
 
 typedef struct mtld_joiner mtld_joiner_t;
@@ -218,15 +226,41 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
  * of the release view are not samples and not counted). */
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
 
-/* Renders the joiner's families into b (Prometheus text): samples pending. */
+/* Renders the joiner's families into b (Prometheus text): samples pending,
+ * and its ledger as of the last mtld_joiner_counters_commit: events by type
+ * and outcome (mtld_joiner_events_total), samples opened, released and
+ * dropped (mtld_joiner_samples_total). */
 void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b);
 
 /* Deadline of the next sample or item event to release (INT64_MAX when
  * none pending). */
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
 
-/* Counters since create (not reset by reload). */
+/* Counters since create (not reset by reload).  Every event handed to
+ * mtld_joiner_on_event (that returned MTLD_OK) is counted once:
+ *   impressions = opened - positives + duplicate_sample[0]
+ *   reviews     = reviews + duplicate_sample[1]
+ *   clicks      = clicked + duplicate_click + unmatched_click (IMPRESSIONS
+ *                 mode; late_click of them after the deadline), or, sampled
+ *                 negatives: clicked (matched or opened) + duplicate_click +
+ *                 duplicate_sample[2]
+ *   carts       = carted + repeated_cart + unmatched_cart (late_cart of them)
+ *   purchases   = purchased + repeated_purchase + unmatched_purchase
+ * and every sample opened (opened + reviews + negatives_sampled) is released,
+ * pending or corrupt. */
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
+
+/* The counters as of the last mtld_joiner_counters_commit (all zero before). */
+void mtld_joiner_counters_committed(const mtld_joiner_t *j, mtld_joiner_counters_t *out);
+
+/* The batch the counters describe was committed: they become the committed
+ * ones (metrics).  Call after the store commit. */
+void mtld_joiner_counters_commit(mtld_joiner_t *j);
+
+/* The staged batch was dropped: the counters go back to the committed ones
+ * (a dropped batch takes its counts with it).  Call with mtld_joiner_reload
+ * after mtld_store_rollback. */
+void mtld_joiner_counters_rollback(mtld_joiner_t *j);
 
 /* Whether a stream with these event counts (n_by_type[type - 1], so far)
  * can give samples in this mode: 0 when it can (or when too little has been

@@ -161,6 +161,7 @@ struct mtld_store {
   rocksdb_column_family_handle_t *cfh[N_CF];
   mtld_feature_def_t def;
   int readonly;
+  char secondary[256];            /* readonly: the secondary instance's own directory ("" = none) */
   map_t users, items, parts, raw; /* parts: (partition, item) views */
   size_t n_events;
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
@@ -265,6 +266,10 @@ static void close_handles(mtld_store_t *st) {
   if (st->opts) rocksdb_options_destroy(st->opts);
   if (st->bbto) rocksdb_block_based_options_destroy(st->bbto);
   if (st->cache) rocksdb_cache_destroy(st->cache);
+  if (st->secondary[0]) { /* the secondary's own info LOG files */
+    mtld_rmtree(st->secondary);
+    st->secondary[0] = 0;
+  }
 }
 
 void mtld_store_close(mtld_store_t *st) {
@@ -406,7 +411,7 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
     snprintf(err, errlen, "out of memory");
     return MTLD_ERR_NOMEM;
   }
-  st->readonly = readonly;
+  st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
   st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
@@ -458,7 +463,36 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
       return MTLD_ERR_SCHEMA;
     }
   }
-  if (readonly)
+  if (readonly == 2) {
+    /* A secondary instance, not a read-only one: the daemon may be writing
+     * (flushing memtables, deleting WAL files) while a tool opens the store,
+     * and a read-only open then fails on a WAL file that vanished under it.
+     * A secondary reads the primary's MANIFEST and WALs as they are and keeps
+     * its own info log in a directory of its own.  An open racing a file
+     * deletion is retried. */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(st->secondary, sizeof st->secondary, "%s/mtld-store-secondary.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(st->secondary)) {
+      snprintf(err, errlen, "cannot open store %s: no directory for a secondary instance in %s",
+               path, tmp && *tmp ? tmp : "/tmp");
+      st->secondary[0] = 0;
+      mtld_store_close(st);
+      return MTLD_ERR_IO;
+    }
+    rocksdb_options_set_max_open_files(st->opts, -1); /* required of a secondary */
+    for (int attempt = 0; attempt < 20; attempt++) {
+      if (e) {
+        rocksdb_free(e);
+        e = NULL;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
+      st->db = rocksdb_open_as_secondary_column_families(st->opts, path, st->secondary, N_CF,
+                                                         cf_names, cf_opts, st->cfh, &e);
+      if (!e || !strstr(e, "No such file")) break;
+    }
+  } else if (readonly)
     st->db = rocksdb_open_for_read_only_column_families(st->opts, path, N_CF, cf_names, cf_opts,
                                                         st->cfh, 0, &e);
   else
@@ -492,6 +526,11 @@ mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_f
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen) {
   return store_open(out, path, NULL, 0, 1, err, errlen);
+}
+
+mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
+                                        size_t errlen) {
+  return store_open(out, path, NULL, 0, 2, err, errlen);
 }
 
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {

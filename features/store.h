@@ -68,13 +68,21 @@ typedef enum {
 mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
                               int sync, char *err, size_t errlen);
 
-/* Opens an existing store read-only with its stored definitions (tools; may
- * run while the daemon writes: it sees the state as of the open).
+/* Opens an existing store read-only with its stored definitions (a store no
+ * process writes: a checkpoint, a stopped daemon's).
  * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it
  * lacks a column family (built by an older mtld).  apply, put, delete,
  * set_offset and commit fail (MTLD_ERR_INVALID) on it. */
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen);
+
+/* The same, for tools that run while the daemon writes (mtld-inspect,
+ * mtld-score): a RocksDB secondary instance (its info log in a temporary
+ * directory under $TMPDIR or /tmp, removed by mtld_store_close), so files
+ * the daemon deletes meanwhile do not make the open fail; it sees the state
+ * as of the open.  Same errors and refusals as mtld_store_open_readonly. */
+mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
+                                        size_t errlen);
 
 /* The definitions the store works with (valid until close). */
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st);

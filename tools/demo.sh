@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# make demo: a generated e-commerce stream -> librdkafka's mock Kafka cluster
-# (3 brokers on loopback) -> mtld -> a summary of what it did.
+# make demo: a generated e-commerce stream -> Kafka -> mtld -> a summary of
+# what it did, with mtld's ledger next to the generator's own counts.
+# Kafka is a real broker (../shared/kafka-local) when it is there, otherwise
+# librdkafka's mock cluster (3 brokers on loopback); the mock keeps only
+# ~5 MiB per partition, so the stream is produced to it in slices while mtld
+# consumes, never more than two slices ahead of what mtld committed.
 # usage: tools/demo.sh BUILD_DIR
 set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 D=$(mktemp -d /tmp/mtld-demo.XXXXXX)
 PIDS=()
+KL=$SRC/../shared/kafka-local/kafka-local
+[ -n "${DEMO_MOCK:-}" ] && KL=/nonexistent # DEMO_MOCK=1: the mock cluster even so
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -d "$D/kafka" ] && "$KL" stop "$D/kafka" >/dev/null 2>&1
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -26,31 +33,58 @@ echo "== 1. generating a synthetic stream (seed 42, $USERS users, $ITEMS items, 
   --days 2 --bad-every 500 --oracle-last "$WINDOW" --out "$D/events.pb" --truth "$D/truth.csv" 2>"$D/gen.log"
 sed 's/^/   /' "$D/gen.log"
 
-echo "== 2. starting the mock Kafka cluster (3 brokers, topic events with 8 partitions)"
-"$BUILD/mtld-mockcluster" --brokers 3 --topic events:8 --topic events-dlq:1 \
-  --bootstrap-file "$D/bootstrap" >"$D/cluster.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do [ -s "$D/bootstrap" ] && break; sleep 0.1; done
-BOOTSTRAP=$(cat "$D/bootstrap")
-echo "   bootstrap: $BOOTSTRAP"
-
-echo "== 3. producing the stream, keyed by user"
-"$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
-  --summary "$D/produce.json" 2>&1 | sed 's/^/   /' | tee "$D/produce.log"
-N=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["delivered"])' "$D/produce.json")
-
-echo "== 4. running mtld on it"
-sed -e "s#@BOOTSTRAP@#$BOOTSTRAP#g" -e "s#@STATE@#$D#g" "$SRC/conf/demo.conf" >"$D/mtld.conf"
-"$BUILD/mtld" -c "$D/mtld.conf" >"$D/mtld.log" 2>&1 &
-MTLD=$!
-PIDS+=($MTLD)
-start=$(date +%s.%N)
-while :; do
-  # records committed: the sum of the stored next offsets (0 before the store exists)
-  c=$({ "$BUILD/mtld-inspect" --store "$D/store" --offsets --json 2>/dev/null || true; } |
-    python3 -c 'import json, sys; print(sum(json.loads(l)["next_offset"] for l in sys.stdin if l.strip()))' 2>/dev/null || echo 0)
-  [ "$c" -ge "$N" ] && break
-  kill -0 "$MTLD" 2>/dev/null || { echo "mtld exited early:"; tail "$D/mtld.log"; exit 1; }
+R=$(sed -n 's/.* = \([0-9]*\) records$/\1/p' "$D/gen.log" | head -1)
+# records committed: the sum of the stored next offsets (0 before the store exists)
+committed() {
+  { "$BUILD/mtld-inspect" --store "$D/store" --offsets --json 2>/dev/null || true; } |
+    python3 -c 'import json, sys; print(sum(json.loads(l)["next_offset"] for l in sys.stdin if l.strip()))' 2>/dev/null || echo 0
+}
+# delivered FILE... : records delivered, summed over mtld-produce --summary files
+delivered() {
+  python3 -c 'import json, sys; print(sum(json.load(open(f))["delivered"] for f in sys.argv[1:]))' "$@"
+}
+start_mtld() {
+  sed -e "s#@BOOTSTRAP@#$BOOTSTRAP#g" -e "s#@STATE@#$D#g" "$SRC/conf/demo.conf" >"$D/mtld.conf"
+  "$BUILD/mtld" -c "$D/mtld.conf" >"$D/mtld.log" 2>&1 &
+  MTLD=$!
+  PIDS+=($MTLD)
+  start=$(date +%s.%N)
+}
+alive() { kill -0 "$MTLD" 2>/dev/null || { echo "mtld exited early:"; tail "$D/mtld.log"; exit 1; }; }
+if [ -x "$KL" ] && command -v java >/dev/null; then
+  echo "== 2. starting a real Kafka broker (../shared/kafka-local; topic events with 8 partitions)"
+  BOOTSTRAP=$("$KL" start "$D/kafka" | tail -1)
+  "$KL" topic "$D/kafka" events 8
+  "$KL" topic "$D/kafka" events-dlq 1
+  echo "   bootstrap: $BOOTSTRAP"
+  echo "== 3. producing the stream, keyed by user"
+  "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
+    --summary "$D/produce.json" 2>&1 | sed 's/^/   /'
+  N=$(delivered "$D/produce.json")
+  echo "== 4. running mtld on it"
+  start_mtld
+else
+  echo "== 2. starting the mock Kafka cluster (3 brokers, topic events with 8 partitions; no"
+  echo "   ../shared/kafka-local here)"
+  "$BUILD/mtld-mockcluster" --brokers 3 --topic events:8 --topic events-dlq:1 \
+    --bootstrap-file "$D/bootstrap" >"$D/cluster.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do [ -s "$D/bootstrap" ] && break; sleep 0.1; done
+  BOOTSTRAP=$(cat "$D/bootstrap")
+  echo "   bootstrap: $BOOTSTRAP"
+  SLICE=25000 # records: two slices stay far below the mock's ~5 MiB per partition
+  echo "== 3+4. running mtld and producing the stream to it keyed by user, $SLICE records at a time"
+  start_mtld
+  for ((off = 0; off < R; off += SLICE)); do
+    while [ "$(committed)" -lt $((off - SLICE)) ]; do alive; sleep 0.2; done
+    "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$D/events.pb" \
+      --skip "$off" --limit "$SLICE" --summary "$D/produce-$off.json" >>"$D/produce.log" 2>&1
+  done
+  N=$(delivered "$D"/produce-*.json)
+  echo "   mtld-produce: $N records delivered to events in slices"
+fi
+while [ "$(committed)" -lt "$N" ]; do
+  alive
   sleep 0.5
 done
 PORT=$(sed -n 's#.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*#\1#p' "$D/mtld.log" | head -1)
@@ -65,6 +99,29 @@ wait "$MTLD" || true
 python3 -c 'import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f"   consumed {n} records in {s:.1f} s: {n / s:,.0f} records/s (wall clock, incl. start-up and the trainer)")' "$N" "$start" "$end"
 
 echo "== 5. summary"
+echo "-- the ledger: what mtld committed, next to the generator's own counts"
+sum() { awk -v re="$1" '$1 ~ re {s += $2} END {printf "%.0f", s}' "$D/metrics.txt"; }
+READ=$(sum '^mtld_source_records_total[{]')
+APPLIED=$(sum '^mtld_source_applied_total[{]')
+REJ=$(sum '^mtld_source_rejected_total[{]')
+SKIP=$(sum '^mtld_source_skipped_records_total[{]')
+GEN_EV=$(sed -n 's/.*, \([0-9]*\) events + .*/\1/p' "$D/gen.log" | head -1)
+GEN_BAD=$(sed -n 's/.* events + \([0-9]*\) bad = .*/\1/p' "$D/gen.log" | head -1)
+printf "   %-34s %12s %12s\n" "" generator mtld
+printf "   %-34s %12s %12s\n" "records (delivered to Kafka: $N)" "$R" "$READ read"
+printf "   %-34s %12s %12s\n" "events applied" "$GEN_EV" "$APPLIED"
+printf "   %-34s %12s %12s\n" "bad records rejected" "$GEN_BAD" "$REJ"
+printf "   %-34s %12s %12s\n" "records skipped (offset gaps)" 0 "$SKIP"
+if [ "$READ" = "$R" ] && [ "$APPLIED" = "$GEN_EV" ] && [ "$REJ" = "$GEN_BAD" ]; then
+  echo "   every record accounted for: $READ read = $APPLIED applied + $REJ rejected"
+else
+  echo "   MISMATCH: mtld's ledger does not add up to the generator's counts"
+fi
+echo "-- what the joiner did with each event type (mtld_joiner_events_total)"
+grep '^mtld_joiner_events_total{' "$D/metrics.txt" | awk '$2 > 0' |
+  sed 's/mtld_joiner_events_total{type="\([A-Z_]*\)",outcome="\([a-z_]*\)"} \([0-9]*\)/\1 \2 \3/' |
+  awk '{printf "   %-12s %-18s %10d\n", $1, $2, $3}'
+echo "   samples: $(sum '^mtld_joiner_samples_total[{]outcome="opened"') opened = $(sum '^mtld_joiner_samples_total[{]outcome="released"') released + $(sum '^mtld_joiner_pending$') pending + $(sum '^mtld_joiner_samples_total[{]outcome="dropped') dropped"
 echo "-- events applied, by type and scenario"
 grep '^mtld_events_total{' "$D/metrics.txt" |
   sed 's/mtld_events_total{type="\([A-Z_]*\)",scenario="\([^"]*\)"} \([0-9]*\)/\2 \1 \3/' |

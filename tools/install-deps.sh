@@ -6,7 +6,7 @@ pkgs=(cmake make pkg-config gcc g++ clang libclang-rt-14-dev clang-format
       librdkafka-dev librocksdb-dev libblis-serial-dev libprotobuf-c-dev protobuf-c-compiler
       libconfig-dev libsystemd-dev libmicrohttpd-dev libjson-c-dev libxxhash-dev
       systemd python3 prometheus
-      python3-numpy python3-protobuf python3-xxhash protobuf-compiler gnuplot-nox
+      python3-numpy python3-protobuf python3-xxhash protobuf-compiler gnuplot-nox kcat
       ${MTLD_EXTRA_PKGS:-})
 # prometheus is only for its promtool (test_metrics runs `promtool check
 # metrics`); on a host with a running systemd the package also enables
@@ -16,6 +16,7 @@ pkgs=(cmake make pkg-config gcc g++ clang libclang-rt-14-dev clang-format
 # the Python snapshot reader, tools/mtld_reader.py (test_readers).
 # gnuplot-nox draws the learning curves of tools/mtld-plot (make demo,
 # test_seeing_results).
+# kcat runs the README's kcat example (test_readme_examples).
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

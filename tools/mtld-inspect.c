@@ -446,7 +446,7 @@ int main(int argc, char **argv) {
 
   char err[1024];
   mtld_store_t *st = NULL;
-  if (mtld_store_open_readonly(&st, path, err, sizeof err) != MTLD_OK) {
+  if (mtld_store_open_secondary(&st, path, err, sizeof err) != MTLD_OK) {
     fprintf(stderr, "mtld-inspect: %s\n", err);
     return 2;
   }

@@ -47,7 +47,8 @@ typedef struct {
   int64_t records, written, undecodable_keys, unconvertible;
   int64_t rejected[MTLD_REJECT_COUNT];
   unsigned char *buf;
-  int failed; /* sticky: I/O or produce error already reported */
+  int failed;          /* sticky: I/O or produce error already reported */
+  int64_t skip, limit; /* event files: records to pass over first; at most this many (-1: all) */
 } pr_ctx_t;
 
 static void usage(FILE *out) {
@@ -60,6 +61,7 @@ static void usage(FILE *out) {
       "  --csv FILE --layout L CSV dataset; L = taobao | amazon | aliccp | aliexpress | generic.\n"
       "                        --csv may be repeated: the files are converted in the order\n"
       "                        given, as one stream (each with its own header), then sorted\n"
+      "                        (--map without --layout: the generic layout)\n"
       "  --map SPEC            column mapping (generic; overrides keys of a layout), e.g.\n"
       "                        'user=1,item=2,type=4,time=5,time_unit=s,header=0,sep=,'\n"
       "    keys: user item category request id   a column (header name or 1-based index);\n"
@@ -86,6 +88,8 @@ static void usage(FILE *out) {
       "                        as time_out_of_range; e.g. the Taobao release documents\n"
       "                        2017-11-25..2017-12-03 but holds a few rows outside it\n"
       "  --no-sort             stream the CSV in row order (default: sort by time, stable)\n"
+      "  --skip N, --limit N   event files: pass over the first N records; produce at most N\n"
+      "                        (a stream in slices, e.g. while a consumer keeps up)\n"
       "OUTPUT, one or both of (none with --validate: only check):\n"
       "  --bootstrap HOSTS --topic T [--kafka-prop K=V]... [--flush-timeout-ms N (120000)]\n"
       "  --out FILE [--format protobuf|json]   event file (default: the input's format;\n"
@@ -180,8 +184,10 @@ static int pr_run_file(pr_ctx_t *c, const char *path, mtld_format_t in_fmt, int 
   int rc = 0, n_ex = 0;
   for (;;) {
     if (pr_stop || c->failed) break;
+    if (c->limit >= 0 && c->records >= c->limit) break;
     int got = mtld_eventfile_next(f, &rec, &len, &index, err, sizeof err);
     if (got == 0) break;
+    if (got > 0 && index < c->skip) continue;
     if (got < 0) {
       fprintf(stderr, "mtld-produce: %s: %s\n", path, err);
       rc = 1;
@@ -348,7 +354,7 @@ int main(int argc, char **argv) {
   int n_props = 0, n_csv = 0, quiet = 0, sort = 1, out_fmt_given = 0, flush_ms = 120000;
   mtld_format_t in_fmt = MTLD_FMT_AUTO;
   mtld_conv_opts_t co = {0};
-  pr_ctx_t c = {.out_fmt = MTLD_FMT_PROTOBUF, .newest_ms = INT64_MIN};
+  pr_ctx_t c = {.out_fmt = MTLD_FMT_PROTOBUF, .newest_ms = INT64_MIN, .limit = -1};
   mtld_validate_limits_default(&c.lim);
 
   for (int i = 1; i < argc; i++) {
@@ -417,6 +423,11 @@ int main(int argc, char **argv) {
       long ms = strtol(v, &end, 10);
       bad = end == v || *end || ms < 0 || ms > 86400000;
       flush_ms = (int)ms;
+    } else if (strcmp(a, "--skip") == 0 || strcmp(a, "--limit") == 0) {
+      char *end;
+      long long n = strtoll(v, &end, 10);
+      bad = end == v || *end || n < 0;
+      *(strcmp(a, "--skip") == 0 ? &c.skip : &c.limit) = n;
     } else if (strcmp(a, "--out") == 0) {
       out_path = v;
     } else if (strcmp(a, "--summary") == 0) {
@@ -440,8 +451,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mtld-produce: give one input: --in FILE or --csv FILE --layout NAME\n");
     return 2;
   }
+  if (n_csv && !co.layout && co.map) co.layout = "generic"; /* a mapping is the layout */
   if (n_csv && !co.layout) {
-    fprintf(stderr, "mtld-produce: --csv needs --layout\n");
+    fprintf(stderr, "mtld-produce: --csv needs --layout (or --map for a generic mapping)\n");
     return 2;
   }
   if ((bootstrap != NULL) != (topic != NULL)) {

@@ -514,7 +514,7 @@ int main(int argc, char **argv) {
   sc.time_ms = have_time ? time_ms : sc.info.meta.watermark_ms;
   int rc = 0;
   if (store) {
-    if (mtld_store_open_readonly(&sc.store, store, err, sizeof err) != MTLD_OK) {
+    if (mtld_store_open_secondary(&sc.store, store, err, sizeof err) != MTLD_OK) {
       fprintf(stderr, "mtld-score: %s\n", err);
       rc = 2;
       goto out;

@@ -65,6 +65,11 @@ metric() {
   awk -v k="$2" '$1 == k {print $2; exit}' "$1"
 }
 
+# metric_sum FILE ERE : the sum of every sample whose name{labels} matches ERE
+metric_sum() {
+  awk -v re="$2" '$1 ~ re {s += $2} END {printf "%.0f\n", s}' "$1"
+}
+
 # wait_exit PID TIMEOUT_S : waits for PID to end; sets EXIT_RC and EXIT_MS
 # (how long it took); fails if it is still running after the timeout.
 wait_exit() {

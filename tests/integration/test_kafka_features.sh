@@ -2,7 +2,9 @@
 # The real daemon consumes a generated stream from a 3-broker, 8-partition
 # mock cluster; the features in RocksDB equal the independent reference
 # computed from the same events (tests/helpers/ref_features.c).  Also: the
-# same stream replayed from a file gives byte-identical user features.
+# same stream replayed from a file gives byte-identical user features, and
+# the replay ends with its ledger: every record read, applied, nothing lost,
+# the joiner's samples all accounted for, no "watermark -9223372036854775808".
 . "$(dirname "$0")/lib.sh"
 
 "$BUILD/mtld-gen" --seed 7 --users 300 --items 200 --impressions 6000 --days 1 \
@@ -30,6 +32,11 @@ metrics = { enabled = false; };
 CONF
 "$BUILD/mtld" -c "$T/file.conf" >"$T/file.log" 2>&1 || fail "file replay failed"
 "$HELPERS/ref_features" "$T/events.pb" "$T/store-file" || fail "file replay differs from the reference"
+grep -q "ledger file:$T/events.pb\[0\]: $N read = $N applied + 0 rejected; 0 skipped" "$T/file.log" ||
+  fail "file replay: no ledger line saying $N read = $N applied: $(grep ledger "$T/file.log" | head -2)"
+grep -qE 'ledger joiner: samples ([0-9]+) opened \([0-9]+ negatives\) = \1 released \+ 0 pending' "$T/file.log" ||
+  fail "file replay: the joiner's samples do not end all released: $(grep 'ledger joiner: samples' "$T/file.log")"
+grep -q 'watermark -' "$T/file.log" "$T/mtld.log" && fail "a stop line prints a negative watermark"
 "$BUILD/mtld-inspect" --store "$T/store" --dump | grep '^user' >"$T/dump-kafka"
 "$BUILD/mtld-inspect" --store "$T/store-file" --dump | grep '^user' >"$T/dump-file"
 [ -s "$T/dump-kafka" ] || fail "empty dump"

@@ -341,6 +341,65 @@ static void test_conversions(void) {
   env_close(&e);
 }
 
+/* Every event handed to the joiner ends in exactly one counter (the ledger
+ * of joiner.h), labels after every sample they could label was released are
+ * "late", and restoring the counters undoes what a dropped batch counted. */
+static void test_ledger(void) {
+  env_t e = {0};
+  if (env_open(&e, NULL, NULL) != 0) {
+    CHECK(0);
+    return;
+  }
+  samples_t out = {0};
+  mtld_event_t ev;
+  ev = mk(MTLD_EV_IMPRESSION, 1, 1, 10, "home", T0, 0);
+  CHECK(feed(&e, &ev, 0, 0));
+  CHECK(feed(&e, &ev, 0, 0)); /* the same record again: its sample is pending */
+  ev = mk(MTLD_EV_CLICK, 2, 1, 10, "home", T0 + MIN_MS, 0);
+  CHECK(feed(&e, &ev, 0, 1));
+  ev = mk(MTLD_EV_CLICK, 3, 1, 10, "home", T0 + 2 * MIN_MS, 0);
+  CHECK(feed(&e, &ev, 0, 2)); /* duplicate_click */
+  ev = mk(MTLD_EV_ADD_TO_CART, 4, 1, 10, "home", T0 + HOUR_MS, 0);
+  CHECK(feed(&e, &ev, 0, 3));
+  ev = mk(MTLD_EV_ADD_TO_CART, 5, 1, 10, "home", T0 + HOUR_MS + 1, 0);
+  CHECK(feed(&e, &ev, 0, 4)); /* repeated */
+  ev = mk(MTLD_EV_CLICK, 6, 2, 11, "home", T0 + MIN_MS, 0);
+  CHECK(feed(&e, &ev, 0, 5)); /* no impression */
+  ev = mk(MTLD_EV_PURCHASE, 7, 2, 11, "home", T0 + MIN_MS, 0);
+  CHECK(feed(&e, &ev, 0, 6)); /* no clicked sample */
+  mtld_joiner_counters_t k0;
+  mtld_joiner_counters(e.j, &k0);
+  mtld_joiner_counters_commit(e.j);
+  CHECK(k0.opened == 1 && k0.duplicate_sample[0] == 1);
+  CHECK(k0.clicked == 1 && k0.duplicate_click == 1 && k0.unmatched_click == 1 &&
+        k0.late_click == 0);
+  CHECK(k0.carted == 1 && k0.repeated_cart == 1 && k0.unmatched_purchase == 1 &&
+        k0.late_purchase == 0);
+  mtld_joiner_release(e.j, ALL_RELEASED, collect, &out);
+  CHECK(out.n == 1);
+  /* after the release: a click and a cart for the released impression */
+  ev = mk(MTLD_EV_CLICK, 8, 1, 10, "home", T0 + 3 * MIN_MS, 0);
+  CHECK(feed(&e, &ev, 0, 7));
+  ev = mk(MTLD_EV_ADD_TO_CART, 9, 1, 10, "home", T0 + 2 * HOUR_MS, 0);
+  CHECK(feed(&e, &ev, 0, 8));
+  mtld_joiner_counters_t k;
+  mtld_joiner_counters(e.j, &k);
+  CHECK(k.unmatched_click == 2 && k.late_click == 1);
+  CHECK(k.unmatched_cart == 1 && k.late_cart == 1);
+  CHECK(k.opened + k.reviews + k.negatives_sampled ==
+        k.released + mtld_joiner_pending_count(e.j) + k.corrupt);
+  /* clicks: 4 given = attached 1 + duplicate 1 + unmatched 2 */
+  CHECK(k.clicked + k.duplicate_click + k.unmatched_click == 4);
+  mtld_joiner_counters_t kc;
+  mtld_joiner_counters_committed(e.j, &kc);
+  CHECK(memcmp(&kc, &k0, sizeof k) == 0);
+  mtld_joiner_counters_rollback(e.j); /* back to the counts committed with k0 */
+  mtld_joiner_counters(e.j, &k);
+  CHECK(memcmp(&k, &k0, sizeof k) == 0);
+  free(out.s);
+  env_close(&e);
+}
+
 static void test_review(void) {
   env_t e = {0};
   if (env_open(&e, NULL, NULL) != 0) {
@@ -1070,6 +1129,7 @@ int main(void) {
   test_click_window();
   test_conversions();
   test_review();
+  test_ledger();
   test_release_order();
   test_point_in_time();
   test_persistence_and_rollback();

@@ -255,6 +255,17 @@ static void test_rate_limit(void) {
   CHECK(count_str(out, "long") == 5);
   free(out);
 
+  /* at the end of a run, what is still held back is reported, once */
+  fake_now += 60000000000LL;
+  begin();
+  for (int i = 0; i < 7; i++) mtld_log_rl(MTLD_LOG_WARNING, "flushme", "f%d", i);
+  mtld_log_rl_flush();
+  mtld_log_rl_flush();
+  out = end();
+  CHECK(strstr(out, "<4>f4\n") != NULL && strstr(out, "<4>f5\n") == NULL);
+  CHECK(count_str(out, "flushme: 2 similar messages suppressed\n") == 1); /* once */
+  free(out);
+
   mtld_log_set_clock(NULL);
 }
 

@@ -95,15 +95,16 @@ static void test_counts_offsets_due(void) {
   CHECK(!mtld_pipeline_batch_due(f.p)); /* 2 of batch_max_events = 3 */
   feed(&f, 1, 0, &e2, NULL);
   CHECK(mtld_pipeline_batch_due(f.p));
+  /* the counts describe what was committed: nothing yet */
   mtld_pipeline_stats(f.p, &s);
-  CHECK(s.records == 3 && s.events == 2 && s.rejected == 1 && s.batches == 0);
+  CHECK(s.records == 0 && s.events == 0 && s.rejected == 0 && s.batches == 0);
   int64_t next = -1, max_time = 0;
   CHECK(mtld_store_get_offset(f.store, TOPIC, 0, &next, &max_time) == MTLD_ERR_NOTFOUND);
 
   CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
   CHECK(!mtld_pipeline_batch_due(f.p));
   mtld_pipeline_stats(f.p, &s);
-  CHECK(s.batches == 1);
+  CHECK(s.records == 3 && s.events == 2 && s.rejected == 1 && s.batches == 1);
   /* the offsets of the next records to read, the rejected one included */
   CHECK(mtld_store_get_offset(f.store, TOPIC, 0, &next, &max_time) == MTLD_OK);
   CHECK(next == 2 && max_time == T0);
@@ -114,9 +115,9 @@ static void test_counts_offsets_due(void) {
 
   /* the same event again (a producer's retry) is a duplicate, not applied */
   feed(&f, 0, 2, &e1, NULL);
+  CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
   mtld_pipeline_stats(f.p, &s);
   CHECK(s.records == 4 && s.events == 2 && s.rejected == 2);
-  CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
   CHECK(mtld_store_get_offset(f.store, TOPIC, 0, &next, &max_time) == MTLD_OK && next == 3);
   CHECK(mtld_pipeline_error(f.p, err, sizeof err) == MTLD_OK);
   close_fixture(&f);
@@ -203,6 +204,70 @@ static void test_unmapped_partition(void) {
   close_fixture(&f);
 }
 
+/* A batch dropped because partitions were lost takes its counts with it. */
+static void test_dropped_batch_counts(void) {
+  fixture_t f;
+  open_fixture(&f, "dropped");
+  mtld_source_hooks_t h = mtld_pipeline_hooks(f.p);
+  h.assigned(h.ctx, TOPIC, 0, INT64_MIN);
+  mtld_event_t e1 = event(1, MTLD_EV_CLICK, T0), e2 = event(2, MTLD_EV_CLICK, T0 + 1);
+  feed(&f, 0, 0, &e1, NULL);
+  CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
+  feed(&f, 0, 1, &e2, NULL);
+  feed(&f, 0, 2, NULL, "bad");
+  h.revoke_begin(h.ctx, 1); /* lost: the staged batch is dropped */
+  mtld_pipeline_stats_t s;
+  mtld_pipeline_stats(f.p, &s);
+  CHECK(s.records == 1 && s.events == 1 && s.rejected == 0);
+  /* read again (the source rewinds to the stored offsets): counted once */
+  feed(&f, 0, 1, &e2, NULL);
+  feed(&f, 0, 2, NULL, "bad");
+  CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
+  mtld_pipeline_stats(f.p, &s);
+  CHECK(s.records == 3 && s.events == 2 && s.rejected == 1);
+  close_fixture(&f);
+}
+
+/* A partition resuming past its stored offset (no source to ask for the log
+ * start: an unconfirmed gap): counted and reported with on_gap = continue,
+ * stops the pipeline with nothing staged with on_gap = stop. */
+static void test_offset_gap(void) {
+  for (int stop = 0; stop < 2; stop++) {
+    fixture_t f;
+    open_fixture(&f, stop ? "gap-stop" : "gap-continue");
+    f.cfg.on_gap = stop ? MTLD_GAP_STOP : MTLD_GAP_CONTINUE;
+    mtld_pipeline_free(f.p);
+    CHECK(mtld_pipeline_new(&f.p, &f.cfg, f.store, f.wm, err, sizeof err) == MTLD_OK);
+    mtld_source_hooks_t h = mtld_pipeline_hooks(f.p);
+    mtld_event_t e1 = event(1, MTLD_EV_CLICK, T0), e2 = event(2, MTLD_EV_CLICK, T0 + 1);
+    feed(&f, 0, 0, &e1, NULL);
+    CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
+    h.assigned(h.ctx, TOPIC, 0, INT64_MIN); /* resumes at the stored offset 1 */
+    feed(&f, 0, 6, &e2, NULL);              /* offsets 1..5 are gone */
+    CHECK(mtld_pipeline_alert(f.p) &&
+          strstr(mtld_pipeline_alert(f.p), "offset gap on events[0]: 5 records skipped"));
+    CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
+    mtld_pipeline_stats_t s;
+    mtld_pipeline_stats(f.p, &s);
+    int64_t next = -1, max_time;
+    CHECK(mtld_store_get_offset(f.store, TOPIC, 0, &next, &max_time) == MTLD_OK);
+    if (stop) {
+      CHECK(mtld_pipeline_error(f.p, err, sizeof err) != MTLD_OK && strstr(err, "on_gap"));
+      CHECK(s.skipped == 0 && s.records == 1 && next == 1);
+    } else {
+      CHECK(mtld_pipeline_error(f.p, err, sizeof err) == MTLD_OK);
+      CHECK(s.skipped == 5 && s.records == 2 && next == 7);
+      feed(&f, 0, 7, NULL, "bad"); /* checked once: the next record is no gap */
+      CHECK(mtld_pipeline_commit(f.p, err, sizeof err) == MTLD_OK);
+      mtld_pipeline_stats(f.p, &s);
+      CHECK(s.skipped == 5 && s.records == 3);
+    }
+    mtld_pipeline_clear_alert(f.p);
+    CHECK(mtld_pipeline_alert(f.p) == NULL);
+    close_fixture(&f);
+  }
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/mtld-test-pipeline-XXXXXX");
   if (!mkdtemp(root)) {
@@ -212,6 +277,8 @@ int main(void) {
   test_counts_offsets_due();
   test_sink_release_order();
   test_unmapped_partition();
+  test_dropped_batch_counts();
+  test_offset_gap();
   nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return CHECK_DONE();
 }

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "daemon/log.h"
 #include "features/features.h"
@@ -175,6 +176,10 @@ typedef struct {
    * reloadable flag) and returns how many of them are NOT reloadable. */
   int (*diff)(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b, diff_fn_t fn,
               void *ctx);
+  /* Optional, with diff: copies from `from` into `to` the finer keys diff
+   * reports as reloadable (a reload).  Without it, a reloadable row's field
+   * (offset, size) is copied whole. */
+  void (*apply)(const key_def_t *k, mtld_config_t *to, const mtld_config_t *from);
 } custom_ops_t;
 
 struct key_def {
@@ -272,47 +277,23 @@ static void print_duration(FILE *out, int64_t ms) {
 
 /* ------------------------------------------------------- custom kinds */
 
-static const char *const source_type_names[] = {"kafka", "file"};
-static const char *const format_names[] = {"auto", "protobuf", "json"};
-
-static mtld_status_t parse_source_type(const key_def_t *k, const config_setting_t *s,
-                                       mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"kafka\" or \"file\")");
-  if (strcmp(v, "kafka") == 0)
-    cfg->source_type = MTLD_SOURCE_KAFKA;
-  else if (strcmp(v, "file") == 0)
-    cfg->source_type = MTLD_SOURCE_FILE;
-  else
-    return fail(pe, s, k->path, "must be \"kafka\" or \"file\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_source_type(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, source_type_names[cfg->source_type]);
-}
-static int equal_source_type(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->source_type == b->source_type;
-}
-static const custom_ops_t source_type_ops = {parse_source_type, print_source_type,
-                                             equal_source_type, NULL};
-
-static mtld_status_t parse_format(const key_def_t *k, const config_setting_t *s, mtld_config_t *cfg,
-                                  perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"auto\", \"protobuf\" or \"json\")");
-  int f = mtld_format_parse(v);
-  if (f < 0)
-    return fail(pe, s, k->path, "must be \"auto\", \"protobuf\" or \"json\", not \"%s\"", v);
-  cfg->format = (mtld_format_t)f;
-  return MTLD_OK;
-}
-static void print_format(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, format_names[cfg->format]);
-}
-static int equal_format(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->format == b->format;
-}
-static const custom_ops_t format_ops = {parse_format, print_format, equal_format, NULL};
+/* Enumerations stored as int-sized enums: the index of a name is the value. */
+static const char *const source_type_names[] = {"kafka", "file", NULL};
+static const char *const format_names[] = {"auto", "protobuf", "json", NULL};
+static const char *const item_view_names[] = {"partition", "global", NULL};
+static const char *const join_mode_names[] = {"impressions", "sampled_negatives", NULL};
+_Static_assert(MTLD_SOURCE_KAFKA == 0 && MTLD_SOURCE_FILE == 1 &&
+                   sizeof(mtld_source_type_t) == sizeof(int),
+               "source_type_names");
+_Static_assert(MTLD_FMT_AUTO == 0 && MTLD_FMT_PROTOBUF == 1 && MTLD_FMT_JSON == 2 &&
+                   sizeof(mtld_format_t) == sizeof(int),
+               "format_names");
+_Static_assert(MTLD_ITEM_VIEW_PARTITION == 0 && MTLD_ITEM_VIEW_GLOBAL == 1 &&
+                   sizeof(mtld_item_view_t) == sizeof(int),
+               "item_view_names");
+_Static_assert(MTLD_JOIN_IMPRESSIONS == 0 && MTLD_JOIN_SAMPLED_NEGATIVES == 1 &&
+                   sizeof(((mtld_joiner_config_t *)0)->mode) == sizeof(int),
+               "join_mode_names");
 
 /* log.level: stored under its canonical name so "warn" and "warning" are equal. */
 static const char *log_level_canonical(int level) {
@@ -418,27 +399,6 @@ static int equal_half_lives(const key_def_t *k, const mtld_config_t *a, const mt
 static const custom_ops_t half_lives_ops = {parse_half_lives, print_half_lives, equal_half_lives,
                                             NULL};
 
-/* features.item_view: "partition" or "global" (mtld_item_view_t). */
-static mtld_status_t parse_item_view(const key_def_t *k, const config_setting_t *s,
-                                     mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v) return fail(pe, s, k->path, "expected a string (\"partition\" or \"global\")");
-  if (strcmp(v, "partition") == 0)
-    cfg->features.item_view = MTLD_ITEM_VIEW_PARTITION;
-  else if (strcmp(v, "global") == 0)
-    cfg->features.item_view = MTLD_ITEM_VIEW_GLOBAL;
-  else
-    return fail(pe, s, k->path, "must be \"partition\" or \"global\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_item_view(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, cfg->features.item_view == MTLD_ITEM_VIEW_GLOBAL ? "global" : "partition");
-}
-static int equal_item_view(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->features.item_view == b->features.item_view;
-}
-static const custom_ops_t item_view_ops = {parse_item_view, print_item_view, equal_item_view, NULL};
-
 /* kafka: a free group passed to librdkafka.  libconfig names cannot hold
  * '.', so they are written with '_' (no librdkafka property has one). */
 static void kafka_name_to_file(const char *name, char *out, size_t len) {
@@ -527,30 +487,6 @@ static int diff_kafka(const key_def_t *k, const mtld_config_t *a, const mtld_con
   return k->reloadable ? 0 : changed;
 }
 static const custom_ops_t kafka_ops = {parse_kafka, print_kafka, NULL, diff_kafka};
-
-/* joiner.mode */
-static const char *const join_mode_names[] = {"impressions", "sampled_negatives"};
-
-static mtld_status_t parse_join_mode(const key_def_t *k, const config_setting_t *s,
-                                     mtld_config_t *cfg, perr_t *pe) {
-  const char *v = config_setting_get_string(s);
-  if (!v)
-    return fail(pe, s, k->path, "expected a string (\"impressions\" or \"sampled_negatives\")");
-  if (strcmp(v, "impressions") == 0)
-    cfg->joiner.mode = MTLD_JOIN_IMPRESSIONS;
-  else if (strcmp(v, "sampled_negatives") == 0)
-    cfg->joiner.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
-  else
-    return fail(pe, s, k->path, "must be \"impressions\" or \"sampled_negatives\", not \"%s\"", v);
-  return MTLD_OK;
-}
-static void print_join_mode(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
-  print_string(out, join_mode_names[cfg->joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES]);
-}
-static int equal_join_mode(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
-  return a->joiner.mode == b->joiner.mode;
-}
-static const custom_ops_t join_mode_ops = {parse_join_mode, print_join_mode, equal_join_mode, NULL};
 
 /* ------------------------------------------------------------- model.* */
 
@@ -857,7 +793,16 @@ static int diff_tasks(const key_def_t *k, const mtld_config_t *a, const mtld_con
   }
   return 0;
 }
-static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_tasks};
+/* The reloadable part of diff_tasks: the weights, when the tasks are the same. */
+static void apply_tasks(const key_def_t *k, mtld_config_t *to, const mtld_config_t *from) {
+  mtld_model_config_t *x = &to->model;
+  const mtld_model_config_t *y = &from->model;
+  if (x->n_tasks != y->n_tasks) return;
+  for (int i = 0; i < x->n_tasks; i++)
+    if (!task_same_shape(&x->tasks[i], &y->tasks[i])) return;
+  for (int i = 0; i < x->n_tasks; i++) x->tasks[i].loss_weight = y->tasks[i].loss_weight;
+}
+static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_tasks, apply_tasks};
 
 /* The table.  Keep a group's rows together; conf/mtld.conf documents each
  * row.  R = reloadable on SIGHUP.  Durations: min/max in ms; unit_ms is what
@@ -865,10 +810,10 @@ static const custom_ops_t tasks_ops = {parse_tasks, print_tasks, NULL, diff_task
 #define R .reloadable = 1
 // clang-format off
 static const key_def_t keys[] = {
-  {.path = "source.type",   .kind = K_CUSTOM, FIELD(source_type), .ops = &source_type_ops},
+  {.path = "source.type",   .kind = K_ENUM,   FIELD(source_type), .names = source_type_names},
   {.path = "source.topics", .kind = K_CUSTOM, FIELD(topics),      .ops = &topics_ops},
   {.path = "source.file",   .kind = K_STRING, FIELD(source_file)},
-  {.path = "source.format", .kind = K_CUSTOM, FIELD(format),      .ops = &format_ops},
+  {.path = "source.format", .kind = K_ENUM,   FIELD(format),      .names = format_names},
   {.path = "source.on_gap", .kind = K_ENUM,   FIELD(on_gap),      .names = on_gap_names},
 
   {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
@@ -894,8 +839,8 @@ static const key_def_t keys[] = {
   {.path = "features.ctr_prior",  .kind = K_DOUBLE, FIELD(features.ctr_prior),  .min = 0, .max = 1},
   {.path = "features.cvr_prior",  .kind = K_DOUBLE, FIELD(features.cvr_prior),  .min = 0, .max = 1},
   {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0, .max = 1},
-  {.path = "features.item_view",  .kind = K_CUSTOM, FIELD(features.item_view),
-   .ops = &item_view_ops},
+  {.path = "features.item_view",  .kind = K_ENUM,   FIELD(features.item_view),
+   .names = item_view_names},
 
   {.path = "validation.max_record_bytes", .kind = K_SIZE,     FIELD(limits.max_record_bytes),
    .min = 64, .max = 256 << 20, R},
@@ -907,8 +852,8 @@ static const key_def_t keys[] = {
 
   /* The joiner's windows and the watermark shape the training stream: a
    * change needs a restart. */
-  {.path = "joiner.mode",                   .kind = K_CUSTOM,   FIELD(joiner.mode),
-   .ops = &join_mode_ops},
+  {.path = "joiner.mode",                   .kind = K_ENUM,     FIELD(joiner.mode),
+   .names = join_mode_names},
   {.path = "joiner.click_window",           .kind = K_DURATION, FIELD(joiner.click_window_ms),
    .min = 0, .max = 30 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.conversion_window",      .kind = K_DURATION, FIELD(joiner.conversion_window_ms),
@@ -1369,6 +1314,203 @@ static mtld_status_t syntax_error(const config_t *lc, perr_t *pe) {
   return MTLD_ERR_CONFIG;
 }
 
+/* ------------------------------------------------------ @include guard
+ *
+ * libconfig 1.5 (Debian 12 ships 1.5-0.4) opens an @include with fopen and
+ * hands the stream to its flex scanner.  When reading it then fails -- a
+ * directory, which is also what "", "." or a name cut short by a NUL byte
+ * resolve to, or a file that cannot be read -- flex prints "input in flex
+ * scanner failed" and calls exit(2): a SIGHUP or --check-config would end the
+ * daemon with nothing drained or committed.
+ *
+ * Choice: check every include before libconfig sees the file.
+ * config_set_include_func, which would let us open includes ourselves,
+ * exists only from libconfig 1.7; parsing in a forked child survives the
+ * exit but cannot say which include was bad, and forking a daemon that runs
+ * librdkafka and RocksDB threads to run a parser trades one hazard for
+ * another (and would make a fuzzer crawl).  include_guard() scans a file as
+ * libconfig's scanner does (# and // comments to the end of the line, block
+ * comments, strings with their escapes) and checks each @include it would
+ * open, recursively: the path it opens (include_dir + "/" + name, joined as
+ * libconfig joins them, even for a name that starts with '/'; the name alone
+ * when there is no include dir) must be a regular file that reads whole,
+ * of at most GUARD_MAX_BYTES; the name must hold no NUL byte and no
+ * backslash but the \" and \\ escapes; nesting stops at libconfig's own
+ * depth of 10 and the count of includes at GUARD_MAX_INCLUDES (a file that
+ * includes itself twice is exponential).  The first failure is a config
+ * error "FILE:LINE: @include \"NAME\": PATH: why".  An "@include" the scan
+ * takes that libconfig would not (not at the start of a line) is a syntax
+ * error for libconfig anyway, so checking it too refuses nothing valid.
+ * The top file itself is read here and given to libconfig as a string (a
+ * directory given to -c would hit the same exit).  Left open: an included
+ * file replaced by a directory between this check and libconfig's open (the
+ * config directory is the operator's own). */
+
+#define GUARD_MAX_DEPTH 10 /* libconfig 1.5's MAX_INCLUDE_DEPTH */
+#define GUARD_MAX_INCLUDES 1000
+#define GUARD_MAX_BYTES (16 << 20)
+
+typedef struct {
+  const char *include_dir; /* NULL: names are used as they are (string input) */
+  int includes;            /* checked so far */
+  perr_t *pe;
+} guard_t;
+
+/* Reads a regular file whole into a NUL-terminated buffer (*len bytes
+ * before the NUL).  NULL and *why (static text, or errno's) on failure. */
+static char *read_regular(const char *path, size_t *len, const char **why) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    *why = "is a directory, not a file";
+    return NULL;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    *why = "not a regular file";
+    return NULL;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    *why = strerror(errno);
+    return NULL;
+  }
+  size_t cap = (size_t)sb.st_size + 1, n = 0;
+  char *buf = NULL;
+  for (;;) {
+    if (cap > GUARD_MAX_BYTES + 1) cap = GUARD_MAX_BYTES + 1;
+    char *nb = realloc(buf, cap + 1);
+    if (!nb) {
+      *why = "out of memory";
+      break;
+    }
+    buf = nb;
+    n += fread(buf + n, 1, cap - n, f);
+    if (ferror(f)) {
+      *why = strerror(errno ? errno : EIO);
+      break;
+    }
+    if (n > GUARD_MAX_BYTES) {
+      *why = "larger than 16 MiB";
+      break;
+    }
+    if (feof(f)) {
+      fclose(f);
+      buf[n] = '\0';
+      *len = n;
+      return buf;
+    }
+    cap *= 2;
+  }
+  fclose(f);
+  free(buf);
+  return NULL;
+}
+
+/* The include name as text for a message: non-printable bytes as \xNN. */
+static void printable(const char *s, size_t n, char *out, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+      out[o++] = (char)c;
+    else
+      o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+  }
+  out[o] = '\0';
+}
+
+static mtld_status_t guard_text(guard_t *g, const char *text, size_t len, const char *file,
+                                int depth);
+
+/* Checks the include `name` (n bytes, as written between the quotes, escapes
+ * not yet undone) met at file:line, then what it includes. */
+static mtld_status_t guard_include(guard_t *g, const char *file, int line, const char *raw,
+                                   size_t n, int depth) {
+  char shown[512], name[1024], path[2048];
+  printable(raw, n, shown, sizeof(shown));
+  const char *why = NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n && !why; i++) {
+    char c = raw[i];
+    if (c == '\0') {
+      why = "the name holds a NUL byte";
+    } else if (c == '\\') {
+      if (i + 1 < n && (raw[i + 1] == '"' || raw[i + 1] == '\\'))
+        c = raw[++i];
+      else
+        why = "a backslash other than \\\" or \\\\ in the name";
+    }
+    if (o + 1 >= sizeof(name)) why = "the name is too long";
+    if (!why) name[o++] = c;
+  }
+  name[o] = '\0';
+  if (!why && !name[0]) why = "empty name";
+  if (!why && ++g->includes > GUARD_MAX_INCLUDES) why = "more than 1000 includes in all";
+  if (!why && depth >= GUARD_MAX_DEPTH) why = "includes nested more than 10 deep (a cycle?)";
+  if (g->include_dir)
+    snprintf(path, sizeof(path), "%s/%s", g->include_dir, name);
+  else
+    snprintf(path, sizeof(path), "%s", name);
+  char *text = NULL;
+  size_t tlen = 0;
+  if (!why) text = read_regular(path, &tlen, &why);
+  if (!text) {
+    snprintf(g->pe->err, g->pe->errlen, "%s:%d: @include \"%s\": %s: %s", file, line, shown, path,
+             why);
+    return MTLD_ERR_CONFIG;
+  }
+  mtld_status_t st = guard_text(g, text, tlen, path, depth + 1);
+  free(text);
+  return st;
+}
+
+/* Scans text (file's contents) for the includes libconfig's scanner would
+ * open and checks each. */
+static mtld_status_t guard_text(guard_t *g, const char *text, size_t len, const char *file,
+                                int depth) {
+  static const char kw[] = "@include";
+  int line = 1;
+  size_t i = 0;
+  while (i < len) {
+    char c = text[i];
+    if (c == '\n') {
+      line++, i++;
+    } else if (c == '#' || (c == '/' && i + 1 < len && text[i + 1] == '/')) {
+      while (i < len && text[i] != '\n') i++; /* to the end of the line */
+    } else if (c == '/' && i + 1 < len && text[i + 1] == '*') {
+      for (i += 2; i < len && !(text[i] == '*' && i + 1 < len && text[i + 1] == '/'); i++)
+        line += text[i] == '\n';
+      i += 2;
+    } else if (c == '"') {
+      for (i++; i < len && text[i] != '"'; i++) {
+        if (text[i] == '\\' && i + 1 < len) i++;
+        line += text[i] == '\n';
+      }
+      i++;
+    } else if (c == '@' && len - i >= sizeof(kw) - 1 && memcmp(text + i, kw, sizeof(kw) - 1) == 0) {
+      int at = line;
+      i += sizeof(kw) - 1;
+      while (i < len && (text[i] == ' ' || text[i] == '\t')) i++;
+      if (i >= len || text[i] != '"') continue; /* not an include: a syntax error */
+      size_t start = ++i;
+      for (; i < len && text[i] != '"'; i++) {
+        if (text[i] == '\\' && i + 1 < len) i++;
+        line += text[i] == '\n';
+      }
+      if (i >= len) break; /* unterminated: libconfig opens nothing */
+      mtld_status_t st = guard_include(g, file, at, text + start, i - start, depth);
+      if (st != MTLD_OK) return st;
+      i++;
+    } else {
+      i++;
+    }
+  }
+  return MTLD_OK;
+}
+
 mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, size_t errlen) {
   char dir[1024];
   snprintf(dir, sizeof(dir), "%s", path);
@@ -1378,37 +1520,35 @@ mtld_status_t mtld_config_load(mtld_config_t *cfg, const char *path, char *err, 
   else
     snprintf(dir, sizeof(dir), ".");
   perr_t pe = {path, dir, err, errlen};
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+  const char *why = NULL;
+  size_t len = 0;
+  char *text = read_regular(path, &len, &why);
+  if (!text) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, why);
     return MTLD_ERR_CONFIG;
   }
-  fclose(f);
-  config_t lc;
-  config_init(&lc);
-  config_set_include_dir(&lc, dir);
-  mtld_status_t st;
-  if (!config_read_file(&lc, path)) {
-    if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
-      snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-      st = MTLD_ERR_CONFIG;
-    } else {
-      st = syntax_error(&lc, &pe);
-    }
-  } else {
-    st = load_tree(cfg, &lc, path, &pe);
+  guard_t g = {dir, 0, &pe};
+  mtld_status_t st = guard_text(&g, text, len, path, 0);
+  if (st == MTLD_OK) {
+    config_t lc;
+    config_init(&lc);
+    config_set_include_dir(&lc, dir);
+    st = config_read_string(&lc, text) ? load_tree(cfg, &lc, path, &pe) : syntax_error(&lc, &pe);
+    config_destroy(&lc);
   }
-  config_destroy(&lc);
+  free(text);
   return st;
 }
 
 mtld_status_t mtld_config_load_string(mtld_config_t *cfg, const char *text, const char *name,
                                       char *err, size_t errlen) {
   perr_t pe = {name, NULL, err, errlen};
+  guard_t g = {NULL, 0, &pe};
+  mtld_status_t st = guard_text(&g, text, strlen(text), name, 0);
+  if (st != MTLD_OK) return st;
   config_t lc;
   config_init(&lc);
-  mtld_status_t st =
-      config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe) : syntax_error(&lc, &pe);
+  st = config_read_string(&lc, text) ? load_tree(cfg, &lc, name, &pe) : syntax_error(&lc, &pe);
   config_destroy(&lc);
   return st;
 }
@@ -1507,18 +1647,66 @@ static int values_equal(const key_def_t *k, const mtld_config_t *a, const mtld_c
   }
 }
 
-int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
-                     void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+/* Compares every row; with `apply`, copies the reloadable ones that changed
+ * from new_cfg into *apply (== old_cfg).  The one walk behind diff and reload. */
+static int walk_changes(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
+                        mtld_config_t *apply, diff_fn_t fn, void *ctx) {
   int refused = 0;
   for (size_t i = 0; i < N_KEYS; i++) {
     const key_def_t *k = &keys[i];
     if (k->kind == K_CUSTOM && k->ops->diff) {
       refused += k->ops->diff(k, old_cfg, new_cfg, fn, ctx);
+      if (apply && k->ops->apply) k->ops->apply(k, apply, new_cfg);
       continue;
     }
-    int changed = !values_equal(k, old_cfg, new_cfg);
-    if (changed && fn) fn(ctx, k->path, k->reloadable);
-    if (!k->reloadable) refused += changed;
+    if (values_equal(k, old_cfg, new_cfg)) continue;
+    if (fn) fn(ctx, k->path, k->reloadable);
+    if (!k->reloadable) {
+      refused++;
+    } else if (apply) {
+      /* the row says where the value lives: its field, and a list's count */
+      memcpy(field(apply, k), cfield(new_cfg, k), k->size);
+      if (k->kind == K_INT_LIST)
+        memcpy((char *)apply + k->count_offset, (const char *)new_cfg + k->count_offset,
+               sizeof(int));
+    }
   }
   return refused;
+}
+
+int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
+                     void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+  return walk_changes(old_cfg, new_cfg, NULL, fn, ctx);
+}
+
+int mtld_config_apply(mtld_config_t *running, const mtld_config_t *next,
+                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx) {
+  return walk_changes(running, next, running, fn, ctx);
+}
+
+mtld_status_t mtld_config_reload(mtld_config_t *running, const char *path, int *refused,
+                                 void (*fn)(void *ctx, const char *key, int reloadable), void *ctx,
+                                 char *err, size_t errlen) {
+  mtld_config_t *next = malloc(sizeof(*next));
+  if (!next) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return MTLD_ERR_NOMEM;
+  }
+  mtld_status_t st = mtld_config_load(next, path, err, errlen);
+  if (st == MTLD_OK) {
+    int n = mtld_config_apply(running, next, fn, ctx);
+    if (refused) *refused = n;
+  }
+  free(next);
+  return st;
+}
+
+size_t mtld_config_key_count(void) {
+  return N_KEYS;
+}
+
+const char *mtld_config_key(size_t i, int *reloadable) {
+  if (i >= N_KEYS) return NULL;
+  if (reloadable) *reloadable = keys[i].reloadable;
+  return keys[i].path;
 }

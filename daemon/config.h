@@ -1,13 +1,18 @@
 /* config.h - the daemon's configuration (libconfig file), parsed and validated
  * as a whole into one struct.  Errors name the key and the line.
  *
- * Reload (SIGHUP): parse the new file into a new struct, validate all of it,
- * then mtld_config_diff() tells which keys changed and whether each is
- * reloadable; the daemon applies all reloadable ones or none.
+ * Reload (SIGHUP): mtld_config_reload() parses the new file into a new
+ * struct and validates all of it; if that fails nothing changes, else it
+ * copies into the running config every changed key whose row is reloadable
+ * and keeps (and reports) every changed key that is not.  The daemon owns the
+ * one running config; subsystems borrow it (const) and are told when a
+ * reload changed it, to re-derive what they keep (a learning rate in the
+ * model, a producer for the dead-letter topic).
  *
  * Every key is one row of a table in config.c (dotted path, type, range,
- * reloadable); parsing, printing and diffing walk that table, so a new
- * setting is a new field here plus a row there, documented in conf/mtld.conf. */
+ * reloadable); parsing, printing, diffing and reloading walk that table, so a
+ * new setting -- reloadable or not -- is a new field here plus a row there
+ * (and its use), documented in conf/mtld.conf. */
 #ifndef MTLD_CONFIG_H
 #define MTLD_CONFIG_H
 
@@ -135,6 +140,31 @@ void mtld_config_print(const mtld_config_t *cfg, FILE *out);
  * Returns the number of changed keys that are NOT reloadable. */
 int mtld_config_diff(const mtld_config_t *old_cfg, const mtld_config_t *new_cfg,
                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx);
+
+/* Applies a reload: for every key that differs between *running and *next
+ * (a config that loaded and validated as a whole), copies the value into
+ * *running when the key's row is reloadable, else keeps the running value.
+ * Calls fn(ctx, key, reloadable) for each changed key, as mtld_config_diff
+ * does (fn may be NULL).  Returns the number of changed keys refused (not
+ * reloadable).  running->path is kept.  Thread: the owner of *running; other
+ * threads may read only its non-reloadable keys meanwhile. */
+int mtld_config_apply(mtld_config_t *running, const mtld_config_t *next,
+                      void (*fn)(void *ctx, const char *key, int reloadable), void *ctx);
+
+/* Reload from a file: mtld_config_load of `path` (may be running->path) into
+ * a new struct, then mtld_config_apply.  On a load error returns it (err as
+ * mtld_config_load) and *running is untouched; else MTLD_OK and *refused (if
+ * not NULL) = the count of refused keys. */
+mtld_status_t mtld_config_reload(mtld_config_t *running, const char *path, int *refused,
+                                 void (*fn)(void *ctx, const char *key, int reloadable), void *ctx,
+                                 char *err, size_t errlen);
+
+/* The key table, for tests and tools: the dotted path of row i (NULL when
+ * i >= mtld_config_key_count()) and, if reloadable is not NULL, whether
+ * SIGHUP may change it.  Rows whose reloadable part is finer than the row
+ * (model.tasks: each task's weight) read 0 here.  Any thread. */
+size_t mtld_config_key_count(void);
+const char *mtld_config_key(size_t i, int *reloadable);
 
 /* Parses a duration: digits followed by a unit, one of ms, s, m, h, d
  * ("250ms", "90s", "5m", "1h", "7d").  Returns MTLD_OK and *ms, or

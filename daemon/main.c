@@ -203,61 +203,38 @@ static void start_metrics(daemon_t *d) {
            mtld_metrics_server_port(d->metrics));
 }
 
+/* SIGHUP: the one place a reload is applied.  mtld_config_reload copies the
+ * table's reloadable keys into d->cfg (or nothing, if the file does not load);
+ * then each part that derives something from them is told once. */
 static void do_reload(daemon_t *d) {
-  mtld_config_t next;
   char err[1024];
   mtld_notify_reloading();
   mtld_log(MTLD_LOG_NOTICE, "SIGHUP: reloading %s", d->cfg.path);
-  if (mtld_config_load(&next, d->cfg.path, err, sizeof(err)) != MTLD_OK) {
+  /* what the metrics server was started with */
+  int metrics_enabled = d->cfg.metrics_enabled, metrics_port = d->cfg.metrics_port;
+  char metrics_listen[sizeof(d->cfg.metrics_listen)];
+  memcpy(metrics_listen, d->cfg.metrics_listen, sizeof(metrics_listen));
+  int refused = 0;
+  if (mtld_config_reload(&d->cfg, d->cfg.path, &refused, log_key, NULL, err, sizeof(err)) !=
+      MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "reload refused, old configuration stays in force: %s", err);
     mtld_notify_ready();
     return;
   }
-  int refused = mtld_config_diff(&d->cfg, &next, log_key, NULL);
-  /* Apply every reloadable key together, at a batch boundary (here). */
-  int level = mtld_log_level_parse(next.log_level);
-  if (level >= 0) mtld_log_set_level(level);
-  mtld_pipeline_reload(d->pipe, &next);
+  /* at a batch boundary (the caller committed): every change together */
+  mtld_log_set_level(mtld_log_level_parse(d->cfg.log_level));
+  set_shutdown_bound(d->cfg.shutdown_timeout_ms);
+  mtld_pipeline_reloaded(d->pipe);
   if (mtld_pipeline_alert(d->pipe)) {
     mtld_log(MTLD_LOG_NOTICE, "reload: alert acknowledged: %s", mtld_pipeline_alert(d->pipe));
     mtld_pipeline_clear_alert(d->pipe);
   }
   if (d->trainer) {
     mtld_trainfeed_drain(d->feed); /* released before the reload: the old rates */
-    mtld_trainer_apply_reloadable(d->trainer, &next.model);
+    mtld_trainer_apply_reloadable(d->trainer, &d->cfg.model);
   }
-  mtld_durable_reload(d->durable, &next);
-  int metrics_changed = next.metrics_enabled != d->cfg.metrics_enabled ||
-                        next.metrics_port != d->cfg.metrics_port ||
-                        strcmp(next.metrics_listen, d->cfg.metrics_listen) != 0;
-  /* Keep the non-reloadable keys as they were. */
-  mtld_config_t applied = d->cfg;
-  applied.dead_letter_topic[0] = 0;
-  snprintf(applied.dead_letter_topic, sizeof(applied.dead_letter_topic), "%s",
-           next.dead_letter_topic);
-  applied.batch_max_events = next.batch_max_events;
-  applied.batch_max_ms = next.batch_max_ms;
-  applied.limits = next.limits;
-  snprintf(applied.log_level, sizeof(applied.log_level), "%s", next.log_level);
-  applied.metrics_enabled = next.metrics_enabled;
-  snprintf(applied.metrics_listen, sizeof(applied.metrics_listen), "%s", next.metrics_listen);
-  applied.metrics_port = next.metrics_port;
-  applied.shutdown_timeout_ms = next.shutdown_timeout_ms;
-  applied.status_interval_ms = next.status_interval_ms;
-  applied.report_interval_ms = next.report_interval_ms;
-  applied.model.lr = next.model.lr;
-  applied.model.emb.lr = next.model.emb.lr;
-  for (int t = 0; t < applied.model.n_tasks && t < next.model.n_tasks; t++)
-    if (strcmp(applied.model.tasks[t].name, next.model.tasks[t].name) == 0)
-      applied.model.tasks[t].loss_weight = next.model.tasks[t].loss_weight;
-  applied.checkpoint_interval_ms = next.checkpoint_interval_ms;
-  applied.checkpoint_every_samples = next.checkpoint_every_samples;
-  applied.checkpoint_keep = next.checkpoint_keep;
-  applied.snapshot_interval_ms = next.snapshot_interval_ms;
-  applied.snapshot_keep = next.snapshot_keep;
-  d->cfg = applied;
-  set_shutdown_bound(d->cfg.shutdown_timeout_ms);
-  if (metrics_changed) {
+  if (d->cfg.metrics_enabled != metrics_enabled || d->cfg.metrics_port != metrics_port ||
+      strcmp(d->cfg.metrics_listen, metrics_listen) != 0) {
     mtld_metrics_server_stop(d->metrics);
     d->metrics = NULL;
     start_metrics(d);

@@ -70,9 +70,10 @@ typedef struct {
 } counts_t;
 
 struct mtld_pipeline {
-  mtld_config_t cfg;
-  mtld_store_t *store;  /* borrowed */
-  mtld_watermark_t *wm; /* borrowed */
+  const mtld_config_t *cfg; /* borrowed (the daemon's); see mtld_pipeline_reloaded */
+  char dlq_topic[256];      /* the topic p->dlq writes to, "" = none */
+  mtld_store_t *store;      /* borrowed */
+  mtld_watermark_t *wm;     /* borrowed */
   mtld_joiner_t *joiner;
   mtld_dedup_t *dedup;
   mtld_deadletter_t *dlq;
@@ -240,7 +241,7 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
                                 size_t errlen) {
   mtld_pipeline_t *p = calloc(1, sizeof(*p));
   if (!p) return MTLD_ERR_NOMEM;
-  p->cfg = *cfg;
+  p->cfg = cfg;
   p->store = store;
   p->wm = wm;
   /* The topics partition ids are made from: source.topics in order, or the
@@ -263,6 +264,7 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
+    snprintf(p->dlq_topic, sizeof(p->dlq_topic), "%s", cfg->dead_letter_topic);
   }
   p->batch_start_mono_ms = mtld_mono_ms();
   p->released_wm = INT64_MIN;
@@ -346,7 +348,7 @@ static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec
     return 1;
   }
   uint64_t n = (uint64_t)(to - from);
-  int stop = p->cfg.on_gap == MTLD_GAP_STOP;
+  int stop = p->cfg->on_gap == MTLD_GAP_STOP;
   mtld_log(MTLD_LOG_ERR,
            "offset gap on %s[%d]: %" PRIu64 " records skipped (offsets %" PRId64 "..%" PRId64
            ") are gone from Kafka (log start %" PRId64 "%s); source.on_gap = %s: %s",
@@ -406,13 +408,13 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   p->c.records++;
   p->batch_records++;
   pt->lg.read++;
-  mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg.format,
-                                      p->cfg.limits.max_record_bytes, &ev, msg, sizeof(msg));
+  mtld_reject_t r = mtld_decode_event(rec->payload, rec->len, p->cfg->format,
+                                      p->cfg->limits.max_record_bytes, &ev, msg, sizeof(msg));
   if (r == MTLD_REJECT_NONE)
-    r = mtld_validate_event(&ev, &p->cfg.limits, mtld_watermark_get(p->wm),
+    r = mtld_validate_event(&ev, &p->cfg->limits, mtld_watermark_get(p->wm),
                             mtld_watermark_newest(p->wm), msg, sizeof(msg));
   mtld_status_t seen = MTLD_ERR_NOTFOUND;
-  if (r == MTLD_REJECT_NONE && p->cfg.limits.dedup) {
+  if (r == MTLD_REJECT_NONE && p->cfg->limits.dedup) {
     seen = mtld_dedup_seen(p->dedup, &ev);
     if (seen == MTLD_OK) {
       r = MTLD_REJECT_DUPLICATE;
@@ -427,7 +429,7 @@ void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
     mtld_item_features_t ib;
     mtld_status_t st =
         seen == MTLD_ERR_NOTFOUND ? mtld_store_apply_part(p->store, &ev, pid, &ub, &ib) : seen;
-    if (st == MTLD_OK && p->cfg.limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
+    if (st == MTLD_OK && p->cfg->limits.dedup) st = mtld_dedup_mark(p->dedup, &ev);
     if (st != MTLD_OK) {
       /* The store could not read its own state: the event can be neither
        * applied nor skipped without breaking exactly-once.  The error is
@@ -468,8 +470,8 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
    * end): samples are due for release */
   if (p->batch_records == 0)
     return mtld_watermark_release_point(p->wm, mtld_mono_ms()) > p->released_wm;
-  if ((int64_t)p->batch_records >= p->cfg.batch_max_events) return 1;
-  return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg.batch_max_ms;
+  if ((int64_t)p->batch_records >= p->cfg->batch_max_events) return 1;
+  return mtld_mono_ms() - p->batch_start_mono_ms >= p->cfg->batch_max_ms;
 }
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
@@ -491,7 +493,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
     mtld_log(MTLD_LOG_NOTICE,
              "idle release: no record for %" PRId64 " ms (joiner.idle_release): releasing the "
              "pending samples up to event time %" PRId64,
-             p->cfg.idle_release_ms, wm);
+             p->cfg->idle_release_ms, wm);
   /* Dead letters first: the batch moves offsets past them. */
   if (p->dlq && p->dlq_pending) {
     mtld_status_t st = mtld_deadletter_flush(p->dlq, DLQ_FLUSH_MS);
@@ -517,7 +519,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   }
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (wm > p->released_wm) p->released_wm = wm;
-  mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg.limits.max_lateness_ms);
+  mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg->limits.max_lateness_ms);
   int64_t t0 = mtld_mono_ms();
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
   if (st != MTLD_OK) return st;
@@ -548,25 +550,21 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   return MTLD_OK;
 }
 
-void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg) {
-  p->cfg.batch_max_events = cfg->batch_max_events;
-  p->cfg.batch_max_ms = cfg->batch_max_ms;
-  p->cfg.limits = cfg->limits;
-  if (strcmp(p->cfg.dead_letter_topic, cfg->dead_letter_topic) != 0) {
-    char err[512];
-    mtld_deadletter_t *dl = NULL;
-    if (cfg->dead_letter_topic[0] && mtld_deadletter_new(&dl, cfg, err, sizeof(err)) != MTLD_OK) {
-      mtld_log(MTLD_LOG_ERR, "reload: dead_letter.topic: %s (keeping %s)", err,
-               p->cfg.dead_letter_topic[0] ? p->cfg.dead_letter_topic : "none");
-      return;
-    }
-    if (p->dlq) mtld_deadletter_flush(p->dlq, 10000);
-    mtld_deadletter_close(p->dlq, 5000);
-    p->dlq = dl;
-    p->dlq_pending = 0;
-    snprintf(p->cfg.dead_letter_topic, sizeof(p->cfg.dead_letter_topic), "%s",
-             cfg->dead_letter_topic);
+void mtld_pipeline_reloaded(mtld_pipeline_t *p) {
+  const mtld_config_t *cfg = p->cfg;
+  if (strcmp(p->dlq_topic, cfg->dead_letter_topic) == 0) return;
+  char err[512];
+  mtld_deadletter_t *dl = NULL;
+  if (cfg->dead_letter_topic[0] && mtld_deadletter_new(&dl, cfg, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "reload: dead_letter.topic: %s (keeping %s)", err,
+             p->dlq_topic[0] ? p->dlq_topic : "none");
+    return;
   }
+  if (p->dlq) mtld_deadletter_flush(p->dlq, 10000);
+  mtld_deadletter_close(p->dlq, 5000);
+  p->dlq = dl;
+  p->dlq_pending = 0;
+  snprintf(p->dlq_topic, sizeof(p->dlq_topic), "%s", cfg->dead_letter_topic);
 }
 
 mtld_status_t mtld_pipeline_error(const mtld_pipeline_t *p, char *err, size_t errlen) {

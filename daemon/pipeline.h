@@ -31,6 +31,8 @@ typedef void (*mtld_sample_sink_fn)(void *ctx, const mtld_sample_t *s);
 /* Creates the pipeline over an open store and a watermark (both borrowed:
  * they must outlive the pipeline): the de-duplication check, the joiner
  * (rebuilt from the store) and, when configured, the dead-letter producer.
+ * cfg is borrowed too, not copied: it must outlive the pipeline, and only a
+ * reload (then mtld_pipeline_reloaded) may change it.
  * Returns MTLD_OK and *out; on error err says why. */
 mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
                                 mtld_store_t *store, mtld_watermark_t *wm, char *err,
@@ -83,8 +85,12 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
  * later commit then has nothing to write. */
 void mtld_pipeline_abandon(mtld_pipeline_t *p);
 
-/* Applies the reloadable keys of a new, already validated config. */
-void mtld_pipeline_reload(mtld_pipeline_t *p, const mtld_config_t *cfg);
+/* After a reload changed the borrowed config (mtld_config_apply, at a batch
+ * boundary, on the pipeline's thread): re-derives what the pipeline keeps
+ * from it, the dead-letter producer (on failure the old one stays, logged).
+ * Everything else (batch sizes, validation limits) is read from the config
+ * where it is used. */
+void mtld_pipeline_reloaded(mtld_pipeline_t *p);
 
 /* Renders the pipeline's counters into b (Prometheus text) and the families
  * of what it owns (joiner, dead letters); the store, the watermark and the

@@ -43,9 +43,9 @@ typedef struct {
 } kind_stats_t;
 
 struct mtld_durable {
-  mtld_config_t cfg;
-  mtld_store_t *store;     /* borrowed */
-  mtld_trainer_t *trainer; /* borrowed; NULL when trainer.enabled = false */
+  const mtld_config_t *cfg; /* borrowed (the daemon's): the worker reads only the dirs */
+  mtld_store_t *store;      /* borrowed */
+  mtld_trainer_t *trainer;  /* borrowed; NULL when trainer.enabled = false */
   const mtld_watermark_t *wm;
   uint64_t next_id;
   int64_t last_ckpt_mono, last_snap_mono;
@@ -124,7 +124,7 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
                                     errlen);
     if (st == MTLD_OK) st = mtld_checkpoint_write_meta(j->tmp, &j->meta, err, errlen);
     if (st == MTLD_OK)
-      st = mtld_checkpoint_commit(d->cfg.checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
+      st = mtld_checkpoint_commit(d->cfg->checkpoint_dir, j->id, j->keep, NULL, 0, err, errlen);
     /* a failed cut leaves nothing behind: the next interval starts anew */
     if (st != MTLD_OK) mtld_rmtree(j->tmp);
     /* keep the buffer for the next checkpoint: its pages are mapped already */
@@ -138,7 +138,8 @@ static mtld_status_t run_job(mtld_durable_t *d, job_t *j, char *err, size_t errl
     free(j->meta.offsets);
   } else {
     char path[PATH_MAX];
-    st = mtld_snapshot_save(j->snap, d->cfg.snapshot_dir, j->keep, path, sizeof(path), err, errlen);
+    st =
+        mtld_snapshot_save(j->snap, d->cfg->snapshot_dir, j->keep, path, sizeof(path), err, errlen);
     /* keep it for the next capture: its buffers are mapped already */
     pthread_mutex_lock(&d->mu);
     if (!d->spare) d->spare = j->snap, j->snap = NULL;
@@ -334,7 +335,7 @@ mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, m
                                size_t errlen) {
   mtld_durable_t *d = calloc(1, sizeof(*d));
   if (!d) return MTLD_ERR_NOMEM;
-  d->cfg = *cfg;
+  d->cfg = cfg;
   d->store = store;
   d->trainer = trainer;
   d->wm = wm;
@@ -391,10 +392,10 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
   quiesce(d); /* the cut: the trainer state that matches the store's offsets */
   job_t j = {.kind = JOB_CHECKPOINT,
              .id = d->next_id++,
-             .keep = d->cfg.checkpoint_keep,
+             .keep = d->cfg->checkpoint_keep,
              .started_mono_ms = t0};
   mtld_status_t st =
-      mtld_checkpoint_begin(d->cfg.checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
+      mtld_checkpoint_begin(d->cfg->checkpoint_dir, j.id, j.tmp, sizeof(j.tmp), err, errlen);
   if (st != MTLD_OK) {
     capture_failed(d, JOB_CHECKPOINT);
     return st;
@@ -444,15 +445,15 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   if (!t) return MTLD_OK;
   int64_t t0 = mtld_mono_ms();
   quiesce(d);
-  const mtld_feature_def_t *fd = &d->cfg.features;
+  const mtld_feature_def_t *fd = &d->cfg->features;
   mtld_snapshot_meta_t meta = {0};
   meta.features = *fd;
   meta.schema_hash = mtld_feature_def_hash(fd);
   meta.n_dense = mtld_features_dense_count(fd);
   meta.created_ms = mtld_wall_ms();
   meta.watermark_ms = mtld_watermark_get(d->wm);
-  meta.join_mode = d->cfg.joiner.mode;
-  meta.negatives_per_positive = d->cfg.joiner.negatives_per_positive;
+  meta.join_mode = d->cfg->joiner.mode;
+  meta.negatives_per_positive = d->cfg->joiner.negatives_per_positive;
   offsets_t o = {0};
   mtld_store_foreach_offset(d->store, add_offset, &o);
   meta.n_offsets = o.n;
@@ -467,7 +468,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
   meta.n_items = items.n;
   meta.item_ids = items.ids;
   meta.item_cats = items.cats;
-  job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg.snapshot_keep, .started_mono_ms = t0};
+  job_t j = {.kind = JOB_SNAPSHOT, .keep = d->cfg->snapshot_keep, .started_mono_ms = t0};
   pthread_mutex_lock(&d->mu);
   j.snap = d->spare;
   d->spare = NULL;
@@ -493,7 +494,7 @@ mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size
 void mtld_durable_tick(mtld_durable_t *d) {
   char err[512];
   int64_t now = mtld_mono_ms();
-  const mtld_config_t *c = &d->cfg;
+  const mtld_config_t *c = d->cfg;
   int ckpt_due =
       (c->checkpoint_interval_ms > 0 && now - d->last_ckpt_mono >= c->checkpoint_interval_ms) ||
       (c->checkpoint_every_samples > 0 &&
@@ -506,16 +507,6 @@ void mtld_durable_tick(mtld_durable_t *d) {
       !queued(d, JOB_SNAPSHOT) && mtld_durable_snapshot(d, 0, err, sizeof(err)) != MTLD_OK)
     mtld_log_rl(MTLD_LOG_ERR, "snapshot", "snapshot failed (retried at the next interval): %s",
                 err);
-}
-
-void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg) {
-  pthread_mutex_lock(&d->mu); /* the worker reads keep counts */
-  d->cfg.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
-  d->cfg.checkpoint_every_samples = cfg->checkpoint_every_samples;
-  d->cfg.checkpoint_keep = cfg->checkpoint_keep;
-  d->cfg.snapshot_interval_ms = cfg->snapshot_interval_ms;
-  d->cfg.snapshot_keep = cfg->snapshot_keep;
-  pthread_mutex_unlock(&d->mu);
 }
 
 void mtld_durable_render_metrics(mtld_durable_t *d, mtld_metrics_buf_t *b) {

@@ -39,8 +39,11 @@ mtld_status_t mtld_durable_recover(const mtld_config_t *cfg, mtld_trainer_t **tr
 /* Starts the worker.  The cut is made of store (committed state and
  * offsets), trainer (NULL when trainer.enabled is false: then there is
  * nothing to checkpoint or snapshot, the store alone is the state) and the
- * watermark's value; all three are borrowed and must outlive d.  The caller
- * commits its batch before asking for a checkpoint. */
+ * watermark's value; all three are borrowed and must outlive d, and so is
+ * cfg (the daemon's): intervals and keep counts are read from it when due,
+ * so a reload that changes them needs no call; the worker thread reads only
+ * cfg's checkpoint and snapshot dirs, which a reload never changes.  The
+ * caller commits its batch before asking for a checkpoint. */
 mtld_status_t mtld_durable_new(mtld_durable_t **out, const mtld_config_t *cfg, mtld_store_t *store,
                                mtld_trainer_t *trainer, const mtld_watermark_t *wm, char *err,
                                size_t errlen);
@@ -61,9 +64,6 @@ mtld_status_t mtld_durable_checkpoint(mtld_durable_t *d, int wait, char *err, si
 
 /* Writes a serving snapshot now.  wait as above. */
 mtld_status_t mtld_durable_snapshot(mtld_durable_t *d, int wait, char *err, size_t errlen);
-
-/* Applies the reloadable intervals and keep counts. */
-void mtld_durable_reload(mtld_durable_t *d, const mtld_config_t *cfg);
 
 /* Checkpoint and snapshot metrics (durations, stalls, ages, failures).
  * NULL: nothing (after shutdown). */

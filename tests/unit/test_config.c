@@ -1121,6 +1121,217 @@ static void test_dirs_beside_store(void) {
   CHECK(strcmp(cfg.checkpoint_dir, "/var/lib/mtld/checkpoints") == 0);
 }
 
+/* ------------------------------------------------------------------ reload */
+
+/* Replaces the first `from` in buf (cap bytes) by `to`; 0 if not found. */
+static int subst(char *buf, size_t cap, const char *from, const char *to) {
+  char *at = strstr(buf, from);
+  if (!at || strlen(buf) - strlen(from) + strlen(to) >= cap) return 0;
+  size_t tail = strlen(at + strlen(from));
+  memmove(at + strlen(to), at + strlen(from), tail + 1);
+  memcpy(at, to, strlen(to));
+  return 1;
+}
+
+/* Every reloadable row of the table, changed at once, is applied by
+ * mtld_config_apply: afterwards nothing differs from the new file. */
+static void test_reload_every_key(void) {
+  static const char *const edits[][2] = {
+      {"topic = \"dlq\"", "topic = \"dlq2\""},
+      {"batch_max_events = 500", "batch_max_events = 501"},
+      {"batch_max_ms = \"1s\"", "batch_max_ms = \"2s\""},
+      {"max_record_bytes = 1024", "max_record_bytes = 2048"},
+      {"max_lateness = \"2h\"", "max_lateness = \"3h\""},
+      {"max_ahead = 60;", "max_ahead = 61; dedup = false;"},
+      {"weight = 0.25", "weight = 0.5"},
+      {"lr = 0.01", "lr = 0.02"},
+      {"emb_lr = 0.001", "emb_lr = 0.002"},
+      {"report_interval = 0", "report_interval = 90"},
+      {"interval = \"0s\"; every_samples = 3000000000L; keep = 1;",
+       "interval = \"1h\"; every_samples = 7; keep = 2;"},
+      {"interval = 30; keep = 1000;", "interval = 31; keep = 999;"},
+      {"level = \"warn\"", "level = \"debug\""},
+      {"enabled = false; listen = \"::1\"; port = 0;",
+       "enabled = true; listen = \"127.0.0.2\"; port = 9999;"},
+      {"shutdown_timeout = \"1m\"", "shutdown_timeout = \"2m\""},
+      {"status_interval = \"250ms\"", "status_interval = \"1s\""},
+  };
+  static char text[8192];
+  snprintf(text, sizeof(text), "%s", full_text);
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    int found = subst(text, sizeof(text), edits[i][0], edits[i][1]);
+    if (!found) fprintf(stderr, "reload test: \"%s\" not in full_text\n", edits[i][0]);
+    CHECK(found);
+  }
+  CHECK(load_ok(&cfg, full_text));
+  CHECK(load_ok(&cfg2, text));
+
+  /* the new file changes every reloadable row, and nothing else */
+  seen_t seen = {0};
+  CHECK(mtld_config_diff(&cfg, &cfg2, record, &seen) == 0);
+  size_t n_reloadable = 0;
+  for (size_t i = 0; i < mtld_config_key_count(); i++) {
+    int r;
+    const char *key = mtld_config_key(i, &r);
+    if (!r) continue;
+    n_reloadable++;
+    if (!seen_has(&seen, key, 1)) fprintf(stderr, "reload test: %s not changed by the test\n", key);
+    CHECK(seen_has(&seen, key, 1));
+  }
+  CHECK(mtld_config_key(mtld_config_key_count(), NULL) == NULL);
+  CHECK(seen_has(&seen, "model.tasks.cart.weight", 1));
+  CHECK(seen.n == (int)n_reloadable + 1 && n_reloadable >= 20);
+
+  /* applied: every one of them, through the table */
+  seen_t applied = {0};
+  CHECK(mtld_config_apply(&cfg, &cfg2, record, &applied) == 0);
+  CHECK(applied.n == seen.n);
+  CHECK(count_changes(&cfg, &cfg2) == 0);
+  CHECK(strcmp(cfg.dead_letter_topic, "dlq2") == 0 && cfg.limits.dedup == 0);
+  CHECK(cfg.model.lr == 0.02f && cfg.model.emb.lr == 0.002f);
+  CHECK(cfg.model.tasks[1].loss_weight == 0.5f && cfg.model.tasks[2].loss_weight == 2.0f);
+  CHECK(cfg.checkpoint_every_samples == 7 && cfg.snapshot_keep == 999);
+  CHECK(strcmp(cfg.log_level, "debug") == 0 && cfg.metrics_port == 9999);
+}
+
+/* A changed key that is not reloadable is reported and keeps its value,
+ * while the reloadable ones next to it apply. */
+static void test_reload_refused(void) {
+  static char text[8192];
+  snprintf(text, sizeof(text), "%s", full_text);
+  CHECK(subst(text, sizeof(text), "path = \"/srv/s\"", "path = \"/srv/other\""));
+  CHECK(subst(text, sizeof(text), "format = \"json\"", "format = \"protobuf\""));
+  CHECK(subst(text, sizeof(text), "mode = \"sampled_negatives\"", "mode = \"impressions\""));
+  CHECK(subst(text, sizeof(text), "batch_max_events = 500", "batch_max_events = 7"));
+  CHECK(load_ok(&cfg, full_text));
+  CHECK(load_ok(&cfg2, text));
+  seen_t seen = {0};
+  CHECK(mtld_config_apply(&cfg, &cfg2, record, &seen) == 3);
+  CHECK(seen.n == 4);
+  CHECK(seen_has(&seen, "store.path", 0) && seen_has(&seen, "source.format", 0));
+  CHECK(seen_has(&seen, "joiner.mode", 0) && seen_has(&seen, "store.batch_max_events", 1));
+  CHECK(strcmp(cfg.store_path, "/srv/s") == 0 && cfg.format == MTLD_FMT_JSON);
+  CHECK(cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES);
+  CHECK(cfg.batch_max_events == 7);
+  /* a second reload of the same file: the same refusals, nothing to apply */
+  memset(&seen, 0, sizeof(seen));
+  CHECK(mtld_config_apply(&cfg, &cfg2, record, &seen) == 3 && seen.n == 3);
+
+  /* tasks: a changed weight applies only when the task list is otherwise
+   * the same; a renamed task refuses the list, weights included */
+  snprintf(text, sizeof(text), "%s", full_text);
+  CHECK(subst(text, sizeof(text),
+              "name = \"cart\"; type = \"binary\"; label = \"cart\"; weight = 0.25",
+              "name = \"basket\"; type = \"binary\"; label = \"cart\"; weight = 0.5"));
+  CHECK(load_ok(&cfg, full_text));
+  CHECK(load_ok(&cfg2, text));
+  memset(&seen, 0, sizeof(seen));
+  CHECK(mtld_config_apply(&cfg, &cfg2, record, &seen) == 1);
+  CHECK(seen.n == 1 && seen_has(&seen, "model.tasks", 0));
+  CHECK(strcmp(cfg.model.tasks[1].name, "cart") == 0 && cfg.model.tasks[1].loss_weight == 0.25f);
+}
+
+static void write_file(const char *path, const char *text, size_t len) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (!f) return;
+  fwrite(text, 1, len, f);
+  fclose(f);
+}
+
+/* A file that does not load changes nothing: syntax, value, include. */
+static void test_reload_bad_file(void) {
+  static mtld_config_t before;
+  char dir[] = "/tmp/mtld-test-reload-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256], sub[256], inc[256], self[256], err[512], want[512];
+  snprintf(path, sizeof(path), "%s/mtld.conf", dir);
+  snprintf(sub, sizeof(sub), "%s/conf.d", dir);
+  snprintf(inc, sizeof(inc), "%s/inc.conf", dir);
+  snprintf(self, sizeof(self), "%s/self.conf", dir);
+  CHECK(mkdir(sub, 0700) == 0);
+  write_file(inc, "store = { batch_max_events = 9; };\n", 35);
+  write_file(self, "@include \"self.conf\"\n", 21);
+  write_file(path, full_text, strlen(full_text));
+  CHECK(mtld_config_load(&cfg, path, err, sizeof(err)) == MTLD_OK);
+  memcpy(&before, &cfg, sizeof(cfg));
+
+  static const struct {
+    const char *text; /* appended to the base (level = "debug" first) */
+    size_t len;       /* 0: strlen */
+    const char *want; /* in the error, after "DIR/" */
+  } bad[] = {
+      {"store = { batch_max_ms = ; };\n", 0, "mtld.conf:"},
+      {"xstore = { };\n", 0, "xstore: unknown key"},
+      {"@include \"conf.d\"\n", 0, "@include \"conf.d\": DIR/conf.d: is a directory, not a file"},
+      {"@include \"\"\n", 0, "@include \"\": DIR/: empty name"},
+      {"@include \".\"\n", 0, "@include \".\": DIR/.: is a directory"},
+      {"  @include \"..\"\n", 0, "@include \"..\": DIR/..: is a directory"},
+      {"@include \"conf.d\0x\"\n", 19,
+       "@include \"conf.d\\x00x\": DIR/conf.d: the name holds a NUL"},
+      {"@include \"missing.conf\"\n", 0,
+       "@include \"missing.conf\": DIR/missing.conf: No such file"},
+      {"@include \"self.conf\"\n", 0,
+       "self.conf:1: @include \"self.conf\": DIR/self.conf: includes "
+       "nested more than 10 deep"},
+      {"@include \"/dev/null\"\n", 0, "@include \"/dev/null\": DIR//dev/null: No such file"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    static char text[8192];
+    snprintf(text, sizeof(text), "%s", full_text);
+    CHECK(subst(text, sizeof(text), "level = \"warn\"", "level = \"debug\""));
+    size_t blen = strlen(text), len = bad[i].len ? bad[i].len : strlen(bad[i].text);
+    memcpy(text + blen, bad[i].text, len);
+    write_file(path, text, blen + len);
+    int refused = -1;
+    err[0] = '\0';
+    mtld_status_t st = mtld_config_reload(&cfg, path, &refused, NULL, NULL, err, sizeof(err));
+    /* the expected text with DIR expanded */
+    char w[512];
+    snprintf(w, sizeof(w), "%s", bad[i].want);
+    char *d;
+    size_t o = 0;
+    want[0] = '\0';
+    for (const char *p = w; (d = strstr(p, "DIR")) != NULL; p = d + 3) {
+      o += (size_t)snprintf(want + o, sizeof(want) - o, "%.*s%s", (int)(d - p), p, dir);
+      if (!strstr(d + 3, "DIR")) snprintf(want + o, sizeof(want) - o, "%s", d + 3);
+    }
+    if (!strstr(w, "DIR")) snprintf(want, sizeof(want), "%s", w);
+    int ok = st == MTLD_ERR_CONFIG && strstr(err, want) != NULL && refused == -1;
+    if (!ok) fprintf(stderr, "bad reload %zu: want \"%s\", got %d \"%s\"\n", i, want, st, err);
+    CHECK(ok);
+    CHECK(memcmp(&cfg, &before, sizeof(cfg)) == 0);
+  }
+
+  /* a good include still works, and a reload through it applies */
+  static const char good[] = MINIMAL "@include \"inc.conf\"\n";
+  write_file(path, good, strlen(good));
+  CHECK(mtld_config_load(&cfg2, path, err, sizeof(err)) == MTLD_OK && cfg2.batch_max_events == 9);
+  /* strings and comments are not includes */
+  static const char quiet[] =
+      "source = { topics = [\"a\"]; file = \"x\\\"\n@include \\\"conf.d\\\"\"; };\n"
+      "# @include \"conf.d\"\n"
+      "// @include \"conf.d\"\n"
+      "/*\n@include \"conf.d\"\n*/\n"
+      "kafka = { bootstrap_servers = \"k:1\"; };\n";
+  write_file(path, quiet, strlen(quiet));
+  CHECK(mtld_config_load(&cfg2, path, err, sizeof(err)) == MTLD_OK);
+  if (strcmp(cfg2.source_file, "x\"\n@include \"conf.d\"") != 0)
+    fprintf(stderr, "source_file \"%s\" (%s)\n", cfg2.source_file, err);
+  CHECK(strcmp(cfg2.source_file, "x\"\n@include \"conf.d\"") == 0);
+  /* a string config has no include dir: names are as written */
+  EXPECT_ERROR(MINIMAL "@include \"/\"\n", "t.conf:3: @include \"/\": /: is a directory");
+  /* -c of a directory */
+  CHECK(mtld_config_load(&cfg2, dir, err, sizeof(err)) == MTLD_ERR_CONFIG);
+  CHECK(strstr(err, "is a directory") != NULL);
+
+  unlink(path);
+  unlink(inc);
+  unlink(self);
+  rmdir(sub);
+  rmdir(dir);
+}
+
 int main(void) {
   mtld_log_init();
   test_dirs_beside_store();
@@ -1137,5 +1348,8 @@ int main(void) {
   test_n_dense();
   test_model_diff();
   test_model_round_trip();
+  test_reload_every_key();
+  test_reload_refused();
+  test_reload_bad_file();
   return CHECK_DONE();
 }

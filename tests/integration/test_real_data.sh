@@ -15,6 +15,13 @@
 #   YooChoose and Diginetica session clicks: the report has HR@20 / MRR@20
 #     of the next clicked item next to the popularity baseline.
 . "$(dirname "$0")/lib.sh"
+if [ -n "${MTLD_SANITIZED:-}" ]; then
+  # What it measures is learning quality; the code it runs (rating baselines,
+  # donor negatives, the release view, ranking) has unit tests that run under
+  # the sanitizers, and it takes minutes there.
+  echo "skip: a quality measurement on the public samples; too slow under ASan+UBSan"
+  exit 77
+fi
 DATA=$SRC/../shared/data
 if [ ! -d "$DATA" ]; then
   echo "skipped: no $DATA (the public data samples are not part of the repository)"

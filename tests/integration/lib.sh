@@ -176,3 +176,13 @@ same_run() {
   "$HELPERS/snapshot_weights" "$T/$2.store.snap" >"$T/$2.w"
   cmp "$T/$1.w" "$T/$2.w" || fail "weights differ from $3"
 }
+
+# dead_lettered_and_applied : fails unless the dead-letter topic dlq (on
+# BOOTSTRAP) holds, by reason, the counts of $T/expected ("reason count"
+# lines, sorted) and every good event of $T/events.pb is in $T/store
+dead_lettered_and_applied() {
+  "$HELPERS/dlq_dump" "$BOOTSTRAP" dlq 30 >"$T/dlq.txt" 2>"$T/dlq.log" || fail "could not read the dead-letter topic"
+  awk '{print $1}' "$T/dlq.txt" | sort | uniq -c | awk '{print $2, $1}' >"$T/dlq-got"
+  diff -u "$T/expected" "$T/dlq-got" || fail "dead-letter topic differs from the rejections"
+  "$HELPERS/ref_features" "$T/events.pb" "$T/store" || fail "good events were not all applied"
+}

@@ -37,7 +37,9 @@
  *              are the partition's share of the item's traffic; rates are
  *              unbiased.  The default.
  *   GLOBAL:    the item's features over every partition consumed so far (the
- *              first behaviour): depends on the interleaving. */
+ *              first behaviour): depends on the interleaving.
+ * Positives and negatives of joiner.mode = sampled_negatives use neither:
+ * their item features come from the joiner's release view (joiner.h). */
 typedef enum { MTLD_ITEM_VIEW_PARTITION = 0, MTLD_ITEM_VIEW_GLOBAL = 1 } mtld_item_view_t;
 
 /* Feature definitions (from the config's `features` group).  Their hash is

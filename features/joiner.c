@@ -1,7 +1,8 @@
 /* joiner.c - online label joiner: pending samples in the store's "pending"
  * column family, small in-memory indexes over them (an entry slab, three
- * id -> chain maps, a release heap) and per-scenario donor rings for sampled
- * negatives.  See joiner.h for the rules. */
+ * id -> chain maps, a release heap), per-scenario donor rings and the
+ * release view of item features for sampled negatives.  See joiner.h for the
+ * rules. */
 #include "features/joiner.h"
 
 #include <inttypes.h>
@@ -33,14 +34,20 @@ static int64_t sat_add(int64_t a, int64_t b) { /* b >= 0 */
 /* ---- pending keys ---- */
 
 #define KEY_TAG 'S'
+#define EV_TAG 'E' /* item events of the release view (sampled negatives) */
 #define KEY_LEN 25 /* tag, time 8, partition 4, offset 8, sub 4 */
 
-static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset, uint32_t sub) {
-  k[0] = KEY_TAG;
+static void make_key_tag(uint8_t *k, uint8_t tag, int64_t time_ms, int32_t partition,
+                         int64_t offset, uint32_t sub) {
+  k[0] = tag;
   mtld_put_be64(k + 1, ord64(time_ms));
   mtld_put_be32(k + 9, ord32(partition));
   mtld_put_be64(k + 13, ord64(offset));
   mtld_put_be32(k + 21, sub);
+}
+
+static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset, uint32_t sub) {
+  make_key_tag(k, KEY_TAG, time_ms, partition, offset, sub);
 }
 
 /* ---- sample encoding (the pending value) ----
@@ -203,6 +210,11 @@ static void cmap_free(cmap_t *m) {
 
 /* ---- pending entries ---- */
 
+/* entry_t.kind of an item event of the release view (not a sample; key
+ * EV_TAG, sub SUB_ITEM_EVENT so it sorts after a sample of the same event). */
+#define KIND_ITEM_EVENT 0xe0
+#define SUB_ITEM_EVENT UINT32_MAX
+
 enum { IDX_ID = 0, IDX_REQ = 1, IDX_UI = 2, N_IDX = 3 };
 
 typedef struct {
@@ -232,7 +244,8 @@ struct mtld_joiner {
 
   entry_t *ent;
   int32_t n_ent, cap_ent, free_head;
-  size_t n_live;
+  size_t n_live;    /* live entries: samples and item events */
+  size_t n_item_ev; /* of which item events (release view) */
   cmap_t idx[N_IDX];
 
   int32_t *heap; /* entry indices, min-heap by release order */
@@ -397,6 +410,7 @@ static void entry_free(mtld_joiner_t *j, int32_t e) {
   j->ent[e].next[0] = j->free_head;
   j->free_head = e;
   j->n_live--;
+  if (j->ent[e].kind == KIND_ITEM_EVENT) j->n_item_ev--;
 }
 
 static int64_t deadline_of(const mtld_joiner_t *j, int kind, int64_t time_ms) {
@@ -455,6 +469,145 @@ static int32_t find_same(mtld_joiner_t *j, uint64_t sample_id, int64_t time_ms, 
       return e;
   }
   return -1;
+}
+
+/* ---- release view (sampled negatives) ----
+ * The item part of a positive is computed when it is RELEASED, from an item
+ * aggregate that is updated in release order: every event of the stream is
+ * staged as an item event (key EV_TAG, sub SUB_ITEM_EVENT) with the deadline
+ * of a click at its time, so item events and positives leave the heap in
+ * one (time, partition, offset) order whatever the partition count or
+ * interleaving; a positive reads the aggregate just before its own item
+ * event is applied.  The aggregate lives under "rit/" item(8) in the
+ * pending column family, written in the same batch as the release. */
+
+#define RIT_PREFIX "rit/"
+#define RIT_KEY_LEN 12
+#define EV_VERSION 1
+#define EV_VAL_LEN                                                                                 \
+  46 /* version, type, time 8, event id 8, item 8, category 8, rating 4, price 8                   \
+      */
+
+static void rit_key(uint8_t *k, uint64_t item) {
+  memcpy(k, RIT_PREFIX, 4);
+  mtld_put_be64(k + 4, item);
+}
+
+/* The release-view features of an item (zeroed: never seen).  An
+ * undecodable value counts as corrupt and reads as never seen. */
+static mtld_status_t rit_get(mtld_joiner_t *j, uint64_t item, mtld_item_features_t *f) {
+  uint8_t k[RIT_KEY_LEN];
+  void *v = NULL;
+  size_t vlen = 0;
+  memset(f, 0, sizeof *f);
+  rit_key(k, item);
+  mtld_status_t rc = mtld_store_get(j->st, MTLD_CF_PENDING, k, sizeof k, &v, &vlen);
+  if (rc == MTLD_ERR_NOTFOUND) return MTLD_OK;
+  if (rc == MTLD_OK && mtld_features_item_decode(&j->def, f, v, vlen) != MTLD_OK) {
+    j->c.corrupt++;
+    memset(f, 0, sizeof *f);
+  }
+  free(v);
+  return rc;
+}
+
+static mtld_status_t rit_apply(mtld_joiner_t *j, const mtld_event_t *ev) {
+  mtld_item_features_t f;
+  mtld_status_t rc = rit_get(j, ev->item_id, &f);
+  if (rc != MTLD_OK) return rc;
+  mtld_features_item_apply(&j->def, &f, ev);
+  uint8_t k[RIT_KEY_LEN], v[MTLD_FEATURES_ITEM_ENC_MAX];
+  size_t n = mtld_features_item_encode(&j->def, &f, v, sizeof v);
+  if (n == 0) return MTLD_ERR_INVALID;
+  rit_key(k, ev->item_id);
+  return mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, n);
+}
+
+/* Indexes an item event (heap only).  Returns the entry or -1 (no memory). */
+static int32_t item_event_entry(mtld_joiner_t *j, int64_t time_ms, int32_t partition,
+                                int64_t offset, uint64_t item_id) {
+  int32_t e = entry_alloc(j);
+  if (e < 0) return -1;
+  entry_t *x = &j->ent[e];
+  memset(x, 0, sizeof *x);
+  x->time_ms = time_ms;
+  x->offset = offset;
+  x->partition = partition;
+  x->sub = SUB_ITEM_EVENT;
+  x->kind = KIND_ITEM_EVENT;
+  x->deadline = deadline_of(j, MTLD_SAMPLE_IMPRESSION, time_ms);
+  x->click_time = INT64_MIN;
+  x->item_id = item_id;
+  for (int w = 0; w < N_IDX; w++) x->next[w] = -1;
+  j->n_live++;
+  j->n_item_ev++;
+  if (heap_push(j, e) != 0) {
+    entry_free(j, e);
+    return -1;
+  }
+  return e;
+}
+
+/* Stages an event of the stream as an item event of the release view. */
+static mtld_status_t item_event_stage(mtld_joiner_t *j, const mtld_event_t *ev, int32_t partition,
+                                      int64_t offset) {
+  uint8_t k[KEY_LEN], v[EV_VAL_LEN];
+  make_key_tag(k, EV_TAG, ev->time_ms, partition, offset, SUB_ITEM_EVENT);
+  v[0] = EV_VERSION;
+  v[1] = (uint8_t)ev->type;
+  mtld_put_le64(v + 2, (uint64_t)ev->time_ms);
+  mtld_put_le64(v + 10, ev->event_id);
+  mtld_put_le64(v + 18, ev->item_id);
+  mtld_put_le64(v + 26, ev->category_id);
+  mtld_put_f32(v + 34, ev->rating);
+  mtld_put_f64(v + 38, ev->price);
+  mtld_status_t rc = mtld_store_put(j->st, MTLD_CF_PENDING, k, sizeof k, v, sizeof v);
+  if (rc != MTLD_OK) return rc;
+  return item_event_entry(j, ev->time_ms, partition, offset, ev->item_id) < 0 ? MTLD_ERR_NOMEM
+                                                                              : MTLD_OK;
+}
+
+static mtld_status_t item_event_decode(mtld_event_t *ev, const uint8_t *v, size_t len) {
+  memset(ev, 0, sizeof *ev);
+  if (len != EV_VAL_LEN || v[0] != EV_VERSION || v[1] < 1 || v[1] > MTLD_N_EVENT_TYPES)
+    return MTLD_ERR_CORRUPT;
+  ev->type = v[1];
+  ev->time_ms = (int64_t)mtld_get_le64(v + 2);
+  ev->event_id = mtld_get_le64(v + 10);
+  ev->item_id = mtld_get_le64(v + 18);
+  ev->category_id = mtld_get_le64(v + 26);
+  ev->rating = mtld_get_f32(v + 34);
+  ev->price = mtld_get_f64(v + 38);
+  return MTLD_OK;
+}
+
+/* A released item event: applied to the release view, then deleted. */
+static void item_event_release(mtld_joiner_t *j, const entry_t *x) {
+  uint8_t k[KEY_LEN];
+  make_key_tag(k, EV_TAG, x->time_ms, x->partition, x->offset, x->sub);
+  void *v = NULL;
+  size_t vlen = 0;
+  mtld_event_t ev;
+  if (mtld_store_get(j->st, MTLD_CF_PENDING, k, sizeof k, &v, &vlen) == MTLD_OK &&
+      item_event_decode(&ev, v, vlen) == MTLD_OK)
+    rit_apply(j, &ev); /* a failed put sticks in the store's batch */
+  else
+    j->c.corrupt++;
+  free(v);
+  mtld_store_delete(j->st, MTLD_CF_PENDING, k, sizeof k);
+}
+
+/* Puts the release view of a positive's item, as of just before its own
+ * event, into its item dense features. */
+static void positive_item_part(mtld_joiner_t *j, mtld_sample_t *s) {
+  mtld_item_features_t f;
+  float d[MTLD_MAX_DENSE];
+  uint64_t item = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
+  if (rit_get(j, item, &f) != MTLD_OK) memset(&f, 0, sizeof f);
+  int n = mtld_features_dense(&j->def, NULL, &f, s->scenario_id, s->time_ms, d, MTLD_MAX_DENSE);
+  for (int i = 0; i < j->n_item_slots; i++)
+    if (j->item_slots[i] < n && j->item_slots[i] < s->n_dense)
+      s->dense[j->item_slots[i]] = d[j->item_slots[i]];
 }
 
 /* ---- donor rings (sampled negatives) ----
@@ -614,6 +767,7 @@ static void clear_memory(mtld_joiner_t *j) {
   j->n_ent = j->cap_ent = 0;
   j->free_head = -1;
   j->n_live = 0;
+  j->n_item_ev = 0;
   for (int w = 0; w < N_IDX; w++) cmap_free(&j->idx[w]);
   free(j->heap);
   j->heap = NULL;
@@ -641,6 +795,24 @@ static int load_pending(void *ctx, const void *key, size_t klen, const void *val
     return j->load_rc != MTLD_OK;
   }
   if (entry_add(j, &s, mtld_get_be32(k + 21), request_id, click_time) < 0) {
+    j->load_rc = MTLD_ERR_NOMEM;
+    return 1;
+  }
+  return 0;
+}
+
+static int load_item_event(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  mtld_joiner_t *j = ctx;
+  const uint8_t *k = key;
+  mtld_event_t ev;
+  if (klen != KEY_LEN || mtld_get_be32(k + 21) != SUB_ITEM_EVENT ||
+      item_event_decode(&ev, val, vlen) != MTLD_OK || ev.time_ms != unord64(mtld_get_be64(k + 1))) {
+    j->c.corrupt++;
+    j->load_rc = mtld_store_delete(j->st, MTLD_CF_PENDING, key, klen);
+    return j->load_rc != MTLD_OK;
+  }
+  if (item_event_entry(j, ev.time_ms, unord32(mtld_get_be32(k + 9)), unord64(mtld_get_be64(k + 13)),
+                       ev.item_id) < 0) {
     j->load_rc = MTLD_ERR_NOMEM;
     return 1;
   }
@@ -698,6 +870,9 @@ static mtld_status_t load(mtld_joiner_t *j, char *err, size_t errlen) {
   j->load_rc = MTLD_OK;
   uint8_t tag = KEY_TAG;
   mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, &tag, 1, load_pending, j);
+  tag = EV_TAG;
+  if (j->load_rc == MTLD_OK)
+    mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, &tag, 1, load_item_event, j);
   if (j->load_rc == MTLD_OK)
     mtld_store_foreach_raw(j->st, MTLD_CF_PENDING, NEG_PREFIX, 4, load_ring, j);
   if (j->load_rc == MTLD_OK)
@@ -1021,10 +1196,10 @@ static int label_late(const mtld_joiner_t *j, int64_t time_ms) {
                                                    j->cfg.conversion_window_ms) < j->max_release_wm;
 }
 
-mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
-                                   mtld_partition_id_t partition, int64_t offset,
-                                   const mtld_user_features_t *user_before,
-                                   const mtld_item_features_t *item_before) {
+static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                              mtld_partition_id_t partition, int64_t offset,
+                              const mtld_user_features_t *user_before,
+                              const mtld_item_features_t *item_before) {
   mtld_sample_t s;
   mtld_status_t rc = MTLD_OK;
   int dup, changed;
@@ -1088,6 +1263,17 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
   }
 }
 
+mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
+                                   mtld_partition_id_t partition, int64_t offset,
+                                   const mtld_user_features_t *user_before,
+                                   const mtld_item_features_t *item_before) {
+  mtld_status_t rc = on_event(j, ev, partition, offset, user_before, item_before);
+  if (rc == MTLD_OK && j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES && ev->type >= 1 &&
+      ev->type <= MTLD_N_EVENT_TYPES)
+    rc = item_event_stage(j, ev, partition, offset);
+  return rc;
+}
+
 size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,
                            void *ctx) {
   size_t n = 0;
@@ -1095,6 +1281,11 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
   while (j->n_heap > 0 && j->ent[j->heap[0]].deadline < watermark_ms) {
     int32_t e = heap_pop(j);
     const entry_t *x = &j->ent[e];
+    if (x->kind == KIND_ITEM_EVENT) {
+      item_event_release(j, x);
+      entry_free(j, e);
+      continue;
+    }
     uint8_t key[KEY_LEN];
     make_key(key, x->time_ms, x->partition, x->offset, x->sub);
     void *val = NULL;
@@ -1105,6 +1296,7 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
     uint8_t flags = 0;
     if (mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen) == MTLD_OK &&
         dec_sample(&s, &request_id, &click_time, &flags, val, vlen) == MTLD_OK) {
+      if (flags & ENC_FLAG_DRAW) positive_item_part(j, &s);
       fn(ctx, &s);
       n++;
       if (flags & ENC_FLAG_DRAW) n += draw_negatives(j, &s, fn, ctx);
@@ -1145,7 +1337,7 @@ int mtld_joiner_shape_advice(const mtld_joiner_config_t *cfg,
 }
 
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j) {
-  return j->n_live;
+  return j->n_live - j->n_item_ev;
 }
 
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {

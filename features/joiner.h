@@ -66,8 +66,20 @@
  * AUC 0.88-0.97 and the model learnt it.)  Release order is
  * (deadline, time, partition, offset, sub) whatever the partition count or
  * interleaving, so the rings, and the negatives, do not depend on either
- * (for samples that are not late); the item view (features.item_view)
- * changes only what the item part holds, the same way for both classes.
+ * (for samples that are not late).
+ * The item part of a positive is not the store's item view read when the
+ * click arrived (that depends on how far other partitions were consumed, or
+ * with item_view = partition on the partition count) but the RELEASE VIEW,
+ * read when the positive is released: an item aggregate of the joiner that
+ * every event of the stream (all types, staged as an "item event" with the
+ * deadline of a click at its time) updates when it leaves the release heap.
+ * Item events and positives leave it in one (time, partition, offset)
+ * order, an item event after the sample of the same event, so a positive
+ * sees its item over exactly the events before its own click in that order
+ * (point in time), whatever the partition count or interleaving; a file
+ * replay and 8 partitions give positives (and so donors and negatives) the
+ * same item features.  features.item_view does not apply to these samples.
+ * (Late events are applied when they are released, out of that order.)
  * The draw uses a PRNG seeded by (seed, positive id), so a replay draws the
  * same negatives; the rings are staged in the same store batch as the
  * release, so a restart continues them.  A repeated view (same user, item
@@ -92,6 +104,11 @@
  *   "neg/" scenario(8) 'h'         -> donor ring header (total, capacity)
  *   "neg/" scenario(8) 's' slot(4) -> item id(8), category id(8), n(1), n
  *                                     item dense features (f32)
+ *   'E' time(8) partition(4) offset(8) sub(4)  -> an item event waiting for
+ *       release (sampled negatives; sub = UINT32_MAX): type(1), time,
+ *       event id, item id, category id, rating, price
+ *   "rit/" item(8) -> the item's release-view features
+ *       (mtld_features_item_encode; sampled negatives)
  *   ("pop/" keys, the per-partition item rings of earlier versions, are
  *   deleted at load.)
  * The partition number in the sample key is the partition id of
@@ -197,13 +214,16 @@ typedef void (*mtld_joiner_release_fn)(void *ctx, const mtld_sample_t *s);
 
 /* Releases every pending sample with deadline < watermark_ms, in (deadline,
  * time, partition, offset, sub) order: calls fn (the sample is valid during
- * the call only) and stages its deletion.  Returns the number released.
+ * the call only) and stages its deletion; item events of the release view
+ * (sampled negatives) due by then are applied to it in the same order.
+ * Returns the number of samples released.
  * A lower watermark than before releases nothing new.  A pending record
  * that cannot be read back is dropped and counted as corrupt. */
 size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,
                            void *ctx);
 
-/* Number of pending samples (in memory, including staged ones). */
+/* Number of pending samples (in memory, including staged ones; item events
+ * of the release view are not samples and not counted). */
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
 
 /* Renders the joiner's families into b (Prometheus text): samples pending,
@@ -212,7 +232,8 @@ size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
  * dropped (mtld_joiner_samples_total). */
 void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b);
 
-/* Deadline of the next sample to release (INT64_MAX when none pending). */
+/* Deadline of the next sample or item event to release (INT64_MAX when
+ * none pending). */
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j);
 
 /* Counters since create (not reset by reload).  Every event handed to

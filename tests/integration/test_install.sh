@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make install` layout, through cmake --install with DESTDIR into a scratch
 # root: exactly the expected files (programs, config, unit, sysusers,
-# tmpfiles; no test fixtures), the installed mtld runs (--version, and
-# --check-config accepts the installed config), an existing config is kept on
-# reinstall, another prefix moves the programs and the unit's ExecStart but
-# not /etc; and the Makefile hands PREFIX and DESTDIR to cmake.
+# tmpfiles, mtld-plot, the Grafana dashboard; no test fixtures), the
+# installed mtld runs (--version, and --check-config accepts the installed
+# config), an existing config is kept on reinstall, another prefix moves the
+# programs and the unit's ExecStart but not /etc; and the Makefile hands
+# PREFIX and DESTDIR to cmake.
 # The serving library: libmtld-serving.so.1 (SONAME), its header and
 # mtld-serving.pc are installed; a program built outside the tree through
 # pkg-config against the installed library scores a snapshot exactly as
@@ -33,6 +34,7 @@ etc/mtld/mtld.conf
 usr/bin/mtld
 usr/bin/mtld-gen
 usr/bin/mtld-inspect
+usr/bin/mtld-plot
 usr/bin/mtld-produce
 usr/include/mtld/serving.h
 usr/$LIBDIR/libmtld-serving.so
@@ -44,6 +46,7 @@ usr/share/mtld/snapshot.proto
 usr/lib/systemd/system/mtld.service
 usr/lib/sysusers.d/mtld.conf
 usr/lib/tmpfiles.d/mtld.conf
+usr/share/mtld/grafana/mtld.json
 EOF
 # tools added later (tools/mtld-*.c) are installed too: allow more usr/bin/mtld-*
 # (and mtld_snapshot_pb2.py beside mtld_reader.py when protoc was there at build time)
@@ -53,7 +56,7 @@ grep -vxFf "$T/want" "$T/files" | grep -v '^usr/bin/mtld-[a-z]*$' |
 missing=$(grep -vxFf "$T/files" "$T/want" || true)
 [ -z "$missing" ] || fail "not installed: $missing"
 grep -q 'mtld-mockcluster' "$T/files" && fail "the test fixture mtld-mockcluster was installed"
-for p in mtld mtld-gen mtld-inspect mtld-produce; do
+for p in mtld mtld-gen mtld-inspect mtld-plot mtld-produce; do
   [ -x "$R/usr/bin/$p" ] || fail "usr/bin/$p not executable"
 done
 cmp -s "$R/etc/mtld/mtld.conf" "$SRC/conf/mtld.conf" || fail "etc/mtld/mtld.conf differs from conf/mtld.conf"
@@ -61,6 +64,9 @@ cmp -s "$R/usr/lib/systemd/system/mtld.service" "$SRC/systemd/mtld.service" ||
   fail "the unit installed for prefix /usr differs from systemd/mtld.service"
 cmp -s "$R/usr/lib/sysusers.d/mtld.conf" "$SRC/systemd/mtld.sysusers" || fail "sysusers.d/mtld.conf differs"
 cmp -s "$R/usr/lib/tmpfiles.d/mtld.conf" "$SRC/systemd/mtld.tmpfiles" || fail "tmpfiles.d/mtld.conf differs"
+cmp -s "$R/usr/bin/mtld-plot" "$SRC/tools/mtld-plot" || fail "usr/bin/mtld-plot differs from tools/mtld-plot"
+cmp -s "$R/usr/share/mtld/grafana/mtld.json" "$SRC/conf/grafana/mtld.json" ||
+  fail "usr/share/mtld/grafana/mtld.json differs from conf/grafana/mtld.json"
 note "prefix /usr: $(wc -l <"$T/files") files as expected"
 
 # the installed programs run from there

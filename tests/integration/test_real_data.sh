@@ -9,10 +9,19 @@
 #     a file and consumed from 8 Kafka partitions: the "item never seen
 #     before" rule tells positives from negatives no better than chance
 #     (AUC within 0.05 of 0.5; it was 0.88-0.91 with negatives drawn from
-#     already-clicked items), and the model's AUC differs by less than 0.03.
+#     already-clicked items), and the model's AUC differs by less than 0.01
+#     (positives' item features come from the release-order item aggregate:
+#     they do not depend on the partition count).
 #   YooChoose and Diginetica session clicks: the report has HR@20 / MRR@20
 #     of the next clicked item next to the popularity baseline.
 . "$(dirname "$0")/lib.sh"
+if [ -n "${MTLD_SANITIZED:-}" ]; then
+  # What it measures is learning quality; the code it runs (rating baselines,
+  # donor negatives, the release view, ranking) has unit tests that run under
+  # the sanitizers, and it takes minutes there.
+  echo "skip: a quality measurement on the public samples; too slow under ASan+UBSan"
+  exit 77
+fi
 DATA=$SRC/../shared/data
 if [ ! -d "$DATA" ]; then
   echo "skipped: no $DATA (the public data samples are not part of the repository)"
@@ -75,7 +84,7 @@ trainer = { rank_k = 0; dump_samples = "@DUMP@"; };'
   done
   gap=$(awk -v a="$auc_tbfile" -v b="$auc_tbkafka" 'BEGIN {d = a - b; print (d < 0 ? -d : d)}')
   note "taobao: AUC file vs 8 partitions differ by $gap"
-  lt "$gap" 0.03 || fail "AUC differs by $gap between a file and 8 partitions"
+  lt "$gap" 0.01 || fail "AUC differs by $gap between a file and 8 partitions"
 else
   note "skipped the sampled negatives: no $TB"
 fi

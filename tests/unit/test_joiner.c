@@ -981,6 +981,105 @@ static void test_interleaving(int mode) {
   free(c.s);
 }
 
+/* Sampled negatives with items SHARED by two partitions (users are not):
+ * the store's item features at an event depend on how the partitions
+ * interleave, but a released positive's item features come from the
+ * release view, so the released samples are the same bytes for every
+ * interleaving, and each positive's item features equal those of its item
+ * over exactly the events before it in (time, partition, offset) order. */
+static size_t make_shared(rec_t *out, size_t max, int32_t p, uint64_t seed) {
+  uint64_t s = seed;
+  size_t n = 0;
+  int64_t t = T0;
+  uint64_t id = (uint64_t)p * 1000000;
+  while (n + 2 <= max) {
+    t += (int64_t)(lcg(&s) % (2 * MIN_MS));
+    uint64_t user = (uint64_t)p * 100 + lcg(&s) % 10, item = 1 + lcg(&s) % 12;
+    out[n++] = (rec_t){mk(MTLD_EV_CLICK, ++id, user, item, "a", t, 0), p, 0};
+    if (lcg(&s) % 4 == 0) {
+      int type = lcg(&s) % 2 ? MTLD_EV_PURCHASE : MTLD_EV_ADD_TO_CART;
+      out[n++] = (rec_t){mk(type, ++id, user, item, "a", t + (int64_t)(lcg(&s) % MIN_MS), 0), p, 0};
+    }
+  }
+  qsort(out, n, sizeof *out, rec_time_cmp);
+  for (size_t i = 0; i < n; i++) out[i].offset = (int64_t)i;
+  return n;
+}
+
+static int rec_key_cmp(const void *x, const void *y) { /* (time, partition, offset) */
+  const rec_t *a = *(const rec_t *const *)x, *b = *(const rec_t *const *)y;
+  if (a->ev.time_ms != b->ev.time_ms) return a->ev.time_ms < b->ev.time_ms ? -1 : 1;
+  if (a->partition != b->partition) return a->partition < b->partition ? -1 : 1;
+  return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+static void test_release_view(void) {
+  enum { PER = 400 };
+  static rec_t p0[PER], p1[PER];
+  static const rec_t *ord_a[2 * PER], *ord_b[2 * PER], *ord_k[2 * PER];
+  size_t n0 = make_shared(p0, PER, 0, 5), n1 = make_shared(p1, PER, 1, 6);
+  size_t na = 0, nb = 0, i0 = 0, i1 = 0;
+  while (i0 < n0 || i1 < n1) { /* A: alternation */
+    if (i0 < n0) ord_a[na++] = &p0[i0++];
+    if (i1 < n1) ord_a[na++] = &p1[i1++];
+  }
+  uint64_t s = 3;
+  i0 = i1 = 0;
+  while (i0 < n0 || i1 < n1) { /* B: bursts */
+    size_t b0 = 1 + lcg(&s) % 3, b1 = 1 + lcg(&s) % 11;
+    while (b0-- && i0 < n0) ord_b[nb++] = &p0[i0++];
+    while (b1-- && i1 < n1) ord_b[nb++] = &p1[i1++];
+  }
+  mtld_joiner_config_t cfg;
+  mtld_joiner_config_default(&cfg);
+  cfg.click_window_ms = 20 * MIN_MS;
+  cfg.conversion_window_ms = HOUR_MS;
+  cfg.mode = MTLD_JOIN_SAMPLED_NEGATIVES;
+  cfg.popularity_size = 32;
+  samples_t a = {0}, b = {0};
+  mtld_joiner_counters_t k;
+  CHECK(run_interleaved(ord_a, na, 7, &cfg, &a, &k));
+  CHECK(run_interleaved(ord_b, nb, 3, &cfg, &b, &k));
+  CHECK(a.n > 300 && k.negatives_sampled > 100);
+  CHECK(same_samples(&a, &b));
+
+  /* the reference: each item's features over the events before the
+   * positive, applied in (time, partition, offset) order */
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  int slots[MTLD_FEATURES_ITEM_DENSE_MAX];
+  int n_slots = mtld_features_dense_item_slots(&def, slots);
+  for (size_t i = 0; i < na; i++) ord_k[i] = ord_a[i];
+  qsort(ord_k, na, sizeof *ord_k, rec_key_cmp);
+  size_t checked = 0, nonzero = 0, bad = 0;
+  for (size_t i = 0; i < a.n; i++) {
+    const mtld_sample_t *x = &a.s[i];
+    if (LAB(x, CLICK) != 1.0f) continue;
+    mtld_item_features_t f;
+    memset(&f, 0, sizeof f);
+    for (size_t r = 0; r < na; r++) {
+      const rec_t *e = ord_k[r];
+      if (e->ev.time_ms > x->time_ms ||
+          (e->ev.time_ms == x->time_ms &&
+           (e->partition > x->partition ||
+            (e->partition == x->partition && e->offset >= x->offset))))
+        break;
+      if (e->ev.item_id == x->fields[MTLD_FIELD_ITEM]) mtld_features_item_apply(&def, &f, &e->ev);
+    }
+    float d[MTLD_MAX_DENSE];
+    int nd = mtld_features_dense(&def, NULL, &f, x->scenario_id, x->time_ms, d, MTLD_MAX_DENSE);
+    for (int q = 0; q < n_slots; q++) {
+      if (slots[q] >= nd || x->dense[slots[q]] != d[slots[q]]) bad++;
+      nonzero += x->dense[slots[q]] != 0.0f;
+    }
+    checked++;
+  }
+  CHECK(checked > 100 && nonzero > 100);
+  CHECK(bad == 0);
+  free(a.s);
+  free(b.s);
+}
+
 static void test_config(void) {
   mtld_joiner_config_t cfg;
   char err[128] = "";
@@ -1038,6 +1137,7 @@ int main(void) {
   test_negatives_from_donors();
   test_interleaving(MTLD_JOIN_IMPRESSIONS);
   test_interleaving(MTLD_JOIN_SAMPLED_NEGATIVES);
+  test_release_view();
   nftw(base_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return CHECK_DONE();
 }

@@ -97,7 +97,8 @@ size_t mtld_trainer_memory_bytes(const mtld_trainer_t *t);
 /* Renders the trainer's families into b (Prometheus text): samples trained,
  * optimiser steps, last loss, memory, the progressive-validation families
  * (mtld_pvmetrics_render), the ranking evaluation when on (mtld_rank_*) and
- * the embedding tables' occupancy, admissions and evictions per field.  Thread: the trainer's owner. */
+ * the embedding tables' occupancy, admissions and evictions per field.  Thread: the trainer's
+ * owner. */
 void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b);
 
 /* Full state: magic, version, config, counters, buffered samples, model

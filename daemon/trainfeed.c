@@ -58,6 +58,17 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* Frees the feed's conditions, locks, ring and the feed itself; no thread may use them. */
+static void destroy(mtld_trainfeed_t *f) {
+  pthread_cond_destroy(&f->idle);
+  pthread_cond_destroy(&f->space);
+  pthread_cond_destroy(&f->nonempty);
+  pthread_mutex_destroy(&f->trainer_mu);
+  pthread_mutex_destroy(&f->mu);
+  free(f->slot);
+  free(f);
+}
+
 mtld_status_t mtld_trainfeed_start(mtld_trainfeed_t **out, mtld_trainer_t *t, size_t capacity,
                                    char *err, size_t errlen) {
   *out = NULL;
@@ -78,13 +89,7 @@ mtld_status_t mtld_trainfeed_start(mtld_trainfeed_t **out, mtld_trainer_t *t, si
   int rc = pthread_create(&f->thread, NULL, worker, f);
   if (rc != 0) {
     snprintf(err, errlen, "trainer thread: %s", strerror(rc));
-    pthread_cond_destroy(&f->idle);
-    pthread_cond_destroy(&f->space);
-    pthread_cond_destroy(&f->nonempty);
-    pthread_mutex_destroy(&f->trainer_mu);
-    pthread_mutex_destroy(&f->mu);
-    free(f->slot);
-    free(f);
+    destroy(f);
     return MTLD_ERR_IO;
   }
   *out = f;
@@ -128,11 +133,5 @@ void mtld_trainfeed_stop(mtld_trainfeed_t *f) {
   pthread_cond_signal(&f->nonempty);
   pthread_mutex_unlock(&f->mu);
   pthread_join(f->thread, NULL);
-  pthread_cond_destroy(&f->idle);
-  pthread_cond_destroy(&f->space);
-  pthread_cond_destroy(&f->nonempty);
-  pthread_mutex_destroy(&f->trainer_mu);
-  pthread_mutex_destroy(&f->mu);
-  free(f->slot);
-  free(f);
+  destroy(f);
 }

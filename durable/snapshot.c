@@ -104,11 +104,16 @@ static int copy_items(mtld_snapshot_meta_t *dst, const mtld_snapshot_meta_t *src
   return 0;
 }
 
+/* Frees the arrays a meta owns (offsets, item ids and categories); not the meta itself. */
+static void meta_free(mtld_snapshot_meta_t *m) {
+  free(m->offsets);
+  free(m->item_ids);
+  free(m->item_cats);
+}
+
 void mtld_snapshot_free(mtld_snapshot_t *s) {
   if (!s) return;
-  free(s->meta.offsets);
-  free(s->meta.item_ids);
-  free(s->meta.item_cats);
+  meta_free(&s->meta);
   free(s->params);
   free(s->tensors);
   for (int f = 0; f < MTLD_MAX_FIELDS; f++) {
@@ -153,9 +158,7 @@ mtld_status_t mtld_snapshot_recapture(mtld_snapshot_t **snap, const mtld_trainer
       old_rows[f] = f < s->cfg.n_fields ? s->cfg.fields[f].rows : 0;
       free(s->cms[f]);
     }
-    free(s->meta.offsets);
-    free(s->meta.item_ids);
-    free(s->meta.item_cats);
+    meta_free(&s->meta);
     free(s->tensors);
     free(s->pv_state);
     memset(s, 0, sizeof(*s));
@@ -832,9 +835,7 @@ mtld_status_t mtld_snapshot_resolve(const char *path, char *file, size_t filelen
 
 void mtld_snapshot_info_free(mtld_snapshot_info_t *info) {
   if (!info) return;
-  free(info->meta.offsets);
-  free(info->meta.item_ids);
-  free(info->meta.item_cats);
+  meta_free(&info->meta);
   free(info->metrics);
   memset(info, 0, sizeof(*info));
 }

@@ -121,8 +121,8 @@ MTLD_SERVING_API int mtld_serving_score(mtld_serving_t *s, const mtld_serving_re
  * ties by smaller item id: items[k], scores[k] (may be NULL), *n_out =
  * min(k, item count).  Scores are mtld_serving_score's for the same
  * candidates up to float rounding (candidates are scored in batches of 64;
- * BLIS picks kernels by the batch's shape).  MTLD_SERVING_ERR_NOTFOUND when the snapshot has no item set;
- * MTLD_SERVING_ERR_INVALID for a bad task, k < 1 or a bad request. */
+ * BLIS picks kernels by the batch's shape).  MTLD_SERVING_ERR_NOTFOUND when the snapshot has no
+ * item set; MTLD_SERVING_ERR_INVALID for a bad task, k < 1 or a bad request. */
 MTLD_SERVING_API int mtld_serving_top_k(mtld_serving_t *s, const mtld_serving_request_t *req,
                                         int task, int k, uint64_t *items, float *scores,
                                         int *n_out);

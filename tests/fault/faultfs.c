@@ -92,36 +92,33 @@ static int do_open(const char *name, const char *path, int flags, mode_t mode) {
   return fd;
 }
 
+/* Reads the optional mode argument of an open-like call whose last named
+ * parameter is flags (only present when the flags create a file). */
+#define MODE_ARG(mode, flags)                                                                      \
+  do {                                                                                             \
+    if ((flags) & (O_CREAT | O_TMPFILE)) {                                                         \
+      va_list ap;                                                                                  \
+      va_start(ap, flags);                                                                         \
+      (mode) = va_arg(ap, mode_t);                                                                 \
+      va_end(ap);                                                                                  \
+    }                                                                                              \
+  } while (0)
+
 int open(const char *path, int flags, ...) {
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  MODE_ARG(mode, flags);
   return do_open("open", path, flags, mode);
 }
 
 int open64(const char *path, int flags, ...) {
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  MODE_ARG(mode, flags);
   return do_open("open64", path, flags, mode);
 }
 
 int openat(int dirfd, const char *path, int flags, ...) {
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  MODE_ARG(mode, flags);
   if (open_fails(path, flags)) {
     errno = fault_errno;
     return -1;

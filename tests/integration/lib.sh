@@ -136,3 +136,53 @@ stop_pid() {
 produced_count() {
   json_field "$1" delivered
 }
+
+# kill_mid_stream NAME TRIES WANT : up to TRIES times starts mtld on
+# $T/NAME.conf (log $T/NAME.log), waits until $T/NAME.store committed more
+# than before, then SIGKILLs it after a random 0-90 ms; stops after WANT
+# kills or once all N records are committed.  Sets KILLS to the kills that
+# landed mid-stream; fails when fewer than WANT did.
+kill_mid_stream() {
+  local last=0 c _i _w
+  KILLS=0
+  for _i in $(seq 1 "$2"); do
+    start_mtld "$T/$1.conf" "$T/$1.log"
+    for _w in $(seq 1 $((600 * SLOW))); do
+      [ "$(consumed "$T/$1.store")" -gt "$last" ] && break
+      sleep 0.05
+    done
+    sleep "0.0$((RANDOM % 10))"
+    kill -KILL "$MTLD_PID"
+    wait "$MTLD_PID" 2>/dev/null || true
+    c=$(consumed "$T/$1.store")
+    [ "$c" -lt "$N" ] || break
+    KILLS=$((KILLS + 1))
+    last=$c
+    note "kill -9 #$KILLS at $c of $N committed records"
+    [ $KILLS -ge "$3" ] && break
+  done
+  [ "$KILLS" -ge "$3" ] || fail "only $KILLS kills landed mid-stream"
+}
+
+# same_run REF NAME WHAT : fails unless the features and the snapshot weights
+# of $T/NAME.store equal those of $T/REF.store (both stopped); WHAT names
+# the REF run in the failure
+same_run() {
+  "$BUILD/mtld-inspect" --store "$T/$1.store" --dump >"$T/$1.dump"
+  "$BUILD/mtld-inspect" --store "$T/$2.store" --dump >"$T/$2.dump"
+  [ -s "$T/$1.dump" ] || fail "empty dump"
+  cmp "$T/$1.dump" "$T/$2.dump" || fail "features differ from $3"
+  "$HELPERS/snapshot_weights" "$T/$1.store.snap" >"$T/$1.w"
+  "$HELPERS/snapshot_weights" "$T/$2.store.snap" >"$T/$2.w"
+  cmp "$T/$1.w" "$T/$2.w" || fail "weights differ from $3"
+}
+
+# dead_lettered_and_applied : fails unless the dead-letter topic dlq (on
+# BOOTSTRAP) holds, by reason, the counts of $T/expected ("reason count"
+# lines, sorted) and every good event of $T/events.pb is in $T/store
+dead_lettered_and_applied() {
+  "$HELPERS/dlq_dump" "$BOOTSTRAP" dlq 30 >"$T/dlq.txt" 2>"$T/dlq.log" || fail "could not read the dead-letter topic"
+  awk '{print $1}' "$T/dlq.txt" | sort | uniq -c | awk '{print $2, $1}' >"$T/dlq-got"
+  diff -u "$T/expected" "$T/dlq-got" || fail "dead-letter topic differs from the rejections"
+  "$HELPERS/ref_features" "$T/events.pb" "$T/store" || fail "good events were not all applied"
+}

@@ -92,3 +92,18 @@ gen() {
   "$BUILD/mtld-gen" --seed "$seed" --users 300 --items 200 --impressions 1500 --days 1 \
     --start-ms "$start" --out "$out" "$@" 2>>"$T/gen.log" || fail "mtld-gen failed"
 }
+
+# reload FILE : installs FILE as the config $CONF (rename), sends SIGHUP to
+# MTLD_PID and waits for the reload's last line in $LOG; LINE0 is where that
+# reload's lines begin.
+reload() {
+  local before
+  before=$(grep -cE 'reload (done|refused)' "$LOG" || true)
+  LINE0=$(($(wc -l <"$LOG") + 1))
+  cp "$1" "$CONF.new" && mv "$CONF.new" "$CONF"
+  kill -HUP "$MTLD_PID"
+  wait_log "$LOG" 'reload (done|refused)' 10 $((before + 1))
+}
+
+# since LINE : the lines of $LOG from LINE on
+since() { tail -n +"$1" "$LOG"; }

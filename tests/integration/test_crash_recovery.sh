@@ -35,37 +35,15 @@ stop_pid "$MTLD_PID" 30
 
 # the crashing run
 conf crash
-kills=0
-last=0
-for i in $(seq 1 30); do
-  start_mtld "$T/crash.conf" "$T/crash.log"
-  for _ in $(seq 1 $((600 * SLOW))); do
-    [ "$(consumed "$T/crash.store")" -gt "$last" ] && break
-    sleep 0.05
-  done
-  sleep "0.0$((RANDOM % 10))"
-  kill -KILL "$MTLD_PID"; wait "$MTLD_PID" 2>/dev/null || true
-  c=$(consumed "$T/crash.store")
-  [ "$c" -lt "$N" ] || break
-  kills=$((kills + 1))
-  last=$c
-  note "kill -9 #$kills at $c of $N committed records"
-  [ $kills -ge 10 ] && break
-done
-[ "$kills" -ge 10 ] || fail "only $kills kills landed mid-stream"
+kill_mid_stream crash 30 10
+kills=$KILLS
 grep -q "restored checkpoint" "$T/crash.log" || fail "no checkpoint was ever restored"
 note "$(grep -c 'store was replaced' "$T/crash.log") restores replaced the store and replayed"
 start_mtld "$T/crash.conf" "$T/crash.log"
 wait_consumed "$T/crash.store" "$N" 90
 stop_pid "$MTLD_PID" 30
 
-"$BUILD/mtld-inspect" --store "$T/ref.store" --dump >"$T/ref.dump"
-"$BUILD/mtld-inspect" --store "$T/crash.store" --dump >"$T/crash.dump"
-[ -s "$T/ref.dump" ] || fail "empty dump"
-cmp "$T/ref.dump" "$T/crash.dump" || fail "features differ from the uninterrupted run"
-"$HELPERS/snapshot_weights" "$T/ref.store.snap" >"$T/ref.w"
-"$HELPERS/snapshot_weights" "$T/crash.store.snap" >"$T/crash.w"
-cmp "$T/ref.w" "$T/crash.w" || fail "weights differ from the uninterrupted run"
+same_run ref crash "the uninterrupted run"
 grep -o 'pv task=.*' "$T/ref.log" | tail -12 >"$T/ref.pv"
 grep -o 'pv task=.*' "$T/crash.log" | tail -12 >"$T/crash.pv"
 [ -s "$T/ref.pv" ] || fail "no progressive metrics logged"

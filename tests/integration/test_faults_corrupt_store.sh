@@ -15,20 +15,11 @@
 # Both end with features and weights equal to a run that never saw a fault.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_ops.sh"
+. "$(dirname "$0")/lib_faults.sh"
 
-SHIM=$HELPERS/faultfs.so
-[ -f "$SHIM" ] || fail "fault shim not built ($SHIM)"
-for i in 1 2 3; do
-  "$BUILD/mtld-gen" --seed $((60 + i)) --users 300 --items 200 --impressions 3000 --days 1 \
-    --start-ms "2024-01-0${i}T00:00:00Z" --oracle-last 0 --out "$T/c$i.pb" 2>>"$T/gen.log"
-done
+fault_gen 60 3
 start_cluster 1 events:1
-N=0
-chunk() { N=$((N + $(produce "$T/c$1.pb" events "$T/produce.log"))); }
-conf() { # conf NAME
-  write_config "$T/$1.conf" "$T/$1.store" events 'trainer = { report_interval = "0s"; };'
-  sed -i "s/group_id = \"mtld-test\";/group_id = \"mtld-$1\";/" "$T/$1.conf"
-}
+conf() { fault_conf "$1"; }
 # expect_exit2 NAME WHAT FILE_RE : a start refused with code 2 naming FILE_RE
 expect_exit2() {
   start_mtld "$T/$1.conf" "$T/$1.log"
@@ -73,8 +64,6 @@ wait_consumed "$T/r.store" "$N" 60
 stop_pid "$MTLD_PID" 30
 before=$(consumed "$T/r.store")
 TRIG=$T/eio.on
-ASAN_EXTRA=
-[ -n "${MTLD_SANITIZED:-}" ] && ASAN_EXTRA="verify_asan_link_order=0:"
 ASAN_OPTIONS="${ASAN_EXTRA}${ASAN_OPTIONS:-}" LD_PRELOAD="$SHIM" MTLD_FAULT_PATH=".sst" \
   MTLD_FAULT_OPS=pread MTLD_FAULT_TRIGGER="$TRIG" MTLD_FAULT_ERRNO=EIO \
   "$BUILD/mtld" -c "$T/r.conf" >>"$T/r.log" 2>&1 &

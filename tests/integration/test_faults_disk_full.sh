@@ -12,27 +12,17 @@
 # features and weights equal those of a run that never saw a fault.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_ops.sh"
+. "$(dirname "$0")/lib_faults.sh"
 
-SHIM=$HELPERS/faultfs.so
-[ -f "$SHIM" ] || fail "fault shim not built ($SHIM)"
-for i in 1 2 3 4; do
-  "$BUILD/mtld-gen" --seed $((50 + i)) --users 300 --items 200 --impressions 3000 --days 1 \
-    --start-ms "2024-01-0${i}T00:00:00Z" --oracle-last 0 --out "$T/c$i.pb" 2>>"$T/gen.log"
-done
+fault_gen 50 4
 start_cluster 1 events:1
-N=0
-chunk() { N=$((N + $(produce "$T/c$1.pb" events "$T/produce.log"))); }
-
 conf() { # conf NAME
-  write_config "$T/$1.conf" "$T/$1.store" events 'trainer = { report_interval = "0s"; };'
-  sed -i "s/group_id = \"mtld-test\";/group_id = \"mtld-$1\";/" "$T/$1.conf"
+  fault_conf "$1"
   sed -i "s/batch_max_ms = 100; };/batch_max_ms = 100; commit_retry_timeout = \"15s\"; };/" "$T/$1.conf"
   grep -q 'commit_retry_timeout = "15s"' "$T/$1.conf" || fail "config edit failed"
 }
 
 TRIG=$T/disk.full
-ASAN_EXTRA=
-[ -n "${MTLD_SANITIZED:-}" ] && ASAN_EXTRA="verify_asan_link_order=0:"
 start_faulty() { # the live store directory d.store/ only
   ASAN_OPTIONS="${ASAN_EXTRA}${ASAN_OPTIONS:-}" LD_PRELOAD="$SHIM" MTLD_FAULT_PATH="$T/d.store/" \
     MTLD_FAULT_TRIGGER="$TRIG" MTLD_FAULT_ERRNO=ENOSPC \
@@ -96,12 +86,5 @@ conf ref
 start_mtld "$T/ref.conf" "$T/ref.log"
 wait_consumed "$T/ref.store" "$N" 90
 stop_pid "$MTLD_PID" 30
-"$BUILD/mtld-inspect" --store "$T/ref.store" --dump >"$T/ref.dump"
-"$BUILD/mtld-inspect" --store "$T/d.store" --dump >"$T/d.dump"
-[ -s "$T/ref.dump" ] || fail "empty dump"
-cmp "$T/ref.dump" "$T/d.dump" || fail "features differ from the run without the fault"
-"$HELPERS/snapshot_weights" "$T/ref.store.snap" >"$T/ref.w"
-"$HELPERS/snapshot_weights" "$T/d.store.snap" >"$T/d.w"
-cmp "$T/ref.w" "$T/d.w" || fail "weights differ from the run without the fault"
-note "features byte-identical, $(wc -c <"$T/ref.w") bytes of weights bit-identical"
+same_as_ref d
 echo "1 passed, 0 failed"

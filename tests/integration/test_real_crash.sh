@@ -34,25 +34,8 @@ wait_consumed "$T/ref.store" "$N" 60
 stop_pid "$MTLD_PID" 30
 
 conf crash
-kills=0
-last=0
-for i in $(seq 1 20); do
-  start_mtld "$T/crash.conf" "$T/crash.log"
-  for _ in $(seq 1 $((600 * SLOW))); do
-    [ "$(consumed "$T/crash.store")" -gt "$last" ] && break
-    sleep 0.05
-  done
-  sleep "0.0$((RANDOM % 10))"
-  kill -KILL "$MTLD_PID"
-  wait "$MTLD_PID" 2>/dev/null || true
-  c=$(consumed "$T/crash.store")
-  [ "$c" -lt "$N" ] || break
-  kills=$((kills + 1))
-  last=$c
-  note "kill -9 #$kills at $c of $N committed records"
-  [ $kills -ge 5 ] && break
-done
-[ "$kills" -ge 5 ] || fail "only $kills kills landed mid-stream"
+kill_mid_stream crash 20 5
+kills=$KILLS
 start_mtld "$T/crash.conf" "$T/crash-last.log"
 PORT=$(metrics_port "$T/crash-last.log")
 wait_consumed "$T/crash.store" "$N" 60
@@ -65,12 +48,6 @@ from=$(sed -n 's/.*assigned events\[0\]: resuming at stored offset \([0-9]*\).*/
 read=$(metric_sum "$T/m" '^mtld_source_records_total[{]')
 [ "$read" = $((N - ${from:-0})) ] || fail "ledger of the last run: $read records read, the store moved from ${from:-0} to $N"
 
-"$BUILD/mtld-inspect" --store "$T/ref.store" --dump >"$T/ref.dump"
-"$BUILD/mtld-inspect" --store "$T/crash.store" --dump >"$T/crash.dump"
-[ -s "$T/ref.dump" ] || fail "empty dump"
-cmp "$T/ref.dump" "$T/crash.dump" || fail "features differ from the uninterrupted run"
-"$HELPERS/snapshot_weights" "$T/ref.store.snap" >"$T/ref.w"
-"$HELPERS/snapshot_weights" "$T/crash.store.snap" >"$T/crash.w"
-cmp "$T/ref.w" "$T/crash.w" || fail "weights differ from the uninterrupted run"
+same_run ref crash "the uninterrupted run"
 note "after $kills kills on a real broker: features byte-identical, $(wc -c <"$T/ref.w") bytes of weights bit-identical; last run read $read = $N - $from"
 echo "1 passed, 0 failed"

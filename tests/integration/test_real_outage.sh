@@ -81,13 +81,7 @@ conf clean
 start_mtld "$T/clean.conf" "$T/clean.log"
 wait_consumed "$T/clean.store" "$N" 60
 stop_pid "$MTLD_PID" 30
-"$BUILD/mtld-inspect" --store "$T/clean.store" --dump >"$T/clean.dump"
-"$BUILD/mtld-inspect" --store "$T/run.store" --dump >"$T/run.dump"
-[ -s "$T/clean.dump" ] || fail "empty dump"
-cmp "$T/clean.dump" "$T/run.dump" || fail "features differ from a clean run"
-"$HELPERS/snapshot_weights" "$T/clean.store.snap" >"$T/clean.w"
-"$HELPERS/snapshot_weights" "$T/run.store.snap" >"$T/run.w"
-cmp "$T/clean.w" "$T/run.w" || fail "weights differ from a clean run"
+same_run clean run "a clean run"
 "$HELPERS/dlq_dump" "$BOOTSTRAP" dlq 30 >"$T/dlq.txt" 2>"$T/dlq.log" || fail "could not read the dead-letter topic"
 # at-least-once: every bad record is there (twice from the two runs)
 [ "$(wc -l <"$T/dlq.txt")" -ge $((2 * BAD)) ] || fail "dead-letter topic holds $(wc -l <"$T/dlq.txt") records, want >= $((2 * BAD))"

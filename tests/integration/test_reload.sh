@@ -25,17 +25,6 @@ gen "$T/e.pb" 45 2024-03-01T00:00:00Z # weeks ahead: bad_time once max_ahead is 
 cat "$T/a.pb" "$T/b.pb" "$T/c.pb" "$T/d.pb" >"$T/accepted.pb"
 start_cluster 1 events:4
 
-# reload FILE : installs FILE as the config (rename), sends SIGHUP and waits
-# for the reload's last line; LINE0 is where that reload's lines begin.
-reload() {
-  local before
-  before=$(grep -cE 'reload (done|refused)' "$LOG" || true)
-  LINE0=$(($(wc -l <"$LOG") + 1))
-  cp "$1" "$CONF.new" && mv "$CONF.new" "$CONF"
-  kill -HUP "$MTLD_PID"
-  wait_log "$LOG" 'reload (done|refused)' 10 $((before + 1))
-}
-since() { tail -n +"$1" "$LOG"; } # log lines from line $1 on
 debug_lines() { since "$1" | grep -cE 'batch [0-9]+ committed:' || true; }
 alive() { kill -0 "$MTLD_PID" 2>/dev/null || fail "mtld died ($1)"; }
 

@@ -23,17 +23,6 @@ gen "$T/b.pb" 52 2024-01-02T00:00:00Z
 cat "$T/a.pb" "$T/b.pb" >"$T/accepted.pb"
 start_cluster 1 events:2
 
-# reload FILE : installs FILE as the config, sends SIGHUP, waits for the
-# reload's last line; LINE0 is where that reload's lines begin.
-reload() {
-  local before
-  before=$(grep -cE 'reload (done|refused)' "$LOG" || true)
-  LINE0=$(($(wc -l <"$LOG") + 1))
-  cp "$1" "$CONF.new" && mv "$CONF.new" "$CONF"
-  kill -HUP "$MTLD_PID"
-  wait_log "$LOG" 'reload (done|refused)' 10 $((before + 1))
-}
-since() { tail -n +"$1" "$LOG"; }
 alive() { kill -0 "$MTLD_PID" 2>/dev/null || fail "mtld died ($1): $(tail -3 "$LOG")"; }
 answers() { # the metrics endpoint still serves both paths
   [ "$(http "$PORT" GET /healthz "$T/h")" = 200 ] || fail "/healthz does not answer ($1)"

@@ -10,6 +10,7 @@
 
 #include "tests/unit/check.h"
 #include "tests/unit/rng.h"
+#include "tests/unit/trainer_fixture.h"
 #include "trainer/train.h"
 
 static double gauss(rng_t *r) {
@@ -20,21 +21,8 @@ static double gauss(rng_t *r) {
 /* A mixed stream: impressions (click, purchase) and reviews, with sequences,
  * dense features and three scenarios. */
 static void mixed_sample(rng_t *r, mtld_sample_t *s, int i) {
-  memset(s, 0, sizeof(*s));
-  s->sample_id = (uint64_t)i + 1;
-  s->time_ms = 1000000 + (int64_t)i * 500;
-  s->weight = 1.0f;
-  s->n_fields = 5;
-  uint64_t user = 1 + rng_next(r) % 200, item = 1 + rng_next(r) % 100;
-  s->fields[MTLD_FIELD_USER] = user;
-  s->fields[MTLD_FIELD_ITEM] = item;
-  s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 10;
-  s->fields[MTLD_FIELD_SCENARIO] = 1 + rng_next(r) % 3;
-  s->fields[MTLD_FIELD_POSITION] = 1 + rng_next(r) % 8;
-  s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
-  snprintf(s->scenario, sizeof(s->scenario), "scen%llu", (unsigned long long)s->scenario_id);
-  s->n_dense = 4;
-  for (int d = 0; d < 4; d++) s->dense[d] = (float)(rng_unif(r) * 5.0);
+  sample_head(r, s, i);
+  uint64_t user = s->fields[MTLD_FIELD_USER], item = s->fields[MTLD_FIELD_ITEM];
   s->seq_len = (int)(rng_next(r) % 8);
   for (int j = 0; j < s->seq_len; j++) {
     s->seq_items[j] = 1 + rng_next(r) % 100;
@@ -54,39 +42,15 @@ static void mixed_sample(rng_t *r, mtld_sample_t *s, int i) {
   }
 }
 
-static void small_config(mtld_model_config_t *c) {
-  mtld_model_config_default(c);
-  uint32_t rows[5] = {512, 256, 32, 8, 16};
-  for (int f = 0; f < 5; f++) c->fields[f].rows = rows[f];
-  c->dim = 8;
-  c->seq_max = 6;
-  c->n_dense = 4;
-  c->expert_layers[0] = 16;
-  c->expert_layers[1] = 8;
-  c->tower_layers[0] = 8;
-  c->batch_size = 32;
-  c->emb.expire_ms = 200000; /* some rows expire and get swept */
-  c->pv_window = 2000;
-}
-
-static mtld_trainer_t *new_trainer(const mtld_model_config_t *c) {
-  mtld_trainer_t *t = NULL;
-  char err[256];
-  if (mtld_trainer_create(&t, c, err, sizeof(err)) != MTLD_OK) fprintf(stderr, "%s\n", err);
-  return t;
-}
-
-static int params_equal(mtld_trainer_t *a, mtld_trainer_t *b) {
-  float *pa, *pb;
-  size_t na, nb;
-  mtld_trainer_params(a, &pa, &na);
-  mtld_trainer_params(b, &pb, &nb);
-  return na == nb && memcmp(pa, pb, na * sizeof(float)) == 0;
+/* The shared small model, with some rows that expire and get swept. */
+static void train_config(mtld_model_config_t *c) {
+  small_config(c);
+  c->emb.expire_ms = 200000;
 }
 
 static void test_determinism_and_state(void) {
   mtld_model_config_t c;
-  small_config(&c);
+  train_config(&c);
   enum { N = 3000, CUT = 1234 };
   mtld_sample_t *s = malloc(sizeof(*s) * N);
   rng_t r = {77};
@@ -190,7 +154,7 @@ static void test_determinism_and_state(void) {
  * score. */
 static void test_progressive(void) {
   mtld_model_config_t c;
-  small_config(&c);
+  train_config(&c);
   mtld_trainer_t *t = new_trainer(&c);
   rng_t r = {5};
   mtld_sample_t s;
@@ -230,7 +194,7 @@ static void test_progressive(void) {
 /* Loss weight 0 freezes a task's tower; the learning rate setter applies. */
 static void test_settings(void) {
   mtld_model_config_t c;
-  small_config(&c);
+  train_config(&c);
   mtld_trainer_t *t = new_trainer(&c);
   int rating = mtld_trainer_task_index(t, "rating");
   CHECK(rating == 2 && mtld_trainer_task_index(t, "nope") == -1);

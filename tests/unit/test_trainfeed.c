@@ -11,24 +11,12 @@
 #include "daemon/trainfeed.h"
 #include "tests/unit/check.h"
 #include "tests/unit/rng.h"
+#include "tests/unit/trainer_fixture.h"
 #include "trainer/train.h"
 
 static void sample(rng_t *r, mtld_sample_t *s, int i) {
-  memset(s, 0, sizeof(*s));
-  s->sample_id = (uint64_t)i + 1;
-  s->time_ms = 1000000 + (int64_t)i * 500;
-  s->weight = 1.0f;
-  s->n_fields = 5;
-  uint64_t user = 1 + rng_next(r) % 200, item = 1 + rng_next(r) % 100;
-  s->fields[MTLD_FIELD_USER] = user;
-  s->fields[MTLD_FIELD_ITEM] = item;
-  s->fields[MTLD_FIELD_CATEGORY] = 1 + item % 10;
-  s->fields[MTLD_FIELD_SCENARIO] = 1 + rng_next(r) % 3;
-  s->fields[MTLD_FIELD_POSITION] = 1 + rng_next(r) % 8;
-  s->scenario_id = s->fields[MTLD_FIELD_SCENARIO];
-  snprintf(s->scenario, sizeof(s->scenario), "scen%llu", (unsigned long long)s->scenario_id);
-  s->n_dense = 4;
-  for (int d = 0; d < 4; d++) s->dense[d] = (float)(rng_unif(r) * 5.0);
+  sample_head(r, s, i);
+  uint64_t user = s->fields[MTLD_FIELD_USER], item = s->fields[MTLD_FIELD_ITEM];
   s->kind = MTLD_SAMPLE_IMPRESSION;
   int click = rng_unif(r) < 0.1 + 0.05 * (double)((user + item) % 10);
   s->labels[MTLD_LABEL_CLICK] = (float)click;
@@ -37,36 +25,15 @@ static void sample(rng_t *r, mtld_sample_t *s, int i) {
   if (i % 97 == 5) s->weight = -1.0f; /* refused by the trainer, on either thread */
 }
 
-static mtld_trainer_t *new_trainer(void) {
+static mtld_trainer_t *feed_trainer(void) {
   mtld_model_config_t c;
-  mtld_model_config_default(&c);
-  uint32_t rows[5] = {512, 256, 32, 8, 16};
-  for (int f = 0; f < 5; f++) c.fields[f].rows = rows[f];
-  c.dim = 8;
-  c.seq_max = 6;
-  c.n_dense = 4;
-  c.expert_layers[0] = 16;
-  c.expert_layers[1] = 8;
-  c.tower_layers[0] = 8;
-  c.batch_size = 32;
-  c.pv_window = 2000;
-  mtld_trainer_t *t = NULL;
-  char err[256];
-  if (mtld_trainer_create(&t, &c, err, sizeof(err)) != MTLD_OK) fprintf(stderr, "%s\n", err);
-  return t;
-}
-
-static int same_params(mtld_trainer_t *a, mtld_trainer_t *b) {
-  float *pa, *pb;
-  size_t na, nb;
-  mtld_trainer_params(a, &pa, &na);
-  mtld_trainer_params(b, &pb, &nb);
-  return na == nb && memcmp(pa, pb, na * sizeof(float)) == 0;
+  small_config(&c);
+  return new_trainer(&c);
 }
 
 int main(void) {
   enum { N = 3000 };
-  mtld_trainer_t *ref = new_trainer(), *t = new_trainer();
+  mtld_trainer_t *ref = feed_trainer(), *t = feed_trainer();
   CHECK(ref && t);
   if (!ref || !t) return CHECK_DONE();
   mtld_trainfeed_t *f = NULL;
@@ -93,7 +60,7 @@ int main(void) {
       mtld_trainer_stats(ref, &a);
       mtld_trainer_stats(t, &b);
       CHECK(a.observed == b.observed && a.rejected == b.rejected && a.trained == b.trained);
-      CHECK(same_params(ref, t));
+      CHECK(params_equal(ref, t));
     }
   }
   mtld_trainfeed_stop(f); /* observes what is still queued */
@@ -104,7 +71,7 @@ int main(void) {
   mtld_trainer_stats(t, &b);
   CHECK(a.observed + a.rejected == N && b.observed == a.observed && b.rejected == a.rejected);
   CHECK(a.rejected > 0);
-  CHECK(same_params(ref, t));
+  CHECK(params_equal(ref, t));
   mtld_trainfeed_drain(NULL); /* NULL: no-op */
   mtld_trainfeed_stop(NULL);
   mtld_trainer_destroy(ref);

@@ -6,6 +6,7 @@
 #include "features/joiner.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1087,6 +1088,27 @@ static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
   return best;
 }
 
+/* The pending sample of ev's user and item whose time at `off` (click_time
+ * or purchase_time, INT64_MIN = not yet) is set and at most `window` ms
+ * before ev, the most recent (same scenario preferred), or -1. */
+static int32_t match_ui_after(mtld_joiner_t *j, const mtld_event_t *ev, size_t off,
+                              int64_t window) {
+  int32_t best = -1;
+  int pbest = 0;
+  int32_t *head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
+  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
+    const entry_t *x = &j->ent[e];
+    int64_t t;
+    memcpy(&t, (const char *)x + off, sizeof(t));
+    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id || t == INT64_MIN)
+      continue;
+    if (ev->time_ms < t || ev->time_ms > sat_add(t, window)) continue;
+    int p = x->scenario_id == ev->scenario_id;
+    if (better(j, e, p, best, pbest)) best = e, pbest = p;
+  }
+  return best;
+}
+
 /* The clicked sample a cart or purchase belongs to, or -1. */
 static int32_t match_conversion(mtld_joiner_t *j, const mtld_event_t *ev) {
   int32_t best = -1, *head;
@@ -1112,19 +1134,7 @@ static int32_t match_conversion(mtld_joiner_t *j, const mtld_event_t *ev) {
     }
     if (best >= 0) return best;
   }
-  head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
-  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
-    const entry_t *x = &j->ent[e];
-    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
-        x->click_time == INT64_MIN)
-      continue;
-    if (ev->time_ms < x->click_time ||
-        ev->time_ms > sat_add(x->click_time, j->cfg.conversion_window_ms))
-      continue;
-    int p = x->scenario_id == ev->scenario_id;
-    if (better(j, e, p, best, pbest)) best = e, pbest = p;
-  }
-  return best;
+  return match_ui_after(j, ev, offsetof(entry_t, click_time), j->cfg.conversion_window_ms);
 }
 
 /* Sets a label of pending entry e in the store (and its click time for a
@@ -1190,21 +1200,7 @@ static mtld_status_t mark_purchase(mtld_joiner_t *j, int32_t e, int64_t time_ms)
  * user and item, purchase_time <= t_review <= purchase_time + review
  * window, the most recent (same scenario preferred). */
 static int32_t match_review(mtld_joiner_t *j, const mtld_event_t *ev) {
-  int32_t best = -1, *head;
-  int pbest = 0;
-  head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
-  for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
-    const entry_t *x = &j->ent[e];
-    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
-        x->purchase_time == INT64_MIN)
-      continue;
-    if (ev->time_ms < x->purchase_time ||
-        ev->time_ms > sat_add(x->purchase_time, j->cfg.review_window_ms))
-      continue;
-    int p = x->scenario_id == ev->scenario_id;
-    if (better(j, e, p, best, pbest)) best = e, pbest = p;
-  }
-  return best;
+  return match_ui_after(j, ev, offsetof(entry_t, purchase_time), j->cfg.review_window_ms);
 }
 
 /* Sets the review flag of pending entry e.  *changed = 1 when it was unset. */

@@ -161,8 +161,8 @@ static void advise(daemon_t *d, int at_end) {
     if (s.pending > 0)
       mtld_log(MTLD_LOG_WARNING,
                "no samples released after %" PRIu64 " events: %" PRIu64
-               " pending wait for the watermark to pass joiner.click_window (+ conversion_window "
-               "when clicked) after them (expected for that long at the start of a live stream; a "
+               " pending wait for the watermark to pass joiner.click_window + conversion_window "
+               "after them (expected for that long at the start of a live stream; a "
                "finite "
                "topic never gets there: set joiner.idle_release)",
                s.events, s.pending);

@@ -242,7 +242,6 @@ typedef struct {
   uint64_t sample_id, request_id, user_id, item_id, scenario_id;
   int32_t next[N_IDX]; /* chain links; next[0] links the free list too */
   int32_t prev[N_IDX]; /* back links: a release unlinks in O(1), not by walking the chain */
-  int32_t hpos;        /* position in the release heap, -1: not in it */
   uint8_t kind;
   uint8_t indexed; /* bit i: in index i */
 } entry_t;
@@ -334,36 +333,6 @@ static int heap_less(const mtld_joiner_t *j, int32_t a, int32_t b) {
   return key_cmp(x, y) < 0;
 }
 
-/* The heap keeps each entry's position in entry_t.hpos, so a click that
- * raises an impression's deadline can move it down in place. */
-static void heap_set(mtld_joiner_t *j, size_t i, int32_t e) {
-  j->heap[i] = e;
-  j->ent[e].hpos = (int32_t)i;
-}
-
-static void heap_sift_up(mtld_joiner_t *j, size_t i, int32_t e) {
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!heap_less(j, e, j->heap[p])) break;
-    heap_set(j, i, j->heap[p]);
-    i = p;
-  }
-  heap_set(j, i, e);
-}
-
-static void heap_sift_down(mtld_joiner_t *j, size_t i, int32_t e) {
-  size_t n = j->n_heap;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && heap_less(j, j->heap[c + 1], j->heap[c])) c++;
-    if (!heap_less(j, j->heap[c], e)) break;
-    heap_set(j, i, j->heap[c]);
-    i = c;
-  }
-  heap_set(j, i, e);
-}
-
 static int heap_push(mtld_joiner_t *j, int32_t e) {
   if (j->n_heap == j->cap_heap) {
     size_t cap = j->cap_heap ? 2 * j->cap_heap : 256;
@@ -372,14 +341,29 @@ static int heap_push(mtld_joiner_t *j, int32_t e) {
     j->heap = h;
     j->cap_heap = cap;
   }
-  heap_sift_up(j, j->n_heap++, e);
+  size_t i = j->n_heap++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!heap_less(j, e, j->heap[p])) break;
+    j->heap[i] = j->heap[p];
+    i = p;
+  }
+  j->heap[i] = e;
   return 0;
 }
 
 static int32_t heap_pop(mtld_joiner_t *j) {
   int32_t top = j->heap[0], last = j->heap[--j->n_heap];
-  if (j->n_heap) heap_sift_down(j, 0, last);
-  j->ent[top].hpos = -1;
+  size_t i = 0, n = j->n_heap;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heap_less(j, j->heap[c + 1], j->heap[c])) c++;
+    if (!heap_less(j, j->heap[c], last)) break;
+    j->heap[i] = j->heap[c];
+    i = c;
+  }
+  if (n) j->heap[i] = last;
   return top;
 }
 
@@ -448,28 +432,10 @@ static void entry_free(mtld_joiner_t *j, int32_t e) {
   if (j->ent[e].kind == KIND_ITEM_EVENT) j->n_item_ev--;
 }
 
-/* The last event time at which a label can still attach to a sample of
- * this kind at time_ms (a clicked impression: its conversion and review
- * windows; review samples take no label). */
 static int64_t deadline_of(const mtld_joiner_t *j, int kind, int64_t time_ms) {
   if (kind == MTLD_SAMPLE_REVIEW) return time_ms;
   return sat_add(sat_add(sat_add(time_ms, j->cfg.click_window_ms), j->cfg.conversion_window_ms),
                  j->cfg.review_window_ms);
-}
-
-/* The last event time at which a click can attach to an impression at
- * time_ms: its click deadline. */
-static int64_t click_deadline(const mtld_joiner_t *j, int64_t time_ms) {
-  return sat_add(time_ms, j->cfg.click_window_ms);
-}
-
-/* The release deadline of a sample (joiner.h, "Release"): an impression not
- * clicked (click_time INT64_MIN) can change only until its click deadline;
- * a clicked one until deadline_of. */
-static int64_t release_deadline(const mtld_joiner_t *j, int kind, int64_t time_ms,
-                                int64_t click_time) {
-  if (kind == MTLD_SAMPLE_IMPRESSION && click_time == INT64_MIN) return click_deadline(j, time_ms);
-  return deadline_of(j, kind, time_ms);
 }
 
 /* Adds an in-memory entry (indexes by kind: impressions with sub 0 are
@@ -486,7 +452,7 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
   x->partition = s->partition;
   x->sub = sub;
   x->kind = (uint8_t)s->kind;
-  x->deadline = release_deadline(j, s->kind, s->time_ms, click_time);
+  x->deadline = deadline_of(j, s->kind, s->time_ms);
   x->click_time = click_time;
   x->purchase_time = purchase_time;
   x->sample_id = s->sample_id;
@@ -495,7 +461,6 @@ static int32_t entry_add(mtld_joiner_t *j, const mtld_sample_t *s, uint32_t sub,
   x->item_id = s->n_fields > MTLD_FIELD_ITEM ? s->fields[MTLD_FIELD_ITEM] : 0;
   x->scenario_id = s->scenario_id;
   for (int w = 0; w < N_IDX; w++) x->next[w] = x->prev[w] = -1;
-  x->hpos = -1;
   j->n_live++;
   int rc = 0;
   if (sub == 0) {
@@ -595,7 +560,6 @@ static int32_t item_event_entry(mtld_joiner_t *j, int64_t time_ms, int32_t parti
   x->click_time = INT64_MIN;
   x->item_id = item_id;
   for (int w = 0; w < N_IDX; w++) x->next[w] = -1;
-  x->hpos = -1;
   j->n_live++;
   j->n_item_ev++;
   if (heap_push(j, e) != 0) {
@@ -1086,16 +1050,6 @@ static int matchable_at(const mtld_joiner_t *j, const entry_t *x, int64_t event_
 }
 #define matchable(x) matchable_at(j, (x), ev->time_ms)
 
-/* A click attaches to an impression not clicked yet only up to its click
- * deadline in event time: after that the impression is released (or due),
- * so whether it is still there would depend on the interleaving.  A clicked
- * one stays matchable (as a duplicate click) up to its full deadline. */
-static int click_matchable_at(const mtld_joiner_t *j, const entry_t *x, int64_t event_time) {
-  return matchable_at(j, x, event_time) &&
-         (x->click_time != INT64_MIN || event_time <= click_deadline(j, x->time_ms));
-}
-#define click_matchable(x) click_matchable_at(j, (x), ev->time_ms)
-
 /* The impression a click belongs to (see joiner.h), or -1. */
 static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
   int32_t best = -1, *head;
@@ -1104,8 +1058,7 @@ static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
     head = cmap_find(&j->idx[IDX_ID], ev->request_id);
     for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_ID]) {
       const entry_t *x = &j->ent[e];
-      if (!click_matchable(x) || x->sample_id != ev->request_id || x->user_id != ev->user_id)
-        continue;
+      if (!matchable(x) || x->sample_id != ev->request_id || x->user_id != ev->user_id) continue;
       int p = x->click_time == INT64_MIN;
       if (better(j, e, p, best, pbest)) best = e, pbest = p;
     }
@@ -1113,7 +1066,7 @@ static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
     head = cmap_find(&j->idx[IDX_REQ], ev->request_id);
     for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_REQ]) {
       const entry_t *x = &j->ent[e];
-      if (!click_matchable(x) || x->request_id != ev->request_id || x->user_id != ev->user_id ||
+      if (!matchable(x) || x->request_id != ev->request_id || x->user_id != ev->user_id ||
           x->item_id != ev->item_id)
         continue;
       int p = x->click_time == INT64_MIN;
@@ -1124,7 +1077,7 @@ static int32_t match_click(mtld_joiner_t *j, const mtld_event_t *ev) {
   head = cmap_find(&j->idx[IDX_UI], ui_key(ev->user_id, ev->item_id));
   for (int32_t e = head ? *head : -1; e >= 0; e = j->ent[e].next[IDX_UI]) {
     const entry_t *x = &j->ent[e];
-    if (!click_matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
+    if (!matchable(x) || x->user_id != ev->user_id || x->item_id != ev->item_id ||
         x->scenario_id != ev->scenario_id)
       continue;
     if (ev->time_ms < x->time_ms || ev->time_ms > sat_add(x->time_ms, j->cfg.click_window_ms))
@@ -1184,16 +1137,6 @@ static int32_t match_conversion(mtld_joiner_t *j, const mtld_event_t *ev) {
   return match_ui_after(j, ev, offsetof(entry_t, click_time), j->cfg.conversion_window_ms);
 }
 
-/* A click came: the impression now waits for its full deadline (joiner.h,
- * "Release"); its place in the release heap moves down. */
-static void raise_deadline(mtld_joiner_t *j, int32_t e) {
-  entry_t *x = &j->ent[e];
-  int64_t d = release_deadline(j, x->kind, x->time_ms, x->click_time);
-  if (d <= x->deadline || x->hpos < 0) return;
-  x->deadline = d;
-  heap_sift_down(j, (size_t)x->hpos, e);
-}
-
 /* Sets a label of pending entry e in the store (and its click time for a
  * click).  *changed = 1 when the label was 0 before. */
 static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t click_time,
@@ -1219,7 +1162,6 @@ static mtld_status_t set_label(mtld_joiner_t *j, int32_t e, int label, int64_t c
     }
     rc = mtld_store_put(j->st, MTLD_CF_PENDING, key, sizeof key, val, vlen);
     *changed = rc == MTLD_OK;
-    if (label == MTLD_LABEL_CLICK) raise_deadline(j, e);
   }
   free(val);
   return rc;
@@ -1341,15 +1283,12 @@ static size_t draw_negatives(mtld_joiner_t *j, const mtld_sample_t *pos, mtld_jo
 }
 
 /* A label at time_ms that matched nothing came after the deadline when
- * every sample it could have labelled is released already: a click labels
- * impressions not clicked yet, at or before it, whose deadlines go up to
- * time_ms + click_window (click_deadline); a cart or purchase labels
- * clicked ones, whose deadlines go up to time_ms + click_window +
+ * every sample it could have labelled is released already: impressions at
+ * or before it have deadlines up to time_ms + click_window +
  * conversion_window (+ review_window with the review label: deadline_of). */
-static int label_late(const mtld_joiner_t *j, int is_click, int64_t time_ms) {
-  int64_t d =
-      is_click ? click_deadline(j, time_ms) : deadline_of(j, MTLD_SAMPLE_IMPRESSION, time_ms);
-  return j->max_release_wm != INT64_MIN && d < j->max_release_wm;
+static int label_late(const mtld_joiner_t *j, int64_t time_ms) {
+  return j->max_release_wm != INT64_MIN &&
+         deadline_of(j, MTLD_SAMPLE_IMPRESSION, time_ms) < j->max_release_wm;
 }
 
 static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
@@ -1395,13 +1334,13 @@ static mtld_status_t on_event(mtld_joiner_t *j, const mtld_event_t *ev,
     if (j->cfg.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
       return open_positive(j, ev, partition, offset, user_before, item_before);
     j->c.unmatched_click++;
-    if (label_late(j, 1, ev->time_ms)) j->c.late_click++;
+    if (label_late(j, ev->time_ms)) j->c.late_click++;
     return MTLD_OK;
   case MTLD_EV_ADD_TO_CART:
   case MTLD_EV_PURCHASE:
     e = match_conversion(j, ev);
     if (e < 0) {
-      int late = label_late(j, 0, ev->time_ms);
+      int late = label_late(j, ev->time_ms);
       if (ev->type == MTLD_EV_PURCHASE) {
         j->c.unmatched_purchase++;
         j->c.late_purchase += (uint64_t)late;

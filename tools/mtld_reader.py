@@ -46,7 +46,7 @@ SAMPLE_VERSION = 2  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labe
 INT64_MIN = np.int64(-(2**63))
 
 # trainer/sample.h: mtld_sample_t (C layout; align=True follows the C rules)
-MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 8, 64, 50, 5
+MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 22, 64, 50, 5
 SAMPLE_DTYPE = np.dtype(
     [
         ("sample_id", "<u8"),

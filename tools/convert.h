@@ -28,7 +28,10 @@
  *
  * Mapping keys (--map 'k=v,k=v'): user item category type time time_unit
  * time_offset time_offset_unit tz scenario scenario_prefix rating price
- * quantity position request id click purchase header sep ids null.  A
+ * quantity position request id click purchase header sep ids null, and
+ * attr.NAME (a named attribute, at most 16: attr.NAME=COLUMN is categorical,
+ * the text hashed; attr.NAME=num:COLUMN numeric, a bad number rejects the
+ * row as bad_number; an empty or null value leaves it out).  A
  * column is a header name or a 1-based index
  * (the name wins when the header has such a column); COL+COL combines
  * columns into one hashed id; const:VALUE gives a constant (type, scenario,

@@ -30,7 +30,8 @@
  * time_offset time_offset_unit tz scenario scenario_prefix rating price
  * quantity position request id click purchase header sep ids null, and
  * attr.NAME (a named attribute, at most 16: attr.NAME=COLUMN is categorical,
- * the text hashed; attr.NAME=num:COLUMN numeric, a bad number rejects the
+ * the text hashed; attr.NAME=num:COLUMN numeric; a bad number, or a value
+ * over MTLD_ATTR_VALUE_LEN bytes, rejects the
  * row as bad_number; an empty or null value leaves it out).  A
  * column is a header name or a 1-based index
  * (the name wins when the header has such a column); COL+COL combines

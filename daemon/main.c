@@ -732,8 +732,8 @@ int main(int argc, char **argv) {
     return EXIT_STATE;
   }
   if (d.cfg.scaleout_model_topic[0] && d.trainer &&
-      mtld_modelsync_new(&d.sync, &d.cfg, d.trainer, d.feed,
-                         mtld_feature_def_hash(&d.cfg.features), err, sizeof(err)) != MTLD_OK) {
+      mtld_modelsync_new(&d.sync, &d.cfg, d.trainer, d.feed, mtld_feature_def_hash(&d.cfg.features),
+                         err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "%s", err);
     free_state(&d);
     return EXIT_SOURCE;

@@ -55,9 +55,9 @@ struct mtld_modelsync {
   int64_t cu_base_offset, cu_last_offset;
   /* statistics */
   uint64_t rounds, bases, applied, ign_shape, ign_corrupt, ign_chunks, sent_bytes, failed;
-  uint64_t last_rows;
+  uint64_t last_rows, delta_bytes;
   size_t last_bytes;
-  double last_ms, last_div, apply_ms;
+  double last_ms, last_div, apply_ms, round_ms;
   int64_t last_round_mono;
 };
 
@@ -87,8 +87,8 @@ static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t
     ms->applied++;
   } else if (st == MTLD_ERR_SCHEMA) {
     ms->ign_shape++;
-    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape", "scaleout: ignoring instance %016" PRIx64 ": %s",
-                sender, err);
+    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape",
+                "scaleout: ignoring instance %016" PRIx64 ": %s", sender, err);
   } else {
     ms->ign_corrupt++;
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-corrupt",
@@ -243,8 +243,8 @@ static void publish(mtld_modelsync_t *ms, int kind) {
     }
     if (e) {
       ms->failed++;
-      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-produce", "scaleout: producing to %s: %s",
-                  ms->topic, rd_kafka_err2str(e));
+      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-produce", "scaleout: producing to %s: %s", ms->topic,
+                  rd_kafka_err2str(e));
       break;
     }
   }
@@ -256,9 +256,11 @@ static void publish(mtld_modelsync_t *ms, int kind) {
     return;
   }
   ms->rounds++;
+  ms->delta_bytes += len;
   ms->last_bytes = len;
   ms->last_rows = st.rows;
   ms->last_ms = (double)(mtld_mono_ms() - t0);
+  ms->round_ms += ms->last_ms;
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -269,11 +271,11 @@ static rd_kafka_t *client(const mtld_config_t *cfg, rd_kafka_type_t type, mtld_m
   char e[512];
   for (int i = 0; i < cfg->n_kafka; i++) {
     const char *k = cfg->kafka[i].name;
-    if (type == RD_KAFKA_PRODUCER ? mtld_deadletter_consumer_only(k)
-                                  : !strcmp(k, "group.id") || !strcmp(k, "group.instance.id") ||
-                                        !strcmp(k, "enable.auto.commit") ||
-                                        !strcmp(k, "auto.offset.reset") ||
-                                        !strcmp(k, "enable.partition.eof"))
+    if (type == RD_KAFKA_PRODUCER
+            ? mtld_deadletter_consumer_only(k)
+            : !strcmp(k, "group.id") || !strcmp(k, "group.instance.id") ||
+                  !strcmp(k, "enable.auto.commit") || !strcmp(k, "auto.offset.reset") ||
+                  !strcmp(k, "enable.partition.eof"))
       continue;
     if (rd_kafka_conf_set(conf, k, cfg->kafka[i].value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
       snprintf(err, errlen, "scaleout: kafka.%s: %s", k, e);
@@ -290,6 +292,10 @@ static rd_kafka_t *client(const mtld_config_t *cfg, rd_kafka_type_t type, mtld_m
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof(e));
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof(e));
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof(e));
+    /* assign() wants a group; this one never subscribes nor commits */
+    char group[64];
+    snprintf(group, sizeof(group), "mtld-modelsync-%016" PRIx64, ms->id);
+    rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
   }
   rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
   if (!rk) {
@@ -301,11 +307,12 @@ static rd_kafka_t *client(const mtld_config_t *cfg, rd_kafka_type_t type, mtld_m
   return rk;
 }
 
-static int assign_at(mtld_modelsync_t *ms, int64_t offset) {
+static int assign_at(mtld_modelsync_t *ms, int64_t offset, char *err, size_t errlen) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, ms->topic, 0)->offset = offset;
   rd_kafka_resp_err_t e = rd_kafka_assign(ms->cons, l);
   rd_kafka_topic_partition_list_destroy(l);
+  if (e) snprintf(err, errlen, "scaleout: cannot read %s: %s", ms->topic, rd_kafka_err2str(e));
   return e ? -1 : 0;
 }
 
@@ -313,10 +320,7 @@ static int assign_at(mtld_modelsync_t *ms, int64_t offset) {
 static mtld_status_t pass(mtld_modelsync_t *ms, int64_t offset, int mode, char *err,
                           size_t errlen) {
   for (int i = 0; i < MAX_SENDERS; i++) ms->parts[i].used = 0;
-  if (assign_at(ms, offset) != 0) {
-    snprintf(err, errlen, "scaleout: cannot assign %s", ms->topic);
-    return MTLD_ERR_IO;
-  }
+  if (assign_at(ms, offset, err, errlen) != 0) return MTLD_ERR_IO;
   int64_t deadline = mtld_mono_ms() + CATCHUP_MS;
   while (mtld_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, 500);
@@ -345,8 +349,8 @@ static mtld_status_t reset_to_initial(mtld_modelsync_t *ms, char *err, size_t er
   mtld_delta_t *fd = NULL;
   void *buf = NULL;
   size_t len;
-  mtld_status_t st = mtld_model_create(&fresh, mtld_model_config(mtld_trainer_model(ms->t)), err,
-                                       errlen);
+  mtld_status_t st =
+      mtld_model_create(&fresh, mtld_model_config(mtld_trainer_model(ms->t)), err, errlen);
   if (st == MTLD_OK) st = mtld_delta_new(&fd, fresh, LOCAL_FIELDS, err, errlen);
   if (st == MTLD_OK) st = mtld_delta_extract(fd, MTLD_DELTA_BASE, &buf, &len, NULL);
   if (st == MTLD_OK) st = mtld_delta_apply(ms->delta, buf, len, err, errlen);
@@ -368,7 +372,7 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
   if (hi <= lo) {
     mtld_log(MTLD_LOG_NOTICE, "scaleout: %s is empty: this instance starts the shared model",
              ms->topic);
-    return assign_at(ms, lo) == 0 ? MTLD_OK : MTLD_ERR_IO;
+    return assign_at(ms, lo, err, errlen) == 0 ? MTLD_OK : MTLD_ERR_IO;
   }
   int64_t t0 = mtld_mono_ms();
   mtld_status_t st = pass(ms, lo, PASS_FIND_BASE, err, errlen);
@@ -383,8 +387,10 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
   }
   mtld_trainfeed_unlock(ms->feed);
   if (st != MTLD_OK) {
-    mtld_log(MTLD_LOG_WARNING, "scaleout: the base in %s cannot be used (%s): starting from the "
-             "initial weights", ms->topic, err);
+    mtld_log(MTLD_LOG_WARNING,
+             "scaleout: the base in %s cannot be used (%s): starting from the "
+             "initial weights",
+             ms->topic, err);
     free(ms->cu_base);
     ms->cu_base = NULL;
     mtld_trainfeed_lock(ms->feed);
@@ -490,9 +496,14 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
     mtld_log(MTLD_LOG_WARNING, "scaleout: the last model delta was not delivered within %d ms",
              timeout_ms);
   mtld_log(MTLD_LOG_NOTICE,
-           "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes), %" PRIu64
-           " deltas applied, %" PRIu64 " ignored",
-           ms->rounds, ms->sent_bytes, ms->applied, ms->ign_shape + ms->ign_corrupt + ms->ign_chunks);
+           "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes with %" PRIu64
+           " bases; %.0f bytes and %.1f ms per round), %" PRIu64 " deltas applied (%.1f ms "
+           "each), %" PRIu64 " ignored",
+           ms->rounds, ms->sent_bytes, ms->bases,
+           ms->rounds ? (double)ms->delta_bytes / (double)ms->rounds : 0.0,
+           ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
+           ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks);
 }
 
 void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) {

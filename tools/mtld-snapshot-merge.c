@@ -67,8 +67,8 @@ static int same_shape(const in_t *a, const in_t *b, const char *pb) {
     ok = ca->fields[f].rows == cb->fields[f].rows &&
          mtld_model_embed(a->m, f)->seed == mtld_model_embed(b->m, f)->seed;
   if (!ok)
-    fprintf(stderr,
-            "mtld-snapshot-merge: %s: another model configuration or feature definitions\n", pb);
+    fprintf(stderr, "mtld-snapshot-merge: %s: another model configuration or feature definitions\n",
+            pb);
   return ok;
 }
 
@@ -191,7 +191,8 @@ int main(int argc, char **argv) {
       }
       users++;
       from_others += best != newest;
-      memcpy(eu->w + (size_t)r * D, mtld_model_embed(in[best].m, MTLD_FIELD_USER)->w + (size_t)r * D,
+      memcpy(eu->w + (size_t)r * D,
+             mtld_model_embed(in[best].m, MTLD_FIELD_USER)->w + (size_t)r * D,
              sizeof(float) * (size_t)D);
       eu->last_used[r] = best_lu;
     }

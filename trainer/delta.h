@@ -52,11 +52,11 @@ typedef enum { MTLD_DELTA_DELTA = 0, MTLD_DELTA_BASE = 1 } mtld_delta_kind_t;
 typedef struct mtld_delta mtld_delta_t;
 
 typedef struct {
-  uint64_t rows;        /* embedding rows in the message */
-  size_t bytes;         /* encoded size */
-  double delta_l2;      /* DELTA: L2 norm of the change published (dense + rows) */
-  double weight_l2;     /* DELTA: L2 norm of the shared weights after it */
-  double divergence;    /* delta_l2 / weight_l2 (0 when the weights are 0) */
+  uint64_t rows;     /* embedding rows in the message */
+  size_t bytes;      /* encoded size */
+  double delta_l2;   /* DELTA: L2 norm of the change published (dense + rows) */
+  double weight_l2;  /* DELTA: L2 norm of the shared weights after it */
+  double divergence; /* delta_l2 / weight_l2 (0 when the weights are 0) */
 } mtld_delta_stats_t;
 
 /* Creates a tracker of model m's shared part; local_fields: bit f set =

@@ -166,7 +166,6 @@ static void kill_row(mtld_embed_t *e, uint32_t r) {
   e->stats.live_rows--;
 }
 
-
 static void init_row(mtld_embed_t *e, uint32_t r) {
   mtld_embed_row_init_values(e, r, e->w + (size_t)r * e->dim);
   e->acc[r] = e->cfg.adagrad_init;

@@ -177,8 +177,7 @@ static void test_exchange_sums_updates(void) {
   c2.fields[MTLD_FIELD_ITEM].rows = 128;
   mtld_trainer_t *other = new_trainer(&c2);
   mtld_delta_t *dother;
-  CHECK(mtld_delta_new(&dother, mtld_trainer_model(other), USER_ONLY, err, sizeof(err)) ==
-        MTLD_OK);
+  CHECK(mtld_delta_new(&dother, mtld_trainer_model(other), USER_ONLY, err, sizeof(err)) == MTLD_OK);
   CHECK(mtld_delta_shape(dother) != mtld_delta_shape(da));
   train(other, 5, 0, 64);
   CHECK(mtld_delta_extract(dother, MTLD_DELTA_DELTA, &mb, &lb, NULL) == MTLD_OK);
@@ -188,8 +187,7 @@ static void test_exchange_sums_updates(void) {
   CHECK(mtld_delta_apply(da, "garbage", 7, err, sizeof(err)) == MTLD_ERR_CORRUPT);
   CHECK(memcmp(before, pa, sizeof(float) * n) == 0);
   mtld_delta_t *dlocal;
-  CHECK(mtld_delta_new(&dlocal, mtld_trainer_model(a), USER_ONLY | 2, err, sizeof(err)) ==
-        MTLD_OK);
+  CHECK(mtld_delta_new(&dlocal, mtld_trainer_model(a), USER_ONLY | 2, err, sizeof(err)) == MTLD_OK);
   CHECK(mtld_delta_shape(dlocal) != mtld_delta_shape(da)); /* another local set */
   mtld_delta_free(dlocal);
 

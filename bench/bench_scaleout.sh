@@ -10,7 +10,7 @@
 # so every partition is read by one instance once.  Prints per instance the
 # final progressive metrics (ctr, ctcvr: AUC over the window and since the
 # start), CPU seconds, and the sync cost (rounds, bytes and ms per round).
-# IMPRESSIONS (default 300000), SYNC (default "1s").
+# IMPRESSIONS (default 300000), SYNC (default "1s"), RUNS (default "1 2s 2n").
 # features.item_view = "partition": each instance's item features are those
 # of its partitions, correct without the state changelog.
 set -euo pipefail
@@ -74,7 +74,7 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   local names=("$@") pids=()
   for n in "${names[@]}"; do
     conf "$n" "$topic" "g-$label" "$extra"
-    /usr/bin/time -f "%U %S" -o "$T/$n.cpu" "$BUILD/mtld" -c "$T/$n.conf" >"$T/$n.log" 2>&1 &
+    "$BUILD/mtld" -c "$T/$n.conf" >"$T/$n.log" 2>&1 &
     pids+=($!)
     PIDS+=($!)
   done
@@ -97,6 +97,11 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   done
   local t1
   t1=$(date +%s.%N)
+  local tck
+  tck=$(getconf CLK_TCK)
+  for i in "${!names[@]}"; do # CPU seconds until the end of the stream (stop excluded)
+    awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/${pids[$i]}/stat" >"$T/${names[$i]}.cpu"
+  done
   for i in "${!names[@]}"; do
     kill -TERM "${pids[$i]}"
     wait "${pids[$i]}" || true
@@ -105,13 +110,22 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
     "$(echo "$t1 - $t0" | bc) s (from the first produced record)"
   for n in "${names[@]}"; do
     echo "   $n: partitions $(grep -oE 'assigned [a-z0-9]+\[[0-9]+\]' "$T/$n.log" | sort -u |
-      grep -oE '\[[0-9]+\]' | tr -d '[]' | tr '\n' ' ')cpu $(awk '{print $1 + $2}' "$T/$n.cpu") s"
-    grep -E ' pv task=(ctr|ctcvr) scenario=all ' "$T/$n.log" | tail -2 | sed 's/^.* pv /     /'
+      grep -oE '\[[0-9]+\]' | tr -d '[]' | tr '\n' ' ')cpu $(cat "$T/$n.cpu") s"
+    grep -E ' pv task=(ctr|ctcvr) scenario=all ' "$T/$n.log" | tail -2 | sed 's/^.* pv /     /' || true
     grep -E 'scaleout: [0-9]+ rounds' "$T/$n.log" | sed 's/^.*scaleout: /     sync: /' || true
   done
 }
 
 SCALE="scaleout = { model_topic = \"model\"; sync_interval = \"$SYNC\"; base_interval = \"60s\"; };"
-run 1 ev1 "" one
-run 2s ev2s "$SCALE" sa sb
-run 2n ev2n "" na nb
+RUNS=${RUNS:-1 2s 2n}
+for r in $RUNS; do
+  case $r in
+  1) run 1 ev1 "" one ;;
+  2s) run 2s ev2s "$SCALE" sa sb ;;
+  2n) run 2n ev2n "" na nb ;;
+  esac
+  ckpts=()
+  case $r in 1) ckpts=("$T/one.ckpt") ;; 2s) ckpts=("$T/sa.ckpt" "$T/sb.ckpt") ;; 2n) ckpts=("$T/na.ckpt" "$T/nb.ckpt") ;; esac
+  echo "   pooled over the run's instances (mtld-snapshot-merge --pooled-auc, last checkpoints):"
+  "$BUILD/mtld-snapshot-merge" --pooled-auc "${ckpts[@]}" | sed 's/^/     /'
+done

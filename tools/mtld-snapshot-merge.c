@@ -14,6 +14,11 @@
  *       readers (libmtld-serving, mtld-score, mtld_reader.py) load it as
  *       any snapshot.  The progressive-validation metrics and training
  *       counters are not merged (the output carries none).
+ *   mtld-snapshot-merge --pooled-auc CHECKPOINT_DIR...
+ *       the progressive AUCs of the instances' samples together, from
+ *       each directory's newest complete checkpoint (trainer.bin): per
+ *       binary task "task=ctr n=N auc_cum=X auc_window=Y" (cumulative from
+ *       the summed histograms; window: the union of each one's window).
  *   mtld-snapshot-merge --diff A B
  *       prints how far the shared parts of two snapshots are apart:
  *       "max_abs X rel_l2 Y" (L2 norm of the difference over the L2 norm
@@ -21,6 +26,7 @@
  *
  * Exit: 0 ok, 1 inputs that cannot be merged (other model configurations
  * or feature definitions) or an I/O error, 2 usage. */
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -41,6 +47,7 @@ typedef struct {
 static void usage(FILE *out) {
   fprintf(out, "usage: mtld-snapshot-merge [--keep N] OUTDIR IN...\n"
                "       mtld-snapshot-merge --diff A B\n"
+               "       mtld-snapshot-merge --pooled-auc CHECKPOINT_DIR...\n"
                "Merges the serving snapshots of instances that train one model (shared part\n"
                "from the newest, each user row from the instance that used it last), or\n"
                "prints the distance of two snapshots' shared parts.\n");
@@ -108,6 +115,64 @@ static int diff(const char *a, const char *b) {
   return 0;
 }
 
+/* The newest complete checkpoint's trainer of dir, or NULL. */
+static mtld_trainer_t *newest_trainer(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) {
+    fprintf(stderr, "mtld-snapshot-merge: %s: cannot open\n", dir);
+    return NULL;
+  }
+  char best[256] = "", path[2048];
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, "checkpoint-", 11) != 0 || strlen(de->d_name) >= sizeof(best)) continue;
+    snprintf(path, sizeof(path), "%s/%s/COMPLETE", dir, de->d_name);
+    FILE *c = fopen(path, "rb");
+    if (!c) continue;
+    fclose(c);
+    if (strcmp(de->d_name, best) > 0) snprintf(best, sizeof(best), "%s", de->d_name);
+  }
+  closedir(d);
+  if (!best[0]) {
+    fprintf(stderr, "mtld-snapshot-merge: %s: no complete checkpoint\n", dir);
+    return NULL;
+  }
+  snprintf(path, sizeof(path), "%s/%s/trainer.bin", dir, best);
+  FILE *f = fopen(path, "rb");
+  mtld_trainer_t *t = NULL;
+  char err[512] = "cannot open";
+  if (!f || mtld_trainer_load(&t, f, err, sizeof(err)) != MTLD_OK) {
+    fprintf(stderr, "mtld-snapshot-merge: %s: %s\n", path, err);
+    t = NULL;
+  }
+  if (f) fclose(f);
+  return t;
+}
+
+static int pooled(char **dirs, int n) {
+  mtld_trainer_t *t[MAX_IN];
+  const mtld_pvmetrics_t *m[MAX_IN];
+  for (int i = 0; i < n; i++) {
+    t[i] = newest_trainer(dirs[i]);
+    if (!t[i]) return 1;
+    m[i] = mtld_trainer_metrics(t[i]);
+  }
+  const mtld_model_config_t *c = mtld_model_config(mtld_trainer_model(t[0]));
+  for (int k = 0; k < c->n_tasks; k++) {
+    if (c->tasks[k].type == MTLD_TASK_REGRESSION) continue;
+    uint64_t ns = 0;
+    for (int i = 0; i < n; i++) {
+      mtld_pv_summary_t s;
+      if (mtld_pvmetrics_get(m[i], k, MTLD_PV_ALL, &s) == MTLD_OK) ns += s.n;
+    }
+    double cum, win;
+    if (mtld_pvmetrics_pooled_auc(m, n, k, &cum, &win) != MTLD_OK) return 1;
+    printf("task=%s n=%" PRIu64 " auc_cum=%.4f auc_window=%.4f\n", c->tasks[k].name, ns, cum, win);
+  }
+  for (int i = 0; i < n; i++) mtld_trainer_destroy(t[i]);
+  return 0;
+}
+
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -116,16 +181,25 @@ static int cmp_u64(const void *a, const void *b) {
 int main(int argc, char **argv) {
   static const struct option opts[] = {{"keep", required_argument, NULL, 'k'},
                                        {"diff", no_argument, NULL, 'd'},
+                                       {"pooled-auc", no_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  int keep = 5, want_diff = 0, c;
+  int keep = 5, want_diff = 0, want_pooled = 0, c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'k': keep = atoi(optarg); break;
     case 'd': want_diff = 1; break;
+    case 'p': want_pooled = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
+  }
+  if (want_pooled) {
+    if (argc - optind < 1 || argc - optind > MAX_IN) {
+      usage(stderr);
+      return 2;
+    }
+    return pooled(argv + optind, argc - optind);
   }
   if (want_diff) {
     if (argc - optind != 2) {

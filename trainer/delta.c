@@ -12,7 +12,7 @@
 
 #define DEAD INT64_MIN
 #define HEADER_BYTES (8 + 4 + 8 + 4 + 4)
-#define NORM_BYTES (8 + 16 * MTLD_MAX_DENSE)
+#define NORM_BYTES (8 + 16 * MTLD_MAX_DENSE + 16 * MTLD_MAX_TASKS)
 
 struct mtld_delta {
   mtld_model_t *m;
@@ -24,7 +24,20 @@ struct mtld_delta {
   uint8_t *alive[MTLD_MAX_FIELDS]; /* the shadow row exists */
   int n_fields;
   int dim;
+  double mean_at[MTLD_MAX_TASKS]; /* bias_mean tasks: the label mean at the last extract */
 };
+
+/* The bias shifts of bias_mean tasks are each instance's own (every instance
+ * follows its running label mean): never published, so the shared bias
+ * carries one shift, not one per instance. */
+static void note_means(mtld_delta_t *d) {
+  for (int t = 0; t < MTLD_MAX_TASKS; t++) {
+    double sum;
+    uint64_t n;
+    size_t at;
+    if (!mtld_model_label_mean(d->m, t, &d->mean_at[t], &sum, &n, &at)) d->mean_at[t] = 0;
+  }
+}
 
 static int shared(const mtld_delta_t *d, int f) {
   return !(d->local >> f & 1u);
@@ -78,6 +91,7 @@ mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local
     for (uint32_t r = 0; r < e->rows; r++) d->alive[f][r] = e->last_used[r] != DEAD;
   }
   d->shape = h;
+  note_means(d);
   *out = d;
   return MTLD_OK;
 nomem:
@@ -159,6 +173,28 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
     put64(&b, cnt);
     for (int i = 0; i < MTLD_MAX_DENSE; i++) putd(&b, mean[i]);
     for (int i = 0; i < MTLD_MAX_DENSE; i++) putd(&b, m2[i]);
+    for (int t = 0; t < MTLD_MAX_TASKS; t++) {
+      double mean = 0, sum = 0;
+      uint64_t n = 0;
+      size_t at;
+      mtld_model_label_mean(d->m, t, &mean, &sum, &n, &at);
+      putd(&b, sum);
+      put64(&b, n);
+    }
+  }
+  float shift[MTLD_MAX_TASKS];
+  size_t shift_at[MTLD_MAX_TASKS];
+  int n_shift = 0;
+  if (kind == MTLD_DELTA_DELTA) {
+    for (int t = 0; t < MTLD_MAX_TASKS; t++) {
+      double mean, sum;
+      uint64_t n;
+      size_t at;
+      if (!mtld_model_label_mean(d->m, t, &mean, &sum, &n, &at)) continue;
+      shift[n_shift] = (float)(mean - d->mean_at[t]);
+      shift_at[n_shift++] = at;
+      d->mean_at[t] = mean;
+    }
   }
   for (size_t i = 0; i < d->n_dense; i++) {
     if (kind == MTLD_DELTA_BASE) {
@@ -166,6 +202,8 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
       continue;
     }
     float x = params[i] - d->dense[i];
+    for (int k = 0; k < n_shift; k++)
+      if (shift_at[k] == i) x -= shift[k];
     putf(&b, x);
     dl2 += (double)x * x;
     wl2 += (double)params[i] * params[i];
@@ -364,6 +402,15 @@ mtld_status_t mtld_delta_apply(mtld_delta_t *d, const void *buf, size_t len, cha
     for (int i = 0; i < MTLD_MAX_DENSE; i++)
       m2[i] = mtld_get_f64(p + at + 8 + 8 * MTLD_MAX_DENSE + 8 * i);
     mtld_model_set_normaliser(d->m, cnt, mean, m2);
+    const uint8_t *lm = p + at + 8 + 16 * MTLD_MAX_DENSE;
+    for (int t = 0; t < MTLD_MAX_TASKS; t++) {
+      double lmean, lsum;
+      uint64_t ln;
+      size_t li;
+      if (mtld_model_label_mean(d->m, t, &lmean, &lsum, &ln, &li))
+        mtld_model_set_label_mean(d->m, t, mtld_get_f64(lm + 16 * t),
+                                  mtld_get_le64(lm + 16 * t + 8));
+    }
     at += NORM_BYTES;
   }
   for (size_t i = 0; i < d->n_dense; i++) {
@@ -376,7 +423,8 @@ mtld_status_t mtld_delta_apply(mtld_delta_t *d, const void *buf, size_t len, cha
     }
   }
   walk(d, p, len, tables_at, kind, 1, seen, err, errlen);
-  if (kind == MTLD_DELTA_BASE) { /* shared rows the base does not have die */
+  if (kind == MTLD_DELTA_BASE) note_means(d); /* our shifts count from the shared mean */
+  if (kind == MTLD_DELTA_BASE) {              /* shared rows the base does not have die */
     for (int f = 0; f < d->n_fields; f++) {
       if (!seen[f]) continue;
       mtld_embed_t *e = mtld_model_embed(d->m, f);

@@ -25,14 +25,18 @@
  *                   starts from;
  *   apply(BASE)     w and shadow := the base over the shared part (shared
  *                   rows absent from it die); local tables are kept.
+ * The output bias of a task that follows its running label mean
+ * (mtld_task_t.bias_mean) moves on each instance by its own mean's change:
+ * that shift is left out of the deltas (else the shared bias would move once
+ * per instance); a base carries the running mean, which a newcomer adopts.
  * Summing every instance's deltas gives the shared model the sum of all
  * instances' optimiser steps: the same number of steps per sample as one
  * instance (asynchronous data-parallel SGD).
  *
  * Encoding (little-endian): "MTLDDLT1" | u32 kind | u64 shape | u32 n_dense
  * | u32 n_tables | (BASE: u64 norm count, f64 mean[MTLD_MAX_DENSE], f64
- * m2[MTLD_MAX_DENSE]) | f32 dense[n_dense] | per table: u32 field, u32 rows
- * present, then per row: u32 row, i64 last use, f32 values[dim].
+ * m2[MTLD_MAX_DENSE], per task f64 label sum and u64 label count) | f32 dense[n_dense] | per table:
+ * u32 field, u32 rows present, then per row: u32 row, i64 last use, f32 values[dim].
  *
  * Thread: a tracker belongs to the thread that owns its model (or whoever
  * holds the trainer's lock). */

@@ -12,6 +12,8 @@
 
 #define USER_ONLY (1ull << MTLD_FIELD_USER)
 
+static int with_reviews; /* every 7th sample a review (rating label) */
+
 static void sample(rng_t *r, mtld_sample_t *s, int i) {
   sample_head(r, s, i);
   uint64_t user = s->fields[MTLD_FIELD_USER], item = s->fields[MTLD_FIELD_ITEM];
@@ -21,6 +23,12 @@ static void sample(rng_t *r, mtld_sample_t *s, int i) {
     s->seq_cats[j] = 1 + s->seq_items[j] % 10;
   }
   double affinity = ((user * 7 + item * 3) % 11) / 10.0;
+  if (with_reviews && i % 7 == 6) {
+    s->kind = MTLD_SAMPLE_REVIEW;
+    s->labels[MTLD_LABEL_RATING] = (float)(1 + (int)(affinity * 4.0));
+    s->label_mask = 1u << MTLD_LABEL_RATING;
+    return;
+  }
   s->kind = MTLD_SAMPLE_IMPRESSION;
   int click = rng_unif(r) < 0.1 + 0.5 * affinity, buy = click && rng_unif(r) < 0.3;
   s->labels[MTLD_LABEL_CLICK] = (float)click;
@@ -208,7 +216,74 @@ static void test_exchange_sums_updates(void) {
   mtld_trainer_destroy(other);
 }
 
+/* The output bias that follows the running rating mean moves once in the
+ * shared model, not once per instance; a newcomer takes the mean with the
+ * base. */
+static void test_label_mean_bias(void) {
+  with_reviews = 1;
+  mtld_model_config_t c;
+  small_config(&c);
+  int rt = -1;
+  for (int t = 0; t < c.n_tasks; t++)
+    if (c.tasks[t].type == MTLD_TASK_REGRESSION && c.tasks[t].bias_mean) rt = t;
+  CHECK(rt >= 0);
+  mtld_trainer_t *a = new_trainer(&c), *b = new_trainer(&c);
+  char err[256];
+  mtld_delta_t *da, *db;
+  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  size_t n;
+  float *w0 = copy_params(a, &n);
+  train(a, 11, 0, 700);
+  train(b, 12, 10000, 700);
+  float *wa = copy_params(a, &n), *wb = copy_params(b, &n);
+  double mean_b, sum, mean_a;
+  uint64_t cnt;
+  size_t bi;
+  CHECK(mtld_model_label_mean(mtld_trainer_model(b), rt, &mean_b, &sum, &cnt, &bi) == 1);
+  CHECK(cnt > 0);
+  CHECK(mtld_model_label_mean(mtld_trainer_model(a), rt, &mean_a, &sum, &cnt, &bi) == 1);
+  void *mb;
+  size_t lb;
+  CHECK(mtld_delta_extract(db, MTLD_DELTA_DELTA, &mb, &lb, NULL) == MTLD_OK);
+  CHECK(mtld_delta_apply(da, mb, lb, err, sizeof(err)) == MTLD_OK);
+  free(mb);
+  float *pa;
+  mtld_trainer_params(a, &pa, &n);
+  double want = (double)wa[bi] + ((double)wb[bi] - w0[bi]) - (mean_b - c.tasks[rt].bias_init);
+  CHECK_NEAR(pa[bi], want, 1e-4);
+  /* a newcomer from a's base (after a published all it had): a's bias and
+   * a's running mean */
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_DELTA, &mb, &lb, NULL) == MTLD_OK);
+  free(mb);
+  void *base;
+  size_t lbase;
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_BASE, &base, &lbase, NULL) == MTLD_OK);
+  mtld_trainer_t *cn = new_trainer(&c);
+  mtld_delta_t *dc;
+  CHECK(mtld_delta_new(&dc, mtld_trainer_model(cn), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_apply(dc, base, lbase, err, sizeof(err)) == MTLD_OK);
+  double mean_c;
+  CHECK(mtld_model_label_mean(mtld_trainer_model(cn), rt, &mean_c, &sum, &cnt, &bi) == 1);
+  CHECK(mean_c == mean_a);
+  float *pc;
+  mtld_trainer_params(cn, &pc, &n);
+  CHECK(pc[bi] == pa[bi]);
+  free(base);
+  free(w0);
+  free(wa);
+  free(wb);
+  mtld_delta_free(da);
+  mtld_delta_free(db);
+  mtld_delta_free(dc);
+  mtld_trainer_destroy(a);
+  mtld_trainer_destroy(b);
+  mtld_trainer_destroy(cn);
+  with_reviews = 0;
+}
+
 int main(void) {
   test_exchange_sums_updates();
+  test_label_mean_bias();
   return CHECK_DONE();
 }

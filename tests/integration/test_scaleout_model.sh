@@ -56,7 +56,7 @@ cb=$(consumed "$T/b.store")
 [ $((ca + cb)) -ge "$N" ] || fail "the instances consumed $ca + $cb of $N records"
 [ "$ca" -gt 0 ] && [ "$cb" -gt 0 ] || fail "one instance got no partition ($ca, $cb)"
 note "a consumed $ca, b $cb"
-sleep 2
+sleep $((3 * SLOW)) # the trainers catch up and a few rounds go by
 stop_pid "$PA" 60
 sleep 2
 stop_pid "$PB" 60
@@ -69,7 +69,10 @@ applied() { grep -oE '[0-9]+ deltas applied' "$T/$1.log" | tail -1 | cut -d' ' -
 
 dab=$("$BUILD/mtld-snapshot-merge" --diff "$T/b.store.snap" "$T/a.store.snap")
 note "shared weights a vs b after the final sync: $dab"
-awk -v r="$(echo "$dab" | awk '{print $4}')" 'BEGIN { exit !(r < 0.05) }' ||
+# the first to stop lacks the other's last rounds (more of them when slow)
+MAXREL=0.05
+[ "$SLOW" -gt 1 ] && MAXREL=0.1
+awk -v r="$(echo "$dab" | awk '{print $4}')" -v m="$MAXREL" 'BEGIN { exit !(r < m) }' ||
   fail "the instances' shared weights diverged: $dab"
 
 # a newcomer starts from the shared model

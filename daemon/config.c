@@ -1097,6 +1097,11 @@ static const key_def_t keys[] = {
   {.path = "snapshot.interval", .kind = K_DURATION, FIELD(snapshot_interval_ms),
    .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
   {.path = "snapshot.keep",     .kind = K_INT,      FIELD(snapshot_keep), .min = 1, .max = 1000, R},
+  {.path = "scaleout.model_topic",    .kind = K_STRING,   FIELD(scaleout_model_topic)},
+  {.path = "scaleout.sync_interval",  .kind = K_DURATION, FIELD(scaleout_sync_interval_ms),
+   .min = 10, .max = 3600000, .unit_ms = 1000},
+  {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
 
   {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops, R},
 
@@ -1171,6 +1176,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   snprintf(cfg->snapshot_dir, sizeof(cfg->snapshot_dir), "/var/lib/mtld/snapshots");
   cfg->snapshot_interval_ms = 60000;
   cfg->snapshot_keep = 5;
+  cfg->scaleout_sync_interval_ms = 1000;
+  cfg->scaleout_base_interval_ms = 60000;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");

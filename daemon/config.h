@@ -107,6 +107,11 @@ typedef struct {
   int64_t snapshot_interval_ms;     /* snapshot.interval, default 60 s; 0 = off (R) */
   int snapshot_keep;                /* snapshot.keep, default 5 (R) */
 
+  /* scaleout.*: one model over several instances (daemon/modelsync.h) */
+  char scaleout_model_topic[256];    /* scaleout.model_topic: deltas and bases, "" = off */
+  int64_t scaleout_sync_interval_ms; /* scaleout.sync_interval: delta publication, default 1 s */
+  int64_t scaleout_base_interval_ms; /* scaleout.base_interval: base publication, default 60 s */
+
   /* operations */
   char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */
   int metrics_enabled;     /* metrics.enabled, default true */

@@ -32,6 +32,7 @@
 #include "durable/durable.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/modelsync.h"
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
@@ -122,6 +123,7 @@ typedef struct {
   mtld_watermark_t *wm;
   mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
   mtld_trainfeed_t *feed;  /* the trainer's thread; NULL with no trainer */
+  mtld_modelsync_t *sync;  /* scaleout.model_topic: the shared model; NULL when off */
   FILE *dump;              /* trainer.dump_samples, or NULL */
   mtld_pipeline_t *pipe;
   mtld_durable_t *durable;
@@ -333,6 +335,8 @@ static mtld_status_t start_ranking(daemon_t *d, char *err, size_t errlen) {
 static void free_state(daemon_t *d) {
   mtld_durable_free(d->durable);
   d->durable = NULL;
+  mtld_modelsync_free(d->sync);
+  d->sync = NULL;
   mtld_pipeline_free(d->pipe);
   d->pipe = NULL;
   if (d->dump) fclose(d->dump);
@@ -404,6 +408,7 @@ static void publish(daemon_t *d, int healthy, const char *why) {
                         "Released samples queued for the trainer's thread.");
     mtld_metrics_sample(&d->mbuf, "mtld_trainer_queue", NULL,
                         (double)mtld_trainfeed_depth(d->feed));
+    mtld_modelsync_render_metrics(d->sync, &d->mbuf);
   }
   if (d->src) mtld_source_render_metrics(d->src, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
@@ -436,10 +441,15 @@ static void status(daemon_t *d) {
              d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "sampled_negatives"
                                                                : "impressions");
   if (s.skipped) snprintf(skipped, sizeof(skipped), ", %" PRIu64 " skipped", s.skipped);
+  char sync[160] = "";
+  if (d->sync) {
+    memcpy(sync, "; ", 3);
+    mtld_modelsync_status(d->sync, sync + 2, sizeof(sync) - 2);
+  }
   snprintf(line, sizeof(line),
-           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples",
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples%s",
            connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
-           rate, s.events, s.rejected, skipped, s.samples_released);
+           rate, s.events, s.rejected, skipped, s.samples_released, sync);
   mtld_notify_status("%s", line);
   /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
@@ -596,6 +606,7 @@ static int run(daemon_t *d) {
       break;
     }
     if (file_ended && cs.since_ms) file_ended = 0; /* the end waits for the commit */
+    mtld_modelsync_tick(d->sync);
     int64_t now = mtld_mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
@@ -642,6 +653,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
     if (mtld_durable_checkpoint(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final checkpoint: %s", err);
     finish_training(d);
+    mtld_modelsync_finish(d->sync, 5000);
     if (mtld_durable_snapshot(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final snapshot: %s", err);
   }
@@ -732,6 +744,13 @@ int main(int argc, char **argv) {
     mtld_log(MTLD_LOG_ERR, "first checkpoint: %s", err);
     free_state(&d);
     return EXIT_STATE;
+  }
+  if (d.cfg.scaleout_model_topic[0] && d.trainer &&
+      mtld_modelsync_new(&d.sync, &d.cfg, d.trainer, d.feed, mtld_feature_def_hash(&d.cfg.features),
+                         err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "%s", err);
+    free_state(&d);
+    return EXIT_SOURCE;
   }
   mtld_pipeline_set_revoke_hook(d.pipe, on_revoked, d.durable);
   mtld_source_hooks_t hooks = mtld_pipeline_hooks(d.pipe);

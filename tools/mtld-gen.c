@@ -382,8 +382,10 @@ static void attr_ids_build(gen_attr_ids_t *ids, const gen_world_t *w) {
   ids->shopping_level = mtld_hash_id("shopping_level", 14);
   ids->brand = mtld_hash_id("brand", 5);
   ids->discount = mtld_hash_id("discount", 8);
-  for (int l = 0; l < 6; l++) ids->age_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
-  for (int l = 0; l < 3; l++) ids->shop_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
+  for (int l = 0; l < 6; l++)
+    ids->age_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
+  for (int l = 0; l < 3; l++)
+    ids->shop_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
   ids->brand_v = xcalloc((size_t)w->brands, sizeof(uint64_t));
   for (int b = 0; b < w->brands; b++)
     ids->brand_v[b] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "b-%d", b + 1));
@@ -469,8 +471,8 @@ static void generate(const gen_opts_t *o, const gen_world_t *w, gen_events_t *g,
       disc = item_discount(o->seed, item, t);
       attr_click = o->w_attr * (gen_age_click[l] + gen_shop_click[sl] + w->brand_click[br] +
                                 GEN_DISC_CLICK * disc);
-      attr_conv = o->w_attr * (gen_age_conv[l] + gen_shop_conv[sl] + w->brand_conv[br] +
-                               GEN_DISC_CONV * disc);
+      attr_conv = o->w_attr *
+                  (gen_age_conv[l] + gen_shop_conv[sl] + w->brand_conv[br] + GEN_DISC_CONV * disc);
     }
     double pc = sigmoid(gen_scen[s].base_click + o->w_affinity * a + o->w_item * q + o->w_user * b -
                         0.35 * log((double)pos) + tod + attr_click);

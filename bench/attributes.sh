@@ -53,12 +53,15 @@ pv() {
   grep "pv task=$2 scenario=all " "$1" | tail -1 | sed -n "s/.* $3=\([^ ]*\).*/\1/p"
 }
 
-# attrs_conf 'name:owner:kind ...' -> a features.attributes list
+# attrs_conf 'name:owner:kind ...' -> a features.attributes list (categorical
+# ones with 1000 embedding rows)
 attrs_conf() {
-  local out="" a name owner kind
+  local out="" a name owner kind rows
   for a in $1; do
     IFS=: read -r name owner kind <<<"$a"
-    out+="{ name = \"$name\"; owner = \"$owner\"; kind = \"$kind\"; }, "
+    rows=""
+    [ "$kind" = categorical ] && rows=" rows = 1000;"
+    out+="{ name = \"$name\"; owner = \"$owner\"; kind = \"$kind\";$rows }, "
   done
   echo "features = { attributes = ( ${out%, } ); };"
 }

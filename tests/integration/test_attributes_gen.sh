@@ -57,9 +57,9 @@ replay plain '' || fail "the replay without attributes failed"
 sed "s|$T/plain|$T/attrs|g" "$T/plain.conf" >"$T/attrs.conf"
 cat >>"$T/attrs.conf" <<'CONF'
 features = { attributes = (
-  { name = "age_level"; owner = "user"; kind = "categorical"; },
-  { name = "shopping_level"; owner = "user"; kind = "categorical"; },
-  { name = "brand"; owner = "item"; kind = "categorical"; },
+  { name = "age_level"; owner = "user"; kind = "categorical"; rows = 1000; },
+  { name = "shopping_level"; owner = "user"; kind = "categorical"; rows = 1000; },
+  { name = "brand"; owner = "item"; kind = "categorical"; rows = 1000; },
   { name = "discount"; owner = "item"; kind = "numeric"; } ); };
 CONF
 "$BUILD/mtld" -c "$T/attrs.conf" >"$T/attrs.log" 2>&1 || fail "the replay with attributes failed"

@@ -14,9 +14,10 @@
 #     attributes); no oracle there.  Skipped, saying so, when the folder is
 #     absent.  The samples are a few hundred rows: the AUCs show that the
 #     attributes flow, not what they are worth.
-# Knobs (environment): ATTR_EFFECT (default 1), ATTR_USERS (2000), ATTR_ITEMS
-# (1000), ATTR_IMPRESSIONS (400000), ATTR_SEED (42); OUT (a directory to keep
-# the logs and configs in).  Runs are file replays (source.type = "file", the
+# Knobs (environment): ATTR_EFFECT (default 1), ATTR_WORLDS (users x items of
+# each generated world, default "2000x1000 20000x5000": 200 and 20
+# impressions a user), ATTR_IMPRESSIONS (400000), ATTR_SEED (42); OUT (a
+# directory to keep the logs and configs in).  Runs are file replays (source.type = "file", the
 # same path as Kafka), model keys at their defaults but lr = 0.0003.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,8 +27,7 @@ if [ $# -ne 1 ]; then
 fi
 BUILD=$(cd "$1" && pwd)
 EFFECT=${ATTR_EFFECT:-1}
-USERS=${ATTR_USERS:-2000}
-ITEMS=${ATTR_ITEMS:-1000}
+WORLDS=${ATTR_WORLDS:-2000x1000 20000x5000}
 IMPRESSIONS=${ATTR_IMPRESSIONS:-400000}
 SEED=${ATTR_SEED:-42}
 DATA=$SRC/../shared/data/format-samples
@@ -100,36 +100,41 @@ echo "commit:   $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unkno
 echo
 GEN_ATTRS="age_level:user:categorical shopping_level:user:categorical brand:item:categorical
 discount:item:numeric"
-run "$BUILD/mtld-gen" --seed "$SEED" --users "$USERS" --items "$ITEMS" \
-  --impressions "$IMPRESSIONS" --days 2 --attr-effect "$EFFECT" --oracle-last 100000 \
-  --out "$T/gen.pb" 2>"$T/gen.log"
-grep oracle "$T/gen.log"
-line=$(grep 'oracle AUC over the last' "$T/gen.log")
-o_ctr=$(echo "$line" | sed 's/.* click: \([0-9.]*\) .*/\1/')
-o_ctcvr=$(echo "$line" | sed 's/.*click&purchase: \([0-9.]*\).*/\1/')
-echo
 echo "declared: $(attrs_conf "$GEN_ATTRS")"
 echo
 echo "| stream | attributes | samples | CTR AUC window / cum | CTCVR AUC window / cum | log loss ctr / ctcvr |"
 echo "|---|---|---:|---|---|---|"
-compare "gen" "$T/gen.pb" "$GEN_ATTRS"
-printf '| gen | oracle (last 100000) | | %s | %s | |\n' "$o_ctr" "$o_ctcvr"
-
+for world in $WORLDS; do
+  users=${world%x*} items=${world#*x}
+  "$BUILD/mtld-gen" --seed "$SEED" --users "$users" --items "$items" \
+    --impressions "$IMPRESSIONS" --days 2 --attr-effect "$EFFECT" --oracle-last 100000 \
+    --out "$T/gen.pb" 2>"$T/gen.log"
+  line=$(grep 'oracle AUC over the last' "$T/gen.log")
+  o_ctr=$(echo "$line" | sed 's/.* click: \([0-9.]*\) .*/\1/')
+  o_ctcvr=$(echo "$line" | sed 's/.*click&purchase: \([0-9.]*\).*/\1/')
+  compare "gen-$world" "$T/gen.pb" "$GEN_ATTRS"
+  printf '| gen-%s | oracle (last 100000) | | %s | %s | |\n' "$world" "$o_ctr" "$o_ctcvr"
+done
+echo
+echo "gen-UxI: mtld-gen --seed $SEED --users U --items I --impressions $IMPRESSIONS --days 2"
+echo "  --attr-effect $EFFECT --oracle-last 100000 (AUC window: the last 100000 samples)"
 if [ ! -d "$DATA" ]; then
   echo
   echo "no $DATA: the public samples are not on this machine, their rows are skipped"
 else
   # the layouts' attributes (tools/convert.h), as a user declares them
-  ALICCP_ATTRS="$(for c in 121 122 124 125 126 127 128 129; do echo "u$c:user:categorical"; done)
-$(for c in 207 210 216; do echo "i$c:item:categorical"; done)
-$(for c in 508 509 702 853; do echo "c$c:context:categorical"; done)
-$(for c in 109_14 110_14 127_14 150_14; do echo "u$c:user:categorical"; done)
-$(for c in 109_14 110_14 127_14 150_14; do echo "ud$c:user:numeric"; done)
-$(for c in 508 509 702 853; do echo "cd$c:context:numeric"; done)"
+  ALICCP_ATTRS="$(for a in profile profile_group gender age consumption_1 consumption_2 \
+    occupation geography; do echo "$a:user:categorical"; done)
+shop:item:categorical intention:item:categorical brand:item:categorical
+$(for a in category_match shop_match brand_match intention_match; do
+    echo "$a:context:categorical"
+  done)
+category_match_weight:context:numeric"
   run "$BUILD/mtld-produce" --csv "$DATA/ali_ccp_train_sample.csv" \
     --csv "$DATA/ali_ccp_val_sample.csv" --csv "$DATA/ali_ccp_test_sample.csv" --layout aliccp \
     --out "$T/aliccp.pb" --quiet
-  AE_ATTRS="$(for k in $(seq 1 16); do echo "cat$k:context:categorical"; done)"
+  AE_ATTRS="$(for k in $(seq 1 9); do echo "categorical_$k:user:categorical"; done)
+$(for k in $(seq 24 30); do echo "numerical_$k:context:numeric"; done)"
   run "$BUILD/mtld-produce" --csv "$DATA/aliexpress_train_sample.csv" \
     --csv "$DATA/aliexpress_test_sample.csv" --layout aliexpress --out "$T/aliexpress.pb" --quiet
   echo

@@ -151,7 +151,7 @@ static const double gen_age_conv[6] = {-0.6, -0.2, 0.2, 0.4, 0.3, 0.0};
 static const double gen_shop_share[3] = {0.30, 0.50, 0.20};
 static const double gen_shop_click[3] = {-0.2, 0.0, 0.3};
 static const double gen_shop_conv[3] = {-0.7, 0.0, 0.7};
-#define GEN_DISC_CLICK 1.0 /* per unit of discount (0..0.5) */
+#define GEN_DISC_CLICK 2.0 /* per unit of discount (0..0.5) */
 #define GEN_DISC_CONV 3.0
 #define GEN_MAX_BRANDS 300
 

@@ -254,7 +254,9 @@ static int conv_parse_tz(const char *v, size_t n, int64_t *add_ms) {
 }
 
 /* attr.NAME=[num:]COLUMN: a named attribute from a column (categorical: the
- * text, hashed; num: a number).  A later mapping of NAME replaces it. */
+ * text, hashed; num: a number).  A later mapping of NAME replaces it;
+ * attr.NAME= (no column) removes it (a layout's, to make room for another:
+ * the layouts fill the MTLD_ATTR_MAX); for a name not mapped it is an error. */
 static mtld_status_t conv_attr_parse(mtld_conv_t *c, const char *key, const char *v, size_t vlen,
                                      char *err, size_t errlen) {
   const char *name = key + 5;
@@ -268,6 +270,12 @@ static mtld_status_t conv_attr_parse(mtld_conv_t *c, const char *key, const char
   uint64_t id = mtld_hash_id(name, n);
   int i = 0;
   while (i < c->n_attrs && c->attrs[i].name_id != id) i++;
+  if (vlen == 0 && !numeric && i < c->n_attrs) { /* attr.NAME= drops a mapped one */
+    field_clear(&c->attrs[i].f);
+    memmove(&c->attrs[i], &c->attrs[i + 1], (size_t)(c->n_attrs - i - 1) * sizeof c->attrs[0]);
+    c->n_attrs--;
+    return MTLD_OK;
+  }
   if (i == c->n_attrs) {
     if (c->n_attrs == MTLD_ATTR_MAX) {
       conv_seterr(err, errlen, "map: more than %d attributes", MTLD_ATTR_MAX);
@@ -445,7 +453,7 @@ static mtld_status_t conv_apply_typemap(mtld_conv_t *c, const char *tm, char *er
 #define ALICCP_ATTRS                                                                               \
   "attr.profile=121,attr.profile_group=122,attr.gender=124,attr.age=125,"                          \
   "attr.consumption_1=126,attr.consumption_2=127,attr.occupation=128,attr.geography=129,"          \
-  "attr.shop=207,attr.intention=210,attr.brand=216,attr.category_match=508,"                      \
+  "attr.shop=207,attr.intention=210,attr.brand=216,attr.category_match=508,"                       \
   "attr.shop_match=509,attr.brand_match=702,attr.intention_match=853,"                             \
   "attr.category_match_weight=num:D508"
 /* AliExpress names no column: categorical_1..9 are constant within a search

@@ -269,6 +269,18 @@ static void test_aliexpress(void) {
     CHECK(attr_num(&s.ev[1], "numerical_24") == 0.5);
   }
   mtld_conv_free(c);
+  /* a layout's attribute dropped (attr.NAME=) makes room for another */
+  o.map = "attr.numerical_30=,attr.categorical_10=categorical_10";
+  CHECK(mtld_conv_new(&c, &o, err, sizeof err) == MTLD_OK);
+  if (!c) return;
+  s.n = 0;
+  CHECK(feed(c, &s, hdr) == MTLD_OK);
+  CHECK(feed(c, &s, row) == MTLD_OK);
+  CHECK(s.n == 3 && s.ev[0].n_attrs == 16);
+  CHECK(attr_id(&s.ev[0], "categorical_10") == h("1") && isnan(attr_num(&s.ev[0], "numerical_30")));
+  mtld_conv_free(c);
+  o.map = "attr.extra=num:numerical_31"; /* a 17th */
+  CHECK(mtld_conv_new(&c, &o, err, sizeof err) == MTLD_ERR_INVALID && c == NULL);
 }
 
 static void test_generic(void) {

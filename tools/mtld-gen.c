@@ -1113,6 +1113,11 @@ int main(int argc, char **argv) {
       }
       fprintf(stderr, " %12" PRId64 "\n", tot);
     }
+    if (o.w_attr > 0)
+      fprintf(stderr,
+              "attributes on every event: age_level, shopping_level, brand (%d brands), "
+              "discount; effect x%g\n",
+              w.brands, o.w_attr);
     for (int k = 0; k < BAD_KINDS; k++)
       if (bad_by_kind[k])
         fprintf(stderr, "bad %-14s %" PRId64 " (%s)\n", bad_kind_names[k], bad_by_kind[k],

@@ -6,11 +6,12 @@
 #    attribute in any record, and --attr-effect 0 writes the same bytes;
 #  - with it, every record carries the four attributes (JSON output checked),
 #    and the oracle AUC is above the one of the same world without them;
-#  - replayed through the daemon (file source, the same path as Kafka), the
-#    run with the four attributes declared in features.attributes has a CTR
-#    and a CTCVR progressive AUC above the run without them, by a margin (a
-#    model without them can only learn them through each user's and item's
-#    id, and the daily discount not at all).
+#  - replayed through the daemon (file source, the same path as Kafka) with
+#    the four declared in features.attributes, the store holds a user's and
+#    an item's values as the generator gave them (mtld-inspect), and the CTR
+#    and CTCVR progressive AUC are above those of the run without them, by a
+#    margin (a model without them can only learn them through each user's
+#    and item's id, and the daily discount not at all).
 # Deterministic: the same build gives the same figures on every run.  Under
 # the sanitizers only the generator steps run (the replays take minutes).
 . "$(dirname "$0")/lib.sh"
@@ -70,6 +71,23 @@ features = { attributes = (
 CONF
 "$BUILD/mtld" -c "$T/attrs.conf" >"$T/attrs.log" 2>&1 || fail "the replay with attributes failed"
 
+# the store keeps the attributes the events carried: the user and the item of
+# the first JSON record (same world: same seed and sizes) have theirs there
+first=$(head -1 "$T/on.json")
+uid=$(echo "$first" | sed 's/.*"user_id":\([0-9]*\).*/\1/')
+iid=$(echo "$first" | sed 's/.*"item_id":\([0-9]*\).*/\1/')
+ids=($(echo "$first" | grep -o '"id":[0-9]*' | cut -d: -f2)) # age, shopping, brand
+"$BUILD/mtld-inspect" --store "$T/attrs.store" --user "$uid" >"$T/user.txt" 2>&1 ||
+  fail "mtld-inspect --user $uid failed"
+"$BUILD/mtld-inspect" --store "$T/attrs.store" --item "$iid" >"$T/item.txt" 2>&1 ||
+  fail "mtld-inspect --item $iid failed"
+grep -q "attr age_level id ${ids[0]} " "$T/user.txt" &&
+  grep -q "attr shopping_level id ${ids[1]} " "$T/user.txt" ||
+  fail "user $uid: the store's attributes are not the generator's: $(grep attr "$T/user.txt")"
+grep -q "attr brand id ${ids[2]} " "$T/item.txt" &&
+  grep -Eq "attr discount (0|0\.[1-5]0*[0-9]*) " "$T/item.txt" ||
+  fail "item $iid: the store's attributes are not the generator's: $(grep attr "$T/item.txt")"
+
 field() { # field LOG TASK KEY
   grep "pv task=$2 scenario=all " "$1" | tail -1 | sed "s/.* $3=\([^ ]*\).*/\1/"
 }
@@ -87,4 +105,4 @@ awk "BEGIN { exit !($a_ctr > $p_ctr + 0.005) }" ||
 awk "BEGIN { exit !($a_ctcvr > $p_ctcvr + 0.01) }" ||
   fail "declaring the attributes did not lift CTCVR AUC: $a_ctcvr vs $p_ctcvr"
 awk "BEGIN { exit !($a_ctr < $o_ctr) }" || fail "CTR AUC $a_ctr above the oracle's $o_ctr"
-echo "4 passed, 0 failed"
+echo "5 passed, 0 failed"

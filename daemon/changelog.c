@@ -16,7 +16,8 @@
 
 #define GROUP_KEY "mtld-group"
 #define GROUP_VERSION 1
-#define TXN_TIMEOUT_MS 60000
+#define TXN_TIMEOUT_MS 10000 /* transaction.timeout.ms too: a dead instance's open
+                               transaction blocks restores at most this long */
 #define RESTORE_CHUNK 5000 /* records per direct write batch */
 
 struct mtld_changelog {
@@ -154,7 +155,7 @@ mtld_status_t mtld_changelog_new(mtld_changelog_t **out, const mtld_config_t *cf
   rd_kafka_conf_t *pc = client_conf(cfg, err, errlen);
   if (!pc || set(pc, "transactional.id", cl->txn_id, err, errlen) ||
       set(pc, "linger.ms", "5", err, errlen) ||
-      set(pc, "transaction.timeout.ms", "60000", err, errlen))
+      set(pc, "transaction.timeout.ms", "10000", err, errlen))
     goto fail_conf;
   if (!(cl->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof e))) {
     snprintf(err, errlen, "changelog producer: %s", e);
@@ -260,9 +261,19 @@ static mtld_status_t read_partition(mtld_changelog_t *cl, const char *topic, int
     rd_kafka_message_t *m = rd_kafka_consumer_poll(cl->cons, 200);
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      /* read_committed stops at the last stable offset: the end only once
+       * it reached the high watermark seen at the start, i.e. every
+       * transaction written before was decided (its commit markers land
+       * after the producer's commit returned; a dead producer's open one
+       * is aborted by its restart or transaction.timeout.ms) */
+      int64_t at = m->offset;
       rd_kafka_message_destroy(m);
-      rc = MTLD_OK;
-      break;
+      if (at >= hi) {
+        rc = MTLD_OK;
+        break;
+      }
+      cl->restore_lag = hi - at;
+      continue;
     }
     if (m->err) {
       mtld_log_rl(MTLD_LOG_WARNING, "changelog-read", "changelog: reading %s[%d]: %s", topic,

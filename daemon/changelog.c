@@ -16,8 +16,9 @@
 
 #define GROUP_KEY "mtld-group"
 #define GROUP_VERSION 1
-#define TXN_TIMEOUT_MS 10000 /* transaction.timeout.ms too: a dead instance's open
-                               transaction blocks restores at most this long */
+#define TXN_TIMEOUT_MS                                                                             \
+  10000                    /* transaction.timeout.ms too: a dead instance's open                   \
+                             transaction blocks restores at most this long */
 #define RESTORE_CHUNK 5000 /* records per direct write batch */
 
 struct mtld_changelog {
@@ -81,16 +82,26 @@ uint64_t mtld_changelog_model_hash(const mtld_config_t *cfg) {
   if (!f) return 0;
   mtld_config_print(cfg, f);
   fclose(f);
-  static const char *const groups[] = {"model.", "joiner.", "validation.", "trainer.", "features."};
+  /* the printout is libconfig groups: "name = {" ... "};" at column 0 */
+  static const char *const groups[] = {"features", "model", "joiner", "validation"};
   uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a over the kept lines */
+  int keep = 0;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-    const char *l = line;
-    while (*l == ' ') l++;
-    int keep = 0;
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
-      if (strncmp(l, groups[i], strlen(groups[i])) == 0) keep = 1;
-    if (!keep) continue;
-    for (const char *c = l; *c; c++) h = (h ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
+    if (line[0] != ' ' && line[0] != '}') {
+      keep = 0;
+      for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        size_t n = strlen(groups[i]);
+        if (strncmp(line, groups[i], n) == 0 && strcmp(line + n, " = {") == 0) keep = 1;
+      }
+    } else if (line[0] == '}') {
+      keep = 0;
+    }
+    /* per instance: wall-clock idleness rules and advice thresholds */
+    if (!keep || strstr(line, "  idle_after =") == line ||
+        strstr(line, "  idle_release =") == line ||
+        strstr(line, "  warn_no_samples_after =") == line)
+      continue;
+    for (const char *c = line; *c; c++) h = (h ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
     h = (h ^ '\n') * UINT64_C(0x100000001b3);
   }
   free(text);
@@ -219,8 +230,7 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, char *why, size_t
     if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
         md->topics[0].partition_cnt > 0)
       n = md->topics[0].partition_cnt;
-    else if (md->topic_cnt == 1 &&
-             md->topics[0].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+    else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
       snprintf(why, whylen, "leader not available");
     else {
       n = -1;
@@ -250,9 +260,20 @@ static mtld_status_t read_partition(mtld_changelog_t *cl, const char *topic, int
              rd_kafka_err2str(e));
     return MTLD_ERR_IO;
   }
-  int64_t lo = 0, hi = 0;
-  if (rd_kafka_query_watermark_offsets(cl->cons, topic, partition, &lo, &hi, 10000))
-    lo = hi = 0;
+  /* the end to reach: the high watermark now (asked of the leader, a few
+   * tries on a loaded broker; without it the read cannot know its end) */
+  int64_t lo = 0, hi = -1;
+  rd_kafka_resp_err_t qe = RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int tries = 0; tries < 5 && hi < 0; tries++) {
+    qe = rd_kafka_query_watermark_offsets(cl->cons, topic, partition, &lo, &hi, 5000);
+    if (qe) hi = -1;
+  }
+  if (hi < 0) {
+    rd_kafka_assign(cl->cons, NULL);
+    snprintf(err, errlen, "changelog: end of %s[%d] unknown: %s", topic, (int)partition,
+             rd_kafka_err2str(qe));
+    return MTLD_ERR_RETRY;
+  }
   int64_t deadline = mtld_mono_ms() + timeout_ms;
   mtld_status_t rc = MTLD_ERR_RETRY;
   snprintf(err, errlen, "changelog: %s[%d] not read to its end within %d s", topic, (int)partition,
@@ -268,6 +289,8 @@ static mtld_status_t read_partition(mtld_changelog_t *cl, const char *topic, int
        * is aborted by its restart or transaction.timeout.ms) */
       int64_t at = m->offset;
       rd_kafka_message_destroy(m);
+      mtld_log(MTLD_LOG_DEBUG, "changelog: %s[%d] end at %" PRId64 ", high watermark %" PRId64,
+               topic, (int)partition, at, hi);
       if (at >= hi) {
         rc = MTLD_OK;
         break;
@@ -305,8 +328,8 @@ typedef struct {
 
 static int group_cb(void *ctx, const rd_kafka_message_t *m) {
   group_read_t *r = ctx;
-  if (m->key_len == strlen(GROUP_KEY) && memcmp(m->key, GROUP_KEY, m->key_len) == 0 &&
-      m->payload && mtld_changelog_group_decode(&r->g, m->payload, m->len) == MTLD_OK) {
+  if (m->key_len == strlen(GROUP_KEY) && memcmp(m->key, GROUP_KEY, m->key_len) == 0 && m->payload &&
+      mtld_changelog_group_decode(&r->g, m->payload, m->len) == MTLD_OK) {
     r->found = 1;
     return 1; /* the first record wins */
   }
@@ -395,8 +418,10 @@ mtld_status_t mtld_changelog_join(mtld_changelog_t *cl, const mtld_changelog_gro
       return txn_error(cl, e, "group record", err, errlen);
     cl->in_txn = 0;
     /* two first instances at once: the record first in the log wins */
-    rc = read_partition(cl, cl->group_topic, 0, 30000, group_cb, &r, err, errlen);
-    if (rc != MTLD_OK) return rc;
+    for (int tries = 0; tries < 10 && !r.found; tries++) {
+      rc = read_partition(cl, cl->group_topic, 0, 30000, group_cb, &r, err, errlen);
+      if (rc != MTLD_OK) return rc;
+    }
     if (!r.found) {
       snprintf(err, errlen, "group topic %s: the record written is not there", cl->group_topic);
       return MTLD_ERR_IO;
@@ -404,7 +429,7 @@ mtld_status_t mtld_changelog_join(mtld_changelog_t *cl, const mtld_changelog_gro
   }
   const char *which = r.g.def_hash != me.def_hash       ? "feature definitions (features.*)"
                       : r.g.model_hash != me.model_hash ? "model configuration (model.*, joiner.*, "
-                                                          "validation.*, trainer.*)"
+                                                          "validation.*)"
                       : r.g.partitions != me.partitions ? "partition count"
                                                         : NULL;
   if (which) {
@@ -553,8 +578,8 @@ mtld_status_t mtld_changelog_drop(mtld_changelog_t *cl, mtld_store_t *st, const 
 }
 
 mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,
-                                     int32_t partition, int32_t pid,
-                                     mtld_changelog_restore_t *out, char *err, size_t errlen) {
+                                     int32_t partition, int32_t pid, mtld_changelog_restore_t *out,
+                                     char *err, size_t errlen) {
   int64_t t0 = mtld_mono_ns();
   uint64_t before = cl->dropped_keys;
   mtld_status_t rc = mtld_changelog_drop(cl, st, topic, partition, pid, err, errlen);
@@ -614,9 +639,15 @@ void mtld_changelog_render_metrics(const mtld_changelog_t *cl, mtld_metrics_buf_
       {"mtld_scaleout_transactions_aborted_total", "counter", "Changelog transactions aborted."},
       {"mtld_scaleout_changelog_records_total", "counter", "Records produced to the changelog."},
   };
-  const double v[] = {cl->owned,         (double)cl->restores,    (double)cl->restored_records,
-                      (double)cl->dropped_keys, cl->last_rate,    cl->last_seconds,
-                      (double)cl->restore_lag,  (double)cl->txn_commits, (double)cl->txn_aborts,
+  const double v[] = {cl->owned,
+                      (double)cl->restores,
+                      (double)cl->restored_records,
+                      (double)cl->dropped_keys,
+                      cl->last_rate,
+                      cl->last_seconds,
+                      (double)cl->restore_lag,
+                      (double)cl->txn_commits,
+                      (double)cl->txn_aborts,
                       (double)cl->produced};
   for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
     mtld_metrics_family(b, fam[i].name, fam[i].type, fam[i].help);

@@ -60,8 +60,11 @@ mtld_status_t mtld_changelog_key_decode(const void *rec_key, size_t len, mtld_cf
                                         const void **key, size_t *klen);
 
 /* A hash of what every instance must agree on beyond the feature
- * definitions: the model.*, joiner.*, validation.* and trainer.* keys of
- * the effective configuration as mtld_config_print prints them. */
+ * definitions: the features, model, joiner and validation groups of the
+ * effective configuration as mtld_config_print prints them, but for the
+ * per-instance keys joiner.idle_after, idle_release and
+ * warn_no_samples_after (wall-clock rules; trainer.* is not hashed either:
+ * its paths are per instance). */
 uint64_t mtld_changelog_model_hash(const mtld_config_t *cfg);
 
 /* Creates the changelog's clients (a transactional producer whose
@@ -101,8 +104,8 @@ typedef struct {
  * write batches.  MTLD_OK and *out; MTLD_ERR_IO / MTLD_ERR_RETRY (the
  * changelog unreadable within scaleout.restore_timeout) with err set. */
 mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,
-                                     int32_t partition, int32_t pid,
-                                     mtld_changelog_restore_t *out, char *err, size_t errlen);
+                                     int32_t partition, int32_t pid, mtld_changelog_restore_t *out,
+                                     char *err, size_t errlen);
 
 /* Drops a revoked partition's state locally (mtld_store_drop_partition). */
 mtld_status_t mtld_changelog_drop(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,

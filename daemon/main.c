@@ -432,8 +432,7 @@ static void status(daemon_t *d) {
     mtld_changelog_status(d->cl, so + 2, sizeof(so) - 2);
   }
   snprintf(line, sizeof(line),
-           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64
-           " samples%s",
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples%s",
            connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
            rate, s.events, s.rejected, skipped, s.samples_released, so);
   mtld_notify_status("%s", line);
@@ -677,7 +676,7 @@ static int shutdown_daemon(daemon_t *d, int rc) {
       mtld_log(MTLD_LOG_ERR, "final snapshot: %s", err);
   }
   mtld_durable_free(d->durable);
-  d->durable = NULL;         /* the last render below must not read it */
+  d->durable = NULL; /* the last render below must not read it */
   if (d->cl) mtld_pipeline_scaleout_closing(d->pipe);
   mtld_source_close(d->src); /* leaves the group; revoke hook commits (nothing left) */
   d->src = NULL;

@@ -259,18 +259,20 @@ static void hook_revoke_partition(void *ctx, const char *topic, int32_t partitio
       const uint64_t *g = p->parts[slot].plg_c;
       mtld_log(MTLD_LOG_NOTICE,
                "scale-out: handing over %s[%d] at offset %" PRId64 ": partition ledger: %" PRIu64
-               " samples released; positives click %" PRIu64 ", cart %" PRIu64
-               ", purchase %" PRIu64 ", review %" PRIu64 "; ratings %" PRIu64,
-               topic, (int)partition, stored_offset(p, topic, partition, &(int64_t){0}), g[0], g[1 + MTLD_LABEL_CLICK],
-               g[1 + MTLD_LABEL_CART], g[1 + MTLD_LABEL_PURCHASE], g[1 + MTLD_LABEL_REVIEW],
-               g[1 + MTLD_LABEL_RATING]);
+               " samples released; positives click %" PRIu64 ", cart %" PRIu64 ", purchase %" PRIu64
+               ", review %" PRIu64 "; ratings %" PRIu64,
+               topic, (int)partition, stored_offset(p, topic, partition, &(int64_t){0}), g[0],
+               g[1 + MTLD_LABEL_CLICK], g[1 + MTLD_LABEL_CART], g[1 + MTLD_LABEL_PURCHASE],
+               g[1 + MTLD_LABEL_REVIEW], g[1 + MTLD_LABEL_RATING]);
       if (p->closing) {
         /* stopping: what is left locally is dropped at the next start
          * (mtld_pipeline_scaleout_reset), inspectable meanwhile */
       } else if (mtld_changelog_drop(p->cl, p->store, topic, partition, pid, err, sizeof err) !=
                  MTLD_OK)
-        mtld_log(MTLD_LOG_ERR, "dropping revoked %s[%d]: %s (restored from the changelog if it "
-                               "comes back)", topic, (int)partition, err);
+        mtld_log(MTLD_LOG_ERR,
+                 "dropping revoked %s[%d]: %s (restored from the changelog if it "
+                 "comes back)",
+                 topic, (int)partition, err);
       if (!p->closing) reload_joiner(p);
       part_t *pt = &p->parts[slot];
       pt->current = 0;
@@ -551,9 +553,9 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
 static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
   int slot;
-  if (p->cl && mtld_partition_table_find(p->ptab,
-                                         p->cfg->topics[mtld_partition_id_topic(s->partition)],
-                                         mtld_partition_id_number(s->partition), &slot)) {
+  if (p->cl &&
+      mtld_partition_table_find(p->ptab, p->cfg->topics[mtld_partition_id_topic(s->partition)],
+                                mtld_partition_id_number(s->partition), &slot)) {
     part_t *pt = &p->parts[slot];
     pt->plg[0]++;
     for (int l = 0; l < MTLD_N_LABELS; l++)
@@ -613,7 +615,8 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
     mtld_status_t st = mtld_pipeline_commit(p, err, sizeof err);
     if (st != MTLD_OK) {
       snprintf(p->fatal_msg, sizeof p->fatal_msg,
-               "scale-out: cannot commit before restoring %.40s[%d]: %.400s", topic, (int)partition, err);
+               "scale-out: cannot commit before restoring %.40s[%d]: %.400s", topic, (int)partition,
+               err);
       p->fatal = MTLD_ERR_IO;
       mtld_log(MTLD_LOG_ERR, "%s", p->fatal_msg);
       return st;
@@ -622,8 +625,8 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
   mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   mtld_changelog_restore_t r;
   mtld_log(MTLD_LOG_INFO, "scale-out: restoring %s[%d] from the changelog", topic, (int)partition);
-  mtld_status_t st = mtld_changelog_restore(p->cl, p->store, topic, partition, pid, &r, err,
-                                            sizeof err);
+  mtld_status_t st =
+      mtld_changelog_restore(p->cl, p->store, topic, partition, pid, &r, err, sizeof err);
   if (st != MTLD_OK) {
     snprintf(p->fatal_msg, sizeof p->fatal_msg, "scale-out: restoring %.40s[%d]: %.400s", topic,
              (int)partition, err);
@@ -638,7 +641,8 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
   int64_t next = -1, max_time = INT64_MIN;
   mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
   mtld_log(MTLD_LOG_NOTICE,
-           "scale-out: %s[%d] restored: %" PRIu64 " changelog records in %.3f s (%.0f rec/s, %" PRIu64
+           "scale-out: %s[%d] restored: %" PRIu64
+           " changelog records in %.3f s (%.0f rec/s, %" PRIu64
            " local keys deleted first); resuming at offset %" PRId64 "%s",
            topic, (int)partition, r.records, r.seconds,
            r.seconds > 0 ? (double)r.records / r.seconds : 0.0, r.dropped, next,

@@ -139,6 +139,25 @@ ledger "$T/d.log" "$T/d.ledger"
 cmp -s "$T/ref.users" "$T/d.users" ||
   { diff "$T/ref.users" "$T/d.users" | head -5; fail "per-user features differ from the reference"; }
 diff -u "$T/ref.ledger" "$T/d.ledger" || fail "partition ledgers (samples, positives) differ"
+# ---- refused: what disagrees with the group, before anything is written -------
+kl_topic cl-bad 4 cleanup.policy=compact
+kl_topic cl-bad.group 1 cleanup.policy=compact
+before=$(kl_offsets cl-grp.group -1) # the changelog is written only after the check passed
+refused() { # NAME CHANGELOG EXTRA WANT
+  conf "$1" mtld-grp "$2" 0s "$3"
+  local rc=0
+  "$BUILD/mtld" -c "$T/$1.conf" >"$T/$1.log" 2>&1 || rc=$?
+  [ $rc = 1 ] || fail "$1: exit $rc, want 1 (configuration refused)"
+  grep -q "$4" "$T/$1.log" || fail "$1: the log does not say '$4': $(tail -2 "$T/$1.log")"
+  note "refused ($1): $(grep -o 'disagrees.*' "$T/$1.log" | cut -c1-100)"
+}
+refused r1 cl-grp 'features = { sequence_length = 7; };' 'disagrees with the group on its feature definitions'
+refused r2 cl-grp 'model = { lr = 0.0123; };' 'disagrees with the group on its model configuration'
+refused r3 cl-bad '' 'partition count disagrees'
+after=$(kl_offsets cl-grp.group -1)
+[ -n "$before" ] && [ "$before" = "$after" ] ||
+  fail "a refused instance wrote to the group topic: end offset $before -> $after"
+
 # a plain single instance (no scale-out) computes the same features
 kl_write_config "$T/p.conf" "$T/p.store" events 'trainer = { enabled = false; };'
 sed -i 's/group_id = "mtld-test";/group_id = "mtld-plain";/' "$T/p.conf"

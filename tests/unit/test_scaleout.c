@@ -206,6 +206,40 @@ static void test_tags_restore_drop(void) {
   mtld_store_close(st2);
 }
 
+/* The model hash: what the group must agree on, and what stays per
+ * instance. */
+static uint64_t hash_of(const char *extra) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/h.conf", root);
+  FILE *f = fopen(path, "w");
+  fprintf(f,
+          "source = { type = \"kafka\"; topics = [\"events\"]; };\n"
+          "kafka = { bootstrap_servers = \"127.0.0.1:9\"; group_instance_id = \"a\"; };\n"
+          "store = { path = \"%s/st\"; };\n"
+          "scaleout = { changelog_topic = \"cl\"; };\n%s\n",
+          root, extra);
+  fclose(f);
+  static mtld_config_t cfg;
+  if (mtld_config_load(&cfg, path, err, sizeof err) != MTLD_OK) {
+    fprintf(stderr, "config: %s\n", err);
+    return 0;
+  }
+  return mtld_changelog_model_hash(&cfg);
+}
+
+static void test_model_hash(void) {
+  uint64_t base = hash_of("");
+  CHECK(base != 0);
+  CHECK(hash_of("") == base);
+  CHECK(hash_of("model = { lr = 0.0123; };") != base);
+  CHECK(hash_of("joiner = { click_window = \"10m\"; };") != base);
+  CHECK(hash_of("features = { sequence_length = 7; };") != base);
+  CHECK(hash_of("validation = { max_lateness = \"2d\"; };") != base);
+  /* per instance */
+  CHECK(hash_of("joiner = { idle_release = \"2s\"; };") == base);
+  CHECK(hash_of("trainer = { enabled = false; };") == base);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/mtld-test-scaleout-XXXXXX");
   if (!mkdtemp(root)) {
@@ -214,6 +248,7 @@ int main(void) {
   }
   test_encodings();
   test_tags_restore_drop();
+  test_model_hash();
   nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   return CHECK_DONE();
 }

@@ -986,7 +986,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
   cfg->commit_retry_timeout_ms = 300000;
-  cfg->scaleout_restore_timeout_ms = 600000;
+  cfg->scaleout_restore_timeout_ms = 240000;
   cfg->store_verify_on_start = 1;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);

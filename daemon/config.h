@@ -69,7 +69,7 @@ typedef struct {
                                          group's definition record; default
                                          "<changelog_topic>.group" */
   int scaleout_restore_timeout_ms;    /* scaleout.restore_timeout: one partition's restore
-                                         must end within it, default "10m" */
+                                         must end within it, default "4m" */
 
   /* store */
   char store_path[1024]; /* store.path, default "/var/lib/mtld/store" */

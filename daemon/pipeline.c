@@ -674,7 +674,28 @@ static int held_cb(void *ctx, const char *topic, int32_t partition, int64_t next
   return 0;
 }
 
+static int any_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  (void)key;
+  (void)klen;
+  (void)val;
+  (void)vlen;
+  *(int *)ctx = 1;
+  return 1;
+}
+
 mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen) {
+  /* users without the partition index (a store built without scale-out)
+   * could not be dropped with their partition: refused */
+  int users = 0, indexed = 0;
+  mtld_store_foreach_raw(p->store, MTLD_CF_USER, NULL, 0, any_cb, &users);
+  mtld_store_foreach_raw(p->store, MTLD_CF_META, "upart/", 6, any_cb, &indexed);
+  if (users && !indexed) {
+    snprintf(err, errlen,
+             "the store %s holds users but was built without scale-out (no partition index): "
+             "start a scale-out instance with an empty store.path",
+             p->cfg->store_path);
+    return MTLD_ERR_SCHEMA;
+  }
   /* every partition the local store holds is dropped: its next owner (this
    * instance too) restores it from the changelog, which is never behind the
    * store (changelog.h: the recovery rule), so nothing stale is kept */

@@ -61,7 +61,9 @@ void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl);
 
 /* Scale-out, at start (after mtld_pipeline_set_changelog): drops the local
  * state of every partition the store holds an offset for (they are
- * restored when assigned).  MTLD_OK or the store's error with err set. */
+ * restored when assigned).  MTLD_OK; MTLD_ERR_SCHEMA when the store holds
+ * users but no partition index (built without scale-out: they could not be
+ * dropped with their partitions); or the store's error; err set. */
 mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen);
 
 /* Scale-out: the daemon stops; the revocation that leaving the group brings

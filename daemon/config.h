@@ -61,6 +61,16 @@ typedef struct {
 
   char dead_letter_topic[256]; /* dead_letter.topic; "" = none (reloadable) */
 
+  /* scaleout (README "Scale-out"): several instances in one group.  "" =
+   * off (one instance, nothing of it runs). */
+  char scaleout_changelog_topic[256]; /* scaleout.changelog_topic: compacted, one partition
+                                         per source partition */
+  char scaleout_group_topic[256];     /* scaleout.group_topic: compacted, 1 partition, the
+                                         group's definition record; default
+                                         "<changelog_topic>.group" */
+  int scaleout_restore_timeout_ms;    /* scaleout.restore_timeout: one partition's restore
+                                         must end within it, default "4m" */
+
   /* store */
   char store_path[1024]; /* store.path, default "/var/lib/mtld/store" */
   int store_sync;        /* store.sync, default true */

@@ -980,6 +980,10 @@ static const key_def_t keys[] = {
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
+  {.path = "store.block_cache_mb",   .kind = K_INT,      FIELD(store_block_cache_mb),
+   .min = 1, .max = 1 << 20},
+  {.path = "store.write_buffer_mb",  .kind = K_INT,      FIELD(store_write_buffer_mb),
+   .min = 4, .max = 1 << 20},
   {.path = "store.batch_max_events", .kind = K_INT,      FIELD(batch_max_events),
    .min = 1, .max = 1000000, R},
   {.path = "store.batch_max_ms",     .kind = K_DURATION, FIELD(batch_max_ms),
@@ -1154,6 +1158,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->n_kafka = 1;
   snprintf(cfg->store_path, sizeof(cfg->store_path), "/var/lib/mtld/store");
   cfg->store_sync = 1;
+  cfg->store_block_cache_mb = 64;
+  cfg->store_write_buffer_mb = 128;
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
   cfg->commit_retry_timeout_ms = 300000;

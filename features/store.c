@@ -38,6 +38,8 @@ static const char *const cf_names[N_CF] = {"default", "user",      "item", "pend
                                            "meta",    "item_part", "seen"};
 
 #define BLOCK_CACHE_BYTES ((size_t)64 << 20)
+#define WRITE_BUFFER_BYTES ((size_t)128 << 20)
+#define CF_WRITE_BUFFER_MAX ((size_t)64 << 20) /* RocksDB's default per column family */
 #define OFFSET_PREFIX "offset/"
 #define OFFSET_ENC_VERSION 1
 #define OFFSET_ENC_LEN 17
@@ -389,9 +391,20 @@ static mtld_status_t open_schema(mtld_store_t *st, const char *path, const mtld_
   return rc;
 }
 
+void mtld_store_memory_default(mtld_store_memory_t *m) {
+  m->block_cache_bytes = BLOCK_CACHE_BYTES;
+  m->write_buffer_bytes = WRITE_BUFFER_BYTES;
+}
+
 static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
-                                int sync, int readonly, char *err, size_t errlen) {
+                                int sync, int readonly, const mtld_store_memory_t *mem_in,
+                                char *err, size_t errlen) {
   *out = NULL;
+  mtld_store_memory_t mem;
+  if (mem_in)
+    mem = *mem_in;
+  else
+    mtld_store_memory_default(&mem);
   if (def) {
     char msg[256];
     if (mtld_feature_def_check(def, msg, sizeof msg) != MTLD_OK) {
@@ -432,9 +445,15 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   }
   st->cur_part = -1;
   st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
-  st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
+  st->cache = rocksdb_cache_create_lru(mem.block_cache_bytes);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
+  /* memory bounded by the budget, not by the store's size: index and
+   * filter blocks in the cache (high priority), those of level 0 pinned
+   * there (every read consults them) */
+  rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->bbto, 1);
+  rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(st->bbto, 1);
+  rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(st->bbto, 1);
   /* most point reads miss (a user, item or event id seen for the first time):
    * a bloom filter per table answers those without reading its blocks, and
    * one over each memtable without searching it */
@@ -442,6 +461,12 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   st->opts = rocksdb_options_create();
   rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.02);
   rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
+  /* all memtables together within the budget; one column family's at most
+   * half of it (RocksDB's default 64 MiB when the budget is larger) */
+  rocksdb_options_set_db_write_buffer_size(st->opts, mem.write_buffer_bytes);
+  rocksdb_options_set_write_buffer_size(st->opts, mem.write_buffer_bytes / 2 < CF_WRITE_BUFFER_MAX
+                                                      ? mem.write_buffer_bytes / 2
+                                                      : CF_WRITE_BUFFER_MAX);
   rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
   rocksdb_options_set_create_if_missing(st->opts, !readonly && def != NULL);
   rocksdb_options_set_create_missing_column_families(st->opts, !readonly);
@@ -540,17 +565,23 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
 
 mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
                               int sync, char *err, size_t errlen) {
-  return store_open(out, path, def, sync, 0, err, errlen);
+  return store_open(out, path, def, sync, 0, NULL, err, errlen);
+}
+
+mtld_status_t mtld_store_open_mem(mtld_store_t **out, const char *path,
+                                  const mtld_feature_def_t *def, int sync,
+                                  const mtld_store_memory_t *mem, char *err, size_t errlen) {
+  return store_open(out, path, def, sync, 0, mem, err, errlen);
 }
 
 mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, char *err,
                                        size_t errlen) {
-  return store_open(out, path, NULL, 0, 1, err, errlen);
+  return store_open(out, path, NULL, 0, 1, NULL, err, errlen);
 }
 
 mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
                                         size_t errlen) {
-  return store_open(out, path, NULL, 0, 2, err, errlen);
+  return store_open(out, path, NULL, 0, 2, NULL, err, errlen);
 }
 
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {

@@ -68,6 +68,28 @@ typedef enum {
 mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
                               int sync, char *err, size_t errlen);
 
+/* RocksDB's memory budget for one store: what it holds in memory does not
+ * grow with the data (the stream) but stays within about
+ * block_cache_bytes + write_buffer_bytes (+ RocksDB's small fixed
+ * overheads).  The block cache holds data blocks and the tables' index and
+ * filter blocks (which otherwise stay in memory, outside any cache, for
+ * every table file: they grow with the store); write_buffer_bytes bounds
+ * the memtables of all column families together (RocksDB flushes the
+ * largest one when they reach it). */
+typedef struct {
+  size_t block_cache_bytes;  /* default 64 MiB */
+  size_t write_buffer_bytes; /* default 128 MiB */
+} mtld_store_memory_t;
+
+/* Fills the defaults above. */
+void mtld_store_memory_default(mtld_store_memory_t *m);
+
+/* mtld_store_open with a memory budget (mem NULL: the defaults; mem is
+ * read during the call only). */
+mtld_status_t mtld_store_open_mem(mtld_store_t **out, const char *path,
+                                  const mtld_feature_def_t *def, int sync,
+                                  const mtld_store_memory_t *mem, char *err, size_t errlen);
+
 /* Opens an existing store read-only with its stored definitions (a store no
  * process writes: a checkpoint, a stopped daemon's).
  * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it

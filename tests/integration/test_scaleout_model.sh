@@ -26,7 +26,11 @@ kl_topic model 1 retention.ms=3600000
 SCALE='scaleout = { model_topic = "model"; sync_interval = "200ms"; base_interval = "2s"; };
 features = { item_view = "partition"; };
 joiner = { click_window = "30m"; conversion_window = "2h"; review_window = "2h"; };
-trainer = { report_interval = "0s"; };'
+trainer = { report_interval = "0s"; };
+validation = { max_lateness = "7d"; };'
+# max_lateness above the stream'"'"'s 6 days: each instance reads its 2 partitions
+# while they are produced, one runs ahead of the other, and the default
+# lateness would reject the other'"'"'s older events as too_late (checked below)
 for i in a b c; do
   kl_write_config "$T/$i.conf" "$T/$i.store" events "$SCALE"
   sed -i "s/group_id = \"mtld-test\"/group_id = \"mtld-test\"; group_instance_id = \"$i\"/" \
@@ -66,6 +70,9 @@ done
 applied() { grep -oE '[0-9]+ deltas applied' "$T/$1.log" | tail -1 | cut -d' ' -f1; }
 [ "$(applied a)" -gt 0 ] || fail "a applied none of b's deltas"
 [ "$(applied b)" -gt 0 ] || fail "b applied none of a's deltas"
+for i in a b; do
+  ! grep -q 'too_late' "$T/$i.log" || fail "$i rejected events as too_late: $(grep -m1 too_late "$T/$i.log")"
+done
 
 dab=$("$BUILD/mtld-snapshot-merge" --diff "$T/b.store.snap" "$T/a.store.snap")
 note "shared weights a vs b after the final sync: $dab"

@@ -237,6 +237,8 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
     CFG_FAIL("model: bad interactions");
   if (c->n_dense < 0 || c->n_dense > MTLD_MAX_DENSE)
     CFG_FAIL("model: n_dense must be in 0..%d", MTLD_MAX_DENSE);
+  if (c->n_dense_raw < 0 || c->n_dense_raw > c->n_dense)
+    CFG_FAIL("model: n_dense_raw must be in 0..n_dense");
   if (c->n_tasks < 1 || c->n_tasks > MTLD_MAX_TASKS)
     CFG_FAIL("model: n_tasks must be in 1..%d", MTLD_MAX_TASKS);
   if (c->n_expert_layers < 1 || c->n_expert_layers > MTLD_MAX_LAYERS || c->n_tower_layers < 0 ||
@@ -970,6 +972,11 @@ void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
       m->norm_m2[i] += d * (v - m->norm_mean[i]);
     }
     m->norm_n++;
+    /* raw features: mean 0, variance m2 / (n - 1) = 1 */
+    for (int i = m->ND - c->n_dense_raw; i < m->ND; i++) {
+      m->norm_mean[i] = 0.0;
+      m->norm_m2[i] = (double)(m->norm_n - 1);
+    }
     if (sb->time_ms > m->max_time_ms) m->max_time_ms = sb->time_ms;
   }
   /* periodic expiry sweep, paced by event time */

@@ -106,6 +106,11 @@ typedef struct {
   int seq_max;        /* sequence items used (<= MTLD_MAX_SAMPLE_SEQ) */
   int interactions;   /* mtld_interactions_t: pairwise dot products in x */
   int n_dense;        /* dense features used (<= MTLD_MAX_DENSE) */
+  int n_dense_raw;    /* the LAST n_dense_raw of them are used as given: their normaliser
+                         statistics stay at mean 0, variance 1 (so a reader normalising
+                         every feature computes the same).  0 (default) for all but the item
+                         demand features (features/demand.h), which only item samples carry
+                         and which impressions' zeros would otherwise swamp */
   int n_experts;      /* MMOE */
   int n_shared_experts, n_task_experts; /* PLE */
   int n_expert_layers;

@@ -657,6 +657,16 @@ void mtld_pipeline_log_ledger(const mtld_pipeline_t *p) {
            " released + %zu pending + %" PRIu64 " dropped (corrupt)",
            j.opened + j.reviews + j.negatives_sampled, j.negatives_sampled, j.released,
            mtld_joiner_pending_count(p->joiner), j.corrupt);
+  if (p->demand) {
+    mtld_demand_counters_t dc;
+    mtld_demand_counters_committed(p->demand, &dc);
+    mtld_log(MTLD_LOG_NOTICE,
+             "ledger demand: events %" PRIu64 " counted + %" PRIu64 " late; %" PRIu64
+             " item samples released at %" PRIu64 " boundaries (%" PRIu64
+             " orders in their labels); %zu (window, item) counters held",
+             dc.events, dc.late, dc.samples, dc.boundaries, dc.orders,
+             mtld_demand_cells(p->demand));
+  }
 }
 
 const char *mtld_pipeline_alert(const mtld_pipeline_t *p) {

@@ -421,6 +421,10 @@ void mtld_demand_counters(const mtld_demand_t *d, mtld_demand_counters_t *out) {
   *out = d->c;
 }
 
+void mtld_demand_counters_committed(const mtld_demand_t *d, mtld_demand_counters_t *out) {
+  *out = d->cc;
+}
+
 void mtld_demand_counters_commit(mtld_demand_t *d) {
   d->cc = d->c;
 }

@@ -120,9 +120,10 @@ mtld_status_t mtld_demand_stage(mtld_demand_t *d);
 void mtld_demand_dense(float out[MTLD_DEMAND_DENSE], const float orders[3], float ma,
                        const uint32_t events[4]);
 
-/* Counters: live, as of the last commit, and the commit / rollback of the
- * batch they describe (as the joiner's). */
+/* Counters: live, as of the last commit, and the commit of the batch they
+ * describe (as the joiner's; mtld_demand_reload rolls them back). */
 void mtld_demand_counters(const mtld_demand_t *d, mtld_demand_counters_t *out);
+void mtld_demand_counters_committed(const mtld_demand_t *d, mtld_demand_counters_t *out);
 void mtld_demand_counters_commit(mtld_demand_t *d);
 
 /* Windows and (window, item) cells in memory. */

@@ -790,7 +790,8 @@ static void test_model_errors(void) {
                "model = {\n  tasks = (\n    { name = \"a\"; label = \"clicks\"; }\n  );\n};\n",
                "t.conf:5: model.tasks[0].label: must be \"click\", \"cart\", \"purchase\", "
                "\"rating\", \"review\" or \"demand\", not \"clicks\"");
-  EXPECT_ERROR(MINIMAL "model = {\n  tasks = (\n    { name = \"d\"; label = \"demand\"; }\n  );\n};\n",
+  EXPECT_ERROR(MINIMAL
+               "model = {\n  tasks = (\n    { name = \"d\"; label = \"demand\"; }\n  );\n};\n",
                "t.conf:5: model.tasks[0].label: \"demand\" (orders of an item in the next "
                "joiner.demand_horizon) needs type \"regression\"");
   EXPECT_ERROR(

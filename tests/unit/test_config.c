@@ -686,7 +686,9 @@ static void test_shipped_configs(void) {
   CHECK(strcmp(cfg.store_path, "/tmp/mtld-demo/store") == 0);
   CHECK(kafka_is(&cfg, "bootstrap.servers", "127.0.0.1:39092"));
   CHECK(cfg.n_topics == 1 && strcmp(cfg.topics[0], "events") == 0);
-  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 3);
+  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 4); /* the defaults + demand */
+  CHECK(cfg.model.tasks[3].label == MTLD_LABEL_DEMAND && mtld_config_demand_on(&cfg) &&
+        cfg.demand.horizon_ms == 3600000 && cfg.demand.windows == 6);
   CHECK(cfg.trainer_enabled == 1 && cfg.report_interval_ms == 5000);
   CHECK(strcmp(cfg.checkpoint_dir, "/tmp/mtld-demo/checkpoints") == 0);
   CHECK(cfg.checkpoint_interval_ms == 10000);

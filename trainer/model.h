@@ -24,7 +24,9 @@
  * impressions; pCVR exported as the conditional prediction; the parent may
  * itself be an earlier ESMM task, chaining: pReview = pCTCVR(parent) *
  * p(review | purchase) against the click&purchase&review label), REGRESSION
- * (MSE or Huber).  A task's loss is the importance-weighted mean over the
+ * (MSE or Huber; a task of label MTLD_LABEL_DEMAND predicts the residual over
+ * the moving average an item sample carries, sample.naive[MTLD_NAIVE_MA]:
+ * its output is that average plus the tower's).  A task's loss is the importance-weighted mean over the
  * batch samples carrying its label; the total is the loss-weighted sum (or
  * Kendall et al. uncertainty weighting with a learned log-variance per task).
  *

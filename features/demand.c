@@ -243,8 +243,10 @@ mtld_status_t mtld_demand_create(mtld_demand_t **out, mtld_store_t *st,
   *out = NULL;
   mtld_status_t rc = mtld_demand_config_check(cfg, err, errlen);
   if (rc != MTLD_OK) return rc;
-  int nd = mtld_features_dense_count(def);
-  if (nd + MTLD_DEMAND_DENSE > MTLD_MAX_DENSE) {
+  int n_cat, n_num;
+  mtld_features_attr_counts(def, &n_cat, &n_num);
+  int nd = mtld_features_dense_count(def) + n_num;
+  if (nd + MTLD_DEMAND_DENSE > MTLD_MAX_DENSE || MTLD_FIELD_EXTRA + n_cat > MTLD_MAX_FIELDS) {
     snprintf(err, errlen, "demand: more dense features than MTLD_MAX_DENSE");
     return MTLD_ERR_CONFIG;
   }
@@ -364,6 +366,13 @@ int mtld_demand_release_next(mtld_demand_t *d, int64_t watermark_ms,
     s.scenario_id = scen;
     snprintf(s.scenario, sizeof(s.scenario), "%s", SCENARIO_NAME);
     s.n_dense = mtld_features_dense(&d->def, NULL, NULL, 0, k * h, s.dense, MTLD_MAX_DENSE);
+    if (d->def.n_attrs > 0) { /* declared attributes: their defaults (no user, no item read) */
+      int n_cat, n_num;
+      mtld_features_attr_inputs(&d->def, NULL, NULL, NULL, s.fields + MTLD_FIELD_EXTRA, &n_cat,
+                                s.dense + s.n_dense, &n_num);
+      s.n_fields += n_cat;
+      s.n_dense += n_num;
+    }
     float orders[3] = {x->orders, orders_in(d, prev - 1, x->item), orders_in(d, prev - 2, x->item)};
     double sum = 0;
     for (int m = 0; m < d->cfg.windows; m++)

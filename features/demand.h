@@ -13,8 +13,11 @@
  *             in window k - 1), no user (id 0, no sequence: see README,
  *             "Item demand"), the hour field of b, and MTLD_DEMAND_DENSE
  *             dense values appended after the feature definition's
- *             (mtld_demand_dense below); the definition's own dense slots
- *             are those of a sample without user and item features,
+ *             (mtld_demand_dense below) after the definition's dense
+ *             features and numeric attributes, which (with the categorical
+ *             attribute fields) are those of a sample without user and item
+ *             features: the store is not read, so the sample does not depend
+ *             on how far other partitions were consumed,
  *   label     orders of the item in window k (0 when it had none),
  *   naive     orders in window k - 1 ("same as the last hour") and the mean
  *             of the orders in windows k - 1 .. k - M (M = windows, a moving

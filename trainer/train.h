@@ -27,9 +27,10 @@
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
 #define MTLD_TRAINER_VERSION                                                                       \
-  5u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
-       baselines, running-mean bias; 4: samples carry a fifth label (review); 5: a sixth           \
-       (demand), naive forecasts, MAE in the metrics */
+  6u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
+       baselines, running-mean bias; 4: samples carry a fifth label (review);                      \
+       5: MTLD_MAX_FIELDS 8 -> 22 (categorical attributes); 6: a sixth label (demand), naive       \
+       forecasts, MAE in the metrics */
 
 typedef struct mtld_trainer mtld_trainer_t;
 

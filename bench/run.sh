@@ -19,6 +19,10 @@
 #                      1M-impression stream through the whole daemon from a
 #                      file, the mock cluster and, when ../shared/kafka-local
 #                      exists, a real broker, next to kcat; a few minutes)
+#   BENCH_ATTRS=0      skip the named-attributes rows (bench/attributes.sh: the
+#                      generator's attribute effects declared vs not, next to
+#                      the oracle, and the Ali-CCP / AliExpress samples; four
+#                      400k-impression replays, a few minutes)
 #   BENCH_TMPDIR       where the temp dir goes (default $TMPDIR or /tmp); put it
 #                      on the disk a real store would use: sync=on fsyncs there
 set -euo pipefail
@@ -83,6 +87,11 @@ if [ "${BENCH_E2E:-1}" = 1 ]; then
   echo
   echo "== end to end, everything on (bench/bench_e2e.sh)"
   E2E_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}} run bash "$(dirname "$0")/bench_e2e.sh" "$BUILD"
+fi
+if [ "${BENCH_ATTRS:-1}" = 1 ]; then
+  echo
+  echo "== named attributes, declared vs not (bench/attributes.sh)"
+  TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}} run bash "$(dirname "$0")/attributes.sh" "$BUILD"
 fi
 echo
 echo "== top-K latency, 100k-item catalog (bench_topk)"

@@ -974,6 +974,10 @@ static const key_def_t keys[] = {
   {.path = "kafka", .kind = K_CUSTOM, FIELD(kafka), .ops = &kafka_ops},
 
   {.path = "dead_letter.topic", .kind = K_STRING, FIELD(dead_letter_topic), R},
+  {.path = "scaleout.changelog_topic", .kind = K_STRING, FIELD(scaleout_changelog_topic)},
+  {.path = "scaleout.group_topic",     .kind = K_STRING, FIELD(scaleout_group_topic)},
+  {.path = "scaleout.restore_timeout", .kind = K_DURATION, FIELD(scaleout_restore_timeout_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
@@ -1107,6 +1111,11 @@ static const key_def_t keys[] = {
   {.path = "snapshot.interval", .kind = K_DURATION, FIELD(snapshot_interval_ms),
    .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
   {.path = "snapshot.keep",     .kind = K_INT,      FIELD(snapshot_keep), .min = 1, .max = 1000, R},
+  {.path = "scaleout.model_topic",    .kind = K_STRING,   FIELD(scaleout_model_topic)},
+  {.path = "scaleout.sync_interval",  .kind = K_DURATION, FIELD(scaleout_sync_interval_ms),
+   .min = 10, .max = 3600000, .unit_ms = 1000},
+  {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
 
   {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops, R},
 
@@ -1158,6 +1167,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
   cfg->commit_retry_timeout_ms = 300000;
+  cfg->scaleout_restore_timeout_ms = 240000;
   cfg->store_verify_on_start = 1;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
@@ -1182,6 +1192,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   snprintf(cfg->snapshot_dir, sizeof(cfg->snapshot_dir), "/var/lib/mtld/snapshots");
   cfg->snapshot_interval_ms = 60000;
   cfg->snapshot_keep = 5;
+  cfg->scaleout_sync_interval_ms = 1000;
+  cfg->scaleout_base_interval_ms = 60000;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");
@@ -1417,6 +1429,32 @@ static mtld_status_t validate(const mtld_config_t *cfg, const config_t *lc, perr
   if (cfg->dead_letter_topic[0] && !kafka_get(cfg, "bootstrap.servers"))
     return fail_at_path(pe, lc, "kafka.bootstrap_servers",
                         "required when dead_letter.topic is set (the dead letters go to Kafka)");
+  if (cfg->scaleout_changelog_topic[0]) {
+    /* what scale-out cannot work with (README "Scale-out") */
+    if (cfg->source_type != MTLD_SOURCE_KAFKA)
+      return fail_at_path(pe, lc, "scaleout.changelog_topic", "needs source.type = \"kafka\"");
+    if (cfg->n_topics != 1)
+      return fail_at_path(pe, lc, "scaleout.changelog_topic",
+                          "needs exactly one source topic (changelog partition = source "
+                          "partition)");
+    if (cfg->features.item_view != MTLD_ITEM_VIEW_PARTITION)
+      return fail_at_path(pe, lc, "features.item_view",
+                          "must be \"partition\" with scale-out (a global item view is not "
+                          "any one partition's state)");
+    if (cfg->joiner.mode != MTLD_JOIN_IMPRESSIONS)
+      return fail_at_path(pe, lc, "joiner.mode",
+                          "must be \"impressions\" with scale-out (sampled negatives draw from "
+                          "rings global over partitions)");
+    if (mtld_config_demand_on(cfg))
+      return fail_at_path(pe, lc, "model.tasks",
+                          "a \"demand\" task cannot run with scale-out (an item's orders come "
+                          "from every partition: its demand windows are no one partition's "
+                          "state)");
+    if (!kafka_get(cfg, "group.instance.id"))
+      return fail_at_path(pe, lc, "kafka.group_instance_id",
+                          "required with scale-out (static membership; it also names the "
+                          "instance's changelog transactions)");
+  }
   if (!cfg->store_path[0]) return fail_at_path(pe, lc, "store.path", "must not be empty");
   char ferr[256];
   if (mtld_feature_def_check(&cfg->features, ferr, sizeof(ferr)) != MTLD_OK) {

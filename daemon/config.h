@@ -62,6 +62,16 @@ typedef struct {
 
   char dead_letter_topic[256]; /* dead_letter.topic; "" = none (reloadable) */
 
+  /* scaleout (README "Scale-out"): several instances in one group.  "" =
+   * off (one instance, nothing of it runs). */
+  char scaleout_changelog_topic[256]; /* scaleout.changelog_topic: compacted, one partition
+                                         per source partition */
+  char scaleout_group_topic[256];     /* scaleout.group_topic: compacted, 1 partition, the
+                                         group's definition record; default
+                                         "<changelog_topic>.group" */
+  int scaleout_restore_timeout_ms;    /* scaleout.restore_timeout: one partition's restore
+                                         must end within it, default "4m" */
+
   /* store */
   char store_path[1024]; /* store.path, default "/var/lib/mtld/store" */
   int store_sync;        /* store.sync, default true */
@@ -111,6 +121,11 @@ typedef struct {
   char snapshot_dir[1024];          /* snapshot.dir, default "/var/lib/mtld/snapshots" */
   int64_t snapshot_interval_ms;     /* snapshot.interval, default 60 s; 0 = off (R) */
   int snapshot_keep;                /* snapshot.keep, default 5 (R) */
+
+  /* scaleout.*: one model over several instances (daemon/modelsync.h) */
+  char scaleout_model_topic[256];    /* scaleout.model_topic: deltas and bases, "" = off */
+  int64_t scaleout_sync_interval_ms; /* scaleout.sync_interval: delta publication, default 1 s */
+  int64_t scaleout_base_interval_ms; /* scaleout.base_interval: base publication, default 60 s */
 
   /* operations */
   char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */

@@ -45,7 +45,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 }
 
 /* Consumer-only properties a producer would warn about. */
-static int consumer_only(const char *k) {
+int mtld_deadletter_consumer_only(const char *k) {
   static const char *const names[] = {"group.id",
                                       "group.instance.id",
                                       "session.timeout.ms",
@@ -76,7 +76,7 @@ mtld_status_t mtld_deadletter_new(mtld_deadletter_t **out, const mtld_config_t *
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char e[512];
   for (int i = 0; i < cfg->n_kafka; i++) {
-    if (consumer_only(cfg->kafka[i].name)) continue;
+    if (mtld_deadletter_consumer_only(cfg->kafka[i].name)) continue;
     if (rd_kafka_conf_set(conf, cfg->kafka[i].name, cfg->kafka[i].value, e, sizeof(e)) !=
         RD_KAFKA_CONF_OK) {
       snprintf(err, errlen, "dead_letter: kafka.%s: %s", cfg->kafka[i].name, e);

@@ -20,6 +20,11 @@ typedef struct mtld_deadletter mtld_deadletter_t;
 
 /* Creates a producer for cfg->dead_letter_topic with cfg's kafka properties
  * (consumer-only ones are skipped).  Returns MTLD_OK and *out. */
+/* 1 when librdkafka property k is for consumers only (a producer built from
+ * the `kafka` group skips it: the dead-letter and model-sync producers).
+ * Pure; any thread. */
+int mtld_deadletter_consumer_only(const char *k);
+
 mtld_status_t mtld_deadletter_new(mtld_deadletter_t **out, const mtld_config_t *cfg, char *err,
                                   size_t errlen);
 

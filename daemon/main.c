@@ -28,10 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/changelog.h"
 #include "daemon/config.h"
 #include "durable/durable.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/modelsync.h"
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
@@ -122,10 +124,12 @@ typedef struct {
   mtld_watermark_t *wm;
   mtld_trainer_t *trainer; /* NULL when trainer.enabled = false */
   mtld_trainfeed_t *feed;  /* the trainer's thread; NULL with no trainer */
+  mtld_modelsync_t *sync;  /* scaleout.model_topic: the shared model; NULL when off */
   FILE *dump;              /* trainer.dump_samples, or NULL */
   mtld_pipeline_t *pipe;
   mtld_durable_t *durable;
   mtld_source_t *src;
+  mtld_changelog_t *cl; /* scale-out (scaleout.changelog_topic), else NULL */
   mtld_metrics_server_t *metrics;
   mtld_metrics_buf_t mbuf;
   int64_t started_mono_ms;
@@ -333,6 +337,8 @@ static mtld_status_t start_ranking(daemon_t *d, char *err, size_t errlen) {
 static void free_state(daemon_t *d) {
   mtld_durable_free(d->durable);
   d->durable = NULL;
+  mtld_modelsync_free(d->sync);
+  d->sync = NULL;
   mtld_pipeline_free(d->pipe);
   d->pipe = NULL;
   if (d->dump) fclose(d->dump);
@@ -404,8 +410,10 @@ static void publish(daemon_t *d, int healthy, const char *why) {
                         "Released samples queued for the trainer's thread.");
     mtld_metrics_sample(&d->mbuf, "mtld_trainer_queue", NULL,
                         (double)mtld_trainfeed_depth(d->feed));
+    mtld_modelsync_render_metrics(d->sync, &d->mbuf);
   }
   if (d->src) mtld_source_render_metrics(d->src, &d->mbuf);
+  mtld_changelog_render_metrics(d->cl, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
   mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
   mtld_metrics_sample(&d->mbuf, "mtld_resident_memory_bytes", NULL,
@@ -436,10 +444,21 @@ static void status(daemon_t *d) {
              d->cfg.joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES ? "sampled_negatives"
                                                                : "impressions");
   if (s.skipped) snprintf(skipped, sizeof(skipped), ", %" PRIu64 " skipped", s.skipped);
+  char sync[160] = "";
+  if (d->sync) {
+    memcpy(sync, "; ", 3);
+    mtld_modelsync_status(d->sync, sync + 2, sizeof(sync) - 2);
+  }
+  char so[128] = "";
+  if (d->cl) {
+    so[0] = ';';
+    so[1] = ' ';
+    mtld_changelog_status(d->cl, so + 2, sizeof(so) - 2);
+  }
   snprintf(line, sizeof(line),
-           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples",
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples%s%s",
            connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
-           rate, s.events, s.rejected, skipped, s.samples_released);
+           rate, s.events, s.rejected, skipped, s.samples_released, so, sync);
   mtld_notify_status("%s", line);
   /* conf/mtld.conf documents status_interval as "logged at info and sent to STATUS=" */
   mtld_log(MTLD_LOG_INFO, "status: %s", line);
@@ -596,6 +615,7 @@ static int run(daemon_t *d) {
       break;
     }
     if (file_ended && cs.since_ms) file_ended = 0; /* the end waits for the commit */
+    mtld_modelsync_tick(d->sync);
     int64_t now = mtld_mono_ms();
     if (now - last_publish >= 1000) {
       last_publish = now;
@@ -612,6 +632,41 @@ static int run(daemon_t *d) {
     if (file_ended) break;
   }
   return rc;
+}
+
+/* Scale-out (README "Scale-out", daemon/changelog.h): the changelog's
+ * clients, the group check (a disagreement: exit 1, nothing written), the
+ * store's commit hook, the local partitions dropped.  Returns EXIT_OK or
+ * the exit code. */
+static int start_scaleout(daemon_t *d) {
+  char err[1024];
+  if (!d->cfg.scaleout_changelog_topic[0]) return EXIT_OK;
+  if (mtld_changelog_new(&d->cl, &d->cfg, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "scale-out: %s", err);
+    return EXIT_CONFIG;
+  }
+  mtld_changelog_group_t me = {.def_hash = mtld_feature_def_hash(&d->cfg.features),
+                               .model_hash = mtld_changelog_model_hash(&d->cfg)};
+  mtld_status_t st = mtld_changelog_join(d->cl, &me, err, sizeof(err));
+  if (st != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "scale-out: %s", err);
+    return st == MTLD_ERR_CONFIG ? EXIT_CONFIG : EXIT_SOURCE;
+  }
+  mtld_store_set_commit_hook(d->store, mtld_changelog_commit_hook, d->cl);
+  mtld_pipeline_set_changelog(d->pipe, d->cl);
+  if (mtld_pipeline_scaleout_reset(d->pipe, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "scale-out: dropping the local partitions: %s", err);
+    return EXIT_STATE;
+  }
+  return EXIT_OK;
+}
+
+static void stop_scaleout(daemon_t *d) {
+  if (!d->cl) return;
+  mtld_store_set_commit_hook(d->store, NULL, NULL);
+  mtld_pipeline_set_changelog(d->pipe, NULL);
+  mtld_changelog_free(d->cl);
+  d->cl = NULL;
 }
 
 static int shutdown_daemon(daemon_t *d, int rc) {
@@ -642,13 +697,16 @@ static int shutdown_daemon(daemon_t *d, int rc) {
     if (mtld_durable_checkpoint(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final checkpoint: %s", err);
     finish_training(d);
+    mtld_modelsync_finish(d->sync, 5000);
     if (mtld_durable_snapshot(d->durable, 1, err, sizeof(err)) != MTLD_OK)
       mtld_log(MTLD_LOG_ERR, "final snapshot: %s", err);
   }
   mtld_durable_free(d->durable);
-  d->durable = NULL;         /* the last render below must not read it */
+  d->durable = NULL; /* the last render below must not read it */
+  if (d->cl) mtld_pipeline_scaleout_closing(d->pipe);
   mtld_source_close(d->src); /* leaves the group; revoke hook commits (nothing left) */
   d->src = NULL;
+  stop_scaleout(d);
   mtld_pipeline_set_source(d->pipe, NULL); /* the last render must not read the freed source */
   publish(d, 0, "stopping");
   mtld_metrics_server_stop(d->metrics);
@@ -733,13 +791,27 @@ int main(int argc, char **argv) {
     free_state(&d);
     return EXIT_STATE;
   }
+  if (d.cfg.scaleout_model_topic[0] && d.trainer &&
+      mtld_modelsync_new(&d.sync, &d.cfg, d.trainer, d.feed, mtld_feature_def_hash(&d.cfg.features),
+                         err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "%s", err);
+    free_state(&d);
+    return EXIT_SOURCE;
+  }
   mtld_pipeline_set_revoke_hook(d.pipe, on_revoked, d.durable);
+  int so = start_scaleout(&d);
+  if (so != EXIT_OK) {
+    stop_scaleout(&d);
+    free_state(&d);
+    return so;
+  }
   mtld_source_hooks_t hooks = mtld_pipeline_hooks(d.pipe);
   mtld_status_t st = d.cfg.source_type == MTLD_SOURCE_KAFKA
                          ? mtld_source_kafka_new(&d.src, &d.cfg, &hooks, err, sizeof(err))
                          : mtld_source_file_new(&d.src, &d.cfg, &hooks, err, sizeof(err));
   if (st != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "source: %s", err);
+    stop_scaleout(&d);
     free_state(&d);
     return EXIT_SOURCE;
   }

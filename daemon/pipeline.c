@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/changelog.h"
 #include "daemon/deadletter.h"
 #include "daemon/decode.h"
 #include "daemon/log.h"
@@ -22,6 +23,7 @@
 #include "features/partition.h"
 #include "features/store.h"
 #include "features/watermark.h"
+#include "common/bytes.h"
 #include "common/clock.h"
 
 #define MAX_SCENARIOS 64 /* distinct scenario labels in metrics; more -> "other" */
@@ -29,6 +31,12 @@
  * before it gives the main loop back (the batch stays staged and the commit
  * is retried: the loop never blocks for seconds on an unreachable broker). */
 #define DLQ_FLUSH_MS 200
+
+/* The partition ledger of released samples (scale-out): samples, then the
+ * samples with each label positive (mtld_label_t order; rating: valid). */
+#define PLG_N (1 + MTLD_N_LABELS)
+#define PLG_VERSION 1
+#define PLG_LEN (1 + 8 * PLG_N)
 
 /* One partition's ledger: every offset it moved past is a record read
  * (applied or rejected by reason) or a record skipped (by cause). */
@@ -49,6 +57,13 @@ typedef struct {
   int64_t resume_at;
   int halted; /* a gap with source.on_gap = "stop": nothing more of it is staged */
   part_ledger_t lg, lg_committed;
+  /* scale-out: the partition's state is held here (restored from the
+   * changelog since its assignment, not revoked since) */
+  int current;
+  /* scale-out: samples released from the partition and their positives per
+   * label, kept with the partition's state (meta "plg/"): staged, committed */
+  uint64_t plg[PLG_N], plg_c[PLG_N];
+  int plg_dirty;
 } part_t;
 
 typedef struct {
@@ -84,6 +99,8 @@ struct mtld_pipeline {
   void *sink_ctx;
   void (*revoke_hook)(void *ctx);
   void *revoke_ctx;
+  mtld_changelog_t *cl; /* scale-out, borrowed; NULL = one instance */
+  int closing;          /* scale-out: the daemon stops, the revocation keeps the state */
 
   mtld_partition_table_t *ptab; /* (topic, partition) -> slot and partition id */
   part_t parts[MTLD_PARTITION_TABLE_CAP];
@@ -130,10 +147,19 @@ static int part_slot(mtld_pipeline_t *p, const char *topic, int32_t partition) {
 
 /* ---- source hooks ------------------------------------------------------ */
 
+static void reload_joiner(mtld_pipeline_t *p);
+static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int32_t partition);
+
 static mtld_status_t hook_resume(void *ctx, const char *topic, int32_t partition, int64_t *next,
                                  int64_t *max_time_ms) {
   mtld_pipeline_t *p = ctx;
   *max_time_ms = INT64_MIN;
+  if (p->cl && scaleout_acquire(p, topic, partition) != MTLD_OK) {
+    /* the partition cannot be restored: nothing of it may be consumed (the
+     * daemon stops, mtld_pipeline_error); start it at its end meanwhile */
+    *next = INT64_MAX;
+    return MTLD_OK;
+  }
   return mtld_store_get_offset(p->store, topic, partition, next, max_time_ms);
 }
 
@@ -176,6 +202,8 @@ static void drop_batch(mtld_pipeline_t *p) {
     part_t *pt = &p->parts[i];
     pt->dirty = 0;
     pt->lg = pt->lg_committed;
+    memcpy(pt->plg, pt->plg_c, sizeof pt->plg);
+    pt->plg_dirty = 0;
     if (!pt->assigned) continue;
     const char *topic = mtld_partition_table_topic(p->ptab, i);
     int32_t partition = mtld_partition_table_partition(p->ptab, i);
@@ -226,7 +254,38 @@ static void hook_revoke_begin(void *ctx, int lost) {
 static void hook_revoke_partition(void *ctx, const char *topic, int32_t partition) {
   mtld_pipeline_t *p = ctx;
   int slot;
-  if (mtld_partition_table_find(p->ptab, topic, partition, &slot)) p->parts[slot].assigned = 0;
+  if (mtld_partition_table_find(p->ptab, topic, partition, &slot)) {
+    p->parts[slot].assigned = 0;
+    if (p->cl && p->parts[slot].current) {
+      /* scale-out: its state is the next owner's now (README "Scale-out") */
+      char err[512];
+      mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
+      const uint64_t *g = p->parts[slot].plg_c;
+      mtld_log(MTLD_LOG_NOTICE,
+               "scale-out: handing over %s[%d] at offset %" PRId64 ": partition ledger: %" PRIu64
+               " samples released; positives click %" PRIu64 ", cart %" PRIu64 ", purchase %" PRIu64
+               ", review %" PRIu64 "; ratings %" PRIu64,
+               topic, (int)partition, stored_offset(p, topic, partition, &(int64_t){0}), g[0],
+               g[1 + MTLD_LABEL_CLICK], g[1 + MTLD_LABEL_CART], g[1 + MTLD_LABEL_PURCHASE],
+               g[1 + MTLD_LABEL_REVIEW], g[1 + MTLD_LABEL_RATING]);
+      if (p->closing) {
+        /* stopping: what is left locally is dropped at the next start
+         * (mtld_pipeline_scaleout_reset), inspectable meanwhile */
+      } else if (mtld_changelog_drop(p->cl, p->store, topic, partition, pid, err, sizeof err) !=
+                 MTLD_OK)
+        mtld_log(MTLD_LOG_ERR,
+                 "dropping revoked %s[%d]: %s (restored from the changelog if it "
+                 "comes back)",
+                 topic, (int)partition, err);
+      if (!p->closing) reload_joiner(p);
+      part_t *pt = &p->parts[slot];
+      pt->current = 0;
+      memset(pt->plg, 0, sizeof pt->plg);
+      memset(pt->plg_c, 0, sizeof pt->plg_c);
+      pt->plg_dirty = 0;
+      mtld_changelog_set_owned(p->cl, mtld_changelog_owned(p->cl) - 1);
+    }
+  }
   mtld_watermark_revoke(p->wm, topic, partition);
 }
 
@@ -385,7 +444,22 @@ static int check_resume(mtld_pipeline_t *p, part_t *pt, const mtld_record_t *rec
   return 1;
 }
 
+static void process(mtld_pipeline_t *p, const mtld_record_t *rec);
+
 void mtld_pipeline_process(mtld_pipeline_t *p, const mtld_record_t *rec) {
+  if (!p->cl) {
+    process(p, rec);
+    return;
+  }
+  /* scale-out: every write staged for the record belongs to its partition */
+  int slot;
+  if (mtld_partition_table_find(p->ptab, rec->topic, rec->partition, &slot))
+    mtld_store_set_partition(p->store, mtld_partition_table_id(p->ptab, slot));
+  process(p, rec);
+  mtld_store_set_partition(p->store, -1);
+}
+
+static void process(mtld_pipeline_t *p, const mtld_record_t *rec) {
   char msg[256];
   mtld_event_t ev;
   /* after a failed read nothing more is staged: the batch is never written,
@@ -490,6 +564,17 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
 
 static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
+  int slot;
+  if (p->cl && s->kind != MTLD_SAMPLE_ITEM && /* item samples belong to no partition */
+      mtld_partition_table_find(p->ptab, p->cfg->topics[mtld_partition_id_topic(s->partition)],
+                                mtld_partition_id_number(s->partition), &slot)) {
+    part_t *pt = &p->parts[slot];
+    pt->plg[0]++;
+    for (int l = 0; l < MTLD_N_LABELS; l++)
+      if ((s->label_mask >> l) & 1 && (l == MTLD_LABEL_RATING || s->labels[l] > 0.5f))
+        pt->plg[1 + l]++;
+    pt->plg_dirty = 1;
+  }
   p->c.samples_released++;
   if (s->kind >= 1 && s->kind <= 3) p->c.samples_by_kind[s->kind]++;
   if (p->sink) p->sink(p->sink_ctx, s);
@@ -509,6 +594,156 @@ static void release(mtld_pipeline_t *p, int64_t wm) {
   mtld_joiner_release(p->joiner, wm, release_cb, p);
   if (p->demand && mtld_demand_stage(p->demand) != MTLD_OK)
     mtld_log_rl(MTLD_LOG_ERR, "demand", "demand: staging its state failed");
+}
+
+/* ---- scale-out (README "Scale-out", daemon/changelog.h) ---------------- */
+
+/* Stages the partition ledgers that moved, tagged with their partition. */
+static void stage_plg(mtld_pipeline_t *p) {
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->plg_dirty) continue;
+    mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, i);
+    uint8_t k[MTLD_STORE_PLG_KEY_LEN], v[PLG_LEN];
+    mtld_store_plg_key(k, pid);
+    v[0] = PLG_VERSION;
+    for (int j = 0; j < PLG_N; j++) mtld_put_le64(v + 1 + 8 * j, pt->plg[j]);
+    mtld_store_set_partition(p->store, pid);
+    mtld_store_put(p->store, MTLD_CF_META, k, sizeof k, v, sizeof v);
+    mtld_store_set_partition(p->store, -1);
+  }
+}
+
+static void load_plg(mtld_pipeline_t *p, int slot) {
+  part_t *pt = &p->parts[slot];
+  uint8_t k[MTLD_STORE_PLG_KEY_LEN];
+  mtld_store_plg_key(k, mtld_partition_table_id(p->ptab, slot));
+  memset(pt->plg, 0, sizeof pt->plg);
+  void *v = NULL;
+  size_t vlen = 0;
+  if (mtld_store_get(p->store, MTLD_CF_META, k, sizeof k, &v, &vlen) == MTLD_OK &&
+      vlen == PLG_LEN && ((uint8_t *)v)[0] == PLG_VERSION)
+    for (int j = 0; j < PLG_N; j++) pt->plg[j] = mtld_get_le64((uint8_t *)v + 1 + 8 * j);
+  free(v);
+  memcpy(pt->plg_c, pt->plg, sizeof pt->plg);
+  pt->plg_dirty = 0;
+}
+
+/* A partition assigned: unless its state is held here already, what the
+ * store holds of it is dropped and it is restored from the changelog. */
+static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int32_t partition) {
+  int slot = part_slot(p, topic, partition);
+  if (slot < 0) return MTLD_ERR_CONFIG;
+  part_t *pt = &p->parts[slot];
+  if (pt->current) return MTLD_OK;
+  char err[512];
+  if (mtld_store_batch_events(p->store) || p->batch_records) {
+    /* an incremental assignment while a batch is staged: the restore
+     * reloads the joiner from the committed store, so commit first */
+    mtld_status_t st = mtld_pipeline_commit(p, err, sizeof err);
+    if (st != MTLD_OK) {
+      snprintf(p->fatal_msg, sizeof p->fatal_msg,
+               "scale-out: cannot commit before restoring %.40s[%d]: %.400s", topic, (int)partition,
+               err);
+      p->fatal = MTLD_ERR_IO;
+      mtld_log(MTLD_LOG_ERR, "%s", p->fatal_msg);
+      return st;
+    }
+  }
+  mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
+  mtld_changelog_restore_t r;
+  mtld_log(MTLD_LOG_INFO, "scale-out: restoring %s[%d] from the changelog", topic, (int)partition);
+  mtld_status_t st =
+      mtld_changelog_restore(p->cl, p->store, topic, partition, pid, &r, err, sizeof err);
+  if (st != MTLD_OK) {
+    snprintf(p->fatal_msg, sizeof p->fatal_msg, "scale-out: restoring %.40s[%d]: %.400s", topic,
+             (int)partition, err);
+    p->fatal = st == MTLD_ERR_RETRY ? MTLD_ERR_IO : st;
+    mtld_log(MTLD_LOG_ERR, "%s", p->fatal_msg);
+    return st;
+  }
+  reload_joiner(p);
+  load_plg(p, slot);
+  pt->current = 1;
+  mtld_changelog_set_owned(p->cl, mtld_changelog_owned(p->cl) + 1);
+  int64_t next = -1, max_time = INT64_MIN;
+  mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
+  mtld_log(MTLD_LOG_NOTICE,
+           "scale-out: %s[%d] restored: %" PRIu64
+           " changelog records in %.3f s (%.0f rec/s, %" PRIu64
+           " local keys deleted first); resuming at offset %" PRId64 "%s",
+           topic, (int)partition, r.records, r.seconds,
+           r.seconds > 0 ? (double)r.records / r.seconds : 0.0, r.dropped, next,
+           next < 0 ? " (the changelog does not know it: from the beginning)" : "");
+  return MTLD_OK;
+}
+
+void mtld_pipeline_scaleout_closing(mtld_pipeline_t *p) {
+  p->closing = 1;
+}
+
+void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl) {
+  p->cl = cl;
+  mtld_store_set_partition_index(p->store, cl != NULL);
+}
+
+typedef struct {
+  int32_t parts[MTLD_PARTITION_TABLE_CAP];
+  int n;
+  const char *topic;
+} held_t;
+
+static int held_cb(void *ctx, const char *topic, int32_t partition, int64_t next_offset,
+                   int64_t max_time_ms) {
+  held_t *h = ctx;
+  (void)next_offset;
+  (void)max_time_ms;
+  if (strcmp(topic, h->topic) == 0 && h->n < MTLD_PARTITION_TABLE_CAP) h->parts[h->n++] = partition;
+  return 0;
+}
+
+static int any_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  (void)key;
+  (void)klen;
+  (void)val;
+  (void)vlen;
+  *(int *)ctx = 1;
+  return 1;
+}
+
+mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen) {
+  /* users without the partition index (a store built without scale-out)
+   * could not be dropped with their partition: refused */
+  int users = 0, indexed = 0;
+  mtld_store_foreach_raw(p->store, MTLD_CF_USER, NULL, 0, any_cb, &users);
+  mtld_store_foreach_raw(p->store, MTLD_CF_META, "upart/", 6, any_cb, &indexed);
+  if (users && !indexed) {
+    snprintf(err, errlen,
+             "the store %s holds users but was built without scale-out (no partition index): "
+             "start a scale-out instance with an empty store.path",
+             p->cfg->store_path);
+    return MTLD_ERR_SCHEMA;
+  }
+  /* every partition the local store holds is dropped: its next owner (this
+   * instance too) restores it from the changelog, which is never behind the
+   * store (changelog.h: the recovery rule), so nothing stale is kept */
+  held_t *h = calloc(1, sizeof *h);
+  if (!h) return MTLD_ERR_NOMEM;
+  h->topic = p->cfg->topics[0];
+  mtld_store_foreach_offset(p->store, held_cb, h);
+  mtld_status_t st = MTLD_OK;
+  for (int i = 0; i < h->n && st == MTLD_OK; i++) {
+    mtld_partition_id_t pid = mtld_partition_id(0, h->parts[i]);
+    if (pid < 0) continue;
+    st = mtld_changelog_drop(p->cl, p->store, h->topic, h->parts[i], pid, err, errlen);
+  }
+  if (st == MTLD_OK && h->n) {
+    mtld_log(MTLD_LOG_INFO, "scale-out: dropped the local state of %d partition(s) held at start",
+             h->n);
+    reload_joiner(p);
+  }
+  free(h);
+  return st;
 }
 
 mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen) {
@@ -550,9 +785,14 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   release(p, wm);
   if (wm > p->released_wm) p->released_wm = wm;
   mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg->limits.max_lateness_ms);
+  if (p->cl) stage_plg(p);
   int64_t t0 = mtld_mono_ms();
   mtld_status_t st = mtld_store_commit(p->store, err, errlen);
   if (st != MTLD_OK) return st;
+  for (int i = 0; i < mtld_partition_table_count(p->ptab); i++) {
+    memcpy(p->parts[i].plg_c, p->parts[i].plg, sizeof p->parts[i].plg);
+    p->parts[i].plg_dirty = 0;
+  }
   p->batches++;
   /* what was staged is durable: so are its counts */
   p->cc = p->c;

@@ -20,6 +20,7 @@
 #include "features/store.h"
 #include "features/watermark.h"
 #include "trainer/sample.h"
+#include "daemon/changelog.h"
 #include "common/status.h"
 
 typedef struct mtld_pipeline mtld_pipeline_t;
@@ -48,6 +49,27 @@ mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p);
 
 /* Tells the pipeline its source (for Kafka offset commits after each batch). */
 void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src);
+
+/* Scale-out (daemon/changelog.h): with cl (borrowed, NULL = one instance)
+ * every write staged for a record is tagged with its partition, users get
+ * their partition index, a partition's released samples are counted in its
+ * ledger (meta "plg/", logged by mtld_pipeline_log_ledger), an assigned
+ * partition is restored from the changelog before it is consumed (a
+ * failure is fatal: mtld_pipeline_error) and a revoked one dropped.  Set
+ * before the source is created.  Main thread. */
+void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl);
+
+/* Scale-out, at start (after mtld_pipeline_set_changelog): drops the local
+ * state of every partition the store holds an offset for (they are
+ * restored when assigned).  MTLD_OK; MTLD_ERR_SCHEMA when the store holds
+ * users but no partition index (built without scale-out: they could not be
+ * dropped with their partitions); or the store's error; err set. */
+mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen);
+
+/* Scale-out: the daemon stops; the revocation that leaving the group brings
+ * logs each partition's ledger but keeps its state in the local store (for
+ * inspection: the next start drops it, mtld_pipeline_scaleout_reset). */
+void mtld_pipeline_scaleout_closing(mtld_pipeline_t *p);
 
 /* Sets the sample sink (NULL: samples are counted and dropped). */
 void mtld_pipeline_set_sink(mtld_pipeline_t *p, mtld_sample_sink_fn fn, void *ctx);

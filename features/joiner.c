@@ -47,6 +47,13 @@ static void make_key_tag(uint8_t *k, uint8_t tag, int64_t time_ms, int32_t parti
   mtld_put_be32(k + 21, sub);
 }
 
+int32_t mtld_joiner_key_partition(void *ctx, const void *key, size_t klen) {
+  const uint8_t *k = key;
+  (void)ctx;
+  if (klen != KEY_LEN || (k[0] != KEY_TAG && k[0] != EV_TAG)) return -1;
+  return unord32(mtld_get_be32(k + 9));
+}
+
 static void make_key(uint8_t *k, int64_t time_ms, int32_t partition, int64_t offset, uint32_t sub) {
   make_key_tag(k, KEY_TAG, time_ms, partition, offset, sub);
 }
@@ -1424,7 +1431,9 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
       j->c.corrupt++;
     }
     free(val);
+    mtld_store_set_partition(j->st, x->partition); /* scale-out: the delete moves with it */
     mtld_store_delete(j->st, MTLD_CF_PENDING, key, sizeof key);
+    mtld_store_set_partition(j->st, -1);
     entry_free(j, e);
   }
   j->c.released += n;

@@ -210,6 +210,12 @@ void mtld_joiner_destroy(mtld_joiner_t *j);
  * and must be destroyed). */
 mtld_status_t mtld_joiner_reload(mtld_joiner_t *j, char *err, size_t errlen);
 
+/* Scale-out: the partition id a key of the pending column family belongs
+ * to (a pending sample's or a release-view item event's), or -1 for the
+ * joiner's other keys (donor rings, release-view aggregates: not
+ * partitioned).  ctx is unused (mtld_store_key_partition_fn). */
+int32_t mtld_joiner_key_partition(void *ctx, const void *key, size_t klen);
+
 /* Handles one accepted event, right after mtld_store_apply() filled
  * user_before / item_before (the features BEFORE the event; NULL = never
  * seen).  (partition, offset) is the record's position: it orders release.

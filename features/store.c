@@ -54,6 +54,7 @@ typedef struct {
   size_t vlen;
   uint8_t cf;      /* mtld_cf_t */
   uint8_t deleted; /* raw map: a staged delete */
+  int32_t part;    /* the source partition the write belongs to, -1 = none (scale-out) */
 } entry_t;
 
 typedef struct {
@@ -112,6 +113,7 @@ static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t
   e->key = k;
   e->klen = klen;
   e->cf = (uint8_t)cf;
+  e->part = -1;
   size_t i = hash & (m->nslots - 1);
   while (m->slots[i]) i = (i + 1) & (m->nslots - 1);
   m->slots[i] = (uint32_t)(++m->n);
@@ -174,6 +176,11 @@ struct mtld_store {
   /* writes, for the metrics */
   uint64_t commits, commit_failures;
   double write_seconds_sum, write_seconds_max;
+  /* scale-out (mtld_store_set_partition & co.) */
+  int32_t cur_part; /* tag of raw writes staged now, -1 = none */
+  int part_index;   /* keep the "upart/" index of users by partition */
+  mtld_store_commit_hook_fn commit_hook;
+  void *commit_ctx;
 };
 
 static rocksdb_column_family_handle_t *cf_handle(mtld_store_t *st, mtld_cf_t cf) {
@@ -186,6 +193,18 @@ __attribute__((format(printf, 2, 3))) static void set_error(mtld_store_t *st, co
   va_start(ap, fmt);
   vsnprintf(st->errbuf, sizeof st->errbuf, fmt, ap);
   va_end(ap);
+}
+
+static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                               const void *val, size_t vlen, int deleted);
+
+/* "upart/" partition (4, big-endian) user id (8, big-endian), in meta. */
+#define UPART_PREFIX "upart/"
+#define UPART_KEY_LEN 18
+static void upart_key(uint8_t *k, int32_t partition, uint64_t user) {
+  memcpy(k, UPART_PREFIX, 6);
+  mtld_put_be32(k + 6, (uint32_t)partition);
+  mtld_put_be64(k + 10, user);
 }
 
 /* ---- entities: users, items, (partition, item) views ---- */
@@ -411,6 +430,7 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
     snprintf(err, errlen, "out of memory");
     return MTLD_ERR_NOMEM;
   }
+  st->cur_part = -1;
   st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
   st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
   st->bbto = rocksdb_block_based_options_create();
@@ -558,14 +578,18 @@ static void entity_error(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
  * (or zeroed: never seen) and added to the map on first use.  NULL on
  * error. */
 static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint64_t id,
-                         mtld_status_t *rc) {
+                         int32_t tag, int *is_new, mtld_status_t *rc) {
   map_t *m = entity_map(st, cf);
   size_t size = entity_size(cf);
   uint8_t key[ENTITY_KEY_MAX];
   size_t klen = entity_key(cf, partition, id, key);
   uint64_t hash = map_hash(cf, key, klen);
   entry_t *e = map_find(m, cf, key, klen, hash);
-  if (e) return e->val;
+  if (is_new) *is_new = 0;
+  if (e) {
+    e->part = tag;
+    return e->val;
+  }
 
   void *f = calloc(1, size);
   if (!f) {
@@ -582,6 +606,7 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
     if (*rc != MTLD_OK) entity_error(st, cf, partition, id);
   } else if (*rc == MTLD_ERR_NOTFOUND) {
     *rc = MTLD_OK;
+    if (is_new) *is_new = 1;
   }
   if (*rc == MTLD_OK && !(e = map_add(m, cf, key, klen, hash))) {
     set_error(st, "out of memory");
@@ -593,6 +618,7 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
   }
   e->val = f;
   e->vlen = size;
+  e->part = tag;
   m->heap += size;
   return f;
 }
@@ -617,13 +643,25 @@ mtld_status_t mtld_store_apply_part(mtld_store_t *st, const mtld_event_t *ev,
   /* Entities loaded before a failing load stay in the batch unchanged:
    * harmless (an untouched entry is neither read back nor written). */
   mtld_status_t rc = MTLD_OK;
-  mtld_user_features_t *u = load_entity(st, MTLD_CF_USER, 0, ev->user_id, &rc);
+  int new_user = 0;
+  mtld_user_features_t *u =
+      load_entity(st, MTLD_CF_USER, 0, ev->user_id, partition, &new_user, &rc);
   if (!u) return rc;
-  mtld_item_features_t *it = load_entity(st, MTLD_CF_ITEM, 0, ev->item_id, &rc);
+  if (new_user && st->part_index) {
+    /* scale-out: the user's partition, to drop it with the partition */
+    uint8_t k[UPART_KEY_LEN];
+    upart_key(k, partition, ev->user_id);
+    int32_t saved = st->cur_part;
+    st->cur_part = partition;
+    rc = raw_stage(st, MTLD_CF_META, k, sizeof k, "", 0, 0);
+    st->cur_part = saved;
+    if (rc != MTLD_OK) return rc;
+  }
+  mtld_item_features_t *it = load_entity(st, MTLD_CF_ITEM, 0, ev->item_id, -1, NULL, &rc);
   if (!it) return rc;
   mtld_item_features_t *ip = NULL;
   if (st->def.item_view == MTLD_ITEM_VIEW_PARTITION &&
-      !(ip = load_entity(st, MTLD_CF_ITEM_PART, partition, ev->item_id, &rc)))
+      !(ip = load_entity(st, MTLD_CF_ITEM_PART, partition, ev->item_id, partition, NULL, &rc)))
     return rc;
   if (user_before) *user_before = *u;
   if (item_before) *item_before = ip ? *ip : *it;
@@ -718,6 +756,7 @@ static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, 
   e->val = copy;
   e->vlen = deleted ? 0 : vlen;
   e->deleted = (uint8_t)deleted;
+  e->part = st->cur_part;
   if (copy) st->raw.heap += vlen ? vlen : 1;
   return MTLD_OK;
 }
@@ -1055,6 +1094,14 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
     st->n_events = 0;
     return MTLD_OK;
   }
+  if (st->commit_hook) {
+    /* scale-out: the changelog transaction first (store.h) */
+    mtld_status_t hrc = st->commit_hook(st->commit_ctx, st, err, errlen);
+    if (hrc != MTLD_OK) {
+      st->commit_failures++;
+      return hrc; /* the batch is kept for a retry */
+    }
+  }
   int64_t t0 = mtld_mono_ns();
   entry_t **order = malloc((total ? total : 1) * sizeof *order);
   if (!order) {
@@ -1260,4 +1307,167 @@ mtld_status_t mtld_store_restore_dir(const char *src, const char *path, char *er
   mtld_rmtree(old);
   mtld_fsync_dir(pdir);
   return MTLD_OK;
+}
+
+/* ---- scale-out: partition tags, the commit hook, direct writes ---------- */
+
+void mtld_store_set_partition(mtld_store_t *st, mtld_partition_id_t partition) {
+  st->cur_part = partition < 0 ? -1 : partition;
+}
+
+void mtld_store_set_partition_index(mtld_store_t *st, int on) {
+  st->part_index = on != 0;
+}
+
+void mtld_store_set_commit_hook(mtld_store_t *st, mtld_store_commit_hook_fn fn, void *ctx) {
+  st->commit_hook = fn;
+  st->commit_ctx = ctx;
+}
+
+mtld_status_t mtld_store_foreach_staged(mtld_store_t *st, mtld_store_staged_fn fn, void *ctx) {
+  uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX ? MTLD_FEATURES_USER_ENC_MAX
+                                                                      : MTLD_FEATURES_ITEM_ENC_MAX];
+  const map_t *maps[4] = {&st->users, &st->items, &st->parts, &st->raw};
+  for (int m = 0; m < 4; m++) {
+    for (size_t i = 0; i < maps[m]->n; i++) {
+      const entry_t *e = &maps[m]->ents[i];
+      if (e->part < 0) continue;
+      mtld_status_t rc;
+      if (m < 3) {
+        if (entity_events(e->cf, e->val) == 0) continue; /* loaded, never applied */
+        size_t len = entity_encode(&st->def, e->cf, e->val, buf, sizeof buf);
+        rc = fn(ctx, e->part, (mtld_cf_t)e->cf, e->key, e->klen, buf, len, 0);
+      } else {
+        rc = fn(ctx, e->part, (mtld_cf_t)e->cf, e->key, e->klen, e->val, e->vlen, e->deleted);
+      }
+      if (rc != MTLD_OK) return rc;
+    }
+  }
+  return MTLD_OK;
+}
+
+mtld_status_t mtld_store_write_direct(mtld_store_t *st, const mtld_store_write_t *w, size_t n,
+                                      char *err, size_t errlen) {
+  if (st->readonly) {
+    snprintf(err, errlen, "store is read-only");
+    return MTLD_ERR_INVALID;
+  }
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  for (size_t i = 0; i < n; i++) {
+    if ((int)w[i].cf < 0 || w[i].cf >= MTLD_CF_COUNT) {
+      rocksdb_writebatch_destroy(wb);
+      snprintf(err, errlen, "direct write: bad column family %d", (int)w[i].cf);
+      return MTLD_ERR_INVALID;
+    }
+    rocksdb_column_family_handle_t *h = cf_handle(st, w[i].cf);
+    if (w[i].deleted)
+      rocksdb_writebatch_delete_cf(wb, h, (const char *)w[i].key, w[i].klen);
+    else
+      rocksdb_writebatch_put_cf(wb, h, (const char *)w[i].key, w[i].klen, (const char *)w[i].val,
+                                w[i].vlen);
+  }
+  char *e = NULL;
+  rocksdb_write(st->db, st->wo, wb, &e);
+  rocksdb_writebatch_destroy(wb);
+  if (e) {
+    snprintf(err, errlen, "store direct write failed: %s", e);
+    rocksdb_free(e);
+    return MTLD_ERR_IO;
+  }
+  return MTLD_OK;
+}
+
+/* Collects the keys to delete of one partition. */
+typedef struct {
+  mtld_store_t *st;
+  mtld_store_write_t *w;
+  size_t n, cap;
+  mtld_cf_t cf; /* of the keys being collected */
+  int32_t partition;
+  mtld_store_key_partition_fn classify;
+  void *cctx;
+  int users; /* collecting from the upart index: delete the user key too */
+  int failed;
+} drop_t;
+
+static int drop_add(drop_t *d, mtld_cf_t cf, const void *key, size_t klen) {
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 1024;
+    mtld_store_write_t *w = realloc(d->w, cap * sizeof *w);
+    if (!w) return -1;
+    d->w = w;
+    d->cap = cap;
+  }
+  void *k = malloc(klen ? klen : 1);
+  if (!k) return -1;
+  memcpy(k, key, klen);
+  d->w[d->n++] = (mtld_store_write_t){.cf = cf, .key = k, .klen = klen, .deleted = 1};
+  return 0;
+}
+
+static int drop_cb(void *ctx, const void *key, size_t klen, const void *val, size_t vlen) {
+  drop_t *d = ctx;
+  (void)val;
+  (void)vlen;
+  if (d->classify && d->classify(d->cctx, key, klen) != d->partition) return 0;
+  if (drop_add(d, d->cf, key, klen) != 0) {
+    d->failed = 1;
+    return 1;
+  }
+  if (d->users && klen == UPART_KEY_LEN &&
+      drop_add(d, MTLD_CF_USER, (const uint8_t *)key + 10, 8) != 0) {
+    d->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+mtld_status_t mtld_store_drop_partition(mtld_store_t *st, mtld_partition_id_t partition,
+                                        const char *topic, int32_t kafka_partition,
+                                        mtld_store_key_partition_fn pending_partition, void *ctx,
+                                        uint64_t *dropped, char *err, size_t errlen) {
+  drop_t d = {.st = st, .partition = partition};
+  uint8_t pre[10];
+  memcpy(pre, UPART_PREFIX, 6);
+  mtld_put_be32(pre + 6, (uint32_t)partition);
+  /* users (through their index) */
+  d.cf = MTLD_CF_META;
+  d.users = 1;
+  mtld_store_foreach_raw(st, MTLD_CF_META, pre, sizeof pre, drop_cb, &d);
+  d.users = 0;
+  /* the partition's item views */
+  uint8_t ip[4];
+  mtld_put_be32(ip, (uint32_t)partition);
+  d.cf = MTLD_CF_ITEM_PART;
+  if (!d.failed) mtld_store_foreach_raw(st, MTLD_CF_ITEM_PART, ip, sizeof ip, drop_cb, &d);
+  /* pending joins */
+  d.cf = MTLD_CF_PENDING;
+  d.classify = pending_partition;
+  d.cctx = ctx;
+  if (!d.failed && pending_partition)
+    mtld_store_foreach_raw(st, MTLD_CF_PENDING, NULL, 0, drop_cb, &d);
+  d.classify = NULL;
+  /* its offset and its partition ledger ("plg/" partition, mtld_store_plg_key) */
+  size_t oklen = 0;
+  char *ok = offset_key(topic, kafka_partition, &oklen);
+  uint8_t lk[MTLD_STORE_PLG_KEY_LEN];
+  mtld_store_plg_key(lk, partition);
+  mtld_status_t rc = MTLD_OK;
+  if (d.failed || !ok || drop_add(&d, MTLD_CF_META, ok, oklen) != 0 ||
+      drop_add(&d, MTLD_CF_META, lk, sizeof lk) != 0) {
+    snprintf(err, errlen, "dropping partition %d: out of memory", (int)partition);
+    rc = MTLD_ERR_NOMEM;
+  } else {
+    rc = mtld_store_write_direct(st, d.w, d.n, err, errlen);
+  }
+  free(ok);
+  if (dropped) *dropped = rc == MTLD_OK ? d.n : 0;
+  for (size_t i = 0; i < d.n; i++) free((void *)d.w[i].key);
+  free(d.w);
+  return rc;
+}
+
+void mtld_store_plg_key(uint8_t k[MTLD_STORE_PLG_KEY_LEN], mtld_partition_id_t partition) {
+  memcpy(k, "plg/", 4);
+  mtld_put_be32(k + 4, (uint32_t)partition);
 }

@@ -266,4 +266,78 @@ int mtld_store_dir_present(const char *dir);
  * where it was.  Any thread; nobody may have either store open. */
 mtld_status_t mtld_store_restore_dir(const char *src, const char *path, char *err, size_t errlen);
 
+/* ---- scale-out (README "Scale-out") -------------------------------------
+ * With several instances in one consumer group a source partition's state
+ * moves with the partition: every staged write is tagged with the partition
+ * it belongs to (its user's, its (partition, item) view's, its pending
+ * sample's, its offset's), and before a commit writes RocksDB the commit
+ * hook sees the batch's tagged writes (mtld_store_foreach_staged) and copies
+ * them to the changelog (daemon/changelog.c).  Without a hook and with the
+ * index off (the default) nothing of this changes what the store writes. */
+
+/* Tags the raw writes staged from now on (put, delete, set_offset) with
+ * partition (-1: none, the default; untagged writes stay local).  Entities
+ * are tagged by mtld_store_apply_part itself: a user and a (partition, item)
+ * view with the event's partition, the global item view never. */
+void mtld_store_set_partition(mtld_store_t *st, mtld_partition_id_t partition);
+
+/* on != 0: a user seen for the first time also gets an index entry in meta
+ * ("upart/" partition(4 BE) user(8 BE), empty value, tagged), so that
+ * mtld_store_drop_partition finds a partition's users.  Off by default. */
+void mtld_store_set_partition_index(mtld_store_t *st, int on);
+
+/* Called by mtld_store_commit before it writes a non-empty batch; a status
+ * other than MTLD_OK fails the commit with it (the batch kept, err set by
+ * the hook).  NULL removes it.  Thread: the store's owner. */
+typedef mtld_status_t (*mtld_store_commit_hook_fn)(void *ctx, mtld_store_t *st, char *err,
+                                                   size_t errlen);
+void mtld_store_set_commit_hook(mtld_store_t *st, mtld_store_commit_hook_fn fn, void *ctx);
+
+/* Calls fn for every staged write with a partition tag: entities encoded as
+ * commit writes them, raw puts (deleted = 0) and deletes (deleted = 1, val
+ * NULL).  The range deletion of mtld_store_delete_below is not included.
+ * Stops at fn's first status other than MTLD_OK and returns it. */
+typedef mtld_status_t (*mtld_store_staged_fn)(void *ctx, mtld_partition_id_t partition,
+                                              mtld_cf_t cf, const void *key, size_t klen,
+                                              const void *val, size_t vlen, int deleted);
+mtld_status_t mtld_store_foreach_staged(mtld_store_t *st, mtld_store_staged_fn fn, void *ctx);
+
+/* One write of mtld_store_write_direct. */
+typedef struct {
+  mtld_cf_t cf;
+  const void *key;
+  size_t klen;
+  const void *val; /* ignored when deleted */
+  size_t vlen;
+  int deleted;
+} mtld_store_write_t;
+
+/* Writes w[0..n) to the DB in one RocksDB write batch at once, past the
+ * staged batch (which is not touched: a restore must not write keys the
+ * staged batch holds).  MTLD_OK, MTLD_ERR_INVALID (read-only, a bad column
+ * family) or MTLD_ERR_IO, with err set. */
+mtld_status_t mtld_store_write_direct(mtld_store_t *st, const mtld_store_write_t *w, size_t n,
+                                      char *err, size_t errlen);
+
+/* The partition a pending key belongs to, or -1 (joiner: mtld_joiner_key_partition). */
+typedef int32_t (*mtld_store_key_partition_fn)(void *ctx, const void *key, size_t klen);
+
+/* Deletes, at once (mtld_store_write_direct), the committed state of one
+ * partition: its users (through the index of mtld_store_set_partition_index),
+ * its (partition, item) views, the pending keys pending_partition assigns to
+ * it (NULL: none), its offset record (topic, kafka_partition) and its
+ * partition ledger (mtld_store_plg_key).  Seen event ids are kept: they are
+ * facts of events applied, also in the changelog, and expire by time.
+ * *dropped (may be NULL) gets the number of keys deleted.  The caller holds no
+ * staged write of the partition (commit or roll back first). */
+mtld_status_t mtld_store_drop_partition(mtld_store_t *st, mtld_partition_id_t partition,
+                                        const char *topic, int32_t kafka_partition,
+                                        mtld_store_key_partition_fn pending_partition, void *ctx,
+                                        uint64_t *dropped, char *err, size_t errlen);
+
+/* The meta key of a partition's ledger of released samples (scale-out):
+ * "plg/" partition (4, big-endian). */
+#define MTLD_STORE_PLG_KEY_LEN 8
+void mtld_store_plg_key(uint8_t k[MTLD_STORE_PLG_KEY_LEN], mtld_partition_id_t partition);
+
 #endif

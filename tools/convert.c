@@ -254,7 +254,9 @@ static int conv_parse_tz(const char *v, size_t n, int64_t *add_ms) {
 }
 
 /* attr.NAME=[num:]COLUMN: a named attribute from a column (categorical: the
- * text, hashed; num: a number).  A later mapping of NAME replaces it. */
+ * text, hashed; num: a number).  A later mapping of NAME replaces it;
+ * attr.NAME= (no column) removes it (a layout's, to make room for another:
+ * the layouts fill the MTLD_ATTR_MAX); for a name not mapped it is an error. */
 static mtld_status_t conv_attr_parse(mtld_conv_t *c, const char *key, const char *v, size_t vlen,
                                      char *err, size_t errlen) {
   const char *name = key + 5;
@@ -268,6 +270,12 @@ static mtld_status_t conv_attr_parse(mtld_conv_t *c, const char *key, const char
   uint64_t id = mtld_hash_id(name, n);
   int i = 0;
   while (i < c->n_attrs && c->attrs[i].name_id != id) i++;
+  if (vlen == 0 && !numeric && i < c->n_attrs) { /* attr.NAME= drops a mapped one */
+    field_clear(&c->attrs[i].f);
+    memmove(&c->attrs[i], &c->attrs[i + 1], (size_t)(c->n_attrs - i - 1) * sizeof c->attrs[0]);
+    c->n_attrs--;
+    return MTLD_OK;
+  }
   if (i == c->n_attrs) {
     if (c->n_attrs == MTLD_ATTR_MAX) {
       conv_seterr(err, errlen, "map: more than %d attributes", MTLD_ATTR_MAX);
@@ -437,6 +445,30 @@ static mtld_status_t conv_apply_typemap(mtld_conv_t *c, const char *tm, char *er
   return MTLD_OK;
 }
 
+/* The layouts' extra columns as named attributes (convert.h lists them; at
+ * most MTLD_ATTR_MAX per event).  Ali-CCP's field ids are those of the
+ * release's README (ESMM, SIGIR 2018): user profile 121..129, item shop /
+ * intention / brand, the user-history x item combinations 508..853 and the
+ * weight of the category one. */
+#define ALICCP_ATTRS                                                                               \
+  "attr.profile=121,attr.profile_group=122,attr.gender=124,attr.age=125,"                          \
+  "attr.consumption_1=126,attr.consumption_2=127,attr.occupation=128,attr.geography=129,"          \
+  "attr.shop=207,attr.intention=210,attr.brand=216,attr.category_match=508,"                       \
+  "attr.shop_match=509,attr.brand_match=702,attr.intention_match=853,"                             \
+  "attr.category_match_weight=num:D508"
+/* AliExpress names no column: categorical_1..9 are constant within a search
+ * (the query / user side), numerical_24.. vary within it (the item side);
+ * the first seven of those fill the 16. */
+#define ALIEXPRESS_ATTRS                                                                           \
+  "attr.categorical_1=categorical_1,attr.categorical_2=categorical_2,"                             \
+  "attr.categorical_3=categorical_3,attr.categorical_4=categorical_4,"                             \
+  "attr.categorical_5=categorical_5,attr.categorical_6=categorical_6,"                             \
+  "attr.categorical_7=categorical_7,attr.categorical_8=categorical_8,"                             \
+  "attr.categorical_9=categorical_9,attr.numerical_24=num:numerical_24,"                           \
+  "attr.numerical_25=num:numerical_25,attr.numerical_26=num:numerical_26,"                         \
+  "attr.numerical_27=num:numerical_27,attr.numerical_28=num:numerical_28,"                         \
+  "attr.numerical_29=num:numerical_29,attr.numerical_30=num:numerical_30"
+
 mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, char *err,
                             size_t errlen) {
   *out = NULL;
@@ -451,11 +483,11 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
              "type=const:REVIEW,scenario=const:amazon,ids=hash";
   } else if (strcmp(layout, "aliccp") == 0) {
     preset = "header=1,user=101,item=205,category=206,scenario=301,scenario_prefix=aliccp_,"
-             "click=click,purchase=purchase,ids=hash";
+             "click=click,purchase=purchase,ids=hash," ALICCP_ATTRS;
   } else if (strcmp(layout, "aliexpress") == 0) {
     preset = "header=1,user=search_id,item=categorical_10+categorical_11+categorical_12+"
              "categorical_13+categorical_14+categorical_15+categorical_16,"
-             "scenario=const:aliexpress,click=click,purchase=conversion,ids=hash";
+             "scenario=const:aliexpress,click=click,purchase=conversion,ids=hash," ALIEXPRESS_ATTRS;
   } else if (strcmp(layout, "generic") != 0) {
     conv_seterr(err, errlen, "unknown layout '%s' (taobao, amazon, aliccp, aliexpress, generic)",
                 layout);

@@ -11,12 +11,23 @@
  *               keys (hashed, see features/event.h).  Scenario "amazon".
  *   aliccp      Ali-CCP sample rows (header click,purchase,101,...,301,...):
  *               user=101, item=205, category=206, scenario "aliccp_<301>".
+ *               Attributes (16): user profile=121, profile_group=122,
+ *               gender=124, age=125, consumption_1=126, consumption_2=127,
+ *               occupation=128, geography=129; item shop=207, intention=210,
+ *               brand=216; user-history x item combinations
+ *               category_match=508, shop_match=509, brand_match=702,
+ *               intention_match=853 (context); numeric
+ *               category_match_weight=D508 (context).
  *   aliexpress  AliExpress sample rows (search_id,categorical_1..16,
  *               numerical_1..63,click,conversion).  The release has no user or
  *               item id: user = search_id (one query session), item = the
  *               item-side categoricals 10..16 combined (a proxy that varies
  *               within a search).  No country column: scenario "aliexpress"
  *               unless --scenario names the country of the file.
+ *               Attributes (16): categorical_1..9 (constant within a search:
+ *               user side, as the user is the search), numeric
+ *               numerical_24..30 (vary within a search: context), named as
+ *               their columns.
  *   generic     only the --map mapping.
  *
  * Sample-level rows (click=/purchase= mapped: aliccp, aliexpress) become an

@@ -12,6 +12,13 @@
  * truth file gives the oracle a model is measured against (printed: oracle
  * AUCs over the stream and over its last N impressions, and rating RMSE).
  *
+ * --attr-effect X gives users and items named attributes (user age_level
+ * and shopping_level, item brand and a daily discount) carried by every
+ * event, with X times known effects in both logits (gen_age_click ...
+ * below): the oracle includes them, and a model that is not given them has
+ * to learn them through each user's and item's own id.  X = 0 (default)
+ * emits no attribute and leaves the stream byte-identical.
+ *
  * The oracle is what a model would reach with unlimited data: the per-user
  * and per-item terms have to be learnt from each user's and item's own
  * events.  A correctly specified logistic matrix factorisation fitted offline
@@ -124,7 +131,29 @@ typedef struct {
   double *cat_cdf;            /* per position in cat_items: popularity cdf within its category */
   int *user_pref;             /* users x GEN_N_PREF preferred categories */
   double *user_b;             /* users: propensity to click, N(0, 1) */
+  /* attributes (--attr-effect): drawn from a stream of their own, so the
+   * draws above do not move; used only when the effect is > 0 */
+  int brands;
+  unsigned char *user_age, *user_shop; /* users: age_level 0..5, shopping_level 0..2 */
+  int *item_brand;                     /* items: brand 0..brands-1 */
+  double *brand_click, *brand_conv;    /* brands: effects, N(0, 0.6^2) */
 } gen_world_t;
+
+/* Known effects of the attributes on the click and purchase logits, per
+ * unit of --attr-effect.  age_level 1..6 (shares 10/25/25/20/12/8 %) and
+ * shopping_level 1..3 (30/50/20 %) are user attributes; brand ("b-<n>", a
+ * few hundred: items / 4, at most 300, each with N(0, 0.6^2) effects) and
+ * discount (numeric, 0 or 0.1..0.5, drawn per item and day: 30 % of an
+ * item's days are on discount) are item attributes. */
+static const double gen_age_share[6] = {0.10, 0.25, 0.25, 0.20, 0.12, 0.08};
+static const double gen_age_click[6] = {0.5, 0.3, 0.0, -0.2, -0.4, -0.6};
+static const double gen_age_conv[6] = {-0.6, -0.2, 0.2, 0.4, 0.3, 0.0};
+static const double gen_shop_share[3] = {0.30, 0.50, 0.20};
+static const double gen_shop_click[3] = {-0.2, 0.0, 0.3};
+static const double gen_shop_conv[3] = {-0.7, 0.0, 0.7};
+#define GEN_DISC_CLICK 2.0 /* per unit of discount (0..0.5) */
+#define GEN_DISC_CONV 3.0
+#define GEN_MAX_BRANDS 300
 
 static void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size);
@@ -237,6 +266,40 @@ static void world_build(gen_world_t *w, uint64_t seed) {
   rng_seed(&r, seed, 3);
   w->user_b = xcalloc((size_t)w->users, sizeof(double));
   for (int u = 0; u < w->users; u++) w->user_b[u] = rng_gauss(&r);
+  /* attributes from a fourth stream */
+  rng_seed(&r, seed, 4);
+  w->user_age = xcalloc((size_t)w->users, 1);
+  w->user_shop = xcalloc((size_t)w->users, 1);
+  for (int u = 0; u < w->users; u++) {
+    double x = rng_u01(&r), y = rng_u01(&r);
+    int l = 0;
+    double acc_s = gen_age_share[0];
+    while (l < 5 && x >= acc_s) acc_s += gen_age_share[++l];
+    w->user_age[u] = (unsigned char)l;
+    w->user_shop[u] = y < gen_shop_share[0] ? 0 : y < gen_shop_share[0] + gen_shop_share[1] ? 1 : 2;
+  }
+  w->brands = w->items / 4 < 1 ? 1 : w->items / 4 > GEN_MAX_BRANDS ? GEN_MAX_BRANDS : w->items / 4;
+  w->brand_click = xcalloc((size_t)w->brands, sizeof(double));
+  w->brand_conv = xcalloc((size_t)w->brands, sizeof(double));
+  for (int b = 0; b < w->brands; b++) {
+    w->brand_click[b] = 0.6 * rng_gauss(&r);
+    w->brand_conv[b] = 0.6 * rng_gauss(&r);
+  }
+  w->item_brand = xcalloc((size_t)w->items, sizeof(int));
+  for (int i = 0; i < w->items; i++) {
+    int b = (int)(rng_u01(&r) * w->brands);
+    w->item_brand[i] = b < w->brands ? b : w->brands - 1;
+  }
+}
+
+/* An item's discount on the day of time t (0, or 0.1 .. 0.5): a hash of
+ * (seed, item, day), so it takes no draw from the impression stream. */
+static double item_discount(uint64_t seed, int item, int64_t t_ms) {
+  int64_t day = t_ms / (86400 * INT64_C(1000));
+  uint64_t h = mtld_mix64(seed ^ mtld_mix64((uint64_t)item * 0x9e3779b97f4a7c15ULL ^
+                                            (uint64_t)day * 0xc2b2ae3d27d4eb4fULL));
+  if ((h & 1023) >= 307) return 0; /* about 30 % of the days */
+  return 0.1 * (double)(1 + (h >> 10) % 5);
 }
 
 static void world_free(gen_world_t *w) {
@@ -254,6 +317,11 @@ static void world_free(gen_world_t *w) {
   free(w->cat_cdf);
   free(w->user_pref);
   free(w->user_b);
+  free(w->user_age);
+  free(w->user_shop);
+  free(w->item_brand);
+  free(w->brand_click);
+  free(w->brand_conv);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -301,6 +369,40 @@ static void set_scenario(mtld_event_t *e, int s) {
   e->scenario_id = mtld_hash_id(e->scenario, strlen(e->scenario));
 }
 
+/* Attribute names and the hashed values of the categorical ones, built once. */
+typedef struct {
+  uint64_t age_level, shopping_level, brand, discount; /* name ids */
+  uint64_t age_v[6], shop_v[3];                        /* value ids "1".."6", "1".."3" */
+  uint64_t *brand_v;                                   /* value ids "b-<n>" */
+} gen_attr_ids_t;
+
+static void attr_ids_build(gen_attr_ids_t *ids, const gen_world_t *w) {
+  char buf[32];
+  ids->age_level = mtld_hash_id("age_level", 9);
+  ids->shopping_level = mtld_hash_id("shopping_level", 14);
+  ids->brand = mtld_hash_id("brand", 5);
+  ids->discount = mtld_hash_id("discount", 8);
+  for (int l = 0; l < 6; l++)
+    ids->age_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
+  for (int l = 0; l < 3; l++)
+    ids->shop_v[l] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "%d", l + 1));
+  ids->brand_v = xcalloc((size_t)w->brands, sizeof(uint64_t));
+  for (int b = 0; b < w->brands; b++)
+    ids->brand_v[b] = mtld_hash_id(buf, (size_t)snprintf(buf, sizeof buf, "b-%d", b + 1));
+}
+
+/* Puts the user's and the item's attributes on an event (the item's
+ * discount as of the event's time). */
+static void set_attrs(mtld_event_t *e, const gen_attr_ids_t *ids, const gen_world_t *w,
+                      uint64_t seed, int u, int item) {
+  e->n_attrs = 0;
+  e->attrs_num = 0;
+  mtld_event_attr_set_str(e, ids->age_level, ids->age_v[w->user_age[u]]);
+  mtld_event_attr_set_str(e, ids->shopping_level, ids->shop_v[w->user_shop[u]]);
+  mtld_event_attr_set_str(e, ids->brand, ids->brand_v[w->item_brand[item]]);
+  mtld_event_attr_set_num(e, ids->discount, item_discount(seed, item, e->time_ms));
+}
+
 static double phi(double x) {
   return 0.5 * erfc(-x / M_SQRT2);
 }
@@ -320,6 +422,7 @@ typedef struct {
   int users, items, cats, days, dim;
   double w_affinity, w_item, w_user; /* weights of the click logit's terms */
   double w_review; /* weight of affinity + item quality in P(review | purchase); 0: 0.30 */
+  double w_attr;   /* scale of the attributes' effects; 0: no attributes on the events */
   int64_t impressions;
   int64_t start_ms;
 } gen_opts_t;
@@ -362,11 +465,20 @@ static void generate(const gen_opts_t *o, const gen_world_t *w, gen_events_t *g,
     double a = dot(w->uvec + (size_t)u * D, w->ivec + (size_t)item * D, D);
     double tod = 0.3 * sin(2.0 * M_PI * (f - 0.5));
     double q = w->item_q[item], b = w->user_b[u];
+    double attr_click = 0, attr_conv = 0, disc = 0;
+    if (o->w_attr > 0) {
+      int l = w->user_age[u], sl = w->user_shop[u], br = w->item_brand[item];
+      disc = item_discount(o->seed, item, t);
+      attr_click = o->w_attr * (gen_age_click[l] + gen_shop_click[sl] + w->brand_click[br] +
+                                GEN_DISC_CLICK * disc);
+      attr_conv = o->w_attr *
+                  (gen_age_conv[l] + gen_shop_conv[sl] + w->brand_conv[br] + GEN_DISC_CONV * disc);
+    }
     double pc = sigmoid(gen_scen[s].base_click + o->w_affinity * a + o->w_item * q + o->w_user * b -
-                        0.35 * log((double)pos) + tod);
+                        0.35 * log((double)pos) + tod + attr_click);
     double price_effect = 0.4 * (log(price) - w->cat_mu[c]) + 0.1 * (log(price) - 3.5);
     double pp = sigmoid(gen_scen[s].base_conv + 0.8 * o->w_affinity * a + 0.5 * o->w_item * q -
-                        price_effect);
+                        price_effect + attr_conv);
 
     mtld_event_t *imp = events_add(g);
     imp->event_id = next_id++;
@@ -694,6 +806,12 @@ static void usage(FILE *out) {
                "                      + item quality)) (default 0: 0.30 for every purchase)\n"
                "                      (--affinity 1 --item-effect 0 --user-effect 0: the\n"
                "                      pure latent-factor world of mtld-gen before 2026-11-30)\n"
+               "  --attr-effect X     user attributes age_level (1..6) and shopping_level\n"
+               "                      (1..3), item attributes brand (b-<n>, items/4, at most\n"
+               "                      300) and discount (0 or 0.1..0.5 per item and day) on\n"
+               "                      the events, with X times their known effects in the\n"
+               "                      click and purchase logits, so the oracle includes\n"
+               "                      them (default 0: no attributes, the stream of before)\n"
                "  --start-ms T        first time: ms since the epoch or ISO-8601\n"
                "                      (default 2024-01-01T00:00:00Z)\n"
                "  --format F          protobuf (length-delimited, default) | json (lines)\n"
@@ -789,6 +907,11 @@ int main(int argc, char **argv) {
       double d = strtod(v, &end);
       bad = end == v || *end || !(d >= 0 && d <= 10);
       *(a[2] == 'a' ? &o.w_affinity : a[2] == 'i' ? &o.w_item : &o.w_user) = d;
+    } else if (strcmp(a, "--attr-effect") == 0) {
+      char *end;
+      double d = strtod(v, &end);
+      bad = end == v || *end || !(d >= 0 && d <= 10);
+      o.w_attr = d;
     } else if (strcmp(a, "--review-effect") == 0) {
       char *end;
       double d = strtod(v, &end);
@@ -849,6 +972,13 @@ int main(int argc, char **argv) {
   st.clicked = xcalloc(nk, 1);
   st.bought = xcalloc(nk, 1);
   generate(&o, &w, &g, &st);
+  gen_attr_ids_t attr_ids = {0};
+  if (o.w_attr > 0) { /* every event carries its user's and item's attributes */
+    attr_ids_build(&attr_ids, &w);
+    for (size_t i = 0; i < g.n; i++)
+      set_attrs(&g.ev[i], &attr_ids, &w, o.seed, (int)g.ev[i].user_id - 1,
+                (int)g.ev[i].item_id - 1);
+  }
   if (g.n) qsort(g.ev, g.n, sizeof *g.ev, cmp_event);
   uint64_t next_bad_id = 1;
   for (size_t i = 0; i < g.n; i++)
@@ -983,6 +1113,11 @@ int main(int argc, char **argv) {
       }
       fprintf(stderr, " %12" PRId64 "\n", tot);
     }
+    if (o.w_attr > 0)
+      fprintf(stderr,
+              "attributes on every event: age_level, shopping_level, brand (%d brands), "
+              "discount; effect x%g\n",
+              w.brands, o.w_attr);
     for (int k = 0; k < BAD_KINDS; k++)
       if (bad_by_kind[k])
         fprintf(stderr, "bad %-14s %" PRId64 " (%s)\n", bad_kind_names[k], bad_by_kind[k],
@@ -1025,6 +1160,7 @@ done:
   free(st.clicked);
   free(st.time_ms);
   free(st.bought);
+  free(attr_ids.brand_v);
   free(g.ev);
   free(g.ta);
   free(g.tb);

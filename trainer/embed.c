@@ -167,12 +167,7 @@ static void kill_row(mtld_embed_t *e, uint32_t r) {
 }
 
 static void init_row(mtld_embed_t *e, uint32_t r) {
-  float *w = e->w + (size_t)r * e->dim;
-  for (int j = 0; j < e->dim; j++) {
-    uint64_t h = mtld_mix64(e->seed ^ ((uint64_t)r * (uint64_t)e->dim + (uint64_t)j + 1));
-    float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-    w[j] = e->cfg.init_scale * (2.0f * u - 1.0f);
-  }
+  mtld_embed_row_init_values(e, r, e->w + (size_t)r * e->dim);
   e->acc[r] = e->cfg.adagrad_init;
   if (e->m) {
     memset(e->m + (size_t)r * e->dim, 0, sizeof(float) * (size_t)e->dim);
@@ -180,6 +175,24 @@ static void init_row(mtld_embed_t *e, uint32_t r) {
   }
   e->stats.admitted++;
   e->stats.live_rows++;
+}
+
+void mtld_embed_row_init_values(const mtld_embed_t *e, uint32_t r, float *out) {
+  for (int j = 0; j < e->dim; j++) {
+    uint64_t h = mtld_mix64(e->seed ^ ((uint64_t)r * (uint64_t)e->dim + (uint64_t)j + 1));
+    float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+    out[j] = e->cfg.init_scale * (2.0f * u - 1.0f);
+  }
+}
+
+void mtld_embed_revive(mtld_embed_t *e, uint32_t r, int64_t last_used) {
+  if (r >= e->rows) return;
+  if (e->last_used[r] == DEAD) init_row(e, r);
+  if (e->last_used[r] == DEAD || last_used > e->last_used[r]) e->last_used[r] = last_used;
+}
+
+void mtld_embed_kill(mtld_embed_t *e, uint32_t r) {
+  if (r < e->rows && e->last_used[r] != DEAD) kill_row(e, r);
 }
 
 void mtld_embed_touch(mtld_embed_t *e, uint64_t id, int64_t now_ms, int count) {

@@ -104,6 +104,17 @@ void mtld_embed_touch(mtld_embed_t *e, uint64_t id, int64_t now_ms, int count);
  * admission counts (so rare ids must keep coming to be admitted). */
 void mtld_embed_sweep(mtld_embed_t *e, int64_t now_ms);
 
+/* For model synchronisation (trainer/delta.h).  row_init_values: the
+ * values row r takes when it comes to life (out[dim]; a pure function of
+ * the table's seed and r, so equal on every instance with the same config).
+ * revive: brings dead row r to life as a touch would (initial values, fresh
+ * optimiser state) and sets its last use to last_used, or for a live row
+ * moves its last use forward to last_used.  kill: row r dies now (weights
+ * zeroed, counted as an eviction); a dead row is left alone. */
+void mtld_embed_row_init_values(const mtld_embed_t *e, uint32_t r, float *out);
+void mtld_embed_revive(mtld_embed_t *e, uint32_t r, int64_t last_used);
+void mtld_embed_kill(mtld_embed_t *e, uint32_t r);
+
 /* Bytes of row state owned by e (weights excluded: they are the model's). */
 size_t mtld_embed_state_bytes(const mtld_embed_t *e);
 

@@ -941,6 +941,25 @@ static void follow_label_mean(mtld_model_t *m, const mtld_sample_t *s, int n) {
   }
 }
 
+int mtld_model_label_mean(const mtld_model_t *m, int t, double *mean, double *sum, uint64_t *n,
+                          size_t *bias_index) {
+  if (t < 0 || t >= m->T) return 0;
+  const mtld_task_t *k = &m->cfg.tasks[t];
+  if (k->type != MTLD_TASK_REGRESSION || !k->bias_mean) return 0;
+  const mlp_t *tw = &m->tasks[t].tower;
+  *sum = m->label_sum[t];
+  *n = m->label_n[t];
+  *mean = m->label_n[t] ? m->label_sum[t] / (double)m->label_n[t] : k->bias_init;
+  *bias_index = tw->b_off[tw->n_layers - 1];
+  return 1;
+}
+
+void mtld_model_set_label_mean(mtld_model_t *m, int t, double sum, uint64_t n) {
+  if (t < 0 || t >= m->T) return;
+  m->label_sum[t] = sum;
+  m->label_n[t] = n;
+}
+
 void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
   m->step++;

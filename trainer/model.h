@@ -211,6 +211,16 @@ void mtld_model_normaliser(const mtld_model_t *m, uint64_t *count, double *mean,
 void mtld_model_set_normaliser(mtld_model_t *m, uint64_t count, const double *mean,
                                const double *m2);
 
+/* Tasks whose output bias follows the running mean of their labels
+ * (mtld_task_t.bias_mean): label_mean returns 1 for such a task t and gives
+ * the mean the bias follows (bias_init before any label), the running sum
+ * and count, and the index of that bias in the parameter buffer; 0 for any
+ * other task.  set_label_mean replaces the running sum and count (model
+ * sync: a newcomer takes the shared model's, trainer/delta.h). */
+int mtld_model_label_mean(const mtld_model_t *m, int t, double *mean, double *sum, uint64_t *n,
+                          size_t *bias_index);
+void mtld_model_set_label_mean(mtld_model_t *m, int t, double sum, uint64_t n);
+
 /* Reloadable settings.  set_lr: dense and embedding learning rates (> 0);
  * set_loss_weight: task weight (>= 0).  MTLD_ERR_INVALID on bad values. */
 mtld_status_t mtld_model_set_lr(mtld_model_t *m, float lr, float emb_lr);

@@ -244,6 +244,38 @@ static double auc_hist(const uint64_t *h) {
   return num / (np * below);
 }
 
+mtld_status_t mtld_pvmetrics_pooled_auc(const mtld_pvmetrics_t *const *ms, int n, int task,
+                                        double *auc_cum, double *auc_window) {
+  *auc_cum = *auc_window = NAN;
+  size_t len = 0;
+  for (int i = 0; i < n; i++) {
+    if (task < 0 || task >= ms[i]->n_tasks || ms[i]->is_reg[task]) return MTLD_ERR_INVALID;
+    len += acc_at(ms[i], task, MTLD_PV_ALL)->len;
+  }
+  uint64_t *h = calloc(2 * MTLD_PV_BINS, sizeof(uint64_t));
+  pv_pair_t *v = malloc(sizeof(*v) * 2 * (len ? len : 1));
+  if (!h || !v) {
+    free(h);
+    free(v);
+    return MTLD_ERR_NOMEM;
+  }
+  size_t k = 0;
+  for (int i = 0; i < n; i++) {
+    const pv_acc_t *a = acc_at(ms[i], task, MTLD_PV_ALL);
+    if (a->hist)
+      for (int b = 0; b < 2 * MTLD_PV_BINS; b++) h[b] += a->hist[b];
+    for (uint32_t j = 0; j < a->len; j++, k++) {
+      v[k].p = a->ring[j];
+      v[k].y = a->ring_y[j];
+    }
+  }
+  *auc_cum = auc_hist(h);
+  if (len) *auc_window = auc_pairs(v, v + len, len);
+  free(h);
+  free(v);
+  return MTLD_OK;
+}
+
 mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
                                  mtld_pv_summary_t *out) {
   if (task < 0 || task >= m->n_tasks || scen < MTLD_PV_ALL || scen > m->max_scen)

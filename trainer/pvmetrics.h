@@ -72,6 +72,15 @@ void mtld_pvmetrics_add_baselines(mtld_pvmetrics_t *m, int task, int scen, const
 mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
                                  mtld_pv_summary_t *out);
 
+/* The AUCs of task `task` (binary) over the samples of n metrics together,
+ * e.g. of instances that each scored part of one stream: the cumulative AUC
+ * from their summed histograms, and the exact AUC of the union of their
+ * windows (each one's last W samples).  MTLD_ERR_INVALID (a regression or
+ * missing task), MTLD_ERR_NOMEM.  Thread: the metrics must not change
+ * meanwhile. */
+mtld_status_t mtld_pvmetrics_pooled_auc(const mtld_pvmetrics_t *const *ms, int n, int task,
+                                        double *auc_cum, double *auc_window);
+
 /* Number of scenario indexes in use (including "other" once used) and the
  * name of one ("other" for the overflow bucket). */
 int mtld_pvmetrics_n_scenarios(const mtld_pvmetrics_t *m);

@@ -36,6 +36,7 @@ usr/bin/mtld-gen
 usr/bin/mtld-inspect
 usr/bin/mtld-plot
 usr/bin/mtld-produce
+usr/bin/mtld-snapshot-merge
 usr/include/mtld/serving.h
 usr/$LIBDIR/libmtld-serving.so
 usr/$LIBDIR/libmtld-serving.so.1

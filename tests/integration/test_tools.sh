@@ -3,7 +3,8 @@
 # and protobuf outputs holding the same events, truth file consistency, bad
 # records rejected for the reasons the truth file names, producing into a
 # mock cluster (mtld-mockcluster) including a broker outage through its
-# control FIFO, and the Taobao converter on the shared sample when present.
+# control FIFO, and the Taobao, Ali-CCP and AliExpress converters (their
+# attributes included) on the shared samples when present.
 set -u
 BUILD=${1:?usage: test_tools.sh BUILD SRC}
 SRC=${2:?usage: test_tools.sh BUILD SRC}
@@ -223,6 +224,30 @@ if [ -r "$FS/train-item-views-sample.csv" ] && [ -r "$FS/yoochoose-clicks-sample
     grep -qx "validate none $(wc -l <"$FS/yoochoose-clicks-sample.dat")" "$TMP/yoo.log"
 else
   echo "skip - format samples: $FS not present (shared data is not shipped)"
+fi
+
+# --- real data: the layouts' attributes (Ali-CCP, AliExpress) -----------------
+# n_attrs FILE: the distinct numbers of attributes per JSON record
+n_attrs() { awk '{ n = gsub(/"name_id":/, "&"); print n }' "$1" | sort -u | tr '\n' ' '; }
+if [ -r "$FS/ali_ccp_train_sample.csv" ] && [ -r "$FS/aliexpress_train_sample.csv" ]; then
+  T "$PRODUCE" --csv "$FS/ali_ccp_train_sample.csv" --layout aliccp --format json \
+    --out "$TMP/aliccp.json" 2>"$TMP/aliccp.log"
+  check "aliccp: every event carries the layout's 16 attributes" \
+    test "$(n_attrs "$TMP/aliccp.json")" = "16 "
+  check "aliccp: numeric category_match_weight (D508) on the events" \
+    grep -q '"num":0.07556' "$TMP/aliccp.json"
+  T "$PRODUCE" --csv "$FS/aliexpress_train_sample.csv" --layout aliexpress --format json \
+    --out "$TMP/ae.json" 2>"$TMP/ae.log"
+  check "aliexpress: every event carries the layout's 16 attributes" \
+    test "$(n_attrs "$TMP/ae.json")" = "16 "
+  T "$PRODUCE" --csv "$FS/aliexpress_train_sample.csv" --layout aliexpress --format json \
+    --map 'attr.numerical_30=' --out "$TMP/ae15.json" 2>"$TMP/ae15.log"
+  check "aliexpress: attr.numerical_30= removes one" test "$(n_attrs "$TMP/ae15.json")" = "15 "
+  T "$PRODUCE" --csv "$FS/aliexpress_train_sample.csv" --layout aliexpress --format json \
+    --map 'attr.extra=numerical_31' --out "$TMP/ae17.json" 2>"$TMP/ae17.log"
+  check "aliexpress: a 17th attribute is refused" grep -q "more than 16 attributes" "$TMP/ae17.log"
+else
+  echo "skip - layout attributes: no Ali-CCP / AliExpress samples in $FS (shared data is not shipped)"
 fi
 
 # --- real data: Taobao --------------------------------------------------------

@@ -1,6 +1,7 @@
 /* test_convert.c - the CSV converters: every layout on inline sample lines
  * shaped like the real files, the generic mapping language, bad rows counted
  * per reason, stable time sort, ISO time parsing. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,18 @@ static mtld_status_t feed(mtld_conv_t *c, sink_t *s, const char *line) {
 
 static uint64_t h(const char *s) {
   return mtld_hash_id(s, strlen(s));
+}
+
+/* The value id of a categorical attribute, 0 when absent or numeric. */
+static uint64_t attr_id(const mtld_event_t *e, const char *name) {
+  int i = mtld_event_attr_find(e, h(name));
+  return i < 0 || mtld_event_attr_is_num(e, i) ? 0 : e->attrs[i].v.value_id;
+}
+
+/* A numeric attribute's value, NAN when absent or categorical. */
+static double attr_num(const mtld_event_t *e, const char *name) {
+  int i = mtld_event_attr_find(e, h(name));
+  return i < 0 || !mtld_event_attr_is_num(e, i) ? NAN : e->attrs[i].v.num;
 }
 
 static void test_taobao(void) {
@@ -198,6 +211,16 @@ static void test_aliccp(void) {
     CHECK(buy->type == MTLD_EV_PURCHASE && buy->request_id == imp->event_id);
     CHECK(buy->time_ms == imp->time_ms + 200 && buy->quantity == 1);
     CHECK(buy->event_id != clk->event_id);
+    /* the layout's attributes (convert.h): every event of a row carries them */
+    CHECK(imp0->n_attrs == 16);
+    CHECK(attr_id(imp0, "gender") == h("1") && attr_id(imp0, "consumption_1") == h("0"));
+    CHECK(attr_id(imp0, "brand") == h("0") && attr_id(imp0, "category_match") == h("1"));
+    CHECK(attr_num(imp0, "category_match_weight") == 0.07556);
+    CHECK(attr_id(imp, "shop") == h("84") && attr_id(imp, "intention") == h("88"));
+    CHECK(attr_id(imp, "brand") == h("52") && attr_id(imp, "intention_match") == h("0"));
+    CHECK(attr_num(imp, "category_match_weight") == 0.1754);
+    CHECK(clk->n_attrs == 16 && attr_id(clk, "brand") == h("52"));
+    CHECK(buy->n_attrs == 16 && attr_num(buy, "category_match_weight") == 0.1754);
   }
   mtld_conv_stats_t st;
   mtld_conv_stats(c, &st);
@@ -239,8 +262,25 @@ static void test_aliexpress(void) {
     CHECK(s.ev[1].item_id != s.ev[0].item_id); /* categorical_10 differs */
     CHECK(s.ev[2].type == MTLD_EV_CLICK && s.ev[3].type == MTLD_EV_PURCHASE);
     CHECK(s.ev[3].request_id == s.ev[1].event_id);
+    CHECK(s.ev[0].n_attrs == 16 && s.ev[3].n_attrs == 16);
+    CHECK(attr_id(&s.ev[0], "categorical_1") == h("9"));
+    CHECK(attr_id(&s.ev[0], "categorical_7") == h("25"));
+    CHECK(attr_id(&s.ev[0], "categorical_10") == 0); /* in the item id, not an attribute */
+    CHECK(attr_num(&s.ev[1], "numerical_24") == 0.5);
   }
   mtld_conv_free(c);
+  /* a layout's attribute dropped (attr.NAME=) makes room for another */
+  o.map = "attr.numerical_30=,attr.categorical_10=categorical_10";
+  CHECK(mtld_conv_new(&c, &o, err, sizeof err) == MTLD_OK);
+  if (!c) return;
+  s.n = 0;
+  CHECK(feed(c, &s, hdr) == MTLD_OK);
+  CHECK(feed(c, &s, row) == MTLD_OK);
+  CHECK(s.n == 3 && s.ev[0].n_attrs == 16);
+  CHECK(attr_id(&s.ev[0], "categorical_10") == h("1") && isnan(attr_num(&s.ev[0], "numerical_30")));
+  mtld_conv_free(c);
+  o.map = "attr.extra=num:numerical_31"; /* a 17th */
+  CHECK(mtld_conv_new(&c, &o, err, sizeof err) == MTLD_ERR_INVALID && c == NULL);
 }
 
 static void test_generic(void) {

@@ -1,0 +1,65 @@
+/* modelsync.h - one model over several instances: the shared part of the
+ * model (trainer/delta.h) exchanged through a Kafka topic
+ * (scaleout.model_topic, one partition), asynchronously.
+ *
+ * Every instance, every scaleout.sync_interval, publishes the delta of its
+ * shared part since its last publication and adds every other instance's
+ * deltas to its model as they arrive (between two samples, under the
+ * trainer's lock).  Now and then (scaleout.base_interval, by whichever
+ * instance saw no base for that long) an instance publishes a base: its
+ * view of the shared model, with the offset of the last topic message it
+ * had consumed.  A starting instance (new, or restarted from its
+ * checkpoint) reads the topic before it trains: the latest base, then every
+ * delta after it (those of the base's author only after the base itself),
+ * so it starts from the current shared model; with no base in the topic it
+ * starts from the initial weights plus every delta the topic holds.
+ *
+ * Messages: key = the sender's instance id (random per process); value = a
+ * 56-byte frame header ("MTLDMSY1", sender, sequence, chunk, chunks, shape,
+ * base offset, kind) and a chunk of the encoded delta (at most 512 KiB, so
+ * a default broker's 1 MB message limit holds).  Messages of another shape
+ * (model configuration or feature definitions) are logged and ignored,
+ * counted.
+ *
+ * Thread: every function from the main thread; the trainer is touched only
+ * under the trainer feed's lock. */
+#ifndef MTLD_MODELSYNC_H
+#define MTLD_MODELSYNC_H
+
+#include <stddef.h>
+
+#include "common/metricstext.h"
+#include "common/status.h"
+#include "daemon/config.h"
+#include "daemon/trainfeed.h"
+#include "trainer/train.h"
+
+typedef struct mtld_modelsync mtld_modelsync_t;
+
+/* Creates the synchroniser of trainer t (fed by feed; both borrowed, they
+ * must outlive it) from cfg (scaleout.*, kafka.*); extra_shape (the feature
+ * definitions' hash) joins the model's shape.  Then catches up: loads the
+ * latest base and the deltas after it into t (call before any sample is
+ * pushed).  MTLD_OK; MTLD_ERR_IO (the brokers or the topic unreachable
+ * within 30 s), MTLD_ERR_NOMEM, MTLD_ERR_CONFIG with err filled. */
+mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cfg,
+                                 mtld_trainer_t *t, mtld_trainfeed_t *feed, uint64_t extra_shape,
+                                 char *err, size_t errlen);
+
+/* Applies the deltas that arrived, publishes this instance's delta when
+ * sync_interval has passed and a base when due.  Does not block. */
+void mtld_modelsync_tick(mtld_modelsync_t *ms);
+
+/* At shutdown, after the last sample was trained on: publishes the last
+ * delta and waits up to timeout_ms for the brokers to have it. */
+void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms);
+
+/* The mtld_modelsync_* families (Prometheus text) and one STATUS fragment
+ * ("sync round N, age 0.4 s, ..."). */
+void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b);
+void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len);
+
+/* Stops the Kafka clients and frees.  NULL: no-op. */
+void mtld_modelsync_free(mtld_modelsync_t *ms);
+
+#endif

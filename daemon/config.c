@@ -978,6 +978,11 @@ static const key_def_t keys[] = {
   {.path = "scaleout.group_topic",     .kind = K_STRING, FIELD(scaleout_group_topic)},
   {.path = "scaleout.restore_timeout", .kind = K_DURATION, FIELD(scaleout_restore_timeout_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
+  {.path = "scaleout.model_topic",    .kind = K_STRING,   FIELD(scaleout_model_topic)},
+  {.path = "scaleout.sync_interval",  .kind = K_DURATION, FIELD(scaleout_sync_interval_ms),
+   .min = 10, .max = 3600000, .unit_ms = 1000},
+  {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
+   .min = 1000, .max = 86400000, .unit_ms = 1000},
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
@@ -1111,11 +1116,6 @@ static const key_def_t keys[] = {
   {.path = "snapshot.interval", .kind = K_DURATION, FIELD(snapshot_interval_ms),
    .min = 1000, .max = 7 * DAY_MS, .zero_ok = 1, .unit_ms = 1000, R},
   {.path = "snapshot.keep",     .kind = K_INT,      FIELD(snapshot_keep), .min = 1, .max = 1000, R},
-  {.path = "scaleout.model_topic",    .kind = K_STRING,   FIELD(scaleout_model_topic)},
-  {.path = "scaleout.sync_interval",  .kind = K_DURATION, FIELD(scaleout_sync_interval_ms),
-   .min = 10, .max = 3600000, .unit_ms = 1000},
-  {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
-   .min = 1000, .max = 86400000, .unit_ms = 1000},
 
   {.path = "log.level", .kind = K_CUSTOM, FIELD(log_level), .ops = &log_level_ops, R},
 

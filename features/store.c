@@ -149,6 +149,81 @@ static size_t map_bytes(const map_t *m) {
   return m->ents_cap * sizeof(entry_t) + m->nslots * sizeof(uint32_t) + m->heap;
 }
 
+/* ---- the committed-entity cache ----
+ *
+ * Decoded users, items and (partition, item) views as the last commit left
+ * them in the DB, so that a batch's first use of an entity skips the
+ * RocksDB read and the decoding.  Direct-mapped (a slot per hash; a new
+ * entity evicts the one in its slot): bounded by its byte budget, nothing
+ * allocated after the first fill.  Filled only at a successful commit by
+ * decoding the bytes just written (an entity read back is then exactly what
+ * a read of the DB gives), so a rollback or a failed write leaves it true.
+ * Only writable stores have one (a secondary sees another process's
+ * writes). */
+
+typedef struct {
+  uint8_t *tags;  /* per slot: 0 = empty, else 1 + key length; the key follows */
+  uint8_t *vals;  /* per slot: size bytes of decoded features */
+  size_t nslots;  /* power of two, or 0 = no cache */
+  size_t size;    /* sizeof the features struct */
+  uint64_t hits, misses;
+} ecache_t;
+
+#define ENTITY_KEY_MAX 12
+#define ECACHE_TAG (1 + ENTITY_KEY_MAX)
+
+static void ecache_free(ecache_t *c) {
+  free(c->tags);
+  free(c->vals);
+  memset(c, 0, sizeof *c);
+}
+
+/* Sizes the cache to the largest power of two of slots within bytes (no
+ * cache below 16 slots).  0 or MTLD_ERR_NOMEM. */
+static int ecache_init(ecache_t *c, size_t size, size_t bytes) {
+  ecache_free(c);
+  c->size = size;
+  size_t n = 1;
+  while (n * 2 * (size + ECACHE_TAG) <= bytes) n *= 2;
+  if (n < 16) return 0;
+  /* calloc: pages of slots never used are never touched (RSS follows use) */
+  c->tags = calloc(n, ECACHE_TAG);
+  c->vals = calloc(n, size);
+  if (!c->tags || !c->vals) {
+    ecache_free(c);
+    return -1;
+  }
+  c->nslots = n;
+  return 0;
+}
+
+/* The cached features of key (hash = map_hash of it), or NULL. */
+static const void *ecache_get(ecache_t *c, const uint8_t *key, size_t klen, uint64_t hash) {
+  if (!c->nslots) return NULL;
+  size_t i = (size_t)(hash >> 17) & (c->nslots - 1);
+  const uint8_t *t = c->tags + i * ECACHE_TAG;
+  if (t[0] == 1 + klen && memcmp(t + 1, key, klen) == 0) {
+    c->hits++;
+    return c->vals + i * c->size;
+  }
+  c->misses++;
+  return NULL;
+}
+
+/* The slot for key, tagged with it: the caller fills size bytes, or calls
+ * ecache_drop when it cannot. */
+static void *ecache_slot(ecache_t *c, const uint8_t *key, size_t klen, uint64_t hash) {
+  size_t i = (size_t)(hash >> 17) & (c->nslots - 1);
+  uint8_t *t = c->tags + i * ECACHE_TAG;
+  t[0] = (uint8_t)(1 + klen);
+  memcpy(t + 1, key, klen);
+  return c->vals + i * c->size;
+}
+
+static void ecache_drop(ecache_t *c, uint64_t hash) {
+  c->tags[((size_t)(hash >> 17) & (c->nslots - 1)) * ECACHE_TAG] = 0;
+}
+
 /* ---- the store ---- */
 
 struct mtld_store {
@@ -163,6 +238,7 @@ struct mtld_store {
   int readonly;
   char secondary[256];            /* readonly: the secondary instance's own directory ("" = none) */
   map_t users, items, parts, raw; /* parts: (partition, item) views */
+  ecache_t ecache[3];             /* committed users, items, (partition, item) views */
   size_t n_events;
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
   size_t below_len;
@@ -189,8 +265,6 @@ __attribute__((format(printf, 2, 3))) static void set_error(mtld_store_t *st, co
 }
 
 /* ---- entities: users, items, (partition, item) views ---- */
-
-#define ENTITY_KEY_MAX 12
 
 /* The key of an entity of column family cf (MTLD_CF_USER, _ITEM or
  * _ITEM_PART; partition is used by the last only); returns its length. */
@@ -228,6 +302,11 @@ static size_t entity_encode(const mtld_feature_def_t *def, mtld_cf_t cf, const v
 static uint64_t entity_events(mtld_cf_t cf, const void *f) {
   return cf == MTLD_CF_USER ? ((const mtld_user_features_t *)f)->n_events
                             : ((const mtld_item_features_t *)f)->n_events;
+}
+
+/* The index of cf's committed-entity cache (st->cache). */
+static int cf_cache(mtld_cf_t cf) {
+  return cf == MTLD_CF_USER ? 0 : cf == MTLD_CF_ITEM ? 1 : 2;
 }
 
 /* Records a failed read of the DB (RocksDB's text in errbuf already) as the
@@ -278,6 +357,7 @@ void mtld_store_close(mtld_store_t *st) {
   map_free(&st->items);
   map_free(&st->parts);
   map_free(&st->raw);
+  for (int i = 0; i < 3; i++) ecache_free(&st->ecache[i]);
   close_handles(st);
   free(st);
 }
@@ -510,6 +590,10 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_writeoptions_set_sync(st->wo, sync ? 1 : 0);
 
   mtld_status_t rc = open_schema(st, path, def, err, errlen);
+  if (rc == MTLD_OK && !readonly && mtld_store_set_cache(st, MTLD_STORE_CACHE_DEFAULT) != MTLD_OK) {
+    snprintf(err, errlen, "out of memory");
+    rc = MTLD_ERR_NOMEM;
+  }
   if (rc != MTLD_OK) {
     mtld_store_close(st);
     return rc;
@@ -531,6 +615,19 @@ mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, cha
 mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
                                         size_t errlen) {
   return store_open(out, path, NULL, 0, 2, err, errlen);
+}
+
+mtld_status_t mtld_store_set_cache(mtld_store_t *st, size_t bytes) {
+  if (st->readonly) return bytes ? MTLD_ERR_INVALID : MTLD_OK;
+  /* half for users (the big ones), a quarter each for items and views */
+  size_t user = sizeof(mtld_user_features_t), item = sizeof(mtld_item_features_t);
+  if (ecache_init(&st->ecache[0], user, bytes / 2) != 0 ||
+      ecache_init(&st->ecache[1], item, bytes / 4) != 0 ||
+      ecache_init(&st->ecache[2], item, bytes / 4) != 0) {
+    for (int i = 0; i < 3; i++) ecache_free(&st->ecache[i]);
+    return MTLD_ERR_NOMEM;
+  }
+  return MTLD_OK;
 }
 
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {
@@ -567,16 +664,19 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
   entry_t *e = map_find(m, cf, key, klen, hash);
   if (e) return e->val;
 
-  void *f = calloc(1, size);
+  void *f = malloc(size);
   if (!f) {
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
     return NULL;
   }
+  const void *cached = ecache_get(&st->ecache[cf_cache(cf)], key, klen, hash);
   char *val;
   size_t vlen;
-  *rc = db_get(st, cf, key, klen, &val, &vlen);
-  if (*rc == MTLD_OK) {
+  if (cached) {
+    memcpy(f, cached, size);
+    *rc = MTLD_OK;
+  } else if (memset(f, 0, size), (*rc = db_get(st, cf, key, klen, &val, &vlen)) == MTLD_OK) {
     *rc = entity_decode(&st->def, cf, f, val, vlen);
     rocksdb_free(val);
     if (*rc != MTLD_OK) entity_error(st, cf, partition, id);
@@ -647,10 +747,12 @@ static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partitio
   map_t *m = entity_map(st, cf);
   uint8_t key[ENTITY_KEY_MAX];
   size_t klen = entity_key(cf, partition, id, key);
-  entry_t *e = map_find(m, cf, key, klen, map_hash(cf, key, klen));
-  if (e) {
-    memcpy(out, e->val, entity_size(cf));
-    return entity_events(cf, e->val) ? MTLD_OK : MTLD_ERR_NOTFOUND;
+  uint64_t hash = map_hash(cf, key, klen);
+  entry_t *e = map_find(m, cf, key, klen, hash);
+  const void *cached = e ? e->val : ecache_get(&st->ecache[cf_cache(cf)], key, klen, hash);
+  if (cached) {
+    memcpy(out, cached, entity_size(cf));
+    return entity_events(cf, cached) ? MTLD_OK : MTLD_ERR_NOTFOUND;
   }
   char *val;
   size_t vlen;
@@ -1085,16 +1187,30 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
       if (entity_events(e->cf, e->val) == 0) continue; /* loaded, never applied */
       len = entity_encode(&st->def, e->cf, e->val, buf, sizeof buf);
       rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
+      /* the cache gets what a read of these bytes gives (dropped again
+       * below if the write fails) */
+      ecache_t *c = &st->ecache[cf_cache(e->cf)];
+      if (c->nslots) {
+        void *slot = ecache_slot(c, e->key, e->klen, e->hash);
+        if (entity_decode(&st->def, e->cf, slot, buf, len) != MTLD_OK) ecache_drop(c, e->hash);
+      }
     } else if (e->deleted) {
       rocksdb_writebatch_delete_cf(wb, h, (const char *)e->key, e->klen);
     } else {
       rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, e->val, e->vlen);
     }
   }
-  free(order);
   char *e = NULL;
   rocksdb_write(st->db, st->wo, wb, &e);
   rocksdb_writebatch_destroy(wb);
+  if (e) /* the DB may hold the old values: forget the batch's entities */
+    for (size_t i = 0; i < n; i++)
+      if (order[i]->cf == MTLD_CF_USER || order[i]->cf == MTLD_CF_ITEM ||
+          order[i]->cf == MTLD_CF_ITEM_PART) {
+        ecache_t *c = &st->ecache[cf_cache(order[i]->cf)];
+        if (c->nslots) ecache_drop(c, order[i]->hash);
+      }
+  free(order);
   if (e) {
     snprintf(err, errlen, "store commit failed: %s", e);
     set_error(st, "store commit failed: %s", e);

@@ -343,6 +343,9 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   *restored = NULL;
   mtld_status_t st =
       mtld_store_open(&d->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
+  if (st == MTLD_OK &&
+      (st = mtld_store_set_cache(d->store, (size_t)cfg->store_cache_mb << 20)) != MTLD_OK)
+    snprintf(err, errlen, "store.cache_mb = %d: %s", cfg->store_cache_mb, mtld_status_str(st));
   if (st != MTLD_OK) return st;
   st = mtld_watermark_create(&d->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
   if (st == MTLD_OK)

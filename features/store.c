@@ -1192,6 +1192,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
       ecache_t *c = &st->ecache[cf_cache(e->cf)];
       if (c->nslots) {
         void *slot = ecache_slot(c, e->key, e->klen, e->hash);
+        memset(slot, 0, c->size); /* as load_entity decodes: unused fields zero */
         if (entity_decode(&st->def, e->cf, slot, buf, len) != MTLD_OK) ecache_drop(c, e->hash);
       }
     } else if (e->deleted) {

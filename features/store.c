@@ -233,6 +233,9 @@ struct mtld_store {
   rocksdb_cache_t *cache;
   rocksdb_readoptions_t *ro;
   rocksdb_writeoptions_t *wo;
+  /* the commit's write batch, cleared and reused: its buffer keeps the
+   * largest batch's capacity (no regrowing copies per commit) */
+  rocksdb_writebatch_t *wb;
   rocksdb_column_family_handle_t *cfh[N_CF];
   mtld_feature_def_t def;
   int readonly;
@@ -357,6 +360,7 @@ void mtld_store_close(mtld_store_t *st) {
   map_free(&st->items);
   map_free(&st->parts);
   map_free(&st->raw);
+  if (st->wb) rocksdb_writebatch_destroy(st->wb);
   for (int i = 0; i < 3; i++) ecache_free(&st->ecache[i]);
   close_handles(st);
   free(st);
@@ -1173,7 +1177,14 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
 
   uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX ? MTLD_FEATURES_USER_ENC_MAX
                                                                       : MTLD_FEATURES_ITEM_ENC_MAX];
-  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  if (!st->wb && !(st->wb = rocksdb_writebatch_create())) {
+    free(order);
+    st->commit_failures++;
+    snprintf(err, errlen, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  rocksdb_writebatch_t *wb = st->wb;
+  rocksdb_writebatch_clear(wb);
   if (st->below_len) {
     static const char lowest = 0;
     rocksdb_writebatch_delete_range_cf(wb, cf_handle(st, MTLD_CF_SEEN), &lowest, 1,
@@ -1203,7 +1214,6 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
   }
   char *e = NULL;
   rocksdb_write(st->db, st->wo, wb, &e);
-  rocksdb_writebatch_destroy(wb);
   if (e) /* the DB may hold the old values: forget the batch's entities */
     for (size_t i = 0; i < n; i++)
       if (order[i]->cf == MTLD_CF_USER || order[i]->cf == MTLD_CF_ITEM ||

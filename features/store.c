@@ -339,6 +339,26 @@ static mtld_status_t db_get(mtld_store_t *st, mtld_cf_t cf, const void *key, siz
   return *val ? MTLD_OK : MTLD_ERR_NOTFOUND;
 }
 
+/* The same without a copy: MTLD_OK with *ps pinning the value (*val, *vlen
+ * valid until rocksdb_pinnableslice_destroy(*ps)), MTLD_ERR_NOTFOUND (*ps
+ * NULL) or MTLD_ERR_IO. */
+static mtld_status_t db_pin(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                            rocksdb_pinnableslice_t **ps, const char **val, size_t *vlen) {
+  char *e = NULL;
+  *ps = rocksdb_get_pinned_cf(st->db, st->ro, cf_handle(st, cf), key, klen, &e);
+  if (e) {
+    set_error(st, "store read (%s): %s", cf_names[cf + 1], e);
+    mtld_status_t rc = read_failed(st, e);
+    rocksdb_free(e);
+    if (*ps) rocksdb_pinnableslice_destroy(*ps);
+    *ps = NULL;
+    return rc;
+  }
+  if (!*ps) return MTLD_ERR_NOTFOUND;
+  *val = rocksdb_pinnableslice_value(*ps, vlen);
+  return MTLD_OK;
+}
+
 static void close_handles(mtld_store_t *st) {
   for (int i = 0; i < N_CF; i++)
     if (st->cfh[i]) rocksdb_column_family_handle_destroy(st->cfh[i]);
@@ -675,14 +695,15 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
     return NULL;
   }
   const void *cached = ecache_get(&st->ecache[cf_cache(cf)], key, klen, hash);
-  char *val;
+  rocksdb_pinnableslice_t *ps;
+  const char *val;
   size_t vlen;
   if (cached) {
     memcpy(f, cached, size);
     *rc = MTLD_OK;
-  } else if (memset(f, 0, size), (*rc = db_get(st, cf, key, klen, &val, &vlen)) == MTLD_OK) {
+  } else if (memset(f, 0, size), (*rc = db_pin(st, cf, key, klen, &ps, &val, &vlen)) == MTLD_OK) {
     *rc = entity_decode(&st->def, cf, f, val, vlen);
-    rocksdb_free(val);
+    rocksdb_pinnableslice_destroy(ps);
     if (*rc != MTLD_OK) entity_error(st, cf, partition, id);
   } else if (*rc == MTLD_ERR_NOTFOUND) {
     *rc = MTLD_OK;
@@ -758,12 +779,13 @@ static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partitio
     memcpy(out, cached, entity_size(cf));
     return entity_events(cf, cached) ? MTLD_OK : MTLD_ERR_NOTFOUND;
   }
-  char *val;
+  rocksdb_pinnableslice_t *ps;
+  const char *val;
   size_t vlen;
-  mtld_status_t rc = db_get(st, cf, key, klen, &val, &vlen);
+  mtld_status_t rc = db_pin(st, cf, key, klen, &ps, &val, &vlen);
   if (rc != MTLD_OK) return rc;
   rc = entity_decode(&st->def, cf, out, val, vlen);
-  rocksdb_free(val);
+  rocksdb_pinnableslice_destroy(ps);
   if (rc != MTLD_OK) entity_error(st, cf, partition, id);
   return rc;
 }
@@ -874,16 +896,17 @@ mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, si
     }
   }
 from_db:;
-  char *dv;
-  mtld_status_t rc = db_get(st, cf, key, klen, &dv, &n);
+  rocksdb_pinnableslice_t *ps;
+  const char *dv;
+  mtld_status_t rc = db_pin(st, cf, key, klen, &ps, &dv, &n);
   if (rc != MTLD_OK) return rc;
   copy = malloc(n ? n : 1);
   if (!copy) {
-    rocksdb_free(dv);
+    rocksdb_pinnableslice_destroy(ps);
     goto nomem;
   }
   if (n) memcpy(copy, dv, n);
-  rocksdb_free(dv);
+  rocksdb_pinnableslice_destroy(ps);
   *val = copy;
   *vlen = n;
   return MTLD_OK;

@@ -48,13 +48,25 @@ static const char *const cf_names[N_CF] = {"default", "user",      "item", "pend
 
 typedef struct {
   uint64_t hash;
-  uint8_t *key; /* malloc'd copy */
+  uint8_t *key; /* a copy in the map's arena */
   size_t klen;
-  void *val; /* user/item map: the decoded features; raw map: the bytes */
+  void *val; /* user/item map: the decoded features; raw map: the bytes (in the arena) */
   size_t vlen;
   uint8_t cf;      /* mtld_cf_t */
   uint8_t deleted; /* raw map: a staged delete */
 } entry_t;
+
+/* A chunk of a map's arena: the batch's keys and values are carved from
+ * these and all given back at once when the batch ends (no malloc/free per
+ * key or value). */
+typedef struct chunk {
+  struct chunk *next;
+  size_t cap, used;
+  max_align_t data[]; /* cap bytes */
+} chunk_t;
+
+#define CHUNK_BYTES ((size_t)256 << 10)
+#define ARENA_KEEP_BYTES ((size_t)16 << 20) /* kept across batches, at most */
 
 typedef struct {
   entry_t *ents; /* insertion order */
@@ -62,7 +74,49 @@ typedef struct {
   uint32_t *slots; /* 0 = empty, else index into ents + 1 */
   size_t nslots;   /* power of two, or 0 */
   size_t heap;     /* bytes of keys and values */
+  chunk_t *first, *cur, *last; /* the arena: chunks before cur are full */
+  size_t arena_bytes;
 } map_t;
+
+/* n bytes (16-aligned) from m's arena, valid until map_clear; NULL on OOM. */
+static void *arena_alloc(map_t *m, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  if (!n) n = 16;
+  while (m->cur && m->cur->cap - m->cur->used < n) m->cur = m->cur->next;
+  if (!m->cur) {
+    size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+    chunk_t *c = malloc(sizeof *c + cap);
+    if (!c) return NULL;
+    c->next = NULL;
+    c->cap = cap;
+    c->used = 0;
+    if (m->last)
+      m->last->next = c;
+    else
+      m->first = c;
+    m->last = m->cur = c;
+    m->arena_bytes += cap;
+  }
+  void *p = (char *)m->cur->data + m->cur->used;
+  m->cur->used += n;
+  return p;
+}
+
+/* Empties the arena: its chunks are kept for the next batch, unless a huge
+ * batch grew it past ARENA_KEEP_BYTES (then they are given back). */
+static void arena_reset(map_t *m, int give_back) {
+  if (give_back || m->arena_bytes > ARENA_KEEP_BYTES) {
+    for (chunk_t *c = m->first, *next; c; c = next) {
+      next = c->next;
+      free(c);
+    }
+    m->first = m->cur = m->last = NULL;
+    m->arena_bytes = 0;
+    return;
+  }
+  for (chunk_t *c = m->first; c; c = c->next) c->used = 0;
+  m->cur = m->first;
+}
 
 static uint64_t map_hash(int cf, const void *key, size_t klen) {
   return XXH64(key, klen, (uint64_t)cf);
@@ -103,7 +157,7 @@ static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t
     m->ents = ents;
     m->ents_cap = cap;
   }
-  uint8_t *k = malloc(klen ? klen : 1);
+  uint8_t *k = arena_alloc(m, klen);
   if (!k) return NULL;
   memcpy(k, key, klen);
   entry_t *e = &m->ents[m->n];
@@ -121,10 +175,7 @@ static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t
 
 /* Empties the map; a table grown by a huge batch is given back. */
 static void map_clear(map_t *m) {
-  for (size_t k = 0; k < m->n; k++) {
-    free(m->ents[k].key);
-    free(m->ents[k].val);
-  }
+  arena_reset(m, 0);
   m->n = 0;
   m->heap = 0;
   if (m->nslots > 65536) {
@@ -140,6 +191,7 @@ static void map_clear(map_t *m) {
 
 static void map_free(map_t *m) {
   map_clear(m);
+  arena_reset(m, 1);
   free(m->slots);
   free(m->ents);
   memset(m, 0, sizeof *m);
@@ -688,7 +740,7 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
   entry_t *e = map_find(m, cf, key, klen, hash);
   if (e) return e->val;
 
-  void *f = malloc(size);
+  void *f = arena_alloc(m, size); /* left in the arena if it is not used */
   if (!f) {
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
@@ -712,10 +764,7 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
   }
-  if (*rc != MTLD_OK) {
-    free(f);
-    return NULL;
-  }
+  if (*rc != MTLD_OK) return NULL;
   e->val = f;
   e->vlen = size;
   m->heap += size;
@@ -825,24 +874,25 @@ static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, 
     set_error(st, "raw writes go to the pending, meta or seen column family only");
     return MTLD_ERR_INVALID;
   }
-  void *copy = NULL;
-  if (!deleted) {
-    copy = malloc(vlen ? vlen : 1);
-    if (!copy) {
-      set_error(st, "out of memory");
-      return MTLD_ERR_NOMEM;
-    }
-    if (vlen) memcpy(copy, val, vlen);
-  }
   uint64_t hash = map_hash(cf, key, klen);
   entry_t *e = map_find(&st->raw, cf, key, klen, hash);
+  void *copy = NULL;
+  if (!deleted) {
+    /* a value staged again (the offsets, once per record) reuses its bytes
+     * when it fits; else the old bytes stay in the arena until the batch
+     * ends */
+    copy = e && e->val && vlen <= e->vlen ? e->val : arena_alloc(&st->raw, vlen);
+    if (!copy) {
+      set_error(st, "out of memory");
+      return MTLD_ERR_NOMEM; /* nothing changed */
+    }
+  }
   if (!e && !(e = map_add(&st->raw, cf, key, klen, hash))) {
-    free(copy);
-    set_error(st, "out of memory");
+    set_error(st, "out of memory"); /* the copy's bytes stay in the arena */
     return MTLD_ERR_NOMEM;
   }
+  if (copy && vlen) memmove(copy, val, vlen);
   if (e->val) st->raw.heap -= e->vlen ? e->vlen : 1;
-  free(e->val);
   e->val = copy;
   e->vlen = deleted ? 0 : vlen;
   e->deleted = (uint8_t)deleted;

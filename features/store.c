@@ -1385,6 +1385,17 @@ void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b) {
   mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, st->write_seconds_max);
   mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
   mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(st));
+  static const char *const kinds[3] = {"kind=\"user\"", "kind=\"item\"", "kind=\"item_part\""};
+  mtld_metrics_family(b, "mtld_store_cache_hits_total", "counter",
+                      "First reads of a batch answered by the committed-entity cache "
+                      "(store.cache_mb).");
+  for (int i = 0; i < 3; i++)
+    mtld_metrics_sample(b, "mtld_store_cache_hits_total", kinds[i], (double)st->ecache[i].hits);
+  mtld_metrics_family(b, "mtld_store_cache_misses_total", "counter",
+                      "Reads the committed-entity cache could not answer (read from RocksDB).");
+  for (int i = 0; i < 3; i++)
+    mtld_metrics_sample(b, "mtld_store_cache_misses_total", kinds[i],
+                        (double)st->ecache[i].misses);
 }
 
 /* ---- the store's directory (checkpoints, restore) ----------------------- */

@@ -556,6 +556,149 @@ static mtld_status_t get_number(const config_setting_t *s, const char *key, doub
   return fail(pe, s, key, "must be between %g and %g", lo, hi);
 }
 
+/* features.attributes: a list of groups, one per declared attribute:
+ * { name = "age_level"; owner = "user"; kind = "categorical"; rows = 1000;
+ *   default = ""; }.  Part of the feature definitions (not reloadable). */
+static const char *const attr_owner_names[] = {"user", "item", "context", NULL};
+static const char *const attr_kind_names[] = {"categorical", "numeric", NULL};
+_Static_assert(MTLD_ATTR_USER == 0 && MTLD_ATTR_ITEM == 1 && MTLD_ATTR_CONTEXT == 2,
+               "attr_owner_names");
+_Static_assert(MTLD_ATTR_CATEGORICAL == 0 && MTLD_ATTR_NUMERIC == 1, "attr_kind_names");
+
+static mtld_status_t parse_attribute(const key_def_t *k, const config_setting_t *g, int i,
+                                     mtld_feature_def_t *def, perr_t *pe) {
+  char prefix[64], key[128];
+  snprintf(prefix, sizeof(prefix), "%s[%d]", k->path, i);
+  if (!config_setting_is_group(g))
+    return fail(pe, g, prefix,
+                "expected a group: { name = \"age_level\"; owner = \"user\"; kind = "
+                "\"categorical\"; rows = 1000; }");
+  const char *name = NULL, *dstr = "";
+  int owner = -1, kind = -1;
+  double rows = 0, dnum = 0;
+  const config_setting_t *name_s = NULL, *rows_s = NULL, *default_s = NULL;
+  static const char *const attr_keys[] = {"name", "owner", "kind", "rows", "default", NULL};
+  int n = config_setting_length(g);
+  for (int j = 0; j < n; j++) {
+    const config_setting_t *m = config_setting_get_elem(g, (unsigned)j);
+    const char *mn = config_setting_name(m);
+    snprintf(key, sizeof(key), "%s.%s", prefix, mn);
+    mtld_status_t st = MTLD_OK;
+    if (strcmp(mn, "name") == 0) {
+      name = config_setting_get_string(m);
+      if (!name) return fail(pe, m, key, "expected a string");
+      name_s = m;
+    } else if (strcmp(mn, "owner") == 0) {
+      st = get_enum(m, key, attr_owner_names, &owner, pe);
+    } else if (strcmp(mn, "kind") == 0) {
+      st = get_enum(m, key, attr_kind_names, &kind, pe);
+    } else if (strcmp(mn, "rows") == 0) {
+      st = get_number(m, key, 1, 0, 1 << 26, &rows, pe);
+      if (st == MTLD_OK && rows != floor(rows)) return fail(pe, m, key, "expected an integer");
+      rows_s = m;
+    } else if (strcmp(mn, "default") == 0) {
+      default_s = m;
+    } else {
+      size_t best = 3;
+      const char *hint = NULL;
+      for (int u = 0; attr_keys[u]; u++) {
+        size_t d = edit_distance(mn, attr_keys[u]);
+        if (d < best) best = d, hint = attr_keys[u];
+      }
+      if (hint) return fail(pe, m, key, "unknown key (did you mean %s.%s?)", prefix, hint);
+      return fail(pe, m, key, "unknown key (an attribute has name, owner, kind, rows, default)");
+    }
+    if (st != MTLD_OK) return st;
+  }
+  snprintf(key, sizeof(key), "%s.name", prefix);
+  if (!name_s) return fail(pe, g, key, "required");
+  if (!*name || strlen(name) > MTLD_ATTR_NAME_LEN)
+    return fail(pe, name_s, key, "must have 1 to %d bytes", MTLD_ATTR_NAME_LEN);
+  for (int u = 0; u < i; u++)
+    if (strcmp(def->attrs[u].name, name) == 0)
+      return fail(pe, name_s, key, "duplicate attribute name \"%s\" (also %s[%d])", name, k->path,
+                  u);
+  snprintf(key, sizeof(key), "%s.owner", prefix);
+  if (owner < 0) return fail(pe, g, key, "required (\"user\", \"item\" or \"context\")");
+  snprintf(key, sizeof(key), "%s.kind", prefix);
+  if (kind < 0) return fail(pe, g, key, "required (\"categorical\" or \"numeric\")");
+  snprintf(key, sizeof(key), "%s.rows", prefix);
+  if (kind == MTLD_ATTR_NUMERIC && rows_s)
+    return fail(pe, rows_s, key, "only for kind \"categorical\"");
+  if (kind == MTLD_ATTR_CATEGORICAL && !rows_s)
+    return fail(pe, g, key, "required for kind \"categorical\" (embedding rows, e.g. 1000)");
+  if (default_s) {
+    snprintf(key, sizeof(key), "%s.default", prefix);
+    if (kind == MTLD_ATTR_CATEGORICAL) {
+      dstr = config_setting_get_string(default_s);
+      if (!dstr) return fail(pe, default_s, key, "expected a string (a categorical value)");
+      if (strlen(dstr) > MTLD_ATTR_VALUE_LEN)
+        return fail(pe, default_s, key, "too long (at most %d bytes)", MTLD_ATTR_VALUE_LEN);
+    } else {
+      mtld_status_t st = get_number(default_s, key, -1e300, 0, 1e300, &dnum, pe);
+      if (st != MTLD_OK) return st;
+    }
+  }
+  mtld_attr_def_set(&def->attrs[i], name, owner, kind, (uint32_t)rows, dstr, dnum);
+  return MTLD_OK;
+}
+
+static mtld_status_t parse_attributes(const key_def_t *k, const config_setting_t *s,
+                                      mtld_config_t *cfg, perr_t *pe) {
+  if (!config_setting_is_list(s))
+    return fail(pe, s, k->path,
+                "expected a list of groups: attributes = ( { name = \"age_level\"; owner = "
+                "\"user\"; kind = \"categorical\"; rows = 1000; } );");
+  int n = config_setting_length(s);
+  if (n > MTLD_ATTR_MAX)
+    return fail(pe, s, k->path, "at most %d attributes, not %d", MTLD_ATTR_MAX, n);
+  mtld_feature_def_t *def = &cfg->features;
+  def->n_attrs = 0;
+  for (int i = 0; i < n; i++) {
+    mtld_status_t st = parse_attribute(k, config_setting_get_elem(s, (unsigned)i), i, def, pe);
+    if (st != MTLD_OK) return st;
+  }
+  def->n_attrs = n;
+  return MTLD_OK;
+}
+
+static void print_attributes(const key_def_t *k, const mtld_config_t *cfg, FILE *out, int ind) {
+  const mtld_feature_def_t *def = &cfg->features;
+  fputs("(", out);
+  for (int i = 0; i < def->n_attrs; i++) {
+    const mtld_attr_def_t *a = &def->attrs[i];
+    fprintf(out, "%s%*s{ name = ", i ? ",\n" : "\n", ind + 2, "");
+    print_string(out, a->name);
+    fprintf(out, "; owner = \"%s\"; kind = \"%s\";", attr_owner_names[a->owner],
+            attr_kind_names[a->kind]);
+    if (a->kind == MTLD_ATTR_CATEGORICAL) {
+      fprintf(out, " rows = %u; default = ", a->rows);
+      print_string(out, a->default_str);
+    } else {
+      fputs(" default = ", out);
+      print_double(out, a->default_num);
+    }
+    fputs("; }", out);
+  }
+  if (def->n_attrs) fprintf(out, "\n%*s", ind, "");
+  fputc(')', out);
+}
+
+static int equal_attributes(const key_def_t *k, const mtld_config_t *a, const mtld_config_t *b) {
+  const mtld_feature_def_t *x = &a->features, *y = &b->features;
+  if (x->n_attrs != y->n_attrs) return 0;
+  for (int i = 0; i < x->n_attrs; i++) {
+    const mtld_attr_def_t *p = &x->attrs[i], *q = &y->attrs[i];
+    if (strcmp(p->name, q->name) != 0 || p->owner != q->owner || p->kind != q->kind ||
+        p->rows != q->rows || strcmp(p->default_str, q->default_str) != 0 ||
+        p->default_num != q->default_num)
+      return 0;
+  }
+  return 1;
+}
+static const custom_ops_t attributes_ops = {parse_attributes, print_attributes, equal_attributes,
+                                            NULL};
+
 /* model.sequence: recent items the candidate item attends over; 0 turns
  * target attention off (no item field as query). */
 static int sequence_of(const mtld_model_config_t *m) {
@@ -849,6 +992,8 @@ static const key_def_t keys[] = {
   {.path = "features.cart_prior", .kind = K_DOUBLE, FIELD(features.cart_prior), .min = 0, .max = 1},
   {.path = "features.item_view",  .kind = K_ENUM,   FIELD(features.item_view),
    .names = item_view_names},
+  {.path = "features.attributes", .kind = K_CUSTOM, FIELD(features.attrs),
+   .ops = &attributes_ops},
 
   {.path = "validation.max_record_bytes", .kind = K_SIZE,     FIELD(limits.max_record_bytes),
    .min = 64, .max = 256 << 20, R},
@@ -972,6 +1117,27 @@ static const key_def_t keys[] = {
 
 /* ------------------------------------------------------------- defaults */
 
+/* The model's inputs follow the feature definitions: every dense feature,
+ * then the numeric attributes (dense inputs after them), and one embedding
+ * field per categorical attribute (fields MTLD_FIELD_EXTRA.., in declaration
+ * order, named after the attribute, with its rows).  Without attributes the
+ * model is the one it was before attributes. */
+static void model_inputs_from_features(mtld_config_t *cfg) {
+  const mtld_feature_def_t *def = &cfg->features;
+  mtld_model_config_t *m = &cfg->model;
+  int n_cat, n_num;
+  mtld_features_attr_counts(def, &n_cat, &n_num);
+  m->n_dense = mtld_features_dense_count(def) + n_num;
+  m->n_fields = MTLD_FIELD_EXTRA;
+  for (int k = 0; k < def->n_attrs && m->n_fields < MTLD_MAX_FIELDS; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    if (a->kind != MTLD_ATTR_CATEGORICAL) continue;
+    mtld_field_t *f = &m->fields[m->n_fields++];
+    snprintf(f->name, sizeof(f->name), "%.*s", (int)sizeof(f->name) - 1, a->name);
+    f->rows = a->rows;
+  }
+}
+
 void mtld_config_default(mtld_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->source_type = MTLD_SOURCE_KAFKA;
@@ -995,7 +1161,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->no_samples_warn_events = 10000;
   cfg->review_window_ms = 7 * 24 * 3600 * (int64_t)1000;
   mtld_model_config_default(&cfg->model);
-  cfg->model.n_dense = mtld_features_dense_count(&cfg->features);
+  model_inputs_from_features(cfg);
   cfg->trainer_enabled = 1;
   cfg->report_interval_ms = 60000;
   cfg->rank_k = 20;
@@ -1244,6 +1410,22 @@ static mtld_status_t validate(const mtld_config_t *cfg, const config_t *lc, perr
     return fail_at_path(pe, lc, "kafka.bootstrap_servers",
                         "required when dead_letter.topic is set (the dead letters go to Kafka)");
   if (!cfg->store_path[0]) return fail_at_path(pe, lc, "store.path", "must not be empty");
+  char ferr[256];
+  if (mtld_feature_def_check(&cfg->features, ferr, sizeof(ferr)) != MTLD_OK) {
+    const char *why = strncmp(ferr, "features.attributes", 19) == 0 ? ferr + 19 : NULL;
+    if (why)
+      return fail_at_path(pe, lc, "features.attributes", "%s", why[0] == ':' ? why + 2 : why + 1);
+    return fail_at_path(pe, lc, "features", "%s", ferr);
+  }
+  /* a sampled negative takes another item's id, category and item dense
+   * features from a donor ring that does not carry item attributes */
+  for (int k = 0; k < cfg->features.n_attrs; k++)
+    if (cfg->features.attrs[k].owner == MTLD_ATTR_ITEM &&
+        cfg->joiner.mode == MTLD_JOIN_SAMPLED_NEGATIVES)
+      return fail_at_path(pe, lc, "features.attributes",
+                          "item attribute \"%s\": not supported with joiner.mode = "
+                          "\"sampled_negatives\" (user and context attributes are)",
+                          cfg->features.attrs[k].name);
   char jerr[256];
   if (mtld_joiner_config_check(&cfg->joiner, jerr, sizeof(jerr)) != MTLD_OK)
     return fail_at_path(pe, lc, "joiner", "%s", jerr);
@@ -1287,8 +1469,8 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
   mtld_config_default(tmp);
   snprintf(tmp->path, sizeof(tmp->path), "%s", name);
   mtld_status_t st = parse_group(config_root_setting(lc), "", tmp, pe);
-  /* the model reads every dense feature the definitions produce */
-  if (st == MTLD_OK) tmp->model.n_dense = mtld_features_dense_count(&tmp->features);
+  /* the model reads every dense feature and attribute the definitions produce */
+  if (st == MTLD_OK) model_inputs_from_features(tmp);
   /* checkpoint.dir and snapshot.dir not given: beside the store (the
    * defaults /var/lib/mtld/{store,checkpoints,snapshots} agree), so a config
    * that moves its store never shares checkpoints with another daemon */

@@ -87,8 +87,10 @@ typedef struct {
                                      window after a purchase, used only when a model task
                                      learns label "review" (mtld_config_review_window_ms) */
 
-  /* model.* (trainer/model.h).  model.n_dense is not a key: it is set from
-   * the feature definitions (mtld_features_dense_count).  Reloadable:
+  /* model.* (trainer/model.h).  model.n_dense and model.n_fields are not
+   * keys: they follow the feature definitions (mtld_features_dense_count
+   * plus the numeric attributes; the fixed fields plus one per categorical
+   * attribute, see features.attributes).  Reloadable:
    * model.lr, model.emb_lr, model.tasks[].weight. */
   mtld_model_config_t model;
   int trainer_enabled;        /* trainer.enabled, default true */

@@ -37,6 +37,7 @@ static const char *const reject_names[MTLD_REJECT_COUNT] = {
     [MTLD_REJECT_BAD_TIME] = "bad_time",
     [MTLD_REJECT_TOO_LATE] = "too_late",
     [MTLD_REJECT_DUPLICATE] = "duplicate",
+    [MTLD_REJECT_BAD_ATTR] = "bad_attr",
 };
 
 const char *mtld_reject_name(mtld_reject_t r) {
@@ -75,7 +76,72 @@ static mtld_reject_t set_scenario(mtld_event_t *ev, const char *s, size_t n, cha
   return MTLD_REJECT_NONE;
 }
 
+/* ---- attributes (both formats) ---- */
+
+/* One attribute as read from a record: the name as text (name != NULL) or
+ * already hashed; the value as text (str != NULL), a hash (vid), a number
+ * (is_num) or absent. */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  uint64_t name_id;
+  const char *str;
+  size_t str_len;
+  uint64_t vid;
+  double num;
+  bool is_num;
+} attr_in_t;
+
+/* Checks one attribute and adds it to ev (absent values are dropped after
+ * the name checks).  n_seen: attributes of the record so far, this one
+ * included. */
+static mtld_reject_t add_attr(mtld_event_t *ev, const attr_in_t *a, size_t n_seen, char *err,
+                              size_t errlen) {
+  if (n_seen > MTLD_ATTR_MAX)
+    return fail(MTLD_REJECT_BAD_ATTR, err, errlen, "more than %d attributes", MTLD_ATTR_MAX);
+  uint64_t name_id = a->name_id;
+  if (a->name) {
+    if (a->name_len == 0)
+      return fail(MTLD_REJECT_BAD_ATTR, err, errlen, "attribute with an empty name");
+    if (a->name_len > MTLD_ATTR_NAME_LEN)
+      return fail(MTLD_REJECT_BAD_ATTR, err, errlen, "attribute name of %zu bytes (at most %d)",
+                  a->name_len, MTLD_ATTR_NAME_LEN);
+    name_id = mtld_hash_id(a->name, a->name_len);
+  } else if (!name_id) {
+    return fail(MTLD_REJECT_BAD_ATTR, err, errlen, "attribute without a name");
+  }
+  if (mtld_event_attr_find(ev, name_id) >= 0)
+    return fail(MTLD_REJECT_BAD_ATTR, err, errlen, "attribute \"%.*s\" given twice",
+                a->name ? (int)a->name_len : 0, a->name ? a->name : "");
+  if (a->is_num) return mtld_event_attr_set_num(ev, name_id, a->num), MTLD_REJECT_NONE;
+  uint64_t vid = a->vid;
+  if (a->str) {
+    if (a->str_len > MTLD_ATTR_VALUE_LEN)
+      return fail(
+          MTLD_REJECT_BAD_ATTR, err, errlen, "attribute \"%.*s\": value of %zu bytes (at most %d)",
+          a->name ? (int)a->name_len : 0, a->name ? a->name : "", a->str_len, MTLD_ATTR_VALUE_LEN);
+    vid = a->str_len ? mtld_hash_id(a->str, a->str_len) : 0;
+  }
+  if (vid) mtld_event_attr_set_str(ev, name_id, vid);
+  return MTLD_REJECT_NONE;
+}
+
 /* ---- protobuf ---- */
+
+static mtld_reject_t pb_attrs(const Mtld__Event *m, mtld_event_t *ev, char *err, size_t errlen) {
+  for (size_t i = 0; i < m->n_attrs; i++) {
+    const Mtld__Attr *pa = m->attrs[i];
+    attr_in_t a = {0};
+    if (pa->key_case == MTLD__ATTR__KEY_NAME) a.name = pa->name, a.name_len = strlen(pa->name);
+    if (pa->key_case == MTLD__ATTR__KEY_NAME_ID) a.name_id = pa->name_id;
+    if (pa->value_case == MTLD__ATTR__VALUE_STR) a.str = pa->str, a.str_len = strlen(pa->str);
+    if (pa->value_case == MTLD__ATTR__VALUE_NUM) a.num = pa->num, a.is_num = true;
+    if (pa->value_case == MTLD__ATTR__VALUE_ID) a.vid = pa->id;
+    mtld_reject_t r = add_attr(ev, &a, i + 1, err, errlen);
+    if (r) return r;
+  }
+  return MTLD_REJECT_NONE;
+}
 
 /* A string id: its hash, or 0 (missing) when empty.  protobuf-c hands strings
  * over NUL-terminated, so bytes after an embedded NUL are not hashed. */
@@ -108,6 +174,7 @@ static mtld_reject_t decode_pb(const uint8_t *buf, size_t len, mtld_event_t *ev,
   ev->price = m->price;
   ev->rating = m->rating;
   mtld_reject_t r = set_scenario(ev, m->scenario, strlen(m->scenario), err, errlen);
+  if (!r) r = pb_attrs(m, ev, err, errlen);
   mtld__event__free_unpacked(m, NULL);
   return r;
 }
@@ -240,12 +307,9 @@ static mtld_reject_t json_i64(json_ctx_t *c, json_object *o, const char *field, 
   return MTLD_REJECT_NONE;
 }
 
-/* A number (integer or not); absent or null = 0.  NaN and Infinity, which
- * json-c accepts, come through and are rejected by validation. */
-static mtld_reject_t json_num(json_ctx_t *c, json_object *o, const char *field, double *out) {
-  json_object *v;
-  *out = 0;
-  if (!json_object_object_get_ex(o, field, &v) || !v) return MTLD_REJECT_NONE;
+/* A number (integer or not).  NaN and Infinity, which json-c accepts, come
+ * through and are rejected by validation. */
+static mtld_reject_t json_num_value(json_ctx_t *c, const char *field, json_object *v, double *out) {
   if (json_object_is_type(v, json_type_double)) {
     *out = json_object_get_double(v);
     return MTLD_REJECT_NONE;
@@ -258,6 +322,14 @@ static mtld_reject_t json_num(json_ctx_t *c, json_object *o, const char *field, 
   if (r) return r;
   *out = neg ? (double)i : (double)u;
   return MTLD_REJECT_NONE;
+}
+
+/* A number field; absent or null = 0. */
+static mtld_reject_t json_num(json_ctx_t *c, json_object *o, const char *field, double *out) {
+  json_object *v;
+  *out = 0;
+  if (!json_object_object_get_ex(o, field, &v) || !v) return MTLD_REJECT_NONE;
+  return json_num_value(c, field, v, out);
 }
 
 /* type: a name (case-insensitive) or a number.  An unknown name is rejected
@@ -313,6 +385,67 @@ static mtld_reject_t json_scenario(json_ctx_t *c, json_object *o, mtld_event_t *
   return set_scenario(ev, s, n, c->err, c->errlen);
 }
 
+/* One JSON attribute value: a string (categorical), a number (numeric) or
+ * null (absent). */
+static mtld_reject_t json_attr_value(json_ctx_t *c, const char *field, json_object *v,
+                                     attr_in_t *a) {
+  if (!v) return MTLD_REJECT_NONE;
+  if (json_object_is_type(v, json_type_string))
+    return get_string(c, field, v, &a->str, &a->str_len);
+  if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+    return wrong_type(c, field, v, "a string, a number or null");
+  a->is_num = true;
+  return json_num_value(c, field, v, &a->num);
+}
+
+/* One element of the array form: {"name"|"name_id", "str"|"num"|"id"}. */
+static mtld_reject_t json_attr_elem(json_ctx_t *c, json_object *e, attr_in_t *a) {
+  if (!json_object_is_type(e, json_type_object)) return wrong_type(c, "attrs[]", e, "an object");
+  json_object *v;
+  mtld_reject_t r;
+  if (json_object_object_get_ex(e, "name", &v) && v) {
+    if (!json_object_is_type(v, json_type_string))
+      return wrong_type(c, "attrs[].name", v, "a string");
+    if ((r = get_string(c, "attrs[].name", v, &a->name, &a->name_len))) return r;
+  } else if ((r = json_id(c, e, "name_id", &a->name_id))) {
+    return r;
+  }
+  if (json_object_object_get_ex(e, "str", &v) && v) {
+    if (!json_object_is_type(v, json_type_string))
+      return wrong_type(c, "attrs[].str", v, "a string");
+    return get_string(c, "attrs[].str", v, &a->str, &a->str_len);
+  }
+  if (json_object_object_get_ex(e, "num", &v) && v) {
+    a->is_num = true;
+    return json_num(c, e, "num", &a->num);
+  }
+  return json_id(c, e, "id", &a->vid);
+}
+
+static mtld_reject_t json_attrs(json_ctx_t *c, json_object *o, mtld_event_t *ev) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, "attrs", &v) || !v) return MTLD_REJECT_NONE;
+  mtld_reject_t r;
+  size_t n = 0;
+  if (json_object_is_type(v, json_type_array)) {
+    size_t len = json_object_array_length(v);
+    for (size_t i = 0; i < len; i++) {
+      attr_in_t a = {0};
+      if ((r = json_attr_elem(c, json_object_array_get_idx(v, i), &a))) return r;
+      if ((r = add_attr(ev, &a, ++n, c->err, c->errlen))) return r;
+    }
+    return MTLD_REJECT_NONE;
+  }
+  if (!json_object_is_type(v, json_type_object))
+    return wrong_type(c, "attrs", v, "an object or an array");
+  json_object_object_foreach(v, key, val) {
+    attr_in_t a = {.name = key, .name_len = strlen(key)};
+    if ((r = json_attr_value(c, "attrs value", val, &a))) return r;
+    if ((r = add_attr(ev, &a, ++n, c->err, c->errlen))) return r;
+  }
+  return MTLD_REJECT_NONE;
+}
+
 static mtld_reject_t decode_fields(json_ctx_t *c, json_object *o, mtld_event_t *ev) {
   mtld_reject_t r;
   int64_t t;
@@ -333,7 +466,7 @@ static mtld_reject_t decode_fields(json_ctx_t *c, json_object *o, mtld_event_t *
   if ((r = json_num(c, o, "rating", &d))) return r;
   /* IEEE (Annex F): beyond float range rounds to FLT_MAX or becomes inf */
   ev->rating = (float)d;
-  return MTLD_REJECT_NONE;
+  return json_attrs(c, o, ev);
 }
 
 static bool is_blank(char ch) {
@@ -421,6 +554,10 @@ mtld_reject_t mtld_validate_event(const mtld_event_t *ev, const mtld_validate_li
     return fail(MTLD_REJECT_NOT_FINITE, err, errlen, "price %g not finite", ev->price);
   if (!isfinite(ev->rating))
     return fail(MTLD_REJECT_NOT_FINITE, err, errlen, "rating %g not finite", (double)ev->rating);
+  for (int i = 0; i < ev->n_attrs; i++)
+    if (mtld_event_attr_is_num(ev, i) && !isfinite(ev->attrs[i].v.num))
+      return fail(MTLD_REJECT_NOT_FINITE, err, errlen, "attribute %d: %g not finite", i,
+                  ev->attrs[i].v.num);
   if (ev->price < 0) return fail(MTLD_REJECT_NEGATIVE, err, errlen, "price %g negative", ev->price);
   if (ev->quantity < 0)
     return fail(MTLD_REJECT_NEGATIVE, err, errlen, "quantity %d negative", (int)ev->quantity);
@@ -475,6 +612,20 @@ size_t mtld_encode_event_pb(const mtld_event_t *ev, void *buf, size_t cap) {
   m.price = ev->price;
   m.quantity = ev->quantity;
   m.rating = ev->rating;
+  Mtld__Attr attrs[MTLD_ATTR_MAX], *attr_ptrs[MTLD_ATTR_MAX];
+  size_t na = ev->n_attrs <= MTLD_ATTR_MAX ? ev->n_attrs : MTLD_ATTR_MAX;
+  for (size_t i = 0; i < na; i++) {
+    Mtld__Attr a = MTLD__ATTR__INIT;
+    a.key_case = MTLD__ATTR__KEY_NAME_ID, a.name_id = ev->attrs[i].name_id;
+    if (mtld_event_attr_is_num(ev, (int)i))
+      a.value_case = MTLD__ATTR__VALUE_NUM, a.num = ev->attrs[i].v.num;
+    else
+      a.value_case = MTLD__ATTR__VALUE_ID, a.id = ev->attrs[i].v.value_id;
+    attrs[i] = a;
+    attr_ptrs[i] = &attrs[i];
+  }
+  m.n_attrs = na;
+  m.attrs = attr_ptrs;
   size_t need = mtld__event__get_packed_size(&m);
   if (need > cap) return 0;
   return mtld__event__pack(&m, buf);
@@ -556,6 +707,17 @@ size_t mtld_encode_event_json(const mtld_event_t *ev, char *buf, size_t cap) {
     fmt_double(num, sizeof num, ev->rating, true);
     jw_printf(&w, ",\"rating\":%s", num);
   }
+  int na = ev->n_attrs <= MTLD_ATTR_MAX ? ev->n_attrs : MTLD_ATTR_MAX;
+  for (int i = 0; i < na; i++) {
+    jw_printf(&w, "%s{\"name_id\":%" PRIu64, i ? "," : ",\"attrs\":[", ev->attrs[i].name_id);
+    if (mtld_event_attr_is_num(ev, i)) {
+      fmt_double(num, sizeof num, ev->attrs[i].v.num, false);
+      jw_printf(&w, ",\"num\":%s}", num);
+    } else {
+      jw_printf(&w, ",\"id\":%" PRIu64 "}", ev->attrs[i].v.value_id);
+    }
+  }
+  if (na) jw_printf(&w, "]");
   jw_printf(&w, "}");
   if (w.full) {
     buf[0] = '\0';

@@ -3,7 +3,14 @@
  * Formats: protobuf mtld.Event (schemas/event.proto) or one JSON object with
  * the same field names (ids as numbers or strings; type as name or number).
  * Every rejection has a reason code; its name is the metric label
- * (mtld_events_rejected_total{reason="..."}) and the dead-letter header. */
+ * (mtld_events_rejected_total{reason="..."}) and the dead-letter header.
+ *
+ * Attributes: protobuf `repeated Attr attrs`; JSON `"attrs"` either as an
+ * object {"name": "string value" | number | null} or, like the protobuf
+ * mapping, as an array of {"name" | "name_id", "str" | "num" | "id"}
+ * objects.  A string value is categorical, a number numeric; names and
+ * string values are hashed with mtld_hash_id().  A null, empty-string or id-0
+ * value means absent (the attribute is dropped). */
 #ifndef MTLD_DECODE_H
 #define MTLD_DECODE_H
 
@@ -26,6 +33,9 @@ typedef enum {
   MTLD_REJECT_TOO_LATE,     /* "too_late": behind the watermark by more than allowed */
   MTLD_REJECT_DUPLICATE,    /* "duplicate": an event with this id and time was applied already
                                (the pipeline's check, not mtld_validate_event's) */
+  MTLD_REJECT_BAD_ATTR,     /* "bad_attr": more than MTLD_ATTR_MAX attributes, an empty or
+                               duplicate name, a name or string value over its limit
+                               (common/limits.h); a NaN/inf numeric value is not_finite */
   MTLD_REJECT_COUNT
 } mtld_reject_t;
 
@@ -62,11 +72,14 @@ mtld_reject_t mtld_validate_event(const mtld_event_t *ev, const mtld_validate_li
                                   size_t errlen);
 
 /* Encodes an event as protobuf (for the generator and producer tools).
- * Returns the length, or 0 if cap is too small. */
+ * Attributes are written hashed (Attr.name_id, Attr.id or Attr.num), which
+ * decodes back to the same event.  Returns the length, or 0 if cap is too
+ * small. */
 size_t mtld_encode_event_pb(const mtld_event_t *ev, void *buf, size_t cap);
 
-/* Encodes an event as one JSON object line (no newline); returns the length
- * written (excluding NUL), or 0 if cap is too small. */
+/* Encodes an event as one JSON object line (no newline); attributes in the
+ * hashed array form ("attrs":[{"name_id":N,"id":V},{"name_id":N,"num":x}]).
+ * Returns the length written (excluding NUL), or 0 if cap is too small. */
 size_t mtld_encode_event_json(const mtld_event_t *ev, char *buf, size_t cap);
 
 #endif

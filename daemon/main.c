@@ -312,6 +312,20 @@ static mtld_status_t start_ranking(daemon_t *d, char *err, size_t errlen) {
   int n = mtld_features_dense_item_slots(&d->cfg.features, slots);
   for (int i = 0; i < n && rc.n_item_dense < MTLD_RANK_MAX_ITEM_DENSE; i++)
     if (slots[i] < mc->n_dense) rc.item_dense[rc.n_item_dense++] = slots[i];
+  /* the item attributes are part of the item too (config.c lays them out) */
+  const mtld_feature_def_t *fd = &d->cfg.features;
+  int n_cat = 0, n_num = 0, base = mtld_features_dense_count(fd);
+  for (int k = 0; k < fd->n_attrs; k++) {
+    int item = fd->attrs[k].owner == MTLD_ATTR_ITEM;
+    if (fd->attrs[k].kind == MTLD_ATTR_NUMERIC) {
+      int pos = base + n_num++;
+      if (item && pos < mc->n_dense && rc.n_item_dense < MTLD_RANK_MAX_ITEM_DENSE)
+        rc.item_dense[rc.n_item_dense++] = pos;
+    } else {
+      int f = MTLD_FIELD_EXTRA + n_cat++;
+      if (item && f < mc->n_fields) rc.item_fields[rc.n_item_fields++] = f;
+    }
+  }
   return mtld_trainer_set_ranking(d->trainer, &rc, err, errlen);
 }
 

@@ -242,6 +242,7 @@ typedef struct {
   Mtld__SnapshotModelConfig mc;
   Mtld__SnapshotEmbedding emb;
   Mtld__SnapshotFeatures feat;
+  Mtld__SnapshotAttribute attrs[MTLD_ATTR_MAX], *attrp[MTLD_ATTR_MAX];
   Mtld__SnapshotNormalizer norm;
   Mtld__SnapshotField fields[MTLD_MAX_FIELDS], *fieldp[MTLD_MAX_FIELDS];
   Mtld__SnapshotTask tasks[MTLD_MAX_TASKS], *taskp[MTLD_MAX_TASKS];
@@ -465,6 +466,21 @@ static mtld_status_t build_header(const mtld_snapshot_t *s, build_t *b) {
   fe->schema_hash = s->meta.schema_hash;
   fe->n_dense = (uint32_t)s->meta.n_dense;
   fe->item_view = fd->item_view;
+  int na = fd->n_attrs < 0 ? 0 : fd->n_attrs > MTLD_ATTR_MAX ? MTLD_ATTR_MAX : fd->n_attrs;
+  for (int k = 0; k < na; k++) {
+    const mtld_attr_def_t *a = &fd->attrs[k];
+    Mtld__SnapshotAttribute *x = &b->attrs[k];
+    mtld__snapshot_attribute__init(x);
+    x->name = (char *)a->name;
+    x->owner = a->owner;
+    x->kind = a->kind;
+    x->rows = a->rows;
+    x->default_str = (char *)a->default_str;
+    x->default_num = a->default_num;
+    b->attrp[k] = x;
+  }
+  fe->n_attributes = (size_t)na;
+  fe->attributes = b->attrp;
   Mtld__SnapshotNormalizer *no = &b->norm;
   mtld__snapshot_normalizer__init(no);
   no->count = s->norm_n;
@@ -965,6 +981,86 @@ static void info_from_header(mtld_snapshot_info_t *info, const Mtld__SnapshotHea
     m->schema_hash = fe->schema_hash;
     m->n_dense = (int)fe->n_dense;
     m->features.item_view = fe->item_view;
+    /* checked by attrs_from_header before */
+    for (size_t k = 0; k < fe->n_attributes && k < MTLD_ATTR_MAX; k++) {
+      const Mtld__SnapshotAttribute *x = fe->attributes[k];
+      mtld_attr_def_t *a = &m->features.attrs[k];
+      memset(a, 0, sizeof *a);
+      size_t n = strlen(x->name), dn = strlen(x->default_str);
+      memcpy(a->name, x->name, n);
+      a->name_id = mtld_hash_id(x->name, n);
+      a->owner = x->owner;
+      a->kind = x->kind;
+      a->rows = x->rows;
+      if (x->kind == MTLD_ATTR_CATEGORICAL) {
+        memcpy(a->default_str, x->default_str, dn);
+        a->default_id = dn ? mtld_hash_id(x->default_str, dn) : 0;
+      } else {
+        a->default_num = x->default_num;
+      }
+    }
+    m->features.n_attrs = (int)fe->n_attributes;
+  }
+}
+
+/* The header's attributes: well formed, and laid out in the model as the
+ * daemon lays them out (one field per categorical attribute after the fixed
+ * ones, one dense input per numeric one after the features').  NULL, or
+ * what is wrong. */
+static const char *attrs_check(const Mtld__SnapshotHeader *h, const mtld_model_config_t *c) {
+  const Mtld__SnapshotFeatures *fe = h->features;
+  if (fe->n_attributes > MTLD_ATTR_MAX) return "too many attributes";
+  int n_cat = 0, n_num = 0;
+  for (size_t k = 0; k < fe->n_attributes; k++) {
+    const Mtld__SnapshotAttribute *x = fe->attributes[k];
+    size_t n = strlen(x->name);
+    if (n == 0 || n > MTLD_ATTR_NAME_LEN || strlen(x->default_str) > MTLD_ATTR_VALUE_LEN)
+      return "an attribute name or default of a bad length";
+    if (x->owner < MTLD_ATTR_USER || x->owner > MTLD_ATTR_CONTEXT) return "an attribute owner";
+    if (x->kind == MTLD_ATTR_CATEGORICAL) {
+      int f = MTLD_FIELD_EXTRA + n_cat++;
+      if (f >= c->n_fields || c->fields[f].rows != x->rows)
+        return "a categorical attribute's field";
+    } else if (x->kind == MTLD_ATTR_NUMERIC) {
+      n_num++;
+      if (!isfinite(x->default_num)) return "a numeric attribute's default";
+    } else {
+      return "an attribute kind";
+    }
+    for (size_t j = 0; j < k; j++)
+      if (!strcmp(fe->attributes[j]->name, x->name)) return "a duplicate attribute";
+  }
+  if (fe->n_attributes &&
+      (c->n_fields != MTLD_FIELD_EXTRA + n_cat || c->n_dense != (int)fe->n_dense + n_num))
+    return "attributes that do not match the model's fields and dense inputs";
+  return NULL;
+}
+
+void mtld_snapshot_request_attrs(const mtld_snapshot_meta_t *m, const mtld_event_t *ev,
+                                 int item_attrs, mtld_sample_t *s) {
+  const mtld_feature_def_t *def = &m->features;
+  if (def->n_attrs <= 0) return;
+  int n_cat = 0, n_num = 0;
+  if (s->n_fields < MTLD_FIELD_EXTRA) s->n_fields = MTLD_FIELD_EXTRA;
+  for (int i = s->n_dense; i < m->n_dense && i < MTLD_MAX_DENSE; i++) s->dense[i] = 0.0f;
+  if (s->n_dense < m->n_dense) s->n_dense = m->n_dense;
+  for (int k = 0; k < def->n_attrs && k < MTLD_ATTR_MAX; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    int num = a->kind == MTLD_ATTR_NUMERIC;
+    int i = ev && (item_attrs || a->owner != MTLD_ATTR_ITEM) ? mtld_event_attr_find(ev, a->name_id)
+                                                             : -1;
+    if (i >= 0 && mtld_event_attr_is_num(ev, i) != num) i = -1;
+    if (num) {
+      int d = m->n_dense + n_num++;
+      if (d >= MTLD_MAX_DENSE) continue;
+      s->dense[d] = (float)(i >= 0 ? ev->attrs[i].v.num : a->default_num);
+      if (s->n_dense <= d) s->n_dense = d + 1;
+    } else {
+      int f = MTLD_FIELD_EXTRA + n_cat++;
+      if (f >= MTLD_MAX_FIELDS) continue;
+      s->fields[f] = i >= 0 ? ev->attrs[i].v.value_id : a->default_id;
+      if (s->n_fields <= f) s->n_fields = f + 1;
+    }
   }
 }
 
@@ -1032,6 +1128,8 @@ mtld_status_t mtld_snapshot_load_mem(const void *buf, size_t len, mtld_model_t *
   if (h->model->n_fields != (size_t)cfg.n_fields || h->normalizer->n_mean != (size_t)cfg.n_dense ||
       h->normalizer->n_m2 != (size_t)cfg.n_dense)
     BAD("normaliser statistics do not match n_dense");
+  const char *why = attrs_check(h, &cfg);
+  if (why) BAD("bad attributes: %s", why);
   uint64_t np = mtld_model_param_count(&cfg);
   if (np > h->payload_length / sizeof(float))
     BAD("the tensors cannot hold the model's %" PRIu64 " parameters", np);

@@ -208,4 +208,16 @@ mtld_status_t mtld_snapshot_top_k(mtld_model_t *m, const mtld_sample_t *tmpl, co
                                   mtld_snapshot_fill_fn fill, void *ctx,
                                   mtld_snapshot_ranked_t *out, int *n_out);
 
+/* Adds a declared attributes' inputs to a sample built from a serving
+ * request (ids and the feature store's dense features only), as the joiner
+ * lays them out: categorical attribute j of m->features (in declaration
+ * order) into fields[MTLD_FIELD_EXTRA + j], numeric attribute j into
+ * dense[m->n_dense + j] (dense zero-padded up to m->n_dense).  Values come
+ * from ev's attributes (any owner; ev NULL = none), a missing one (or one of
+ * the other kind) is the declared default; item_attrs 0 ignores ev's item
+ * attributes (top-K: each candidate is another item; they take the
+ * defaults).  Nothing changes without declared attributes.  Pure. */
+void mtld_snapshot_request_attrs(const mtld_snapshot_meta_t *m, const mtld_event_t *ev,
+                                 int item_attrs, mtld_sample_t *s);
+
 #endif

@@ -104,6 +104,75 @@ void mtld_feature_def_default(mtld_feature_def_t *def) {
   def->item_view = MTLD_ITEM_VIEW_PARTITION;
 }
 
+int mtld_attr_def_set(mtld_attr_def_t *a, const char *name, int owner, int kind, uint32_t rows,
+                      const char *default_str, double default_num) {
+  memset(a, 0, sizeof *a);
+  size_t n = strlen(name), dn = default_str ? strlen(default_str) : 0;
+  if (n > MTLD_ATTR_NAME_LEN || dn > MTLD_ATTR_VALUE_LEN) return -1;
+  memcpy(a->name, name, n);
+  a->name_id = n ? mtld_hash_id(name, n) : 0;
+  a->owner = owner;
+  a->kind = kind;
+  a->rows = kind == MTLD_ATTR_CATEGORICAL ? rows : 0;
+  if (kind == MTLD_ATTR_CATEGORICAL) {
+    if (dn) memcpy(a->default_str, default_str, dn);
+    a->default_id = dn ? mtld_hash_id(default_str, dn) : 0;
+  } else {
+    a->default_num = default_num;
+  }
+  return 0;
+}
+
+static mtld_status_t attrs_check(const mtld_feature_def_t *def, char *err, size_t errlen) {
+  if (def->n_attrs < 0 || def->n_attrs > MTLD_ATTR_MAX) {
+    snprintf(err, errlen, "features.attributes: at most %d attributes, not %d", MTLD_ATTR_MAX,
+             def->n_attrs);
+    return MTLD_ERR_INVALID;
+  }
+  int n_num = 0;
+  for (int k = 0; k < def->n_attrs; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    size_t n = strnlen(a->name, sizeof a->name);
+    const char *why = NULL;
+    if (n == 0 || n > MTLD_ATTR_NAME_LEN)
+      why = "name must have 1 to 63 bytes";
+    else if (a->name_id != mtld_hash_id(a->name, n))
+      why = "name_id is not the hash of the name";
+    else if (a->owner < MTLD_ATTR_USER || a->owner > MTLD_ATTR_CONTEXT)
+      why = "unknown owner";
+    else if (a->kind != MTLD_ATTR_CATEGORICAL && a->kind != MTLD_ATTR_NUMERIC)
+      why = "unknown kind";
+    else if (a->kind == MTLD_ATTR_CATEGORICAL && a->rows == 0)
+      why = "rows must be > 0";
+    else if (a->kind == MTLD_ATTR_NUMERIC && (a->rows != 0 || !isfinite(a->default_num)))
+      why = "a numeric attribute has no rows and a finite default";
+    else if (strnlen(a->default_str, sizeof a->default_str) > MTLD_ATTR_VALUE_LEN)
+      why = "default too long";
+    else if (a->kind == MTLD_ATTR_CATEGORICAL &&
+             a->default_id !=
+                 (a->default_str[0] ? mtld_hash_id(a->default_str, strlen(a->default_str)) : 0))
+      why = "default_id is not the hash of the default";
+    else if (a->kind == MTLD_ATTR_NUMERIC && (a->default_str[0] || a->default_id))
+      why = "a numeric attribute has a numeric default";
+    for (int j = 0; !why && j < k; j++)
+      if (def->attrs[j].name_id == a->name_id) why = "duplicate name";
+    if (why) {
+      snprintf(err, errlen, "features.attributes[%d] (\"%.63s\"): %s", k, a->name, why);
+      return MTLD_ERR_INVALID;
+    }
+    n_num += a->kind == MTLD_ATTR_NUMERIC;
+  }
+  int room = MTLD_MAX_DENSE - mtld_features_dense_count(def);
+  if (n_num > room) {
+    snprintf(err, errlen,
+             "features.attributes: %d numeric attributes, but only %d fit beside the %d dense "
+             "features of %d half-lives",
+             n_num, room < 0 ? 0 : room, mtld_features_dense_count(def), def->n_half_lives);
+    return MTLD_ERR_INVALID;
+  }
+  return MTLD_OK;
+}
+
 mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, size_t errlen) {
   if (def->n_half_lives < 1 || def->n_half_lives > MTLD_MAX_HALF_LIVES) {
     snprintf(err, errlen, "features.half_lives: need 1 to %d half-lives, got %d",
@@ -137,7 +206,7 @@ mtld_status_t mtld_feature_def_check(const mtld_feature_def_t *def, char *err, s
     snprintf(err, errlen, "features.item_view: unknown view %d", def->item_view);
     return MTLD_ERR_INVALID;
   }
-  return MTLD_OK;
+  return attrs_check(def, err, errlen);
 }
 
 size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t cap) {
@@ -154,6 +223,24 @@ size_t mtld_feature_def_encode(const mtld_feature_def_t *def, void *buf, size_t 
   put_f64(&w, def->cvr_prior);
   put_f64(&w, def->cart_prior);
   put_u8(&w, (uint8_t)def->item_view);
+  if (def->n_attrs > 0) { /* nothing without attributes: the old encoding and hash */
+    int na = def->n_attrs > MTLD_ATTR_MAX ? MTLD_ATTR_MAX : def->n_attrs;
+    put_u8(&w, (uint8_t)na);
+    for (int k = 0; k < na; k++) {
+      const mtld_attr_def_t *a = &def->attrs[k];
+      size_t n = strnlen(a->name, MTLD_ATTR_NAME_LEN),
+             dn = strnlen(a->default_str, MTLD_ATTR_VALUE_LEN);
+      put_u8(&w, (uint8_t)n);
+      put_bytes(&w, a->name, n);
+      put_u8(&w, (uint8_t)a->owner);
+      put_u8(&w, (uint8_t)a->kind);
+      put_u32(&w, a->rows);
+      put_u8(&w, (uint8_t)(dn & 0xff));
+      put_u8(&w, (uint8_t)(dn >> 8));
+      put_bytes(&w, a->default_str, dn);
+      put_f64(&w, a->default_num);
+    }
+  }
   return w.overflow ? 0 : w.len;
 }
 
@@ -171,6 +258,34 @@ mtld_status_t mtld_feature_def_decode(mtld_feature_def_t *def, const void *buf, 
   def->cvr_prior = get_f64(&r);
   def->cart_prior = get_f64(&r);
   def->item_view = get_u8(&r);
+  if (!r.bad && r.pos < len) {
+    def->n_attrs = get_u8(&r);
+    if (def->n_attrs < 1 || def->n_attrs > MTLD_ATTR_MAX) return MTLD_ERR_CORRUPT;
+    for (int k = 0; k < def->n_attrs && !r.bad; k++) {
+      char name[MTLD_ATTR_NAME_LEN + 1], dflt[MTLD_ATTR_VALUE_LEN + 1];
+      size_t n = get_u8(&r);
+      const uint8_t *q = get_bytes(&r, n);
+      if (!q || n > MTLD_ATTR_NAME_LEN) return MTLD_ERR_CORRUPT;
+      memcpy(name, q, n);
+      name[n] = '\0';
+      int owner = get_u8(&r), kind = get_u8(&r);
+      uint32_t rows = get_u32(&r);
+      size_t dn = get_u8(&r);
+      dn |= (size_t)get_u8(&r) << 8;
+      q = get_bytes(&r, dn);
+      if (!q || dn > MTLD_ATTR_VALUE_LEN || memchr(name, 0, n) || memchr(q, 0, dn))
+        return MTLD_ERR_CORRUPT;
+      memcpy(dflt, q, dn);
+      dflt[dn] = '\0';
+      double num = get_f64(&r);
+      mtld_attr_def_set(&def->attrs[k], name, owner, kind, rows, dflt, num);
+      if (kind != MTLD_ATTR_CATEGORICAL) { /* what was written must come back */
+        if (dn || rows) return MTLD_ERR_CORRUPT;
+      } else if (num != 0) {
+        return MTLD_ERR_CORRUPT;
+      }
+    }
+  }
   if (r.bad || r.pos != len) return MTLD_ERR_CORRUPT;
   char err[128];
   if (mtld_feature_def_check(def, err, sizeof err) != MTLD_OK) return MTLD_ERR_CORRUPT;
@@ -291,6 +406,27 @@ static void user_seq_insert(const mtld_feature_def_t *def, mtld_user_features_t 
   if (f->seq_len < cap) f->seq_len++;
 }
 
+/* Keeps the newest value of each declared attribute of `owner` ev carries. */
+static void attrs_apply(const mtld_feature_def_t *def, int owner, mtld_attr_values_t *v,
+                        const mtld_event_t *ev) {
+  if (ev->n_attrs == 0) return;
+  for (int k = 0; k < def->n_attrs; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    if (a->owner != owner) continue;
+    int i = mtld_event_attr_find(ev, a->name_id);
+    if (i < 0 || mtld_event_attr_is_num(ev, i) != (a->kind == MTLD_ATTR_NUMERIC)) continue;
+    if ((v->set >> k & 1) && !key_gt(ev->time_ms, ev->event_id, v->v[k].time_ms, v->v[k].event_id))
+      continue;
+    v->set |= 1u << k;
+    if (a->kind == MTLD_ATTR_NUMERIC)
+      memcpy(&v->v[k].bits, &ev->attrs[i].v.num, 8);
+    else
+      v->v[k].bits = ev->attrs[i].v.value_id;
+    v->v[k].time_ms = ev->time_ms;
+    v->v[k].event_id = ev->event_id;
+  }
+}
+
 void mtld_features_user_apply(const mtld_feature_def_t *def, mtld_user_features_t *f,
                               const mtld_event_t *ev) {
   if (ev->type < 1 || ev->type > MTLD_N_EVENT_TYPES) return;
@@ -308,6 +444,7 @@ void mtld_features_user_apply(const mtld_feature_def_t *def, mtld_user_features_
   }
   if (ev->scenario_id != 0) user_scenario_add(def, f, ev->scenario_id, add);
   if (ev->type != MTLD_EV_IMPRESSION) user_seq_insert(def, f, ev);
+  attrs_apply(def, MTLD_ATTR_USER, &f->attrs, ev);
 }
 
 void mtld_features_item_apply(const mtld_feature_def_t *def, mtld_item_features_t *f,
@@ -331,6 +468,7 @@ void mtld_features_item_apply(const mtld_feature_def_t *def, mtld_item_features_
     f->last_price_time_ms = ev->time_ms;
     f->last_price_event_id = ev->event_id;
   }
+  attrs_apply(def, MTLD_ATTR_ITEM, &f->attrs, ev);
 }
 
 /* ---- encodings ---- */
@@ -372,6 +510,40 @@ static int get_head(rbuf_t *r, int nh, int64_t *last_time_ms, uint64_t *n_events
   return 0;
 }
 
+/* Whether def declares an attribute of owner. */
+static int has_owner(const mtld_feature_def_t *def, int owner) {
+  for (int k = 0; k < def->n_attrs; k++)
+    if (def->attrs[k].owner == owner) return 1;
+  return 0;
+}
+
+static void put_attrs(wbuf_t *w, const mtld_feature_def_t *def, int owner,
+                      const mtld_attr_values_t *v) {
+  if (!has_owner(def, owner)) return;
+  uint32_t set = v->set & ((def->n_attrs >= 32 ? 0 : 1u << def->n_attrs) - 1);
+  put_u32(w, set);
+  for (int k = 0; k < def->n_attrs; k++) {
+    if (!(set >> k & 1)) continue;
+    put_u64(w, v->v[k].bits);
+    put_u64(w, (uint64_t)v->v[k].time_ms);
+    put_u64(w, v->v[k].event_id);
+  }
+}
+
+/* 0, or -1 when the mask names a slot that is not an attribute of owner. */
+static int get_attrs(rbuf_t *r, const mtld_feature_def_t *def, int owner, mtld_attr_values_t *v) {
+  if (!has_owner(def, owner)) return 0;
+  v->set = get_u32(r);
+  for (int k = 0; k < MTLD_ATTR_MAX + 16; k++) {
+    if (!(v->set >> k & 1)) continue;
+    if (k >= def->n_attrs || def->attrs[k].owner != owner) return -1;
+    v->v[k].bits = get_u64(r);
+    v->v[k].time_ms = (int64_t)get_u64(r);
+    v->v[k].event_id = get_u64(r);
+  }
+  return 0;
+}
+
 /* The head of f, a user or an item (their first fields have the same names). */
 #define PUT_HEAD(w, nh, f)                                                                         \
   put_head(w, nh, (f)->last_time_ms, (f)->n_events, (f)->decayed, (f)->n_reviews, (f)->rating_sum)
@@ -402,6 +574,7 @@ size_t mtld_features_user_encode(const mtld_feature_def_t *def, const mtld_user_
     put_u8(&w, (uint8_t)e->type);
     put_u64(&w, e->event_id);
   }
+  put_attrs(&w, def, MTLD_ATTR_USER, &f->attrs);
   return w.overflow ? 0 : w.len;
 }
 
@@ -429,6 +602,7 @@ mtld_status_t mtld_features_user_decode(const mtld_feature_def_t *def, mtld_user
     e->event_id = get_u64(&r);
     if (!r.bad && (e->type < 1 || e->type > MTLD_N_EVENT_TYPES)) return MTLD_ERR_CORRUPT;
   }
+  if (get_attrs(&r, def, MTLD_ATTR_USER, &f->attrs) != 0) return MTLD_ERR_CORRUPT;
   if (r.bad || r.pos != len) return MTLD_ERR_CORRUPT;
   return MTLD_OK;
 }
@@ -442,6 +616,7 @@ size_t mtld_features_item_encode(const mtld_feature_def_t *def, const mtld_item_
   put_u64(&w, (uint64_t)f->last_price_time_ms);
   put_u64(&w, f->last_price_event_id);
   put_u64(&w, f->category_id);
+  put_attrs(&w, def, MTLD_ATTR_ITEM, &f->attrs);
   return w.overflow ? 0 : w.len;
 }
 
@@ -455,6 +630,7 @@ mtld_status_t mtld_features_item_decode(const mtld_feature_def_t *def, mtld_item
   f->last_price_time_ms = (int64_t)get_u64(&r);
   f->last_price_event_id = get_u64(&r);
   f->category_id = get_u64(&r);
+  if (get_attrs(&r, def, MTLD_ATTR_ITEM, &f->attrs) != 0) return MTLD_ERR_CORRUPT;
   if (r.bad || r.pos != len) return MTLD_ERR_CORRUPT;
   return MTLD_OK;
 }
@@ -538,4 +714,50 @@ int mtld_features_dense(const mtld_feature_def_t *def, const mtld_user_features_
   }
   out[k++] = (float)share;
   return k;
+}
+
+/* ---- attribute inputs ---- */
+
+void mtld_features_attr_counts(const mtld_feature_def_t *def, int *n_cat, int *n_num) {
+  *n_cat = *n_num = 0;
+  for (int k = 0; k < def->n_attrs; k++) {
+    if (def->attrs[k].kind == MTLD_ATTR_NUMERIC)
+      ++*n_num;
+    else
+      ++*n_cat;
+  }
+}
+
+void mtld_features_attr_inputs(const mtld_feature_def_t *def, const mtld_user_features_t *u,
+                               const mtld_item_features_t *it, const mtld_event_t *ev,
+                               uint64_t *cat, int *n_cat, float *num, int *n_num) {
+  *n_cat = *n_num = 0;
+  for (int k = 0; k < def->n_attrs; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    const mtld_attr_values_t *v = a->owner == MTLD_ATTR_USER   ? (u ? &u->attrs : NULL)
+                                  : a->owner == MTLD_ATTR_ITEM ? (it ? &it->attrs : NULL)
+                                                               : NULL;
+    int have = 0;
+    uint64_t bits = 0;
+    if (v && (v->set >> k & 1)) {
+      have = 1;
+      bits = v->v[k].bits;
+    } else if (a->owner == MTLD_ATTR_CONTEXT && ev) {
+      int i = mtld_event_attr_find(ev, a->name_id);
+      if (i >= 0 && mtld_event_attr_is_num(ev, i) == (a->kind == MTLD_ATTR_NUMERIC)) {
+        have = 1;
+        if (a->kind == MTLD_ATTR_NUMERIC)
+          memcpy(&bits, &ev->attrs[i].v.num, 8);
+        else
+          bits = ev->attrs[i].v.value_id;
+      }
+    }
+    if (a->kind == MTLD_ATTR_NUMERIC) {
+      double d = a->default_num;
+      if (have) memcpy(&d, &bits, 8);
+      num[(*n_num)++] = (float)d;
+    } else {
+      cat[(*n_cat)++] = have ? bits : a->default_id;
+    }
+  }
 }

@@ -927,6 +927,15 @@ mtld_status_t mtld_joiner_create(mtld_joiner_t **out, mtld_store_t *st,
     if (errlen) snprintf(err, errlen, "joiner: more dense features than MTLD_MAX_DENSE");
     return MTLD_ERR_CONFIG;
   }
+  if (def->n_attrs > 0 && mtld_feature_def_check(def, err, errlen) != MTLD_OK)
+    return MTLD_ERR_CONFIG; /* the attribute inputs must fit a sample */
+  for (int k = 0; k < def->n_attrs; k++) {
+    if (def->attrs[k].owner == MTLD_ATTR_ITEM && cfg->mode == MTLD_JOIN_SAMPLED_NEGATIVES) {
+      /* donors (and the release view's item events) carry no attributes */
+      if (errlen) snprintf(err, errlen, "joiner: item attributes need joiner.mode = impressions");
+      return MTLD_ERR_CONFIG;
+    }
+  }
   mtld_joiner_t *j = calloc(1, sizeof *j);
   if (!j) return MTLD_ERR_NOMEM;
   j->st = st;
@@ -982,6 +991,15 @@ void mtld_sample_from_features(mtld_sample_t *s, const mtld_feature_def_t *def,
   memcpy(s->scenario, ev->scenario, sl);
   int n = mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms, s->dense, MTLD_MAX_DENSE);
   s->n_dense = n > 0 ? n : 0; /* create() checked the count fits */
+  if (def->n_attrs > 0) {
+    /* declared attributes: categorical ones as extra fields, numeric ones
+     * after the dense features (mtld_feature_def_check: they fit) */
+    int n_cat, n_num;
+    mtld_features_attr_inputs(def, u, it, ev, s->fields + MTLD_FIELD_EXTRA, &n_cat,
+                              s->dense + s->n_dense, &n_num);
+    s->n_fields += n_cat;
+    s->n_dense += n_num;
+  }
   if (u) {
     uint32_t n_seq = u->seq_len < MTLD_MAX_SEQ ? u->seq_len : MTLD_MAX_SEQ;
     if (n_seq > MTLD_MAX_SAMPLE_SEQ) n_seq = MTLD_MAX_SAMPLE_SEQ;

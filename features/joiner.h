@@ -297,8 +297,11 @@ uint64_t mtld_joiner_negative_id(uint64_t click_event_id, uint32_t sub);
  *           scenario = ev->scenario_id, position = ev->position when
  *           with_position and > 0 (else absent), hour = 1 + the UTC hour
  *           of ev->time_ms (mtld_sample_hour_id; so sampled negatives carry
- *           their click's hour); n_fields = MTLD_FIELD_EXTRA
- *   dense:  mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms)
+ *           their click's hour); then one field per declared categorical
+ *           attribute (mtld_features_attr_inputs: user and item ones from u
+ *           and it, context ones from ev); n_fields = MTLD_FIELD_EXTRA + those
+ *   dense:  mtld_features_dense(def, u, it, ev->scenario_id, ev->time_ms),
+ *           then the declared numeric attributes likewise
  *   seq:    the user's newest items and categories (at most MTLD_MAX_SAMPLE_SEQ)
  *   labels: a REVIEW carries its rating; impressions start with click, cart
  *           and purchase valid and 0; weight 1; id, time from ev.

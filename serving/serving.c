@@ -4,6 +4,7 @@
  * without a store (tools/mtld-score.c). */
 #include "mtld/serving.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +95,48 @@ size_t mtld_serving_n_items(const mtld_serving_t *s) {
   return s->info.meta.n_items;
 }
 
-/* Request -> sample (mtld-score's no-store JSON path).  -1 when invalid. */
-static int to_sample(const mtld_serving_t *sv, const mtld_serving_request_t *r, mtld_sample_t *s) {
+int mtld_serving_n_attrs(const mtld_serving_t *s) {
+  return s->info.meta.features.n_attrs;
+}
+
+const char *mtld_serving_attr_name(const mtld_serving_t *s, int i) {
+  return i >= 0 && i < s->info.meta.features.n_attrs ? s->info.meta.features.attrs[i].name : NULL;
+}
+
+int mtld_serving_attr_is_numeric(const mtld_serving_t *s, int i) {
+  if (i < 0 || i >= s->info.meta.features.n_attrs) return -1;
+  return s->info.meta.features.attrs[i].kind == MTLD_ATTR_NUMERIC;
+}
+
+/* A request's attributes, hashed as the daemon's decoder hashes an event's.
+ * -1 when invalid. */
+static int to_event_attrs(const mtld_serving_attrs_t *a, mtld_event_t *ev) {
+  ev->n_attrs = 0;
+  ev->attrs_num = 0;
+  if (!a) return 0;
+  if (a->n < 0 || a->n > MTLD_ATTR_MAX || (a->n && !a->attrs)) return -1;
+  for (int i = 0; i < a->n; i++) {
+    const mtld_serving_attr_t *x = &a->attrs[i];
+    if (!x->name) return -1;
+    size_t n = strlen(x->name);
+    if (n == 0 || n > MTLD_ATTR_NAME_LEN) return -1;
+    uint64_t id = mtld_hash_id(x->name, n);
+    if (x->str) {
+      size_t vn = strlen(x->str);
+      if (vn > MTLD_ATTR_VALUE_LEN) return -1;
+      if (vn) mtld_event_attr_set_str(ev, id, mtld_hash_id(x->str, vn));
+    } else {
+      if (!isfinite(x->num)) return -1;
+      mtld_event_attr_set_num(ev, id, x->num);
+    }
+  }
+  return 0;
+}
+
+/* Request -> sample (mtld-score's no-store JSON path).  -1 when invalid.
+ * item_attrs: see mtld_snapshot_request_attrs. */
+static int to_sample(const mtld_serving_t *sv, const mtld_serving_request_t *r,
+                     const mtld_serving_attrs_t *attrs, int item_attrs, mtld_sample_t *s) {
   const char *scen = r->scenario ? r->scenario : "";
   size_t sl = strlen(scen);
   if (sl >= MTLD_SCENARIO_MAX || r->n_dense < 0 || r->n_dense > MTLD_MAX_DENSE ||
@@ -122,17 +163,28 @@ static int to_sample(const mtld_serving_t *sv, const mtld_serving_request_t *r, 
     s->seq_items[j] = r->seq_items[j];
     s->seq_cats[j] = r->seq_cats ? r->seq_cats[j] : 0;
   }
+  if (sv->info.meta.features.n_attrs > 0 || attrs) {
+    mtld_event_t ev;
+    if (to_event_attrs(attrs, &ev) != 0) return -1;
+    mtld_snapshot_request_attrs(&sv->info.meta, &ev, item_attrs, s);
+  }
   return 0;
 }
 
 int mtld_serving_score(mtld_serving_t *s, const mtld_serving_request_t *req, int n, float *preds,
                        float *pcvr) {
+  return mtld_serving_score_attrs(s, req, NULL, n, preds, pcvr);
+}
+
+int mtld_serving_score_attrs(mtld_serving_t *s, const mtld_serving_request_t *req,
+                             const mtld_serving_attrs_t *attrs, int n, float *preds, float *pcvr) {
   if (n < 1) return MTLD_SERVING_ERR_INVALID;
   int bs = mtld_model_config(s->model)->batch_size, T = s->info.config.n_tasks;
   for (int i0 = 0; i0 < n; i0 += bs) {
     int nb = n - i0 < bs ? n - i0 : bs;
     for (int j = 0; j < nb; j++)
-      if (to_sample(s, &req[i0 + j], &s->batch[j]) != 0) return MTLD_SERVING_ERR_INVALID;
+      if (to_sample(s, &req[i0 + j], attrs ? &attrs[i0 + j] : NULL, 1, &s->batch[j]) != 0)
+        return MTLD_SERVING_ERR_INVALID;
     mtld_status_t st = mtld_snapshot_score(s->model, s->batch, nb, preds + (size_t)i0 * T,
                                            pcvr ? pcvr + (size_t)i0 * T : NULL);
     if (st != MTLD_OK) return st;
@@ -142,11 +194,17 @@ int mtld_serving_score(mtld_serving_t *s, const mtld_serving_request_t *req, int
 
 int mtld_serving_top_k(mtld_serving_t *s, const mtld_serving_request_t *req, int task, int k,
                        uint64_t *items, float *scores, int *n_out) {
+  return mtld_serving_top_k_attrs(s, req, NULL, task, k, items, scores, n_out);
+}
+
+int mtld_serving_top_k_attrs(mtld_serving_t *s, const mtld_serving_request_t *req,
+                             const mtld_serving_attrs_t *attrs, int task, int k, uint64_t *items,
+                             float *scores, int *n_out) {
   *n_out = 0;
   if (!s->info.meta.n_items) return MTLD_SERVING_ERR_NOTFOUND;
   if (k < 1 || task < 0 || task >= s->info.config.n_tasks) return MTLD_SERVING_ERR_INVALID;
   mtld_sample_t tmpl;
-  if (to_sample(s, req, &tmpl) != 0) return MTLD_SERVING_ERR_INVALID;
+  if (to_sample(s, req, attrs, 0, &tmpl) != 0) return MTLD_SERVING_ERR_INVALID;
   size_t n = s->info.meta.n_items;
   int kk = (size_t)k < n ? k : (int)n;
   mtld_snapshot_ranked_t *r = malloc(sizeof(*r) * (size_t)kk);

@@ -74,9 +74,19 @@ typedef struct {
   char text[128];
 } conv_example_t;
 
+/* attr.NAME=COLUMN (categorical) or attr.NAME=num:COLUMN (numeric). */
+typedef struct {
+  char name[MTLD_ATTR_NAME_LEN + 1];
+  uint64_t name_id;
+  int numeric;
+  conv_field_t f;
+} conv_attr_t;
+
 struct mtld_conv {
   char layout[16];
   conv_field_t f[F_COUNT];
+  conv_attr_t attrs[MTLD_ATTR_MAX];
+  int n_attrs;
   int header;
   char sep;
   conv_time_unit_t time_unit;
@@ -243,6 +253,40 @@ static int conv_parse_tz(const char *v, size_t n, int64_t *add_ms) {
   return 0;
 }
 
+/* attr.NAME=[num:]COLUMN: a named attribute from a column (categorical: the
+ * text, hashed; num: a number).  A later mapping of NAME replaces it. */
+static mtld_status_t conv_attr_parse(mtld_conv_t *c, const char *key, const char *v, size_t vlen,
+                                     char *err, size_t errlen) {
+  const char *name = key + 5;
+  size_t n = strlen(name);
+  if (n > MTLD_ATTR_NAME_LEN) {
+    conv_seterr(err, errlen, "map: %s: attribute name over %d bytes", key, MTLD_ATTR_NAME_LEN);
+    return MTLD_ERR_INVALID;
+  }
+  int numeric = vlen >= 4 && strncmp(v, "num:", 4) == 0;
+  if (numeric) v += 4, vlen -= 4;
+  uint64_t id = mtld_hash_id(name, n);
+  int i = 0;
+  while (i < c->n_attrs && c->attrs[i].name_id != id) i++;
+  if (i == c->n_attrs) {
+    if (c->n_attrs == MTLD_ATTR_MAX) {
+      conv_seterr(err, errlen, "map: more than %d attributes", MTLD_ATTR_MAX);
+      return MTLD_ERR_INVALID;
+    }
+    c->n_attrs++;
+  }
+  conv_attr_t *a = &c->attrs[i];
+  memcpy(a->name, name, n + 1);
+  a->name_id = id;
+  a->numeric = numeric;
+  mtld_status_t st = field_parse(&a->f, key, v, vlen, err, errlen);
+  if (st == MTLD_OK && (a->f.konst || a->f.ncols != 1)) {
+    conv_seterr(err, errlen, "map: %s: one column (no const:, no COL+COL)", key);
+    st = MTLD_ERR_INVALID;
+  }
+  return st;
+}
+
 /* Applies a map text (comma-separated k=v) over the current mapping. */
 static mtld_status_t conv_apply_map(mtld_conv_t *c, const char *map, char *err, size_t errlen) {
   const char *p = map;
@@ -262,7 +306,7 @@ static mtld_status_t conv_apply_map(mtld_conv_t *c, const char *map, char *err, 
     size_t klen = (size_t)(eq - p);
     const char *v = eq + 1;
     size_t vlen = n - klen - 1;
-    char key[32];
+    char key[8 + MTLD_ATTR_NAME_LEN];
     if (klen == 0 || klen >= sizeof key) {
       conv_seterr(err, errlen, "map: bad key in '%.*s'", (int)n, p);
       return MTLD_ERR_INVALID;
@@ -275,6 +319,8 @@ static mtld_status_t conv_apply_map(mtld_conv_t *c, const char *map, char *err, 
       if (strcmp(key, field_names[i]) == 0) fi = i;
     if (fi >= 0) {
       st = field_parse(&c->f[fi], key, v, vlen, err, errlen);
+    } else if (klen > 5 && strncmp(key, "attr.", 5) == 0) {
+      st = conv_attr_parse(c, key, v, vlen, err, errlen);
     } else if (strcmp(key, "sep") == 0) {
       if (vlen == 0) { /* "sep=," : the comma ended the token */
         c->sep = ',';
@@ -501,6 +547,7 @@ mtld_status_t mtld_conv_new(mtld_conv_t **out, const mtld_conv_opts_t *opts, cha
 void mtld_conv_free(mtld_conv_t *c) {
   if (!c) return;
   for (int i = 0; i < F_COUNT; i++) field_clear(&c->f[i]);
+  for (int i = 0; i < c->n_attrs; i++) field_clear(&c->attrs[i].f);
   conv_clear_nulls(c);
   free(c->field_null);
   for (int i = 0; i < c->n_tmap; i++) free(c->tmap[i].value);
@@ -610,8 +657,8 @@ static int all_digits(const char *s, size_t n) {
 /* Resolves column names against the header fields (or, without a header,
  * as 1-based indices). */
 static mtld_status_t conv_resolve(mtld_conv_t *c, int nf, char *err, size_t errlen) {
-  for (int fi = 0; fi < F_COUNT; fi++) {
-    conv_field_t *f = &c->f[fi];
+  for (int fi = 0; fi < F_COUNT + c->n_attrs; fi++) {
+    conv_field_t *f = fi < F_COUNT ? &c->f[fi] : &c->attrs[fi - F_COUNT].f;
     for (int k = 0; k < f->ncols; k++) {
       const char *name = f->names[k];
       int idx = -1;
@@ -626,7 +673,8 @@ static mtld_status_t conv_resolve(mtld_conv_t *c, int nf, char *err, size_t errl
         if (v >= 1 && v <= 100000) idx = (int)v - 1;
       }
       if (idx < 0) {
-        conv_seterr(err, errlen, "map: %s: column '%s' is %s", field_names[fi], name,
+        conv_seterr(err, errlen, "map: %s%s: column '%s' is %s", fi < F_COUNT ? "" : "attr.",
+                    fi < F_COUNT ? field_names[fi] : c->attrs[fi - F_COUNT].name, name,
                     c->header ? "not in the header" : "not a 1-based index (no header)");
         return MTLD_ERR_INVALID;
       }
@@ -675,8 +723,8 @@ int64_t mtld_conv_skipped_count(const mtld_conv_t *c, const char *value) {
 
 /* The text of a single-column field, or NULL when unmapped / out of range
  * (*missing set when out of range). */
-static const char *conv_col(const mtld_conv_t *c, int fi, int nf, int *missing, size_t *len) {
-  const conv_field_t *f = &c->f[fi];
+static const char *conv_fcol(const mtld_conv_t *c, const conv_field_t *f, int nf, int *missing,
+                             size_t *len) {
   if (!f->set) return NULL;
   if (f->konst) {
     *len = strlen(f->konst);
@@ -689,6 +737,33 @@ static const char *conv_col(const mtld_conv_t *c, int fi, int nf, int *missing, 
   }
   *len = c->field_len[idx];
   return c->fields[idx];
+}
+
+static const char *conv_col(const mtld_conv_t *c, int fi, int nf, int *missing, size_t *len) {
+  return conv_fcol(c, &c->f[fi], nf, missing, len);
+}
+
+static int parse_double(const char *s, size_t n, double *out);
+
+/* The row's mapped attributes into ev (an empty or null value: absent).
+ * 0, or -1 for a numeric attribute that is not a finite number, or a value
+ * over MTLD_ATTR_VALUE_LEN bytes. */
+static int conv_attrs(const mtld_conv_t *c, int nf, int *missing, mtld_event_t *ev) {
+  for (int i = 0; i < c->n_attrs; i++) {
+    const conv_attr_t *a = &c->attrs[i];
+    size_t n = 0;
+    const char *v = conv_fcol(c, &a->f, nf, missing, &n);
+    if (!v || n == 0) continue;
+    if (a->numeric) {
+      double d;
+      if (parse_double(v, n, &d) != 0 || !isfinite(d)) return -1;
+      mtld_event_attr_set_num(ev, a->name_id, d);
+    } else {
+      if (n > MTLD_ATTR_VALUE_LEN) return -1;
+      mtld_event_attr_set_str(ev, a->name_id, mtld_hash_id(v, n));
+    }
+  }
+  return 0;
 }
 
 static int hbuf_reserve(mtld_conv_t *c, size_t need) {
@@ -956,6 +1031,7 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
   pos_s = conv_col(c, F_POSITION, nf, &missing, &pos_n);
   click_s = conv_col(c, F_CLICK, nf, &missing, &click_n);
   purch_s = conv_col(c, F_PURCHASE, nf, &missing, &purch_n);
+  int bad_attr = conv_attrs(c, nf, &missing, &ev);
   if (missing) {
     conv_bad(c, MTLD_CONV_BAD_COLUMNS, line, len);
     return MTLD_OK;
@@ -1049,7 +1125,7 @@ mtld_status_t mtld_conv_line(mtld_conv_t *c, const char *line, size_t len, mtld_
     ev.price = dv;
   }
   if ((qty_s && qty_n > 0 && parse_int32(qty_s, qty_n, &ev.quantity) != 0) ||
-      (pos_s && pos_n > 0 && parse_int32(pos_s, pos_n, &ev.position) != 0)) {
+      (pos_s && pos_n > 0 && parse_int32(pos_s, pos_n, &ev.position) != 0) || bad_attr) {
     conv_bad(c, MTLD_CONV_BAD_NUMBER, line, len);
     return MTLD_OK;
   }

@@ -28,9 +28,12 @@
  *
  * Mapping keys (--map 'k=v,k=v'): user item category type time time_unit
  * time_offset time_offset_unit tz scenario scenario_prefix rating price
- * quantity position request id click purchase header sep ids null.  A
- * column is a header name or a 1-based index
- * (the name wins when the header has such a column); COL+COL combines
+ * quantity position request id click purchase header sep ids null, and
+ * attr.NAME (a named attribute, at most 16: attr.NAME=COLUMN is categorical,
+ * the text hashed; attr.NAME=num:COLUMN numeric; a bad number, or a value
+ * over MTLD_ATTR_VALUE_LEN bytes, rejects the row as bad_number; an empty
+ * or null value leaves it out).  A column is a header name or a 1-based
+ * index (the name wins when the header has such a column); COL+COL combines
  * columns into one hashed id; const:VALUE gives a constant (type, scenario,
  * category).  time_unit: s (default) | ms | us | iso (2014-04-07T10:51:09.277Z)
  * | date (YYYY-MM-DD).  time_offset: a column added to the time (Diginetica:

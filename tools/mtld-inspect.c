@@ -224,6 +224,29 @@ static void print_counts_text(const mtld_feature_def_t *def,
   }
 }
 
+/* The entity's declared attributes of owner (categorical: the value id,
+ * numeric: the number; "-" when none seen yet). */
+static void print_attrs_text(const mtld_feature_def_t *def, int owner,
+                             const mtld_attr_values_t *v) {
+  for (int k = 0; k < def->n_attrs; k++) {
+    const mtld_attr_def_t *a = &def->attrs[k];
+    if (a->owner != owner) continue;
+    printf("  attr %s", a->name);
+    if (!(v->set >> k & 1)) {
+      printf(" -\n");
+      continue;
+    }
+    if (a->kind == MTLD_ATTR_NUMERIC) {
+      double d;
+      memcpy(&d, &v->v[k].bits, sizeof d);
+      printf(" %.17g", d);
+    } else {
+      printf(" id %" PRIu64, v->v[k].bits);
+    }
+    printf(" (time_ms %" PRId64 ", event_id %" PRIu64 ")\n", v->v[k].time_ms, v->v[k].event_id);
+  }
+}
+
 static void print_user_text(const mtld_feature_def_t *def, uint64_t id, const char *key,
                             const mtld_user_features_t *f) {
   printf("user %" PRIu64, id);
@@ -246,6 +269,7 @@ static void print_user_text(const mtld_feature_def_t *def, uint64_t id, const ch
     printf("    %" PRIu64 " %" PRIu64 " %" PRId64 " %s %" PRIu64 "\n", e->item_id, e->category_id,
            e->time_ms, tn ? tn : "?", e->event_id);
   }
+  print_attrs_text(def, MTLD_ATTR_USER, &f->attrs);
 }
 
 static void print_item_text(const mtld_feature_def_t *def, int32_t partition, uint64_t id,
@@ -262,6 +286,7 @@ static void print_item_text(const mtld_feature_def_t *def, int32_t partition, ui
   printf("  category_id %" PRIu64 "\n", f->category_id);
   printf("  last_price %.17g (time_ms %" PRId64 ", event_id %" PRIu64 ")\n", f->last_price,
          f->last_price_time_ms, f->last_price_event_id);
+  print_attrs_text(def, MTLD_ATTR_ITEM, &f->attrs);
 }
 
 /* ---- walks ---- */

@@ -77,6 +77,7 @@ static void usage(FILE *out) {
       "                        no time column: synthetic times --start-ms + row * 1 s\n"
       "          scenario      a column or const:NAME; scenario_prefix TEXT\n"
       "          rating price quantity position  number columns\n"
+      "          attr.NAME     a named attribute: COLUMN (categorical) or num:COLUMN (numeric)\n"
       "          header 0|1  sep C|comma|tab|semicolon|pipe|space  ids auto|hash\n"
       "          null          values that mean \"no value\", '|'-separated (default\n"
       "                        NA|N/A|NULL|null|None|\\N|nan|NaN); a null user or item\n"

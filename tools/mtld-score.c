@@ -10,11 +10,15 @@
  *   --sample-json FILE|-  JSON lines, one candidate each:
  *                         {"id": 7, "user": 12, "item": "sku-9", "category": 3,
  *                          "scenario": "search", "position": 2, "time_ms": T,
- *                          "dense": [...], "seq_items": [...], "seq_cats": [...]}
+ *                          "dense": [...], "seq_items": [...], "seq_cats": [...],
+ *                          "attrs": {"age_level": "3", "discount": 0.2}}
  *                         ids are numbers or strings (hashed as the daemon
  *                         hashes them); with --store the features (dense,
  *                         sequence, category) come from the store, otherwise
- *                         from the line (absent = zeros / empty)
+ *                         from the line (absent = zeros / empty); declared
+ *                         attributes come from "attrs" (with --store: the
+ *                         context ones; user and item ones from the store),
+ *                         a missing one is its declared default
  *   --info                the header: versions, time, offsets, metrics, config
  *   --top K (--user ID|--user-key S) [--scenario NAME] [--rank-by TASK]
  *         [--store DIR]   top-K: the K items of the snapshot's item set the
@@ -36,6 +40,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +57,7 @@ static void usage(FILE *out) {
           "                   [--scenario NAME] [--category ID] [--position N]]\n"
           "                  [--sample-json FILE|-] [--time-ms T]\n"
           "                  [--top K (--user ID|--user-key S) [--scenario NAME] [--rank-by TASK]\n"
-          "                   [--store DIR]]\n"
+          "                   [--store DIR]] [--attrs JSON]\n"
           "\n"
           "Scores with an mtld serving snapshot (a DIR is followed through LATEST).\n"
           "  --info             print the snapshot's header\n"
@@ -66,6 +71,8 @@ static void usage(FILE *out) {
           "  --top K            the K items of the snapshot's item set ranked highest for\n"
           "                     the user (features from --store when given, else ids only)\n"
           "  --rank-by TASK     the task to rank by (default: the first)\n"
+          "  --attrs JSON       the request's attributes for --top and --user/--item\n"
+          "                     ({\"discount\": 0.2}; with --store: the context ones)\n"
           "Output: \"# id <task>... <task>.pcvr...\" then one line per sample, %%.9g.\n"
           "Exit: 0 ok, 1 bad input, 2 usage or load error.\n");
 }
@@ -120,7 +127,18 @@ static void print_info(const scorer_t *sc) {
          in->meta.schema_hash, in->meta.n_dense, f->seq_len, f->item_view ? "global" : "partition");
   for (int h = 0; h < f->n_half_lives && h < MTLD_MAX_HALF_LIVES; h++)
     printf(" %g", f->half_life_s[h]);
-  printf("\njoin_mode %d negatives_per_positive %d\n", in->meta.join_mode,
+  printf("\n");
+  static const char *const owners[3] = {"user", "item", "context"};
+  for (int k = 0; k < f->n_attrs && k < MTLD_ATTR_MAX; k++) {
+    const mtld_attr_def_t *a = &f->attrs[k];
+    if (a->kind == MTLD_ATTR_NUMERIC)
+      printf("attribute %d %s owner %s numeric default %g\n", k, a->name, owners[a->owner],
+             a->default_num);
+    else
+      printf("attribute %d %s owner %s categorical rows %" PRIu32 " default \"%s\"\n", k, a->name,
+             owners[a->owner], a->rows, a->default_str);
+  }
+  printf("join_mode %d negatives_per_positive %d\n", in->meta.join_mode,
          in->meta.negatives_per_positive);
   printf("items %zu\n", in->meta.n_items);
   printf("model arch %s dim %d seq_max %d n_dense %d experts", arch_name(c->arch), c->dim,
@@ -176,6 +194,7 @@ typedef struct {
   char scenario[MTLD_SCENARIO_MAX];
   int32_t position;
   int64_t time_ms;
+  mtld_event_t attrs; /* the line's "attrs" (n_attrs, attrs_num, attrs only) */
 } cand_t;
 
 /* Candidate -> sample, features from the store (as the joiner builds them). */
@@ -197,6 +216,9 @@ static void sample_from_store(scorer_t *sc, const cand_t *c, mtld_sample_t *s) {
   ev.position = c->position;
   snprintf(ev.scenario, sizeof ev.scenario, "%s", c->scenario);
   ev.scenario_id = c->scenario[0] ? mtld_hash_id(c->scenario, strlen(c->scenario)) : 0;
+  ev.n_attrs = c->attrs.n_attrs; /* context attributes (user and item ones: the store's) */
+  ev.attrs_num = c->attrs.attrs_num;
+  memcpy(ev.attrs, c->attrs.attrs, sizeof ev.attrs);
   mtld_sample_from_features(s, mtld_store_def(sc->store), &ev, 0, 0, have_u ? &u : NULL,
                             have_i ? &it : NULL, ev.item_id, ev.category_id, 1);
 }
@@ -213,6 +235,33 @@ static int json_id(json_object *o, uint64_t *out) {
     return 1;
   }
   return -1;
+}
+
+/* "attrs": {"name": "categorical value" | number | null, ...}, as in an
+ * event (README "Event schema").  0 ok, -1 bad. */
+static int json_attrs(json_object *o, mtld_event_t *ev) {
+  if (!json_object_is_type(o, json_type_object)) return -1;
+  json_object_object_foreach(o, name, v) {
+    size_t n = strlen(name);
+    if (n == 0 || n > MTLD_ATTR_NAME_LEN) return -1;
+    uint64_t id = mtld_hash_id(name, n);
+    int r = 0;
+    if (!v) continue;
+    if (json_object_is_type(v, json_type_string)) {
+      const char *str = json_object_get_string(v);
+      size_t vn = strlen(str);
+      if (vn > MTLD_ATTR_VALUE_LEN) return -1;
+      if (vn) r = mtld_event_attr_set_str(ev, id, mtld_hash_id(str, vn));
+    } else if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+      double d = json_object_get_double(v);
+      if (!isfinite(d)) return -1;
+      r = mtld_event_attr_set_num(ev, id, d);
+    } else {
+      return -1;
+    }
+    if (r != 0) return -1;
+  }
+  return 0;
 }
 
 /* One JSON line -> sample.  0 ok, -1 bad line (msg set). */
@@ -241,6 +290,8 @@ static int sample_from_json(scorer_t *sc, json_object *o, uint64_t line_no, mtld
   }
   if (json_object_object_get_ex(o, "position", &v)) c.position = json_object_get_int(v);
   if (json_object_object_get_ex(o, "time_ms", &v)) c.time_ms = json_object_get_int64(v);
+  if (json_object_object_get_ex(o, "attrs", &v) && v && json_attrs(v, &c.attrs) != 0)
+    return *msg = "attrs must be an object of at most 16 names -> string or finite number", -1;
   *id_out = c.id;
   if (sc->store) {
     sample_from_store(sc, &c, s);
@@ -284,6 +335,8 @@ static int sample_from_json(scorer_t *sc, json_object *o, uint64_t line_no, mtld
         return *msg = "bad id in seq_items / seq_cats", -1;
     }
   }
+  /* declared attributes from the line (missing: their defaults) */
+  mtld_snapshot_request_attrs(&sc->info.meta, &c.attrs, 1, s);
   return 0;
 }
 
@@ -342,6 +395,9 @@ static void fill_from_store(void *ctx, mtld_sample_t *s, uint64_t item, uint64_t
   ev.position = x->c->position;
   snprintf(ev.scenario, sizeof ev.scenario, "%s", x->c->scenario);
   ev.scenario_id = x->c->scenario[0] ? mtld_hash_id(x->c->scenario, strlen(x->c->scenario)) : 0;
+  ev.n_attrs = x->c->attrs.n_attrs; /* context attributes (user and item ones: the store's) */
+  ev.attrs_num = x->c->attrs.attrs_num;
+  memcpy(ev.attrs, x->c->attrs.attrs, sizeof ev.attrs);
   mtld_sample_from_features(s, mtld_store_def(x->sc->store), &ev, 0, 0, x->have_u ? &x->u : NULL,
                             have_i ? &it : NULL, ev.item_id, ev.category_id, 1);
 }
@@ -376,6 +432,9 @@ static int score_top(scorer_t *sc, const cand_t *c, int k, const char *rank_by) 
   tmpl.fields[MTLD_FIELD_POSITION] = c->position > 0 ? (uint64_t)(uint32_t)c->position : 0;
   tmpl.fields[MTLD_FIELD_HOUR] = mtld_sample_hour_id(c->time_ms);
   snprintf(tmpl.scenario, sizeof tmpl.scenario, "%s", c->scenario);
+  /* declared attributes: the request's, item ones (each candidate is
+   * another item) and missing ones their defaults */
+  mtld_snapshot_request_attrs(m, &c->attrs, 0, &tmpl);
   topk_ctx_t x = {.sc = sc, .c = c};
   if (sc->store) {
     x.have_u = mtld_store_get_user(sc->store, c->user, &x.u) == MTLD_OK;
@@ -428,6 +487,7 @@ int main(int argc, char **argv) {
     O_TIME,
     O_TOP,
     O_RANKBY,
+    O_ATTRS,
     O_HELP
   };
   static const struct option opts[] = {{"snapshot", required_argument, 0, O_SNAP},
@@ -445,6 +505,7 @@ int main(int argc, char **argv) {
                                        {"time-ms", required_argument, 0, O_TIME},
                                        {"top", required_argument, 0, O_TOP},
                                        {"rank-by", required_argument, 0, O_RANKBY},
+                                       {"attrs", required_argument, 0, O_ATTRS},
                                        {"help", no_argument, 0, O_HELP},
                                        {0, 0, 0, 0}};
   const char *snap = NULL, *samples = NULL, *store = NULL, *json = NULL, *rank_by = NULL;
@@ -495,6 +556,13 @@ int main(int argc, char **argv) {
       if (top < 1) goto bad_usage;
       break;
     case O_RANKBY: rank_by = optarg; break;
+    case O_ATTRS: {
+      json_object *a = json_tokener_parse(optarg);
+      int bad = !a || json_attrs(a, &cand.attrs) != 0;
+      json_object_put(a);
+      if (bad) goto bad_usage;
+      break;
+    }
     case O_HELP: usage(stdout); return 0;
     default: goto bad_usage;
     }

@@ -29,6 +29,7 @@ snapshot_pb2 is importable already (MTLD_PB2_DIR or PYTHONPATH).
 
 import argparse
 import importlib
+import json
 import os
 import struct
 import subprocess
@@ -46,7 +47,7 @@ SAMPLE_VERSION = 2  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labe
 INT64_MIN = np.int64(-(2**63))
 
 # trainer/sample.h: mtld_sample_t (C layout; align=True follows the C rules)
-MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 8, 64, 50, 5
+MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 22, 64, 50, 5
 SAMPLE_DTYPE = np.dtype(
     [
         ("sample_id", "<u8"),
@@ -187,12 +188,55 @@ class Snapshot:
         cats = self.tensors["items.category"].reshape(-1).view(np.uint64)
         return ids, cats
 
-    def top_k(self, user, k, scenario="", task=0, time_ms=None, position=0, chunk=4096):
+    def attributes(self):
+        """The declared attributes (header features.attributes), in order."""
+        return list(self.header.features.attributes)
+
+    def apply_attrs(self, samples, attrs=None, item_attrs=True):
+        """Puts the declared attributes' inputs into request samples, as
+        libmtld-serving does (durable/snapshot.h mtld_snapshot_request_attrs):
+        categorical attribute j into fields[6 + j] (the key() of the value),
+        numeric attribute j into dense[n_dense + j]; values from the dict
+        attrs (name -> str for categorical, number for numeric; "" or None
+        = absent), a missing one (or one of the other kind) takes the
+        declared default; item_attrs False ignores attrs' item attributes
+        (top-K: every candidate is another item)."""
+        fe = self.header.features
+        if not fe.attributes:
+            return samples
+        nd = fe.n_dense
+        samples["n_fields"] = np.maximum(samples["n_fields"], 6)
+        for i in range(nd):
+            samples["dense"][:, i] = np.where(samples["n_dense"] > i, samples["dense"][:, i], 0.0)
+        samples["n_dense"] = np.maximum(samples["n_dense"], nd)
+        n_cat = n_num = 0
+        for a in fe.attributes:
+            v = None
+            if attrs and (item_attrs or a.owner != 1):
+                v = attrs.get(a.name)
+            if a.kind == 1:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                d = nd + n_num
+                n_num += 1
+                samples["dense"][:, d] = float(v) if ok else a.default_num
+                samples["n_dense"] = np.maximum(samples["n_dense"], d + 1)
+            else:
+                ok = isinstance(v, str) and v != ""
+                f = 6 + n_cat
+                n_cat += 1
+                dflt = key(a.default_str) if a.default_str else 0
+                samples["fields"][:, f] = np.uint64(key(v) if ok else dflt)
+                samples["n_fields"] = np.maximum(samples["n_fields"], f + 1)
+        return samples
+
+    def top_k(self, user, k, scenario="", task=0, time_ms=None, position=0, chunk=4096, attrs=None):
         """The k items of the item set the model ranks highest by task
         `task` (index or name) for a user (id; key() for strings) in a
         scenario at time_ms (default: the watermark): [(item, category,
         score)], best first, ties by smaller item id.  Candidates carry ids
-        only, as libmtld-serving's and `mtld-score --top` without --store."""
+        only, as libmtld-serving's and `mtld-score --top` without --store,
+        and the request's attributes (attrs, see apply_attrs; item ones take
+        their defaults)."""
         if isinstance(task, str):
             names = [t.name for t in self.model.tasks]
             if task not in names:
@@ -205,6 +249,7 @@ class Snapshot:
         scores = np.empty(len(ids))
         for i0 in range(0, len(ids), chunk):
             s = request_samples(min(chunk, len(ids) - i0), user, scenario, t, position)
+            self.apply_attrs(s, attrs, item_attrs=False)
             s["fields"][:, 1] = ids[i0 : i0 + chunk]
             s["fields"][:, 2] = cats[i0 : i0 + chunk]
             scores[i0 : i0 + chunk] = self.score(s)[0][:, task]
@@ -427,6 +472,9 @@ def main(argv=None):
     ap.add_argument("--scenario", default="", help="scenario name (for --top)")
     ap.add_argument("--rank-by", help="task to rank by (default: the first)")
     ap.add_argument("--time-ms", type=int, help="event time to score at (default: watermark)")
+    ap.add_argument(
+        "--attrs", help='the request\'s attributes for --top, a JSON object ({"discount": 0.2})'
+    )
     args = ap.parse_args(argv)
     if args.top is not None and (args.top < 1 or (args.user is None) == (args.user_key is None)):
         ap.error("--top K needs K >= 1 and one of --user, --user-key")
@@ -440,6 +488,18 @@ def main(argv=None):
         print("file %s\nformat_version %d\nproducer %s" % (snap.path, h.format_version, h.producer))
         print("created_ms %d\nwatermark_ms %d" % (h.created_ms, h.watermark_ms))
         print("items %d" % h.n_items)
+        owners = ("user", "item", "context")
+        for i, a in enumerate(h.features.attributes):
+            if a.kind == 1:
+                print(
+                    "attribute %d %s owner %s numeric default %g"
+                    % (i, a.name, owners[a.owner], a.default_num)
+                )
+            else:
+                print(
+                    'attribute %d %s owner %s categorical rows %d default "%s"'
+                    % (i, a.name, owners[a.owner], a.rows, a.default_str)
+                )
         for o in h.offsets:
             print("offset %s %d %d %d" % (o.topic, o.partition, o.next_offset, o.max_time_ms))
         for mt in h.metrics:
@@ -453,7 +513,8 @@ def main(argv=None):
         user = args.user if args.user is not None else key(args.user_key)
         task = args.rank_by if args.rank_by else 0
         try:
-            top = snap.top_k(user, args.top, args.scenario, task, args.time_ms)
+            attrs = json.loads(args.attrs) if args.attrs else None
+            top = snap.top_k(user, args.top, args.scenario, task, args.time_ms, attrs=attrs)
         except SnapshotError as e:
             print("mtld_reader: %s" % e, file=sys.stderr)
             return 2

@@ -8,8 +8,9 @@
 typedef struct {
   uint64_t item, category;
   float dense[MTLD_RANK_MAX_ITEM_DENSE];
-  uint64_t clicks;    /* popularity so far */
-  uint64_t last_seen; /* click number of its latest click */
+  uint64_t fields[MTLD_MAX_FIELDS]; /* cfg.item_fields' ids */
+  uint64_t clicks;                  /* popularity so far */
+  uint64_t last_seen;               /* click number of its latest click */
 } cand_t;
 
 struct mtld_rank {
@@ -33,6 +34,12 @@ mtld_status_t mtld_rank_create(mtld_rank_t **out, const mtld_rank_config_t *cfg,
     snprintf(err, errlen, "rank: need k, every and candidates >= 1 and a task");
     return MTLD_ERR_CONFIG;
   }
+  for (int i = 0; i < cfg->n_item_fields; i++)
+    if (cfg->n_item_fields > MTLD_MAX_FIELDS || cfg->item_fields[i] < 0 ||
+        cfg->item_fields[i] >= MTLD_MAX_FIELDS) {
+      snprintf(err, errlen, "rank: item field %d out of range", cfg->item_fields[i]);
+      return MTLD_ERR_CONFIG;
+    }
   for (int i = 0; i < cfg->n_item_dense; i++)
     if (cfg->item_dense[i] < 0 || cfg->item_dense[i] >= MTLD_MAX_DENSE) {
       snprintf(err, errlen, "rank: item dense position %d out of range", cfg->item_dense[i]);
@@ -106,6 +113,8 @@ static void evaluate(mtld_rank_t *r, mtld_model_t *m, const mtld_sample_t *s) {
       x->fields[MTLD_FIELD_CATEGORY] = c->category;
       for (int d = 0; d < r->cfg.n_item_dense; d++)
         if (r->cfg.item_dense[d] < x->n_dense) x->dense[r->cfg.item_dense[d]] = c->dense[d];
+      for (int f = 0; f < r->cfg.n_item_fields; f++)
+        if (r->cfg.item_fields[f] < x->n_fields) x->fields[r->cfg.item_fields[f]] = c->fields[f];
     }
     mtld_model_forward(m, r->buf, n);
     const float *p = mtld_model_preds(m);
@@ -143,6 +152,8 @@ static void learn(mtld_rank_t *r, const mtld_sample_t *s) {
   c->category = s->n_fields > MTLD_FIELD_CATEGORY ? s->fields[MTLD_FIELD_CATEGORY] : 0;
   for (int d = 0; d < r->cfg.n_item_dense; d++)
     c->dense[d] = r->cfg.item_dense[d] < s->n_dense ? s->dense[r->cfg.item_dense[d]] : 0.0f;
+  for (int f = 0; f < r->cfg.n_item_fields; f++)
+    c->fields[f] = r->cfg.item_fields[f] < s->n_fields ? s->fields[r->cfg.item_fields[f]] : 0;
   c->clicks++;
   c->last_seen = r->clicks;
 }

@@ -43,6 +43,8 @@ typedef struct {
   int task;       /* the model's task scored (a binary click task) */
   int n_item_dense;
   int item_dense[MTLD_RANK_MAX_ITEM_DENSE]; /* dense positions of the item part */
+  int n_item_fields;
+  int item_fields[MTLD_MAX_FIELDS]; /* further fields of the item part (its attributes) */
 } mtld_rank_config_t;
 
 typedef struct {

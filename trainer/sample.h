@@ -9,13 +9,16 @@
 
 #include <stdint.h>
 
-#include "common/limits.h" /* MTLD_SCENARIO_MAX */
+#include "common/limits.h" /* MTLD_SCENARIO_MAX, MTLD_ATTR_MAX */
 
-#define MTLD_MAX_FIELDS 8      /* categorical fields */
+/* Categorical fields: the fixed ones, then up to MTLD_ATTR_MAX categorical
+ * attributes (6 + 16). */
+#define MTLD_MAX_FIELDS 22
 #define MTLD_MAX_DENSE 64      /* dense features */
 #define MTLD_MAX_SAMPLE_SEQ 50 /* recent items carried for attention */
 
-/* Fixed categorical field slots; slots >= MTLD_FIELD_EXTRA are configured extras. */
+/* Fixed categorical field slots; slots >= MTLD_FIELD_EXTRA are the declared
+ * categorical attributes (features.attributes), in declaration order. */
 enum {
   MTLD_FIELD_USER = 0,
   MTLD_FIELD_ITEM = 1,
@@ -25,6 +28,8 @@ enum {
   MTLD_FIELD_HOUR = 5, /* hour of day of the event time: mtld_sample_hour_id */
   MTLD_FIELD_EXTRA = 6
 };
+_Static_assert(MTLD_FIELD_EXTRA + MTLD_ATTR_MAX <= MTLD_MAX_FIELDS,
+               "room for a field per categorical attribute");
 
 /* The hour-of-day id of an event time: 1 + the UTC hour (1..24; never the
  * absent id 0). */

@@ -27,8 +27,9 @@
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
 #define MTLD_TRAINER_VERSION                                                                       \
-  4u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
-       baselines, running-mean bias; 4: samples carry a fifth label (review) */
+  5u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
+       baselines, running-mean bias; 4: samples carry a fifth label (review);                      \
+       5: MTLD_MAX_FIELDS 8 -> 22 (categorical attributes) */
 
 typedef struct mtld_trainer mtld_trainer_t;
 

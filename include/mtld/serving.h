@@ -74,6 +74,25 @@ typedef struct {
   const uint64_t *seq_cats;  /* their categories (NULL = all 0) */
 } mtld_serving_request_t;
 
+/* A named attribute of a request (features.attributes of the daemon that
+ * wrote the snapshot): a categorical value (str, hashed as the daemon hashes
+ * it; "" = absent) or, with str NULL, a numeric one (num, finite).
+ * Attributes the snapshot does not declare are ignored; a declared one
+ * missing from the request takes its declared default.  User and item
+ * attributes are the values the daemon's store holds for the user and item
+ * (serving systems pass them with the request). */
+typedef struct {
+  const char *name;
+  const char *str;
+  double num;
+} mtld_serving_attr_t;
+
+/* The attributes of one request: n (0..16) entries at attrs. */
+typedef struct {
+  int n;
+  const mtld_serving_attr_t *attrs;
+} mtld_serving_attrs_t;
+
 /* The library's version, "MAJOR.MINOR.PATCH" (static string). */
 MTLD_SERVING_API const char *mtld_serving_version(void);
 
@@ -115,6 +134,20 @@ MTLD_SERVING_API size_t mtld_serving_n_items(const mtld_serving_t *s);
 MTLD_SERVING_API int mtld_serving_score(mtld_serving_t *s, const mtld_serving_request_t *req, int n,
                                         float *preds, float *pcvr);
 
+/* Declared attributes: their number (0 for a snapshot without), the name of
+ * the i-th (borrowed; NULL for a bad index), and whether it is numeric (1),
+ * categorical (0) or a bad index (-1). */
+MTLD_SERVING_API int mtld_serving_n_attrs(const mtld_serving_t *s);
+MTLD_SERVING_API const char *mtld_serving_attr_name(const mtld_serving_t *s, int i);
+MTLD_SERVING_API int mtld_serving_attr_is_numeric(const mtld_serving_t *s, int i);
+
+/* mtld_serving_score with named attributes: attrs[i] for req[i] (attrs NULL:
+ * none for every request).  MTLD_SERVING_ERR_INVALID also for more than 16
+ * attributes, a NULL name, a non-finite number or a value over 255 bytes. */
+MTLD_SERVING_API int mtld_serving_score_attrs(mtld_serving_t *s, const mtld_serving_request_t *req,
+                                              const mtld_serving_attrs_t *attrs, int n,
+                                              float *preds, float *pcvr);
+
 /* Top-K: the k items of the snapshot's item set the model ranks highest by
  * task `task` for the request (its user, scenario, time, dense features and
  * sequence; each candidate gets the item's id and category), best first,
@@ -126,6 +159,13 @@ MTLD_SERVING_API int mtld_serving_score(mtld_serving_t *s, const mtld_serving_re
 MTLD_SERVING_API int mtld_serving_top_k(mtld_serving_t *s, const mtld_serving_request_t *req,
                                         int task, int k, uint64_t *items, float *scores,
                                         int *n_out);
+
+/* mtld_serving_top_k with the request's named attributes (attrs may be
+ * NULL).  Item attributes are ignored: each candidate is another item, and
+ * takes the declared defaults (the item set holds ids and categories). */
+MTLD_SERVING_API int mtld_serving_top_k_attrs(mtld_serving_t *s, const mtld_serving_request_t *req,
+                                              const mtld_serving_attrs_t *attrs, int task, int k,
+                                              uint64_t *items, float *scores, int *n_out);
 
 #ifdef __cplusplus
 }

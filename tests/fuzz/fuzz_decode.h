@@ -2,7 +2,7 @@
  *
  * Any input must decode or be refused with a message, never crash.  A
  * decoded event must validate without UB, and survive a re-encode in both
- * formats unchanged (string ids come back as their hashes). */
+ * formats unchanged (string ids and attributes come back as their hashes). */
 #ifndef MTLD_FUZZ_DECODE_H
 #define MTLD_FUZZ_DECODE_H
 
@@ -12,7 +12,20 @@
 
 #include "daemon/decode.h"
 
+static int same_attrs(const mtld_event_t *a, const mtld_event_t *b) {
+  if (a->n_attrs != b->n_attrs || a->attrs_num != b->attrs_num) return 0;
+  for (int i = 0; i < a->n_attrs; i++) {
+    const mtld_attr_t *x = &a->attrs[i], *y = &b->attrs[i];
+    if (x->name_id != y->name_id) return 0;
+    if (mtld_event_attr_is_num(a, i) ? !(isnan(x->v.num) ? isnan(y->v.num) : x->v.num == y->v.num)
+                                     : x->v.value_id != y->v.value_id)
+      return 0;
+  }
+  return 1;
+}
+
 static int same(const mtld_event_t *a, const mtld_event_t *b) {
+  if (!same_attrs(a, b)) return 0;
   int price = isnan(a->price) ? isnan(b->price) : a->price == b->price;
   int rating = isnan(a->rating) ? isnan(b->rating) : a->rating == b->rating;
   return price && rating && a->event_id == b->event_id && a->user_id == b->user_id &&
@@ -40,14 +53,14 @@ static int fuzz_decode_one(const uint8_t *data, size_t size, mtld_format_t fmt) 
   mtld_validate_event(&ev, &lim, t, t > INT64_MIN ? t - 1 : t, err, sizeof err);
   mtld_validate_event(&ev, &lim, INT64_MAX, INT64_MIN + 1, err, sizeof err);
 
-  uint8_t pb[1024];
+  uint8_t pb[4096];
   size_t n = mtld_encode_event_pb(&ev, pb, sizeof pb);
   if (n > 0) { /* an all-default event encodes to nothing */
     if (mtld_decode_event(pb, n, MTLD_FMT_PROTOBUF, sizeof pb, &again, err, sizeof err) ||
         !same(&ev, &again))
       __builtin_trap();
   }
-  char js[1024];
+  char js[8192];
   n = mtld_encode_event_json(&ev, js, sizeof js);
   if (n == 0 || mtld_decode_event(js, n, MTLD_FMT_AUTO, sizeof js, &again, err, sizeof err) ||
       !same(&ev, &again))

@@ -27,6 +27,8 @@ seed_json() {
   printf '%s' '{"event_id":"e-2","type":"review","user_id":"u-42","item_id":"sku-7","time_ms":1700000000001,"rating":4.5}' >"$d/j2"
   printf '%s' '{"event_id":18446744073709551615,"type":4,"user_id":1,"item_id":2,"time_ms":1700000000002,"price":1e3,"quantity":2,"extra":[1,{"a":null}]}' >"$d/j3"
   printf '%s' '{"event_id":3,"type":2,"user_id":1,"item_id":2,"time_ms":1,"price":NaN,"scenario":"a\"\\\u00e9"}' >"$d/j4"
+  printf '%s' '{"event_id":4,"type":1,"user_id":1,"item_id":2,"time_ms":1700000000003,"attrs":{"age_level":"3","brand":"b-981","discount":0.2,"x":null}}' >"$d/j5"
+  printf '%s' '{"event_id":5,"type":1,"user_id":1,"item_id":2,"time_ms":1700000000004,"attrs":[{"name":"a","str":"v"},{"name_id":77,"id":9},{"name":"d","num":-1e300}]}' >"$d/j6"
 }
 seed_pb() {
   local d=$1
@@ -36,6 +38,8 @@ seed_pb() {
   printf '\x12\x01e\x18\x05\x2a\x02u1\x3a\x01i\x58\x80\xd0\x95\xff\xbc\x31\x8d\x01\x00\x00\x80\x40' >"$d/p2"
   # price 2.5 (double), quantity 3, position 1, request_id 9
   printf '\x08\x02\x18\x04\x20\x01\x30\x02\x60\x09\x70\x01\x79\x00\x00\x00\x00\x00\x00\x04\x40\x80\x01\x03' >"$d/p3"
+  # event_id 1, user 42, item 7, attrs {name "ab", str "v"} and {name_id 5, num 2.0}
+  printf '\x08\x01\x18\x01\x20\x2a\x30\x07\x92\x01\x07\x0a\x02ab\x12\x01v\x92\x01\x0b\x20\x05\x19\x00\x00\x00\x00\x00\x00\x00\x40' >"$d/p4"
 }
 seed_config() {
   local d=$1

@@ -16,8 +16,11 @@
  *   joiner builds them; the snapshot records the store's feature definitions.
  *   7 mmoe with a fourth task, review, an ESMM task chained on ctcvr (the
  *   samples carry the review label).
+ *   8 "store" with declared attributes (features.attributes): user, item and
+ *   context ones, categorical and numeric, on the events; candidates.jsonl
+ *   lines carry the context attribute ("attrs").
  * writes OUTDIR/snapshots/ (LATEST + file), OUTDIR/samples.bin,
- * OUTDIR/expected.txt; variant 6 also OUTDIR/snapshots-otherdef (the same
+ * OUTDIR/expected.txt; variants 6 and 8 also OUTDIR/snapshots-otherdef (the same
  * model recording other feature definitions), OUTDIR/candidates.jsonl (one candidate
  * per line) and OUTDIR/expected_store.txt (the trainer's predictions for them
  * from the store's current features, as mtld-score --store prints them).
@@ -148,6 +151,43 @@ static void print_preds(FILE *f, mtld_trainer_t *t, const mtld_model_config_t *c
   fprintf(f, "\n");
 }
 
+static int with_attrs; /* variant 8: declared attributes on the events */
+
+static uint64_t H(const char *s) {
+  return mtld_hash_id(s, strlen(s));
+}
+
+/* Variant 8's declarations: a user and an item categorical attribute, a
+ * context and a user numeric one. */
+static void attrs_declare(mtld_feature_def_t *def, mtld_model_config_t *c) {
+  mtld_attr_def_set(&def->attrs[0], "age", MTLD_ATTR_USER, MTLD_ATTR_CATEGORICAL, 16, "", 0);
+  mtld_attr_def_set(&def->attrs[1], "discount", MTLD_ATTR_CONTEXT, MTLD_ATTR_NUMERIC, 0, NULL, 0);
+  mtld_attr_def_set(&def->attrs[2], "brand", MTLD_ATTR_ITEM, MTLD_ATTR_CATEGORICAL, 32, "none", 0);
+  mtld_attr_def_set(&def->attrs[3], "income", MTLD_ATTR_USER, MTLD_ATTR_NUMERIC, 0, NULL, 1.5);
+  def->n_attrs = 4;
+  c->n_fields = MTLD_FIELD_EXTRA + 2;
+  snprintf(c->fields[6].name, MTLD_NAME_MAX, "age");
+  c->fields[6].rows = 16;
+  snprintf(c->fields[7].name, MTLD_NAME_MAX, "brand");
+  c->fields[7].rows = 32;
+}
+
+/* Variant 8: some events carry the user's attributes, impressions the
+ * item's brand and a discount. */
+static void attrs_add(mtld_event_t *ev) {
+  char v[16];
+  if (rnd() % 3 == 0) {
+    snprintf(v, sizeof v, "a%d", (int)((ev->user_id + ev->event_id / 3000) % 5));
+    mtld_event_attr_set_str(ev, H("age"), H(v));
+  }
+  if (rnd() % 4 == 0) mtld_event_attr_set_num(ev, H("income"), (double)(ev->user_id % 7) * 1000);
+  if (ev->type == MTLD_EV_IMPRESSION) {
+    snprintf(v, sizeof v, "b%d", (int)(ev->item_id % 6));
+    if (rnd() % 5) mtld_event_attr_set_str(ev, H("brand"), H(v));
+    mtld_event_attr_set_num(ev, H("discount"), (double)(rnd() % 50) / 100);
+  }
+}
+
 /* Event i of the store variant's stream. */
 static mtld_event_t store_event(int i) {
   mtld_event_t ev;
@@ -172,6 +212,7 @@ static mtld_event_t store_event(int i) {
     ev.quantity = 1;
   }
   if (ev.type == MTLD_EV_REVIEW) ev.rating = (float)(1 + rnd() % 5);
+  if (with_attrs) attrs_add(&ev);
   return ev;
 }
 
@@ -186,6 +227,10 @@ static int store_variant(const char *out) {
   c.dim = 8;
   c.seq_max = 10;
   c.n_dense = mtld_features_dense_count(&def);
+  if (with_attrs) {
+    attrs_declare(&def, &c);
+    c.n_dense += 2;
+  }
   c.expert_layers[0] = 32;
   c.expert_layers[1] = 16;
   c.tower_layers[0] = 8;
@@ -223,6 +268,8 @@ static int store_variant(const char *out) {
                               ev.item_id, ev.category_id, 1);
     if (ev.type == MTLD_EV_IMPRESSION) {
       int click = (ev.user_id * 3 + ev.item_id) % 5 == 0;
+      if (with_attrs) /* the brand and the discount matter too */
+        click = (ev.user_id * 3 + ev.item_id) % 5 == 0 || (ev.item_id % 6 == 2 && rnd() % 3 == 0);
       s.labels[MTLD_LABEL_CLICK] = (float)click;
       s.labels[MTLD_LABEL_PURCHASE] = (float)(click && ev.item_id % 3 == 0);
     }
@@ -283,6 +330,8 @@ static int store_variant(const char *out) {
     ev.position = i % 3 == 0 ? 0 : 1 + (int)(rnd() % 6);
     snprintf(ev.scenario, sizeof ev.scenario, "%s", scen[rnd() % 4]);
     ev.scenario_id = mtld_hash_id(ev.scenario, strlen(ev.scenario));
+    double discount = (double)(rnd() % 50) / 100;
+    if (with_attrs && i % 4) mtld_event_attr_set_num(&ev, H("discount"), discount);
     mtld_user_features_t u;
     mtld_item_features_t it;
     int hu = mtld_store_get_user(st, ev.user_id, &u) == MTLD_OK;
@@ -291,10 +340,13 @@ static int store_variant(const char *out) {
     mtld_sample_t s;
     mtld_sample_from_features(&s, &def, &ev, 0, 0, hu ? &u : NULL, hi ? &it : NULL, ev.item_id,
                               ev.category_id, 1);
+    char attrs[64] = "";
+    if (with_attrs && i % 4)
+      snprintf(attrs, sizeof attrs, ", \"attrs\": {\"discount\": %.2f}", discount);
     fprintf(cj,
             "{\"id\": %" PRIu64 ", \"user\": %" PRIu64 ", \"item\": %" PRIu64
-            ", \"scenario\": \"%s\", \"position\": %d, \"time_ms\": %" PRId64 "}\n",
-            ev.event_id, ev.user_id, ev.item_id, ev.scenario, (int)ev.position, ev.time_ms);
+            ", \"scenario\": \"%s\", \"position\": %d, \"time_ms\": %" PRId64 "%s}\n",
+            ev.event_id, ev.user_id, ev.item_id, ev.scenario, (int)ev.position, ev.time_ms, attrs);
     print_preds(es, t, &c, ev.event_id, &s);
   }
   bad |= fclose(cj) != 0;
@@ -313,6 +365,10 @@ int main(int argc, char **argv) {
   int variant = atoi(argv[2]);
   rs ^= (uint64_t)variant * 0x100000001b3ULL;
   if (variant == 6) return store_variant(out);
+  if (variant == 8) {
+    with_attrs = 1;
+    return store_variant(out);
+  }
   mtld_model_config_t c;
   mtld_model_config_default(&c);
   uint32_t rows[5] = {1024, 512, 64, 16, 16};

@@ -14,7 +14,10 @@
 #     scores, best first), mtld_reader.py ranks the same, a snapshot without
 #     an item set (older files) is refused for top-K only;
 #   - on the daemon's own output (a file replay: final snapshot, sample dump,
-#     store) both readers agree, and candidates score from its store.
+#     store) both readers agree, and candidates score from its store;
+#   - declared attributes (variant 8): the header lists them, candidates
+#     with a context attribute score from the store as the trainer scores
+#     them, and both readers rank the same with a request's attributes.
 # The C part always runs; the Python part needs python3 with numpy,
 # protobuf and xxhash plus protoc (tools/install-deps.sh installs them).
 # Without them the test reports what is missing and exits 77 (skip) after
@@ -74,7 +77,7 @@ within() { # within VALUE TOL
   [ "$1" != mismatch ] && awk -v v="$1" -v t="$2" 'BEGIN { exit !(v <= t) }'
 }
 
-for v in 0 1 2 3 4 5 6 7; do
+for v in 0 1 2 3 4 5 6 7 8; do
   D=$TMP/v$v
   mkdir -p "$D"
   if ! T "$FIX" "$D" "$v" 2>"$D/fix.err"; then
@@ -222,6 +225,47 @@ if [ -d "$D/snapshots" ]; then
     fail "variant 6: readers' top-K by ctcvr differ: ${r:-} $(head -c 200 "$D/pytop2.err")"
   fi
 fi
+# Declared attributes (variant 8): candidates with a context attribute
+# ("attrs") score from the store as the trainer scores them; the attribute
+# changes the scores; the header lists the attributes for both readers;
+# top-K with the request's attributes agrees between the readers.
+D=$TMP/v8
+if [ -f "$D/candidates.jsonl" ]; then
+  if T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --sample-json "$D/candidates.jsonl" \
+    >"$D/store.txt" 2>"$D/store.err" && cmp -s "$D/store.txt" "$D/expected_store.txt"; then
+    ok "variant 8: $(($(wc -l <"$D/store.txt") - 1)) candidates with attributes scored from the store as the trainer scores them"
+  else
+    fail "variant 8: mtld-score --store with attributes differs: $(grep -v cold "$D/store.err" | head -c 300) $(maxdiff "$D/store.txt" "$D/expected_store.txt")"
+  fi
+  sed 's/, "attrs": {[^}]*}//' "$D/candidates.jsonl" >"$D/noattrs.jsonl"
+  T "$SCORE" --snapshot "$D/snapshots" --store "$D/store" --sample-json "$D/noattrs.jsonl" >"$D/noattrs.txt" 2>/dev/null
+  nd=$(paste -d' ' "$D/store.txt" "$D/noattrs.txt" | awk '$1 != "#" && $2 != $7 { n++ } END { print n + 0 }')
+  if [ "$nd" -gt 50 ]; then
+    ok "variant 8: without the context attribute $nd candidates score differently"
+  else
+    fail "variant 8: the attribute changes only $nd scores"
+  fi
+  if T "$SCORE" --snapshot "$D/snapshots" --info 2>/dev/null | grep -q '^attribute 2 brand owner item categorical rows 32 default "none"$'; then
+    ok "variant 8: mtld-score --info lists the declared attributes"
+  else
+    fail "variant 8: mtld-score --info does not list the attributes"
+  fi
+  if [ -n "$PY" ]; then
+    if T "$PY" "$READER" "$D/snapshots" --info 2>/dev/null | grep -q '^attribute 3 income owner user numeric default 1.5$'; then
+      ok "variant 8: mtld_reader.py --info lists the declared attributes"
+    else
+      fail "variant 8: mtld_reader.py --info does not list the attributes"
+    fi
+    if T "$SCORE" --snapshot "$D/snapshots" --top 20 --user 7 --rank-by ctcvr --attrs '{"discount": 0.4, "age": "a2", "brand": "b1"}' >"$D/top.txt" 2>"$D/top.err" &&
+      T "$PY" "$READER" "$D/snapshots" --top 20 --user 7 --rank-by ctcvr --attrs '{"discount": 0.4, "age": "a2", "brand": "b1"}' >"$D/pytop.txt" 2>"$D/pytop.err" &&
+      r=$(topk_agree "$D/top.txt" "$D/pytop.txt") && [ "$r" = ok ]; then
+      ok "variant 8: both readers rank the item set the same with the request's attributes"
+    else
+      fail "variant 8: top-K with attributes: ${r:-} $(head -c 200 "$D/top.err" "$D/pytop.err")"
+    fi
+  fi
+fi
+
 D=$TMP/v5
 if [ -d "$D/snapshots" ]; then
   rc=0

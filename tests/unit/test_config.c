@@ -1356,6 +1356,92 @@ static void test_reload_bad_file(void) {
   rmdir(dir);
 }
 
+/* features.attributes: parsing, the model inputs it adds, errors with key
+ * and line, print -> load, and a change is not reloadable. */
+static void test_attributes(void) {
+  const char *text = MINIMAL
+      "features = {\n"
+      "  attributes = (\n"
+      "    { name = \"age_level\"; owner = \"user\"; kind = \"categorical\"; rows = 1000; "
+      "default = \"\"; },\n"
+      "    { name = \"brand\"; owner = \"item\"; kind = \"categorical\"; rows = 5000; default = "
+      "\"none\"; },\n"
+      "    { name = \"discount\"; owner = \"context\"; kind = \"numeric\"; default = 0.0; },\n"
+      "    { name = \"income\"; owner = \"user\"; kind = \"numeric\"; default = 2; }\n"
+      "  );\n"
+      "};\n";
+  CHECK(load_ok(&cfg, text));
+  const mtld_feature_def_t *d = &cfg.features;
+  CHECK(d->n_attrs == 4 && strcmp(d->attrs[0].name, "age_level") == 0 &&
+        d->attrs[0].owner == MTLD_ATTR_USER && d->attrs[0].kind == MTLD_ATTR_CATEGORICAL &&
+        d->attrs[0].rows == 1000 && d->attrs[0].default_id == 0);
+  CHECK(d->attrs[1].default_id == mtld_hash_id("none", 4) && d->attrs[1].owner == MTLD_ATTR_ITEM);
+  CHECK(d->attrs[2].kind == MTLD_ATTR_NUMERIC && d->attrs[2].owner == MTLD_ATTR_CONTEXT &&
+        d->attrs[3].default_num == 2.0);
+  /* the model: a field per categorical attribute, a dense input per numeric one */
+  CHECK(cfg.model.n_fields == MTLD_FIELD_EXTRA + 2 && cfg.model.n_dense == 45 + 2);
+  CHECK(strcmp(cfg.model.fields[MTLD_FIELD_EXTRA].name, "age_level") == 0 &&
+        cfg.model.fields[MTLD_FIELD_EXTRA + 1].rows == 5000);
+  CHECK(round_trip(&cfg, &cfg2) && cfg2.features.n_attrs == 4 &&
+        mtld_feature_def_hash(&cfg2.features) == mtld_feature_def_hash(&cfg.features) &&
+        cfg2.model.n_fields == cfg.model.n_fields);
+  /* changing them is not reloadable */
+  CHECK(count_changes(&cfg, &cfg2) == 0);
+  cfg2.features.attrs[0].rows = 999;
+  CHECK(count_changes(&cfg, &cfg2) == 1);
+  /* none declared: the model of before */
+  CHECK(load_ok(&cfg2, MINIMAL "features = { attributes = (); };"));
+  CHECK(cfg2.model.n_fields == MTLD_FIELD_EXTRA && cfg2.model.n_dense == 45);
+
+  EXPECT_ERROR(MINIMAL
+               "features = {\n attributes = ( { owner = \"user\"; kind = \"numeric\"; } );\n};",
+               "t.conf:4: features.attributes[0].name: required");
+  EXPECT_ERROR(MINIMAL "features = {\n attributes = (\n { name = \"a\"; owner = \"shop\"; kind = "
+                       "\"numeric\"; } );\n};",
+               "t.conf:5: features.attributes[0].owner: must be");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"categorical\"; } ); };",
+               "features.attributes[0].rows: required");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"numeric\"; rows = 3; } ); };",
+               "features.attributes[0].rows: only for kind");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"numeric\"; default = \"x\"; } ); };",
+               "features.attributes[0].default: expected a number");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"categorical\"; rows = 4; default = 1; } ); };",
+               "features.attributes[0].default: expected a string");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"numeric\"; }, { name = \"a\"; owner = \"item\"; kind = \"numeric\"; } ); "
+                       "};",
+               "features.attributes[1].name: duplicate attribute name");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"a\"; owner = \"user\"; kind = "
+                       "\"numeric\"; owners = 1; } ); };",
+               "unknown key (did you mean features.attributes[0].owner?)");
+  EXPECT_ERROR(MINIMAL "features = { attributes = ( { name = \"\"; owner = \"user\"; kind = "
+                       "\"numeric\"; } ); };",
+               "must have 1 to 63 bytes");
+  EXPECT_ERROR(MINIMAL "features = { attributes = { a = 1; }; };",
+               "features.attributes: expected a list of groups");
+  EXPECT_ERROR(MINIMAL "joiner = { mode = \"sampled_negatives\"; };\nfeatures = { attributes = ( "
+                       "{ name = \"b\"; owner = \"item\"; kind = \"numeric\"; } ); };",
+               "not supported with joiner.mode");
+  CHECK(load_ok(&cfg2, MINIMAL "joiner = { mode = \"sampled_negatives\"; };\nfeatures = { "
+                               "attributes = ( { name = \"b\"; owner = \"user\"; kind = "
+                               "\"numeric\"; } ); };"));
+  /* more numeric attributes than dense room: 4 half-lives leave 9 */
+  char big[4096];
+  int n = snprintf(big, sizeof big,
+                   MINIMAL "features = {\n half_lives = [\"1h\", \"1d\", \"7d\", \"30d\"];\n "
+                           "attributes = (\n");
+  for (int k = 0; k < 10; k++)
+    n +=
+        snprintf(big + n, sizeof big - (size_t)n,
+                 "%s{ name = \"n%d\"; owner = \"context\"; kind = \"numeric\"; }", k ? "," : "", k);
+  snprintf(big + n, sizeof big - (size_t)n, ");\n};\n");
+  EXPECT_ERROR(big, "features.attributes: 10 numeric attributes, but only 9 fit");
+}
+
 int main(void) {
   mtld_log_init();
   test_dirs_beside_store();
@@ -1371,6 +1457,7 @@ int main(void) {
   test_model_errors();
   test_review_task();
   test_n_dense();
+  test_attributes();
   test_model_diff();
   test_model_round_trip();
   test_reload_every_key();

@@ -358,6 +358,9 @@ static void test_map_errors(void) {
       {"generic", "user=1,item=2,type=3,header=yes", NULL},           /* header 0/1 */
       {"generic", "user=1,item=2,type=3,price=const:5", NULL},        /* const not allowed */
       {"generic", "user=1,item=2,type=3,rating=4+5", NULL},           /* combo not allowed */
+      {"generic", "user=1,item=2,type=3,attr.a=const:x", NULL},       /* attr: a column */
+      {"generic", "user=1,item=2,type=3,attr.a=4+5", NULL},           /* attr: one column */
+      {"generic", "user=1,item=2,type=3,attr.a=", NULL},              /* attr: empty */
       {"generic", "user=1,item=2,type=3,sep=ab", NULL},               /* sep */
       {"generic", "user=1,item=2,type=3", "pv=VIEWED"},               /* type map target */
       {"generic", "user=1,item=2,type=3", "pv"},                      /* type map syntax */
@@ -579,6 +582,62 @@ static void test_several_files(void) {
   }
 }
 
+/* attr.NAME=COLUMN (categorical) and attr.NAME=num:COLUMN (numeric). */
+static void test_attrs(void) {
+  mtld_conv_t *c = mk("generic",
+                      "header=1,user=uid,item=sku,type=ev,time=ts,attr.age_level=age,"
+                      "attr.brand=3,attr.discount=num:disc",
+                      NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  sink_t s = {0};
+  CHECK(feed(c, &s, "uid,sku,brand,ev,ts,age,disc") == MTLD_OK);
+  CHECK(feed(c, &s, "u1,i1,b-981,IMPRESSION,1700000000,3,0.2") == MTLD_OK);
+  CHECK(feed(c, &s, "u1,i1,NA,CLICK,1700000001,,") == MTLD_OK);      /* null / empty: absent */
+  CHECK(feed(c, &s, "u1,i1,b,CLICK,1700000002,3,cheap") == MTLD_OK); /* bad_number */
+  CHECK(s.n == 2);
+  if (s.n == 2) {
+    const mtld_event_t *e = &s.ev[0];
+    CHECK(e->n_attrs == 3);
+    int i = mtld_event_attr_find(e, h("age_level"));
+    CHECK(i >= 0 && !mtld_event_attr_is_num(e, i) && e->attrs[i].v.value_id == h("3"));
+    i = mtld_event_attr_find(e, h("brand"));
+    CHECK(i >= 0 && e->attrs[i].v.value_id == h("b-981"));
+    i = mtld_event_attr_find(e, h("discount"));
+    CHECK(i >= 0 && mtld_event_attr_is_num(e, i) && e->attrs[i].v.num == 0.2);
+    CHECK(s.ev[1].n_attrs == 0);
+  }
+  mtld_conv_stats_t st;
+  mtld_conv_stats(c, &st);
+  CHECK(st.bad_by_reason[MTLD_CONV_BAD_NUMBER] == 1);
+  mtld_conv_free(c);
+  /* labelled rows: the click and purchase carry the row's attributes too */
+  c = mk("generic", "user=1,item=2,click=3,purchase=4,attr.g=5", NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  memset(&s, 0, sizeof s);
+  CHECK(feed(c, &s, "u,i,1,1,x") == MTLD_OK);
+  CHECK(s.n == 3);
+  for (int k = 0; k < s.n; k++)
+    CHECK(s.ev[k].n_attrs == 1 && s.ev[k].attrs[0].name_id == h("g") &&
+          s.ev[k].attrs[0].v.value_id == h("x"));
+  mtld_conv_free(c);
+  /* a missing column of a row is too_few_columns; an unknown header name is refused */
+  c = mk("generic", "user=1,item=2,type=const:CLICK,attr.g=9", NULL);
+  CHECK(c != NULL);
+  if (!c) return;
+  memset(&s, 0, sizeof s);
+  CHECK(feed(c, &s, "u,i") == MTLD_OK && s.n == 0);
+  mtld_conv_stats(c, &st);
+  CHECK(st.bad_by_reason[MTLD_CONV_BAD_COLUMNS] == 1);
+  mtld_conv_free(c);
+  c = mk("generic", "header=1,user=1,item=2,type=const:CLICK,attr.g=nosuch", NULL);
+  char err[256] = "";
+  CHECK(c && mtld_conv_line(c, "a,b", 3, sink_push, &s, err, sizeof err) != MTLD_OK &&
+        strstr(err, "attr.g"));
+  mtld_conv_free(c);
+}
+
 int main(void) {
   test_taobao();
   test_sort_stable();
@@ -592,5 +651,6 @@ int main(void) {
   test_nulls();
   test_time_offset_tz();
   test_several_files();
+  test_attrs();
   return CHECK_DONE();
 }

@@ -595,6 +595,140 @@ static void test_time_window(void) {
   CHECK(mtld_validate_event(&bad, &d, NOW, NOW, err, sizeof err) == MTLD_REJECT_BAD_TIME);
 }
 
+static uint64_t H(const char *s) {
+  return mtld_hash_id(s, strlen(s));
+}
+
+static int same_attrs(const mtld_event_t *a, const mtld_event_t *b) {
+  if (a->n_attrs != b->n_attrs || a->attrs_num != b->attrs_num) return 0;
+  for (int i = 0; i < a->n_attrs; i++)
+    if (a->attrs[i].name_id != b->attrs[i].name_id ||
+        (mtld_event_attr_is_num(a, i) ? a->attrs[i].v.num != b->attrs[i].v.num
+                                      : a->attrs[i].v.value_id != b->attrs[i].v.value_id))
+      return 0;
+  return 1;
+}
+
+static void test_attrs(void) {
+  mtld_event_t ev, out;
+  /* object form: string -> categorical, number -> numeric, null/"" -> absent */
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"age_level\":\"3\",\"brand\":\"b-981\","
+                    "\"discount\":0.2,\"n\":7,\"gone\":null,\"empty\":\"\"}}") == 0);
+  CHECK(dec_json("{" BASE ",\"type\":1,\"attrs\":{\"age_level\":\"3\",\"brand\":\"b-981\","
+                 "\"discount\":0.2,\"n\":7,\"gone\":null,\"empty\":\"\"}}",
+                 &ev) == 0);
+  CHECK(ev.n_attrs == 4);
+  int i = mtld_event_attr_find(&ev, H("age_level"));
+  CHECK(i == 0 && !mtld_event_attr_is_num(&ev, i) && ev.attrs[i].v.value_id == H("3"));
+  i = mtld_event_attr_find(&ev, H("brand"));
+  CHECK(i == 1 && ev.attrs[i].v.value_id == H("b-981"));
+  i = mtld_event_attr_find(&ev, H("discount"));
+  CHECK(i == 2 && mtld_event_attr_is_num(&ev, i) && ev.attrs[i].v.num == 0.2);
+  i = mtld_event_attr_find(&ev, H("n"));
+  CHECK(i == 3 && mtld_event_attr_is_num(&ev, i) && ev.attrs[i].v.num == 7);
+  CHECK(mtld_event_attr_find(&ev, H("gone")) < 0 && mtld_event_attr_find(&ev, H("empty")) < 0);
+
+  /* array form (text and hashed) gives the same event */
+  char arr[512];
+  snprintf(arr, sizeof arr,
+           "{" BASE ",\"type\":1,\"attrs\":[{\"name\":\"age_level\",\"str\":\"3\"},"
+           "{\"name_id\":%" PRIu64 ",\"id\":\"b-981\"},"
+           "{\"name\":\"discount\",\"num\":0.2},{\"name\":\"n\",\"num\":7},"
+           "{\"name\":\"gone\"}]}",
+           H("brand"));
+  CHECK(dec_json(arr, &out) == 0);
+  CHECK(same_attrs(&ev, &out));
+
+  /* encoders write the hashed form; both formats round-trip */
+  uint8_t pb[2048];
+  char js[2048];
+  size_t n = mtld_encode_event_pb(&ev, pb, sizeof pb);
+  CHECK(n > 0 &&
+        mtld_decode_event(pb, n, MTLD_FMT_PROTOBUF, sizeof pb, &out, err, sizeof err) == 0 &&
+        same_event(&ev, &out) && same_attrs(&ev, &out));
+  n = mtld_encode_event_json(&ev, js, sizeof js);
+  CHECK(n > 0 && mtld_decode_event(js, n, MTLD_FMT_JSON, sizeof js, &out, err, sizeof err) == 0 &&
+        same_event(&ev, &out) && same_attrs(&ev, &out));
+  CHECK(strstr(js, "\"attrs\":[{\"name_id\":"));
+
+  /* protobuf text form */
+  Mtld__Event m = pb_valid();
+  Mtld__Attr a[MTLD_ATTR_MAX + 1], *ap[MTLD_ATTR_MAX + 1];
+  char names[MTLD_ATTR_MAX + 1][8];
+  for (int k = 0; k <= MTLD_ATTR_MAX; k++) {
+    Mtld__Attr z = MTLD__ATTR__INIT;
+    snprintf(names[k], sizeof names[k], "a%d", k);
+    z.key_case = MTLD__ATTR__KEY_NAME, z.name = names[k];
+    z.value_case = MTLD__ATTR__VALUE_STR, z.str = "v";
+    a[k] = z;
+    ap[k] = &a[k];
+  }
+  a[1].value_case = MTLD__ATTR__VALUE_NUM, a[1].num = -1.5;
+  m.attrs = ap;
+  m.n_attrs = MTLD_ATTR_MAX;
+  CHECK(pb_reason(&m) == MTLD_REJECT_NONE);
+  n = mtld__event__pack(&m, pb);
+  CHECK(mtld_decode_event(pb, n, MTLD_FMT_PROTOBUF, sizeof pb, &ev, err, sizeof err) == 0 &&
+        ev.n_attrs == MTLD_ATTR_MAX && ev.attrs[0].name_id == H("a0") &&
+        ev.attrs[0].v.value_id == H("v") && mtld_event_attr_is_num(&ev, 1) &&
+        ev.attrs[1].v.num == -1.5 && ev.attrs_num == 2);
+  /* reasons: too many, empty name, duplicate, long name, long value, NaN */
+  m.n_attrs = MTLD_ATTR_MAX + 1;
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "more than"));
+  m.n_attrs = 2;
+  a[0].name = "";
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "empty name"));
+  a[0].name = "a1";
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "twice"));
+  char longname[MTLD_ATTR_NAME_LEN + 2], longval[MTLD_ATTR_VALUE_LEN + 2];
+  memset(longname, 'x', sizeof longname - 1), longname[sizeof longname - 1] = 0;
+  memset(longval, 'y', sizeof longval - 1), longval[sizeof longval - 1] = 0;
+  a[0].name = longname;
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "name of"));
+  longname[MTLD_ATTR_NAME_LEN] = 0; /* exactly at the limit */
+  CHECK(pb_reason(&m) == MTLD_REJECT_NONE);
+  a[0].str = longval;
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "value of"));
+  longval[MTLD_ATTR_VALUE_LEN] = 0;
+  CHECK(pb_reason(&m) == MTLD_REJECT_NONE);
+  a[1].num = NAN;
+  CHECK(pb_reason(&m) == MTLD_REJECT_NOT_FINITE && strstr(err, "attribute"));
+  a[1].num = INFINITY;
+  CHECK(pb_reason(&m) == MTLD_REJECT_NOT_FINITE);
+  a[1].key_case = MTLD__ATTR__KEY_NAME_ID, a[1].name_id = 0;
+  CHECK(pb_reason(&m) == MTLD_REJECT_BAD_ATTR && strstr(err, "without a name"));
+
+  /* JSON reasons */
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"\":\"x\"}}") == MTLD_REJECT_BAD_ATTR);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"d\":NaN}}") == MTLD_REJECT_NOT_FINITE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"d\":true}}") == MTLD_REJECT_UNDECODABLE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"d\":[1]}}") == MTLD_REJECT_UNDECODABLE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":7}") == MTLD_REJECT_UNDECODABLE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":[7]}") == MTLD_REJECT_UNDECODABLE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":[{\"name\":\"a\",\"str\":1}]}") ==
+        MTLD_REJECT_UNDECODABLE);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":[{\"name\":\"a\",\"str\":\"x\"},"
+                    "{\"name\":\"a\",\"num\":1}]}") == MTLD_REJECT_BAD_ATTR);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":[{\"str\":\"x\"}]}") == MTLD_REJECT_BAD_ATTR);
+  CHECK(json_reason("{" BASE ",\"type\":1,\"attrs\":{\"v\":99999999999999999999999}}") ==
+        MTLD_REJECT_UNDECODABLE);
+  char big[4096];
+  int len = snprintf(big, sizeof big, "{" BASE ",\"type\":1,\"attrs\":{");
+  for (int k = 0; k <= MTLD_ATTR_MAX; k++)
+    len += snprintf(big + len, sizeof big - (size_t)len, "%s\"k%d\":%d", k ? "," : "", k, k);
+  snprintf(big + len, sizeof big - (size_t)len, "}}");
+  CHECK(json_reason(big) == MTLD_REJECT_BAD_ATTR);
+
+  /* the event helpers */
+  memset(&ev, 0, sizeof ev);
+  CHECK(mtld_event_attr_set_num(&ev, 5, 1.0) == 0 && mtld_event_attr_set_str(&ev, 6, 9) == 0);
+  CHECK(mtld_event_attr_set_str(&ev, 5, 8) == 0 && ev.n_attrs == 2 && ev.attrs_num == 0 &&
+        ev.attrs[0].v.value_id == 8);
+  for (int k = 0; k < MTLD_ATTR_MAX - 2; k++) CHECK(mtld_event_attr_set_num(&ev, 100 + k, k) == 0);
+  CHECK(mtld_event_attr_set_num(&ev, 99, 1) == -1 && ev.n_attrs == MTLD_ATTR_MAX);
+  CHECK(strcmp(mtld_reject_name(MTLD_REJECT_BAD_ATTR), "bad_attr") == 0);
+}
+
 int main(void) {
   mtld_validate_limits_default(&lim);
   test_names();
@@ -608,5 +742,6 @@ int main(void) {
   test_json_ids();
   test_json_syntax();
   test_time_window();
+  test_attrs();
   return CHECK_DONE();
 }

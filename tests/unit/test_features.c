@@ -404,7 +404,7 @@ static void test_encoding(void) {
     mtld_features_user_apply(&def, u, &ev);
   }
   n = mtld_features_user_encode(&def, u, buf, sizeof buf);
-  CHECK(n == MTLD_FEATURES_USER_ENC_MAX);
+  CHECK(n == MTLD_FEATURES_USER_ENC_MAX - MTLD_ATTR_VALUES_ENC_MAX); /* no attributes declared */
   CHECK(mtld_features_user_decode(&def, u2, buf, n) == MTLD_OK && user_equal(u, u2, 4));
   free(u);
   free(u2);
@@ -590,6 +590,153 @@ static void test_dense(void) {
   free(u);
 }
 
+static uint64_t H(const char *s) {
+  return mtld_hash_id(s, strlen(s));
+}
+
+/* Declared attributes: definitions, hash, store values, inputs. */
+static void test_attrs(void) {
+  mtld_feature_def_t def, d2;
+  char err[256];
+  mtld_feature_def_default(&def);
+  uint64_t h0 = mtld_feature_def_hash(&def);
+  CHECK(mtld_attr_def_set(&def.attrs[0], "age_level", MTLD_ATTR_USER, MTLD_ATTR_CATEGORICAL, 100,
+                          "", 0) == 0);
+  CHECK(mtld_attr_def_set(&def.attrs[1], "brand", MTLD_ATTR_ITEM, MTLD_ATTR_CATEGORICAL, 1000,
+                          "none", 0) == 0);
+  CHECK(mtld_attr_def_set(&def.attrs[2], "discount", MTLD_ATTR_CONTEXT, MTLD_ATTR_NUMERIC, 0, NULL,
+                          0.5) == 0);
+  CHECK(mtld_attr_def_set(&def.attrs[3], "income", MTLD_ATTR_USER, MTLD_ATTR_NUMERIC, 0, NULL,
+                          -1) == 0);
+  def.n_attrs = 4;
+  CHECK(mtld_feature_def_check(&def, err, sizeof err) == MTLD_OK);
+  uint64_t h = mtld_feature_def_hash(&def);
+  CHECK(h != h0);
+  /* every declared property is in the hash */
+  int changed = 0, n_mut = 0;
+#define MUTATE(stmt)                                                                               \
+  do {                                                                                             \
+    d2 = def;                                                                                      \
+    stmt;                                                                                          \
+    n_mut++;                                                                                       \
+    changed += mtld_feature_def_hash(&d2) != h;                                                    \
+  } while (0)
+  MUTATE(d2.n_attrs = 3);
+  MUTATE(mtld_attr_def_set(&d2.attrs[0], "age", MTLD_ATTR_USER, MTLD_ATTR_CATEGORICAL, 100, "", 0));
+  MUTATE(d2.attrs[0].owner = MTLD_ATTR_ITEM);
+  MUTATE(d2.attrs[0].rows = 101);
+  MUTATE(mtld_attr_def_set(&d2.attrs[1], "brand", MTLD_ATTR_ITEM, MTLD_ATTR_CATEGORICAL, 1000,
+                           "other", 0));
+  MUTATE(d2.attrs[2].default_num = 0.25);
+  MUTATE(mtld_attr_def_set(&d2.attrs[2], "discount", MTLD_ATTR_CONTEXT, MTLD_ATTR_CATEGORICAL, 10,
+                           "", 0));
+#undef MUTATE
+  CHECK(changed == n_mut);
+  /* encoding round trip */
+  uint8_t buf[MTLD_FEATURE_DEF_ENC_MAX];
+  size_t n = mtld_feature_def_encode(&def, buf, sizeof buf);
+  CHECK(n > 0 && mtld_feature_def_decode(&d2, buf, n) == MTLD_OK);
+  CHECK(d2.n_attrs == 4 && mtld_feature_def_hash(&d2) == h &&
+        strcmp(d2.attrs[1].default_str, "none") == 0 && d2.attrs[1].default_id == H("none") &&
+        d2.attrs[1].name_id == H("brand") && d2.attrs[2].default_num == 0.5 &&
+        d2.attrs[0].rows == 100 && d2.attrs[3].owner == MTLD_ATTR_USER);
+  CHECK(mtld_feature_def_decode(&d2, buf, n - 1) == MTLD_ERR_CORRUPT);
+  /* the largest declarations fit */
+  d2 = def;
+  char name[MTLD_ATTR_NAME_LEN + 1], val[MTLD_ATTR_VALUE_LEN + 1];
+  memset(val, 'v', MTLD_ATTR_VALUE_LEN), val[MTLD_ATTR_VALUE_LEN] = 0;
+  for (int k = 0; k < MTLD_ATTR_MAX; k++) {
+    memset(name, 'a' + k, MTLD_ATTR_NAME_LEN), name[MTLD_ATTR_NAME_LEN] = 0;
+    mtld_attr_def_set(&d2.attrs[k], name, MTLD_ATTR_ITEM, MTLD_ATTR_CATEGORICAL, 7, val, 0);
+  }
+  d2.n_attrs = MTLD_ATTR_MAX;
+  d2.n_half_lives = 4, d2.half_life_s[3] = 60;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_OK);
+  CHECK(mtld_feature_def_encode(&d2, buf, sizeof buf) == MTLD_FEATURE_DEF_ENC_MAX);
+  /* checks */
+  d2 = def;
+  d2.attrs[1] = d2.attrs[0];
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID &&
+        strstr(err, "duplicate"));
+  d2 = def;
+  d2.attrs[0].rows = 0;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID && strstr(err, "rows"));
+  d2 = def;
+  d2.attrs[2].default_num = NAN;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID);
+  d2 = def;
+  d2.n_half_lives = 4, d2.half_life_s[3] = 60; /* 55 dense features: room for 9 numeric */
+  for (int k = 0; k < MTLD_ATTR_MAX; k++) {
+    snprintf(name, sizeof name, "n%d", k);
+    mtld_attr_def_set(&d2.attrs[k], name, MTLD_ATTR_CONTEXT, MTLD_ATTR_NUMERIC, 0, NULL, 0);
+  }
+  d2.n_attrs = 9;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_OK);
+  d2.n_attrs = 10;
+  CHECK(mtld_feature_def_check(&d2, err, sizeof err) == MTLD_ERR_INVALID && strstr(err, "fit"));
+
+  /* values: newest by (time, event id) whatever the order; point in time */
+  mtld_user_features_t *u = calloc(1, sizeof *u), *u2 = calloc(1, sizeof *u2);
+  mtld_item_features_t it, it2;
+  memset(&it, 0, sizeof it);
+  memset(&it2, 0, sizeof it2);
+  mtld_event_t e1 = make_event(1, MTLD_EV_IMPRESSION, T0),
+               e2 = make_event(2, MTLD_EV_CLICK, T0 + 5),
+               e3 = make_event(3, MTLD_EV_IMPRESSION, T0 + 5);
+  mtld_event_attr_set_str(&e1, H("age_level"), H("3"));
+  mtld_event_attr_set_str(&e1, H("brand"), H("b-1"));
+  mtld_event_attr_set_num(&e1, H("income"), 10);
+  mtld_event_attr_set_str(&e2, H("age_level"), H("4"));
+  mtld_event_attr_set_num(&e2, H("income"), 20);
+  mtld_event_attr_set_str(&e3, H("brand"), H("b-3"));
+  mtld_event_attr_set_num(&e3, H("discount"), 0.1);
+  mtld_event_attr_set_num(&e3, H("age_level"), 9); /* wrong kind: ignored */
+  uint64_t cat[MTLD_ATTR_MAX];
+  float num[MTLD_ATTR_MAX];
+  int nc, nn;
+  /* never seen, no event: the defaults */
+  mtld_features_attr_inputs(&def, NULL, NULL, NULL, cat, &nc, num, &nn);
+  CHECK(nc == 2 && nn == 2 && cat[0] == 0 && cat[1] == H("none") && num[0] == 0.5f &&
+        num[1] == -1.0f);
+  mtld_features_user_apply(&def, u, &e1);
+  mtld_features_item_apply(&def, &it, &e1);
+  mtld_features_attr_inputs(&def, u, &it, &e3, cat, &nc, num, &nn);
+  CHECK(cat[0] == H("3") && cat[1] == H("b-1") && num[0] == 0.1f && num[1] == 10.0f);
+  mtld_event_t order[3] = {e3, e2, e1};
+  for (int i = 0; i < 3; i++) {
+    mtld_features_user_apply(&def, u2, &order[i]);
+    mtld_features_item_apply(&def, &it2, &order[i]);
+  }
+  mtld_features_user_apply(&def, u, &e2);
+  mtld_features_user_apply(&def, u, &e3);
+  mtld_features_item_apply(&def, &it, &e2);
+  mtld_features_item_apply(&def, &it, &e3);
+  CHECK(memcmp(&u->attrs, &u2->attrs, sizeof u->attrs) == 0);
+  CHECK(memcmp(&it.attrs, &it2.attrs, sizeof it.attrs) == 0);
+  mtld_features_attr_inputs(&def, u, &it, NULL, cat, &nc, num, &nn);
+  CHECK(cat[0] == H("4") && cat[1] == H("b-3") && num[0] == 0.5f && num[1] == 20.0f);
+  CHECK(u->attrs.set == (1u << 0 | 1u << 3) && it.attrs.set == 1u << 1);
+  /* store encodings carry them; attribute-free definitions do not */
+  static uint8_t ub[MTLD_FEATURES_USER_ENC_MAX];
+  uint8_t ib[MTLD_FEATURES_ITEM_ENC_MAX];
+  n = mtld_features_user_encode(&def, u, ub, sizeof ub);
+  CHECK(n > 0 && mtld_features_user_decode(&def, u2, ub, n) == MTLD_OK &&
+        memcmp(&u->attrs, &u2->attrs, sizeof u->attrs) == 0);
+  n = mtld_features_item_encode(&def, &it, ib, sizeof ib);
+  CHECK(n > 0 && mtld_features_item_decode(&def, &it2, ib, n) == MTLD_OK &&
+        memcmp(&it.attrs, &it2.attrs, sizeof it.attrs) == 0);
+  mtld_feature_def_default(&d2);
+  size_t n0 = mtld_features_item_encode(&d2, &it, ib, sizeof ib);
+  CHECK(n0 == n - 4 - 24);
+  CHECK(mtld_features_item_decode(&d2, &it2, ib, n0) == MTLD_OK && it2.attrs.set == 0);
+  /* a mask naming a slot of another owner is corrupt */
+  n = mtld_features_item_encode(&def, &it, ib, sizeof ib);
+  ib[n0] |= 1; /* slot 0 is a user attribute */
+  CHECK(mtld_features_item_decode(&def, &it2, ib, n) == MTLD_ERR_CORRUPT);
+  free(u);
+  free(u2);
+}
+
 int main(void) {
   test_decay_closed_form(0, 2000);
   test_decay_closed_form(1, 2000);
@@ -602,5 +749,6 @@ int main(void) {
   test_encoding();
   test_def();
   test_dense();
+  test_attrs();
   return CHECK_DONE();
 }

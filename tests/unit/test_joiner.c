@@ -1225,6 +1225,41 @@ static void test_shape_advice(void) {
   CHECK(strstr(msg, "joiner.mode = \"impressions\"") != NULL);
 }
 
+/* A sample's attribute inputs: categorical attributes in declaration order
+ * as fields 6.., numeric ones after the dense features; user and item ones
+ * from the "before" features, context ones from the event, defaults for
+ * the missing; no attributes: the fields and dense of before. */
+static void test_sample_attrs(void) {
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  mtld_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  ev.event_id = 1, ev.user_id = 2, ev.item_id = 3, ev.type = MTLD_EV_IMPRESSION;
+  ev.time_ms = 1700000000000LL;
+  mtld_event_attr_set_num(&ev, mtld_hash_id("discount", 8), 0.5);
+  mtld_event_attr_set_str(&ev, mtld_hash_id("device", 6), mtld_hash_id("ios", 3));
+  mtld_sample_t s;
+  mtld_sample_from_features(&s, &def, &ev, 0, 0, NULL, NULL, 3, 0, 1);
+  CHECK(s.n_fields == MTLD_FIELD_EXTRA && s.n_dense == 45);
+  mtld_attr_def_set(&def.attrs[0], "discount", MTLD_ATTR_CONTEXT, MTLD_ATTR_NUMERIC, 0, NULL, 0);
+  mtld_attr_def_set(&def.attrs[1], "age", MTLD_ATTR_USER, MTLD_ATTR_CATEGORICAL, 8, "unknown", 0);
+  mtld_attr_def_set(&def.attrs[2], "device", MTLD_ATTR_CONTEXT, MTLD_ATTR_CATEGORICAL, 8, "", 0);
+  mtld_attr_def_set(&def.attrs[3], "stock", MTLD_ATTR_ITEM, MTLD_ATTR_NUMERIC, 0, NULL, 7);
+  def.n_attrs = 4;
+  mtld_user_features_t *u = calloc(1, sizeof *u);
+  mtld_event_t prev = ev;
+  prev.n_attrs = 0, prev.attrs_num = 0;
+  mtld_event_attr_set_str(&prev, mtld_hash_id("age", 3), mtld_hash_id("30s", 3));
+  mtld_features_user_apply(&def, u, &prev);
+  mtld_sample_from_features(&s, &def, &ev, 0, 0, u, NULL, 3, 0, 1);
+  CHECK(s.n_fields == MTLD_FIELD_EXTRA + 2 && s.n_dense == 45 + 2);
+  CHECK(s.fields[6] == mtld_hash_id("30s", 3) && s.fields[7] == mtld_hash_id("ios", 3));
+  CHECK(s.dense[45] == 0.5f && s.dense[46] == 7.0f);
+  mtld_sample_from_features(&s, &def, &prev, 0, 0, NULL, NULL, 3, 0, 1);
+  CHECK(s.fields[6] == mtld_hash_id("unknown", 7) && s.fields[7] == 0 && s.dense[45] == 0.0f);
+  free(u);
+}
+
 int main(void) {
   snprintf(base_dir, sizeof base_dir, "/tmp/mtld-test-joiner-XXXXXX");
   if (!mkdtemp(base_dir)) {
@@ -1248,5 +1283,6 @@ int main(void) {
   test_interleaving(MTLD_JOIN_SAMPLED_NEGATIVES);
   test_release_view();
   nftw(base_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+  test_sample_attrs();
   return CHECK_DONE();
 }

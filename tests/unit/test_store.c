@@ -698,6 +698,61 @@ static void test_corrupt(void) {
   mtld_store_close(st);
 }
 
+static uint64_t H(const char *s) {
+  return mtld_hash_id(s, strlen(s));
+}
+
+/* Declared attributes: the store keeps the newest user and item values with
+ * the features, the "before" values of an event are those before it (its own
+ * attributes apply after), they survive commit and reopen, and a store built
+ * without them refuses them (a feature-definition change). */
+static void test_attrs(void) {
+  mtld_feature_def_t def, plain;
+  mtld_feature_def_default(&plain);
+  def = plain;
+  mtld_attr_def_set(&def.attrs[0], "age", MTLD_ATTR_USER, MTLD_ATTR_CATEGORICAL, 8, "", 0);
+  mtld_attr_def_set(&def.attrs[1], "price_band", MTLD_ATTR_ITEM, MTLD_ATTR_NUMERIC, 0, NULL, -1);
+  def.n_attrs = 2;
+  const char *path = db_path("attrs");
+  mtld_store_t *st = NULL;
+  CHECK(mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  if (!st) return;
+  mtld_event_t e1, e2;
+  memset(&e1, 0, sizeof e1);
+  e1.event_id = 1, e1.user_id = 3, e1.item_id = 4, e1.type = MTLD_EV_IMPRESSION, e1.time_ms = T0;
+  e2 = e1;
+  e2.event_id = 2, e2.time_ms = T0 + 1000;
+  mtld_event_attr_set_str(&e1, H("age"), H("a1"));
+  mtld_event_attr_set_num(&e1, H("price_band"), 2.5);
+  mtld_event_attr_set_str(&e2, H("age"), H("a2"));
+  mtld_user_features_t u;
+  mtld_item_features_t it;
+  CHECK(mtld_store_apply(st, &e1, &u, &it) == MTLD_OK);
+  CHECK(u.attrs.set == 0 && it.attrs.set == 0); /* before e1: nothing yet */
+  CHECK(mtld_store_apply(st, &e2, &u, &it) == MTLD_OK);
+  CHECK(u.attrs.set == 1 && u.attrs.v[0].bits == H("a1")); /* before e2: e1's */
+  double d;
+  memcpy(&d, &it.attrs.v[1].bits, sizeof d);
+  CHECK(it.attrs.set == 2 && d == 2.5);
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  mtld_store_close(st);
+  st = NULL;
+  CHECK(mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  if (!st) return;
+  CHECK(mtld_store_get_user(st, 3, &u) == MTLD_OK && u.attrs.v[0].bits == H("a2"));
+  CHECK(mtld_store_get_item(st, 4, &it) == MTLD_OK && it.attrs.set == 2);
+  mtld_store_close(st);
+  st = NULL;
+  /* other declarations, or none, are other feature definitions */
+  CHECK(mtld_store_open(&st, path, &plain, 0, errbuf, sizeof errbuf) == MTLD_ERR_SCHEMA);
+  const char *path2 = db_path("attrs2");
+  CHECK(mtld_store_open(&st, path2, &plain, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  if (st) mtld_store_close(st);
+  st = NULL;
+  CHECK(mtld_store_open(&st, path2, &def, 0, errbuf, sizeof errbuf) == MTLD_ERR_SCHEMA &&
+        strstr(errbuf, "other feature definitions"));
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/mtld-test-store-XXXXXX");
   if (!mkdtemp(root)) {
@@ -714,6 +769,7 @@ int main(void) {
   test_crash();
   test_deterministic();
   test_corrupt();
+  test_attrs();
   rm_rf(root);
   return CHECK_DONE();
 }

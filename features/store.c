@@ -71,9 +71,9 @@ typedef struct chunk {
 typedef struct {
   entry_t *ents; /* insertion order */
   size_t n, ents_cap;
-  uint32_t *slots; /* 0 = empty, else index into ents + 1 */
-  size_t nslots;   /* power of two, or 0 */
-  size_t heap;     /* bytes of keys and values */
+  uint32_t *slots;             /* 0 = empty, else index into ents + 1 */
+  size_t nslots;               /* power of two, or 0 */
+  size_t heap;                 /* bytes of keys and values */
   chunk_t *first, *cur, *last; /* the arena: chunks before cur are full */
   size_t arena_bytes;
 } map_t;
@@ -214,10 +214,10 @@ static size_t map_bytes(const map_t *m) {
  * writes). */
 
 typedef struct {
-  uint8_t *tags;  /* per slot: 0 = empty, else 1 + key length; the key follows */
-  uint8_t *vals;  /* per slot: size bytes of decoded features */
-  size_t nslots;  /* power of two, or 0 = no cache */
-  size_t size;    /* sizeof the features struct */
+  uint8_t *tags; /* per slot: 0 = empty, else 1 + key length; the key follows */
+  uint8_t *vals; /* per slot: size bytes of decoded features */
+  size_t nslots; /* power of two, or 0 = no cache */
+  size_t size;   /* sizeof the features struct */
   uint64_t hits, misses;
 } ecache_t;
 
@@ -1394,8 +1394,7 @@ void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_store_cache_misses_total", "counter",
                       "Reads the committed-entity cache could not answer (read from RocksDB).");
   for (int i = 0; i < 3; i++)
-    mtld_metrics_sample(b, "mtld_store_cache_misses_total", kinds[i],
-                        (double)st->ecache[i].misses);
+    mtld_metrics_sample(b, "mtld_store_cache_misses_total", kinds[i], (double)st->ecache[i].misses);
 }
 
 /* ---- the store's directory (checkpoints, restore) ----------------------- */

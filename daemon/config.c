@@ -991,6 +991,8 @@ static const key_def_t keys[] = {
   {.path = "store.commit_retry_timeout", .kind = K_DURATION, FIELD(commit_retry_timeout_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
   {.path = "store.verify_on_start",  .kind = K_BOOL,     FIELD(store_verify_on_start)},
+  {.path = "store.cache_mb",         .kind = K_INT,      FIELD(store_cache_mb),
+   .min = 0, .max = 1048576},
 
   {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
    .ops = &half_lives_ops},
@@ -1165,6 +1167,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->commit_retry_timeout_ms = 300000;
   cfg->scaleout_restore_timeout_ms = 240000;
   cfg->store_verify_on_start = 1;
+  cfg->store_cache_mb = 64;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
   mtld_joiner_config_default(&cfg->joiner);

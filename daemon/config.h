@@ -84,6 +84,8 @@ typedef struct {
                                   (consumption paused) this long, then exit 4; default "5m" */
   int store_verify_on_start;   /* store.verify_on_start: read every block of the store (and
                                   of a checkpoint's store restored) at start; default true */
+  int store_cache_mb; /* store.cache_mb: the store's cache of committed users/items (decoded),
+                         MiB; 0 = none; default 64 */
 
   mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */

@@ -986,6 +986,10 @@ static const key_def_t keys[] = {
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
+  {.path = "store.block_cache_mb",   .kind = K_INT,      FIELD(store_block_cache_mb),
+   .min = 1, .max = 1 << 20},
+  {.path = "store.write_buffer_mb",  .kind = K_INT,      FIELD(store_write_buffer_mb),
+   .min = 4, .max = 1 << 20},
   {.path = "store.batch_max_events", .kind = K_INT,      FIELD(batch_max_events),
    .min = 1, .max = 1000000, R},
   {.path = "store.batch_max_ms",     .kind = K_DURATION, FIELD(batch_max_ms),
@@ -993,6 +997,8 @@ static const key_def_t keys[] = {
   {.path = "store.commit_retry_timeout", .kind = K_DURATION, FIELD(commit_retry_timeout_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
   {.path = "store.verify_on_start",  .kind = K_BOOL,     FIELD(store_verify_on_start)},
+  {.path = "store.cache_mb",         .kind = K_INT,      FIELD(store_cache_mb),
+   .min = 0, .max = 1048576},
 
   {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
    .ops = &half_lives_ops},
@@ -1164,11 +1170,14 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->n_kafka = 1;
   snprintf(cfg->store_path, sizeof(cfg->store_path), "/var/lib/mtld/store");
   cfg->store_sync = 1;
+  cfg->store_block_cache_mb = 64;
+  cfg->store_write_buffer_mb = 128;
   cfg->batch_max_events = 2000;
   cfg->batch_max_ms = 200;
   cfg->commit_retry_timeout_ms = 300000;
   cfg->scaleout_restore_timeout_ms = 240000;
   cfg->store_verify_on_start = 1;
+  cfg->store_cache_mb = 64;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
   mtld_joiner_config_default(&cfg->joiner);

@@ -73,14 +73,20 @@ typedef struct {
                                          must end within it, default "4m" */
 
   /* store */
-  char store_path[1024]; /* store.path, default "/var/lib/mtld/store" */
-  int store_sync;        /* store.sync, default true */
-  int batch_max_events;  /* store.batch_max_events, default 2000 (reloadable) */
-  int batch_max_ms;      /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
+  char store_path[1024];     /* store.path, default "/var/lib/mtld/store" */
+  int store_sync;            /* store.sync, default true */
+  int store_block_cache_mb;  /* store.block_cache_mb: RocksDB block cache (data, index and
+                                filter blocks), MiB, default 64 */
+  int store_write_buffer_mb; /* store.write_buffer_mb: RocksDB memtables of all column
+                                families together, MiB, default 128 */
+  int batch_max_events;      /* store.batch_max_events, default 2000 (reloadable) */
+  int batch_max_ms;          /* store.batch_max_ms (wall clock pacing), default 200 (reloadable) */
   int commit_retry_timeout_ms; /* store.commit_retry_timeout: failing commits are retried
                                   (consumption paused) this long, then exit 4; default "5m" */
   int store_verify_on_start;   /* store.verify_on_start: read every block of the store (and
                                   of a checkpoint's store restored) at start; default true */
+  int store_cache_mb; /* store.cache_mb: the store's cache of committed users/items (decoded),
+                         MiB; 0 = none; default 64 */
 
   mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */

@@ -166,7 +166,8 @@ static void advise(daemon_t *d, int at_end) {
       mtld_log(MTLD_LOG_WARNING,
                "no samples released after %" PRIu64 " events: %" PRIu64
                " pending wait for the watermark to pass joiner.click_window + conversion_window "
-               "after them (expected for that long at the start of a live stream; a finite "
+               "after them (expected for that long at the start of a live stream; a "
+               "finite "
                "topic never gets there: set joiner.idle_release)",
                s.events, s.pending);
     else
@@ -361,8 +362,13 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
   const mtld_config_t *cfg = &d->cfg;
   d->trainer = *restored;
   *restored = NULL;
-  mtld_status_t st =
-      mtld_store_open(&d->store, cfg->store_path, &cfg->features, cfg->store_sync, err, errlen);
+  mtld_store_memory_t mem = {(size_t)cfg->store_block_cache_mb << 20,
+                             (size_t)cfg->store_write_buffer_mb << 20};
+  mtld_status_t st = mtld_store_open_mem(&d->store, cfg->store_path, &cfg->features,
+                                         cfg->store_sync, &mem, err, errlen);
+  if (st == MTLD_OK &&
+      (st = mtld_store_set_cache(d->store, (size_t)cfg->store_cache_mb << 20)) != MTLD_OK)
+    snprintf(err, errlen, "store.cache_mb = %d: %s", cfg->store_cache_mb, mtld_status_str(st));
   if (st != MTLD_OK) return st;
   st = mtld_watermark_create(&d->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
   if (st == MTLD_OK)
@@ -456,7 +462,8 @@ static void status(daemon_t *d) {
     mtld_changelog_status(d->cl, so + 2, sizeof(so) - 2);
   }
   snprintf(line, sizeof(line),
-           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples%s%s",
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64
+           " samples%s%s",
            connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
            rate, s.events, s.rejected, skipped, s.samples_released, so, sync);
   mtld_notify_status("%s", line);

@@ -344,14 +344,18 @@ mtld_status_t mtld_checkpoint_begin(const char *root, uint64_t id, char *tmp_pat
   return MTLD_OK;
 }
 
-/* Deletes complete checkpoints beyond the newest `keep` and every temp dir. */
-static void prune(const char *root, int keep) {
+/* Deletes complete checkpoints beyond the newest `keep` and the temp dirs
+ * of ids below `committed` (abandoned).  A temp dir of a higher id is a
+ * checkpoint being written right now (the next cut is taken on the main
+ * thread while the worker commits this one): it is left alone. */
+static void prune(const char *root, int keep, uint64_t committed) {
   entry_t *e;
   size_t n;
   if (list_entries(root, &e, &n) != 0) return;
   int seen = 0;
   char path[PATH_MAX];
   for (size_t i = 0; i < n; i++) {
+    if (e[i].is_tmp && e[i].id > committed) continue;
     if (!e[i].is_tmp && ++seen <= keep) continue;
     entry_path(path, sizeof path, root, e[i].id, e[i].is_tmp);
     mtld_rmtree(path);
@@ -396,7 +400,7 @@ mtld_status_t mtld_checkpoint_commit(const char *root, uint64_t id, int keep, ch
     return MTLD_ERR_IO;
   }
   if (path_out) snprintf(path_out, pathlen, "%s", final);
-  prune(root, keep < 1 ? 1 : keep);
+  prune(root, keep < 1 ? 1 : keep, id);
   return MTLD_OK;
 }
 

@@ -108,8 +108,8 @@ void mtld_checkpoint_meta_free(mtld_checkpoint_meta_t *m);
 /* Seals checkpoint-<id>.tmp: checks it holds a store in store/
  * (mtld_store_dir_present), trainer.bin and meta, fsyncs every file and directory in it, writes
  * COMPLETE (fsynced), renames it to checkpoint-<id>, fsyncs root; then deletes every complete
- * checkpoint older than the newest `keep` (keep >= 1) and every stale .tmp
- * directory.  path_out (may be NULL) gets the final path.  MTLD_OK, or
+ * checkpoint older than the newest `keep` (keep >= 1) and every .tmp
+ * directory of a lower id (a higher one is a cut being written now).  path_out (may be NULL) gets the final path.  MTLD_OK, or
  * MTLD_ERR_INVALID (missing parts) / MTLD_ERR_IO with err set; a failure
  * before the rename leaves the previous checkpoints untouched; a failure to
  * prune is not an error (the next commit retries). */

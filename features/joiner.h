@@ -50,6 +50,16 @@
  * with deadline >= the highest watermark released so far; late ones are
  * counted and go out with the next release).  With impressions only, that is
  * exactly (time, partition, offset) order.
+ * Why an impression not clicked by time + click_window (which can take no
+ * label any more) still waits for the full deadline: released then, the
+ * negatives would reach the trainer a conversion window before the
+ * positives of the same impression time, so at any moment the trainer would
+ * see positives from a day ago next to negatives from half an hour ago, and
+ * every feature that drifts with time (hour of day, counts that grow)
+ * would tell the labels apart.  Tried (2026-12-05, the quality test's
+ * stream): the progressive CTR AUC rose to 0.9995 against the oracle's
+ * 0.787, a leak, not learning.  One deadline for every impression keeps the
+ * label out of the release order.  (Memory: bench/RESULTS.md, "Memory".)
  *
  * Sampled negatives (MTLD_JOIN_SAMPLED_NEGATIVES, streams without
  * impressions): an unmatched CLICK (a page view) becomes a positive sample

@@ -68,6 +68,41 @@ typedef enum {
 mtld_status_t mtld_store_open(mtld_store_t **out, const char *path, const mtld_feature_def_t *def,
                               int sync, char *err, size_t errlen);
 
+/* RocksDB's memory budget for one store: what it holds in memory does not
+ * grow with the data (the stream) but stays within about
+ * block_cache_bytes + write_buffer_bytes (+ RocksDB's small fixed
+ * overheads).  The block cache holds data blocks and the tables' index and
+ * filter blocks (which otherwise stay in memory, outside any cache, for
+ * every table file: they grow with the store); write_buffer_bytes bounds
+ * the memtables of all column families together (RocksDB flushes the
+ * largest one when they reach it). */
+typedef struct {
+  size_t block_cache_bytes;  /* default 64 MiB */
+  size_t write_buffer_bytes; /* default 128 MiB */
+} mtld_store_memory_t;
+
+/* Fills the defaults above. */
+void mtld_store_memory_default(mtld_store_memory_t *m);
+
+/* mtld_store_open with a memory budget (mem NULL: the defaults; mem is
+ * read during the call only). */
+mtld_status_t mtld_store_open_mem(mtld_store_t **out, const char *path,
+                                  const mtld_feature_def_t *def, int sync,
+                                  const mtld_store_memory_t *mem, char *err, size_t errlen);
+
+/* Default byte budget of a writable store's committed-entity cache. */
+#define MTLD_STORE_CACHE_DEFAULT ((size_t)64 << 20)
+
+/* Resizes (emptying it) the writable store's cache of committed users,
+ * items and (partition, item) views, decoded, to at most bytes (half for
+ * users, a quarter each for items and views; 0 = no cache).  It is filled
+ * at each commit and read before RocksDB by apply and the get_user/_item
+ * calls; what it returns is what a read of the DB would give, so it changes
+ * no result, only the cost.  Pages never used are never touched.  MTLD_OK,
+ * MTLD_ERR_NOMEM (the cache is then off), MTLD_ERR_INVALID (read-only store,
+ * bytes > 0).  Thread: the store's owner. */
+mtld_status_t mtld_store_set_cache(mtld_store_t *st, size_t bytes);
+
 /* Opens an existing store read-only with its stored definitions (a store no
  * process writes: a checkpoint, a stopped daemon's).
  * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it
@@ -314,8 +349,9 @@ typedef struct {
 
 /* Writes w[0..n) to the DB in one RocksDB write batch at once, past the
  * staged batch (which is not touched: a restore must not write keys the
- * staged batch holds).  MTLD_OK, MTLD_ERR_INVALID (read-only, a bad column
- * family) or MTLD_ERR_IO, with err set. */
+ * staged batch holds); empties the committed-entity cache.  MTLD_OK,
+ * MTLD_ERR_INVALID (read-only, a bad column family) or MTLD_ERR_IO, with
+ * err set. */
 mtld_status_t mtld_store_write_direct(mtld_store_t *st, const mtld_store_write_t *w, size_t n,
                                       char *err, size_t errlen);
 

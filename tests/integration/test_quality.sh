@@ -6,8 +6,9 @@
 # and into an independent single-task model of CTCVR.  The progressive AUC
 # over the last 100k samples must come within 0.03 of the oracle AUC over the
 # same impressions for CTR and CTCVR (make demo, with 1M impressions, gets
-# within 0.02), the multi-task model must beat the independent one on CTCVR,
-# and CTR must be calibrated.  The stream and the daemon are deterministic:
+# within 0.02) and not more than 0.01 above it (a label leak), the
+# multi-task model must beat the independent one on CTCVR, and CTR must be
+# calibrated.  The stream and the daemon are deterministic:
 # the figures are the same on every run of the same build.
 # Skipped under the sanitizers (exit 77): 800k training samples under ASan take
 # many minutes, and every other test already runs there.
@@ -57,6 +58,13 @@ check() { # check WHAT EXPR
 check "CTR AUC $ctr is more than 0.03 below the oracle's $oracle_ctr" "$oracle_ctr - $ctr <= 0.03"
 check "CTCVR AUC $ctcvr is more than 0.03 below the oracle's $oracle_ctcvr" \
   "$oracle_ctcvr - $ctcvr <= 0.03"
+# and not above it either: the oracle knows the true probabilities, so a
+# model clearly above it learns from something it must not see (a release
+# order that tells the labels apart gave CTR 0.9995 against 0.787)
+check "CTR AUC $ctr is more than 0.01 above the oracle's $oracle_ctr: a label leak" \
+  "$ctr - $oracle_ctr <= 0.01"
+check "CTCVR AUC $ctcvr is more than 0.01 above the oracle's $oracle_ctcvr: a label leak" \
+  "$ctcvr - $oracle_ctcvr <= 0.01"
 check "multi-task CTCVR AUC $ctcvr does not beat the single-task model's $stl" "$ctcvr > $stl"
 check "CTR calibration $calib (mean prediction / mean label) is off" \
   "$calib > 0.9 && $calib < 1.1"

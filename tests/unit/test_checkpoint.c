@@ -350,6 +350,13 @@ int main(void) {
   CHECK(mtld_checkpoint_latest(root, &id, path, sizeof path, NULL, NULL, err, sizeof err) ==
         MTLD_OK);
   CHECK(id == 8);
+  /* the worker commits 9 while the next cut (10) is being written: 10's
+   * temp dir is not stale and must survive 9's prune */
+  char dir10[512];
+  CHECK(mtld_checkpoint_begin(root, 10, dir10, sizeof dir10, err, sizeof err) == MTLD_OK);
+  CHECK(write_checkpoint(st, t, 9, 2) == MTLD_OK);
+  CHECK(exists("checkpoint-%010" PRIu64 ".tmp", 10));
+  mtld_rmtree(dir10);
 
   /* restore with no live store at all */
   mtld_store_close(st);

@@ -26,9 +26,9 @@
  * p(review | purchase) against the click&purchase&review label), REGRESSION
  * (MSE or Huber; a task of label MTLD_LABEL_DEMAND predicts the residual over
  * the moving average an item sample carries, sample.naive[MTLD_NAIVE_MA]:
- * its output is that average plus the tower's).  A task's loss is the importance-weighted mean over the
- * batch samples carrying its label; the total is the loss-weighted sum (or
- * Kendall et al. uncertainty weighting with a learned log-variance per task).
+ * its output is that average plus the tower's).  A task's loss is the importance-weighted mean over
+ * the batch samples carrying its label; the total is the loss-weighted sum (or Kendall et al.
+ * uncertainty weighting with a learned log-variance per task).
  *
  * Parameters: ONE contiguous float buffer with named views (mtld_model_tensors):
  * the dense parameters first, then the embedding tables.  Gradients and the

@@ -498,14 +498,15 @@ static const char *const arch_names[] = {"single_task", "shared_bottom", "mmoe",
 static const char *const optim_names[] = {"adam", "adagrad", NULL};
 static const char *const emb_optim_names[] = {"adagrad", "adam", NULL};
 static const char *const task_type_names[] = {"binary", "esmm", "regression", NULL};
-static const char *const label_names[] = {"click", "cart", "purchase", "rating", "review", NULL};
+static const char *const label_names[] = {"click",  "cart",   "purchase", "rating",
+                                          "review", "demand", NULL};
 static const char *const reg_loss_names[] = {"mse", "huber", NULL};
 static const char *const interactions_names[] = {"none", "dot", NULL};
 _Static_assert(MTLD_ARCH_MMOE == 2 && MTLD_ARCH_PLE == 3, "arch_names");
 _Static_assert(MTLD_OPT_ADAGRAD == 1 && MTLD_EMB_ADAM == 1, "optim_names");
 _Static_assert(MTLD_TASK_ESMM_CTCVR == 1 && MTLD_TASK_REGRESSION == 2, "task_type_names");
 _Static_assert(MTLD_LABEL_PURCHASE == 2 && MTLD_LABEL_RATING == 3 && MTLD_LABEL_REVIEW == 4 &&
-                   MTLD_N_LABELS == 5,
+                   MTLD_LABEL_DEMAND == 5 && MTLD_N_LABELS == 6,
                "label_names");
 _Static_assert(MTLD_REG_HUBER == 1, "reg_loss_names");
 _Static_assert(MTLD_INTER_NONE == 0 && MTLD_INTER_DOT == 1, "interactions_names");
@@ -820,9 +821,14 @@ static mtld_status_t parse_task(const key_def_t *k, const config_setting_t *g, i
   snprintf(key, sizeof(key), "%s.label", prefix);
   if (!label_s)
     return fail(pe, g, key,
-                "required (\"click\", \"cart\", \"purchase\", \"rating\" or \"review\")");
+                "required (\"click\", \"cart\", \"purchase\", \"rating\", \"review\" or "
+                "\"demand\")");
   if (t->label == MTLD_LABEL_RATING && t->type != MTLD_TASK_REGRESSION)
     return fail(pe, label_s, key, "\"rating\" (1 to 5 stars) needs type \"regression\"");
+  if (t->label == MTLD_LABEL_DEMAND && t->type != MTLD_TASK_REGRESSION)
+    return fail(pe, label_s, key,
+                "\"demand\" (orders of an item in the next joiner.demand_horizon) needs type "
+                "\"regression\"");
   if (t->label == MTLD_LABEL_REVIEW && t->type == MTLD_TASK_REGRESSION)
     return fail(pe, label_s, key,
                 "\"review\" (click, purchase and review: 0/1) needs type \"esmm\" or \"binary\"");
@@ -991,6 +997,8 @@ static const key_def_t keys[] = {
   {.path = "store.commit_retry_timeout", .kind = K_DURATION, FIELD(commit_retry_timeout_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
   {.path = "store.verify_on_start",  .kind = K_BOOL,     FIELD(store_verify_on_start)},
+  {.path = "store.cache_mb",         .kind = K_INT,      FIELD(store_cache_mb),
+   .min = 0, .max = 1048576},
 
   {.path = "features.half_lives",      .kind = K_CUSTOM, FIELD(features.half_life_s),
    .ops = &half_lives_ops},
@@ -1024,6 +1032,10 @@ static const key_def_t keys[] = {
    .min = 0, .max = 90 * DAY_MS, .unit_ms = 1000},
   {.path = "joiner.review_window",          .kind = K_DURATION, FIELD(review_window_ms),
    .min = 0, .max = 90 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.demand_horizon",         .kind = K_DURATION, FIELD(demand.horizon_ms),
+   .min = 1000, .max = 30 * DAY_MS, .unit_ms = 1000},
+  {.path = "joiner.demand_windows",         .kind = K_INT,      FIELD(demand.windows),
+   .min = 1, .max = MTLD_DEMAND_MAX_WINDOWS},
   {.path = "joiner.negatives_per_positive", .kind = K_INT,      FIELD(joiner.negatives_per_positive),
    .min = 0, .max = MTLD_JOINER_MAX_NEGATIVES},
   {.path = "joiner.popularity_size",        .kind = K_INT,      FIELD(joiner.popularity_size),
@@ -1165,6 +1177,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->commit_retry_timeout_ms = 300000;
   cfg->scaleout_restore_timeout_ms = 240000;
   cfg->store_verify_on_start = 1;
+  cfg->store_cache_mb = 64;
   mtld_feature_def_default(&cfg->features);
   mtld_validate_limits_default(&cfg->limits);
   mtld_joiner_config_default(&cfg->joiner);
@@ -1175,6 +1188,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->review_window_ms = 7 * 24 * 3600 * (int64_t)1000;
   mtld_model_config_default(&cfg->model);
   model_inputs_from_features(cfg);
+  mtld_demand_config_default(&cfg->demand);
   cfg->trainer_enabled = 1;
   cfg->report_interval_ms = 60000;
   cfg->rank_k = 20;
@@ -1440,6 +1454,11 @@ static mtld_status_t validate(const mtld_config_t *cfg, const config_t *lc, perr
       return fail_at_path(pe, lc, "joiner.mode",
                           "must be \"impressions\" with scale-out (sampled negatives draw from "
                           "rings global over partitions)");
+    if (mtld_config_demand_on(cfg))
+      return fail_at_path(pe, lc, "model.tasks",
+                          "a \"demand\" task cannot run with scale-out (an item's orders come "
+                          "from every partition: its demand windows are no one partition's "
+                          "state)");
     if (!kafka_get(cfg, "group.instance.id"))
       return fail_at_path(pe, lc, "kafka.group_instance_id",
                           "required with scale-out (static membership; it also names the "
@@ -1507,6 +1526,11 @@ static mtld_status_t load_tree(mtld_config_t *cfg, const config_t *lc, const cha
   mtld_status_t st = parse_group(config_root_setting(lc), "", tmp, pe);
   /* the model reads every dense feature and attribute the definitions produce */
   if (st == MTLD_OK) model_inputs_from_features(tmp);
+  /* a demand task: item samples append their own (raw) dense features, last */
+  if (st == MTLD_OK && mtld_config_demand_on(tmp)) {
+    tmp->model.n_dense += MTLD_DEMAND_DENSE;
+    tmp->model.n_dense_raw = MTLD_DEMAND_DENSE;
+  }
   /* checkpoint.dir and snapshot.dir not given: beside the store (the
    * defaults /var/lib/mtld/{store,checkpoints,snapshots} agree), so a config
    * that moves its store never shares checkpoints with another daemon */
@@ -1939,6 +1963,12 @@ const char *mtld_config_key(size_t i, int *reloadable) {
   if (i >= N_KEYS) return NULL;
   if (reloadable) *reloadable = keys[i].reloadable;
   return keys[i].path;
+}
+
+int mtld_config_demand_on(const mtld_config_t *cfg) {
+  for (int t = 0; t < cfg->model.n_tasks; t++)
+    if (cfg->model.tasks[t].label == MTLD_LABEL_DEMAND) return 1;
+  return 0;
 }
 
 int64_t mtld_config_review_window_ms(const mtld_config_t *cfg) {

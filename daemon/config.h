@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #include "daemon/decode.h"
+#include "features/demand.h"
 #include "features/joiner.h"
 #include "features/store.h"
 #include "trainer/model.h"
@@ -84,6 +85,8 @@ typedef struct {
                                   (consumption paused) this long, then exit 4; default "5m" */
   int store_verify_on_start;   /* store.verify_on_start: read every block of the store (and
                                   of a checkpoint's store restored) at start; default true */
+  int store_cache_mb; /* store.cache_mb: the store's cache of committed users/items (decoded),
+                         MiB; 0 = none; default 64 */
 
   mtld_feature_def_t features;   /* features.* */
   mtld_validate_limits_t limits; /* validation.* (reloadable) */
@@ -98,6 +101,10 @@ typedef struct {
   int64_t review_window_ms;       /* joiner.review_window, default 7 d: the review label's
                                      window after a purchase, used only when a model task
                                      learns label "review" (mtld_config_review_window_ms) */
+  mtld_demand_config_t demand;    /* joiner.demand_horizon (default 1 h) and
+                                     joiner.demand_windows (default 6): the item demand
+                                     windows, used only when a model task learns label
+                                     "demand" (mtld_config_demand_on) */
 
   /* model.* (trainer/model.h).  model.n_dense and model.n_fields are not
    * keys: they follow the feature definitions (mtld_features_dense_count
@@ -160,6 +167,11 @@ void mtld_config_print(const mtld_config_t *cfg, FILE *out);
  * model task learns label "review", else 0 (no review label: the joiner
  * behaves as without the key).  Pure; any thread. */
 int64_t mtld_config_review_window_ms(const mtld_config_t *cfg);
+
+/* Whether a model task learns label "demand": the pipeline then keeps the
+ * item demand windows (features/demand.h) and releases item samples, and
+ * model.n_dense counts their MTLD_DEMAND_DENSE raw features.  Pure. */
+int mtld_config_demand_on(const mtld_config_t *cfg);
 
 /* Compares old and new (cfg->path is not compared).  For every changed key
  * calls fn(ctx, key, reloadable) with its dotted name ("store.batch_max_ms",

@@ -366,6 +366,9 @@ static mtld_status_t open_state(daemon_t *d, mtld_trainer_t **restored, char *er
                              (size_t)cfg->store_write_buffer_mb << 20};
   mtld_status_t st = mtld_store_open_mem(&d->store, cfg->store_path, &cfg->features,
                                          cfg->store_sync, &mem, err, errlen);
+  if (st == MTLD_OK &&
+      (st = mtld_store_set_cache(d->store, (size_t)cfg->store_cache_mb << 20)) != MTLD_OK)
+    snprintf(err, errlen, "store.cache_mb = %d: %s", cfg->store_cache_mb, mtld_status_str(st));
   if (st != MTLD_OK) return st;
   st = mtld_watermark_create(&d->wm, cfg->allowed_lateness_ms, cfg->idle_ms);
   if (st == MTLD_OK)
@@ -459,7 +462,8 @@ static void status(daemon_t *d) {
     mtld_changelog_status(d->cl, so + 2, sizeof(so) - 2);
   }
   snprintf(line, sizeof(line),
-           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64 " samples%s%s",
+           "%s%s%s%s%.0f rec/s, %" PRIu64 " events, %" PRIu64 " rejected%s, %" PRIu64
+           " samples%s%s",
            connected ? "" : "brokers unreachable; ", alert ? alert : "", alert ? "; " : "", warn,
            rate, s.events, s.rejected, skipped, s.samples_released, so, sync);
   mtld_notify_status("%s", line);

@@ -18,6 +18,7 @@
 #include "daemon/decode.h"
 #include "daemon/log.h"
 #include "features/dedup.h"
+#include "features/demand.h"
 #include "features/joiner.h"
 #include "features/partition.h"
 #include "features/store.h"
@@ -81,7 +82,7 @@ typedef struct {
   uint64_t rejected[MTLD_REJECT_COUNT];
   uint64_t events_by_type[MTLD_N_EVENT_TYPES];
   uint64_t scen_events[MAX_SCEN_SLOTS][MTLD_N_EVENT_TYPES];
-  uint64_t samples_by_kind[3];
+  uint64_t samples_by_kind[4]; /* by mtld_sample_kind_t (1..3) */
 } counts_t;
 
 struct mtld_pipeline {
@@ -90,6 +91,7 @@ struct mtld_pipeline {
   mtld_store_t *store;      /* borrowed */
   mtld_watermark_t *wm;     /* borrowed */
   mtld_joiner_t *joiner;
+  mtld_demand_t *demand; /* item demand windows, NULL without a "demand" task */
   mtld_dedup_t *dedup;
   mtld_deadletter_t *dlq;
   mtld_source_t *src;
@@ -184,6 +186,8 @@ static void reload_joiner(mtld_pipeline_t *p) {
   char err[512];
   if (mtld_joiner_reload(p->joiner, err, sizeof(err)) != MTLD_OK)
     mtld_log(MTLD_LOG_ERR, "joiner reload after rollback: %s", err);
+  if (p->demand && mtld_demand_reload(p->demand, err, sizeof(err)) != MTLD_OK)
+    mtld_log(MTLD_LOG_ERR, "demand reload after rollback: %s", err);
 }
 
 /* Drops the staged batch and puts every in-memory mirror of the state back
@@ -322,6 +326,10 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
   jc.review_window_ms = mtld_config_review_window_ms(cfg); /* 0 without a review task */
   st = mtld_joiner_create(&p->joiner, p->store, &cfg->features, &jc, err, errlen);
   if (st != MTLD_OK) goto fail;
+  if (mtld_config_demand_on(cfg)) {
+    st = mtld_demand_create(&p->demand, p->store, &cfg->features, &cfg->demand, err, errlen);
+    if (st != MTLD_OK) goto fail;
+  }
   if (cfg->dead_letter_topic[0]) {
     st = mtld_deadletter_new(&p->dlq, cfg, err, errlen);
     if (st != MTLD_OK) goto fail;
@@ -355,6 +363,7 @@ void mtld_pipeline_free(mtld_pipeline_t *p) {
   if (!p) return;
   mtld_deadletter_close(p->dlq, 5000);
   mtld_joiner_destroy(p->joiner);
+  mtld_demand_destroy(p->demand);
   mtld_dedup_destroy(p->dedup);
   mtld_partition_table_destroy(p->ptab);
   free(p);
@@ -523,6 +532,9 @@ static void process(mtld_pipeline_t *p, const mtld_record_t *rec) {
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
+      if (p->demand && (st = mtld_demand_on_event(p->demand, &ev)) != MTLD_OK)
+        mtld_log_rl(MTLD_LOG_ERR, "demand", "demand at %s[%d]@%" PRId64 ": %s", rec->topic,
+                    (int)rec->partition, rec->offset, mtld_status_str(st));
       p->c.events++;
       p->c.events_by_type[ev.type - 1]++;
       pt->lg.applied++;
@@ -553,7 +565,7 @@ int mtld_pipeline_batch_due(const mtld_pipeline_t *p) {
 static void release_cb(void *ctx, const mtld_sample_t *s) {
   mtld_pipeline_t *p = ctx;
   int slot;
-  if (p->cl &&
+  if (p->cl && s->kind != MTLD_SAMPLE_ITEM && /* item samples belong to no partition */
       mtld_partition_table_find(p->ptab, p->cfg->topics[mtld_partition_id_topic(s->partition)],
                                 mtld_partition_id_number(s->partition), &slot)) {
     part_t *pt = &p->parts[slot];
@@ -564,8 +576,24 @@ static void release_cb(void *ctx, const mtld_sample_t *s) {
     pt->plg_dirty = 1;
   }
   p->c.samples_released++;
-  if (s->kind >= 1 && s->kind <= 2) p->c.samples_by_kind[s->kind]++;
+  if (s->kind >= 1 && s->kind <= 3) p->c.samples_by_kind[s->kind]++;
   if (p->sink) p->sink(p->sink_ctx, s);
+}
+
+/* Releases what is due by wm: the joiner's samples and the demand
+ * boundaries merged in deadline order (a joiner sample with the same
+ * deadline as a boundary first), so the trainer gets the same sequence
+ * whatever steps the watermark takes. */
+static void release(mtld_pipeline_t *p, int64_t wm) {
+  while (p->demand) {
+    int64_t dd = mtld_demand_next_deadline(p->demand);
+    if (dd >= wm) break;
+    mtld_joiner_release(p->joiner, dd + 1, release_cb, p); /* deadlines <= dd */
+    if (!mtld_demand_release_next(p->demand, wm, release_cb, p)) break;
+  }
+  mtld_joiner_release(p->joiner, wm, release_cb, p);
+  if (p->demand && mtld_demand_stage(p->demand) != MTLD_OK)
+    mtld_log_rl(MTLD_LOG_ERR, "demand", "demand: staging its state failed");
 }
 
 /* ---- scale-out (README "Scale-out", daemon/changelog.h) ---------------- */
@@ -754,7 +782,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
     }
     p->dlq_pending = 0;
   }
-  mtld_joiner_release(p->joiner, wm, release_cb, p);
+  release(p, wm);
   if (wm > p->released_wm) p->released_wm = wm;
   mtld_dedup_expire(p->dedup, mtld_watermark_get(p->wm), p->cfg->limits.max_lateness_ms);
   if (p->cl) stage_plg(p);
@@ -769,6 +797,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   /* what was staged is durable: so are its counts */
   p->cc = p->c;
   mtld_joiner_counters_commit(p->joiner);
+  if (p->demand) mtld_demand_counters_commit(p->demand);
   for (int i = 0; i < mtld_partition_table_count(p->ptab); i++)
     p->parts[i].lg_committed = p->parts[i].lg;
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
@@ -868,6 +897,16 @@ void mtld_pipeline_log_ledger(const mtld_pipeline_t *p) {
            " released + %zu pending + %" PRIu64 " dropped (corrupt)",
            j.opened + j.reviews + j.negatives_sampled, j.negatives_sampled, j.released,
            mtld_joiner_pending_count(p->joiner), j.corrupt);
+  if (p->demand) {
+    mtld_demand_counters_t dc;
+    mtld_demand_counters_committed(p->demand, &dc);
+    mtld_log(MTLD_LOG_NOTICE,
+             "ledger demand: events %" PRIu64 " counted + %" PRIu64 " late; %" PRIu64
+             " item samples released at %" PRIu64 " boundaries (%" PRIu64
+             " orders in their labels); %zu (window, item) counters held",
+             dc.events, dc.late, dc.samples, dc.boundaries, dc.orders,
+             mtld_demand_cells(p->demand));
+  }
 }
 
 const char *mtld_pipeline_alert(const mtld_pipeline_t *p) {
@@ -972,4 +1011,9 @@ void mtld_pipeline_render_metrics(mtld_pipeline_t *p, mtld_metrics_buf_t *b) {
                       (double)p->cc.samples_by_kind[1]);
   mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"review\"",
                       (double)p->cc.samples_by_kind[2]);
+  if (p->demand) {
+    mtld_metrics_sample(b, "mtld_samples_released_total", "kind=\"item\"",
+                        (double)p->cc.samples_by_kind[3]);
+    mtld_demand_render_metrics(p->demand, b);
+  }
 }

@@ -109,10 +109,10 @@ void mtld_checkpoint_meta_free(mtld_checkpoint_meta_t *m);
  * (mtld_store_dir_present), trainer.bin and meta, fsyncs every file and directory in it, writes
  * COMPLETE (fsynced), renames it to checkpoint-<id>, fsyncs root; then deletes every complete
  * checkpoint older than the newest `keep` (keep >= 1) and every .tmp
- * directory of a lower id (a higher one is a cut being written now).  path_out (may be NULL) gets the final path.  MTLD_OK, or
- * MTLD_ERR_INVALID (missing parts) / MTLD_ERR_IO with err set; a failure
- * before the rename leaves the previous checkpoints untouched; a failure to
- * prune is not an error (the next commit retries). */
+ * directory of a lower id (a higher one is a cut being written now).  path_out (may be NULL) gets
+ * the final path.  MTLD_OK, or MTLD_ERR_INVALID (missing parts) / MTLD_ERR_IO with err set; a
+ * failure before the rename leaves the previous checkpoints untouched; a failure to prune is not an
+ * error (the next commit retries). */
 mtld_status_t mtld_checkpoint_commit(const char *root, uint64_t id, int keep, char *path_out,
                                      size_t pathlen, char *err, size_t errlen);
 

@@ -50,22 +50,76 @@ static const char *const cf_names[N_CF] = {"default", "user",      "item", "pend
 
 typedef struct {
   uint64_t hash;
-  uint8_t *key; /* malloc'd copy */
+  uint8_t *key; /* a copy in the map's arena */
   size_t klen;
-  void *val; /* user/item map: the decoded features; raw map: the bytes */
+  void *val; /* user/item map: the decoded features; raw map: the bytes (in the arena) */
   size_t vlen;
   uint8_t cf;      /* mtld_cf_t */
   uint8_t deleted; /* raw map: a staged delete */
   int32_t part;    /* the source partition the write belongs to, -1 = none (scale-out) */
 } entry_t;
 
+/* A chunk of a map's arena: the batch's keys and values are carved from
+ * these and all given back at once when the batch ends (no malloc/free per
+ * key or value). */
+typedef struct chunk {
+  struct chunk *next;
+  size_t cap, used;
+  max_align_t data[]; /* cap bytes */
+} chunk_t;
+
+#define CHUNK_BYTES ((size_t)256 << 10)
+#define ARENA_KEEP_BYTES ((size_t)16 << 20) /* kept across batches, at most */
+
 typedef struct {
   entry_t *ents; /* insertion order */
   size_t n, ents_cap;
-  uint32_t *slots; /* 0 = empty, else index into ents + 1 */
-  size_t nslots;   /* power of two, or 0 */
-  size_t heap;     /* bytes of keys and values */
+  uint32_t *slots;             /* 0 = empty, else index into ents + 1 */
+  size_t nslots;               /* power of two, or 0 */
+  size_t heap;                 /* bytes of keys and values */
+  chunk_t *first, *cur, *last; /* the arena: chunks before cur are full */
+  size_t arena_bytes;
 } map_t;
+
+/* n bytes (16-aligned) from m's arena, valid until map_clear; NULL on OOM. */
+static void *arena_alloc(map_t *m, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  if (!n) n = 16;
+  while (m->cur && m->cur->cap - m->cur->used < n) m->cur = m->cur->next;
+  if (!m->cur) {
+    size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+    chunk_t *c = malloc(sizeof *c + cap);
+    if (!c) return NULL;
+    c->next = NULL;
+    c->cap = cap;
+    c->used = 0;
+    if (m->last)
+      m->last->next = c;
+    else
+      m->first = c;
+    m->last = m->cur = c;
+    m->arena_bytes += cap;
+  }
+  void *p = (char *)m->cur->data + m->cur->used;
+  m->cur->used += n;
+  return p;
+}
+
+/* Empties the arena: its chunks are kept for the next batch, unless a huge
+ * batch grew it past ARENA_KEEP_BYTES (then they are given back). */
+static void arena_reset(map_t *m, int give_back) {
+  if (give_back || m->arena_bytes > ARENA_KEEP_BYTES) {
+    for (chunk_t *c = m->first, *next; c; c = next) {
+      next = c->next;
+      free(c);
+    }
+    m->first = m->cur = m->last = NULL;
+    m->arena_bytes = 0;
+    return;
+  }
+  for (chunk_t *c = m->first; c; c = c->next) c->used = 0;
+  m->cur = m->first;
+}
 
 static uint64_t map_hash(int cf, const void *key, size_t klen) {
   return XXH64(key, klen, (uint64_t)cf);
@@ -106,7 +160,7 @@ static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t
     m->ents = ents;
     m->ents_cap = cap;
   }
-  uint8_t *k = malloc(klen ? klen : 1);
+  uint8_t *k = arena_alloc(m, klen);
   if (!k) return NULL;
   memcpy(k, key, klen);
   entry_t *e = &m->ents[m->n];
@@ -125,10 +179,7 @@ static entry_t *map_add(map_t *m, int cf, const void *key, size_t klen, uint64_t
 
 /* Empties the map; a table grown by a huge batch is given back. */
 static void map_clear(map_t *m) {
-  for (size_t k = 0; k < m->n; k++) {
-    free(m->ents[k].key);
-    free(m->ents[k].val);
-  }
+  arena_reset(m, 0);
   m->n = 0;
   m->heap = 0;
   if (m->nslots > 65536) {
@@ -144,6 +195,7 @@ static void map_clear(map_t *m) {
 
 static void map_free(map_t *m) {
   map_clear(m);
+  arena_reset(m, 1);
   free(m->slots);
   free(m->ents);
   memset(m, 0, sizeof *m);
@@ -151,6 +203,86 @@ static void map_free(map_t *m) {
 
 static size_t map_bytes(const map_t *m) {
   return m->ents_cap * sizeof(entry_t) + m->nslots * sizeof(uint32_t) + m->heap;
+}
+
+/* ---- the committed-entity cache ----
+ *
+ * Decoded users, items and (partition, item) views as the last commit left
+ * them in the DB, so that a batch's first use of an entity skips the
+ * RocksDB read and the decoding.  Direct-mapped (a slot per hash; a new
+ * entity evicts the one in its slot): bounded by its byte budget, nothing
+ * allocated after the first fill.  Filled only at a successful commit by
+ * decoding the bytes just written (an entity read back is then exactly what
+ * a read of the DB gives), so a rollback or a failed write leaves it true.
+ * Only writable stores have one (a secondary sees another process's
+ * writes). */
+
+typedef struct {
+  uint8_t *tags; /* per slot: 0 = empty, else 1 + key length; the key follows */
+  uint8_t *vals; /* per slot: size bytes of decoded features */
+  size_t nslots; /* power of two, or 0 = no cache */
+  size_t size;   /* sizeof the features struct */
+  uint64_t hits, misses;
+} ecache_t;
+
+#define ENTITY_KEY_MAX 12
+#define ECACHE_TAG (1 + ENTITY_KEY_MAX)
+
+static void ecache_free(ecache_t *c) {
+  free(c->tags);
+  free(c->vals);
+  memset(c, 0, sizeof *c);
+}
+
+/* Sizes the cache to the largest power of two of slots within bytes (no
+ * cache below 16 slots).  0 or MTLD_ERR_NOMEM. */
+static int ecache_init(ecache_t *c, size_t size, size_t bytes) {
+  ecache_free(c);
+  c->size = size;
+  size_t n = 1;
+  while (n * 2 * (size + ECACHE_TAG) <= bytes) n *= 2;
+  if (n < 16) return 0;
+  /* calloc: pages of slots never used are never touched (RSS follows use) */
+  c->tags = calloc(n, ECACHE_TAG);
+  c->vals = calloc(n, size);
+  if (!c->tags || !c->vals) {
+    ecache_free(c);
+    return -1;
+  }
+  c->nslots = n;
+  return 0;
+}
+
+/* The cached features of key (hash = map_hash of it), or NULL. */
+static const void *ecache_get(ecache_t *c, const uint8_t *key, size_t klen, uint64_t hash) {
+  if (!c->nslots) return NULL;
+  size_t i = (size_t)(hash >> 17) & (c->nslots - 1);
+  const uint8_t *t = c->tags + i * ECACHE_TAG;
+  if (t[0] == 1 + klen && memcmp(t + 1, key, klen) == 0) {
+    c->hits++;
+    return c->vals + i * c->size;
+  }
+  c->misses++;
+  return NULL;
+}
+
+/* The slot for key, tagged with it: the caller fills size bytes, or calls
+ * ecache_drop when it cannot. */
+static void *ecache_slot(ecache_t *c, const uint8_t *key, size_t klen, uint64_t hash) {
+  size_t i = (size_t)(hash >> 17) & (c->nslots - 1);
+  uint8_t *t = c->tags + i * ECACHE_TAG;
+  t[0] = (uint8_t)(1 + klen);
+  memcpy(t + 1, key, klen);
+  return c->vals + i * c->size;
+}
+
+static void ecache_drop(ecache_t *c, uint64_t hash) {
+  c->tags[((size_t)(hash >> 17) & (c->nslots - 1)) * ECACHE_TAG] = 0;
+}
+
+/* Empties the cache (its slots stay allocated). */
+static void ecache_clear(ecache_t *c) {
+  if (c->nslots) memset(c->tags, 0, c->nslots * ECACHE_TAG);
 }
 
 /* ---- the store ---- */
@@ -162,11 +294,15 @@ struct mtld_store {
   rocksdb_cache_t *cache;
   rocksdb_readoptions_t *ro;
   rocksdb_writeoptions_t *wo;
+  /* the commit's write batch, cleared and reused: its buffer keeps the
+   * largest batch's capacity (no regrowing copies per commit) */
+  rocksdb_writebatch_t *wb;
   rocksdb_column_family_handle_t *cfh[N_CF];
   mtld_feature_def_t def;
   int readonly;
   char secondary[256];            /* readonly: the secondary instance's own directory ("" = none) */
   map_t users, items, parts, raw; /* parts: (partition, item) views */
+  ecache_t ecache[3];             /* committed users, items, (partition, item) views */
   size_t n_events;
   uint8_t below[64]; /* mtld_store_delete_below: staged range end, below_len > 0 */
   size_t below_len;
@@ -211,8 +347,6 @@ static void upart_key(uint8_t *k, int32_t partition, uint64_t user) {
 
 /* ---- entities: users, items, (partition, item) views ---- */
 
-#define ENTITY_KEY_MAX 12
-
 /* The key of an entity of column family cf (MTLD_CF_USER, _ITEM or
  * _ITEM_PART; partition is used by the last only); returns its length. */
 static size_t entity_key(mtld_cf_t cf, int32_t partition, uint64_t id,
@@ -251,6 +385,11 @@ static uint64_t entity_events(mtld_cf_t cf, const void *f) {
                             : ((const mtld_item_features_t *)f)->n_events;
 }
 
+/* The index of cf's committed-entity cache (st->cache). */
+static int cf_cache(mtld_cf_t cf) {
+  return cf == MTLD_CF_USER ? 0 : cf == MTLD_CF_ITEM ? 1 : 2;
+}
+
 /* Records a failed read of the DB (RocksDB's text in errbuf already) as the
  * batch's sticky error; MTLD_ERR_CORRUPT for RocksDB's "Corruption", else
  * MTLD_ERR_IO. */
@@ -278,6 +417,26 @@ static mtld_status_t db_get(mtld_store_t *st, mtld_cf_t cf, const void *key, siz
   return *val ? MTLD_OK : MTLD_ERR_NOTFOUND;
 }
 
+/* The same without a copy: MTLD_OK with *ps pinning the value (*val, *vlen
+ * valid until rocksdb_pinnableslice_destroy(*ps)), MTLD_ERR_NOTFOUND (*ps
+ * NULL) or MTLD_ERR_IO. */
+static mtld_status_t db_pin(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
+                            rocksdb_pinnableslice_t **ps, const char **val, size_t *vlen) {
+  char *e = NULL;
+  *ps = rocksdb_get_pinned_cf(st->db, st->ro, cf_handle(st, cf), key, klen, &e);
+  if (e) {
+    set_error(st, "store read (%s): %s", cf_names[cf + 1], e);
+    mtld_status_t rc = read_failed(st, e);
+    rocksdb_free(e);
+    if (*ps) rocksdb_pinnableslice_destroy(*ps);
+    *ps = NULL;
+    return rc;
+  }
+  if (!*ps) return MTLD_ERR_NOTFOUND;
+  *val = rocksdb_pinnableslice_value(*ps, vlen);
+  return MTLD_OK;
+}
+
 static void close_handles(mtld_store_t *st) {
   for (int i = 0; i < N_CF; i++)
     if (st->cfh[i]) rocksdb_column_family_handle_destroy(st->cfh[i]);
@@ -299,6 +458,8 @@ void mtld_store_close(mtld_store_t *st) {
   map_free(&st->items);
   map_free(&st->parts);
   map_free(&st->raw);
+  if (st->wb) rocksdb_writebatch_destroy(st->wb);
+  for (int i = 0; i < 3; i++) ecache_free(&st->ecache[i]);
   close_handles(st);
   free(st);
 }
@@ -555,6 +716,10 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_writeoptions_set_sync(st->wo, sync ? 1 : 0);
 
   mtld_status_t rc = open_schema(st, path, def, err, errlen);
+  if (rc == MTLD_OK && !readonly && mtld_store_set_cache(st, MTLD_STORE_CACHE_DEFAULT) != MTLD_OK) {
+    snprintf(err, errlen, "out of memory");
+    rc = MTLD_ERR_NOMEM;
+  }
   if (rc != MTLD_OK) {
     mtld_store_close(st);
     return rc;
@@ -582,6 +747,19 @@ mtld_status_t mtld_store_open_readonly(mtld_store_t **out, const char *path, cha
 mtld_status_t mtld_store_open_secondary(mtld_store_t **out, const char *path, char *err,
                                         size_t errlen) {
   return store_open(out, path, NULL, 0, 2, NULL, err, errlen);
+}
+
+mtld_status_t mtld_store_set_cache(mtld_store_t *st, size_t bytes) {
+  if (st->readonly) return bytes ? MTLD_ERR_INVALID : MTLD_OK;
+  /* half for users (the big ones), a quarter each for items and views */
+  size_t user = sizeof(mtld_user_features_t), item = sizeof(mtld_item_features_t);
+  if (ecache_init(&st->ecache[0], user, bytes / 2) != 0 ||
+      ecache_init(&st->ecache[1], item, bytes / 4) != 0 ||
+      ecache_init(&st->ecache[2], item, bytes / 4) != 0) {
+    for (int i = 0; i < 3; i++) ecache_free(&st->ecache[i]);
+    return MTLD_ERR_NOMEM;
+  }
+  return MTLD_OK;
 }
 
 const mtld_feature_def_t *mtld_store_def(const mtld_store_t *st) {
@@ -622,18 +800,22 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
     return e->val;
   }
 
-  void *f = calloc(1, size);
+  void *f = arena_alloc(m, size); /* left in the arena if it is not used */
   if (!f) {
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
     return NULL;
   }
-  char *val;
+  const void *cached = ecache_get(&st->ecache[cf_cache(cf)], key, klen, hash);
+  rocksdb_pinnableslice_t *ps;
+  const char *val;
   size_t vlen;
-  *rc = db_get(st, cf, key, klen, &val, &vlen);
-  if (*rc == MTLD_OK) {
+  if (cached) {
+    memcpy(f, cached, size);
+    *rc = MTLD_OK;
+  } else if (memset(f, 0, size), (*rc = db_pin(st, cf, key, klen, &ps, &val, &vlen)) == MTLD_OK) {
     *rc = entity_decode(&st->def, cf, f, val, vlen);
-    rocksdb_free(val);
+    rocksdb_pinnableslice_destroy(ps);
     if (*rc != MTLD_OK) entity_error(st, cf, partition, id);
   } else if (*rc == MTLD_ERR_NOTFOUND) {
     *rc = MTLD_OK;
@@ -643,10 +825,7 @@ static void *load_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partition, uint
     set_error(st, "out of memory");
     *rc = MTLD_ERR_NOMEM;
   }
-  if (*rc != MTLD_OK) {
-    free(f);
-    return NULL;
-  }
+  if (*rc != MTLD_OK) return NULL;
   e->val = f;
   e->vlen = size;
   e->part = tag;
@@ -716,17 +895,20 @@ static mtld_status_t get_entity(mtld_store_t *st, mtld_cf_t cf, int32_t partitio
   map_t *m = entity_map(st, cf);
   uint8_t key[ENTITY_KEY_MAX];
   size_t klen = entity_key(cf, partition, id, key);
-  entry_t *e = map_find(m, cf, key, klen, map_hash(cf, key, klen));
-  if (e) {
-    memcpy(out, e->val, entity_size(cf));
-    return entity_events(cf, e->val) ? MTLD_OK : MTLD_ERR_NOTFOUND;
+  uint64_t hash = map_hash(cf, key, klen);
+  entry_t *e = map_find(m, cf, key, klen, hash);
+  const void *cached = e ? e->val : ecache_get(&st->ecache[cf_cache(cf)], key, klen, hash);
+  if (cached) {
+    memcpy(out, cached, entity_size(cf));
+    return entity_events(cf, cached) ? MTLD_OK : MTLD_ERR_NOTFOUND;
   }
-  char *val;
+  rocksdb_pinnableslice_t *ps;
+  const char *val;
   size_t vlen;
-  mtld_status_t rc = db_get(st, cf, key, klen, &val, &vlen);
+  mtld_status_t rc = db_pin(st, cf, key, klen, &ps, &val, &vlen);
   if (rc != MTLD_OK) return rc;
   rc = entity_decode(&st->def, cf, out, val, vlen);
-  rocksdb_free(val);
+  rocksdb_pinnableslice_destroy(ps);
   if (rc != MTLD_OK) entity_error(st, cf, partition, id);
   return rc;
 }
@@ -766,24 +948,25 @@ static mtld_status_t raw_stage(mtld_store_t *st, mtld_cf_t cf, const void *key, 
     set_error(st, "raw writes go to the pending, meta or seen column family only");
     return MTLD_ERR_INVALID;
   }
-  void *copy = NULL;
-  if (!deleted) {
-    copy = malloc(vlen ? vlen : 1);
-    if (!copy) {
-      set_error(st, "out of memory");
-      return MTLD_ERR_NOMEM;
-    }
-    if (vlen) memcpy(copy, val, vlen);
-  }
   uint64_t hash = map_hash(cf, key, klen);
   entry_t *e = map_find(&st->raw, cf, key, klen, hash);
+  void *copy = NULL;
+  if (!deleted) {
+    /* a value staged again (the offsets, once per record) reuses its bytes
+     * when it fits; else the old bytes stay in the arena until the batch
+     * ends */
+    copy = e && e->val && vlen <= e->vlen ? e->val : arena_alloc(&st->raw, vlen);
+    if (!copy) {
+      set_error(st, "out of memory");
+      return MTLD_ERR_NOMEM; /* nothing changed */
+    }
+  }
   if (!e && !(e = map_add(&st->raw, cf, key, klen, hash))) {
-    free(copy);
-    set_error(st, "out of memory");
+    set_error(st, "out of memory"); /* the copy's bytes stay in the arena */
     return MTLD_ERR_NOMEM;
   }
+  if (copy && vlen) memmove(copy, val, vlen);
   if (e->val) st->raw.heap -= e->vlen ? e->vlen : 1;
-  free(e->val);
   e->val = copy;
   e->vlen = deleted ? 0 : vlen;
   e->deleted = (uint8_t)deleted;
@@ -838,16 +1021,17 @@ mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, si
     }
   }
 from_db:;
-  char *dv;
-  mtld_status_t rc = db_get(st, cf, key, klen, &dv, &n);
+  rocksdb_pinnableslice_t *ps;
+  const char *dv;
+  mtld_status_t rc = db_pin(st, cf, key, klen, &ps, &dv, &n);
   if (rc != MTLD_OK) return rc;
   copy = malloc(n ? n : 1);
   if (!copy) {
-    rocksdb_free(dv);
+    rocksdb_pinnableslice_destroy(ps);
     goto nomem;
   }
   if (n) memcpy(copy, dv, n);
-  rocksdb_free(dv);
+  rocksdb_pinnableslice_destroy(ps);
   *val = copy;
   *vlen = n;
   return MTLD_OK;
@@ -1149,7 +1333,14 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
 
   uint8_t buf[MTLD_FEATURES_USER_ENC_MAX > MTLD_FEATURES_ITEM_ENC_MAX ? MTLD_FEATURES_USER_ENC_MAX
                                                                       : MTLD_FEATURES_ITEM_ENC_MAX];
-  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  if (!st->wb && !(st->wb = rocksdb_writebatch_create())) {
+    free(order);
+    st->commit_failures++;
+    snprintf(err, errlen, "out of memory");
+    return MTLD_ERR_NOMEM;
+  }
+  rocksdb_writebatch_t *wb = st->wb;
+  rocksdb_writebatch_clear(wb);
   if (st->below_len) {
     static const char lowest = 0;
     rocksdb_writebatch_delete_range_cf(wb, cf_handle(st, MTLD_CF_SEEN), &lowest, 1,
@@ -1163,16 +1354,30 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
       if (entity_events(e->cf, e->val) == 0) continue; /* loaded, never applied */
       len = entity_encode(&st->def, e->cf, e->val, buf, sizeof buf);
       rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, (const char *)buf, len);
+      /* the cache gets what a read of these bytes gives (dropped again
+       * below if the write fails) */
+      ecache_t *c = &st->ecache[cf_cache(e->cf)];
+      if (c->nslots) {
+        void *slot = ecache_slot(c, e->key, e->klen, e->hash);
+        memset(slot, 0, c->size); /* as load_entity decodes: unused fields zero */
+        if (entity_decode(&st->def, e->cf, slot, buf, len) != MTLD_OK) ecache_drop(c, e->hash);
+      }
     } else if (e->deleted) {
       rocksdb_writebatch_delete_cf(wb, h, (const char *)e->key, e->klen);
     } else {
       rocksdb_writebatch_put_cf(wb, h, (const char *)e->key, e->klen, e->val, e->vlen);
     }
   }
-  free(order);
   char *e = NULL;
   rocksdb_write(st->db, st->wo, wb, &e);
-  rocksdb_writebatch_destroy(wb);
+  if (e) /* the DB may hold the old values: forget the batch's entities */
+    for (size_t i = 0; i < n; i++)
+      if (order[i]->cf == MTLD_CF_USER || order[i]->cf == MTLD_CF_ITEM ||
+          order[i]->cf == MTLD_CF_ITEM_PART) {
+        ecache_t *c = &st->ecache[cf_cache(order[i]->cf)];
+        if (c->nslots) ecache_drop(c, order[i]->hash);
+      }
+  free(order);
   if (e) {
     snprintf(err, errlen, "store commit failed: %s", e);
     set_error(st, "store commit failed: %s", e);
@@ -1263,6 +1468,16 @@ void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b) {
   mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, st->write_seconds_max);
   mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
   mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(st));
+  static const char *const kinds[3] = {"kind=\"user\"", "kind=\"item\"", "kind=\"item_part\""};
+  mtld_metrics_family(b, "mtld_store_cache_hits_total", "counter",
+                      "First reads of a batch answered by the committed-entity cache "
+                      "(store.cache_mb).");
+  for (int i = 0; i < 3; i++)
+    mtld_metrics_sample(b, "mtld_store_cache_hits_total", kinds[i], (double)st->ecache[i].hits);
+  mtld_metrics_family(b, "mtld_store_cache_misses_total", "counter",
+                      "Reads the committed-entity cache could not answer (read from RocksDB).");
+  for (int i = 0; i < 3; i++)
+    mtld_metrics_sample(b, "mtld_store_cache_misses_total", kinds[i], (double)st->ecache[i].misses);
 }
 
 /* ---- the store's directory (checkpoints, restore) ----------------------- */
@@ -1400,6 +1615,9 @@ mtld_status_t mtld_store_write_direct(mtld_store_t *st, const mtld_store_write_t
   char *e = NULL;
   rocksdb_write(st->db, st->wo, wb, &e);
   rocksdb_writebatch_destroy(wb);
+  /* the write bypassed the commit that keeps the committed-entity caches
+   * equal to the DB (restores, partition drops are rare): empty them */
+  for (int c = 0; c < 3; c++) ecache_clear(&st->ecache[c]);
   if (e) {
     snprintf(err, errlen, "store direct write failed: %s", e);
     rocksdb_free(e);

@@ -90,6 +90,19 @@ mtld_status_t mtld_store_open_mem(mtld_store_t **out, const char *path,
                                   const mtld_feature_def_t *def, int sync,
                                   const mtld_store_memory_t *mem, char *err, size_t errlen);
 
+/* Default byte budget of a writable store's committed-entity cache. */
+#define MTLD_STORE_CACHE_DEFAULT ((size_t)64 << 20)
+
+/* Resizes (emptying it) the writable store's cache of committed users,
+ * items and (partition, item) views, decoded, to at most bytes (half for
+ * users, a quarter each for items and views; 0 = no cache).  It is filled
+ * at each commit and read before RocksDB by apply and the get_user/_item
+ * calls; what it returns is what a read of the DB would give, so it changes
+ * no result, only the cost.  Pages never used are never touched.  MTLD_OK,
+ * MTLD_ERR_NOMEM (the cache is then off), MTLD_ERR_INVALID (read-only store,
+ * bytes > 0).  Thread: the store's owner. */
+mtld_status_t mtld_store_set_cache(mtld_store_t *st, size_t bytes);
+
 /* Opens an existing store read-only with its stored definitions (a store no
  * process writes: a checkpoint, a stopped daemon's).
  * MTLD_ERR_NOTFOUND when there is no store at path; MTLD_ERR_SCHEMA when it
@@ -336,8 +349,9 @@ typedef struct {
 
 /* Writes w[0..n) to the DB in one RocksDB write batch at once, past the
  * staged batch (which is not touched: a restore must not write keys the
- * staged batch holds).  MTLD_OK, MTLD_ERR_INVALID (read-only, a bad column
- * family) or MTLD_ERR_IO, with err set. */
+ * staged batch holds); empties the committed-entity cache.  MTLD_OK,
+ * MTLD_ERR_INVALID (read-only, a bad column family) or MTLD_ERR_IO, with
+ * err set. */
 mtld_status_t mtld_store_write_direct(mtld_store_t *st, const mtld_store_write_t *w, size_t n,
                                       char *err, size_t errlen);
 

@@ -142,7 +142,17 @@ echo "   (mtld-score --snapshot $D/snapshots --store $D/store --top 10 --user 1 
 echo "-- progressive validation while consuming from Kafka (sliding-window AUC; samples still"
 echo "   waiting for their conversion window at the end are trained after a restart)"
 grep '^mtld_pv_auc{' "$D/metrics.txt" | sed 's/mtld_pv_auc{task="\([^"]*\)",scenario="\([^"]*\)"} /   \1 \2 /' |
-  awk '{printf "   %-8s %-14s AUC %.4f\n", $1, $2, $3}'
+  awk '$3 != "NaN" {printf "   %-8s %-14s AUC %.4f\n", $1, $2, $3}'
+
+echo "-- item demand: orders per item in the next hour (task demand: item samples at each hour"
+echo "   boundary, features as of the boundary), next to \"same as the last hour\" and the 6-hour"
+echo "   moving average, on the same samples, progressively"
+pv() { grep "^mtld_pv_$1{task=\"$2\",scenario=\"_all\"}" "$D/metrics.txt" | awk '{print $2}'; }
+for task in demand demand_last demand_ma; do
+  printf "   %-12s samples %7s  RMSE %-8.6s  MAE %-8.6s\n" "$task" "$(pv samples $task)" "$(pv rmse $task)" \
+    "$(pv mae $task)"
+done
+echo "   item samples released: $(sum '^mtld_demand_samples_total') at $(sum '^mtld_demand_boundaries_total') hour boundaries"
 
 echo "== 6. multi-task vs independent single-task models on the same stream (replays of the event file)"
 ORACLE_CTR=$(sed -n 's/.*last [0-9]* impressions: click: \([0-9.]*\).*/\1/p' "$D/gen.log")

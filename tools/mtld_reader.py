@@ -43,11 +43,11 @@ MAGIC = b"MTLDSNAP"
 FORMAT_VERSION = 1
 ALIGN = 64
 SAMPLE_MAGIC = b"MTLDSMP1"
-SAMPLE_VERSION = 2  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labels)
+SAMPLE_VERSION = 3  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (3: six labels, naive)
 INT64_MIN = np.int64(-(2**63))
 
 # trainer/sample.h: mtld_sample_t (C layout; align=True follows the C rules)
-MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS = 22, 64, 50, 5
+MAX_FIELDS, MAX_DENSE, MAX_SEQ, N_LABELS, N_NAIVE = 22, 64, 50, 6, 2
 SAMPLE_DTYPE = np.dtype(
     [
         ("sample_id", "<u8"),
@@ -67,6 +67,7 @@ SAMPLE_DTYPE = np.dtype(
         ("seq_cats", "<u8", (MAX_SEQ,)),
         ("labels", "<f4", (N_LABELS,)),
         ("label_mask", "u1"),
+        ("naive", "<f4", (N_NAIVE,)),
     ],
     align=True,
 )

@@ -237,6 +237,8 @@ mtld_status_t mtld_model_config_validate(const mtld_model_config_t *c, char *err
     CFG_FAIL("model: bad interactions");
   if (c->n_dense < 0 || c->n_dense > MTLD_MAX_DENSE)
     CFG_FAIL("model: n_dense must be in 0..%d", MTLD_MAX_DENSE);
+  if (c->n_dense_raw < 0 || c->n_dense_raw > c->n_dense)
+    CFG_FAIL("model: n_dense_raw must be in 0..n_dense");
   if (c->n_tasks < 1 || c->n_tasks > MTLD_MAX_TASKS)
     CFG_FAIL("model: n_tasks must be in 1..%d", MTLD_MAX_TASKS);
   if (c->n_expert_layers < 1 || c->n_expert_layers > MTLD_MAX_LAYERS || c->n_tower_layers < 0 ||
@@ -667,6 +669,14 @@ static int has_label(const mtld_sample_t *s, int label) {
   return (s->label_mask >> label) & 1;
 }
 
+/* A demand task predicts the residual over this base: the moving average of
+ * the item's orders the sample carries (0 for samples without one), so its
+ * head starts from the naive forecast and learns the correction. */
+static float demand_base(const mtld_sample_t *s) {
+  float v = s->naive[MTLD_NAIVE_MA];
+  return isfinite(v) ? v : 0.0f;
+}
+
 /* Chained ESMM: the log-probability of the parent chain of an ESMM task
  * (log sigmoid of each ancestor's logit, nearest ancestor last, summed from
  * the root), so a task chained on a binary parent gets exactly
@@ -712,7 +722,10 @@ double mtld_model_forward(mtld_model_t *m, const mtld_sample_t *s, int n) {
     }
     mlp_forward(m, &tn->tower, tn->mix, n);
     const float *z = tn->tower.act[tn->tower.n_layers - 1];
-    for (int b = 0; b < n; b++) m->logit[b * T + t] = z[b];
+    if (c->tasks[t].label == MTLD_LABEL_DEMAND) /* the residual over the moving average */
+      for (int b = 0; b < n; b++) m->logit[b * T + t] = z[b] + demand_base(&s[b]);
+    else
+      for (int b = 0; b < n; b++) m->logit[b * T + t] = z[b];
   }
   /* predictions and losses */
   for (int b = 0; b < n; b++) {
@@ -906,7 +919,8 @@ void mtld_model_backward(mtld_model_t *m) {
 /* ---- update --------------------------------------------------------------- */
 
 /* bias_mean tasks: moves the output bias by the change of the running label
- * mean over this batch (the mean before any label is bias_init). */
+ * mean over this batch (the mean before any label is bias_init); for a
+ * demand task, the running mean of the label's residual over the base. */
 static void follow_label_mean(mtld_model_t *m, const mtld_sample_t *s, int n) {
   const mtld_model_config_t *c = &m->cfg;
   for (int t = 0; t < m->T; t++) {
@@ -916,7 +930,8 @@ static void follow_label_mean(mtld_model_t *m, const mtld_sample_t *s, int n) {
     double before = m->label_n[t] ? m->label_sum[t] / (double)m->label_n[t] : k->bias_init;
     for (int b = 0; b < n; b++) {
       if (!has_label(&s[b], k->label)) continue;
-      m->label_sum[t] += s[b].labels[k->label];
+      m->label_sum[t] +=
+          s[b].labels[k->label] - (k->label == MTLD_LABEL_DEMAND ? demand_base(&s[b]) : 0.0f);
       m->label_n[t]++;
     }
     if (!m->label_n[t]) continue;
@@ -989,6 +1004,11 @@ void mtld_model_update(mtld_model_t *m, const mtld_sample_t *s, int n) {
       m->norm_m2[i] += d * (v - m->norm_mean[i]);
     }
     m->norm_n++;
+    /* raw features: mean 0, variance m2 / (n - 1) = 1 */
+    for (int i = m->ND - c->n_dense_raw; i < m->ND; i++) {
+      m->norm_mean[i] = 0.0;
+      m->norm_m2[i] = (double)(m->norm_n - 1);
+    }
     if (sb->time_ms > m->max_time_ms) m->max_time_ms = sb->time_ms;
   }
   /* periodic expiry sweep, paced by event time */

@@ -24,9 +24,11 @@
  * impressions; pCVR exported as the conditional prediction; the parent may
  * itself be an earlier ESMM task, chaining: pReview = pCTCVR(parent) *
  * p(review | purchase) against the click&purchase&review label), REGRESSION
- * (MSE or Huber).  A task's loss is the importance-weighted mean over the
- * batch samples carrying its label; the total is the loss-weighted sum (or
- * Kendall et al. uncertainty weighting with a learned log-variance per task).
+ * (MSE or Huber; a task of label MTLD_LABEL_DEMAND predicts the residual over
+ * the moving average an item sample carries, sample.naive[MTLD_NAIVE_MA]:
+ * its output is that average plus the tower's).  A task's loss is the importance-weighted mean over
+ * the batch samples carrying its label; the total is the loss-weighted sum (or Kendall et al.
+ * uncertainty weighting with a learned log-variance per task).
  *
  * Parameters: ONE contiguous float buffer with named views (mtld_model_tensors):
  * the dense parameters first, then the embedding tables.  Gradients and the
@@ -106,6 +108,11 @@ typedef struct {
   int seq_max;        /* sequence items used (<= MTLD_MAX_SAMPLE_SEQ) */
   int interactions;   /* mtld_interactions_t: pairwise dot products in x */
   int n_dense;        /* dense features used (<= MTLD_MAX_DENSE) */
+  int n_dense_raw;    /* the LAST n_dense_raw of them are used as given: their normaliser
+                         statistics stay at mean 0, variance 1 (so a reader normalising
+                         every feature computes the same).  0 (default) for all but the item
+                         demand features (features/demand.h), which only item samples carry
+                         and which impressions' zeros would otherwise swamp */
   int n_experts;      /* MMOE */
   int n_shared_experts, n_task_experts; /* PLE */
   int n_expert_layers;

@@ -11,7 +11,7 @@
 
 typedef struct {
   uint64_t n, n_pos;
-  double sum_pred, sum_label, sum_ll, sum_se;
+  double sum_pred, sum_label, sum_ll, sum_se, sum_ae;
   uint64_t n_base;
   double sum_se_base[MTLD_BASE_COUNT];
   float *ring;     /* [cap] predictions, oldest at head once full */
@@ -116,6 +116,7 @@ static void acc_add(pv_acc_t *a, uint32_t window, int is_reg, float pred, float 
   a->sum_pred += pred;
   a->sum_label += label;
   a->sum_se += ((double)pred - label) * ((double)pred - label);
+  a->sum_ae += fabs((double)pred - label);
   if (is_reg) return;
   int pos = label > 0.5f;
   a->n_pos += (uint64_t)pos;
@@ -289,6 +290,7 @@ mtld_status_t mtld_pvmetrics_get(const mtld_pvmetrics_t *m, int task, int scen,
   out->mean_label = n ? a->sum_label / n : NAN;
   out->calibration = a->sum_label != 0.0 ? a->sum_pred / a->sum_label : NAN;
   out->rmse = n ? sqrt(a->sum_se / n) : NAN;
+  out->mae = n ? a->sum_ae / n : NAN;
   for (int k = 0; k < MTLD_BASE_COUNT; k++)
     out->rmse_base[k] = a->n_base ? sqrt(a->sum_se_base[k] / (double)a->n_base) : NAN;
   out->logloss = reg || !n ? NAN : a->sum_ll / n;
@@ -327,9 +329,11 @@ static void print_line(const mtld_pvmetrics_t *m, FILE *f, int t, int scen) {
   if (scen >= m->n_scen && scen != MTLD_PV_ALL) idx = m->max_scen; /* "other" */
   if (mtld_pvmetrics_get(m, t, idx, &s) != MTLD_OK || s.n == 0) return;
   if (m->is_reg[t]) {
-    fprintf(f, "task=%s scenario=%s n=%llu rmse=%.4f mean_pred=%.4f mean_label=%.4f calib=%.4f",
+    fprintf(f,
+            "task=%s scenario=%s n=%llu rmse=%.4f mae=%.4f mean_pred=%.4f mean_label=%.4f "
+            "calib=%.4f",
             m->task_name[t], mtld_pvmetrics_scenario_name(m, idx), (unsigned long long)s.n, s.rmse,
-            s.mean_pred, s.mean_label, s.calibration);
+            s.mae, s.mean_pred, s.mean_label, s.calibration);
     for (int k = 0; k < MTLD_BASE_COUNT; k++)
       if (!isnan(s.rmse_base[k]))
         fprintf(f, " rmse_%s=%.4f", mtld_baseline_name(k), s.rmse_base[k]);
@@ -363,6 +367,7 @@ void mtld_pvmetrics_save(const mtld_pvmetrics_t *m, mtld_wr_t *w) {
     MTLD_WR(w, a->sum_label);
     MTLD_WR(w, a->sum_ll);
     MTLD_WR(w, a->sum_se);
+    MTLD_WR(w, a->sum_ae);
     MTLD_WR(w, a->n_base);
     MTLD_WR(w, a->sum_se_base);
     MTLD_WR(w, a->len);
@@ -396,6 +401,7 @@ void mtld_pvmetrics_load(mtld_pvmetrics_t *m, mtld_rd_t *r) {
     MTLD_RD(r, a->sum_label);
     MTLD_RD(r, a->sum_ll);
     MTLD_RD(r, a->sum_se);
+    MTLD_RD(r, a->sum_ae);
     MTLD_RD(r, a->n_base);
     MTLD_RD(r, a->sum_se_base);
     uint32_t len = 0;
@@ -439,14 +445,15 @@ void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b) {
   static const struct {
     const char *name, *help;
     int binary_only;
-  } fam[6] = {{"mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.", 1},
+  } fam[7] = {{"mtld_pv_auc", "Progressive AUC over the sliding window, per task and scenario.", 1},
               {"mtld_pv_auc_cumulative", "Progressive AUC since start (histogram).", 1},
               {"mtld_pv_logloss", "Progressive mean log loss.", 1},
               {"mtld_pv_calibration", "Mean prediction / mean label (1 = calibrated).", 0},
               {"mtld_pv_rmse", "Progressive RMSE.", 0},
-              {"mtld_pv_samples", "Samples scored, per task and scenario.", 0}};
+              {"mtld_pv_samples", "Samples scored, per task and scenario.", 0},
+              {"mtld_pv_mae", "Progressive mean absolute error (regression tasks).", -1}};
   int ns = mtld_pvmetrics_n_scenarios(m), per_task = ns + 1;
-  /* one summary per (task, scenario), computed once for the six families */
+  /* one summary per (task, scenario), computed once for the seven families */
   mtld_pv_summary_t *sum = calloc((size_t)m->n_tasks * (size_t)per_task, sizeof(*sum));
   int *ok = calloc((size_t)m->n_tasks * (size_t)per_task, sizeof(*ok));
   if (!sum || !ok) {
@@ -460,10 +467,11 @@ void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b) {
       size_t i = (size_t)t * per_task + (size_t)(sc + 1);
       ok[i] = mtld_pvmetrics_get(m, t, sc, &sum[i]) == MTLD_OK;
     }
-  for (int k = 0; k < 6; k++) {
+  for (int k = 0; k < 7; k++) {
     mtld_metrics_family(b, fam[k].name, "gauge", fam[k].help);
     for (int t = 0; t < m->n_tasks; t++) {
-      if (fam[k].binary_only && m->is_reg[t]) continue;
+      if (fam[k].binary_only > 0 && m->is_reg[t]) continue;
+      if (fam[k].binary_only < 0 && !m->is_reg[t]) continue;
       for (int sc = MTLD_PV_ALL; sc < ns; sc++) {
         size_t i = (size_t)t * per_task + (size_t)(sc + 1);
         if (!ok[i]) continue;
@@ -473,7 +481,8 @@ void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b) {
                    : k == 2 ? s->logloss
                    : k == 3 ? s->calibration
                    : k == 4 ? s->rmse
-                            : (double)s->n;
+                   : k == 5 ? (double)s->n
+                            : s->mae;
         mtld_metrics_label_t l[2] = {
             {"task", m->task_name[t]},
             {"scenario", sc == MTLD_PV_ALL ? "_all" : mtld_pvmetrics_scenario_name(m, sc)}};

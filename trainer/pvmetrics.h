@@ -5,7 +5,7 @@
  * Per (task, scenario): exact rank AUC over a sliding window of the last W
  * samples (computed on demand), cumulative AUC from a fixed 10000-bin
  * histogram over the logit of the score (deterministic, O(1) per sample),
- * log loss, calibration (sum prediction / sum label), RMSE and counts.
+ * log loss, calibration (sum prediction / sum label), RMSE, MAE and counts.
  * Samples are counted unweighted.  Regression tasks have no AUC or log loss;
  * they get the RMSE of the rating baselines (baseline.h) the trainer scores
  * next to the model on the same samples.
@@ -36,6 +36,7 @@ typedef struct {
   double logloss;     /* binary: mean log loss; NAN for regression */
   double calibration; /* sum pred / sum label; NAN when sum label == 0 */
   double rmse;        /* sqrt(mean squared error) */
+  double mae;         /* mean absolute error */
   double mean_pred, mean_label;
   /* regression: RMSE of each baseline (mtld_baseline_name) over the samples
    * given to mtld_pvmetrics_add_baselines; NAN when none */
@@ -92,7 +93,8 @@ void mtld_pvmetrics_print(const mtld_pvmetrics_t *m, FILE *f, int per_scenario);
 /* Renders the progressive-validation families into b (Prometheus text), one
  * sample per task and scenario ("_all" for every scenario together):
  * mtld_pv_auc, mtld_pv_auc_cumulative, mtld_pv_logloss (binary tasks only),
- * mtld_pv_calibration, mtld_pv_rmse, mtld_pv_samples.  An allocation
+ * mtld_pv_calibration, mtld_pv_rmse, mtld_pv_samples, mtld_pv_mae
+ * (regression tasks only).  An allocation
  * failure sets b's sticky status. */
 void mtld_pvmetrics_render(const mtld_pvmetrics_t *m, mtld_metrics_buf_t *b);
 

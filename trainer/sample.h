@@ -40,20 +40,31 @@ static inline uint64_t mtld_sample_hour_id(int64_t time_ms) {
 }
 
 /* Labels a task may train on (config: task.label = "click" | "cart" |
- * "purchase" | "rating" | "review"). */
+ * "purchase" | "rating" | "review" | "demand"). */
 typedef enum {
   MTLD_LABEL_CLICK = 0,
   MTLD_LABEL_CART = 1,
   MTLD_LABEL_PURCHASE = 2, /* click AND purchase (the ESMM CTCVR label) */
   MTLD_LABEL_RATING = 3,
   MTLD_LABEL_REVIEW = 4, /* click AND purchase AND a review within the joiner's review window */
-  MTLD_N_LABELS = 5
+  MTLD_LABEL_DEMAND = 5, /* item samples: orders (purchased quantity) of the item in the next
+                            horizon (features/demand.h) */
+  MTLD_N_LABELS = 6
 } mtld_label_t;
 
 typedef enum {
   MTLD_SAMPLE_IMPRESSION = 1, /* click / cart / purchase labels valid */
-  MTLD_SAMPLE_REVIEW = 2      /* rating label valid */
+  MTLD_SAMPLE_REVIEW = 2,     /* rating label valid */
+  MTLD_SAMPLE_ITEM = 3        /* item-level demand sample: no user, demand label valid */
 } mtld_sample_kind_t;
+
+/* The naive forecasts an item sample carries (naive[]), scored next to the
+ * model as the demand task's baselines. */
+enum {
+  MTLD_NAIVE_LAST = 0, /* orders in the window before the boundary ("same as the last hour") */
+  MTLD_NAIVE_MA = 1,   /* mean orders of the last demand_windows windows (moving average) */
+  MTLD_N_NAIVE = 2
+};
 
 typedef struct {
   uint64_t sample_id; /* event id of the impression (or review) */
@@ -75,8 +86,9 @@ typedef struct {
   uint64_t seq_items[MTLD_MAX_SAMPLE_SEQ];
   uint64_t seq_cats[MTLD_MAX_SAMPLE_SEQ];
 
-  float labels[MTLD_N_LABELS]; /* 0/1 for click/cart/purchase; 1..5 for rating */
+  float labels[MTLD_N_LABELS]; /* 0/1 for click/cart/purchase; 1..5 for rating; orders */
   uint8_t label_mask;          /* bit l set: labels[l] is valid for this sample */
+  float naive[MTLD_N_NAIVE];   /* MTLD_SAMPLE_ITEM: the naive forecasts above; else 0 */
 } mtld_sample_t;
 
 #endif

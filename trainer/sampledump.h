@@ -17,7 +17,8 @@
 #include "common/status.h"
 
 #define MTLD_SAMPLEDUMP_MAGIC "MTLDSMP1"
-#define MTLD_SAMPLEDUMP_VERSION 2u /* 2: samples carry a fifth label (review) */
+#define MTLD_SAMPLEDUMP_VERSION                                                                    \
+  3u /* 2: samples carry a fifth label (review); 3: a sixth (demand) and naive[2] */
 #define MTLD_SAMPLEDUMP_HEADER_LEN 16
 
 /* Writes the header at the current position of f.  MTLD_OK or MTLD_ERR_IO. */

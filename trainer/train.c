@@ -109,8 +109,12 @@ static void train_buffered(mtld_trainer_t *t) {
     /* chained tasks' baselines: parent prediction * running rate */
     for (int r = c->n_tasks; r < t->rows.n; r++) {
       int k = t->rows.task[r], label = c->tasks[k].label;
-      int plabel = c->tasks[c->tasks[k].parent].label;
       if (!((s->label_mask >> label) & 1)) continue;
+      if (t->rows.naive[r] >= 0) { /* demand: the sample's naive forecast */
+        mtld_pvmetrics_add(t->metrics, r, scen, s->naive[t->rows.naive[r]], s->labels[label]);
+        continue;
+      }
+      int plabel = c->tasks[c->tasks[k].parent].label;
       double rate = (t->chain_pos[r] + 1.0) / (t->chain_parent_pos[r] + 2.0);
       float base = (float)(preds[b * c->n_tasks + c->tasks[k].parent] * rate);
       mtld_pvmetrics_add(t->metrics, r, scen, base, s->labels[label]);
@@ -431,6 +435,7 @@ void mtld_trainer_render_metrics(mtld_trainer_t *t, mtld_metrics_buf_t *b) {
 
 void mtld_trainer_pv_rows(const mtld_model_config_t *c, mtld_trainer_pv_rows_t *out) {
   memset(out, 0, sizeof(*out));
+  for (int r = 0; r < MTLD_TRAINER_PV_MAX_ROWS; r++) out->naive[r] = -1;
   for (int k = 0; k < c->n_tasks && k < MTLD_MAX_TASKS; k++) {
     out->is_reg[out->n] = c->tasks[k].type == MTLD_TASK_REGRESSION;
     out->task[out->n] = k;
@@ -445,6 +450,17 @@ void mtld_trainer_pv_rows(const mtld_model_config_t *c, mtld_trainer_pv_rows_t *
     out->task[out->n] = k;
     snprintf(out->names[out->n], MTLD_NAME_MAX, "%.26s_base", x->name);
     out->n++;
+  }
+  for (int k = 0; k < c->n_tasks && k < MTLD_MAX_TASKS; k++) {
+    if (c->tasks[k].label != MTLD_LABEL_DEMAND) continue;
+    static const char *const suffix[MTLD_N_NAIVE] = {"last", "ma"};
+    for (int v = 0; v < MTLD_N_NAIVE; v++) {
+      out->is_reg[out->n] = 1;
+      out->task[out->n] = k;
+      out->naive[out->n] = v;
+      snprintf(out->names[out->n], MTLD_NAME_MAX, "%.26s_%s", c->tasks[k].name, suffix[v]);
+      out->n++;
+    }
   }
   for (int r = 0; r < out->n; r++) out->name_ptrs[r] = out->names[r];
 }

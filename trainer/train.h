@@ -27,9 +27,10 @@
 
 #define MTLD_TRAINER_MAGIC "MTLDTRN\0"
 #define MTLD_TRAINER_VERSION                                                                       \
-  5u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
+  6u /* 2: mtld_model_config_t gained interactions; 3: rating                                      \
        baselines, running-mean bias; 4: samples carry a fifth label (review);                      \
-       5: MTLD_MAX_FIELDS 8 -> 22 (categorical attributes) */
+       5: MTLD_MAX_FIELDS 8 -> 22 (categorical attributes); 6: a sixth label (demand), naive       \
+       forecasts, MAE in the metrics */
 
 typedef struct mtld_trainer mtld_trainer_t;
 
@@ -39,12 +40,17 @@ typedef struct mtld_trainer mtld_trainer_t;
  * parent's prediction times the running rate of the task's label among
  * the parent's positives so far (P(review | purchase) from past samples:
  * (positives + 1) / (parent positives + 2)), scored on the same samples as
- * the task.  Configs without a chained task have exactly one row per task. */
-#define MTLD_TRAINER_PV_MAX_ROWS (2 * MTLD_MAX_TASKS)
+ * the task; then two regression rows per task of label "demand", the naive
+ * forecasts item samples carry (sample.h naive[]): "<task>_last" (orders
+ * in the window before, "same as the last hour") and "<task>_ma" (moving
+ * average).  Configs without a chained or demand task have exactly one row
+ * per task. */
+#define MTLD_TRAINER_PV_MAX_ROWS (3 * MTLD_MAX_TASKS)
 typedef struct {
   int n;                                /* rows */
   int is_reg[MTLD_TRAINER_PV_MAX_ROWS]; /* regression rows */
   int task[MTLD_TRAINER_PV_MAX_ROWS];   /* the task a row scores */
+  int naive[MTLD_TRAINER_PV_MAX_ROWS];  /* demand baseline rows: MTLD_NAIVE_*; else -1 */
   char names[MTLD_TRAINER_PV_MAX_ROWS][MTLD_NAME_MAX];
   const char *name_ptrs[MTLD_TRAINER_PV_MAX_ROWS]; /* names[i], for mtld_pvmetrics_create */
 } mtld_trainer_pv_rows_t;

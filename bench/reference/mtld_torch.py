@@ -85,8 +85,8 @@ def read_dump(path, dtype):
     if len(head) < 16 or head[:8] != b"MTLDSMP1":
         sys.exit("mtld_torch: %s is not a sample dump (bad magic)" % path)
     version, size = np.frombuffer(head[8:16], dtype="<u4")
-    if version != 2:  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (2: five labels)
-        sys.exit("mtld_torch: %s: dump version %d, expected 2" % (path, version))
+    if version != 3:  # trainer/sampledump.h MTLD_SAMPLEDUMP_VERSION (3: six labels, naive)
+        sys.exit("mtld_torch: %s: dump version %d, expected 3" % (path, version))
     if size != dtype.itemsize:
         sys.exit("mtld_torch: %s: records of %d bytes, this build's mtld_sample_t has %d"
                  % (path, size, dtype.itemsize))

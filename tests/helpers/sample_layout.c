@@ -37,14 +37,15 @@ int main(void) {
   FIELD(seq_cats, "u8", sizeof(s.seq_cats) / sizeof(s.seq_cats[0]));
   FIELD(labels, "f4", sizeof(s.labels) / sizeof(s.labels[0]));
   FIELD(label_mask, "u1", 1);
+  FIELD(naive, "f4", sizeof(s.naive) / sizeof(s.naive[0]));
   /* the field sizes must match the types printed above */
-  _Static_assert(sizeof(s.sample_id) == 8 && sizeof(s.time_ms) == 8 && sizeof(s.partition) == 4 &&
-                     sizeof(s.offset) == 8 && sizeof(s.kind) == 4 && sizeof(s.weight) == 4 &&
-                     sizeof(s.n_fields) == 4 && sizeof(s.fields[0]) == 8 &&
-                     sizeof(s.scenario_id) == 8 && sizeof(s.n_dense) == 4 &&
-                     sizeof(s.dense[0]) == 4 && sizeof(s.seq_len) == 4 &&
-                     sizeof(s.seq_items[0]) == 8 && sizeof(s.seq_cats[0]) == 8 &&
-                     sizeof(s.labels[0]) == 4 && sizeof(s.label_mask) == 1,
-                 "mtld_sample_t field types changed: update sample_layout.c");
+  _Static_assert(
+      sizeof(s.sample_id) == 8 && sizeof(s.time_ms) == 8 && sizeof(s.partition) == 4 &&
+          sizeof(s.offset) == 8 && sizeof(s.kind) == 4 && sizeof(s.weight) == 4 &&
+          sizeof(s.n_fields) == 4 && sizeof(s.fields[0]) == 8 && sizeof(s.scenario_id) == 8 &&
+          sizeof(s.n_dense) == 4 && sizeof(s.dense[0]) == 4 && sizeof(s.seq_len) == 4 &&
+          sizeof(s.seq_items[0]) == 8 && sizeof(s.seq_cats[0]) == 8 && sizeof(s.labels[0]) == 4 &&
+          sizeof(s.label_mask) == 1 && sizeof(s.naive[0]) == 4,
+      "mtld_sample_t field types changed: update sample_layout.c");
   return 0;
 }

@@ -686,7 +686,9 @@ static void test_shipped_configs(void) {
   CHECK(strcmp(cfg.store_path, "/tmp/mtld-demo/store") == 0);
   CHECK(kafka_is(&cfg, "bootstrap.servers", "127.0.0.1:39092"));
   CHECK(cfg.n_topics == 1 && strcmp(cfg.topics[0], "events") == 0);
-  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 3);
+  CHECK(cfg.model.arch == MTLD_ARCH_MMOE && cfg.model.n_tasks == 4); /* the defaults + demand */
+  CHECK(cfg.model.tasks[3].label == MTLD_LABEL_DEMAND && mtld_config_demand_on(&cfg) &&
+        cfg.demand.horizon_ms == 3600000 && cfg.demand.windows == 6);
   CHECK(cfg.trainer_enabled == 1 && cfg.report_interval_ms == 5000);
   CHECK(strcmp(cfg.checkpoint_dir, "/tmp/mtld-demo/checkpoints") == 0);
   CHECK(cfg.checkpoint_interval_ms == 10000);
@@ -761,13 +763,39 @@ static void test_review_task(void) {
   CHECK(mtld_config_review_window_ms(&cfg) == 3 * 86400000LL);
 }
 
+/* The demand task: item samples append MTLD_DEMAND_DENSE raw dense
+ * features; without it the model's inputs are the definitions' alone. */
+static void test_demand_task(void) {
+  char err[512] = "";
+  CHECK(mtld_config_load_string(&cfg, MINIMAL, "t.conf", err, sizeof(err)) == MTLD_OK);
+  int nd = mtld_features_dense_count(&cfg.features);
+  CHECK(!mtld_config_demand_on(&cfg) && cfg.model.n_dense == nd && cfg.model.n_dense_raw == 0);
+  CHECK(cfg.demand.horizon_ms == 3600000 && cfg.demand.windows == 6);
+  const char *text = MINIMAL
+      "joiner = { demand_horizon = \"30m\"; demand_windows = 12; };\n"
+      "model = { tasks = (\n"
+      "  { name = \"ctr\"; label = \"click\"; },\n"
+      "  { name = \"demand\"; type = \"regression\"; label = \"demand\"; weight = 0.5; }); };\n";
+  mtld_status_t st = mtld_config_load_string(&cfg, text, "t.conf", err, sizeof(err));
+  if (st != MTLD_OK) fprintf(stderr, "demand task: %s\n", err);
+  CHECK(st == MTLD_OK && mtld_config_demand_on(&cfg));
+  CHECK(cfg.model.tasks[1].label == MTLD_LABEL_DEMAND && cfg.model.tasks[1].loss_weight == 0.5f);
+  CHECK(cfg.demand.horizon_ms == 1800000 && cfg.demand.windows == 12);
+  CHECK(cfg.model.n_dense == nd + MTLD_DEMAND_DENSE && cfg.model.n_dense_raw == MTLD_DEMAND_DENSE);
+  EXPECT_ERROR(MINIMAL "joiner = { demand_windows = 0; };\n", "demand_windows");
+}
+
 /* model, trainer, checkpoint, snapshot: every error names its key and line. */
 static void test_model_errors(void) {
   /* tasks (MINIMAL is two lines: model starts on line 3) */
   EXPECT_ERROR(MINIMAL
                "model = {\n  tasks = (\n    { name = \"a\"; label = \"clicks\"; }\n  );\n};\n",
                "t.conf:5: model.tasks[0].label: must be \"click\", \"cart\", \"purchase\", "
-               "\"rating\" or \"review\", not \"clicks\"");
+               "\"rating\", \"review\" or \"demand\", not \"clicks\"");
+  EXPECT_ERROR(MINIMAL
+               "model = {\n  tasks = (\n    { name = \"d\"; label = \"demand\"; }\n  );\n};\n",
+               "t.conf:5: model.tasks[0].label: \"demand\" (orders of an item in the next "
+               "joiner.demand_horizon) needs type \"regression\"");
   EXPECT_ERROR(
       MINIMAL "model = { tasks = (\n"
               "  { name = \"v\"; type = \"regression\"; label = \"review\"; }); };\n",
@@ -1456,6 +1484,7 @@ int main(void) {
   test_print_layout();
   test_model_errors();
   test_review_task();
+  test_demand_task();
   test_n_dense();
   test_attributes();
   test_model_diff();

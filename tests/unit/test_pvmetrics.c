@@ -206,6 +206,13 @@ static void test_render(void) {
   CHECK(strstr(t, "mtld_pv_rmse{task=\"rating\",scenario=\"home\"} 1\n") != NULL);
   CHECK(strstr(t, "mtld_pv_auc{task=\"rating\"") == NULL);
   CHECK(strstr(t, "mtld_pv_logloss{task=\"rating\"") == NULL);
+  CHECK(strstr(t, "mtld_pv_mae{task=\"rating\",scenario=\"home\"} 1\n") != NULL);
+  CHECK(strstr(t, "mtld_pv_mae{task=\"ctr\"") == NULL); /* regression tasks only */
+  mtld_pv_summary_t sum;
+  mtld_pvmetrics_add(m, 1, sc, 1.0f, 4.0f); /* errors 1 and 3: MAE 2, RMSE sqrt(5) */
+  CHECK(mtld_pvmetrics_get(m, 1, MTLD_PV_ALL, &sum) == MTLD_OK);
+  CHECK_NEAR(sum.mae, 2.0, 1e-12);
+  CHECK_NEAR(sum.rmse, sqrt(5.0), 1e-12);
   mtld_metrics_buf_free(&b);
   mtld_pvmetrics_destroy(m);
 }

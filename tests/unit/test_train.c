@@ -370,11 +370,83 @@ static void test_review_baseline(void) {
   mtld_trainer_destroy(u);
 }
 
+/* A demand task: rows "demand_last" and "demand_ma" score the naive
+ * forecasts item samples carry, next to the model, on the item samples only;
+ * the head predicts the residual over the moving average (naive MA shifts
+ * the prediction by exactly itself); the raw dense features keep mean 0,
+ * variance 1 in the normaliser; MAE is reported. */
+static void test_demand_task(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  c.n_dense = 6;
+  c.n_dense_raw = 2;
+  c.n_tasks = 4;
+  mtld_task_t *k = &c.tasks[3];
+  memset(k, 0, sizeof(*k));
+  snprintf(k->name, MTLD_NAME_MAX, "demand");
+  k->type = MTLD_TASK_REGRESSION;
+  k->label = MTLD_LABEL_DEMAND;
+  k->parent = -1;
+  k->loss_weight = 1.0f;
+  k->bias_mean = 1;
+  mtld_trainer_pv_rows_t rows;
+  mtld_trainer_pv_rows(&c, &rows);
+  CHECK(rows.n == 6 && strcmp(rows.names[4], "demand_last") == 0 &&
+        strcmp(rows.names[5], "demand_ma") == 0 && rows.is_reg[4] && rows.is_reg[5] &&
+        rows.naive[4] == MTLD_NAIVE_LAST && rows.naive[5] == MTLD_NAIVE_MA && rows.naive[3] == -1);
+  mtld_trainer_t *t = new_trainer(&c);
+  CHECK(t != NULL);
+  if (!t) return;
+  rng_t r = {21};
+  mtld_sample_t s;
+  int items = 0;
+  for (int i = 0; i < 1200; i++) {
+    mixed_sample(&r, &s, i);
+    if (i % 4 == 0) { /* an item sample: no user, demand label, naive forecasts */
+      s.kind = MTLD_SAMPLE_ITEM;
+      s.fields[MTLD_FIELD_USER] = 0;
+      s.seq_len = 0;
+      float mean = (float)(s.fields[MTLD_FIELD_ITEM] % 7);
+      s.naive[MTLD_NAIVE_LAST] = mean + (float)(i % 3);
+      s.naive[MTLD_NAIVE_MA] = mean;
+      s.n_dense = 6;
+      s.dense[4] = log1pf(s.naive[MTLD_NAIVE_LAST]);
+      s.dense[5] = log1pf(mean);
+      s.labels[MTLD_LABEL_DEMAND] = mean + (float)((i / 4) % 2);
+      s.label_mask = 1u << MTLD_LABEL_DEMAND;
+      items++;
+    }
+    CHECK(mtld_trainer_observe(t, &s, NULL) == MTLD_OK);
+  }
+  mtld_trainer_flush(t);
+  mtld_pv_summary_t m, last, ma;
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 3, MTLD_PV_ALL, &m) == MTLD_OK);
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 4, MTLD_PV_ALL, &last) == MTLD_OK);
+  CHECK(mtld_pvmetrics_get(mtld_trainer_metrics(t), 5, MTLD_PV_ALL, &ma) == MTLD_OK);
+  CHECK(m.n == (uint64_t)items && last.n == m.n && ma.n == m.n);
+  CHECK(isfinite(m.rmse) && isfinite(m.mae) && m.mae <= m.rmse);
+  CHECK_NEAR(ma.mae, 0.5, 1e-9);         /* label - MA is 0 or 1, alternately */
+  CHECK_NEAR(last.mae, 5.0 / 6.0, 1e-9); /* |j % 3 - j % 2| over j = i / 4: 5 in 6 */
+  float p0[MTLD_MAX_TASKS], p1[MTLD_MAX_TASKS];
+  s.naive[MTLD_NAIVE_MA] = 0.0f;
+  mtld_trainer_predict(t, &s, p0, NULL);
+  s.naive[MTLD_NAIVE_MA] = 5.0f;
+  mtld_trainer_predict(t, &s, p1, NULL);
+  CHECK_NEAR(p1[3] - p0[3], 5.0, 1e-4);
+  CHECK_NEAR(p1[0], p0[0], 0.0); /* the other heads do not see it */
+  uint64_t cnt;
+  double mean[MTLD_MAX_DENSE], m2[MTLD_MAX_DENSE];
+  mtld_model_normaliser(mtld_trainer_model(t), &cnt, mean, m2);
+  CHECK(cnt == 1200 && mean[4] == 0.0 && mean[5] == 0.0 && m2[5] == 1199.0 && mean[0] != 0.0);
+  mtld_trainer_destroy(t);
+}
+
 int main(void) {
   test_progressive();
   test_settings();
   test_determinism_and_state();
   test_quality();
   test_review_baseline();
+  test_demand_task();
   return CHECK_DONE();
 }

@@ -5,8 +5,10 @@
 #     half with scaleout.model_topic on: both apply the other's deltas and,
 #     after the final sync, their shared weights are close (the one that
 #     stopped first lacks only the other's last rounds);
-#   - a third, new instance starts from the shared model (base + deltas or
-#     deltas alone) and holds the last one's shared weights;
+#   - a third, new instance starts from the shared model (the base of the
+#     instance that stopped first + the deltas after it) and holds the last
+#     one's shared weights (all but the regression bias that follows each
+#     instance's own label mean: mtld-snapshot-merge --diff);
 #   - an instance of another model configuration is ignored, counted;
 #   - mtld-snapshot-merge makes one snapshot with both instances' user rows
 #     that libmtld-serving, mtld-score and mtld_reader.py (when numpy is
@@ -37,6 +39,9 @@ for i in a b c; do
     "$T/$i.conf"
 done
 sed -i 's/topics = \["events"\]/topics = ["idle"]/' "$T/c.conf" # c only follows the model
+# the bases come from a, which stops first: the newcomer must get b's last
+# rounds from the deltas after a's base (b seeing a's bases never writes one)
+sed -i 's/base_interval = "2s"/base_interval = "600s"/' "$T/b.conf"
 kl_topic idle 1
 
 start_mtld "$T/a.conf" "$T/a.log"
@@ -88,6 +93,9 @@ PC=$MTLD_PID
 wait_log "$T/c.log" 'syncs the shared model' 60
 grep -E 'started from (the shared model|the initial weights \+ [1-9])' "$T/c.log" | sed 's/^/# c: /' ||
   fail "c did not start from the shared model"
+aid=$(grep -oE 'instance [0-9a-f]{16} syncs' "$T/a.log" | head -1 | cut -d' ' -f2)
+grep -q "started from the shared model: base of instance $aid " "$T/c.log" ||
+  fail "c did not start from a base of a ($aid)"
 stop_pid "$PC" 60
 dbc=$("$BUILD/mtld-snapshot-merge" --diff "$T/b.store.snap" "$T/c.store.snap")
 note "shared weights b vs the newcomer c: $dbc"

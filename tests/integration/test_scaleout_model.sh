@@ -30,9 +30,10 @@ features = { item_view = "partition"; };
 joiner = { click_window = "30m"; conversion_window = "2h"; review_window = "2h"; };
 trainer = { report_interval = "0s"; };
 validation = { max_lateness = "7d"; };'
-# max_lateness above the stream'"'"'s 6 days: each instance reads its 2 partitions
-# while they are produced, one runs ahead of the other, and the default
-# lateness would reject the other'"'"'s older events as too_late (checked below)
+# max_lateness above the 6 days of the stream: each instance reads its 2
+# partitions while they are produced, one runs ahead of the other, and the
+# default lateness rejected the other one's older events as too_late (2036
+# of 6535 once; checked below)
 for i in a b c; do
   kl_write_config "$T/$i.conf" "$T/$i.store" events "$SCALE"
   sed -i "s/group_id = \"mtld-test\"/group_id = \"mtld-test\"; group_instance_id = \"$i\"/" \

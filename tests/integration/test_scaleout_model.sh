@@ -5,8 +5,10 @@
 #     half with scaleout.model_topic on: both apply the other's deltas and,
 #     after the final sync, their shared weights are close (the one that
 #     stopped first lacks only the other's last rounds);
-#   - a third, new instance starts from the shared model (base + deltas or
-#     deltas alone) and holds the last one's shared weights;
+#   - a third, new instance starts from the shared model (the base of the
+#     instance that stopped first + the deltas after it) and holds the last
+#     one's shared weights (all but the regression bias that follows each
+#     instance's own label mean: mtld-snapshot-merge --diff);
 #   - an instance of another model configuration is ignored, counted;
 #   - mtld-snapshot-merge makes one snapshot with both instances' user rows
 #     that libmtld-serving, mtld-score and mtld_reader.py (when numpy is
@@ -26,13 +28,21 @@ kl_topic model 1 retention.ms=3600000
 SCALE='scaleout = { model_topic = "model"; sync_interval = "200ms"; base_interval = "2s"; };
 features = { item_view = "partition"; };
 joiner = { click_window = "30m"; conversion_window = "2h"; review_window = "2h"; };
-trainer = { report_interval = "0s"; };'
+trainer = { report_interval = "0s"; };
+validation = { max_lateness = "7d"; };'
+# max_lateness above the 6 days of the stream: each instance reads its 2
+# partitions while they are produced, one runs ahead of the other, and the
+# default lateness rejected the other one's older events as too_late (2036
+# of 6535 once; checked below)
 for i in a b c; do
   kl_write_config "$T/$i.conf" "$T/$i.store" events "$SCALE"
   sed -i "s/group_id = \"mtld-test\"/group_id = \"mtld-test\"; group_instance_id = \"$i\"/" \
     "$T/$i.conf"
 done
 sed -i 's/topics = \["events"\]/topics = ["idle"]/' "$T/c.conf" # c only follows the model
+# the bases come from a, which stops first: the newcomer must get b's last
+# rounds from the deltas after a's base (b seeing a's bases never writes one)
+sed -i 's/base_interval = "2s"/base_interval = "600s"/' "$T/b.conf"
 kl_topic idle 1
 
 start_mtld "$T/a.conf" "$T/a.log"
@@ -66,6 +76,9 @@ done
 applied() { grep -oE '[0-9]+ deltas applied' "$T/$1.log" | tail -1 | cut -d' ' -f1; }
 [ "$(applied a)" -gt 0 ] || fail "a applied none of b's deltas"
 [ "$(applied b)" -gt 0 ] || fail "b applied none of a's deltas"
+for i in a b; do
+  ! grep -q 'too_late' "$T/$i.log" || fail "$i rejected events as too_late: $(grep -m1 too_late "$T/$i.log")"
+done
 
 dab=$("$BUILD/mtld-snapshot-merge" --diff "$T/b.store.snap" "$T/a.store.snap")
 note "shared weights a vs b after the final sync: $dab"
@@ -81,6 +94,9 @@ PC=$MTLD_PID
 wait_log "$T/c.log" 'syncs the shared model' 60
 grep -E 'started from (the shared model|the initial weights \+ [1-9])' "$T/c.log" | sed 's/^/# c: /' ||
   fail "c did not start from the shared model"
+aid=$(grep -oE 'instance [0-9a-f]{16} syncs' "$T/a.log" | head -1 | cut -d' ' -f2)
+grep -q "started from the shared model: base of instance $aid " "$T/c.log" ||
+  fail "c did not start from a base of a ($aid)"
 stop_pid "$PC" 60
 dbc=$("$BUILD/mtld-snapshot-merge" --diff "$T/b.store.snap" "$T/c.store.snap")
 note "shared weights b vs the newcomer c: $dbc"

@@ -47,7 +47,20 @@ kl_cleanup() {
 kl_start() {
   kl_require
   trap kl_cleanup EXIT
-  BOOTSTRAP=$("$KL" start "$KL_DIR" | tail -1) || fail "kafka-local did not start"
+  # kafka-local picks free ports before the JVMs bind them; on a machine
+  # running other brokers one can be taken in between ("Address already in
+  # use"): that start is stopped and made once more, with fresh ports.
+  local try
+  for try in 1 2; do
+    BOOTSTRAP=$("$KL" start "$KL_DIR" | tail -1) && break
+    if [ "$try" = 1 ] && grep -qs 'Address already in use' "$KL_DIR"/logs/*; then
+      note "kafka-local: a port was taken before the broker bound it; starting again"
+      "$KL" stop "$KL_DIR" >/dev/null 2>&1 || true
+      rm -rf "$KL_DIR"
+      continue
+    fi
+    fail "kafka-local did not start"
+  done
   [ -n "$BOOTSTRAP" ] || fail "kafka-local printed no bootstrap address"
   note "real Kafka broker at $BOOTSTRAP"
 }

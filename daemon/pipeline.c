@@ -532,9 +532,20 @@ static void process(mtld_pipeline_t *p, const mtld_record_t *rec) {
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_ERR, "joiner", "joiner at %s[%d]@%" PRId64 ": %s", rec->topic,
                     (int)rec->partition, rec->offset, mtld_status_str(st));
-      if (p->demand && (st = mtld_demand_on_event(p->demand, &ev)) != MTLD_OK)
-        mtld_log_rl(MTLD_LOG_ERR, "demand", "demand at %s[%d]@%" PRId64 ": %s", rec->topic,
-                    (int)rec->partition, rec->offset, mtld_status_str(st));
+      if (p->demand) {
+        mtld_demand_counters_t before, after;
+        mtld_demand_counters(p->demand, &before);
+        if ((st = mtld_demand_on_event(p->demand, &ev)) != MTLD_OK)
+          mtld_log_rl(MTLD_LOG_ERR, "demand", "demand at %s[%d]@%" PRId64 ": %s", rec->topic,
+                      (int)rec->partition, rec->offset, mtld_status_str(st));
+        mtld_demand_counters(p->demand, &after);
+        if (st == MTLD_OK && after.late != before.late)
+          mtld_log_rl(MTLD_LOG_WARNING, "demand_late",
+                      "demand: %s[%d]@%" PRId64 " (time_ms %" PRId64
+                      ") is in a demand window released already: applied to the features, not "
+                      "counted in item demand (mtld_demand_late_events_total)",
+                      rec->topic, (int)rec->partition, rec->offset, ev.time_ms);
+      }
       p->c.events++;
       p->c.events_by_type[ev.type - 1]++;
       pt->lg.applied++;

@@ -15,26 +15,15 @@
 #include "common/hash.h"
 #include "daemon/deadletter.h"
 #include "daemon/log.h"
+#include "daemon/syncframe.h"
 #include "trainer/delta.h"
 
-#define FRAME_MAGIC "MTLDMSY1"
-#define FRAME_BYTES 56
+#define FRAME_BYTES MTLD_SYNCFRAME_BYTES
 #define CHUNK_BYTES (512u * 1024u)
-#define MAX_SENDERS 64
 #define CATCHUP_MS 60000
 #define LOCAL_FIELDS (1ull << MTLD_FIELD_USER) /* user rows live with their partition */
 
 enum { PASS_FIND_BASE = 0, PASS_REPLAY = 1, LIVE = 2 };
-
-typedef struct { /* one sender's message being reassembled */
-  int used;
-  uint64_t sender, seq;
-  uint32_t got, n;
-  int kind;
-  int64_t base_offset;
-  uint8_t *buf;
-  size_t len, cap;
-} part_t;
 
 struct mtld_modelsync {
   char topic[256];
@@ -43,36 +32,25 @@ struct mtld_modelsync {
   mtld_trainfeed_t *feed;
   mtld_delta_t *delta;
   uint64_t shape, id, seq;
+  unsigned delta_flags; /* mtld_delta_new flags (scaleout.sync_accumulators) */
   rd_kafka_t *prod, *cons;
-  part_t parts[MAX_SENDERS];
+  mtld_syncframe_asm_t asm_;
   uint8_t *frame;
   int64_t consumed; /* offset of the last message consumed, -1 */
   int64_t last_pub_mono, last_base_seen_mono;
   /* catch-up: the latest complete base */
   uint8_t *cu_base;
   size_t cu_len;
-  uint64_t cu_author;
-  int64_t cu_base_offset, cu_last_offset;
+  mtld_syncframe_msg_t cu; /* its marks (cu.buf unused) */
+  int64_t cu_last_offset;
   /* statistics */
-  uint64_t rounds, bases, applied, ign_shape, ign_corrupt, ign_chunks, sent_bytes, failed;
+  uint64_t rounds, bases, applied, ign_shape, ign_corrupt, ign_chunks, ign_version, sent_bytes,
+      failed;
   uint64_t last_rows, delta_bytes;
   size_t last_bytes;
   double last_ms, last_div, apply_ms, round_ms;
   int64_t last_round_mono;
 };
-
-static void put_frame(uint8_t *p, const mtld_modelsync_t *ms, uint32_t chunk, uint32_t n,
-                      int64_t base_offset, int kind) {
-  memcpy(p, FRAME_MAGIC, 8);
-  mtld_put_le64(p + 8, ms->id);
-  mtld_put_le64(p + 16, ms->seq);
-  mtld_put_le32(p + 24, chunk);
-  mtld_put_le32(p + 28, n);
-  mtld_put_le64(p + 32, ms->shape);
-  mtld_put_le64(p + 40, (uint64_t)base_offset);
-  mtld_put_le32(p + 48, (uint32_t)kind);
-  mtld_put_le32(p + 52, 0);
-}
 
 /* ---- applying --------------------------------------------------------------- */
 
@@ -85,6 +63,10 @@ static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t
   ms->apply_ms += (double)(mtld_mono_ms() - t0);
   if (st == MTLD_OK) {
     ms->applied++;
+  } else if (st == MTLD_ERR_SCHEMA && strstr(err, "version")) {
+    ms->ign_version++;
+    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-version",
+                "scaleout: ignoring instance %016" PRIx64 ": %s", sender, err);
   } else if (st == MTLD_ERR_SCHEMA) {
     ms->ign_shape++;
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape",
@@ -96,101 +78,69 @@ static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t
   }
 }
 
-static void complete(mtld_modelsync_t *ms, part_t *p, int64_t offset, int mode) {
+static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int mode) {
   if (mode == PASS_FIND_BASE) {
-    if (p->kind != MTLD_DELTA_BASE) return;
+    if (msg->kind != MTLD_DELTA_BASE) return;
     free(ms->cu_base);
-    ms->cu_base = malloc(p->len);
+    ms->cu_base = malloc(msg->len);
     if (!ms->cu_base) return;
-    memcpy(ms->cu_base, p->buf, p->len);
-    ms->cu_len = p->len;
-    ms->cu_author = p->sender;
-    ms->cu_base_offset = p->base_offset;
-    ms->cu_last_offset = offset;
+    memcpy(ms->cu_base, msg->buf, msg->len);
+    ms->cu_len = msg->len;
+    ms->cu = *msg;
+    ms->cu.buf = NULL;
+    ms->cu_last_offset = msg->last_offset;
     return;
   }
-  if (p->kind == MTLD_DELTA_BASE) {
+  if (msg->kind == MTLD_DELTA_BASE) {
     if (mode == LIVE) ms->last_base_seen_mono = mtld_mono_ms();
     return;
   }
-  /* the base's author's deltas up to its base are in the base already */
-  if (mode == PASS_REPLAY && ms->cu_base && p->sender == ms->cu_author &&
-      offset <= ms->cu_last_offset)
+  /* what the base's author had applied (or sent) before its base is in it */
+  if (mode == PASS_REPLAY && ms->cu_base &&
+      mtld_syncframe_in_base(&ms->cu, ms->cu_last_offset, msg->sender, msg->last_offset))
     return;
-  apply(ms, p->buf, p->len, p->sender);
-}
-
-static part_t *slot_of(mtld_modelsync_t *ms, uint64_t sender) {
-  part_t *free_slot = NULL;
-  for (int i = 0; i < MAX_SENDERS; i++) {
-    if (ms->parts[i].used && ms->parts[i].sender == sender) return &ms->parts[i];
-    if (!ms->parts[i].used && !free_slot) free_slot = &ms->parts[i];
-  }
-  if (!free_slot) free_slot = &ms->parts[ms->seq % MAX_SENDERS]; /* more senders than slots */
-  free_slot->used = 1;
-  free_slot->sender = sender;
-  free_slot->got = free_slot->n = 0;
-  return free_slot;
+  apply(ms, msg->buf, msg->len, msg->sender);
 }
 
 static void on_message(mtld_modelsync_t *ms, const rd_kafka_message_t *m, int mode) {
   ms->consumed = m->offset;
   const uint8_t *v = m->payload;
-  if (m->len < FRAME_BYTES || memcmp(v, FRAME_MAGIC, 8) != 0) {
+  mtld_syncframe_t h;
+  int r = v ? mtld_syncframe_get(v, m->len, &h) : -1;
+  if (r == -2) {
+    ms->ign_version++;
+    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-version",
+                "scaleout: ignoring a model message of another format version (%.8s, ours %s)",
+                (const char *)v, MTLD_SYNCFRAME_MAGIC);
+    return;
+  }
+  if (r != 0) {
     ms->ign_corrupt++;
     return;
   }
-  uint64_t sender = mtld_get_le64(v + 8), seq = mtld_get_le64(v + 16);
-  uint32_t chunk = mtld_get_le32(v + 24), n = mtld_get_le32(v + 28);
-  uint64_t shape = mtld_get_le64(v + 32);
-  int kind = (int)mtld_get_le32(v + 48);
-  if (sender == ms->id) { /* our own: in our model already */
-    if (kind == MTLD_DELTA_BASE && chunk + 1 == n) ms->last_base_seen_mono = mtld_mono_ms();
+  if (h.sender == ms->id) { /* our own: in our model already */
+    if (h.kind == MTLD_DELTA_BASE && h.chunk + 1 == h.n) ms->last_base_seen_mono = mtld_mono_ms();
     return;
   }
-  if (shape != ms->shape) {
-    if (chunk == 0) {
+  if (h.shape != ms->shape) {
+    if (h.chunk == 0) {
       ms->ign_shape++;
       mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape",
                   "scaleout: ignoring instance %016" PRIx64
                   ": its model configuration or feature definitions differ from ours "
                   "(shape %016" PRIx64 ", ours %016" PRIx64 ")",
-                  sender, shape, ms->shape);
+                  h.sender, h.shape, ms->shape);
     }
     return;
   }
-  part_t *p = slot_of(ms, sender);
-  if (chunk == 0) {
-    p->seq = seq;
-    p->n = n;
-    p->got = 0;
-    p->len = 0;
-    p->kind = kind;
-    p->base_offset = (int64_t)mtld_get_le64(v + 40);
-  } else if (p->seq != seq || p->got != chunk || p->n != n) {
+  mtld_syncframe_msg_t msg;
+  r = mtld_syncframe_feed(&ms->asm_, &h, v + FRAME_BYTES, m->len - FRAME_BYTES, m->offset, &msg);
+  if (r == 1)
+    complete(ms, &msg, mode);
+  else if (r == -1)
     ms->ign_chunks++; /* a message whose start we did not see (before our first offset) */
-    p->used = 0;
-    return;
-  }
-  size_t add = m->len - FRAME_BYTES;
-  if (p->len + add > p->cap) {
-    size_t cap = p->cap ? p->cap : CHUNK_BYTES;
-    while (cap < p->len + add) cap *= 2;
-    uint8_t *b = realloc(p->buf, cap);
-    if (!b) {
-      p->used = 0;
-      ms->failed++;
-      return;
-    }
-    p->buf = b;
-    p->cap = cap;
-  }
-  memcpy(p->buf + p->len, v + FRAME_BYTES, add);
-  p->len += add;
-  if (++p->got == p->n) {
-    complete(ms, p, m->offset, mode);
-    p->got = 0;
-  }
+  else if (r == -2)
+    ms->failed++;
 }
 
 /* ---- publishing ------------------------------------------------------------- */
@@ -228,9 +178,21 @@ static void publish(mtld_modelsync_t *ms, int kind) {
   }
   ms->seq++;
   uint32_t n = (uint32_t)((len + CHUNK_BYTES - 1) / CHUNK_BYTES);
+  mtld_syncframe_t h = {.sender = ms->id,
+                        .seq = ms->seq,
+                        .n = n,
+                        .shape = ms->shape,
+                        .consumed = -1,
+                        .replay_from = -1,
+                        .kind = kind};
+  if (kind == MTLD_DELTA_BASE) { /* a starting instance replays from replay_from */
+    h.consumed = ms->consumed;
+    h.replay_from = mtld_syncframe_replay_from(&ms->asm_, ms->consumed);
+  }
   for (uint32_t c = 0; c < n; c++) {
     size_t at = (size_t)c * CHUNK_BYTES, piece = len - at < CHUNK_BYTES ? len - at : CHUNK_BYTES;
-    put_frame(ms->frame, ms, c, n, kind == MTLD_DELTA_BASE ? ms->consumed : -1, kind);
+    h.chunk = c;
+    mtld_syncframe_put(ms->frame, &h);
     memcpy(ms->frame + FRAME_BYTES, (uint8_t *)buf + at, piece);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int tries = 0; tries < 50; tries++) {
@@ -319,7 +281,7 @@ static int assign_at(mtld_modelsync_t *ms, int64_t offset, char *err, size_t err
 /* Reads from offset to the end of the partition in mode. */
 static mtld_status_t pass(mtld_modelsync_t *ms, int64_t offset, int mode, char *err,
                           size_t errlen) {
-  for (int i = 0; i < MAX_SENDERS; i++) ms->parts[i].used = 0;
+  mtld_syncframe_reset(&ms->asm_);
   if (assign_at(ms, offset, err, errlen) != 0) return MTLD_ERR_IO;
   int64_t deadline = mtld_mono_ms() + CATCHUP_MS;
   while (mtld_mono_ms() < deadline) {
@@ -351,7 +313,7 @@ static mtld_status_t reset_to_initial(mtld_modelsync_t *ms, char *err, size_t er
   size_t len;
   mtld_status_t st =
       mtld_model_create(&fresh, mtld_model_config(mtld_trainer_model(ms->t)), err, errlen);
-  if (st == MTLD_OK) st = mtld_delta_new(&fd, fresh, LOCAL_FIELDS, err, errlen);
+  if (st == MTLD_OK) st = mtld_delta_new(&fd, fresh, LOCAL_FIELDS, ms->delta_flags, err, errlen);
   if (st == MTLD_OK) st = mtld_delta_extract(fd, MTLD_DELTA_BASE, &buf, &len, NULL);
   if (st == MTLD_OK) st = mtld_delta_apply(ms->delta, buf, len, err, errlen);
   free(buf);
@@ -381,7 +343,10 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
   mtld_trainfeed_lock(ms->feed);
   if (ms->cu_base) {
     st = mtld_delta_apply(ms->delta, ms->cu_base, ms->cu_len, err, errlen);
-    from = ms->cu_base_offset + 1 > lo ? ms->cu_base_offset + 1 : lo;
+    /* from the oldest message the base's author was still reassembling:
+       a delta whose chunks straddle the base is not in it */
+    int64_t replay = ms->cu.replay_from >= 0 ? ms->cu.replay_from : ms->cu.consumed + 1;
+    from = replay > lo ? replay : lo;
   } else {
     st = reset_to_initial(ms, err, errlen);
   }
@@ -406,7 +371,7 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
     mtld_log(MTLD_LOG_NOTICE,
              "scaleout: started from the shared model: base of instance %016" PRIx64
              " at offset %" PRId64 " + %" PRIu64 " deltas (%.1f s)",
-             ms->cu_author, ms->cu_last_offset, ms->applied - before,
+             ms->cu.sender, ms->cu_last_offset, ms->applied - before,
              (double)(mtld_mono_ms() - t0) / 1000.0);
   else
     mtld_log(MTLD_LOG_NOTICE,
@@ -430,13 +395,15 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   ms->t = t;
   ms->feed = feed;
   ms->consumed = -1;
+  ms->delta_flags = cfg->scaleout_sync_accumulators ? MTLD_DELTA_ACCUMULATORS : 0;
   if (getrandom(&ms->id, sizeof(ms->id), 0) != (ssize_t)sizeof(ms->id))
     ms->id = mtld_mix64((uint64_t)mtld_wall_ms() ^ (uint64_t)getpid() << 32);
   ms->jitter_ms = (int64_t)(ms->id % 1000) * ms->base_ms / 2000;
   ms->frame = malloc(FRAME_BYTES + CHUNK_BYTES);
   mtld_status_t st = ms->frame ? MTLD_OK : MTLD_ERR_NOMEM;
   if (st == MTLD_OK)
-    st = mtld_delta_new(&ms->delta, mtld_trainer_model(t), LOCAL_FIELDS, err, errlen);
+    st = mtld_delta_new(&ms->delta, mtld_trainer_model(t), LOCAL_FIELDS, ms->delta_flags, err,
+                        errlen);
   if (st != MTLD_OK) goto fail;
   ms->shape = mtld_mix64(mtld_delta_shape(ms->delta) ^ extra_shape);
   ms->prod = client(cfg, RD_KAFKA_PRODUCER, ms, err, errlen);
@@ -503,7 +470,7 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
            ms->rounds ? (double)ms->delta_bytes / (double)ms->rounds : 0.0,
            ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
-           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks);
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version);
 }
 
 void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) {
@@ -544,12 +511,15 @@ void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) 
   }
   mtld_metrics_family(b, "mtld_modelsync_ignored_total", "counter",
                       "Model messages ignored, by reason (shape: another model configuration "
-                      "or feature definitions).");
+                      "or feature definitions; version: another format version; partial: a "
+                      "chunk whose message's start was not read; corrupt).");
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"shape\"", (double)ms->ign_shape);
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"corrupt\"",
                       (double)ms->ign_corrupt);
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"partial\"",
                       (double)ms->ign_chunks);
+  mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"version\"",
+                      (double)ms->ign_version);
 }
 
 void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
@@ -562,7 +532,7 @@ void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
            " ignored, divergence %.2g",
            ms->rounds, (double)(mtld_mono_ms() - ms->last_round_mono) / 1000.0,
            (double)ms->last_bytes / 1024.0, ms->applied,
-           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks, ms->last_div);
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version, ms->last_div);
 }
 
 void mtld_modelsync_free(mtld_modelsync_t *ms) {
@@ -576,7 +546,7 @@ void mtld_modelsync_free(mtld_modelsync_t *ms) {
     rd_kafka_destroy(ms->prod);
   }
   mtld_delta_free(ms->delta);
-  for (int i = 0; i < MAX_SENDERS; i++) free(ms->parts[i].buf);
+  mtld_syncframe_free(&ms->asm_);
   free(ms->cu_base);
   free(ms->frame);
   free(ms);

@@ -15,11 +15,15 @@
  * starts from the initial weights plus every delta the topic holds.
  *
  * Messages: key = the sender's instance id (random per process); value = a
- * 56-byte frame header ("MTLDMSY1", sender, sequence, chunk, chunks, shape,
- * base offset, kind) and a chunk of the encoded delta (at most 512 KiB, so
- * a default broker's 1 MB message limit holds).  Messages of another shape
- * (model configuration or feature definitions) are logged and ignored,
- * counted.
+ * 64-byte frame header (daemon/syncframe.h: "MTLDMSY2", sender, sequence,
+ * chunk, chunks, shape, a base's consumed and replay_from marks, kind) and a
+ * chunk of the encoded delta (at most 512 KiB, so a default broker's 1 MB
+ * message limit holds).  Messages of another shape (model configuration,
+ * feature definitions or scaleout.sync_accumulators) or another format
+ * version are logged and ignored, counted.  A base records from which offset
+ * a starting instance must replay: a delta whose chunks straddle the base
+ * (its first chunk read by the base's author, its last not yet) is not in the
+ * base and is replayed whole.
  *
  * Thread: every function from the main thread; the trainer is touched only
  * under the trainer feed's lock. */

@@ -984,6 +984,8 @@ static const key_def_t keys[] = {
   {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
   {.path = "scaleout.sync_accumulators", .kind = K_BOOL, FIELD(scaleout_sync_accumulators)},
+  {.path = "scaleout.sync_samples",   .kind = K_INT,      FIELD(scaleout_sync_samples),
+   .min = 0, .max = 1000000000},
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},

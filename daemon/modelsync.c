@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,26 @@
 
 enum { PASS_FIND_BASE = 0, PASS_REPLAY = 1, LIVE = 2 };
 
+typedef struct note { /* a message between the threads: received (inbox) or to send (outbox) */
+  struct note *next;
+  uint64_t sender;
+  int kind;
+  int64_t consumed, replay_from; /* outbox BASE: its marks */
+  uint64_t rows;                 /* outbox DELTA: rows in it */
+  double extract_ms;             /* outbox: time of the extract */
+  uint8_t *buf;
+  size_t len;
+} note_t;
+
+typedef struct {
+  note_t *head, *tail;
+  size_t n;
+} notes_t;
+
 struct mtld_modelsync {
   char topic[256];
   int64_t sync_ms, base_ms, jitter_ms;
+  int64_t sync_samples, since; /* scaleout.sync_samples; samples trained since the last extract */
   mtld_trainer_t *t;
   mtld_trainfeed_t *feed;
   mtld_delta_t *delta;
@@ -38,6 +56,13 @@ struct mtld_modelsync {
   uint8_t *frame;
   int64_t consumed; /* offset of the last message consumed, -1 */
   int64_t last_pub_mono, last_base_seen_mono;
+  /* threads (modelsync.h): mu guards everything below it, the assembler,
+     consumed and last_base_seen_mono once the sync thread runs; lock order:
+     the trainer lock, then mu (never the other way) */
+  pthread_mutex_t mu;
+  pthread_t io;
+  int io_running, io_stop;
+  notes_t inbox, outbox;
   /* catch-up: the latest complete base */
   uint8_t *cu_base;
   size_t cu_len;
@@ -54,12 +79,38 @@ struct mtld_modelsync {
 
 /* ---- applying --------------------------------------------------------------- */
 
+static void push(notes_t *q, note_t *n) {
+  n->next = NULL;
+  if (q->tail)
+    q->tail->next = n;
+  else
+    q->head = n;
+  q->tail = n;
+  __atomic_store_n(&q->n, q->n + 1, __ATOMIC_RELAXED); /* read without mu by on_sample */
+}
+
+static note_t *take_all(notes_t *q) {
+  note_t *h = q->head;
+  q->head = q->tail = NULL;
+  __atomic_store_n(&q->n, 0, __ATOMIC_RELAXED);
+  return h;
+}
+
+static void free_notes(note_t *n) {
+  while (n) {
+    note_t *next = n->next;
+    free(n->buf);
+    free(n);
+    n = next;
+  }
+}
+
+/* Applies a remote delta; the caller holds the trainer lock (not mu). */
 static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t sender) {
   char err[256];
   int64_t t0 = mtld_mono_ms();
-  mtld_trainfeed_lock(ms->feed);
   mtld_status_t st = mtld_delta_apply(ms->delta, buf, len, err, sizeof(err));
-  mtld_trainfeed_unlock(ms->feed);
+  pthread_mutex_lock(&ms->mu);
   ms->apply_ms += (double)(mtld_mono_ms() - t0);
   if (st == MTLD_OK) {
     ms->applied++;
@@ -76,6 +127,16 @@ static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-corrupt",
                 "scaleout: ignoring a message of instance %016" PRIx64 ": %s", sender, err);
   }
+  pthread_mutex_unlock(&ms->mu);
+}
+
+/* Applies every received delta; the caller holds the trainer lock. */
+static void apply_inbox(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  note_t *n = take_all(&ms->inbox);
+  pthread_mutex_unlock(&ms->mu);
+  for (note_t *x = n; x; x = x->next) apply(ms, x->buf, x->len, x->sender);
+  free_notes(n);
 }
 
 static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int mode) {
@@ -99,7 +160,26 @@ static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int 
   if (mode == PASS_REPLAY && ms->cu_base &&
       mtld_syncframe_in_base(&ms->cu, ms->cu_last_offset, msg->sender, msg->last_offset))
     return;
-  apply(ms, msg->buf, msg->len, msg->sender);
+  if (mode == PASS_REPLAY) { /* catching up: no sample is trained yet */
+    mtld_trainfeed_lock(ms->feed);
+    apply(ms, msg->buf, msg->len, msg->sender);
+    mtld_trainfeed_unlock(ms->feed);
+    return;
+  }
+  /* live (mu held): the trainer thread applies it between two samples */
+  note_t *n = calloc(1, sizeof(*n));
+  uint8_t *b = n ? malloc(msg->len ? msg->len : 1) : NULL;
+  if (!b) {
+    free(n);
+    ms->failed++;
+    return;
+  }
+  memcpy(b, msg->buf, msg->len);
+  n->buf = b;
+  n->len = msg->len;
+  n->sender = msg->sender;
+  n->kind = msg->kind;
+  push(&ms->inbox, n);
 }
 
 static void on_message(mtld_modelsync_t *ms, const rd_kafka_message_t *m, int mode) {
@@ -149,51 +229,79 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   mtld_modelsync_t *ms = opaque;
   if (m->err) {
+    pthread_mutex_lock(&ms->mu);
     ms->failed++;
+    pthread_mutex_unlock(&ms->mu);
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-dr", "scaleout: model message not delivered: %s",
                 rd_kafka_err2str(m->err));
   }
 }
 
-static void publish(mtld_modelsync_t *ms, int kind) {
+/* Extracts this instance's DELTA or BASE into the outbox; the caller holds
+ * the trainer lock (not mu).  A BASE first applies what was received, and
+ * takes its marks (the last offset read, where a starting instance replays
+ * from) with the inbox it applied, so the base holds exactly the deltas up to
+ * its marks. */
+static void extract(mtld_modelsync_t *ms, int kind) {
   int64_t t0 = mtld_mono_ms();
-  void *buf = NULL;
-  size_t len = 0;
-  mtld_delta_stats_t st;
-  mtld_trainfeed_lock(ms->feed);
-  mtld_status_t s = mtld_delta_extract(ms->delta, kind, &buf, &len, &st);
-  mtld_trainfeed_unlock(ms->feed);
-  if (s != MTLD_OK) {
-    ms->failed++;
-    mtld_log_rl(MTLD_LOG_ERR, "modelsync-nomem", "scaleout: out of memory encoding a delta");
-    return;
+  note_t *n = calloc(1, sizeof(*n));
+  if (!n) goto nomem;
+  n->kind = kind;
+  n->consumed = n->replay_from = -1;
+  if (kind == MTLD_DELTA_BASE) {
+    pthread_mutex_lock(&ms->mu);
+    note_t *in = take_all(&ms->inbox);
+    n->consumed = ms->consumed;
+    n->replay_from = mtld_syncframe_replay_from(&ms->asm_, ms->consumed);
+    pthread_mutex_unlock(&ms->mu);
+    for (note_t *x = in; x; x = x->next) apply(ms, x->buf, x->len, x->sender);
+    free_notes(in);
   }
+  void *buf = NULL;
+  mtld_delta_stats_t st;
+  if (mtld_delta_extract(ms->delta, kind, &buf, &n->len, &st) != MTLD_OK) goto nomem;
+  n->buf = buf;
+  n->rows = st.rows;
+  n->extract_ms = (double)(mtld_mono_ms() - t0);
+  pthread_mutex_lock(&ms->mu);
   if (kind == MTLD_DELTA_DELTA) {
     ms->last_div = st.divergence;
     ms->last_round_mono = t0;
-    if (st.delta_l2 == 0) { /* nothing learned since the last round */
-      free(buf);
-      return;
-    }
   }
+  if (kind == MTLD_DELTA_DELTA && st.delta_l2 == 0) /* nothing learned since the last round */
+    free_notes(n);
+  else
+    push(&ms->outbox, n);
+  pthread_mutex_unlock(&ms->mu);
+  return;
+nomem:
+  free(n);
+  pthread_mutex_lock(&ms->mu);
+  ms->failed++;
+  pthread_mutex_unlock(&ms->mu);
+  mtld_log_rl(MTLD_LOG_ERR, "modelsync-nomem", "scaleout: out of memory encoding a delta");
+}
+
+/* Produces an outbox message in chunks (the thread that owns the producer:
+ * the sync thread, or the main thread once it stopped). */
+static void send_note(mtld_modelsync_t *ms, const note_t *x) {
+  int64_t t0 = mtld_mono_ms();
   ms->seq++;
-  uint32_t n = (uint32_t)((len + CHUNK_BYTES - 1) / CHUNK_BYTES);
+  uint32_t n = (uint32_t)((x->len + CHUNK_BYTES - 1) / CHUNK_BYTES);
   mtld_syncframe_t h = {.sender = ms->id,
                         .seq = ms->seq,
-                        .n = n,
+                        .n = n ? n : 1,
                         .shape = ms->shape,
-                        .consumed = -1,
-                        .replay_from = -1,
-                        .kind = kind};
-  if (kind == MTLD_DELTA_BASE) { /* a starting instance replays from replay_from */
-    h.consumed = ms->consumed;
-    h.replay_from = mtld_syncframe_replay_from(&ms->asm_, ms->consumed);
-  }
-  for (uint32_t c = 0; c < n; c++) {
-    size_t at = (size_t)c * CHUNK_BYTES, piece = len - at < CHUNK_BYTES ? len - at : CHUNK_BYTES;
+                        .consumed = x->consumed,
+                        .replay_from = x->replay_from,
+                        .kind = x->kind};
+  uint64_t failed = 0;
+  for (uint32_t c = 0; c < h.n; c++) {
+    size_t at = (size_t)c * CHUNK_BYTES,
+           piece = x->len - at < CHUNK_BYTES ? x->len - at : CHUNK_BYTES;
     h.chunk = c;
     mtld_syncframe_put(ms->frame, &h);
-    memcpy(ms->frame + FRAME_BYTES, (uint8_t *)buf + at, piece);
+    memcpy(ms->frame + FRAME_BYTES, x->buf + at, piece);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int tries = 0; tries < 50; tries++) {
       e = rd_kafka_producev(ms->prod, RD_KAFKA_V_TOPIC(ms->topic), RD_KAFKA_V_PARTITION(0),
@@ -204,25 +312,95 @@ static void publish(mtld_modelsync_t *ms, int kind) {
       rd_kafka_poll(ms->prod, 100);
     }
     if (e) {
-      ms->failed++;
+      failed++;
       mtld_log_rl(MTLD_LOG_WARNING, "modelsync-produce", "scaleout: producing to %s: %s", ms->topic,
                   rd_kafka_err2str(e));
       break;
     }
   }
-  free(buf);
   rd_kafka_poll(ms->prod, 0);
-  ms->sent_bytes += len;
-  if (kind == MTLD_DELTA_BASE) {
+  pthread_mutex_lock(&ms->mu);
+  ms->failed += failed;
+  ms->sent_bytes += x->len;
+  if (x->kind == MTLD_DELTA_BASE) {
     ms->bases++;
-    return;
+  } else {
+    ms->rounds++;
+    ms->delta_bytes += x->len;
+    ms->last_bytes = x->len;
+    ms->last_rows = x->rows;
+    ms->last_ms = x->extract_ms + (double)(mtld_mono_ms() - t0);
+    ms->round_ms += ms->last_ms;
   }
-  ms->rounds++;
-  ms->delta_bytes += len;
-  ms->last_bytes = len;
-  ms->last_rows = st.rows;
-  ms->last_ms = (double)(mtld_mono_ms() - t0);
-  ms->round_ms += ms->last_ms;
+  pthread_mutex_unlock(&ms->mu);
+}
+
+static void send_outbox(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  note_t *n = take_all(&ms->outbox);
+  pthread_mutex_unlock(&ms->mu);
+  for (note_t *x = n; x; x = x->next) send_note(ms, x);
+  free_notes(n);
+}
+
+/* Holding the trainer lock: applies what arrived, extracts this instance's
+ * delta every sync_interval or sync_samples trained samples, a base when
+ * due. */
+static void step(mtld_modelsync_t *ms, int trained) {
+  if (__atomic_load_n(&ms->inbox.n, __ATOMIC_RELAXED)) apply_inbox(ms);
+  ms->since += trained;
+  int64_t now = mtld_mono_ms();
+  if (now - ms->last_pub_mono >= ms->sync_ms ||
+      (ms->sync_samples > 0 && ms->since >= ms->sync_samples)) {
+    ms->last_pub_mono = now;
+    ms->since = 0;
+    extract(ms, MTLD_DELTA_DELTA);
+  }
+  pthread_mutex_lock(&ms->mu);
+  int base_due = now - ms->last_base_seen_mono >= ms->base_ms + ms->jitter_ms;
+  if (base_due) ms->last_base_seen_mono = now;
+  pthread_mutex_unlock(&ms->mu);
+  if (base_due) extract(ms, MTLD_DELTA_BASE);
+}
+
+/* The trainer thread's hook (mtld_trainfeed_set_hook): after each sample. */
+static void on_sample(void *ctx) {
+  step(ctx, 1);
+}
+
+/* Reads what the consumer has (waiting up to wait_ms for the first). */
+static void consume(mtld_modelsync_t *ms, int wait_ms) {
+  for (int i = 0; i < 256; i++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, i ? 0 : wait_ms);
+    if (!m) break;
+    if (!m->err) {
+      pthread_mutex_lock(&ms->mu);
+      on_message(ms, m, LIVE);
+      pthread_mutex_unlock(&ms->mu);
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-consume", "scaleout: reading %s: %s", ms->topic,
+                  rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+  }
+}
+
+/* The sync thread: the topic's I/O (the model work is the trainer thread's). */
+static void *io_main(void *arg) {
+  mtld_modelsync_t *ms = arg;
+  while (!__atomic_load_n(&ms->io_stop, __ATOMIC_ACQUIRE)) {
+    consume(ms, 20);
+    send_outbox(ms);
+    rd_kafka_poll(ms->prod, 0);
+  }
+  return NULL;
+}
+
+static void io_join(mtld_modelsync_t *ms) {
+  if (!ms->io_running) return;
+  __atomic_store_n(&ms->io_stop, 1, __ATOMIC_RELEASE);
+  pthread_join(ms->io, NULL);
+  ms->io_running = 0;
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -389,8 +567,10 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   *out = NULL;
   mtld_modelsync_t *ms = calloc(1, sizeof(*ms));
   if (!ms) return MTLD_ERR_NOMEM;
+  pthread_mutex_init(&ms->mu, NULL);
   snprintf(ms->topic, sizeof(ms->topic), "%s", cfg->scaleout_model_topic);
   ms->sync_ms = cfg->scaleout_sync_interval_ms;
+  ms->sync_samples = cfg->scaleout_sync_samples;
   ms->base_ms = cfg->scaleout_base_interval_ms;
   ms->t = t;
   ms->feed = feed;
@@ -415,6 +595,13 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   st = catch_up(ms, err, errlen);
   if (st != MTLD_OK) goto fail;
   ms->last_pub_mono = ms->last_base_seen_mono = ms->last_round_mono = mtld_mono_ms();
+  if (pthread_create(&ms->io, NULL, io_main, ms) != 0) {
+    snprintf(err, errlen, "scaleout: cannot start the model sync thread");
+    st = MTLD_ERR_IO;
+    goto fail;
+  }
+  ms->io_running = 1;
+  mtld_trainfeed_set_hook(feed, on_sample, ms);
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: instance %016" PRIx64 " syncs the shared model through %s every %.1f s "
            "(shape %016" PRIx64 ")",
@@ -428,40 +615,25 @@ fail:
 
 void mtld_modelsync_tick(mtld_modelsync_t *ms) {
   if (!ms) return;
-  rd_kafka_poll(ms->prod, 0);
-  for (int i = 0; i < 256; i++) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, 0);
-    if (!m) break;
-    if (!m->err)
-      on_message(ms, m, LIVE);
-    else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-consume", "scaleout: reading %s: %s", ms->topic,
-                  rd_kafka_message_errstr(m));
-    rd_kafka_message_destroy(m);
-  }
-  int64_t now = mtld_mono_ms();
-  if (now - ms->last_pub_mono >= ms->sync_ms) {
-    ms->last_pub_mono = now;
-    publish(ms, MTLD_DELTA_DELTA);
-  }
-  if (now - ms->last_base_seen_mono >= ms->base_ms + ms->jitter_ms) {
-    ms->last_base_seen_mono = now;
-    publish(ms, MTLD_DELTA_BASE);
-  }
+  mtld_trainfeed_lock(ms->feed); /* also while no sample comes (the hook then does not run) */
+  step(ms, 0);
+  mtld_trainfeed_unlock(ms->feed);
 }
 
 void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
   if (!ms) return;
-  for (int i = 0; i < 256; i++) { /* what the others sent meanwhile, then our last round */
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, 0);
-    if (!m) break;
-    if (!m->err) on_message(ms, m, LIVE);
-    rd_kafka_message_destroy(m);
-  }
-  publish(ms, MTLD_DELTA_DELTA);
+  mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  io_join(ms);    /* the producer and consumer are this thread's now */
+  consume(ms, 0); /* what the others sent meanwhile, then our last round */
+  mtld_trainfeed_lock(ms->feed);
+  apply_inbox(ms);
+  extract(ms, MTLD_DELTA_DELTA);
+  mtld_trainfeed_unlock(ms->feed);
+  send_outbox(ms);
   if (rd_kafka_flush(ms->prod, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
     mtld_log(MTLD_LOG_WARNING, "scaleout: the last model delta was not delivered within %d ms",
              timeout_ms);
+  pthread_mutex_lock(&ms->mu);
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes with %" PRIu64
            " bases; %.0f bytes and %.1f ms per round), %" PRIu64 " deltas applied (%.1f ms "
@@ -471,10 +643,12 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
            ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
            ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) {
   if (!ms) return;
+  pthread_mutex_lock(&ms->mu);
   double age = (double)(mtld_mono_ms() - ms->last_round_mono) / 1000.0;
   struct {
     const char *name, *type, *help;
@@ -520,6 +694,7 @@ void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) 
                       (double)ms->ign_chunks);
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"version\"",
                       (double)ms->ign_version);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
@@ -527,16 +702,20 @@ void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
     if (len) buf[0] = 0;
     return;
   }
+  pthread_mutex_lock(&ms->mu);
   snprintf(buf, len,
            "sync round %" PRIu64 ", age %.1f s, %.0f KiB/round, %" PRIu64 " applied, %" PRIu64
            " ignored, divergence %.2g",
            ms->rounds, (double)(mtld_mono_ms() - ms->last_round_mono) / 1000.0,
            (double)ms->last_bytes / 1024.0, ms->applied,
            ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version, ms->last_div);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_free(mtld_modelsync_t *ms) {
   if (!ms) return;
+  if (ms->feed) mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  io_join(ms);
   if (ms->cons) {
     rd_kafka_consumer_close(ms->cons);
     rd_kafka_destroy(ms->cons);
@@ -547,6 +726,9 @@ void mtld_modelsync_free(mtld_modelsync_t *ms) {
   }
   mtld_delta_free(ms->delta);
   mtld_syncframe_free(&ms->asm_);
+  free_notes(take_all(&ms->inbox));
+  free_notes(take_all(&ms->outbox));
+  pthread_mutex_destroy(&ms->mu);
   free(ms->cu_base);
   free(ms->frame);
   free(ms);

@@ -25,8 +25,16 @@
  * (its first chunk read by the base's author, its last not yet) is not in the
  * base and is replayed whole.
  *
- * Thread: every function from the main thread; the trainer is touched only
- * under the trainer feed's lock. */
+ * Threads: every function from the main thread.  The model work - applying
+ * the received deltas, extracting this instance's delta (every
+ * sync_interval, or every scaleout.sync_samples trained samples) and bases -
+ * runs on the trainer thread between two samples (a trainfeed hook, under
+ * the trainer lock), so the staleness of a round is counted in samples
+ * trained, not in turns of the main loop, and a drained feed is still a
+ * consistent cut; mtld_modelsync_tick does the same from the main thread
+ * while no sample comes.  The topic's I/O (consuming, reassembling,
+ * producing) runs on a sync thread of its own; the two hand messages over
+ * in an inbox and an outbox. */
 #ifndef MTLD_MODELSYNC_H
 #define MTLD_MODELSYNC_H
 
@@ -50,8 +58,10 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
                                  mtld_trainer_t *t, mtld_trainfeed_t *feed, uint64_t extra_shape,
                                  char *err, size_t errlen);
 
-/* Applies the deltas that arrived, publishes this instance's delta when
- * sync_interval has passed and a base when due.  Does not block. */
+/* Applies the deltas that arrived, extracts this instance's delta when
+ * sync_interval has passed and a base when due (the same work the trainer
+ * thread does after each sample: this covers the times no sample comes).
+ * Takes the trainer lock; the topic's I/O is the sync thread's. */
 void mtld_modelsync_tick(mtld_modelsync_t *ms);
 
 /* At shutdown, after the last sample was trained on: publishes the last

@@ -13,13 +13,17 @@
  * it (lag 0: at once).  At the end the progressive AUC of all instances'
  * samples together (mtld_pvmetrics_pooled_auc, as mtld-snapshot-merge
  * --pooled-auc) is printed per binary task.  K=1 is the single instance.
+ * --average: the shared change of a round is the mean of the instances'
+ * deltas, not their sum (each delta, the instance's own included, times
+ * 1/K).  --no-acc: the rows' Adagrad accumulators stay local.
  *   usage: bench_sync_sim -c CONFIG -d DUMP [-k K] [--every N] [--lag L]
- *          [--no-acc] */
+ *          [--no-acc] [--average] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/hash.h"
 #include "daemon/config.h"
 #include "trainer/delta.h"
@@ -67,6 +71,29 @@ static mtld_sample_t *read_dump(const char *path, size_t *n) {
   return s;
 }
 
+/* A copy of an encoded DELTA (trainer/delta.h) with its dense values and row
+ * values times alpha (the rows' accumulator increments kept: a sum either
+ * way). */
+static void *scaled(const void *buf, size_t len, float alpha, int dim) {
+  uint8_t *p = malloc(len);
+  if (!p) return NULL;
+  memcpy(p, buf, len);
+  uint32_t n_dense = mtld_get_le32(p + 20), n_tables = mtld_get_le32(p + 24);
+  size_t at = 28;
+  for (uint32_t i = 0; i < n_dense; i++, at += 4)
+    mtld_put_f32(p + at, alpha * mtld_get_f32(p + at));
+  for (uint32_t t = 0; t < n_tables; t++) {
+    uint32_t cnt = mtld_get_le32(p + at + 4);
+    at += 8;
+    for (uint32_t r = 0; r < cnt; r++) {
+      at += 12;
+      for (int j = 0; j < dim; j++, at += 4) mtld_put_f32(p + at, alpha * mtld_get_f32(p + at));
+      at += 4;
+    }
+  }
+  return p;
+}
+
 static int instance_of(const mtld_sample_t *s, int k) {
   uint64_t key =
       s->fields[MTLD_FIELD_USER] ? s->fields[MTLD_FIELD_USER] : s->fields[MTLD_FIELD_ITEM];
@@ -84,10 +111,12 @@ static int instance_of(const mtld_sample_t *s, int k) {
 int main(int argc, char **argv) {
   const char *conf = NULL, *dump = NULL;
   int k = 1, lag = 0, acc = 1;
+  float alpha = 1.0f; /* --average: 1/k */
   long every = 1000;
   static const struct option opts[] = {{"every", required_argument, NULL, 'e'},
                                        {"lag", required_argument, NULL, 'l'},
                                        {"no-acc", no_argument, NULL, 'a'},
+                                       {"average", no_argument, NULL, 'v'},
                                        {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "c:d:k:", opts, NULL)) != -1) {
@@ -98,9 +127,10 @@ int main(int argc, char **argv) {
     case 'e': every = atol(optarg); break;
     case 'l': lag = atoi(optarg); break;
     case 'a': acc = 0; break;
+    case 'v': alpha = -1.0f; break;
     default:
       fprintf(stderr, "usage: bench_sync_sim -c CONFIG -d DUMP [-k K] [--every N] [--lag L] "
-                      "[--no-acc]\n");
+                      "[--no-acc] [--average]\n");
       return 2;
     }
   }
@@ -109,6 +139,7 @@ int main(int argc, char **argv) {
             MAX_LAG);
     return 2;
   }
+  if (alpha < 0) alpha = 1.0f / (float)k;
   static mtld_config_t cfg;
   char err[512];
   if (mtld_config_load(&cfg, conf, err, sizeof(err)) != MTLD_OK) {
@@ -141,6 +172,16 @@ int main(int argc, char **argv) {
         return 1;
       bytes += now[i].len;
     }
+    if (alpha != 1.0f) /* averaging: each instance's own change counts alpha too */
+      for (int i = 0; i < k; i++) {
+        void *own = scaled(now[i].buf, now[i].len, alpha - 1.0f, cfg.model.dim);
+        if (!own || mtld_delta_apply(d[i], own, now[i].len, err, sizeof(err)) != MTLD_OK) return 1;
+        free(own);
+        void *sc = scaled(now[i].buf, now[i].len, alpha, cfg.model.dim);
+        if (!sc) return 1;
+        free(now[i].buf);
+        now[i].buf = sc;
+      }
     if (rounds >= (uint64_t)lag) {
       msg_t *due = q[(rounds - (uint64_t)lag) % (MAX_LAG + 1)];
       for (int i = 0; i < k; i++)
@@ -163,8 +204,9 @@ int main(int argc, char **argv) {
     m[i] = mtld_trainer_metrics(t[i]);
   }
   const mtld_model_config_t *mc = &cfg.model;
-  printf("k=%d every=%ld lag=%d acc=%d samples=%zu rounds=%llu bytes/round=%.0f", k, every, lag,
-         acc, n, (unsigned long long)rounds, rounds ? (double)bytes / (double)rounds / k : 0.0);
+  printf("k=%d every=%ld lag=%d acc=%d alpha=%.3f samples=%zu rounds=%llu bytes/round=%.0f", k,
+         every, lag, acc, (double)alpha, n, (unsigned long long)rounds,
+         rounds ? (double)bytes / (double)rounds / k : 0.0);
   for (int task = 0; task < mc->n_tasks; task++) {
     if (mc->tasks[task].type == MTLD_TASK_REGRESSION) continue;
     double cum, win;

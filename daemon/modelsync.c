@@ -33,6 +33,7 @@ typedef struct note { /* a message between the threads: received (inbox) or to s
   int64_t consumed, replay_from; /* outbox BASE: its marks */
   uint64_t rows;                 /* outbox DELTA: rows in it */
   double extract_ms;             /* outbox: time of the extract */
+  int64_t produced_ms;           /* inbox: Kafka timestamp of its last chunk (wall), 0 unknown */
   uint8_t *buf;
   size_t len;
 } note_t;
@@ -74,6 +75,9 @@ struct mtld_modelsync {
   uint64_t last_rows, delta_bytes;
   size_t last_bytes;
   double last_ms, last_div, apply_ms, round_ms;
+  double lag_ms;  /* sum over applied live deltas: applied - produced (wall clock) */
+  uint64_t lag_n; /* ... how many */
+  int64_t cur_ts; /* consume(): the Kafka timestamp of the message in hand */
   int64_t last_round_mono;
 };
 
@@ -135,8 +139,20 @@ static void apply_inbox(mtld_modelsync_t *ms) {
   pthread_mutex_lock(&ms->mu);
   note_t *n = take_all(&ms->inbox);
   pthread_mutex_unlock(&ms->mu);
-  for (note_t *x = n; x; x = x->next) apply(ms, x->buf, x->len, x->sender);
+  int64_t now = mtld_wall_ms();
+  double lag = 0;
+  uint64_t lag_n = 0;
+  for (note_t *x = n; x; x = x->next) {
+    apply(ms, x->buf, x->len, x->sender);
+    if (x->produced_ms > 0 && now >= x->produced_ms) lag += (double)(now - x->produced_ms), lag_n++;
+  }
   free_notes(n);
+  if (lag_n) {
+    pthread_mutex_lock(&ms->mu);
+    ms->lag_ms += lag;
+    ms->lag_n += lag_n;
+    pthread_mutex_unlock(&ms->mu);
+  }
 }
 
 static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int mode) {
@@ -179,6 +195,7 @@ static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int 
   n->len = msg->len;
   n->sender = msg->sender;
   n->kind = msg->kind;
+  n->produced_ms = ms->cur_ts;
   push(&ms->inbox, n);
 }
 
@@ -374,7 +391,10 @@ static void consume(mtld_modelsync_t *ms, int wait_ms) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, i ? 0 : wait_ms);
     if (!m) break;
     if (!m->err) {
+      rd_kafka_timestamp_type_t tt;
+      int64_t ts = rd_kafka_message_timestamp(m, &tt);
       pthread_mutex_lock(&ms->mu);
+      ms->cur_ts = tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? ts : 0;
       on_message(ms, m, LIVE);
       pthread_mutex_unlock(&ms->mu);
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -389,7 +409,7 @@ static void consume(mtld_modelsync_t *ms, int wait_ms) {
 static void *io_main(void *arg) {
   mtld_modelsync_t *ms = arg;
   while (!__atomic_load_n(&ms->io_stop, __ATOMIC_ACQUIRE)) {
-    consume(ms, 20);
+    consume(ms, 5); /* short: an extracted delta waits at most this long to be sent */
     send_outbox(ms);
     rd_kafka_poll(ms->prod, 0);
   }
@@ -425,18 +445,20 @@ static rd_kafka_t *client(const mtld_config_t *cfg, rd_kafka_type_t type, mtld_m
   }
   if (type == RD_KAFKA_PRODUCER) {
     rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof(e)); /* chunks in order */
-    rd_kafka_conf_set(conf, "linger.ms", "5", e, sizeof(e));
+    rd_kafka_conf_set(conf, "linger.ms", "0", e, sizeof(e)); /* staleness is what costs */
     rd_kafka_conf_set_opaque(conf, ms);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   } else {
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof(e));
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof(e));
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", e, sizeof(e));
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof(e));
     /* assign() wants a group; this one never subscribes nor commits */
     char group[64];
     snprintf(group, sizeof(group), "mtld-modelsync-%016" PRIx64, ms->id);
     rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
   }
+  rd_kafka_conf_set(conf, "socket.nagle.disable", "true", e, sizeof(e));
   rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
   if (!rk) {
     snprintf(err, errlen, "scaleout: %s", e);
@@ -637,11 +659,12 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes with %" PRIu64
            " bases; %.0f bytes and %.1f ms per round), %" PRIu64 " deltas applied (%.1f ms "
-           "each), %" PRIu64 " ignored",
+           "each, %.0f ms after they were produced), %" PRIu64 " ignored",
            ms->rounds, ms->sent_bytes, ms->bases,
            ms->rounds ? (double)ms->delta_bytes / (double)ms->rounds : 0.0,
            ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
+           ms->lag_n ? ms->lag_ms / (double)ms->lag_n : 0.0,
            ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version);
   pthread_mutex_unlock(&ms->mu);
 }

@@ -15,7 +15,8 @@
  * --pooled-auc) is printed per binary task.  K=1 is the single instance.
  * --average: the shared change of a round is the mean of the instances'
  * deltas, not their sum (each delta, the instance's own included, times
- * 1/K).  --no-acc: the rows' Adagrad accumulators stay local.
+ * 1/K).  --no-acc: the rows' Adagrad accumulators stay local.  --beta1,
+ * --lr: the dense parameters' Adam momentum and learning rate.
  *   usage: bench_sync_sim -c CONFIG -d DUMP [-k K] [--every N] [--lag L]
  *          [--no-acc] [--average] */
 #include <getopt.h>
@@ -111,12 +112,15 @@ static int instance_of(const mtld_sample_t *s, int k) {
 int main(int argc, char **argv) {
   const char *conf = NULL, *dump = NULL;
   int k = 1, lag = 0, acc = 1;
-  float alpha = 1.0f; /* --average: 1/k */
+  float alpha = 1.0f;              /* --average: 1/k */
+  float beta1 = -1.0f, lr = -1.0f; /* --beta1, --lr: the dense Adam's, else the config's */
   long every = 1000;
   static const struct option opts[] = {{"every", required_argument, NULL, 'e'},
                                        {"lag", required_argument, NULL, 'l'},
                                        {"no-acc", no_argument, NULL, 'a'},
                                        {"average", no_argument, NULL, 'v'},
+                                       {"beta1", required_argument, NULL, 'b'},
+                                       {"lr", required_argument, NULL, 'r'},
                                        {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "c:d:k:", opts, NULL)) != -1) {
@@ -128,6 +132,8 @@ int main(int argc, char **argv) {
     case 'l': lag = atoi(optarg); break;
     case 'a': acc = 0; break;
     case 'v': alpha = -1.0f; break;
+    case 'b': beta1 = (float)atof(optarg); break;
+    case 'r': lr = (float)atof(optarg); break;
     default:
       fprintf(stderr, "usage: bench_sync_sim -c CONFIG -d DUMP [-k K] [--every N] [--lag L] "
                       "[--no-acc] [--average]\n");
@@ -146,6 +152,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_sync_sim: %s\n", err);
     return 1;
   }
+  if (beta1 >= 0) cfg.model.beta1 = beta1;
+  if (lr > 0) cfg.model.lr = lr;
   size_t n = 0;
   mtld_sample_t *s = read_dump(dump, &n);
   if (!s) return 1;
@@ -204,9 +212,10 @@ int main(int argc, char **argv) {
     m[i] = mtld_trainer_metrics(t[i]);
   }
   const mtld_model_config_t *mc = &cfg.model;
-  printf("k=%d every=%ld lag=%d acc=%d alpha=%.3f samples=%zu rounds=%llu bytes/round=%.0f", k,
-         every, lag, acc, (double)alpha, n, (unsigned long long)rounds,
-         rounds ? (double)bytes / (double)rounds / k : 0.0);
+  printf("k=%d every=%ld lag=%d acc=%d alpha=%.3f beta1=%.2f lr=%g samples=%zu rounds=%llu "
+         "bytes/round=%.0f",
+         k, every, lag, acc, (double)alpha, (double)cfg.model.beta1, (double)cfg.model.lr, n,
+         (unsigned long long)rounds, rounds ? (double)bytes / (double)rounds / k : 0.0);
   for (int task = 0; task < mc->n_tasks; task++) {
     if (mc->tasks[task].type == MTLD_TASK_REGRESSION) continue;
     double cum, win;

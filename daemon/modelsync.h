@@ -2,16 +2,17 @@
  * model (trainer/delta.h) exchanged through a Kafka topic
  * (scaleout.model_topic, one partition), asynchronously.
  *
- * Every instance, every scaleout.sync_interval, publishes the delta of its
- * shared part since its last publication and adds every other instance's
- * deltas to its model as they arrive (between two samples, under the
- * trainer's lock).  Now and then (scaleout.base_interval, by whichever
- * instance saw no base for that long) an instance publishes a base: its
- * view of the shared model, with the offset of the last topic message it
- * had consumed.  A starting instance (new, or restarted from its
- * checkpoint) reads the topic before it trains: the latest base, then every
- * delta after it (those of the base's author only after the base itself),
- * so it starts from the current shared model; with no base in the topic it
+ * Every instance, every scaleout.sync_interval or scaleout.sync_samples
+ * trained samples, publishes the delta of its shared part since its last
+ * publication and adds every other instance's deltas to its model as they
+ * arrive (between two samples, under the trainer's lock).  Now and then
+ * (scaleout.base_interval, by whichever instance saw no base for that long)
+ * an instance publishes a base: its view of the shared model, with the
+ * offset of the last topic message it had consumed and the offset a
+ * starting instance replays from.  A starting instance (new, or restarted
+ * from its checkpoint) reads the topic before it trains: the latest base,
+ * then every delta the base does not hold (daemon/syncframe.h), so it
+ * starts from the current shared model; with no base in the topic it
  * starts from the initial weights plus every delta the topic holds.
  *
  * Messages: key = the sender's instance id (random per process); value = a

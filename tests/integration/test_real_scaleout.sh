@@ -210,17 +210,20 @@ sed 's/^/#   /' "$T/d.ledger"
 # ---- refused: what disagrees with the group, before anything is written -------
 g_before=$(kl_end_offsets cl-grp.group)
 m_before=$(kl_end_offsets model)
-refused() { # NAME CHANGELOG EXTRA WANT
-  conf "$1" mtld-grp "changelog_topic = \"$2\"; $SYNC" 0s "$3"
+refused() { # NAME SCALEOUT EXTRA WANT
+  conf "$1" mtld-grp "$2" 0s "$3"
   local rc=0
   "$BUILD/mtld" -c "$T/$1.conf" >"$T/$1.log" 2>&1 || rc=$?
   [ $rc = 1 ] || fail "$1: exit $rc, want 1 (configuration refused)"
   grep -q "$4" "$T/$1.log" || fail "$1: the log does not say '$4': $(tail -2 "$T/$1.log")"
   note "refused ($1): $(grep -o 'disagrees.*' "$T/$1.log" | cut -c1-100)"
 }
-refused r1 cl-grp 'features = { sequence_length = 7; };' 'disagrees with the group on its feature definitions'
-refused r2 cl-grp 'model = { lr = 0.0123; };' 'disagrees with the group on its model configuration'
-refused r3 cl-bad '' 'partition count disagrees'
+# (r2 with the model sync on: it reads the model topic, writes nothing)
+refused r1 'changelog_topic = "cl-grp";' 'features = { sequence_length = 7; };' \
+  'disagrees with the group on its feature definitions'
+refused r2 "changelog_topic = \"cl-grp\"; $SYNC" 'model = { lr = 0.0123; };' \
+  'disagrees with the group on its model configuration'
+refused r3 'changelog_topic = "cl-bad";' '' 'partition count disagrees'
 g_after=$(kl_end_offsets cl-grp.group)
 m_after=$(kl_end_offsets model)
 [ -n "$g_before" ] && [ "$g_before" = "$g_after" ] ||

@@ -144,7 +144,7 @@ write(out + ".py", preds, cond)
 # unadmitted or empty user table scores every user alike)
 byitem = {}
 for k, (u, it, _) in enumerate(cands):
-    byitem.setdefault(it, set()).add(round(float(preds[k][0]), 7))
+    byitem.setdefault(it, set()).add(float(preds[k][0]))
 if all(len(v) == 1 for v in byitem.values()):
     die("every user scores alike with the merged snapshot (user rows not used)")
 

@@ -268,8 +268,10 @@ grep -qE '\([1-9][0-9]* from the other inputs' "$T/merge.out" ||
   fail "the merged snapshot has no user rows of the older instances"
 "$BUILD/mtld-score" --snapshot "$T/merged" --info >"$T/score.info" 2>&1 ||
   fail "mtld-score cannot load the merged snapshot: $(head -c 300 "$T/score.info")"
-if [ -z "$READER_PY" ]; then
-  fail "mtld_reader.py cannot run: $READER_PY_WHY"
+if [ -z "$READER_PY" ]; then # as test_readers.sh: what needs it is skipped, said
+  echo "SKIP the merged snapshot's check and the three readers' scores: $READER_PY_WHY" \
+    "(every check before passed)"
+  exit 77
 fi
 LIBARG=(--lib "$BUILD/libmtld-serving.so.1")
 if [ -n "${MTLD_SANITIZED:-}" ]; then

@@ -27,8 +27,10 @@
 #     rounds from the deltas after another instance's base; an instance of
 #     another model shape (w) ignores the others' messages and counts them;
 #   - one serving snapshot: tools/mtld-snapshot-merge of a, b, c and d; every
-#     merged user row is that of the instance that used it last and the
-#     shared part the newest's (checked by tests/integration/
+#     merged user row is that of the instance that used it last, the
+#     admission sketches are the instances' summed (left zero, nothing was
+#     admitted and every lookup missed) and the rest of the shared part is
+#     the newest's (checked by tests/integration/
 #     snapshot_merge_check.py with mtld_reader.py's reading of the format);
 #     libmtld-serving (ctypes; not under the sanitizers: python3 cannot load
 #     an ASan library), mtld-score and mtld_reader.py load it and score the

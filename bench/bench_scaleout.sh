@@ -27,7 +27,8 @@
 # window, i.e. k times more samples with k instances: they change with the
 # instance count, so the table leaves them out.
 # IMPRESSIONS (default 300000), SYNC (scaleout.sync_interval, default "1s"),
-# SYNC_SAMPLES (scaleout.sync_samples, default 0), RUNS (default
+# SYNC_SAMPLES (scaleout.sync_samples, default 0), STALE
+# (scaleout.max_stale_rounds, default 0; -1 = unbounded), RUNS (default
 # "1 2s 3s 2n").
 # features.item_view = "partition": each instance's item features are those
 # of its partitions, correct without the state changelog.
@@ -37,6 +38,7 @@ SRC=$(cd "${2:-.}" && pwd)
 IMPRESSIONS=${IMPRESSIONS:-300000}
 SYNC=${SYNC:-1s}
 SYNC_SAMPLES=${SYNC_SAMPLES:-0}
+STALE=${STALE:-0}
 KL=$SRC/../shared/kafka-local/kafka-local
 [ -x "$KL" ] || { echo "no $KL: a real broker is needed"; exit 77; }
 T=$(mktemp -d /tmp/mtld-bench-scale.XXXXXX)
@@ -56,7 +58,7 @@ done
 
 "$BUILD/mtld-gen" --seed 11 --users 100 --items 200 --dim 2 --impressions "$IMPRESSIONS" \
   --days 2 --out "$T/events.pb" --quiet
-echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC or $SYNC_SAMPLES samples," \
+echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC or $SYNC_SAMPLES samples, max_stale_rounds $STALE," \
   "$(nproc) CPUs," \
   "load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$SRC" rev-parse --short HEAD)"
 
@@ -157,7 +159,8 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
 
 scale() { # scale RUN ACCUMULATORS
   echo "scaleout = { model_topic = \"model$1\"; sync_interval = \"$SYNC\";" \
-    "base_interval = \"60s\"; sync_samples = $SYNC_SAMPLES; sync_accumulators = $2; };"
+    "base_interval = \"60s\"; sync_samples = $SYNC_SAMPLES; sync_accumulators = $2;" \
+    "max_stale_rounds = $STALE; };"
 }
 for r in $RUNS; do
   case $r in

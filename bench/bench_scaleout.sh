@@ -5,6 +5,9 @@
 # --days 2):
 #   1   one instance, 8 partitions;
 #   2s  two instances in one group (4 + 4 partitions), scaleout.model_topic on;
+#   2k  as 2s, the second instance killed -9 KILL_AFTER (default 4) s into the
+#       stream: the first must stop waiting for it (scaleout.peer_timeout),
+#       take its partitions over and finish the stream (pooled AUC: its own);
 #   3s  three instances in one group (3 + 3 + 2 partitions), model sync on;
 #   2n  two instances in one group, no model sync (each its own model: the
 #       control);
@@ -39,6 +42,7 @@ IMPRESSIONS=${IMPRESSIONS:-300000}
 SYNC=${SYNC:-1s}
 SYNC_SAMPLES=${SYNC_SAMPLES:-0}
 STALE=${STALE:-0}
+KILL_AFTER=${KILL_AFTER:-4}
 KL=$SRC/../shared/kafka-local/kafka-local
 [ -x "$KL" ] || { echo "no $KL: a real broker is needed"; exit 77; }
 T=$(mktemp -d /tmp/mtld-bench-scale.XXXXXX)
@@ -123,13 +127,23 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   local t0
   t0=$(date +%s.%N)
   "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$topic" --in "$T/events.pb" \
-    --summary "$T/$label.produce.json" >"$T/$label.produce.log" 2>&1
+    --summary "$T/$label.produce.json" >"$T/$label.produce.log" 2>&1 &
+  local producer=$!
+  local watch=("${names[@]}")
+  if [ "$label" = 2k ]; then # the last instance is killed -9 mid-stream; the others go on
+    sleep "$KILL_AFTER"
+    kill -KILL "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+    echo "   killed -9 ${names[-1]} $KILL_AFTER s into the stream"
+    unset 'watch[-1]'
+  fi
+  wait "$producer"
   local total
   total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivered"])' \
     "$T/$label.produce.json")
   while :; do
     local c=0
-    for n in "${names[@]}"; do c=$((c + $(consumed "$T/$n.store"))); done
+    for n in "${watch[@]}"; do c=$((c + $(consumed "$T/$n.store"))); done
     [ "$c" -ge "$total" ] && break
     sleep 2
   done
@@ -137,6 +151,7 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   t1=$(date +%s.%N)
   local tck
   tck=$(getconf CLK_TCK)
+  [ "$label" = 2k ] && { names=("${watch[@]}"); unset 'pids[-1]'; }
   for i in "${!names[@]}"; do # CPU seconds until the end of the stream (stop excluded)
     awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/${pids[$i]}/stat" >"$T/${names[$i]}.cpu"
   done
@@ -166,6 +181,7 @@ for r in $RUNS; do
   case $r in
   1) names=(one) extra="" ;;
   2s) names=(sa sb) extra=$(scale 2s true) ;;
+  2k) names=(ka kb) extra=$(scale 2k true) ;;
   3s) names=(ta tb tc) extra=$(scale 3s true) ;;
   2x) names=(xa xb) extra=$(scale 2x false) ;;
   3x) names=(ya yb yc) extra=$(scale 3x false) ;;
@@ -174,6 +190,7 @@ for r in $RUNS; do
   *) echo "unknown run $r" >&2; exit 2 ;;
   esac
   run "$r" "ev$r" "$extra" "${names[@]}"
+  [ "$r" = 2k ] && names=(ka) # the killed instance left no checkpoint
   ckpts=()
   for n in "${names[@]}"; do ckpts+=("$T/$n.ckpt"); done
   echo "   pooled over the run's instances (mtld-snapshot-merge --pooled-auc, last checkpoints):"

@@ -17,6 +17,7 @@
 #include "common/hash.h"
 #include "daemon/deadletter.h"
 #include "daemon/log.h"
+#include "daemon/stalebound.h"
 #include "daemon/syncframe.h"
 #include "trainer/delta.h"
 
@@ -44,18 +45,6 @@ typedef struct {
   note_t *head, *tail;
   size_t n;
 } notes_t;
-
-typedef struct { /* another instance seen on the topic (scaleout.max_stale_rounds) */
-  int used;
-  int idle;    /* its last DELTA was empty: nothing to wait for until its next */
-  int tracked; /* its round is known (a DELTA with a round came since it was (re)added) */
-  uint64_t id;
-  int64_t off; /* its round + off = our clock for the same progress */
-  uint32_t round;
-  int64_t last_mono; /* when its last message was read */
-} peer_t;
-
-#define MAX_PEERS MTLD_SYNCFRAME_SENDERS
 
 struct mtld_modelsync {
   char topic[256];
@@ -95,69 +84,19 @@ struct mtld_modelsync {
   int64_t last_round_mono;
   /* bounded staleness (scaleout.max_stale_rounds; guarded by mu) */
   int max_stale;           /* S, -1 = off */
-  int64_t peer_timeout_ms; /* scaleout.peer_timeout */
   uint32_t round;          /* non-empty deltas published (extracted): our clock */
-  peer_t peers[MAX_PEERS];
-  pthread_cond_t cond;  /* a peer's message read; a wait ended */
-  int waiting, closing; /* the trainer thread waits in hold(); unhook() asked it to end */
-  uint64_t waits, dropped, interrupted;
+  mtld_stalebound_t bound; /* the peers (daemon/stalebound.h) */
+  pthread_cond_t cond;     /* a peer's message read; a wait ended */
+  int waiting, closing;    /* the trainer thread waits in hold(); unhook() asked it to end */
+  uint64_t waits, interrupted;
   double wait_ms;
 };
 
 /* ---- peers and bounded staleness ---------------------------------------------- */
 
-/* Notes a message of sender read now (mu held); round > 0: a DELTA of that
- * round, empty (an idle marker) when idle. */
-static void peer_seen(mtld_modelsync_t *ms, uint64_t sender, int is_delta, uint32_t round,
-                      int idle) {
-  peer_t *p = NULL, *free_slot = NULL;
-  for (int i = 0; i < MAX_PEERS; i++) {
-    if (ms->peers[i].used && ms->peers[i].id == sender) p = &ms->peers[i];
-    if (!ms->peers[i].used && !free_slot) free_slot = &ms->peers[i];
-  }
-  if (!p) {
-    if (!free_slot) return; /* more peers than slots: not waited for */
-    p = free_slot;
-    memset(p, 0, sizeof(*p));
-    p->used = 1;
-    p->id = sender;
-    p->idle = 1; /* until its first DELTA with a round */
-  }
-  p->last_mono = mtld_mono_ms();
-  if (!is_delta || round == 0) return;
-  if (!p->tracked || (p->idle && !idle)) {
-    /* first sight, or back from idle: aligned with our clock, one round of
-       credit at first sight (two instances that first see each other across
-       a delivery lag would otherwise each count the other one behind) */
-    p->off = (int64_t)ms->round - (int64_t)round + (p->tracked ? 0 : 1);
-    p->tracked = 1;
-  }
-  p->round = round;
-  p->idle = idle;
-  pthread_cond_broadcast(&ms->cond);
-}
-
-/* Whether this instance must wait before it trains on (mu held): a live,
- * tracked, non-idle peer whose round lags ours by more than max_stale.
- * Drops the peers silent for longer than peer_timeout. */
+/* Whether this instance must wait before it trains on (mu held). */
 static int behind(mtld_modelsync_t *ms, int64_t now) {
-  int hold = 0;
-  for (int i = 0; i < MAX_PEERS; i++) {
-    peer_t *p = &ms->peers[i];
-    if (!p->used) continue;
-    if (now - p->last_mono > ms->peer_timeout_ms) {
-      p->used = 0;
-      ms->dropped++;
-      mtld_log(MTLD_LOG_NOTICE,
-               "scaleout: instance %016" PRIx64 " silent for %.1f s: no longer waited for", p->id,
-               (double)(now - p->last_mono) / 1000.0);
-      continue;
-    }
-    if (p->tracked && !p->idle &&
-        (int64_t)p->round + p->off < (int64_t)ms->round - (int64_t)ms->max_stale)
-      hold = 1;
-  }
-  return hold;
+  return mtld_stalebound_behind(&ms->bound, ms->round, now);
 }
 
 /* ---- applying --------------------------------------------------------------- */
@@ -247,8 +186,11 @@ static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int 
     ms->cu_last_offset = msg->last_offset;
     return;
   }
-  if (mode == LIVE)
-    peer_seen(ms, msg->sender, msg->kind == MTLD_DELTA_DELTA, msg->round, msg->len == 0);
+  if (mode == LIVE) {
+    mtld_stalebound_seen(&ms->bound, msg->sender, msg->kind == MTLD_DELTA_DELTA, msg->round,
+                         msg->len == 0, ms->round, mtld_mono_ms());
+    pthread_cond_broadcast(&ms->cond);
+  }
   if (msg->kind == MTLD_DELTA_BASE) {
     if (mode == LIVE) ms->last_base_seen_mono = mtld_mono_ms();
     return;
@@ -755,7 +697,7 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   pthread_mutex_init(&ms->mu, NULL);
   pthread_cond_init(&ms->cond, NULL);
   ms->max_stale = cfg->scaleout_max_stale_rounds;
-  ms->peer_timeout_ms = cfg->scaleout_peer_timeout_ms;
+  mtld_stalebound_init(&ms->bound, ms->max_stale, cfg->scaleout_peer_timeout_ms);
   snprintf(ms->topic, sizeof(ms->topic), "%s", cfg->scaleout_model_topic);
   ms->sync_ms = cfg->scaleout_sync_interval_ms;
   ms->sync_samples = cfg->scaleout_sync_samples;
@@ -834,7 +776,7 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
            ms->lag_n ? ms->lag_ms / (double)ms->lag_n : 0.0,
            ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version, ms->waits,
-           ms->wait_ms / 1000.0, ms->interrupted, ms->dropped);
+           ms->wait_ms / 1000.0, ms->interrupted, ms->bound.dropped);
   pthread_mutex_unlock(&ms->mu);
 }
 
@@ -879,7 +821,8 @@ void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) 
        "Waits for peers ended early by a drain of the trainer's queue or shutdown.",
        (double)ms->interrupted},
       {"mtld_modelsync_peers_dropped_total", "counter",
-       "Peers no longer waited for after scaleout.peer_timeout of silence.", (double)ms->dropped},
+       "Peers no longer waited for after scaleout.peer_timeout of silence.",
+       (double)ms->bound.dropped},
       {"mtld_modelsync_round", "gauge", "This instance's round (non-empty deltas published).",
        (double)ms->round},
   };

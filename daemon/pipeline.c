@@ -653,7 +653,9 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
     /* the restore shortcut (changelog.h): the state kept here is the
      * changelog's end, nothing to restore */
     int held = 0;
+    int64_t t0 = mtld_mono_ns();
     mtld_status_t hs = mtld_changelog_held(p->cl, p->store, partition, pid, &held, err, sizeof err);
+    double secs = (double)(mtld_mono_ns() - t0) / 1e9;
     pt->parked = 0;
     if (hs == MTLD_OK && held) {
       load_plg(p, slot);
@@ -662,8 +664,9 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
       int64_t next = -1, max_time = INT64_MIN;
       mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
       mtld_log(MTLD_LOG_NOTICE,
-               "scale-out: %s[%d] kept without a restore: %s; resuming at offset %" PRId64, topic,
-               (int)partition, err, next);
+               "scale-out: %s[%d] kept without a restore: %s; checked in %.3f s; resuming at "
+               "offset %" PRId64,
+               topic, (int)partition, err, secs, next);
       return MTLD_OK;
     }
     mtld_log(MTLD_LOG_INFO, "scale-out: %s[%d] held locally but restored: %s", topic,

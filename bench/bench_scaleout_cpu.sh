@@ -107,6 +107,12 @@ run() { # run LABEL EXTRA INSTANCES...
   tck=$(getconf CLK_TCK)
   for i in "${!names[@]}"; do
     awk -v t="$tck" '{printf "%.2f\n", ($14 + $15) / t}' "/proc/${pids[$i]}/stat" >"$T/${names[$i]}.cpu"
+    # per thread (name: cpu s), the largest first: where the CPU went
+    for f in /proc/"${pids[$i]}"/task/*/stat; do
+      sed 's/^[0-9]* (\(.*\)) /\1\t/' "$f" | awk -F'\t' -v t="$tck" '{split($2, a, " ");
+        printf "%s %.2f\n", $1, (a[12] + a[13]) / t}'
+    done | awk '{c[$1] += $2} END {for (k in c) if (c[k] >= 0.01) print c[k], k}' | sort -rn |
+      awk '{printf "%s %s s, ", $2, $1}' >"$T/${names[$i]}.threads"
   done
   for p in "${perfs[@]:-}"; do [ -n "$p" ] && kill -INT "$p" 2>/dev/null || true; done
   for i in "${!names[@]}"; do
@@ -123,6 +129,7 @@ run() { # run LABEL EXTRA INSTANCES...
     cpu_all=$(echo "$cpu_all + $cpu" | bc)
     echo "   $n: $rec records, cpu $cpu s (user+sys), $(echo "scale=0; $rec / $cpu" | bc) rec/cpu-s;" \
       "$(grep -oE 'scaleout: [0-9]+ rounds.*' "$T/$n.log" | tail -1 || true)"
+    echo "     threads: $(cat "$T/$n.threads")"
   done
   RATE[$label]=$(echo "scale=1; $total / $cpu_all" | bc)
   echo "   run: $total records / $cpu_all cpu-s = ${RATE[$label]} rec/cpu-s"

@@ -31,8 +31,9 @@
 #define MARK_VAL_LEN 24
 
 struct mtld_changelog {
-  rd_kafka_t *prod; /* transactional */
-  rd_kafka_t *cons; /* restores and the group record, no group membership */
+  rd_kafka_t *prod;      /* transactional */
+  rd_kafka_topic_t *rkt; /* the changelog topic's handle in prod (no lookup per record) */
+  rd_kafka_t *cons;      /* restores and the group record, no group membership */
   char topic[256], group_topic[256], source_topic[256];
   char txn_id[512];
   int restore_timeout_ms;
@@ -205,7 +206,9 @@ mtld_status_t mtld_changelog_new(mtld_changelog_t **out, const mtld_config_t *cf
   char e[512];
   rd_kafka_conf_t *pc = client_conf(cfg, err, errlen);
   if (!pc || set(pc, "transactional.id", cl->txn_id, err, errlen) ||
-      set(pc, "linger.ms", "5", err, errlen) ||
+      /* a batch's records are sent when the commit flushes them (flush
+       * ignores linger.ms) or when a message set fills: fewer requests */
+      set(pc, "linger.ms", "100", err, errlen) ||
       set(pc, "transaction.timeout.ms", "10000", err, errlen))
     goto fail_conf;
   if (!(cl->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof e))) {
@@ -213,6 +216,12 @@ mtld_status_t mtld_changelog_new(mtld_changelog_t **out, const mtld_config_t *cf
     goto fail_conf;
   }
   pc = NULL;
+  if (!(cl->rkt = rd_kafka_topic_new(cl->prod, cl->topic, NULL))) {
+    snprintf(err, errlen, "changelog topic %s: %s", cl->topic,
+             rd_kafka_err2str(rd_kafka_last_error()));
+    mtld_changelog_free(cl);
+    return MTLD_ERR_CONFIG;
+  }
   char gid[600];
   snprintf(gid, sizeof gid, "%s-restore", cl->txn_id);
   rd_kafka_conf_t *cc = client_conf(cfg, err, errlen);
@@ -247,6 +256,7 @@ void mtld_changelog_free(mtld_changelog_t *cl) {
       rd_kafka_error_t *e = rd_kafka_abort_transaction(cl->prod, 5000);
       if (e) rd_kafka_error_destroy(e);
     }
+    if (cl->rkt) rd_kafka_topic_destroy(cl->rkt);
     rd_kafka_destroy(cl->prod);
   }
   if (cl->cons) {
@@ -513,7 +523,7 @@ static mtld_status_t produce_one(mtld_changelog_t *cl, int32_t partition, const 
                                  size_t errlen) {
   for (;;) {
     rd_kafka_resp_err_t e =
-        rd_kafka_producev(cl->prod, RD_KAFKA_V_TOPIC(cl->topic), RD_KAFKA_V_PARTITION(partition),
+        rd_kafka_producev(cl->prod, RD_KAFKA_V_RKT(cl->rkt), RD_KAFKA_V_PARTITION(partition),
                           RD_KAFKA_V_KEY(rk, rlen),
                           RD_KAFKA_V_VALUE(deleted ? NULL : (void *)val, deleted ? 0 : vlen),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
@@ -544,12 +554,15 @@ static mtld_status_t produce_cb(void *ctx, mtld_partition_id_t partition, mtld_c
     }
     p->pids[p->npids++] = partition;
   }
-  size_t rlen;
-  void *rk = mtld_changelog_key_encode(cf, key, klen, &rlen);
+  /* the record key: cf then the store key (mtld_changelog_key_encode),
+   * on the stack for the usual short keys */
+  uint8_t buf[256], *rk = klen < sizeof buf ? buf : malloc(klen + 1);
   if (!rk) return MTLD_ERR_NOMEM;
-  mtld_status_t rc = produce_one(p->cl, mtld_partition_id_number(partition), rk, rlen, val, vlen,
-                                 deleted, p->err, p->errlen);
-  free(rk);
+  rk[0] = (uint8_t)cf;
+  if (klen) memcpy(rk + 1, key, klen);
+  mtld_status_t rc = produce_one(p->cl, mtld_partition_id_number(partition), rk, klen + 1, val,
+                                 vlen, deleted, p->err, p->errlen);
+  if (rk != buf) free(rk);
   if (rc == MTLD_OK) p->n++;
   return rc;
 }

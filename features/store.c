@@ -1316,6 +1316,7 @@ mtld_status_t mtld_store_commit(mtld_store_t *st, char *err, size_t errlen) {
       st->commit_failures++;
       return hrc; /* the batch is kept for a retry */
     }
+    total = st->users.n + st->items.n + st->parts.n + st->raw.n; /* the hook may stage */
   }
   int64_t t0 = mtld_mono_ns();
   entry_t **order = malloc((total ? total : 1) * sizeof *order);

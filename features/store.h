@@ -321,9 +321,10 @@ void mtld_store_set_partition(mtld_store_t *st, mtld_partition_id_t partition);
  * mtld_store_drop_partition finds a partition's users.  Off by default. */
 void mtld_store_set_partition_index(mtld_store_t *st, int on);
 
-/* Called by mtld_store_commit before it writes a non-empty batch; a status
- * other than MTLD_OK fails the commit with it (the batch kept, err set by
- * the hook).  NULL removes it.  Thread: the store's owner. */
+/* Called by mtld_store_commit before it writes a non-empty batch (the hook
+ * may stage more writes, written with the batch); a status other than
+ * MTLD_OK fails the commit with it (the batch kept, err set by the hook).  NULL removes it. Thread:
+ * the store's owner. */
 typedef mtld_status_t (*mtld_store_commit_hook_fn)(void *ctx, mtld_store_t *st, char *err,
                                                    size_t errlen);
 void mtld_store_set_commit_hook(mtld_store_t *st, mtld_store_commit_hook_fn fn, void *ctx);

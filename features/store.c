@@ -1040,6 +1040,74 @@ nomem:
   return MTLD_ERR_NOMEM;
 }
 
+mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n,
+                                  const void *const *keys, const size_t *klens, void **vals,
+                                  size_t *vlens, mtld_status_t *rcs) {
+  for (size_t i = 0; i < n; i++) {
+    vals[i] = NULL;
+    vlens[i] = 0;
+    rcs[i] = MTLD_ERR_NOTFOUND;
+  }
+  if ((cf != MTLD_CF_PENDING && cf != MTLD_CF_META && cf != MTLD_CF_SEEN) ||
+      n > MTLD_STORE_GET_MANY_MAX) {
+    set_error(st, "get_many takes at most %d keys of the pending, meta or seen column family",
+              MTLD_STORE_GET_MANY_MAX);
+    return MTLD_ERR_INVALID;
+  }
+  /* the batch's own values first; the rest go to one MultiGet */
+  const char *dkeys[MTLD_STORE_GET_MANY_MAX];
+  size_t dlens[MTLD_STORE_GET_MANY_MAX], at[MTLD_STORE_GET_MANY_MAX], nd = 0;
+  for (size_t i = 0; i < n; i++) {
+    entry_t *e = map_find(&st->raw, cf, keys[i], klens[i], map_hash(cf, keys[i], klens[i]));
+    if (!e) {
+      dkeys[nd] = keys[i];
+      dlens[nd] = klens[i];
+      at[nd++] = i;
+      continue;
+    }
+    if (e->deleted) continue; /* MTLD_ERR_NOTFOUND */
+    if (!(vals[i] = malloc(e->vlen ? e->vlen : 1))) goto nomem;
+    if (e->vlen) memcpy(vals[i], e->val, e->vlen);
+    vlens[i] = e->vlen;
+    rcs[i] = MTLD_OK;
+  }
+  if (nd == 0) return MTLD_OK;
+  rocksdb_pinnableslice_t *ps[MTLD_STORE_GET_MANY_MAX];
+  char *errs[MTLD_STORE_GET_MANY_MAX];
+  rocksdb_batched_multi_get_cf(st->db, st->ro, cf_handle(st, cf), nd, dkeys, dlens, ps, errs,
+                               0 /* not sorted: RocksDB sorts a copy */);
+  int oom = 0;
+  for (size_t d = 0; d < nd; d++) {
+    size_t i = at[d];
+    if (errs[d]) {
+      set_error(st, "store read (%s): %s", cf_names[cf + 1], errs[d]);
+      rcs[i] = read_failed(st, errs[d]);
+      rocksdb_free(errs[d]);
+    } else if (ps[d] && !oom) {
+      size_t len;
+      const char *v = rocksdb_pinnableslice_value(ps[d], &len);
+      if ((vals[i] = malloc(len ? len : 1))) {
+        if (len) memcpy(vals[i], v, len);
+        vlens[i] = len;
+        rcs[i] = MTLD_OK;
+      } else {
+        oom = 1;
+      }
+    }
+    if (ps[d]) rocksdb_pinnableslice_destroy(ps[d]);
+  }
+  if (!oom) return MTLD_OK;
+nomem:
+  for (size_t i = 0; i < n; i++) {
+    free(vals[i]);
+    vals[i] = NULL;
+    vlens[i] = 0;
+    rcs[i] = MTLD_ERR_NOMEM;
+  }
+  set_error(st, "out of memory");
+  return MTLD_ERR_NOMEM;
+}
+
 /* ---- offsets ---- */
 
 /* "offset/<topic>/<partition>" in a malloc'd buffer; NULL on OOM. */

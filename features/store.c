@@ -290,6 +290,7 @@ static void ecache_clear(ecache_t *c) {
 struct mtld_store {
   rocksdb_t *db;
   rocksdb_options_t *opts;
+  rocksdb_options_t *pending_opts; /* the pending column family's: st->opts uncompressed */
   rocksdb_block_based_table_options_t *bbto;
   rocksdb_cache_t *cache;
   rocksdb_readoptions_t *ro;
@@ -444,6 +445,7 @@ static void close_handles(mtld_store_t *st) {
   if (st->ro) rocksdb_readoptions_destroy(st->ro);
   if (st->wo) rocksdb_writeoptions_destroy(st->wo);
   if (st->opts) rocksdb_options_destroy(st->opts);
+  if (st->pending_opts) rocksdb_options_destroy(st->pending_opts);
   if (st->bbto) rocksdb_block_based_options_destroy(st->bbto);
   if (st->cache) rocksdb_cache_destroy(st->cache);
   if (st->secondary[0]) { /* the secondary's own info LOG files */
@@ -642,6 +644,14 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_options_set_info_log_level(st->opts, 4 /* FATAL_LEVEL */);
   const rocksdb_options_t *cf_opts[N_CF];
   for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
+  /* Pending samples live one conversion window and are read back once, at
+   * release: compressing them at flush (background) and decompressing their
+   * blocks at release (main thread) was CPU spent for disk space they hold
+   * only briefly (bench/RESULTS.md, 2026-12-05 "hot path, round 2"). */
+  if ((st->pending_opts = rocksdb_options_create_copy(st->opts))) {
+    rocksdb_options_set_compression(st->pending_opts, rocksdb_no_compression);
+    cf_opts[MTLD_CF_PENDING + 1] = st->pending_opts;
+  }
 
   char *e = NULL;
   if (readonly) {

@@ -608,6 +608,12 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   }
   st->cur_part = -1;
   st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
+  /* RocksDB counts, per thread by default, every key comparison, block read
+   * and memtable lookup into its perf context (one thread-local access per
+   * count, ~4% of the main thread's CPU); nothing here reads those counts.
+   * Thread-local: this covers the thread that opens the store, the one that
+   * reads and writes it (main.c). */
+  rocksdb_set_perf_level(rocksdb_disable);
   st->cache = rocksdb_cache_create_lru(mem.block_cache_bytes);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);

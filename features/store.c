@@ -1056,19 +1056,19 @@ nomem:
   return MTLD_ERR_NOMEM;
 }
 
-mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n,
-                                  const void *const *keys, const size_t *klens, void **vals,
-                                  size_t *vlens, mtld_status_t *rcs) {
-  for (size_t i = 0; i < n; i++) {
-    vals[i] = NULL;
-    vlens[i] = 0;
-    rcs[i] = MTLD_ERR_NOTFOUND;
-  }
+mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n, const void *const *keys,
+                                  const size_t *klens, void **vals, size_t *vlens,
+                                  mtld_status_t *rcs) {
   if ((cf != MTLD_CF_PENDING && cf != MTLD_CF_META && cf != MTLD_CF_SEEN) ||
       n > MTLD_STORE_GET_MANY_MAX) {
     set_error(st, "get_many takes at most %d keys of the pending, meta or seen column family",
               MTLD_STORE_GET_MANY_MAX);
     return MTLD_ERR_INVALID;
+  }
+  for (size_t i = 0; i < n; i++) {
+    vals[i] = NULL;
+    vlens[i] = 0;
+    rcs[i] = MTLD_ERR_NOTFOUND;
   }
   /* the batch's own values first; the rest go to one MultiGet */
   const char *dkeys[MTLD_STORE_GET_MANY_MAX];

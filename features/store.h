@@ -208,12 +208,13 @@ mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, si
  * would give at the time of the call (the batch first, then the DB; each
  * found *vals[i] malloc'd, the caller frees; NULL otherwise).  The keys the
  * batch does not hold are read from the DB with one RocksDB MultiGet.
- * Returns MTLD_OK, or MTLD_ERR_INVALID / MTLD_ERR_NOMEM (then every vals[i]
- * is NULL).  At most MTLD_STORE_GET_MANY_MAX keys per call.  Main thread. */
+ * Returns MTLD_OK; MTLD_ERR_INVALID (another column family, or more than
+ * MTLD_STORE_GET_MANY_MAX keys: the arrays are not touched); MTLD_ERR_NOMEM
+ * (every vals[i] NULL, rcs[i] MTLD_ERR_NOMEM).  Main thread. */
 #define MTLD_STORE_GET_MANY_MAX 512
-mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n,
-                                  const void *const *keys, const size_t *klens, void **vals,
-                                  size_t *vlens, mtld_status_t *rcs);
+mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n, const void *const *keys,
+                                  const size_t *klens, void **vals, size_t *vlens,
+                                  mtld_status_t *rcs);
 
 /* Stages the deletion of every key of cf (MTLD_CF_SEEN only) that sorts
  * before `end` (bytewise), done by the next commit in its write batch, before

@@ -610,7 +610,7 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
   /* RocksDB counts, per thread by default, every key comparison, block read
    * and memtable lookup into its perf context (one thread-local access per
-   * count, ~4% of the main thread's CPU); nothing here reads those counts.
+   * count, ~3% of the main thread's CPU); nothing here reads those counts.
    * Thread-local: this covers the thread that opens the store, the one that
    * reads and writes it (main.c). */
   rocksdb_set_perf_level(rocksdb_disable);

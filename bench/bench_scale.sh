@@ -18,8 +18,9 @@
 # pending and, at that moment, the joiner's in-memory indexes
 # (mtld_joiner_memory_bytes), RocksDB's memtables and block cache in MiB
 # (mtld_store_memory_bytes).  The per-row trace (t s, records, VmRSS KiB,
-# pending, joiner, memtable, block cache and entity cache bytes) is in
-# OUTDIR/ROW/trace.
+# pending, joiner, memtable, block cache and entity cache bytes, CPU s so
+# far) is in OUTDIR/ROW/trace: a long row gives RSS and CPU per record at
+# every point of its stream.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: bench_scale.sh BUILD OUTDIR [ROW...]" >&2; exit 2; }
 BUILD=$(cd "$1" && pwd)
@@ -62,9 +63,10 @@ stream() {
 }
 
 # sample DIR TIMEPID: every 10 s, t, records, VmRSS KiB, pending, joiner
-# bytes, memtable bytes, block cache bytes, entity cache bytes -> DIR/trace
+# bytes, memtable bytes, block cache bytes, entity cache bytes, CPU s so
+# far (user + sys, all threads) -> DIR/trace
 sample() {
-  local d=$1 tp=$2 pid= port= t0 m rss rec pend jm mt bc ec
+  local d=$1 tp=$2 pid= port= t0 m rss rec pend jm mt bc ec cpu
   t0=$(date +%s)
   while kill -0 "$tp" 2>/dev/null; do
     sleep 10
@@ -79,7 +81,8 @@ sample() {
     mt=$(echo "$m" | awk '/^mtld_store_memory_bytes.kind="memtables"/ {s += $2} END {printf "%d", s}')
     bc=$(echo "$m" | awk '/^mtld_store_memory_bytes.kind="block_cache"/ {s += $2} END {printf "%d", s}')
     ec=$(echo "$m" | awk '/^mtld_store_memory_bytes.kind="entity_cache"/ {s += $2} END {printf "%d", s}')
-    echo "$(($(date +%s) - t0)) ${rec:-0} ${rss:-0} ${pend:-0} ${jm:-0} ${mt:-0} ${bc:-0} ${ec:-0}" >>"$d/trace"
+    cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    echo "$(($(date +%s) - t0)) ${rec:-0} ${rss:-0} ${pend:-0} ${jm:-0} ${mt:-0} ${bc:-0} ${ec:-0} ${cpu:-0}" >>"$d/trace"
   done
 }
 
@@ -118,7 +121,7 @@ CONF
 import sys
 row, n, u, s, mx, wall, trace = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
 cpu = u + s
-pts = [tuple(int(x) for x in l.split()) for l in open(trace) if len(l.split()) == 8]
+pts = [tuple(int(float(x)) for x in l.split()) for l in open(trace) if len(l.split()) == 9]
 pts = [p for p in pts if p[1] > 0]
 def at(frac):
     want = frac * n

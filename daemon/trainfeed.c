@@ -25,6 +25,8 @@ struct mtld_trainfeed {
   pthread_mutex_t trainer_mu; /* the trainer, while the worker observes */
   pthread_cond_t nonempty, space, idle;
   pthread_t thread;
+  void (*hook)(void *ctx); /* after each sample, under the trainer lock */
+  void *hook_ctx;
 };
 
 static void *worker(void *arg) {
@@ -40,6 +42,7 @@ static void *worker(void *arg) {
       const mtld_sample_t *s = &f->slot[(head + i) % f->cap];
       pthread_mutex_lock(&f->trainer_mu);
       mtld_status_t st = mtld_trainer_observe(f->trainer, s, NULL);
+      if (f->hook) f->hook(f->hook_ctx);
       pthread_mutex_unlock(&f->trainer_mu);
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
@@ -109,6 +112,13 @@ void mtld_trainfeed_drain(mtld_trainfeed_t *f) {
   pthread_mutex_lock(&f->mu);
   while (f->n > 0 || f->busy) pthread_cond_wait(&f->idle, &f->mu);
   pthread_mutex_unlock(&f->mu);
+}
+
+void mtld_trainfeed_set_hook(mtld_trainfeed_t *f, void (*fn)(void *ctx), void *ctx) {
+  pthread_mutex_lock(&f->trainer_mu);
+  f->hook = fn;
+  f->hook_ctx = ctx;
+  pthread_mutex_unlock(&f->trainer_mu);
 }
 
 void mtld_trainfeed_lock(mtld_trainfeed_t *f) {

@@ -3,6 +3,8 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +12,7 @@
 
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/hash.h"
 #include "daemon/log.h"
 #include "features/joiner.h"
 #include "features/partition.h"
@@ -20,10 +23,17 @@
   10000                    /* transaction.timeout.ms too: a dead instance's open                   \
                              transaction blocks restores at most this long */
 #define RESTORE_CHUNK 5000 /* records per direct write batch */
+/* The restore shortcut's mark of a partition (changelog.h): meta key
+ * "clmark/" partition id (4, big-endian); value: the writer's instance hash,
+ * epoch and transaction number (8 bytes each, little-endian). */
+#define MARK_PREFIX "clmark/"
+#define MARK_KEY_LEN 11
+#define MARK_VAL_LEN 24
 
 struct mtld_changelog {
-  rd_kafka_t *prod; /* transactional */
-  rd_kafka_t *cons; /* restores and the group record, no group membership */
+  rd_kafka_t *prod;      /* transactional */
+  rd_kafka_topic_t *rkt; /* the changelog topic's handle in prod (no lookup per record) */
+  rd_kafka_t *cons;      /* restores and the group record, no group membership */
   char topic[256], group_topic[256], source_topic[256];
   char txn_id[512];
   int restore_timeout_ms;
@@ -32,6 +42,10 @@ struct mtld_changelog {
   int owned;
   /* metrics */
   uint64_t restores, restored_records, dropped_keys, txn_commits, txn_aborts, produced;
+  uint64_t restores_skipped;
+  /* the restore shortcut's marks (mark_key): this process's token, the
+   * number of the next transaction */
+  uint64_t inst_hash, epoch, txn_seq;
   double last_rate, last_seconds;
   uint64_t last_records;
   int64_t restore_lag;
@@ -73,6 +87,26 @@ mtld_status_t mtld_changelog_key_decode(const void *rec_key, size_t len, mtld_cf
   *key = k + 1;
   *klen = len - 1;
   return MTLD_OK;
+}
+
+static void mark_key(uint8_t k[MARK_KEY_LEN], int32_t pid) {
+  memcpy(k, MARK_PREFIX, 7);
+  mtld_put_be32(k + 7, (uint32_t)pid);
+}
+
+static int is_mark_key(mtld_cf_t cf, const void *key, size_t klen) {
+  return cf == MTLD_CF_META && klen == MARK_KEY_LEN && memcmp(key, MARK_PREFIX, 7) == 0;
+}
+
+int mtld_changelog_has_mark(mtld_store_t *st, int32_t pid) {
+  uint8_t k[MARK_KEY_LEN];
+  mark_key(k, pid);
+  void *v = NULL;
+  size_t vlen = 0;
+  int has = mtld_store_get(st, MTLD_CF_META, k, sizeof k, &v, &vlen) == MTLD_OK && v &&
+            vlen == MARK_VAL_LEN;
+  free(v);
+  return has;
 }
 
 uint64_t mtld_changelog_model_hash(const mtld_config_t *cfg) {
@@ -162,10 +196,19 @@ mtld_status_t mtld_changelog_new(mtld_changelog_t **out, const mtld_config_t *cf
   const char *group = kafka_get(cfg, "group.id"), *inst = kafka_get(cfg, "group.instance.id");
   snprintf(cl->txn_id, sizeof cl->txn_id, "mtld-changelog-%s-%s", group ? group : "mtld",
            inst ? inst : "");
+  cl->inst_hash = UINT64_C(0xcbf29ce484222325);
+  for (const char *c = cl->txn_id; *c; c++)
+    cl->inst_hash = (cl->inst_hash ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  cl->epoch = mtld_mix64((uint64_t)now.tv_sec * UINT64_C(1000000000) + (uint64_t)now.tv_nsec) ^
+              (uint64_t)getpid();
   char e[512];
   rd_kafka_conf_t *pc = client_conf(cfg, err, errlen);
   if (!pc || set(pc, "transactional.id", cl->txn_id, err, errlen) ||
-      set(pc, "linger.ms", "5", err, errlen) ||
+      /* a batch's records are sent when the commit flushes them (flush
+       * ignores linger.ms) or when a message set fills: fewer requests */
+      set(pc, "linger.ms", "100", err, errlen) ||
       set(pc, "transaction.timeout.ms", "10000", err, errlen))
     goto fail_conf;
   if (!(cl->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof e))) {
@@ -173,6 +216,12 @@ mtld_status_t mtld_changelog_new(mtld_changelog_t **out, const mtld_config_t *cf
     goto fail_conf;
   }
   pc = NULL;
+  if (!(cl->rkt = rd_kafka_topic_new(cl->prod, cl->topic, NULL))) {
+    snprintf(err, errlen, "changelog topic %s: %s", cl->topic,
+             rd_kafka_err2str(rd_kafka_last_error()));
+    mtld_changelog_free(cl);
+    return MTLD_ERR_CONFIG;
+  }
   char gid[600];
   snprintf(gid, sizeof gid, "%s-restore", cl->txn_id);
   rd_kafka_conf_t *cc = client_conf(cfg, err, errlen);
@@ -207,6 +256,7 @@ void mtld_changelog_free(mtld_changelog_t *cl) {
       rd_kafka_error_t *e = rd_kafka_abort_transaction(cl->prod, 5000);
       if (e) rd_kafka_error_destroy(e);
     }
+    if (cl->rkt) rd_kafka_topic_destroy(cl->rkt);
     rd_kafka_destroy(cl->prod);
   }
   if (cl->cons) {
@@ -243,23 +293,15 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, char *why, size_t
   return n;
 }
 
-/* Reads partition `partition` of topic from the beginning to its end
- * (read_committed), calling fn per record; stops early when fn returns
- * non-zero.  *lag (may be NULL) follows the records left.  MTLD_OK or
+/* Reads partition `partition` of topic to its end (read_committed), from
+ * the beginning (tail 0) or from `tail` offsets before the high watermark,
+ * calling fn per record; stops early when fn returns non-zero.  *hi_out
+ * (may be NULL) gets the high watermark read to.  MTLD_OK or
  * MTLD_ERR_RETRY (timeout) / MTLD_ERR_IO, with err set. */
 static mtld_status_t read_partition(mtld_changelog_t *cl, const char *topic, int32_t partition,
-                                    int timeout_ms,
+                                    int64_t tail, int timeout_ms,
                                     int (*fn)(void *ctx, const rd_kafka_message_t *m), void *ctx,
-                                    char *err, size_t errlen) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  rd_kafka_resp_err_t e = rd_kafka_assign(cl->cons, l);
-  rd_kafka_topic_partition_list_destroy(l);
-  if (e) {
-    snprintf(err, errlen, "changelog: assign %s[%d]: %s", topic, (int)partition,
-             rd_kafka_err2str(e));
-    return MTLD_ERR_IO;
-  }
+                                    int64_t *hi_out, char *err, size_t errlen) {
   /* the end to reach: the high watermark now (asked of the leader, a few
    * tries on a loaded broker; without it the read cannot know its end) */
   int64_t lo = 0, hi = -1;
@@ -269,10 +311,20 @@ static mtld_status_t read_partition(mtld_changelog_t *cl, const char *topic, int
     if (qe) hi = -1;
   }
   if (hi < 0) {
-    rd_kafka_assign(cl->cons, NULL);
     snprintf(err, errlen, "changelog: end of %s[%d] unknown: %s", topic, (int)partition,
              rd_kafka_err2str(qe));
     return MTLD_ERR_RETRY;
+  }
+  if (hi_out) *hi_out = hi;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset =
+      tail > 0 ? (hi - tail > lo ? hi - tail : lo) : RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_resp_err_t e = rd_kafka_assign(cl->cons, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) {
+    snprintf(err, errlen, "changelog: assign %s[%d]: %s", topic, (int)partition,
+             rd_kafka_err2str(e));
+    return MTLD_ERR_IO;
   }
   int64_t deadline = mtld_mono_ms() + timeout_ms;
   mtld_status_t rc = MTLD_ERR_RETRY;
@@ -394,7 +446,8 @@ mtld_status_t mtld_changelog_join(mtld_changelog_t *cl, const mtld_changelog_gro
   mtld_changelog_group_t me = *mine;
   me.partitions = src;
   group_read_t r = {.found = 0};
-  mtld_status_t rc = read_partition(cl, cl->group_topic, 0, 30000, group_cb, &r, err, errlen);
+  mtld_status_t rc =
+      read_partition(cl, cl->group_topic, 0, 0, 30000, group_cb, &r, NULL, err, errlen);
   if (rc != MTLD_OK) return rc;
   rd_kafka_error_t *e;
   if (!r.found) {
@@ -419,7 +472,7 @@ mtld_status_t mtld_changelog_join(mtld_changelog_t *cl, const mtld_changelog_gro
     cl->in_txn = 0;
     /* two first instances at once: the record first in the log wins */
     for (int tries = 0; tries < 10 && !r.found; tries++) {
-      rc = read_partition(cl, cl->group_topic, 0, 30000, group_cb, &r, err, errlen);
+      rc = read_partition(cl, cl->group_topic, 0, 0, 30000, group_cb, &r, NULL, err, errlen);
       if (rc != MTLD_OK) return rc;
     }
     if (!r.found) {
@@ -460,33 +513,90 @@ typedef struct {
   char *err;
   size_t errlen;
   uint64_t n;
+  /* the partitions the transaction writes to (each gets a mark last) */
+  int32_t pids[MTLD_PARTITION_TABLE_CAP];
+  int npids;
 } produce_t;
+
+static mtld_status_t produce_one(mtld_changelog_t *cl, int32_t partition, const void *rk,
+                                 size_t rlen, const void *val, size_t vlen, int deleted, char *err,
+                                 size_t errlen) {
+  for (;;) {
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(cl->prod, RD_KAFKA_V_RKT(cl->rkt), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(rk, rlen),
+                          RD_KAFKA_V_VALUE(deleted ? NULL : (void *)val, deleted ? 0 : vlen),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(cl->prod, 50);
+      continue;
+    }
+    if (e) {
+      snprintf(err, errlen, "changelog produce: %s", rd_kafka_err2str(e));
+      return MTLD_ERR_RETRY;
+    }
+    return MTLD_OK;
+  }
+}
 
 static mtld_status_t produce_cb(void *ctx, mtld_partition_id_t partition, mtld_cf_t cf,
                                 const void *key, size_t klen, const void *val, size_t vlen,
                                 int deleted) {
   produce_t *p = ctx;
-  size_t rlen;
-  void *rk = mtld_changelog_key_encode(cf, key, klen, &rlen);
-  if (!rk) return MTLD_ERR_NOMEM;
-  for (;;) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->cl->prod, RD_KAFKA_V_TOPIC(p->cl->topic),
-        RD_KAFKA_V_PARTITION(mtld_partition_id_number(partition)), RD_KAFKA_V_KEY(rk, rlen),
-        RD_KAFKA_V_VALUE(deleted ? NULL : (void *)val, deleted ? 0 : vlen),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_poll(p->cl->prod, 50);
-      continue;
+  if (is_mark_key(cf, key, klen)) return MTLD_OK; /* staged untagged: never here */
+  int seen = 0;
+  for (int i = p->npids - 1; i >= 0 && !seen; i--) seen = p->pids[i] == partition;
+  if (!seen) {
+    if (p->npids == MTLD_PARTITION_TABLE_CAP) {
+      snprintf(p->err, p->errlen, "changelog: more than %d partitions in one batch",
+               MTLD_PARTITION_TABLE_CAP);
+      return MTLD_ERR_IO;
     }
-    free(rk);
-    if (e) {
-      snprintf(p->err, p->errlen, "changelog produce: %s", rd_kafka_err2str(e));
-      return MTLD_ERR_RETRY;
-    }
-    p->n++;
-    return MTLD_OK;
+    p->pids[p->npids++] = partition;
   }
+  /* the record key: cf then the store key (mtld_changelog_key_encode),
+   * on the stack for the usual short keys */
+  uint8_t buf[256], *rk = klen < sizeof buf ? buf : malloc(klen + 1);
+  if (!rk) return MTLD_ERR_NOMEM;
+  rk[0] = (uint8_t)cf;
+  if (klen) memcpy(rk + 1, key, klen);
+  mtld_status_t rc = produce_one(p->cl, mtld_partition_id_number(partition), rk, klen + 1, val,
+                                 vlen, deleted, p->err, p->errlen);
+  if (rk != buf) free(rk);
+  if (rc == MTLD_OK) p->n++;
+  return rc;
+}
+
+/* Each partition written gets this transaction's mark as its last record,
+ * and the same mark is staged locally (untagged) in the RocksDB batch that
+ * follows: the local store then holds exactly what the changelog holds up
+ * to that record (the restore shortcut, changelog.h). */
+static mtld_status_t produce_marks(produce_t *p, mtld_store_t *st) {
+  mtld_changelog_t *cl = p->cl;
+  uint8_t v[MARK_VAL_LEN];
+  mtld_put_le64(v, cl->inst_hash);
+  mtld_put_le64(v + 8, cl->epoch);
+  mtld_put_le64(v + 16, ++cl->txn_seq);
+  for (int i = 0; i < p->npids; i++) {
+    uint8_t k[1 + MARK_KEY_LEN];
+    k[0] = (uint8_t)MTLD_CF_META;
+    mark_key(k + 1, p->pids[i]);
+    mtld_status_t rc = produce_one(cl, mtld_partition_id_number(p->pids[i]), k, sizeof k, v,
+                                   sizeof v, 0, p->err, p->errlen);
+    if (rc != MTLD_OK) return rc;
+    p->n++;
+  }
+  mtld_store_set_partition(st, -1);
+  for (int i = 0; i < p->npids; i++) {
+    uint8_t k[MARK_KEY_LEN];
+    mark_key(k, p->pids[i]);
+    mtld_status_t rc = mtld_store_put(st, MTLD_CF_META, k, sizeof k, v, sizeof v);
+    if (rc != MTLD_OK) {
+      snprintf(p->err, p->errlen, "changelog: staging the mark: %s", mtld_status_str(rc));
+      return rc;
+    }
+  }
+  return MTLD_OK;
 }
 
 mtld_status_t mtld_changelog_commit_hook(void *ctx, mtld_store_t *st, char *err, size_t errlen) {
@@ -496,8 +606,13 @@ mtld_status_t mtld_changelog_commit_hook(void *ctx, mtld_store_t *st, char *err,
     if ((e = rd_kafka_begin_transaction(cl->prod))) return txn_error(cl, e, "begin", err, errlen);
     cl->in_txn = 1;
   }
-  produce_t p = {cl, err, errlen, 0};
-  mtld_status_t rc = mtld_store_foreach_staged(st, produce_cb, &p);
+  produce_t *pp = calloc(1, sizeof *pp);
+  if (!pp) return MTLD_ERR_NOMEM;
+  *pp = (produce_t){.cl = cl, .err = err, .errlen = errlen};
+  mtld_status_t rc = mtld_store_foreach_staged(st, produce_cb, pp);
+  if (rc == MTLD_OK) rc = produce_marks(pp, st);
+  uint64_t produced = pp->n;
+  free(pp);
   if (rc != MTLD_OK) {
     e = rd_kafka_abort_transaction(cl->prod, TXN_TIMEOUT_MS);
     if (e) {
@@ -513,7 +628,7 @@ mtld_status_t mtld_changelog_commit_hook(void *ctx, mtld_store_t *st, char *err,
     return txn_error(cl, e, "commit", err, errlen);
   cl->in_txn = 0;
   cl->txn_commits++;
-  cl->produced += p.n;
+  cl->produced += produced;
   return MTLD_OK;
 }
 
@@ -525,6 +640,10 @@ typedef struct {
   mtld_store_write_t w[RESTORE_CHUNK];
   size_t n;
   uint64_t records, bad;
+  /* the partition's mark, written after everything else (a restore cut
+   * short must not leave a mark claiming the whole state) */
+  uint8_t mark[MARK_VAL_LEN], mark_key[MARK_KEY_LEN];
+  int has_mark;
   char *err;
   size_t errlen;
 } restore_t;
@@ -552,6 +671,15 @@ static int restore_cb(void *ctx, const rd_kafka_message_t *m) {
     r->bad++;
     return 0;
   }
+  if (is_mark_key(cf, key, klen)) {
+    r->records++;
+    r->has_mark = m->payload && m->len == MARK_VAL_LEN;
+    if (r->has_mark) {
+      memcpy(r->mark_key, key, MARK_KEY_LEN);
+      memcpy(r->mark, m->payload, MARK_VAL_LEN);
+    }
+    return 0;
+  }
   void *k = malloc(klen ? klen : 1), *v = NULL;
   if (k && m->payload) v = malloc(m->len ? m->len : 1);
   if (!k || (m->payload && !v)) {
@@ -570,9 +698,16 @@ static int restore_cb(void *ctx, const rd_kafka_message_t *m) {
 
 mtld_status_t mtld_changelog_drop(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,
                                   int32_t partition, int32_t pid, char *err, size_t errlen) {
+  /* the mark first: a drop cut short leaves state without a mark, which
+   * the next assignment restores */
+  uint8_t k[MARK_KEY_LEN];
+  mark_key(k, pid);
+  mtld_store_write_t w = {.cf = MTLD_CF_META, .key = k, .klen = sizeof k, .deleted = 1};
+  mtld_status_t rc = mtld_store_write_direct(st, &w, 1, err, errlen);
+  if (rc != MTLD_OK) return rc;
   uint64_t n = 0;
-  mtld_status_t rc = mtld_store_drop_partition(st, pid, topic, partition, mtld_joiner_key_partition,
-                                               NULL, &n, err, errlen);
+  rc = mtld_store_drop_partition(st, pid, topic, partition, mtld_joiner_key_partition, NULL, &n,
+                                 err, errlen);
   if (rc == MTLD_OK) cl->dropped_keys += n;
   return rc;
 }
@@ -590,9 +725,18 @@ mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, con
   r->st = st;
   r->err = err;
   r->errlen = errlen;
-  rc = read_partition(cl, cl->topic, partition, cl->restore_timeout_ms, restore_cb, r, err, errlen);
+  rc = read_partition(cl, cl->topic, partition, 0, cl->restore_timeout_ms, restore_cb, r, NULL, err,
+                      errlen);
   if (rc == MTLD_OK && r->n && restore_flush(r) != 0) rc = MTLD_ERR_IO;
   restore_free(r);
+  if (rc == MTLD_OK && r->has_mark) {
+    mtld_store_write_t w = {.cf = MTLD_CF_META,
+                            .key = r->mark_key,
+                            .klen = MARK_KEY_LEN,
+                            .val = r->mark,
+                            .vlen = MARK_VAL_LEN};
+    rc = mtld_store_write_direct(st, &w, 1, err, errlen);
+  }
   double secs = (double)(mtld_mono_ns() - t0) / 1e9;
   if (rc == MTLD_OK) {
     cl->restores++;
@@ -609,6 +753,63 @@ mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, con
   }
   free(r);
   return rc;
+}
+
+typedef struct {
+  uint8_t key[1 + MARK_KEY_LEN], want[MARK_VAL_LEN];
+  int last_is_mine; /* the last committed record read is my mark */
+  int64_t at;       /* its offset */
+} tail_t;
+
+static int tail_cb(void *ctx, const rd_kafka_message_t *m) {
+  tail_t *t = ctx;
+  t->last_is_mine = m->key_len == sizeof t->key && memcmp(m->key, t->key, sizeof t->key) == 0 &&
+                    m->payload && m->len == MARK_VAL_LEN &&
+                    memcmp(m->payload, t->want, MARK_VAL_LEN) == 0;
+  t->at = m->offset;
+  return 0;
+}
+
+mtld_status_t mtld_changelog_held(mtld_changelog_t *cl, mtld_store_t *st, int32_t partition,
+                                  int32_t pid, int *held, char *why, size_t whylen) {
+  *held = 0;
+  tail_t t = {.last_is_mine = 0, .at = -1};
+  t.key[0] = (uint8_t)MTLD_CF_META;
+  mark_key(t.key + 1, pid);
+  void *v = NULL;
+  size_t vlen = 0;
+  if (mtld_store_get(st, MTLD_CF_META, t.key + 1, MARK_KEY_LEN, &v, &vlen) != MTLD_OK || !v ||
+      vlen != MARK_VAL_LEN) {
+    free(v);
+    snprintf(why, whylen, "no mark in the local store");
+    return MTLD_OK;
+  }
+  memcpy(t.want, v, MARK_VAL_LEN);
+  free(v);
+  /* my mark is my transaction's last record to the partition, its commit
+   * marker follows: both are the last two offsets unless something was
+   * written after (a committed record read past it clears last_is_mine; an
+   * aborted or open one leaves nothing read: restored, to be safe) */
+  int64_t hi = -1;
+  mtld_status_t rc = read_partition(cl, cl->topic, partition, 2, cl->restore_timeout_ms, tail_cb,
+                                    &t, &hi, why, whylen);
+  if (rc != MTLD_OK) return rc;
+  if (t.last_is_mine && hi - t.at <= 2) {
+    *held = 1;
+    cl->restores_skipped++;
+    snprintf(why, whylen,
+             "the local store holds the changelog up to its end (mark at offset %" PRId64
+             ", end %" PRId64 ")",
+             t.at, hi);
+  } else if (t.at < 0) {
+    snprintf(why, whylen, "the changelog's end (%" PRId64 ") is not this store's mark", hi);
+  } else {
+    snprintf(why, whylen,
+             "the changelog moved on (last record at offset %" PRId64 ", end %" PRId64
+             ", not this store's mark)",
+             t.at, hi);
+  }
+  return MTLD_OK;
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -628,6 +829,8 @@ void mtld_changelog_render_metrics(const mtld_changelog_t *cl, mtld_metrics_buf_
   } fam[] = {
       {"mtld_scaleout_partitions_owned", "gauge", "Source partitions this instance holds."},
       {"mtld_scaleout_restores_total", "counter", "Partitions restored from the changelog."},
+      {"mtld_scaleout_restores_skipped_total", "counter",
+       "Partitions assigned whose local state was the changelog's end: not restored."},
       {"mtld_scaleout_restore_records_total", "counter", "Changelog records restored."},
       {"mtld_scaleout_dropped_keys_total", "counter",
        "Local keys dropped with revoked (or stale) partitions."},
@@ -641,6 +844,7 @@ void mtld_changelog_render_metrics(const mtld_changelog_t *cl, mtld_metrics_buf_
   };
   const double v[] = {cl->owned,
                       (double)cl->restores,
+                      (double)cl->restores_skipped,
                       (double)cl->restored_records,
                       (double)cl->dropped_keys,
                       cl->last_rate,
@@ -660,6 +864,8 @@ void mtld_changelog_status(const mtld_changelog_t *cl, char *buf, size_t len) {
     if (len) buf[0] = 0;
     return;
   }
-  snprintf(buf, len, "%d partitions owned, last restore %" PRIu64 " rec in %.1f s", cl->owned,
-           cl->last_records, cl->last_seconds);
+  snprintf(buf, len,
+           "%d partitions owned, last restore %" PRIu64 " rec in %.1f s, %" PRIu64
+           " restores skipped",
+           cl->owned, cl->last_records, cl->last_seconds, cl->restores_skipped);
 }

@@ -11,10 +11,12 @@
  * Order and recovery rule: the transaction commits FIRST, the RocksDB batch
  * after it (the store's commit hook).  So the changelog is never behind the
  * local store; after a crash between the two it is one batch ahead, and the
- * local store is not trusted for any partition: an instance restores every
- * partition it is assigned from the changelog (read_committed, from the
+ * local store is trusted for a partition only when its mark says it holds
+ * the changelog's end (mtld_changelog_held); otherwise an instance restores
+ * the partition it is assigned from the changelog (read_committed, from the
  * beginning to the end) after dropping what it held of it, and resumes at
- * the restored offset record.  A revoked partition is dropped locally.
+ * the restored offset record.  A partition revoked and not assigned back is
+ * dropped locally.
  *
  * The group topic (compacted, one partition) holds the group's definition
  * record: the feature definitions' hash, a hash of the model and joiner
@@ -107,7 +109,28 @@ mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, con
                                      int32_t partition, int32_t pid, mtld_changelog_restore_t *out,
                                      char *err, size_t errlen);
 
-/* Drops a revoked partition's state locally (mtld_store_drop_partition). */
+/* The restore shortcut.  Every transaction ends, in each changelog
+ * partition it writes, with a mark record (meta "clmark/" partition id =
+ * this process's instance hash, epoch and transaction number), and stages
+ * the same mark in the RocksDB batch that follows it; a restore writes the
+ * mark last; a drop deletes it first.  So a local mark equal to the
+ * changelog partition's last committed record, with nothing after it but
+ * its commit marker, means the local store holds exactly the changelog's
+ * state of that partition.
+ *
+ * mtld_changelog_held: *held = 1 when that is so (counted in
+ * mtld_scaleout_restores_skipped_total), else 0 (no local mark; the
+ * changelog moved on: another instance wrote to it, or a crash came between
+ * the transaction and the RocksDB batch).  why gets a sentence either way.
+ * MTLD_OK, or MTLD_ERR_RETRY / MTLD_ERR_IO (the changelog's end unreadable)
+ * with why set: restore then.  mtld_changelog_has_mark: 1 when the store
+ * holds partition pid's mark.  Thread: the daemon's main thread. */
+mtld_status_t mtld_changelog_held(mtld_changelog_t *cl, mtld_store_t *st, int32_t partition,
+                                  int32_t pid, int *held, char *why, size_t whylen);
+int mtld_changelog_has_mark(mtld_store_t *st, int32_t pid);
+
+/* Drops a revoked partition's state locally (mtld_store_drop_partition),
+ * its mark first. */
 mtld_status_t mtld_changelog_drop(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,
                                   int32_t partition, int32_t pid, char *err, size_t errlen);
 

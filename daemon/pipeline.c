@@ -60,6 +60,11 @@ typedef struct {
   /* scale-out: the partition's state is held here (restored from the
    * changelog since its assignment, not revoked since) */
   int current;
+  /* scale-out: its state is still in the store but the partition is not
+   * assigned (revoked, or held at start): kept while it may come back with
+   * its mark intact (mtld_changelog_held), dropped at the next commit when
+   * an assignment went by without it (scaleout_settle) */
+  int parked;
   /* scale-out: samples released from the partition and their positives per
    * label, kept with the partition's state (meta "plg/"): staged, committed */
   uint64_t plg[PLG_N], plg_c[PLG_N];
@@ -100,6 +105,7 @@ struct mtld_pipeline {
   void (*revoke_hook)(void *ctx);
   void *revoke_ctx;
   mtld_changelog_t *cl; /* scale-out, borrowed; NULL = one instance */
+  int settle_wait;      /* scale-out: parked partitions, none assigned (scaleout_settle) */
   int closing;          /* scale-out: the daemon stops, the revocation keeps the state */
 
   mtld_partition_table_t *ptab; /* (topic, partition) -> slot and partition id */
@@ -258,8 +264,6 @@ static void hook_revoke_partition(void *ctx, const char *topic, int32_t partitio
     p->parts[slot].assigned = 0;
     if (p->cl && p->parts[slot].current) {
       /* scale-out: its state is the next owner's now (README "Scale-out") */
-      char err[512];
-      mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
       const uint64_t *g = p->parts[slot].plg_c;
       mtld_log(MTLD_LOG_NOTICE,
                "scale-out: handing over %s[%d] at offset %" PRId64 ": partition ledger: %" PRIu64
@@ -268,17 +272,13 @@ static void hook_revoke_partition(void *ctx, const char *topic, int32_t partitio
                topic, (int)partition, stored_offset(p, topic, partition, &(int64_t){0}), g[0],
                g[1 + MTLD_LABEL_CLICK], g[1 + MTLD_LABEL_CART], g[1 + MTLD_LABEL_PURCHASE],
                g[1 + MTLD_LABEL_REVIEW], g[1 + MTLD_LABEL_RATING]);
-      if (p->closing) {
-        /* stopping: what is left locally is dropped at the next start
-         * (mtld_pipeline_scaleout_reset), inspectable meanwhile */
-      } else if (mtld_changelog_drop(p->cl, p->store, topic, partition, pid, err, sizeof err) !=
-                 MTLD_OK)
-        mtld_log(MTLD_LOG_ERR,
-                 "dropping revoked %s[%d]: %s (restored from the changelog if it "
-                 "comes back)",
-                 topic, (int)partition, err);
-      if (!p->closing) reload_joiner(p);
+      /* kept (parked) while it may come back to this instance (an eager
+       * rebalance revokes every partition, then assigns most back):
+       * scaleout_acquire keeps it when its mark is still the changelog's
+       * end, scaleout_settle drops it at the next commit otherwise;
+       * stopping, it stays for the next start (mtld_pipeline_scaleout_reset) */
       part_t *pt = &p->parts[slot];
+      pt->parked = 1;
       pt->current = 0;
       memset(pt->plg, 0, sizeof pt->plg);
       memset(pt->plg_c, 0, sizeof pt->plg_c);
@@ -648,6 +648,30 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
   part_t *pt = &p->parts[slot];
   if (pt->current) return MTLD_OK;
   char err[512];
+  mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
+  if (pt->parked) {
+    /* the restore shortcut (changelog.h): the state kept here is the
+     * changelog's end, nothing to restore */
+    int held = 0;
+    int64_t t0 = mtld_mono_ns();
+    mtld_status_t hs = mtld_changelog_held(p->cl, p->store, partition, pid, &held, err, sizeof err);
+    double secs = (double)(mtld_mono_ns() - t0) / 1e9;
+    pt->parked = 0;
+    if (hs == MTLD_OK && held) {
+      load_plg(p, slot);
+      pt->current = 1;
+      mtld_changelog_set_owned(p->cl, mtld_changelog_owned(p->cl) + 1);
+      int64_t next = -1, max_time = INT64_MIN;
+      mtld_store_get_offset(p->store, topic, partition, &next, &max_time);
+      mtld_log(MTLD_LOG_NOTICE,
+               "scale-out: %s[%d] kept without a restore: %s; checked in %.3f s; resuming at "
+               "offset %" PRId64,
+               topic, (int)partition, err, secs, next);
+      return MTLD_OK;
+    }
+    mtld_log(MTLD_LOG_INFO, "scale-out: %s[%d] held locally but restored: %s", topic,
+             (int)partition, err);
+  }
   if (mtld_store_batch_events(p->store) || p->batch_records) {
     /* an incremental assignment while a batch is staged: the restore
      * reloads the joiner from the committed store, so commit first */
@@ -661,7 +685,6 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
       return st;
     }
   }
-  mtld_partition_id_t pid = mtld_partition_table_id(p->ptab, slot);
   mtld_changelog_restore_t r;
   mtld_log(MTLD_LOG_INFO, "scale-out: restoring %s[%d] from the changelog", topic, (int)partition);
   mtld_status_t st =
@@ -686,6 +709,44 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
            topic, (int)partition, r.records, r.seconds,
            r.seconds > 0 ? (double)r.records / r.seconds : 0.0, r.dropped, next,
            next < 0 ? " (the changelog does not know it: from the beginning)" : "");
+  return MTLD_OK;
+}
+
+/* Parked partitions (part_t.parked) not assigned while others are: not
+ * this instance's any more, dropped (their pending samples must not be
+ * released here).  Their drop reloads the joiner from the committed store,
+ * so it is done only with nothing staged (at the start of a commit with an
+ * empty batch, else right after the store commit); until then
+ * p->settle_wait holds every release back (also while nothing is assigned
+ * at all: between an eager revocation and its assignment).  MTLD_OK or the
+ * drop's error (err set). */
+static mtld_status_t scaleout_settle(mtld_pipeline_t *p, char *err, size_t errlen) {
+  int n = mtld_partition_table_count(p->ptab), parked = 0, assigned = 0, dropped = 0;
+  for (int i = 0; i < n; i++) {
+    parked += p->parts[i].parked && !p->parts[i].assigned;
+    assigned += p->parts[i].assigned;
+  }
+  int staged = p->batch_records || mtld_store_batch_events(p->store);
+  p->settle_wait = parked != 0;
+  if (!parked || !assigned || staged) return MTLD_OK;
+  p->settle_wait = 0;
+  for (int i = 0; i < n; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->parked || pt->assigned) continue;
+    const char *topic = mtld_partition_table_topic(p->ptab, i);
+    int32_t partition = mtld_partition_table_partition(p->ptab, i);
+    mtld_status_t st = mtld_changelog_drop(p->cl, p->store, topic, partition,
+                                           mtld_partition_table_id(p->ptab, i), err, errlen);
+    if (st != MTLD_OK) {
+      mtld_log(MTLD_LOG_ERR, "scale-out: dropping %s[%d] (not assigned here): %s", topic,
+               (int)partition, err);
+      return st;
+    }
+    pt->parked = 0;
+    dropped++;
+    mtld_log(MTLD_LOG_INFO, "scale-out: %s[%d] dropped: assigned elsewhere", topic, (int)partition);
+  }
+  if (dropped) reload_joiner(p);
   return MTLD_OK;
 }
 
@@ -743,15 +804,27 @@ mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t
   h->topic = p->cfg->topics[0];
   mtld_store_foreach_offset(p->store, held_cb, h);
   mtld_status_t st = MTLD_OK;
+  int dropped = 0, parked = 0;
   for (int i = 0; i < h->n && st == MTLD_OK; i++) {
     mtld_partition_id_t pid = mtld_partition_id(0, h->parts[i]);
     if (pid < 0) continue;
+    int slot = mtld_changelog_has_mark(p->store, pid) ? part_slot(p, h->topic, h->parts[i]) : -1;
+    if (slot >= 0) {
+      /* kept for the restore shortcut: restored or dropped once assigned
+       * or not (scaleout_acquire, scaleout_settle) */
+      p->parts[slot].parked = 1;
+      parked++;
+      continue;
+    }
     st = mtld_changelog_drop(p->cl, p->store, h->topic, h->parts[i], pid, err, errlen);
+    dropped++;
   }
   if (st == MTLD_OK && h->n) {
-    mtld_log(MTLD_LOG_INFO, "scale-out: dropped the local state of %d partition(s) held at start",
-             h->n);
-    reload_joiner(p);
+    mtld_log(MTLD_LOG_INFO,
+             "scale-out: of %d partition(s) held at start, %d dropped (no mark), %d kept until "
+             "the assignment says whether they are still this store's",
+             h->n, dropped, parked);
+    if (dropped) reload_joiner(p);
   }
   free(h);
   return st;
@@ -764,6 +837,8 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   }
   int64_t now = mtld_mono_ms();
   int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_release_point(p->wm, now);
+  if (p->cl && scaleout_settle(p, err, errlen) != MTLD_OK) return MTLD_ERR_IO;
+  if (p->cl && p->settle_wait) wm = p->released_wm; /* parked pending samples: not ours */
   if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;
   if (!p->end_of_stream && mtld_watermark_idle_released(p->wm, now) && wm > p->released_wm)
     mtld_log(MTLD_LOG_NOTICE,
@@ -814,6 +889,10 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
            p->batch_records, mtld_mono_ms() - t0);
   p->batch_records = 0;
+  /* nothing staged now: parked partitions not assigned can go (their
+   * samples were held back by settle_wait in this commit) */
+  if (p->cl && p->settle_wait && scaleout_settle(p, err, errlen) != MTLD_OK)
+    mtld_log(MTLD_LOG_ERR, "scale-out: %s (retried at the next commit)", err);
 
   /* Durable: tell Kafka (for lag monitoring only). */
   const char *topics[MTLD_PARTITION_TABLE_CAP];

@@ -55,20 +55,26 @@ void mtld_pipeline_set_source(mtld_pipeline_t *p, mtld_source_t *src);
  * their partition index, a partition's released samples are counted in its
  * ledger (meta "plg/", logged by mtld_pipeline_log_ledger), an assigned
  * partition is restored from the changelog before it is consumed (a
- * failure is fatal: mtld_pipeline_error) and a revoked one dropped.  Set
+ * failure is fatal: mtld_pipeline_error) unless its local state is the
+ * changelog's end (mtld_changelog_held: kept), and a revoked one is kept
+ * aside until the next commit, dropped then unless assigned back (nothing
+ * is released while kept-aside partitions wait for an assignment).  Set
  * before the source is created.  Main thread. */
 void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl);
 
 /* Scale-out, at start (after mtld_pipeline_set_changelog): drops the local
- * state of every partition the store holds an offset for (they are
- * restored when assigned).  MTLD_OK; MTLD_ERR_SCHEMA when the store holds
+ * state of every partition the store holds an offset for but no restore
+ * mark (they are restored when assigned); those with a mark are kept aside
+ * like revoked ones (kept if assigned and still the changelog's end, else
+ * dropped or restored).  MTLD_OK; MTLD_ERR_SCHEMA when the store holds
  * users but no partition index (built without scale-out: they could not be
  * dropped with their partitions); or the store's error; err set. */
 mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen);
 
 /* Scale-out: the daemon stops; the revocation that leaving the group brings
  * logs each partition's ledger but keeps its state in the local store (for
- * inspection: the next start drops it, mtld_pipeline_scaleout_reset). */
+ * inspection and the restore shortcut at the next start,
+ * mtld_pipeline_scaleout_reset). */
 void mtld_pipeline_scaleout_closing(mtld_pipeline_t *p);
 
 /* Sets the sample sink (NULL: samples are counted and dropped). */

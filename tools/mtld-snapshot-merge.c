@@ -8,6 +8,7 @@
  *       the feature definitions) comes from the newest input (creation
  *       time); each user-table row from the input that used it last (rows
  *       live with their user's partition, so one instance has each user);
+ *       the admission sketches (admit_after > 1): the inputs' summed;
  *       source offsets: the furthest per (topic, partition); watermark: the
  *       furthest; item set: the union.  Written to OUTDIR as the next
  *       snapshot-<seq>.mtlds with LATEST, as the daemon writes them; the
@@ -283,6 +284,21 @@ int main(int argc, char **argv) {
   for (int f = 0; f < cfg->n_fields; f++) {
     mtld_embed_t *eo = mtld_model_embed(out, f), *en = mtld_model_embed(in[newest].m, f);
     memcpy(eo->last_used, en->last_used, sizeof(int64_t) * eo->rows);
+    /* admission (count-min sketch, admit_after > 1): every instance counts
+     * the ids it saw; sketches add, so the sum (saturated) is what one
+     * instance seeing all of them would hold.  Left at zero, no id would
+     * be admitted and every lookup of the merged snapshot would miss. */
+    if (eo->cms) {
+      size_t nc = 2 * (size_t)eo->cms_width;
+      for (size_t j = 0; j < nc; j++) {
+        uint32_t sum = 0;
+        for (int i = 0; i < n_in; i++) {
+          const mtld_embed_t *ei = mtld_model_embed(in[i].m, f);
+          sum += ei->cms ? ei->cms[j] : 0;
+        }
+        eo->cms[j] = sum > UINT16_MAX ? UINT16_MAX : (uint16_t)sum;
+      }
+    }
   }
   uint64_t cnt;
   double mean[MTLD_MAX_DENSE], m2[MTLD_MAX_DENSE];

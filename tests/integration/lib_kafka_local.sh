@@ -8,6 +8,10 @@
 #                               BOOTSTRAP (stopped by the EXIT trap)
 # kl_write_config FILE STORE TOPIC [extra]   write_config for a real broker
 # kl_topic NAME PARTS [K=V...]  creates a topic
+# kl_topics NAME:PARTS[:K=V,...]...  creates several topics in one request
+#                               (tests/helpers/kafka_admin: no JVM per topic)
+# kl_end_offsets TOPIC          "topic:partition:end" lines (kafka_admin), as
+#                               kl_offsets TOPIC -1 prints them
 # kl_tool NAME ARGS...          runs a Kafka command-line tool (bin/NAME.sh)
 # kl_kill_broker / kl_start_broker   kill -9 the broker / start it again
 # kl_produce FILE TOPIC LOG     produces an event file with tools/mtld-produce,
@@ -85,6 +89,11 @@ kl_topic() {
   fi
   fail "cannot create topic $1: $(grep -v WARN "$T/topic.out" | head -3)"
 }
+kl_topics() {
+  "$HELPERS/kafka_admin" "$BOOTSTRAP" create "$@" >"$T/topics.out" 2>&1 && return 0
+  fail "cannot create topics $*: $(head -3 "$T/topics.out")"
+}
+kl_end_offsets() { "$HELPERS/kafka_admin" "$BOOTSTRAP" end "$1"; }
 kl_tool() { "$KL" tool "$KL_DIR" "$@"; }
 kl_kill_broker() { "$KL" kill-broker "$KL_DIR"; }
 kl_start_broker() { "$KL" start-broker "$KL_DIR" >/dev/null || fail "broker did not restart"; }

@@ -745,6 +745,15 @@ static mtld_status_t scaleout_settle(mtld_pipeline_t *p, char *err, size_t errle
   return MTLD_OK;
 }
 
+int mtld_pipeline_scaleout_holds(const mtld_pipeline_t *p, int32_t partition) {
+  int n = mtld_partition_table_count(p->ptab);
+  for (int i = 0; i < n; i++)
+    if (mtld_partition_table_partition(p->ptab, i) == partition &&
+        strcmp(mtld_partition_table_topic(p->ptab, i), p->cfg->topics[0]) == 0)
+      return p->parts[i].current;
+  return 0;
+}
+
 void mtld_pipeline_scaleout_closing(mtld_pipeline_t *p) {
   p->closing = 1;
 }

@@ -71,6 +71,11 @@ void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl);
  * dropped with their partitions); or the store's error; err set. */
 mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen);
 
+/* Scale-out: 1 when source partition `partition` (of the first topic) is
+ * held here now (restored or kept since its assignment, not revoked), else
+ * 0.  Main thread (the changelog's commit hook). */
+int mtld_pipeline_scaleout_holds(const mtld_pipeline_t *p, int32_t partition);
+
 /* Scale-out: the daemon stops; the revocation that leaving the group brings
  * logs each partition's ledger but keeps its state in the local store (for
  * inspection and the restore shortcut at the next start,

@@ -20,9 +20,10 @@
 #     moves with the partition, equals the reference's: no label lost or
 #     doubled whatever the instances did;
 #   - the user rows travel with their partitions (daemon/userrows.h): the
-#     collector restored user rows with the 8 partitions (its log), and of the user rows a, b and c used, those it did not train
-#     since are in its snapshot bit-identical to the row of the instance
-#     that trained them last (at least max(10, 1/20) of them; without the
+#     collector restored user rows with the 8 partitions (its log), and of
+#     the user rows a, b and c used, those it did not train since are in
+#     its snapshot bit-identical to the row of the instance that trained
+#     them last (at least max(10, 1/20) of them; without the
 #     rows carried none is), at most 1/4 older or dead
 #     (tests/integration/userrows_check.py);
 #   - one model: every instance applied the others' deltas; a and c, the

@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# bench_scaleout.sh [BUILD] [SRC] - one model over two instances against one
-# instance, on a real Kafka 2.4 broker (../shared/kafka-local), the demo's
-# world (mtld-gen --seed 11 --users 100 --items 200 --dim 2 --days 2):
+# bench_scaleout.sh [BUILD] [SRC] - one model over two and three instances
+# against one instance, on a real Kafka 2.4 broker (../shared/kafka-local),
+# the demo's world (mtld-gen --seed 11 --users 100 --items 200 --dim 2
+# --days 2):
 #   1   one instance, 8 partitions;
 #   2s  two instances in one group (4 + 4 partitions), scaleout.model_topic on;
+#   3s  three instances in one group (3 + 3 + 2 partitions), model sync on;
 #   2n  two instances in one group, no model sync (each its own model: the
-#       control).
-# Each run has its own topic, produced after its instances joined the group,
-# so every partition is read by one instance once.  Prints per instance the
-# final progressive metrics (ctr, ctcvr: AUC over the window and since the
-# start), CPU seconds, and the sync cost (rounds, bytes and ms per round).
-# IMPRESSIONS (default 300000), SYNC (default "1s"), RUNS (default "1 2s 2n").
+#       control);
+#   2x, 3x  as 2s, 3s with scaleout.sync_accumulators = false (the shared
+#       rows' Adagrad accumulators stay each instance's own).
+# Each run has its own source topic and its own model topic, produced after
+# its instances joined the group, so every partition is read by one instance
+# once and no run starts from another's model.
+#
+# The comparison (the table at the end) is the pooled progressive AUC: every
+# sample of the stream is scored by the instance that owns its user's
+# partition *before* that instance trains on it, and the AUC is computed over
+# all samples of all instances together (mtld-snapshot-merge --pooled-auc on
+# the instances' final checkpoints: the instances' score histograms summed).
+# The single instance goes through the same tool, so every row is the same
+# computation over the same samples, whatever the instance count.  The
+# per-instance lines above it are each instance's own samples only (half or a
+# third of the users: not comparable with the single instance), and the
+# "window" AUCs are over the union of each instance's last-100,000-samples
+# window, i.e. k times more samples with k instances: they change with the
+# instance count, so the table leaves them out.
+# IMPRESSIONS (default 300000), SYNC (scaleout.sync_interval, default "1s"),
+# SYNC_SAMPLES (scaleout.sync_samples, default 0), RUNS (default
+# "1 2s 3s 2n").
 # features.item_view = "partition": each instance's item features are those
 # of its partitions, correct without the state changelog.
 set -euo pipefail
@@ -18,6 +36,7 @@ BUILD=$(cd "${1:-build}" && pwd)
 SRC=$(cd "${2:-.}" && pwd)
 IMPRESSIONS=${IMPRESSIONS:-300000}
 SYNC=${SYNC:-1s}
+SYNC_SAMPLES=${SYNC_SAMPLES:-0}
 KL=$SRC/../shared/kafka-local/kafka-local
 [ -x "$KL" ] || { echo "no $KL: a real broker is needed"; exit 77; }
 T=$(mktemp -d /tmp/mtld-bench-scale.XXXXXX)
@@ -29,12 +48,16 @@ cleanup() {
 }
 trap cleanup EXIT
 BOOTSTRAP=$("$KL" start "$T/kafka" | tail -1)
-for t in ev1 ev2s ev2n; do "$KL" topic "$T/kafka" "$t" 8 >/dev/null; done
-"$KL" topic "$T/kafka" model 1 retention.ms=3600000 >/dev/null
+RUNS=${RUNS:-1 2s 3s 2n}
+for r in $RUNS; do
+  "$KL" topic "$T/kafka" "ev$r" 8 >/dev/null
+  "$KL" topic "$T/kafka" "model$r" 1 retention.ms=3600000 >/dev/null
+done
 
 "$BUILD/mtld-gen" --seed 11 --users 100 --items 200 --dim 2 --impressions "$IMPRESSIONS" \
   --days 2 --out "$T/events.pb" --quiet
-echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC, $(nproc) CPUs," \
+echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC or $SYNC_SAMPLES samples," \
+  "$(nproc) CPUs," \
   "load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$SRC" rev-parse --short HEAD)"
 
 conf() { # conf NAME TOPIC GROUP EXTRA
@@ -55,6 +78,19 @@ shutdown_timeout = "60s";
 status_interval = "5s";
 $4
 CONF
+}
+
+owned() { # the partitions a store has read: "p(records) ..."
+  { "$BUILD/mtld-inspect" --store "$1" --offsets --json 2>/dev/null || true; } |
+    python3 -c '
+import json, sys
+out = []
+for line in sys.stdin:
+    try:
+        o = json.loads(line)
+        if o["next_offset"] > 0: out.append("%s(%d)" % (o["partition"], o["next_offset"]))
+    except (ValueError, KeyError, TypeError): pass
+print(" ".join(out))'
 }
 
 consumed() {
@@ -81,7 +117,7 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   for n in "${names[@]}"; do
     for _ in $(seq 1 120); do grep -q 'assigned' "$T/$n.log" && break; sleep 1; done
   done
-  sleep 8 # the group settles (4 + 4)
+  sleep 8 # the group settles (4 + 4, 3 + 3 + 2)
   local t0
   t0=$(date +%s.%N)
   "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$topic" --in "$T/events.pb" \
@@ -108,24 +144,73 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   done
   echo "-- $label: ${#names[@]} instance(s), $total records consumed in" \
     "$(echo "$t1 - $t0" | bc) s (from the first produced record)"
+  local cpu=0
   for n in "${names[@]}"; do
-    echo "   $n: partitions $(grep -oE 'assigned [a-z0-9]+\[[0-9]+\]' "$T/$n.log" | sort -u |
-      grep -oE '\[[0-9]+\]' | tr -d '[]' | tr '\n' ' ')cpu $(cat "$T/$n.cpu") s"
+    echo "   $n: partitions(records read) $(owned "$T/$n.store"), cpu $(cat "$T/$n.cpu") s;" \
+      "its own samples only:"
     grep -E ' pv task=(ctr|ctcvr) scenario=all ' "$T/$n.log" | tail -2 | sed 's/^.* pv /     /' || true
     grep -E 'scaleout: [0-9]+ rounds' "$T/$n.log" | sed 's/^.*scaleout: /     sync: /' || true
+    cpu=$(echo "$cpu + $(cat "$T/$n.cpu")" | bc)
   done
+  echo "$cpu" >"$T/$label.cpu"
 }
 
-SCALE="scaleout = { model_topic = \"model\"; sync_interval = \"$SYNC\"; base_interval = \"60s\"; };"
-RUNS=${RUNS:-1 2s 2n}
+scale() { # scale RUN ACCUMULATORS
+  echo "scaleout = { model_topic = \"model$1\"; sync_interval = \"$SYNC\";" \
+    "base_interval = \"60s\"; sync_samples = $SYNC_SAMPLES; sync_accumulators = $2; };"
+}
 for r in $RUNS; do
   case $r in
-  1) run 1 ev1 "" one ;;
-  2s) run 2s ev2s "$SCALE" sa sb ;;
-  2n) run 2n ev2n "" na nb ;;
+  1) names=(one) extra="" ;;
+  2s) names=(sa sb) extra=$(scale 2s true) ;;
+  3s) names=(ta tb tc) extra=$(scale 3s true) ;;
+  2x) names=(xa xb) extra=$(scale 2x false) ;;
+  3x) names=(ya yb yc) extra=$(scale 3x false) ;;
+  2n) names=(na nb) extra="" ;;
+  3n) names=(ma mb mc) extra="" ;;
+  *) echo "unknown run $r" >&2; exit 2 ;;
   esac
+  run "$r" "ev$r" "$extra" "${names[@]}"
   ckpts=()
-  case $r in 1) ckpts=("$T/one.ckpt") ;; 2s) ckpts=("$T/sa.ckpt" "$T/sb.ckpt") ;; 2n) ckpts=("$T/na.ckpt" "$T/nb.ckpt") ;; esac
+  for n in "${names[@]}"; do ckpts+=("$T/$n.ckpt"); done
   echo "   pooled over the run's instances (mtld-snapshot-merge --pooled-auc, last checkpoints):"
-  "$BUILD/mtld-snapshot-merge" --pooled-auc "${ckpts[@]}" | sed 's/^/     /'
+  "$BUILD/mtld-snapshot-merge" --pooled-auc "${ckpts[@]}" | tee "$T/$r.pooled" | sed 's/^/     /'
+  : >"$T/$r.sync"
+  for n in "${names[@]}"; do
+    grep -E 'scaleout: [0-9]+ rounds' "$T/$n.log" >>"$T/$r.sync" || true
+  done
 done
+
+echo
+echo "== pooled progressive AUC over all samples of all instances (each sample scored"
+echo "   by its instance before training on it; cumulative, from the summed histograms);"
+echo "   delta against run 1; sync cost: mean bytes and ms per published delta"
+python3 - "$T" $RUNS <<'PY'
+import re, sys
+T, runs = sys.argv[1], sys.argv[2:]
+def pooled(r):
+    out = {}
+    for line in open(f"{T}/{r}.pooled"):
+        d = dict(kv.split("=", 1) for kv in line.split())
+        out[d["task"]] = (int(d["n"]), float(d["auc_cum"]))
+    return out
+def sync(r):
+    rounds = b = ms = 0
+    for line in open(f"{T}/{r}.sync"):
+        m = re.search(r"scaleout: (\d+) rounds.*?; ([\d.]+) bytes and ([\d.]+) ms per round", line)
+        if m:
+            n = int(m.group(1)); rounds += n
+            b += n * float(m.group(2)); ms += n * float(m.group(3))
+    return "-" if not rounds else f"{b / rounds / 1000:.0f} KB, {ms / rounds:.1f} ms ({rounds} rounds)"
+ref = pooled("1") if "1" in runs else None
+print(f"{'run':4} {'samples(ctr)':>12} {'ctr AUC':>16} {'ctcvr AUC':>16} {'CPU s':>7}  sync/round")
+for r in runs:
+    p = pooled(r)
+    cells = []
+    for t in ("ctr", "ctcvr"):
+        n, a = p.get(t, (0, float("nan")))
+        d = f" ({a - ref[t][1]:+.4f})" if ref and r != "1" and t in ref else ""
+        cells.append(f"{a:.4f}{d}")
+    cpu = open(f"{T}/{r}.cpu").read().strip()
+    print(f"{r:4} {p.get('ctr', (0, 0))[0]:>12} {cells[0]:>16} {cells[1]:>16} {float(cpu):>7.2f}  {sync(r)}")
+PY

@@ -983,6 +983,9 @@ static const key_def_t keys[] = {
    .min = 10, .max = 3600000, .unit_ms = 1000},
   {.path = "scaleout.base_interval",  .kind = K_DURATION, FIELD(scaleout_base_interval_ms),
    .min = 1000, .max = 86400000, .unit_ms = 1000},
+  {.path = "scaleout.sync_accumulators", .kind = K_BOOL, FIELD(scaleout_sync_accumulators)},
+  {.path = "scaleout.sync_samples",   .kind = K_INT,      FIELD(scaleout_sync_samples),
+   .min = 0, .max = 1000000000},
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
@@ -1203,6 +1206,7 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->snapshot_keep = 5;
   cfg->scaleout_sync_interval_ms = 1000;
   cfg->scaleout_base_interval_ms = 60000;
+  cfg->scaleout_sync_accumulators = 1;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");

@@ -132,6 +132,11 @@ typedef struct {
   char scaleout_model_topic[256];    /* scaleout.model_topic: deltas and bases, "" = off */
   int64_t scaleout_sync_interval_ms; /* scaleout.sync_interval: delta publication, default 1 s */
   int64_t scaleout_base_interval_ms; /* scaleout.base_interval: base publication, default 60 s */
+  int scaleout_sync_samples;         /* scaleout.sync_samples: also publish after this many
+                                        samples trained since the last delta; 0 = by time only */
+  int scaleout_sync_accumulators;    /* scaleout.sync_accumulators: the shared rows' Adagrad
+                                        accumulators travel with them (trainer/delta.h), default
+                                        true */
 
   /* operations */
   char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */

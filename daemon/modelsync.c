@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,76 +16,112 @@
 #include "common/hash.h"
 #include "daemon/deadletter.h"
 #include "daemon/log.h"
+#include "daemon/syncframe.h"
 #include "trainer/delta.h"
 
-#define FRAME_MAGIC "MTLDMSY1"
-#define FRAME_BYTES 56
+#define FRAME_BYTES MTLD_SYNCFRAME_BYTES
 #define CHUNK_BYTES (512u * 1024u)
-#define MAX_SENDERS 64
 #define CATCHUP_MS 60000
 #define LOCAL_FIELDS (1ull << MTLD_FIELD_USER) /* user rows live with their partition */
 
 enum { PASS_FIND_BASE = 0, PASS_REPLAY = 1, LIVE = 2 };
 
-typedef struct { /* one sender's message being reassembled */
-  int used;
-  uint64_t sender, seq;
-  uint32_t got, n;
+typedef struct note { /* a message between the threads: received (inbox) or to send (outbox) */
+  struct note *next;
+  uint64_t sender;
   int kind;
-  int64_t base_offset;
+  int64_t consumed, replay_from; /* outbox BASE: its marks */
+  uint64_t rows;                 /* outbox DELTA: rows in it */
+  double extract_ms;             /* outbox: time of the extract */
+  int64_t produced_ms;           /* inbox: Kafka timestamp of its last chunk (wall), 0 unknown */
   uint8_t *buf;
-  size_t len, cap;
-} part_t;
+  size_t len;
+} note_t;
+
+typedef struct {
+  note_t *head, *tail;
+  size_t n;
+} notes_t;
 
 struct mtld_modelsync {
   char topic[256];
   int64_t sync_ms, base_ms, jitter_ms;
+  int64_t sync_samples, since; /* scaleout.sync_samples; samples trained since the last extract */
   mtld_trainer_t *t;
   mtld_trainfeed_t *feed;
   mtld_delta_t *delta;
   uint64_t shape, id, seq;
+  unsigned delta_flags; /* mtld_delta_new flags (scaleout.sync_accumulators) */
   rd_kafka_t *prod, *cons;
-  part_t parts[MAX_SENDERS];
+  mtld_syncframe_asm_t asm_;
   uint8_t *frame;
   int64_t consumed; /* offset of the last message consumed, -1 */
   int64_t last_pub_mono, last_base_seen_mono;
+  /* threads (modelsync.h): mu guards everything below it, the assembler,
+     consumed and last_base_seen_mono once the sync thread runs; lock order:
+     the trainer lock, then mu (never the other way) */
+  pthread_mutex_t mu;
+  pthread_t io;
+  int io_running, io_stop;
+  notes_t inbox, outbox;
   /* catch-up: the latest complete base */
   uint8_t *cu_base;
   size_t cu_len;
-  uint64_t cu_author;
-  int64_t cu_base_offset, cu_last_offset;
+  mtld_syncframe_msg_t cu; /* its marks (cu.buf unused) */
+  int64_t cu_last_offset;
   /* statistics */
-  uint64_t rounds, bases, applied, ign_shape, ign_corrupt, ign_chunks, sent_bytes, failed;
+  uint64_t rounds, bases, applied, ign_shape, ign_corrupt, ign_chunks, ign_version, sent_bytes,
+      failed;
   uint64_t last_rows, delta_bytes;
   size_t last_bytes;
   double last_ms, last_div, apply_ms, round_ms;
+  double lag_ms;  /* sum over applied live deltas: applied - produced (wall clock) */
+  uint64_t lag_n; /* ... how many */
+  int64_t cur_ts; /* consume(): the Kafka timestamp of the message in hand */
   int64_t last_round_mono;
 };
 
-static void put_frame(uint8_t *p, const mtld_modelsync_t *ms, uint32_t chunk, uint32_t n,
-                      int64_t base_offset, int kind) {
-  memcpy(p, FRAME_MAGIC, 8);
-  mtld_put_le64(p + 8, ms->id);
-  mtld_put_le64(p + 16, ms->seq);
-  mtld_put_le32(p + 24, chunk);
-  mtld_put_le32(p + 28, n);
-  mtld_put_le64(p + 32, ms->shape);
-  mtld_put_le64(p + 40, (uint64_t)base_offset);
-  mtld_put_le32(p + 48, (uint32_t)kind);
-  mtld_put_le32(p + 52, 0);
-}
-
 /* ---- applying --------------------------------------------------------------- */
 
+static void push(notes_t *q, note_t *n) {
+  n->next = NULL;
+  if (q->tail)
+    q->tail->next = n;
+  else
+    q->head = n;
+  q->tail = n;
+  __atomic_store_n(&q->n, q->n + 1, __ATOMIC_RELAXED); /* read without mu by on_sample */
+}
+
+static note_t *take_all(notes_t *q) {
+  note_t *h = q->head;
+  q->head = q->tail = NULL;
+  __atomic_store_n(&q->n, 0, __ATOMIC_RELAXED);
+  return h;
+}
+
+static void free_notes(note_t *n) {
+  while (n) {
+    note_t *next = n->next;
+    free(n->buf);
+    free(n);
+    n = next;
+  }
+}
+
+/* Applies a remote delta; the caller holds the trainer lock (not mu). */
 static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t sender) {
   char err[256];
   int64_t t0 = mtld_mono_ms();
-  mtld_trainfeed_lock(ms->feed);
   mtld_status_t st = mtld_delta_apply(ms->delta, buf, len, err, sizeof(err));
-  mtld_trainfeed_unlock(ms->feed);
+  pthread_mutex_lock(&ms->mu);
   ms->apply_ms += (double)(mtld_mono_ms() - t0);
   if (st == MTLD_OK) {
     ms->applied++;
+  } else if (st == MTLD_ERR_SCHEMA && strstr(err, "version")) {
+    ms->ign_version++;
+    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-version",
+                "scaleout: ignoring instance %016" PRIx64 ": %s", sender, err);
   } else if (st == MTLD_ERR_SCHEMA) {
     ms->ign_shape++;
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape",
@@ -94,103 +131,113 @@ static void apply(mtld_modelsync_t *ms, const uint8_t *buf, size_t len, uint64_t
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-corrupt",
                 "scaleout: ignoring a message of instance %016" PRIx64 ": %s", sender, err);
   }
+  pthread_mutex_unlock(&ms->mu);
 }
 
-static void complete(mtld_modelsync_t *ms, part_t *p, int64_t offset, int mode) {
+/* Applies every received delta; the caller holds the trainer lock. */
+static void apply_inbox(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  note_t *n = take_all(&ms->inbox);
+  pthread_mutex_unlock(&ms->mu);
+  int64_t now = mtld_wall_ms();
+  double lag = 0;
+  uint64_t lag_n = 0;
+  for (note_t *x = n; x; x = x->next) {
+    apply(ms, x->buf, x->len, x->sender);
+    if (x->produced_ms > 0 && now >= x->produced_ms) lag += (double)(now - x->produced_ms), lag_n++;
+  }
+  free_notes(n);
+  if (lag_n) {
+    pthread_mutex_lock(&ms->mu);
+    ms->lag_ms += lag;
+    ms->lag_n += lag_n;
+    pthread_mutex_unlock(&ms->mu);
+  }
+}
+
+static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int mode) {
   if (mode == PASS_FIND_BASE) {
-    if (p->kind != MTLD_DELTA_BASE) return;
+    if (msg->kind != MTLD_DELTA_BASE) return;
     free(ms->cu_base);
-    ms->cu_base = malloc(p->len);
+    ms->cu_base = malloc(msg->len);
     if (!ms->cu_base) return;
-    memcpy(ms->cu_base, p->buf, p->len);
-    ms->cu_len = p->len;
-    ms->cu_author = p->sender;
-    ms->cu_base_offset = p->base_offset;
-    ms->cu_last_offset = offset;
+    memcpy(ms->cu_base, msg->buf, msg->len);
+    ms->cu_len = msg->len;
+    ms->cu = *msg;
+    ms->cu.buf = NULL;
+    ms->cu_last_offset = msg->last_offset;
     return;
   }
-  if (p->kind == MTLD_DELTA_BASE) {
+  if (msg->kind == MTLD_DELTA_BASE) {
     if (mode == LIVE) ms->last_base_seen_mono = mtld_mono_ms();
     return;
   }
-  /* the base's author's deltas up to its base are in the base already */
-  if (mode == PASS_REPLAY && ms->cu_base && p->sender == ms->cu_author &&
-      offset <= ms->cu_last_offset)
+  /* what the base's author had applied (or sent) before its base is in it */
+  if (mode == PASS_REPLAY && ms->cu_base &&
+      mtld_syncframe_in_base(&ms->cu, ms->cu_last_offset, msg->sender, msg->last_offset))
     return;
-  apply(ms, p->buf, p->len, p->sender);
-}
-
-static part_t *slot_of(mtld_modelsync_t *ms, uint64_t sender) {
-  part_t *free_slot = NULL;
-  for (int i = 0; i < MAX_SENDERS; i++) {
-    if (ms->parts[i].used && ms->parts[i].sender == sender) return &ms->parts[i];
-    if (!ms->parts[i].used && !free_slot) free_slot = &ms->parts[i];
+  if (mode == PASS_REPLAY) { /* catching up: no sample is trained yet */
+    mtld_trainfeed_lock(ms->feed);
+    apply(ms, msg->buf, msg->len, msg->sender);
+    mtld_trainfeed_unlock(ms->feed);
+    return;
   }
-  if (!free_slot) free_slot = &ms->parts[ms->seq % MAX_SENDERS]; /* more senders than slots */
-  free_slot->used = 1;
-  free_slot->sender = sender;
-  free_slot->got = free_slot->n = 0;
-  return free_slot;
+  /* live (mu held): the trainer thread applies it between two samples */
+  note_t *n = calloc(1, sizeof(*n));
+  uint8_t *b = n ? malloc(msg->len ? msg->len : 1) : NULL;
+  if (!b) {
+    free(n);
+    ms->failed++;
+    return;
+  }
+  memcpy(b, msg->buf, msg->len);
+  n->buf = b;
+  n->len = msg->len;
+  n->sender = msg->sender;
+  n->kind = msg->kind;
+  n->produced_ms = ms->cur_ts;
+  push(&ms->inbox, n);
 }
 
 static void on_message(mtld_modelsync_t *ms, const rd_kafka_message_t *m, int mode) {
   ms->consumed = m->offset;
   const uint8_t *v = m->payload;
-  if (m->len < FRAME_BYTES || memcmp(v, FRAME_MAGIC, 8) != 0) {
+  mtld_syncframe_t h;
+  int r = v ? mtld_syncframe_get(v, m->len, &h) : -1;
+  if (r == -2) {
+    ms->ign_version++;
+    mtld_log_rl(MTLD_LOG_WARNING, "modelsync-version",
+                "scaleout: ignoring a model message of another format version (%.8s, ours %s)",
+                (const char *)v, MTLD_SYNCFRAME_MAGIC);
+    return;
+  }
+  if (r != 0) {
     ms->ign_corrupt++;
     return;
   }
-  uint64_t sender = mtld_get_le64(v + 8), seq = mtld_get_le64(v + 16);
-  uint32_t chunk = mtld_get_le32(v + 24), n = mtld_get_le32(v + 28);
-  uint64_t shape = mtld_get_le64(v + 32);
-  int kind = (int)mtld_get_le32(v + 48);
-  if (sender == ms->id) { /* our own: in our model already */
-    if (kind == MTLD_DELTA_BASE && chunk + 1 == n) ms->last_base_seen_mono = mtld_mono_ms();
+  if (h.sender == ms->id) { /* our own: in our model already */
+    if (h.kind == MTLD_DELTA_BASE && h.chunk + 1 == h.n) ms->last_base_seen_mono = mtld_mono_ms();
     return;
   }
-  if (shape != ms->shape) {
-    if (chunk == 0) {
+  if (h.shape != ms->shape) {
+    if (h.chunk == 0) {
       ms->ign_shape++;
       mtld_log_rl(MTLD_LOG_WARNING, "modelsync-shape",
                   "scaleout: ignoring instance %016" PRIx64
                   ": its model configuration or feature definitions differ from ours "
                   "(shape %016" PRIx64 ", ours %016" PRIx64 ")",
-                  sender, shape, ms->shape);
+                  h.sender, h.shape, ms->shape);
     }
     return;
   }
-  part_t *p = slot_of(ms, sender);
-  if (chunk == 0) {
-    p->seq = seq;
-    p->n = n;
-    p->got = 0;
-    p->len = 0;
-    p->kind = kind;
-    p->base_offset = (int64_t)mtld_get_le64(v + 40);
-  } else if (p->seq != seq || p->got != chunk || p->n != n) {
+  mtld_syncframe_msg_t msg;
+  r = mtld_syncframe_feed(&ms->asm_, &h, v + FRAME_BYTES, m->len - FRAME_BYTES, m->offset, &msg);
+  if (r == 1)
+    complete(ms, &msg, mode);
+  else if (r == -1)
     ms->ign_chunks++; /* a message whose start we did not see (before our first offset) */
-    p->used = 0;
-    return;
-  }
-  size_t add = m->len - FRAME_BYTES;
-  if (p->len + add > p->cap) {
-    size_t cap = p->cap ? p->cap : CHUNK_BYTES;
-    while (cap < p->len + add) cap *= 2;
-    uint8_t *b = realloc(p->buf, cap);
-    if (!b) {
-      p->used = 0;
-      ms->failed++;
-      return;
-    }
-    p->buf = b;
-    p->cap = cap;
-  }
-  memcpy(p->buf + p->len, v + FRAME_BYTES, add);
-  p->len += add;
-  if (++p->got == p->n) {
-    complete(ms, p, m->offset, mode);
-    p->got = 0;
-  }
+  else if (r == -2)
+    ms->failed++;
 }
 
 /* ---- publishing ------------------------------------------------------------- */
@@ -199,39 +246,79 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   mtld_modelsync_t *ms = opaque;
   if (m->err) {
+    pthread_mutex_lock(&ms->mu);
     ms->failed++;
+    pthread_mutex_unlock(&ms->mu);
     mtld_log_rl(MTLD_LOG_WARNING, "modelsync-dr", "scaleout: model message not delivered: %s",
                 rd_kafka_err2str(m->err));
   }
 }
 
-static void publish(mtld_modelsync_t *ms, int kind) {
+/* Extracts this instance's DELTA or BASE into the outbox; the caller holds
+ * the trainer lock (not mu).  A BASE first applies what was received, and
+ * takes its marks (the last offset read, where a starting instance replays
+ * from) with the inbox it applied, so the base holds exactly the deltas up to
+ * its marks. */
+static void extract(mtld_modelsync_t *ms, int kind) {
   int64_t t0 = mtld_mono_ms();
-  void *buf = NULL;
-  size_t len = 0;
-  mtld_delta_stats_t st;
-  mtld_trainfeed_lock(ms->feed);
-  mtld_status_t s = mtld_delta_extract(ms->delta, kind, &buf, &len, &st);
-  mtld_trainfeed_unlock(ms->feed);
-  if (s != MTLD_OK) {
-    ms->failed++;
-    mtld_log_rl(MTLD_LOG_ERR, "modelsync-nomem", "scaleout: out of memory encoding a delta");
-    return;
+  note_t *n = calloc(1, sizeof(*n));
+  if (!n) goto nomem;
+  n->kind = kind;
+  n->consumed = n->replay_from = -1;
+  if (kind == MTLD_DELTA_BASE) {
+    pthread_mutex_lock(&ms->mu);
+    note_t *in = take_all(&ms->inbox);
+    n->consumed = ms->consumed;
+    n->replay_from = mtld_syncframe_replay_from(&ms->asm_, ms->consumed);
+    pthread_mutex_unlock(&ms->mu);
+    for (note_t *x = in; x; x = x->next) apply(ms, x->buf, x->len, x->sender);
+    free_notes(in);
   }
+  void *buf = NULL;
+  mtld_delta_stats_t st;
+  if (mtld_delta_extract(ms->delta, kind, &buf, &n->len, &st) != MTLD_OK) goto nomem;
+  n->buf = buf;
+  n->rows = st.rows;
+  n->extract_ms = (double)(mtld_mono_ms() - t0);
+  pthread_mutex_lock(&ms->mu);
   if (kind == MTLD_DELTA_DELTA) {
     ms->last_div = st.divergence;
     ms->last_round_mono = t0;
-    if (st.delta_l2 == 0) { /* nothing learned since the last round */
-      free(buf);
-      return;
-    }
   }
+  if (kind == MTLD_DELTA_DELTA && st.delta_l2 == 0) /* nothing learned since the last round */
+    free_notes(n);
+  else
+    push(&ms->outbox, n);
+  pthread_mutex_unlock(&ms->mu);
+  return;
+nomem:
+  free(n);
+  pthread_mutex_lock(&ms->mu);
+  ms->failed++;
+  pthread_mutex_unlock(&ms->mu);
+  mtld_log_rl(MTLD_LOG_ERR, "modelsync-nomem", "scaleout: out of memory encoding a delta");
+}
+
+/* Produces an outbox message in chunks (the thread that owns the producer:
+ * the sync thread, or the main thread once it stopped). */
+static void send_note(mtld_modelsync_t *ms, const note_t *x) {
+  int64_t t0 = mtld_mono_ms();
   ms->seq++;
-  uint32_t n = (uint32_t)((len + CHUNK_BYTES - 1) / CHUNK_BYTES);
-  for (uint32_t c = 0; c < n; c++) {
-    size_t at = (size_t)c * CHUNK_BYTES, piece = len - at < CHUNK_BYTES ? len - at : CHUNK_BYTES;
-    put_frame(ms->frame, ms, c, n, kind == MTLD_DELTA_BASE ? ms->consumed : -1, kind);
-    memcpy(ms->frame + FRAME_BYTES, (uint8_t *)buf + at, piece);
+  uint32_t n = (uint32_t)((x->len + CHUNK_BYTES - 1) / CHUNK_BYTES);
+  mtld_syncframe_t h = {.sender = ms->id,
+                        .seq = ms->seq,
+                        .n = n ? n : 1,
+                        .shape = ms->shape,
+                        .consumed = x->consumed,
+                        .replay_from = x->replay_from,
+                        .kind = x->kind};
+  uint64_t failed = 0;
+  for (uint32_t c = 0; c < h.n; c++) {
+    size_t at = (size_t)c * CHUNK_BYTES,
+           piece = x->len - at < CHUNK_BYTES ? x->len - at : CHUNK_BYTES;
+    h.chunk = c;
+    mtld_syncframe_put(ms->frame, &h);
+    memcpy(ms->frame + FRAME_BYTES, x->buf + at, piece);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int tries = 0; tries < 50; tries++) {
       e = rd_kafka_producev(ms->prod, RD_KAFKA_V_TOPIC(ms->topic), RD_KAFKA_V_PARTITION(0),
@@ -242,25 +329,98 @@ static void publish(mtld_modelsync_t *ms, int kind) {
       rd_kafka_poll(ms->prod, 100);
     }
     if (e) {
-      ms->failed++;
+      failed++;
       mtld_log_rl(MTLD_LOG_WARNING, "modelsync-produce", "scaleout: producing to %s: %s", ms->topic,
                   rd_kafka_err2str(e));
       break;
     }
   }
-  free(buf);
   rd_kafka_poll(ms->prod, 0);
-  ms->sent_bytes += len;
-  if (kind == MTLD_DELTA_BASE) {
+  pthread_mutex_lock(&ms->mu);
+  ms->failed += failed;
+  ms->sent_bytes += x->len;
+  if (x->kind == MTLD_DELTA_BASE) {
     ms->bases++;
-    return;
+  } else {
+    ms->rounds++;
+    ms->delta_bytes += x->len;
+    ms->last_bytes = x->len;
+    ms->last_rows = x->rows;
+    ms->last_ms = x->extract_ms + (double)(mtld_mono_ms() - t0);
+    ms->round_ms += ms->last_ms;
   }
-  ms->rounds++;
-  ms->delta_bytes += len;
-  ms->last_bytes = len;
-  ms->last_rows = st.rows;
-  ms->last_ms = (double)(mtld_mono_ms() - t0);
-  ms->round_ms += ms->last_ms;
+  pthread_mutex_unlock(&ms->mu);
+}
+
+static void send_outbox(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  note_t *n = take_all(&ms->outbox);
+  pthread_mutex_unlock(&ms->mu);
+  for (note_t *x = n; x; x = x->next) send_note(ms, x);
+  free_notes(n);
+}
+
+/* Holding the trainer lock: applies what arrived, extracts this instance's
+ * delta every sync_interval or sync_samples trained samples, a base when
+ * due. */
+static void step(mtld_modelsync_t *ms, int trained) {
+  if (__atomic_load_n(&ms->inbox.n, __ATOMIC_RELAXED)) apply_inbox(ms);
+  ms->since += trained;
+  int64_t now = mtld_mono_ms();
+  if (now - ms->last_pub_mono >= ms->sync_ms ||
+      (ms->sync_samples > 0 && ms->since >= ms->sync_samples)) {
+    ms->last_pub_mono = now;
+    ms->since = 0;
+    extract(ms, MTLD_DELTA_DELTA);
+  }
+  pthread_mutex_lock(&ms->mu);
+  int base_due = now - ms->last_base_seen_mono >= ms->base_ms + ms->jitter_ms;
+  if (base_due) ms->last_base_seen_mono = now;
+  pthread_mutex_unlock(&ms->mu);
+  if (base_due) extract(ms, MTLD_DELTA_BASE);
+}
+
+/* The trainer thread's hook (mtld_trainfeed_set_hook): after each sample. */
+static void on_sample(void *ctx) {
+  step(ctx, 1);
+}
+
+/* Reads what the consumer has (waiting up to wait_ms for the first). */
+static void consume(mtld_modelsync_t *ms, int wait_ms) {
+  for (int i = 0; i < 256; i++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, i ? 0 : wait_ms);
+    if (!m) break;
+    if (!m->err) {
+      rd_kafka_timestamp_type_t tt;
+      int64_t ts = rd_kafka_message_timestamp(m, &tt);
+      pthread_mutex_lock(&ms->mu);
+      ms->cur_ts = tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? ts : 0;
+      on_message(ms, m, LIVE);
+      pthread_mutex_unlock(&ms->mu);
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-consume", "scaleout: reading %s: %s", ms->topic,
+                  rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+  }
+}
+
+/* The sync thread: the topic's I/O (the model work is the trainer thread's). */
+static void *io_main(void *arg) {
+  mtld_modelsync_t *ms = arg;
+  while (!__atomic_load_n(&ms->io_stop, __ATOMIC_ACQUIRE)) {
+    consume(ms, 5); /* short: an extracted delta waits at most this long to be sent */
+    send_outbox(ms);
+    rd_kafka_poll(ms->prod, 0);
+  }
+  return NULL;
+}
+
+static void io_join(mtld_modelsync_t *ms) {
+  if (!ms->io_running) return;
+  __atomic_store_n(&ms->io_stop, 1, __ATOMIC_RELEASE);
+  pthread_join(ms->io, NULL);
+  ms->io_running = 0;
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -285,18 +445,20 @@ static rd_kafka_t *client(const mtld_config_t *cfg, rd_kafka_type_t type, mtld_m
   }
   if (type == RD_KAFKA_PRODUCER) {
     rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof(e)); /* chunks in order */
-    rd_kafka_conf_set(conf, "linger.ms", "5", e, sizeof(e));
+    rd_kafka_conf_set(conf, "linger.ms", "0", e, sizeof(e)); /* staleness is what costs */
     rd_kafka_conf_set_opaque(conf, ms);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   } else {
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof(e));
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof(e));
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", e, sizeof(e));
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof(e));
     /* assign() wants a group; this one never subscribes nor commits */
     char group[64];
     snprintf(group, sizeof(group), "mtld-modelsync-%016" PRIx64, ms->id);
     rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
   }
+  rd_kafka_conf_set(conf, "socket.nagle.disable", "true", e, sizeof(e));
   rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
   if (!rk) {
     snprintf(err, errlen, "scaleout: %s", e);
@@ -319,7 +481,7 @@ static int assign_at(mtld_modelsync_t *ms, int64_t offset, char *err, size_t err
 /* Reads from offset to the end of the partition in mode. */
 static mtld_status_t pass(mtld_modelsync_t *ms, int64_t offset, int mode, char *err,
                           size_t errlen) {
-  for (int i = 0; i < MAX_SENDERS; i++) ms->parts[i].used = 0;
+  mtld_syncframe_reset(&ms->asm_);
   if (assign_at(ms, offset, err, errlen) != 0) return MTLD_ERR_IO;
   int64_t deadline = mtld_mono_ms() + CATCHUP_MS;
   while (mtld_mono_ms() < deadline) {
@@ -351,7 +513,7 @@ static mtld_status_t reset_to_initial(mtld_modelsync_t *ms, char *err, size_t er
   size_t len;
   mtld_status_t st =
       mtld_model_create(&fresh, mtld_model_config(mtld_trainer_model(ms->t)), err, errlen);
-  if (st == MTLD_OK) st = mtld_delta_new(&fd, fresh, LOCAL_FIELDS, err, errlen);
+  if (st == MTLD_OK) st = mtld_delta_new(&fd, fresh, LOCAL_FIELDS, ms->delta_flags, err, errlen);
   if (st == MTLD_OK) st = mtld_delta_extract(fd, MTLD_DELTA_BASE, &buf, &len, NULL);
   if (st == MTLD_OK) st = mtld_delta_apply(ms->delta, buf, len, err, errlen);
   free(buf);
@@ -381,7 +543,10 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
   mtld_trainfeed_lock(ms->feed);
   if (ms->cu_base) {
     st = mtld_delta_apply(ms->delta, ms->cu_base, ms->cu_len, err, errlen);
-    from = ms->cu_base_offset + 1 > lo ? ms->cu_base_offset + 1 : lo;
+    /* from the oldest message the base's author was still reassembling:
+       a delta whose chunks straddle the base is not in it */
+    int64_t replay = ms->cu.replay_from >= 0 ? ms->cu.replay_from : ms->cu.consumed + 1;
+    from = replay > lo ? replay : lo;
   } else {
     st = reset_to_initial(ms, err, errlen);
   }
@@ -406,7 +571,7 @@ static mtld_status_t catch_up(mtld_modelsync_t *ms, char *err, size_t errlen) {
     mtld_log(MTLD_LOG_NOTICE,
              "scaleout: started from the shared model: base of instance %016" PRIx64
              " at offset %" PRId64 " + %" PRIu64 " deltas (%.1f s)",
-             ms->cu_author, ms->cu_last_offset, ms->applied - before,
+             ms->cu.sender, ms->cu_last_offset, ms->applied - before,
              (double)(mtld_mono_ms() - t0) / 1000.0);
   else
     mtld_log(MTLD_LOG_NOTICE,
@@ -424,19 +589,23 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   *out = NULL;
   mtld_modelsync_t *ms = calloc(1, sizeof(*ms));
   if (!ms) return MTLD_ERR_NOMEM;
+  pthread_mutex_init(&ms->mu, NULL);
   snprintf(ms->topic, sizeof(ms->topic), "%s", cfg->scaleout_model_topic);
   ms->sync_ms = cfg->scaleout_sync_interval_ms;
+  ms->sync_samples = cfg->scaleout_sync_samples;
   ms->base_ms = cfg->scaleout_base_interval_ms;
   ms->t = t;
   ms->feed = feed;
   ms->consumed = -1;
+  ms->delta_flags = cfg->scaleout_sync_accumulators ? MTLD_DELTA_ACCUMULATORS : 0;
   if (getrandom(&ms->id, sizeof(ms->id), 0) != (ssize_t)sizeof(ms->id))
     ms->id = mtld_mix64((uint64_t)mtld_wall_ms() ^ (uint64_t)getpid() << 32);
   ms->jitter_ms = (int64_t)(ms->id % 1000) * ms->base_ms / 2000;
   ms->frame = malloc(FRAME_BYTES + CHUNK_BYTES);
   mtld_status_t st = ms->frame ? MTLD_OK : MTLD_ERR_NOMEM;
   if (st == MTLD_OK)
-    st = mtld_delta_new(&ms->delta, mtld_trainer_model(t), LOCAL_FIELDS, err, errlen);
+    st = mtld_delta_new(&ms->delta, mtld_trainer_model(t), LOCAL_FIELDS, ms->delta_flags, err,
+                        errlen);
   if (st != MTLD_OK) goto fail;
   ms->shape = mtld_mix64(mtld_delta_shape(ms->delta) ^ extra_shape);
   ms->prod = client(cfg, RD_KAFKA_PRODUCER, ms, err, errlen);
@@ -448,6 +617,13 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   st = catch_up(ms, err, errlen);
   if (st != MTLD_OK) goto fail;
   ms->last_pub_mono = ms->last_base_seen_mono = ms->last_round_mono = mtld_mono_ms();
+  if (pthread_create(&ms->io, NULL, io_main, ms) != 0) {
+    snprintf(err, errlen, "scaleout: cannot start the model sync thread");
+    st = MTLD_ERR_IO;
+    goto fail;
+  }
+  ms->io_running = 1;
+  mtld_trainfeed_set_hook(feed, on_sample, ms);
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: instance %016" PRIx64 " syncs the shared model through %s every %.1f s "
            "(shape %016" PRIx64 ")",
@@ -461,53 +637,41 @@ fail:
 
 void mtld_modelsync_tick(mtld_modelsync_t *ms) {
   if (!ms) return;
-  rd_kafka_poll(ms->prod, 0);
-  for (int i = 0; i < 256; i++) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, 0);
-    if (!m) break;
-    if (!m->err)
-      on_message(ms, m, LIVE);
-    else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-      mtld_log_rl(MTLD_LOG_WARNING, "modelsync-consume", "scaleout: reading %s: %s", ms->topic,
-                  rd_kafka_message_errstr(m));
-    rd_kafka_message_destroy(m);
-  }
-  int64_t now = mtld_mono_ms();
-  if (now - ms->last_pub_mono >= ms->sync_ms) {
-    ms->last_pub_mono = now;
-    publish(ms, MTLD_DELTA_DELTA);
-  }
-  if (now - ms->last_base_seen_mono >= ms->base_ms + ms->jitter_ms) {
-    ms->last_base_seen_mono = now;
-    publish(ms, MTLD_DELTA_BASE);
-  }
+  mtld_trainfeed_lock(ms->feed); /* also while no sample comes (the hook then does not run) */
+  step(ms, 0);
+  mtld_trainfeed_unlock(ms->feed);
 }
 
 void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
   if (!ms) return;
-  for (int i = 0; i < 256; i++) { /* what the others sent meanwhile, then our last round */
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(ms->cons, 0);
-    if (!m) break;
-    if (!m->err) on_message(ms, m, LIVE);
-    rd_kafka_message_destroy(m);
-  }
-  publish(ms, MTLD_DELTA_DELTA);
+  mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  io_join(ms);    /* the producer and consumer are this thread's now */
+  consume(ms, 0); /* what the others sent meanwhile, then our last round */
+  mtld_trainfeed_lock(ms->feed);
+  apply_inbox(ms);
+  extract(ms, MTLD_DELTA_DELTA);
+  mtld_trainfeed_unlock(ms->feed);
+  send_outbox(ms);
   if (rd_kafka_flush(ms->prod, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
     mtld_log(MTLD_LOG_WARNING, "scaleout: the last model delta was not delivered within %d ms",
              timeout_ms);
+  pthread_mutex_lock(&ms->mu);
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes with %" PRIu64
            " bases; %.0f bytes and %.1f ms per round), %" PRIu64 " deltas applied (%.1f ms "
-           "each), %" PRIu64 " ignored",
+           "each, %.0f ms after they were produced), %" PRIu64 " ignored",
            ms->rounds, ms->sent_bytes, ms->bases,
            ms->rounds ? (double)ms->delta_bytes / (double)ms->rounds : 0.0,
            ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
-           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks);
+           ms->lag_n ? ms->lag_ms / (double)ms->lag_n : 0.0,
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) {
   if (!ms) return;
+  pthread_mutex_lock(&ms->mu);
   double age = (double)(mtld_mono_ms() - ms->last_round_mono) / 1000.0;
   struct {
     const char *name, *type, *help;
@@ -544,12 +708,16 @@ void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) 
   }
   mtld_metrics_family(b, "mtld_modelsync_ignored_total", "counter",
                       "Model messages ignored, by reason (shape: another model configuration "
-                      "or feature definitions).");
+                      "or feature definitions; version: another format version; partial: a "
+                      "chunk whose message's start was not read; corrupt).");
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"shape\"", (double)ms->ign_shape);
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"corrupt\"",
                       (double)ms->ign_corrupt);
   mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"partial\"",
                       (double)ms->ign_chunks);
+  mtld_metrics_sample(b, "mtld_modelsync_ignored_total", "reason=\"version\"",
+                      (double)ms->ign_version);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
@@ -557,16 +725,20 @@ void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
     if (len) buf[0] = 0;
     return;
   }
+  pthread_mutex_lock(&ms->mu);
   snprintf(buf, len,
            "sync round %" PRIu64 ", age %.1f s, %.0f KiB/round, %" PRIu64 " applied, %" PRIu64
            " ignored, divergence %.2g",
            ms->rounds, (double)(mtld_mono_ms() - ms->last_round_mono) / 1000.0,
            (double)ms->last_bytes / 1024.0, ms->applied,
-           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks, ms->last_div);
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version, ms->last_div);
+  pthread_mutex_unlock(&ms->mu);
 }
 
 void mtld_modelsync_free(mtld_modelsync_t *ms) {
   if (!ms) return;
+  if (ms->feed) mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  io_join(ms);
   if (ms->cons) {
     rd_kafka_consumer_close(ms->cons);
     rd_kafka_destroy(ms->cons);
@@ -576,7 +748,10 @@ void mtld_modelsync_free(mtld_modelsync_t *ms) {
     rd_kafka_destroy(ms->prod);
   }
   mtld_delta_free(ms->delta);
-  for (int i = 0; i < MAX_SENDERS; i++) free(ms->parts[i].buf);
+  mtld_syncframe_free(&ms->asm_);
+  free_notes(take_all(&ms->inbox));
+  free_notes(take_all(&ms->outbox));
+  pthread_mutex_destroy(&ms->mu);
   free(ms->cu_base);
   free(ms->frame);
   free(ms);

@@ -2,27 +2,40 @@
  * model (trainer/delta.h) exchanged through a Kafka topic
  * (scaleout.model_topic, one partition), asynchronously.
  *
- * Every instance, every scaleout.sync_interval, publishes the delta of its
- * shared part since its last publication and adds every other instance's
- * deltas to its model as they arrive (between two samples, under the
- * trainer's lock).  Now and then (scaleout.base_interval, by whichever
- * instance saw no base for that long) an instance publishes a base: its
- * view of the shared model, with the offset of the last topic message it
- * had consumed.  A starting instance (new, or restarted from its
- * checkpoint) reads the topic before it trains: the latest base, then every
- * delta after it (those of the base's author only after the base itself),
- * so it starts from the current shared model; with no base in the topic it
+ * Every instance, every scaleout.sync_interval or scaleout.sync_samples
+ * trained samples, publishes the delta of its shared part since its last
+ * publication and adds every other instance's deltas to its model as they
+ * arrive (between two samples, under the trainer's lock).  Now and then
+ * (scaleout.base_interval, by whichever instance saw no base for that long)
+ * an instance publishes a base: its view of the shared model, with the
+ * offset of the last topic message it had consumed and the offset a
+ * starting instance replays from.  A starting instance (new, or restarted
+ * from its checkpoint) reads the topic before it trains: the latest base,
+ * then every delta the base does not hold (daemon/syncframe.h), so it
+ * starts from the current shared model; with no base in the topic it
  * starts from the initial weights plus every delta the topic holds.
  *
  * Messages: key = the sender's instance id (random per process); value = a
- * 56-byte frame header ("MTLDMSY1", sender, sequence, chunk, chunks, shape,
- * base offset, kind) and a chunk of the encoded delta (at most 512 KiB, so
- * a default broker's 1 MB message limit holds).  Messages of another shape
- * (model configuration or feature definitions) are logged and ignored,
- * counted.
+ * 64-byte frame header (daemon/syncframe.h: "MTLDMSY2", sender, sequence,
+ * chunk, chunks, shape, a base's consumed and replay_from marks, kind) and a
+ * chunk of the encoded delta (at most 512 KiB, so a default broker's 1 MB
+ * message limit holds).  Messages of another shape (model configuration,
+ * feature definitions or scaleout.sync_accumulators) or another format
+ * version are logged and ignored, counted.  A base records from which offset
+ * a starting instance must replay: a delta whose chunks straddle the base
+ * (its first chunk read by the base's author, its last not yet) is not in the
+ * base and is replayed whole.
  *
- * Thread: every function from the main thread; the trainer is touched only
- * under the trainer feed's lock. */
+ * Threads: every function from the main thread.  The model work - applying
+ * the received deltas, extracting this instance's delta (every
+ * sync_interval, or every scaleout.sync_samples trained samples) and bases -
+ * runs on the trainer thread between two samples (a trainfeed hook, under
+ * the trainer lock), so the staleness of a round is counted in samples
+ * trained, not in turns of the main loop, and a drained feed is still a
+ * consistent cut; mtld_modelsync_tick does the same from the main thread
+ * while no sample comes.  The topic's I/O (consuming, reassembling,
+ * producing) runs on a sync thread of its own; the two hand messages over
+ * in an inbox and an outbox. */
 #ifndef MTLD_MODELSYNC_H
 #define MTLD_MODELSYNC_H
 
@@ -46,8 +59,10 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
                                  mtld_trainer_t *t, mtld_trainfeed_t *feed, uint64_t extra_shape,
                                  char *err, size_t errlen);
 
-/* Applies the deltas that arrived, publishes this instance's delta when
- * sync_interval has passed and a base when due.  Does not block. */
+/* Applies the deltas that arrived, extracts this instance's delta when
+ * sync_interval has passed and a base when due (the same work the trainer
+ * thread does after each sample: this covers the times no sample comes).
+ * Takes the trainer lock; the topic's I/O is the sync thread's. */
 void mtld_modelsync_tick(mtld_modelsync_t *ms);
 
 /* At shutdown, after the last sample was trained on: publishes the last

@@ -27,6 +27,8 @@ struct mtld_trainfeed {
   pthread_t thread;
   mtld_trainfeed_observer_fn obs; /* under trainer_mu */
   void *obs_ctx;
+  void (*hook)(void *ctx); /* after each sample, under the trainer lock */
+  void *hook_ctx;
 };
 
 static void *worker(void *arg) {
@@ -43,6 +45,7 @@ static void *worker(void *arg) {
       pthread_mutex_lock(&f->trainer_mu);
       mtld_status_t st = mtld_trainer_observe(f->trainer, s, NULL);
       if (st == MTLD_OK && f->obs) f->obs(f->obs_ctx, s);
+      if (f->hook) f->hook(f->hook_ctx);
       pthread_mutex_unlock(&f->trainer_mu);
       if (st != MTLD_OK)
         mtld_log_rl(MTLD_LOG_WARNING, "sample", "sample %" PRIu64 " refused by the trainer",
@@ -112,6 +115,13 @@ void mtld_trainfeed_drain(mtld_trainfeed_t *f) {
   pthread_mutex_lock(&f->mu);
   while (f->n > 0 || f->busy) pthread_cond_wait(&f->idle, &f->mu);
   pthread_mutex_unlock(&f->mu);
+}
+
+void mtld_trainfeed_set_hook(mtld_trainfeed_t *f, void (*fn)(void *ctx), void *ctx) {
+  pthread_mutex_lock(&f->trainer_mu);
+  f->hook = fn;
+  f->hook_ctx = ctx;
+  pthread_mutex_unlock(&f->trainer_mu);
 }
 
 void mtld_trainfeed_lock(mtld_trainfeed_t *f) {

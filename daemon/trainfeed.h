@@ -13,7 +13,8 @@
  * thread) or hold the trainer lock (a glance: metrics, the pv report).
  *
  * Thread: every function from the thread that created the feed (the main
- * thread), except that the worker inside runs mtld_trainer_observe. */
+ * thread), except that the worker inside runs mtld_trainer_observe and the
+ * hook (mtld_trainfeed_set_hook). */
 #ifndef MTLD_TRAINFEED_H
 #define MTLD_TRAINFEED_H
 
@@ -51,6 +52,13 @@ void mtld_trainfeed_unlock(mtld_trainfeed_t *f);
  * seen by fn; fn NULL: none.  fn must not take the trainer lock. */
 typedef void (*mtld_trainfeed_observer_fn)(void *ctx, const mtld_sample_t *s);
 void mtld_trainfeed_set_observer(mtld_trainfeed_t *f, mtld_trainfeed_observer_fn fn, void *ctx);
+
+/* Has the worker call fn(ctx) after every sample it observes, holding the
+ * trainer lock (NULL fn: none; the default).  fn runs on the worker thread,
+ * only while there are samples to observe: after a drain it is not running,
+ * so the drainer's read of the trainer stays a consistent cut (scale-out's
+ * model sync: daemon/modelsync.h). */
+void mtld_trainfeed_set_hook(mtld_trainfeed_t *f, void (*fn)(void *ctx), void *ctx);
 
 /* Samples queued and not yet observed (a gauge for the metrics). */
 size_t mtld_trainfeed_depth(mtld_trainfeed_t *f);

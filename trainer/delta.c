@@ -21,9 +21,11 @@ struct mtld_delta {
   size_t n_dense;
   float *dense;                    /* shadow of params[0 .. n_dense) */
   float *rows[MTLD_MAX_FIELDS];    /* shadow of shared tables' weights, NULL for local */
+  float *acc[MTLD_MAX_FIELDS];     /* shadow of their Adagrad accumulators (exchanged tables) */
   uint8_t *alive[MTLD_MAX_FIELDS]; /* the shadow row exists */
   int n_fields;
   int dim;
+  int with_acc;                   /* MTLD_DELTA_ACCUMULATORS */
   double mean_at[MTLD_MAX_TASKS]; /* bias_mean tasks: the label mean at the last extract */
 };
 
@@ -43,18 +45,25 @@ static int shared(const mtld_delta_t *d, int f) {
   return !(d->local >> f & 1u);
 }
 
+/* Field f's row accumulators travel with its rows (a row-wise Adagrad table
+ * with MTLD_DELTA_ACCUMULATORS); else the rows carry 0. */
+static int acc_of(const mtld_delta_t *d, int f) {
+  return d->acc[f] != NULL;
+}
+
 void mtld_delta_free(mtld_delta_t *d) {
   if (!d) return;
   free(d->dense);
   for (int f = 0; f < MTLD_MAX_FIELDS; f++) {
     free(d->rows[f]);
     free(d->alive[f]);
+    free(d->acc[f]);
   }
   free(d);
 }
 
-mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local_fields, char *err,
-                             size_t errlen) {
+mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local_fields,
+                             unsigned flags, char *err, size_t errlen) {
   *out = NULL;
   const mtld_model_config_t *c = mtld_model_config(m);
   if (c->n_fields < 64 && (local_fields >> c->n_fields) != 0) {
@@ -67,6 +76,7 @@ mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local
   d->local = local_fields;
   d->n_fields = c->n_fields;
   d->dim = c->dim;
+  d->with_acc = (flags & MTLD_DELTA_ACCUMULATORS) != 0;
   float *params, *grads;
   size_t n;
   mtld_model_params(m, &params, &n);
@@ -78,6 +88,7 @@ mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local
   h = mtld_mix64(h ^ (uint64_t)c->dim);
   h = mtld_mix64(h ^ local_fields);
   h = mtld_mix64(h ^ mtld_model_param_count(c));
+  h = mtld_mix64(h ^ (uint64_t)d->with_acc);
   for (int f = 0; f < c->n_fields; f++) {
     mtld_embed_t *e = mtld_model_embed(m, f);
     h = mtld_mix64(h ^ e->rows);
@@ -89,6 +100,12 @@ mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local
     if (!d->rows[f] || !d->alive[f]) goto nomem;
     memcpy(d->rows[f], e->w, sizeof(float) * cells);
     for (uint32_t r = 0; r < e->rows; r++) d->alive[f][r] = e->last_used[r] != DEAD;
+    if (d->with_acc) h = mtld_mix64(h ^ (uint64_t)e->cfg.optim);
+    if (d->with_acc && e->cfg.optim == MTLD_EMB_ADAGRAD) {
+      d->acc[f] = malloc(sizeof(float) * (e->rows ? e->rows : 1));
+      if (!d->acc[f]) goto nomem;
+      memcpy(d->acc[f], e->acc, sizeof(float) * e->rows);
+    }
   }
   d->shape = h;
   note_means(d);
@@ -221,27 +238,32 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
     for (uint32_t r = 0; r < e->rows && !b.failed; r++) {
       float *w = e->w + (size_t)r * D, *s = d->rows[f] + (size_t)r * D;
       int live = e->last_used[r] != DEAD;
+      float *sacc = acc_of(d, f) ? &d->acc[f][r] : NULL;
       if (kind == MTLD_DELTA_BASE) {
         if (!live || !d->alive[f][r]) continue;
         put32(&b, r);
         put64(&b, (uint64_t)e->last_used[r]);
         for (int j = 0; j < D; j++) putf(&b, s[j]);
+        putf(&b, sacc ? *sacc : 0.0f);
         count++;
         continue;
       }
       if (!live) { /* died here (or never lived): nothing to publish */
         if (d->alive[f][r]) {
           memset(s, 0, sizeof(float) * (size_t)D);
+          if (sacc) *sacc = 0;
           d->alive[f][r] = 0;
         }
         continue;
       }
       const float *from = s;
+      float from_acc = sacc ? *sacc : 0.0f;
       if (!d->alive[f][r]) { /* born here since the last extract: from its initial values */
         mtld_embed_row_init_values(e, r, init);
         from = init;
+        from_acc = e->cfg.adagrad_init;
       }
-      int moved = !d->alive[f][r];
+      int moved = !d->alive[f][r] || (sacc && e->acc[r] != from_acc);
       for (int j = 0; j < D && !moved; j++) moved = w[j] != from[j];
       for (int j = 0; j < D; j++) wl2 += (double)w[j] * w[j];
       if (!moved) continue;
@@ -252,7 +274,9 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
         putf(&b, x);
         dl2 += (double)x * x;
       }
+      putf(&b, sacc ? e->acc[r] - from_acc : 0.0f);
       memcpy(s, w, sizeof(float) * (size_t)D);
+      if (sacc) *sacc = e->acc[r];
       d->alive[f][r] = 1;
       count++;
     }
@@ -278,7 +302,8 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
 
 int mtld_delta_peek(const void *buf, size_t len, uint64_t *shape) {
   const uint8_t *p = buf;
-  if (len < HEADER_BYTES || memcmp(p, MTLD_DELTA_MAGIC, 8) != 0) return -1;
+  if (len < HEADER_BYTES || memcmp(p, MTLD_DELTA_MAGIC, 7) != 0) return -1;
+  if (p[7] != (uint8_t)MTLD_DELTA_MAGIC[7]) return -2;
   uint32_t kind = mtld_get_le32(p + 8);
   if (kind != MTLD_DELTA_DELTA && kind != MTLD_DELTA_BASE) return -1;
   if (shape) *shape = mtld_get_le64(p + 12);
@@ -289,7 +314,7 @@ int mtld_delta_peek(const void *buf, size_t len, uint64_t *shape) {
 static int walk(mtld_delta_t *d, const uint8_t *p, size_t len, size_t at, int kind, int apply,
                 uint8_t **seen, char *err, size_t errlen) {
   int D = d->dim;
-  size_t row_bytes = 4 + 8 + 4 * (size_t)D;
+  size_t row_bytes = 4 + 8 + 4 * (size_t)D + 4;
   float init[256];
   uint32_t n_tables = mtld_get_le32(p + 24);
   int tables = 0;
@@ -324,9 +349,12 @@ static int walk(mtld_delta_t *d, const uint8_t *p, size_t len, size_t at, int ki
       if (!apply) continue;
       const uint8_t *v = p + at + 12;
       float *w = e->w + (size_t)r * D, *s = d->rows[f] + (size_t)r * D;
+      float a = mtld_get_f32(v + 4 * (size_t)D); /* accumulator (BASE) or its increment */
+      float *sacc = acc_of(d, (int)f) ? &d->acc[f][r] : NULL;
       if (kind == MTLD_DELTA_BASE) {
         mtld_embed_revive(e, r, lu);
         for (int j = 0; j < D; j++) w[j] = s[j] = mtld_get_f32(v + 4 * j);
+        if (sacc) e->acc[r] = *sacc = a;
         d->alive[f][r] = 1;
         seen[f][r] = 1;
         continue;
@@ -335,12 +363,17 @@ static int walk(mtld_delta_t *d, const uint8_t *p, size_t len, size_t at, int ki
       if (!d->alive[f][r]) {       /* the shadow's baseline is the initial values too */
         mtld_embed_row_init_values(e, r, init);
         memcpy(s, init, sizeof(float) * (size_t)D);
+        if (sacc) *sacc = e->cfg.adagrad_init;
         d->alive[f][r] = 1;
       }
       for (int j = 0; j < D; j++) {
         float x = mtld_get_f32(v + 4 * j);
         w[j] += x;
         s[j] += x;
+      }
+      if (sacc) {
+        e->acc[r] += a;
+        *sacc += a;
       }
     }
   }
@@ -356,6 +389,11 @@ mtld_status_t mtld_delta_apply(mtld_delta_t *d, const void *buf, size_t len, cha
   const uint8_t *p = buf;
   uint64_t shape = 0;
   int kind = mtld_delta_peek(buf, len, &shape);
+  if (kind == -2) {
+    snprintf(err, errlen, "model message of another format version (%.8s, ours %s)",
+             (const char *)p, MTLD_DELTA_MAGIC);
+    return MTLD_ERR_SCHEMA;
+  }
   if (kind < 0) {
     snprintf(err, errlen, "model message: not a model delta or base");
     return MTLD_ERR_CORRUPT;
@@ -432,6 +470,7 @@ mtld_status_t mtld_delta_apply(mtld_delta_t *d, const void *buf, size_t len, cha
         if (seen[f][r]) continue;
         mtld_embed_kill(e, r);
         memset(d->rows[f] + (size_t)r * d->dim, 0, sizeof(float) * (size_t)d->dim);
+        if (acc_of(d, f)) d->acc[f][r] = 0;
         d->alive[f][r] = 0;
       }
       free(seen[f]);

@@ -6,8 +6,15 @@
  * buffer: experts, gates, towers, task weights) and the rows of every
  * embedding table not named local (items, categories, scenarios, positions,
  * attribute tables, ...).  Local tables (the user table: a user's row lives
- * with the user's partition) and the optimiser state (Adam moments, Adagrad
- * accumulators) are never exchanged.
+ * with the user's partition) and the dense parameters' Adam moments are never
+ * exchanged.  With MTLD_DELTA_ACCUMULATORS the row-wise Adagrad accumulator
+ * of every shared row travels with the row (a delta carries its increment,
+ * a base its value): the accumulator is a sum of squared gradients, so the
+ * instances' increments add up to what one instance seeing every sample
+ * would hold, and each instance's step on a shared row is the size one
+ * instance's would be.  Without it each instance's accumulator holds only
+ * its own gradients (k instances: about 1/k of the sum) and its steps on
+ * shared rows are about sqrt(k) times too large.
  *
  * A tracker keeps a shadow of the shared part: the shared model as this
  * instance knows it (its own published deltas plus every remote delta it
@@ -33,10 +40,13 @@
  * instances' optimiser steps: the same number of steps per sample as one
  * instance (asynchronous data-parallel SGD).
  *
- * Encoding (little-endian): "MTLDDLT1" | u32 kind | u64 shape | u32 n_dense
+ * Encoding (little-endian): "MTLDDLT2" | u32 kind | u64 shape | u32 n_dense
  * | u32 n_tables | (BASE: u64 norm count, f64 mean[MTLD_MAX_DENSE], f64
  * m2[MTLD_MAX_DENSE], per task f64 label sum and u64 label count) | f32 dense[n_dense] | per table:
- * u32 field, u32 rows present, then per row: u32 row, i64 last use, f32 values[dim].
+ * u32 field, u32 rows present, then per row: u32 row, i64 last use, f32 values[dim], f32
+ * accumulator (DELTA: its increment; 0 for tables whose accumulators are not
+ * exchanged).  Version 1 ("MTLDDLT1") rows had no accumulator; a message of
+ * another version is refused (MTLD_ERR_SCHEMA).
  *
  * Thread: a tracker belongs to the thread that owns its model (or whoever
  * holds the trainer's lock). */
@@ -49,7 +59,10 @@
 #include "common/status.h"
 #include "trainer/model.h"
 
-#define MTLD_DELTA_MAGIC "MTLDDLT1"
+#define MTLD_DELTA_MAGIC "MTLDDLT2"
+
+/* mtld_delta_new flags */
+#define MTLD_DELTA_ACCUMULATORS 1u /* exchange the shared rows' Adagrad accumulators */
 
 typedef enum { MTLD_DELTA_DELTA = 0, MTLD_DELTA_BASE = 1 } mtld_delta_kind_t;
 
@@ -64,12 +77,13 @@ typedef struct {
 } mtld_delta_stats_t;
 
 /* Creates a tracker of model m's shared part; local_fields: bit f set =
- * field f's table is local (not exchanged).  The shadow starts as m's
+ * field f's table is local (not exchanged); flags: MTLD_DELTA_ACCUMULATORS
+ * or 0 (joins the shape: instances must agree).  The shadow starts as m's
  * current shared part (nothing unpublished).  MTLD_OK, MTLD_ERR_NOMEM or
  * MTLD_ERR_INVALID (a mask bit past the model's fields) with err filled.
  * m must outlive the tracker.  Free with mtld_delta_free. */
-mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local_fields, char *err,
-                             size_t errlen);
+mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local_fields,
+                             unsigned flags, char *err, size_t errlen);
 void mtld_delta_free(mtld_delta_t *d);
 
 /* The shape of what this tracker exchanges: a hash of the parameter layout
@@ -83,13 +97,13 @@ uint64_t mtld_delta_shape(const mtld_delta_t *d);
 mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *len,
                                  mtld_delta_stats_t *st);
 
-/* The kind of an encoded message (mtld_delta_kind_t) and its shape, or -1
- * when buf is not one. */
+/* The kind of an encoded message (mtld_delta_kind_t) and its shape; -1 when
+ * buf is not one, -2 when it is one of another format version. */
 int mtld_delta_peek(const void *buf, size_t len, uint64_t *shape);
 
 /* Applies an encoded DELTA or BASE (above) to the model and the shadow.
- * Returns MTLD_OK; MTLD_ERR_SCHEMA when its shape is not this tracker's
- * (nothing changed); MTLD_ERR_CORRUPT for a malformed message (checked in
+ * Returns MTLD_OK; MTLD_ERR_SCHEMA when its shape or format version is not
+ * this tracker's (nothing changed); MTLD_ERR_CORRUPT for a malformed message (checked in
  * full before anything changes).  err filled on error. */
 mtld_status_t mtld_delta_apply(mtld_delta_t *d, const void *buf, size_t len, char *err,
                                size_t errlen);

@@ -11,6 +11,7 @@
 #include "trainer/delta.h"
 
 #define USER_ONLY (1ull << MTLD_FIELD_USER)
+#define ACC MTLD_DELTA_ACCUMULATORS
 
 static int with_reviews; /* every 7th sample a review (rating label) */
 
@@ -64,6 +65,14 @@ static void table_range(mtld_trainer_t *t, int f, size_t *lo, size_t *hi) {
   *hi = *lo + (size_t)e->rows * e->dim;
 }
 
+/* a copy of field f's row accumulators (0 for dead rows) */
+static float *copy_acc(mtld_trainer_t *t, int f) {
+  mtld_embed_t *e = mtld_model_embed(mtld_trainer_model(t), f);
+  float *c = malloc(sizeof(float) * e->rows);
+  for (uint32_t r = 0; r < e->rows; r++) c[r] = e->last_used[r] == INT64_MIN ? 0 : e->acc[r];
+  return c;
+}
+
 static size_t dense_count(mtld_trainer_t *t) {
   float *g;
   size_t n;
@@ -78,14 +87,16 @@ static void test_exchange_sums_updates(void) {
   CHECK(a && b);
   char err[256];
   mtld_delta_t *da, *db;
-  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, err, sizeof(err)) == MTLD_OK);
-  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
   CHECK(mtld_delta_shape(da) == mtld_delta_shape(db));
   size_t n;
   float *w0 = copy_params(a, &n);
+  float *acc0 = copy_acc(a, MTLD_FIELD_ITEM);
   train(a, 1, 0, 640);
   train(b, 2, 10000, 640);
   float *wa = copy_params(a, &n), *wb = copy_params(b, &n);
+  float *acca = copy_acc(a, MTLD_FIELD_ITEM), *accb = copy_acc(b, MTLD_FIELD_ITEM);
   void *ma, *mb;
   size_t la, lb;
   mtld_delta_stats_t sa, sb;
@@ -129,6 +140,23 @@ static void test_exchange_sums_updates(void) {
   for (uint32_t r = 0; r < ea->rows; r++)
     live_mismatch += (ea->last_used[r] == INT64_MIN) != (eb->last_used[r] == INT64_MIN);
   CHECK(live_mismatch == 0);
+  /* the item rows' Adagrad accumulators hold both instances' squared
+     gradients: initial + a's increment + b's, on both */
+  int acc_bad = 0, acc_summed = 0;
+  for (uint32_t r = 0; r < ea->rows; r++) {
+    if (ea->last_used[r] == INT64_MIN) continue;
+    float from = acc0[r] ? acc0[r] : ea->cfg.adagrad_init; /* 0: the row was dead */
+    float inc_a = acca[r] ? acca[r] - from : 0, inc_b = accb[r] ? accb[r] - from : 0;
+    float want = from + inc_a + inc_b;
+    if (fabsf(ea->acc[r] - want) > 1e-4f * want || fabsf(eb->acc[r] - want) > 1e-4f * want)
+      acc_bad++;
+    if (inc_a > 0 && inc_b > 0) acc_summed++;
+  }
+  CHECK(acc_bad == 0);
+  CHECK(acc_summed > 0);
+  free(acc0);
+  free(acca);
+  free(accb);
   free(ma);
   free(mb);
   /* nothing trained since: an empty delta (no rows, zero dense) */
@@ -166,7 +194,7 @@ static void test_exchange_sums_updates(void) {
   float *user_before = malloc(sizeof(float) * (uhi - ulo));
   memcpy(user_before, pc + ulo, sizeof(float) * (uhi - ulo));
   mtld_delta_t *dc;
-  CHECK(mtld_delta_new(&dc, mtld_trainer_model(cnew), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&dc, mtld_trainer_model(cnew), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
   CHECK(mtld_delta_apply(dc, base, lbase, err, sizeof(err)) == MTLD_OK);
   CHECK(memcmp(pc, pa, sizeof(float) * nd) == 0);
   for (int f = 0; f < c.n_fields; f++) {
@@ -175,6 +203,14 @@ static void test_exchange_sums_updates(void) {
     CHECK(memcmp(pc + lo, pa + lo, sizeof(float) * (hi - lo)) == 0);
   }
   CHECK(memcmp(pc + ulo, user_before, sizeof(float) * (uhi - ulo)) == 0);
+  { /* the shared rows' accumulators came with the base */
+    mtld_embed_t *xa = mtld_model_embed(mtld_trainer_model(a), MTLD_FIELD_ITEM);
+    mtld_embed_t *xc = mtld_model_embed(mtld_trainer_model(cnew), MTLD_FIELD_ITEM);
+    int acc_diff = 0;
+    for (uint32_t r = 0; r < xa->rows; r++)
+      if (xa->last_used[r] != INT64_MIN && xa->acc[r] != xc->acc[r]) acc_diff++;
+    CHECK(acc_diff == 0);
+  }
   /* and after it, nothing unpublished */
   CHECK(mtld_delta_extract(dc, MTLD_DELTA_DELTA, &ma, &la, &sa) == MTLD_OK);
   CHECK(sa.rows == 0 && sa.delta_l2 == 0);
@@ -185,7 +221,8 @@ static void test_exchange_sums_updates(void) {
   c2.fields[MTLD_FIELD_ITEM].rows = 128;
   mtld_trainer_t *other = new_trainer(&c2);
   mtld_delta_t *dother;
-  CHECK(mtld_delta_new(&dother, mtld_trainer_model(other), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&dother, mtld_trainer_model(other), USER_ONLY, ACC, err, sizeof(err)) ==
+        MTLD_OK);
   CHECK(mtld_delta_shape(dother) != mtld_delta_shape(da));
   train(other, 5, 0, 64);
   CHECK(mtld_delta_extract(dother, MTLD_DELTA_DELTA, &mb, &lb, NULL) == MTLD_OK);
@@ -195,9 +232,19 @@ static void test_exchange_sums_updates(void) {
   CHECK(mtld_delta_apply(da, "garbage", 7, err, sizeof(err)) == MTLD_ERR_CORRUPT);
   CHECK(memcmp(before, pa, sizeof(float) * n) == 0);
   mtld_delta_t *dlocal;
-  CHECK(mtld_delta_new(&dlocal, mtld_trainer_model(a), USER_ONLY | 2, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&dlocal, mtld_trainer_model(a), USER_ONLY | 2, 0, err, sizeof(err)) ==
+        MTLD_OK);
   CHECK(mtld_delta_shape(dlocal) != mtld_delta_shape(da)); /* another local set */
   mtld_delta_free(dlocal);
+  CHECK(mtld_delta_new(&dlocal, mtld_trainer_model(a), USER_ONLY, 0, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_shape(dlocal) != mtld_delta_shape(da)); /* accumulators not exchanged */
+  mtld_delta_free(dlocal);
+  /* a message of another format version: refused, nothing changed */
+  ((char *)base)[7] = '1';
+  CHECK(mtld_delta_peek(base, lbase, NULL) == -2);
+  CHECK(mtld_delta_apply(da, base, lbase, err, sizeof(err)) == MTLD_ERR_SCHEMA);
+  CHECK(strstr(err, "version") != NULL);
+  ((char *)base)[7] = MTLD_DELTA_MAGIC[7];
 
   free(mb);
   free(base);
@@ -230,8 +277,8 @@ static void test_label_mean_bias(void) {
   mtld_trainer_t *a = new_trainer(&c), *b = new_trainer(&c);
   char err[256];
   mtld_delta_t *da, *db;
-  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, err, sizeof(err)) == MTLD_OK);
-  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
   size_t n;
   float *w0 = copy_params(a, &n);
   train(a, 11, 0, 700);
@@ -261,7 +308,7 @@ static void test_label_mean_bias(void) {
   CHECK(mtld_delta_extract(da, MTLD_DELTA_BASE, &base, &lbase, NULL) == MTLD_OK);
   mtld_trainer_t *cn = new_trainer(&c);
   mtld_delta_t *dc;
-  CHECK(mtld_delta_new(&dc, mtld_trainer_model(cn), USER_ONLY, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&dc, mtld_trainer_model(cn), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
   CHECK(mtld_delta_apply(dc, base, lbase, err, sizeof(err)) == MTLD_OK);
   double mean_c;
   CHECK(mtld_model_label_mean(mtld_trainer_model(cn), rt, &mean_c, &sum, &cnt, &bi) == 1);

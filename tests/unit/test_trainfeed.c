@@ -2,7 +2,8 @@
  * bounded queue (smaller than the stream, so the producer waits) leave the
  * trainer bit-identical to observing them on the caller's thread; drain
  * returns only when every pushed sample was observed; the trainer lock
- * lets the caller read while the worker runs; stop observes what is left. */
+ * lets the caller read while the worker runs; stop observes what is left;
+ * the hook runs once after each sample, until it is removed. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,20 @@ static void sample(rng_t *r, mtld_sample_t *s, int i) {
   if (i % 97 == 5) s->weight = -1.0f; /* refused by the trainer, on either thread */
 }
 
+/* the hook: runs on the worker after each sample, with the trainer lock */
+typedef struct {
+  mtld_trainer_t *t;
+  int calls, consistent;
+} hook_t;
+
+static void hook(void *ctx) {
+  hook_t *h = ctx;
+  mtld_trainer_stats_t st;
+  mtld_trainer_stats(h->t, &st);
+  h->calls++;
+  h->consistent += st.observed + st.rejected == (uint64_t)h->calls;
+}
+
 static mtld_trainer_t *feed_trainer(void) {
   mtld_model_config_t c;
   small_config(&c);
@@ -39,6 +54,8 @@ int main(void) {
   mtld_trainfeed_t *f = NULL;
   char err[256];
   CHECK(mtld_trainfeed_start(&f, t, 7, err, sizeof(err)) == MTLD_OK);
+  hook_t hk = {t, 0, 0};
+  mtld_trainfeed_set_hook(f, hook, &hk);
   rng_t r1 = {42}, r2 = {42};
   mtld_sample_t s;
   for (int i = 0; i < N; i++) {
@@ -61,9 +78,12 @@ int main(void) {
       mtld_trainer_stats(t, &b);
       CHECK(a.observed == b.observed && a.rejected == b.rejected && a.trained == b.trained);
       CHECK(params_equal(ref, t));
+      CHECK(hk.calls == i + 1 && hk.consistent == hk.calls); /* once per sample, in order */
+      mtld_trainfeed_set_hook(f, NULL, NULL);
     }
   }
-  mtld_trainfeed_stop(f); /* observes what is still queued */
+  CHECK(hk.calls == N / 2 + 1); /* none after it was removed */
+  mtld_trainfeed_stop(f);       /* observes what is still queued */
   mtld_trainer_flush(ref);
   mtld_trainer_flush(t);
   mtld_trainer_stats_t a, b;

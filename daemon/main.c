@@ -648,6 +648,13 @@ static int run(daemon_t *d) {
  * clients, the group check (a disagreement: exit 1, nothing written), the
  * store's commit hook, the local partitions dropped.  Returns EXIT_OK or
  * the exit code. */
+/* The pipeline's handover hook (scale-out with user rows): the trainer
+ * observes every released sample before the commit ahead of a revocation,
+ * so its transaction carries their users' rows.  Changes no weight. */
+static void drain_feed(void *ctx) {
+  mtld_trainfeed_drain(ctx);
+}
+
 /* mtld_userrows_owns_fn over the pipeline */
 static int holds_partition(void *ctx, int32_t partition) {
   return mtld_pipeline_scaleout_holds(ctx, partition);
@@ -674,6 +681,7 @@ static int start_scaleout(daemon_t *d) {
     mtld_log(MTLD_LOG_ERR, "%s", err);
     return EXIT_CONFIG;
   }
+  if (d->rows) mtld_pipeline_set_handover_hook(d->pipe, drain_feed, d->feed);
   if (mtld_pipeline_scaleout_reset(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "scale-out: dropping the local partitions: %s", err);
     return EXIT_STATE;
@@ -683,6 +691,7 @@ static int start_scaleout(daemon_t *d) {
 
 static void stop_scaleout(daemon_t *d) {
   if (!d->cl) return;
+  mtld_pipeline_set_handover_hook(d->pipe, NULL, NULL);
   mtld_userrows_free(d->rows, d->feed, d->cl);
   d->rows = NULL;
   mtld_store_set_commit_hook(d->store, NULL, NULL);

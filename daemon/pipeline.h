@@ -43,6 +43,12 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
  * (the daemon checkpoints there).  NULL: nothing. */
 void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
 
+/* Called before the commit that precedes a revocation (not a lost one):
+ * scale-out drains the trainer there, so that commit's changelog
+ * transaction carries the user rows of every sample released so far
+ * (daemon/userrows.h).  NULL: nothing.  Main thread. */
+void mtld_pipeline_set_handover_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
+
 /* Hooks for mtld_source_*_new (resume at stored offsets, commit before a
  * revocation, drop the batch when partitions are lost). */
 mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p);

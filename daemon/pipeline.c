@@ -722,17 +722,22 @@ static mtld_status_t scaleout_acquire(mtld_pipeline_t *p, const char *topic, int
 
 /* Parked partitions (part_t.parked) not assigned while others are: not
  * this instance's any more, dropped (their pending samples must not be
- * released here).  With nothing assigned at all, p->settle_wait holds the
- * release back instead (between an eager revocation and its assignment).
- * MTLD_OK or the drop's error (err set). */
+ * released here).  Their drop reloads the joiner from the committed store,
+ * so it is done only with nothing staged (at the start of a commit with an
+ * empty batch, else right after the store commit); until then
+ * p->settle_wait holds every release back (also while nothing is assigned
+ * at all: between an eager revocation and its assignment).  MTLD_OK or the
+ * drop's error (err set). */
 static mtld_status_t scaleout_settle(mtld_pipeline_t *p, char *err, size_t errlen) {
   int n = mtld_partition_table_count(p->ptab), parked = 0, assigned = 0, dropped = 0;
   for (int i = 0; i < n; i++) {
     parked += p->parts[i].parked && !p->parts[i].assigned;
     assigned += p->parts[i].assigned;
   }
-  p->settle_wait = parked && !assigned;
-  if (!parked || !assigned) return MTLD_OK;
+  int staged = p->batch_records || mtld_store_batch_events(p->store);
+  p->settle_wait = parked != 0;
+  if (!parked || !assigned || staged) return MTLD_OK;
+  p->settle_wait = 0;
   for (int i = 0; i < n; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->parked || pt->assigned) continue;
@@ -850,7 +855,7 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   int64_t now = mtld_mono_ms();
   int64_t wm = p->end_of_stream ? INT64_MAX : mtld_watermark_release_point(p->wm, now);
   if (p->cl && scaleout_settle(p, err, errlen) != MTLD_OK) return MTLD_ERR_IO;
-  if (p->cl && p->settle_wait) wm = p->released_wm; /* parked pending samples: not ours yet */
+  if (p->cl && p->settle_wait) wm = p->released_wm; /* parked pending samples: not ours */
   if (p->batch_records == 0 && wm <= p->released_wm) return MTLD_OK;
   if (!p->end_of_stream && mtld_watermark_idle_released(p->wm, now) && wm > p->released_wm)
     mtld_log(MTLD_LOG_NOTICE,
@@ -901,6 +906,10 @@ mtld_status_t mtld_pipeline_commit(mtld_pipeline_t *p, char *err, size_t errlen)
   mtld_log(MTLD_LOG_DEBUG, "batch %" PRIu64 " committed: %zu records, %" PRId64 " ms", p->batches,
            p->batch_records, mtld_mono_ms() - t0);
   p->batch_records = 0;
+  /* nothing staged now: parked partitions not assigned can go (their
+   * samples were held back by settle_wait in this commit) */
+  if (p->cl && p->settle_wait && scaleout_settle(p, err, errlen) != MTLD_OK)
+    mtld_log(MTLD_LOG_ERR, "scale-out: %s (retried at the next commit)", err);
 
   /* Durable: tell Kafka (for lag monitoring only). */
   const char *topics[MTLD_PARTITION_TABLE_CAP];

@@ -261,6 +261,14 @@ typedef struct {
   struct donor *items;
 } ring_t;
 
+/* A release-heap element: the entry's deadline kept beside its index, so
+ * sifting compares deadlines without touching the entry slab (the entries'
+ * keys break ties). */
+typedef struct {
+  int64_t deadline;
+  int32_t e;
+} heap_el_t;
+
 struct mtld_joiner {
   mtld_store_t *st;
   mtld_feature_def_t def;
@@ -272,7 +280,7 @@ struct mtld_joiner {
   size_t n_item_ev; /* of which item events (release view) */
   cmap_t idx[N_IDX];
 
-  int32_t *heap; /* entry indices, min-heap by release order */
+  heap_el_t *heap; /* min-heap by release order */
   size_t n_heap, cap_heap;
 
   ring_t *rings;
@@ -334,33 +342,34 @@ static int key_cmp(const entry_t *a, const entry_t *b) { /* (time, partition, of
   return 0;
 }
 /* release order: (deadline, time, partition, offset, sub) */
-static int heap_less(const mtld_joiner_t *j, int32_t a, int32_t b) {
-  const entry_t *x = &j->ent[a], *y = &j->ent[b];
-  if (x->deadline != y->deadline) return x->deadline < y->deadline;
-  return key_cmp(x, y) < 0;
+static int heap_less(const mtld_joiner_t *j, heap_el_t a, heap_el_t b) {
+  if (a.deadline != b.deadline) return a.deadline < b.deadline;
+  return key_cmp(&j->ent[a.e], &j->ent[b.e]) < 0;
 }
 
 static int heap_push(mtld_joiner_t *j, int32_t e) {
   if (j->n_heap == j->cap_heap) {
     size_t cap = j->cap_heap ? 2 * j->cap_heap : 256;
-    int32_t *h = realloc(j->heap, cap * sizeof *h);
+    heap_el_t *h = realloc(j->heap, cap * sizeof *h);
     if (!h) return -1;
     j->heap = h;
     j->cap_heap = cap;
   }
+  heap_el_t x = {j->ent[e].deadline, e};
   size_t i = j->n_heap++;
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (!heap_less(j, e, j->heap[p])) break;
+    if (!heap_less(j, x, j->heap[p])) break;
     j->heap[i] = j->heap[p];
     i = p;
   }
-  j->heap[i] = e;
+  j->heap[i] = x;
   return 0;
 }
 
 static int32_t heap_pop(mtld_joiner_t *j) {
-  int32_t top = j->heap[0], last = j->heap[--j->n_heap];
+  int32_t top = j->heap[0].e;
+  heap_el_t last = j->heap[--j->n_heap];
   size_t i = 0, n = j->n_heap;
   for (;;) {
     size_t c = 2 * i + 1;
@@ -1401,40 +1410,62 @@ mtld_status_t mtld_joiner_on_event(mtld_joiner_t *j, const mtld_event_t *ev,
   return rc;
 }
 
+/* Entries released per round: their pending values are read with one
+ * MultiGet (mtld_store_get_many), then released one by one in order. */
+#define RELEASE_CHUNK 256
+
 size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_release_fn fn,
                            void *ctx) {
   size_t n = 0;
   if (watermark_ms > j->max_release_wm) j->max_release_wm = watermark_ms;
-  while (j->n_heap > 0 && j->ent[j->heap[0]].deadline < watermark_ms) {
-    int32_t e = heap_pop(j);
-    const entry_t *x = &j->ent[e];
-    if (x->kind == KIND_ITEM_EVENT) {
-      item_event_release(j, x);
+  int32_t due[RELEASE_CHUNK];
+  uint8_t keys[RELEASE_CHUNK][KEY_LEN];
+  const void *kp[RELEASE_CHUNK];
+  size_t klen[RELEASE_CHUNK], vlens[RELEASE_CHUNK];
+  void *vals[RELEASE_CHUNK];
+  mtld_status_t rcs[RELEASE_CHUNK];
+  for (;;) {
+    /* nothing below pushes to the heap: popping a round first keeps the order */
+    size_t k = 0, m = 0;
+    while (k < RELEASE_CHUNK && j->n_heap > 0 && j->heap[0].deadline < watermark_ms) {
+      int32_t e = heap_pop(j);
+      due[k++] = e;
+      const entry_t *x = &j->ent[e];
+      if (x->kind == KIND_ITEM_EVENT) continue;
+      make_key(keys[m], x->time_ms, x->partition, x->offset, x->sub);
+      kp[m] = keys[m];
+      klen[m++] = KEY_LEN;
+    }
+    if (k == 0) break;
+    if (m) mtld_store_get_many(j->st, MTLD_CF_PENDING, m, kp, klen, vals, vlens, rcs);
+    for (size_t i = 0, v = 0; i < k; i++) {
+      int32_t e = due[i];
+      const entry_t *x = &j->ent[e];
+      if (x->kind == KIND_ITEM_EVENT) {
+        item_event_release(j, x);
+        entry_free(j, e);
+        continue;
+      }
+      mtld_sample_t s;
+      uint64_t request_id;
+      int64_t click_time, purchase_time;
+      uint8_t flags = 0;
+      if (rcs[v] == MTLD_OK && dec_sample(&s, &request_id, &click_time, &purchase_time, &flags,
+                                          vals[v], vlens[v]) == MTLD_OK) {
+        if (flags & ENC_FLAG_DRAW) positive_item_part(j, &s);
+        fn(ctx, &s);
+        n++;
+        if (flags & ENC_FLAG_DRAW) n += draw_negatives(j, &s, fn, ctx);
+      } else {
+        j->c.corrupt++;
+      }
+      free(vals[v]);
+      mtld_store_set_partition(j->st, x->partition); /* scale-out: the delete moves with it */
+      mtld_store_delete(j->st, MTLD_CF_PENDING, keys[v], KEY_LEN);
+      mtld_store_set_partition(j->st, -1);
+      v++;
       entry_free(j, e);
-      continue;
     }
-    uint8_t key[KEY_LEN];
-    make_key(key, x->time_ms, x->partition, x->offset, x->sub);
-    void *val = NULL;
-    size_t vlen = 0;
-    mtld_sample_t s;
-    uint64_t request_id;
-    int64_t click_time, purchase_time;
-    uint8_t flags = 0;
-    if (mtld_store_get(j->st, MTLD_CF_PENDING, key, sizeof key, &val, &vlen) == MTLD_OK &&
-        dec_sample(&s, &request_id, &click_time, &purchase_time, &flags, val, vlen) == MTLD_OK) {
-      if (flags & ENC_FLAG_DRAW) positive_item_part(j, &s);
-      fn(ctx, &s);
-      n++;
-      if (flags & ENC_FLAG_DRAW) n += draw_negatives(j, &s, fn, ctx);
-    } else {
-      j->c.corrupt++;
-    }
-    free(val);
-    mtld_store_set_partition(j->st, x->partition); /* scale-out: the delete moves with it */
-    mtld_store_delete(j->st, MTLD_CF_PENDING, key, sizeof key);
-    mtld_store_set_partition(j->st, -1);
-    entry_free(j, e);
   }
   j->c.released += n;
   return n;
@@ -1470,7 +1501,7 @@ size_t mtld_joiner_pending_count(const mtld_joiner_t *j) {
 }
 
 int64_t mtld_joiner_next_deadline(const mtld_joiner_t *j) {
-  return j->n_heap ? j->ent[j->heap[0]].deadline : INT64_MAX;
+  return j->n_heap ? j->heap[0].deadline : INT64_MAX;
 }
 
 void mtld_joiner_counters(const mtld_joiner_t *j, mtld_joiner_counters_t *out) {

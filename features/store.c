@@ -290,6 +290,7 @@ static void ecache_clear(ecache_t *c) {
 struct mtld_store {
   rocksdb_t *db;
   rocksdb_options_t *opts;
+  rocksdb_options_t *pending_opts; /* the pending column family's: st->opts uncompressed */
   rocksdb_block_based_table_options_t *bbto;
   rocksdb_cache_t *cache;
   rocksdb_readoptions_t *ro;
@@ -444,6 +445,7 @@ static void close_handles(mtld_store_t *st) {
   if (st->ro) rocksdb_readoptions_destroy(st->ro);
   if (st->wo) rocksdb_writeoptions_destroy(st->wo);
   if (st->opts) rocksdb_options_destroy(st->opts);
+  if (st->pending_opts) rocksdb_options_destroy(st->pending_opts);
   if (st->bbto) rocksdb_block_based_options_destroy(st->bbto);
   if (st->cache) rocksdb_cache_destroy(st->cache);
   if (st->secondary[0]) { /* the secondary's own info LOG files */
@@ -606,6 +608,12 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   }
   st->cur_part = -1;
   st->readonly = readonly != 0; /* 1: read-only, 2: secondary instance */
+  /* RocksDB counts, per thread by default, every key comparison, block read
+   * and memtable lookup into its perf context (one thread-local access per
+   * count, ~3% of the main thread's CPU); nothing here reads those counts.
+   * Thread-local: this covers the thread that opens the store, the one that
+   * reads and writes it (main.c). */
+  rocksdb_set_perf_level(rocksdb_disable);
   st->cache = rocksdb_cache_create_lru(mem.block_cache_bytes);
   st->bbto = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
@@ -642,6 +650,14 @@ static mtld_status_t store_open(mtld_store_t **out, const char *path, const mtld
   rocksdb_options_set_info_log_level(st->opts, 4 /* FATAL_LEVEL */);
   const rocksdb_options_t *cf_opts[N_CF];
   for (int i = 0; i < N_CF; i++) cf_opts[i] = st->opts;
+  /* Pending samples live one conversion window and are read back once, at
+   * release: compressing them at flush (background) and decompressing their
+   * blocks at release (main thread) was CPU spent for disk space they hold
+   * only briefly (bench/RESULTS.md, 2026-12-05 "hot path, round 2"). */
+  if ((st->pending_opts = rocksdb_options_create_copy(st->opts))) {
+    rocksdb_options_set_compression(st->pending_opts, rocksdb_no_compression);
+    cf_opts[MTLD_CF_PENDING + 1] = st->pending_opts;
+  }
 
   char *e = NULL;
   if (readonly) {
@@ -1036,6 +1052,74 @@ from_db:;
   *vlen = n;
   return MTLD_OK;
 nomem:
+  set_error(st, "out of memory");
+  return MTLD_ERR_NOMEM;
+}
+
+mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n, const void *const *keys,
+                                  const size_t *klens, void **vals, size_t *vlens,
+                                  mtld_status_t *rcs) {
+  if ((cf != MTLD_CF_PENDING && cf != MTLD_CF_META && cf != MTLD_CF_SEEN) ||
+      n > MTLD_STORE_GET_MANY_MAX) {
+    set_error(st, "get_many takes at most %d keys of the pending, meta or seen column family",
+              MTLD_STORE_GET_MANY_MAX);
+    return MTLD_ERR_INVALID;
+  }
+  for (size_t i = 0; i < n; i++) {
+    vals[i] = NULL;
+    vlens[i] = 0;
+    rcs[i] = MTLD_ERR_NOTFOUND;
+  }
+  /* the batch's own values first; the rest go to one MultiGet */
+  const char *dkeys[MTLD_STORE_GET_MANY_MAX];
+  size_t dlens[MTLD_STORE_GET_MANY_MAX], at[MTLD_STORE_GET_MANY_MAX], nd = 0;
+  for (size_t i = 0; i < n; i++) {
+    entry_t *e = map_find(&st->raw, cf, keys[i], klens[i], map_hash(cf, keys[i], klens[i]));
+    if (!e) {
+      dkeys[nd] = keys[i];
+      dlens[nd] = klens[i];
+      at[nd++] = i;
+      continue;
+    }
+    if (e->deleted) continue; /* MTLD_ERR_NOTFOUND */
+    if (!(vals[i] = malloc(e->vlen ? e->vlen : 1))) goto nomem;
+    if (e->vlen) memcpy(vals[i], e->val, e->vlen);
+    vlens[i] = e->vlen;
+    rcs[i] = MTLD_OK;
+  }
+  if (nd == 0) return MTLD_OK;
+  rocksdb_pinnableslice_t *ps[MTLD_STORE_GET_MANY_MAX];
+  char *errs[MTLD_STORE_GET_MANY_MAX];
+  rocksdb_batched_multi_get_cf(st->db, st->ro, cf_handle(st, cf), nd, dkeys, dlens, ps, errs,
+                               0 /* not sorted: RocksDB sorts a copy */);
+  int oom = 0;
+  for (size_t d = 0; d < nd; d++) {
+    size_t i = at[d];
+    if (errs[d]) {
+      set_error(st, "store read (%s): %s", cf_names[cf + 1], errs[d]);
+      rcs[i] = read_failed(st, errs[d]);
+      rocksdb_free(errs[d]);
+    } else if (ps[d] && !oom) {
+      size_t len;
+      const char *v = rocksdb_pinnableslice_value(ps[d], &len);
+      if ((vals[i] = malloc(len ? len : 1))) {
+        if (len) memcpy(vals[i], v, len);
+        vlens[i] = len;
+        rcs[i] = MTLD_OK;
+      } else {
+        oom = 1;
+      }
+    }
+    if (ps[d]) rocksdb_pinnableslice_destroy(ps[d]);
+  }
+  if (!oom) return MTLD_OK;
+nomem:
+  for (size_t i = 0; i < n; i++) {
+    free(vals[i]);
+    vals[i] = NULL;
+    vlens[i] = 0;
+    rcs[i] = MTLD_ERR_NOMEM;
+  }
   set_error(st, "out of memory");
   return MTLD_ERR_NOMEM;
 }

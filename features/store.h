@@ -202,6 +202,20 @@ mtld_status_t mtld_store_delete(mtld_store_t *st, mtld_cf_t cf, const void *key,
 mtld_status_t mtld_store_get(mtld_store_t *st, mtld_cf_t cf, const void *key, size_t klen,
                              void **val, size_t *vlen);
 
+/* mtld_store_get of n keys of one raw column family (MTLD_CF_PENDING,
+ * MTLD_CF_META or MTLD_CF_SEEN; MTLD_ERR_INVALID for the others): rcs[i],
+ * vals[i] and vlens[i] are what mtld_store_get(st, cf, keys[i], klens[i], ...)
+ * would give at the time of the call (the batch first, then the DB; each
+ * found *vals[i] malloc'd, the caller frees; NULL otherwise).  The keys the
+ * batch does not hold are read from the DB with one RocksDB MultiGet.
+ * Returns MTLD_OK; MTLD_ERR_INVALID (another column family, or more than
+ * MTLD_STORE_GET_MANY_MAX keys: the arrays are not touched); MTLD_ERR_NOMEM
+ * (every vals[i] NULL, rcs[i] MTLD_ERR_NOMEM).  Main thread. */
+#define MTLD_STORE_GET_MANY_MAX 512
+mtld_status_t mtld_store_get_many(mtld_store_t *st, mtld_cf_t cf, size_t n, const void *const *keys,
+                                  const size_t *klens, void **vals, size_t *vlens,
+                                  mtld_status_t *rcs);
+
 /* Stages the deletion of every key of cf (MTLD_CF_SEEN only) that sorts
  * before `end` (bytewise), done by the next commit in its write batch, before
  * the batch's own writes.  One range per commit: a later call replaces an

@@ -24,9 +24,7 @@ N=$(grep -o '[0-9]* records' "$T/gen.log" | head -1 | cut -d' ' -f1)
 H=$(((N + 1) / 2))
 
 kl_start
-kl_topic events 2
-kl_topic cl 2 cleanup.policy=compact
-kl_topic cl.group 1 cleanup.policy=compact
+kl_topics events:2 cl:2:cleanup.policy=compact cl.group:1:cleanup.policy=compact
 half() {
   "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic events --in "$T/events.pb" \
     --skip $((($1 - 1) * H)) --limit "$H" >>"$T/produce.log" 2>&1 || fail "mtld-produce half $1"

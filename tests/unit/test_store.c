@@ -753,6 +753,60 @@ static void test_attrs(void) {
         strstr(errbuf, "other feature definitions"));
 }
 
+/* mtld_store_get_many gives, key by key, what mtld_store_get gives: the
+ * batch's staged values and deletes first, then committed values read from
+ * the DB (one MultiGet), not-found for the rest; only raw column families. */
+static void test_get_many(void) {
+  mtld_feature_def_t def;
+  mtld_feature_def_default(&def);
+  mtld_store_t *st = NULL;
+  const char *path = db_path("get_many");
+  CHECK(mtld_store_open(&st, path, &def, 0, errbuf, sizeof errbuf) == MTLD_OK);
+  if (!st) return;
+  enum { N = 300 }; /* committed k000..k299 with values "v<i>" of i % 50 + 1 bytes */
+  char keys[N + 2][8], val[64];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%03d", i);
+    memset(val, 'a' + i % 26, sizeof val);
+    CHECK(mtld_store_put(st, MTLD_CF_PENDING, keys[i], 4, val, (size_t)(i % 50 + 1)) == MTLD_OK);
+  }
+  CHECK(mtld_store_commit(st, errbuf, sizeof errbuf) == MTLD_OK);
+  /* staged: k001 overwritten, k002 deleted, k300 new; k301 nowhere */
+  snprintf(keys[N], sizeof keys[N], "k%03d", N);
+  snprintf(keys[N + 1], sizeof keys[N + 1], "k%03d", N + 1);
+  CHECK(mtld_store_put(st, MTLD_CF_PENDING, "k001", 4, "staged", 6) == MTLD_OK);
+  CHECK(mtld_store_delete(st, MTLD_CF_PENDING, "k002", 4) == MTLD_OK);
+  CHECK(mtld_store_put(st, MTLD_CF_PENDING, keys[N], 4, "new", 3) == MTLD_OK);
+  const void *kp[N + 2];
+  size_t kl[N + 2], vl[N + 2];
+  void *vals[N + 2];
+  mtld_status_t rcs[N + 2];
+  for (int i = 0; i < N + 2; i++) { /* reversed: the API takes any order */
+    kp[i] = keys[N + 1 - i];
+    kl[i] = 4;
+  }
+  CHECK(mtld_store_get_many(st, MTLD_CF_PENDING, N + 2, kp, kl, vals, vl, rcs) == MTLD_OK);
+  int same = 1;
+  for (int i = 0; i < N + 2; i++) {
+    void *v = NULL;
+    size_t vlen = 0;
+    mtld_status_t rc = mtld_store_get(st, MTLD_CF_PENDING, kp[i], 4, &v, &vlen);
+    if (rc != rcs[i] || vlen != vl[i] || (rc == MTLD_OK && memcmp(v, vals[i], vlen) != 0) ||
+        (rc != MTLD_OK && vals[i] != NULL))
+      same = 0;
+    free(v);
+    free(vals[i]);
+  }
+  CHECK(same);
+  CHECK(rcs[0] == MTLD_ERR_NOTFOUND && rcs[1] == MTLD_OK && vl[1] == 3);     /* k301, k300 */
+  CHECK(rcs[N - 1] == MTLD_ERR_NOTFOUND && rcs[N] == MTLD_OK && vl[N] == 6); /* k002, k001 */
+  /* the feature column families, and too many keys, are refused */
+  CHECK(mtld_store_get_many(st, MTLD_CF_USER, 1, kp, kl, vals, vl, rcs) == MTLD_ERR_INVALID);
+  CHECK(mtld_store_get_many(st, MTLD_CF_PENDING, MTLD_STORE_GET_MANY_MAX + 1, kp, kl, vals, vl,
+                            rcs) == MTLD_ERR_INVALID);
+  mtld_store_close(st);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/mtld-test-store-XXXXXX");
   if (!mkdtemp(root)) {
@@ -763,6 +817,7 @@ int main(void) {
   test_batch_semantics();
   test_offsets();
   test_raw();
+  test_get_many();
   test_schema();
   test_readonly();
   test_missing_parents();

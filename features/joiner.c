@@ -1520,9 +1520,21 @@ void mtld_joiner_counters_rollback(mtld_joiner_t *j) {
   j->c = j->c_committed;
 }
 
+size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j) {
+  size_t n = sizeof *j + (size_t)j->cap_ent * sizeof(entry_t) + j->cap_heap * sizeof(heap_el_t) +
+             j->ring_map.cap * sizeof(cslot_t) + (size_t)j->cap_rings * sizeof(ring_t);
+  for (int w = 0; w < N_IDX; w++) n += j->idx[w].cap * sizeof(cslot_t);
+  for (int32_t r = 0; r < j->n_rings; r++) n += (size_t)j->rings[r].n_alloc * sizeof(struct donor);
+  return n;
+}
+
 void mtld_joiner_render_metrics(const mtld_joiner_t *j, mtld_metrics_buf_t *b) {
   mtld_metrics_family(b, "mtld_joiner_pending", "gauge", "Samples waiting for their labels.");
   mtld_metrics_sample(b, "mtld_joiner_pending", NULL, (double)mtld_joiner_pending_count(j));
+  mtld_metrics_family(b, "mtld_joiner_memory_bytes", "gauge",
+                      "Bytes allocated for the joiner's in-memory indexes (entries, release "
+                      "heap, id maps, donor rings); the samples themselves are in the store.");
+  mtld_metrics_sample(b, "mtld_joiner_memory_bytes", NULL, (double)mtld_joiner_memory_bytes(j));
   /* the ledger, as committed: every event given is in one outcome, every
    * sample opened is released, pending or dropped */
   const mtld_joiner_counters_t *c = &j->c_committed;

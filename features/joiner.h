@@ -253,7 +253,16 @@ size_t mtld_joiner_release(mtld_joiner_t *j, int64_t watermark_ms, mtld_joiner_r
  * of the release view are not samples and not counted). */
 size_t mtld_joiner_pending_count(const mtld_joiner_t *j);
 
+/* Bytes allocated for the joiner's in-memory state: the entry slab, the
+ * release heap, the three id maps and the donor rings, by capacity (what
+ * the allocator holds, not what is in use).  About 200-330 bytes per
+ * pending sample: it grows with the event rate x (click_window +
+ * conversion_window), not with the stream's length.  Same thread as the
+ * joiner. */
+size_t mtld_joiner_memory_bytes(const mtld_joiner_t *j);
+
 /* Renders the joiner's families into b (Prometheus text): samples pending,
+ * bytes of its in-memory indexes (mtld_joiner_memory_bytes),
  * and its ledger as of the last mtld_joiner_counters_commit: events by type
  * and outcome (mtld_joiner_events_total), samples opened, released and
  * dropped (mtld_joiner_samples_total). */

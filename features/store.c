@@ -1553,6 +1553,30 @@ void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b) {
   mtld_metrics_sample(b, "mtld_store_write_seconds_max", NULL, st->write_seconds_max);
   mtld_metrics_family(b, "mtld_store_size_bytes", "gauge", "RocksDB SST files plus memtables.");
   mtld_metrics_sample(b, "mtld_store_size_bytes", NULL, (double)mtld_store_size_bytes(st));
+  /* what RocksDB and the entity cache hold in memory, all bounded by
+   * configuration (store.write_buffer_mb, store.block_cache_mb,
+   * store.cache_mb); table readers: index and filter blocks outside the
+   * block cache (none but level 0's pinned ones with this configuration) */
+  uint64_t mem[5] = {0};
+  for (int i = 0; i < N_CF; i++) {
+    uint64_t v = 0;
+    if (rocksdb_property_int_cf(st->db, st->cfh[i], "rocksdb.cur-size-all-mem-tables", &v) == 0)
+      mem[0] += v;
+    v = 0;
+    if (rocksdb_property_int_cf(st->db, st->cfh[i], "rocksdb.estimate-table-readers-mem", &v) == 0)
+      mem[3] += v;
+  }
+  (void)rocksdb_property_int(st->db, "rocksdb.block-cache-usage", &mem[1]);
+  (void)rocksdb_property_int(st->db, "rocksdb.block-cache-pinned-usage", &mem[2]);
+  for (int i = 0; i < 3; i++) mem[4] += st->ecache[i].nslots * (st->ecache[i].size + ECACHE_TAG);
+  static const char *const mkinds[5] = {"kind=\"memtables\"", "kind=\"block_cache\"",
+                                        "kind=\"block_cache_pinned\"", "kind=\"table_readers\"",
+                                        "kind=\"entity_cache\""};
+  mtld_metrics_family(b, "mtld_store_memory_bytes", "gauge",
+                      "Store memory by kind: RocksDB memtables, block cache (pinned: of it, in "
+                      "use), table readers outside the cache, entity cache (allocated).");
+  for (int i = 0; i < 5; i++)
+    mtld_metrics_sample(b, "mtld_store_memory_bytes", mkinds[i], (double)mem[i]);
   static const char *const kinds[3] = {"kind=\"user\"", "kind=\"item\"", "kind=\"item_part\""};
   mtld_metrics_family(b, "mtld_store_cache_hits_total", "counter",
                       "First reads of a batch answered by the committed-entity cache "

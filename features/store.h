@@ -285,7 +285,9 @@ void mtld_store_foreach_item_part_of(mtld_store_t *st, uint64_t item_id, mtld_st
 
 /* Renders the store's families into b (Prometheus text): write batches
  * committed and failed, the time to write one (fsync included when the store
- * syncs), and the on-disk size. */
+ * syncs), the on-disk size, memory by kind (mtld_store_memory_bytes:
+ * memtables, block cache, table readers, entity cache) and the entity
+ * cache's hits and misses. */
 void mtld_store_render_metrics(mtld_store_t *st, mtld_metrics_buf_t *b);
 
 /* Approximate on-disk size in bytes (live SST + memtables), for metrics. */

@@ -172,6 +172,8 @@ static void test_click_by_request_id(void) {
   CHECK(feed(&e, &ev, 0, 5));
 
   CHECK(mtld_joiner_pending_count(e.j) == 3);
+  /* the in-memory indexes: at least an entry and three map slots a sample */
+  CHECK(mtld_joiner_memory_bytes(e.j) >= 3 * (64 + 3 * 16));
   CHECK(mtld_joiner_release(e.j, ALL_RELEASED, collect, &out) == 3);
   CHECK(mtld_joiner_pending_count(e.j) == 0);
   const mtld_sample_t *a = find_sample(&out, 100), *b = find_sample(&out, 200),

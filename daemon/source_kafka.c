@@ -19,8 +19,15 @@
 typedef struct {
   mtld_source_t base;
   rd_kafka_t *rk;
-  rd_kafka_message_t **held; /* messages handed out by the last poll */
+  rd_kafka_message_t **held; /* messages handed out by the last poll; held[i] backs
+                                poll_recs[i] while kafka_poll collects */
   int n_held, cap_held;
+  /* kafka_poll's collection in progress: a rebalance callback served by one
+   * of its rd_kafka_consumer_poll calls must not free the messages collected
+   * so far (they are not handed out yet), only drop those of partitions
+   * taken away, and end the collection */
+  int in_poll, rebalanced;
+  mtld_record_t *poll_recs;
   int connected;
   int64_t fresh_offset; /* where a partition the store never saw starts */
 } kafka_source_t;
@@ -28,6 +35,35 @@ typedef struct {
 static void release_held(kafka_source_t *ks) {
   for (int i = 0; i < ks->n_held; i++) rd_kafka_message_destroy(ks->held[i]);
   ks->n_held = 0;
+}
+
+/* During kafka_poll's collection: destroys the collected messages of the
+ * partitions in parts (all of them when parts is NULL) and closes the gap in
+ * held[] and poll_recs[].  Their offsets were never applied, so whoever owns
+ * the partitions next reads them again from the stored offsets. */
+static void drop_collected(kafka_source_t *ks, const rd_kafka_topic_partition_list_t *parts) {
+  int kept = 0, dropped = 0;
+  for (int i = 0; i < ks->n_held; i++) {
+    rd_kafka_message_t *m = ks->held[i];
+    int drop = parts == NULL;
+    for (int j = 0; !drop && j < parts->cnt; j++)
+      drop = parts->elems[j].partition == m->partition && m->rkt &&
+             strcmp(parts->elems[j].topic, rd_kafka_topic_name(m->rkt)) == 0;
+    if (drop) {
+      rd_kafka_message_destroy(m);
+      dropped++;
+      continue;
+    }
+    ks->held[kept] = m;
+    ks->poll_recs[kept] = ks->poll_recs[i];
+    kept++;
+  }
+  ks->n_held = kept;
+  if (dropped)
+    mtld_log(MTLD_LOG_INFO,
+             "rebalance during a poll: %d fetched record(s) of partitions taken away are not "
+             "processed here (their offsets were not applied: the next owner reads them)",
+             dropped);
 }
 
 /* Sets each partition's start offset from the store (where it resumes). */
@@ -90,9 +126,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   kafka_source_t *ks = opaque;
   int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-  /* Messages of the previous poll were processed already; drop them before
-   * the assignment changes. */
-  release_held(ks);
+  if (ks->in_poll) {
+    /* served by kafka_poll's collection: what it collected is not handed out
+     * yet; the records of partitions taken away are dropped before the
+     * pipeline hears of the revoke, the rest stay, and the collection ends */
+    ks->rebalanced = 1;
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && cooperative && !rd_kafka_assignment_lost(rk))
+      drop_collected(ks, parts); /* the others go on from where they were fetched */
+    else if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+      drop_collected(ks, NULL); /* all revoked, or lost: what stays is rewound */
+  } else {
+    /* Messages of the previous poll were processed already; drop them before
+     * the assignment changes. */
+    release_held(ks);
+  }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     set_resume_offsets(ks, parts);
     rd_kafka_error_t *e = NULL;
@@ -199,8 +246,20 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
     ks->cap_held = max;
   }
   int n = 0;
-  while (n < max) {
+  ks->in_poll = 1;
+  ks->rebalanced = 0;
+  ks->poll_recs = recs;
+  int last = 0; /* a rebalance ran: take what this call returned, then stop */
+  while (n < max && !last) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, n == 0 ? timeout_ms : 0);
+    if (ks->rebalanced) {
+      /* the callback may have dropped collected records: held[] and recs[]
+       * stay aligned, n follows them; a message returned by this same call
+       * is of the new assignment */
+      n = ks->n_held;
+      ks->rebalanced = 0;
+      last = 1;
+    }
     if (!m) break;
     if (m->err) {
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
@@ -226,6 +285,9 @@ static int kafka_poll(mtld_source_t *src, mtld_record_t *recs, int max, int time
                               .offset = m->offset};
     n++;
   }
+  ks->in_poll = 0;
+  ks->rebalanced = 0;
+  ks->poll_recs = NULL;
   return n;
 }
 

@@ -49,7 +49,11 @@ struct mtld_changelog {
   double last_rate, last_seconds;
   uint64_t last_records;
   int64_t restore_lag;
+  mtld_changelog_rows_t rows; /* user rows (publish NULL: none) */
 };
+
+_Static_assert(MTLD_CHANGELOG_KIND_USERROW >= MTLD_CF_COUNT,
+               "the user-row key kind is not a column family");
 
 /* ---- encodings ---------------------------------------------------------- */
 
@@ -539,21 +543,25 @@ static mtld_status_t produce_one(mtld_changelog_t *cl, int32_t partition, const 
   }
 }
 
+/* Adds a partition to those the transaction writes (each gets a mark). */
+static int note_pid(produce_t *p, mtld_partition_id_t partition) {
+  for (int i = p->npids - 1; i >= 0; i--)
+    if (p->pids[i] == partition) return 0;
+  if (p->npids == MTLD_PARTITION_TABLE_CAP) {
+    snprintf(p->err, p->errlen, "changelog: more than %d partitions in one batch",
+             MTLD_PARTITION_TABLE_CAP);
+    return -1;
+  }
+  p->pids[p->npids++] = partition;
+  return 0;
+}
+
 static mtld_status_t produce_cb(void *ctx, mtld_partition_id_t partition, mtld_cf_t cf,
                                 const void *key, size_t klen, const void *val, size_t vlen,
                                 int deleted) {
   produce_t *p = ctx;
   if (is_mark_key(cf, key, klen)) return MTLD_OK; /* staged untagged: never here */
-  int seen = 0;
-  for (int i = p->npids - 1; i >= 0 && !seen; i--) seen = p->pids[i] == partition;
-  if (!seen) {
-    if (p->npids == MTLD_PARTITION_TABLE_CAP) {
-      snprintf(p->err, p->errlen, "changelog: more than %d partitions in one batch",
-               MTLD_PARTITION_TABLE_CAP);
-      return MTLD_ERR_IO;
-    }
-    p->pids[p->npids++] = partition;
-  }
+  if (note_pid(p, partition) != 0) return MTLD_ERR_IO;
   /* the record key: cf then the store key (mtld_changelog_key_encode),
    * on the stack for the usual short keys */
   uint8_t buf[256], *rk = klen < sizeof buf ? buf : malloc(klen + 1);
@@ -565,6 +573,28 @@ static mtld_status_t produce_cb(void *ctx, mtld_partition_id_t partition, mtld_c
   if (rk != buf) free(rk);
   if (rc == MTLD_OK) p->n++;
   return rc;
+}
+
+/* mtld_changelog_emit_fn for the extra records (user rows) */
+static mtld_status_t emit_cb(void *ectx, int32_t partition, const void *key, size_t klen,
+                             const void *val, size_t vlen) {
+  produce_t *p = ectx;
+  mtld_partition_id_t pid = mtld_partition_id(0, partition);
+  if (pid < 0) {
+    snprintf(p->err, p->errlen, "changelog: no partition id for partition %d", (int)partition);
+    return MTLD_ERR_IO;
+  }
+  if (note_pid(p, pid) != 0) return MTLD_ERR_IO;
+  mtld_status_t rc = produce_one(p->cl, partition, key, klen, val, vlen, 0, p->err, p->errlen);
+  if (rc == MTLD_OK) p->n++;
+  return rc;
+}
+
+void mtld_changelog_set_rows(mtld_changelog_t *cl, const mtld_changelog_rows_t *rows) {
+  if (rows)
+    cl->rows = *rows;
+  else
+    memset(&cl->rows, 0, sizeof cl->rows);
 }
 
 /* Each partition written gets this transaction's mark as its last record,
@@ -610,6 +640,7 @@ mtld_status_t mtld_changelog_commit_hook(void *ctx, mtld_store_t *st, char *err,
   if (!pp) return MTLD_ERR_NOMEM;
   *pp = (produce_t){.cl = cl, .err = err, .errlen = errlen};
   mtld_status_t rc = mtld_store_foreach_staged(st, produce_cb, pp);
+  if (rc == MTLD_OK && cl->rows.publish) rc = cl->rows.publish(cl->rows.ctx, emit_cb, pp);
   if (rc == MTLD_OK) rc = produce_marks(pp, st);
   uint64_t produced = pp->n;
   free(pp);
@@ -637,6 +668,7 @@ mtld_status_t mtld_changelog_commit_hook(void *ctx, mtld_store_t *st, char *err,
 typedef struct {
   mtld_changelog_t *cl;
   mtld_store_t *st;
+  int32_t partition;
   mtld_store_write_t w[RESTORE_CHUNK];
   size_t n;
   uint64_t records, bad;
@@ -667,6 +699,13 @@ static int restore_cb(void *ctx, const rd_kafka_message_t *m) {
   mtld_cf_t cf;
   const void *key;
   size_t klen;
+  if (m->key && m->key_len >= 1 && ((const uint8_t *)m->key)[0] == MTLD_CHANGELOG_KIND_USERROW) {
+    r->records++;
+    if (r->cl->rows.restore_row && m->payload)
+      r->cl->rows.restore_row(r->cl->rows.ctx, r->partition, m->key, m->key_len, m->payload,
+                              m->len);
+    return 0;
+  }
   if (mtld_changelog_key_decode(m->key, m->key_len, &cf, &key, &klen) != MTLD_OK) {
     r->bad++;
     return 0;
@@ -723,12 +762,14 @@ mtld_status_t mtld_changelog_restore(mtld_changelog_t *cl, mtld_store_t *st, con
   if (!r) return MTLD_ERR_NOMEM;
   r->cl = cl;
   r->st = st;
+  r->partition = partition;
   r->err = err;
   r->errlen = errlen;
   rc = read_partition(cl, cl->topic, partition, 0, cl->restore_timeout_ms, restore_cb, r, NULL, err,
                       errlen);
   if (rc == MTLD_OK && r->n && restore_flush(r) != 0) rc = MTLD_ERR_IO;
   restore_free(r);
+  if (cl->rows.restore_end) cl->rows.restore_end(cl->rows.ctx, partition, rc == MTLD_OK);
   if (rc == MTLD_OK && r->has_mark) {
     mtld_store_write_t w = {.cf = MTLD_CF_META,
                             .key = r->mark_key,

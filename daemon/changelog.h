@@ -134,6 +134,36 @@ int mtld_changelog_has_mark(mtld_store_t *st, int32_t pid);
 mtld_status_t mtld_changelog_drop(mtld_changelog_t *cl, mtld_store_t *st, const char *topic,
                                   int32_t partition, int32_t pid, char *err, size_t errlen);
 
+/* User rows (daemon/userrows.h) travel in the same partitions under their
+ * own key kind: a record key starting with this byte (never a column
+ * family) is a user row, not a store write. */
+#define MTLD_CHANGELOG_KIND_USERROW 0x55
+
+/* Produces one record (key as given) to changelog partition `partition`
+ * inside the open transaction; the partition then gets the transaction's
+ * mark.  MTLD_OK or MTLD_ERR_RETRY / MTLD_ERR_IO (the transaction is then
+ * aborted and the batch retried). */
+typedef mtld_status_t (*mtld_changelog_emit_fn)(void *ectx, int32_t partition, const void *key,
+                                                size_t klen, const void *val, size_t vlen);
+
+/* Extra records carried with the partitions (the trainer's user rows).
+ * publish: called in each commit transaction after the batch's writes,
+ * before the marks; it emits what it has (an error aborts the
+ * transaction).  restore_row: per record of the kind
+ * MTLD_CHANGELOG_KIND_USERROW read while restoring `partition`, in offset
+ * order.  restore_end: after that restore (ok = 1 when it read the
+ * partition to its end).  All on the daemon's main thread. */
+typedef struct {
+  mtld_status_t (*publish)(void *ctx, mtld_changelog_emit_fn emit, void *ectx);
+  void (*restore_row)(void *ctx, int32_t partition, const void *key, size_t klen, const void *val,
+                      size_t vlen);
+  void (*restore_end)(void *ctx, int32_t partition, int ok);
+  void *ctx;
+} mtld_changelog_rows_t;
+
+/* Installs (rows copied) or, with NULL, removes the extra records' hooks. */
+void mtld_changelog_set_rows(mtld_changelog_t *cl, const mtld_changelog_rows_t *rows);
+
 /* Partitions held now (restored, not revoked), for metrics and STATUS. */
 int mtld_changelog_owned(const mtld_changelog_t *cl);
 void mtld_changelog_set_owned(mtld_changelog_t *cl, int owned);

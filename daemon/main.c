@@ -38,6 +38,7 @@
 #include "daemon/pipeline.h"
 #include "daemon/source.h"
 #include "daemon/trainfeed.h"
+#include "daemon/userrows.h"
 #include "features/joiner.h"
 #include "common/clock.h"
 #include "features/store.h"
@@ -129,7 +130,8 @@ typedef struct {
   mtld_pipeline_t *pipe;
   mtld_durable_t *durable;
   mtld_source_t *src;
-  mtld_changelog_t *cl; /* scale-out (scaleout.changelog_topic), else NULL */
+  mtld_changelog_t *cl;  /* scale-out (scaleout.changelog_topic), else NULL */
+  mtld_userrows_t *rows; /* scale-out with a trainer: user rows with their partition */
   mtld_metrics_server_t *metrics;
   mtld_metrics_buf_t mbuf;
   int64_t started_mono_ms;
@@ -420,6 +422,7 @@ static void publish(daemon_t *d, int healthy, const char *why) {
   }
   if (d->src) mtld_source_render_metrics(d->src, &d->mbuf);
   mtld_changelog_render_metrics(d->cl, &d->mbuf);
+  mtld_userrows_render_metrics(d->rows, &d->mbuf);
   mtld_durable_render_metrics(d->durable, &d->mbuf);
   mtld_metrics_family(&d->mbuf, "mtld_resident_memory_bytes", "gauge", "Resident set size.");
   mtld_metrics_sample(&d->mbuf, "mtld_resident_memory_bytes", NULL,
@@ -645,6 +648,18 @@ static int run(daemon_t *d) {
  * clients, the group check (a disagreement: exit 1, nothing written), the
  * store's commit hook, the local partitions dropped.  Returns EXIT_OK or
  * the exit code. */
+/* The pipeline's handover hook (scale-out with user rows): the trainer
+ * observes every released sample before the commit ahead of a revocation,
+ * so its transaction carries their users' rows.  Changes no weight. */
+static void drain_feed(void *ctx) {
+  mtld_trainfeed_drain(ctx);
+}
+
+/* mtld_userrows_owns_fn over the pipeline */
+static int holds_partition(void *ctx, int32_t partition) {
+  return mtld_pipeline_scaleout_holds(ctx, partition);
+}
+
 static int start_scaleout(daemon_t *d) {
   char err[1024];
   if (!d->cfg.scaleout_changelog_topic[0]) return EXIT_OK;
@@ -661,6 +676,12 @@ static int start_scaleout(daemon_t *d) {
   }
   mtld_store_set_commit_hook(d->store, mtld_changelog_commit_hook, d->cl);
   mtld_pipeline_set_changelog(d->pipe, d->cl);
+  if (d->trainer && mtld_userrows_new(&d->rows, d->trainer, d->feed, d->cl, holds_partition,
+                                      d->pipe, err, sizeof(err)) != MTLD_OK) {
+    mtld_log(MTLD_LOG_ERR, "%s", err);
+    return EXIT_CONFIG;
+  }
+  if (d->rows) mtld_pipeline_set_handover_hook(d->pipe, drain_feed, d->feed);
   if (mtld_pipeline_scaleout_reset(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "scale-out: dropping the local partitions: %s", err);
     return EXIT_STATE;
@@ -670,6 +691,9 @@ static int start_scaleout(daemon_t *d) {
 
 static void stop_scaleout(daemon_t *d) {
   if (!d->cl) return;
+  mtld_pipeline_set_handover_hook(d->pipe, NULL, NULL);
+  mtld_userrows_free(d->rows, d->feed, d->cl);
+  d->rows = NULL;
   mtld_store_set_commit_hook(d->store, NULL, NULL);
   mtld_pipeline_set_changelog(d->pipe, NULL);
   mtld_changelog_free(d->cl);
@@ -684,6 +708,9 @@ static int shutdown_daemon(daemon_t *d, int rc) {
   /* after a failed read or the commit retry bound: no further attempt (nor
    * at the revocation when the source closes) */
   if (rc == EXIT_STATE || rc == EXIT_RUNTIME) mtld_pipeline_abandon(d->pipe);
+  /* scale-out: the final commit carries the rows of every user released so
+   * far (daemon/userrows.h); draining changes no weight */
+  if (d->rows) mtld_trainfeed_drain(d->feed);
   while ((rc == EXIT_OK || rc == EXIT_SOURCE) &&
          mtld_pipeline_commit(d->pipe, err, sizeof(err)) != MTLD_OK) {
     mtld_log(MTLD_LOG_ERR, "final commit failed: %s", err);

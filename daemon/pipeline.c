@@ -104,6 +104,8 @@ struct mtld_pipeline {
   void *sink_ctx;
   void (*revoke_hook)(void *ctx);
   void *revoke_ctx;
+  void (*handover_hook)(void *ctx);
+  void *handover_ctx;
   mtld_changelog_t *cl; /* scale-out, borrowed; NULL = one instance */
   int settle_wait;      /* scale-out: parked partitions, none assigned (scaleout_settle) */
   int closing;          /* scale-out: the daemon stops, the revocation keeps the state */
@@ -243,6 +245,7 @@ static void hook_revoke_begin(void *ctx, int lost) {
     return;
   }
   /* Make everything consumed so far durable before the partitions go. */
+  if (p->handover_hook) p->handover_hook(p->handover_ctx);
   for (int tries = 0; tries < 50; tries++) {
     if (mtld_pipeline_commit(p, err, sizeof(err)) == MTLD_OK) {
       if (p->revoke_hook) p->revoke_hook(p->revoke_ctx);
@@ -343,6 +346,11 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
 fail:
   mtld_pipeline_free(p);
   return st;
+}
+
+void mtld_pipeline_set_handover_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx) {
+  p->handover_hook = fn;
+  p->handover_ctx = ctx;
 }
 
 void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx) {
@@ -748,6 +756,15 @@ static mtld_status_t scaleout_settle(mtld_pipeline_t *p, char *err, size_t errle
   }
   if (dropped) reload_joiner(p);
   return MTLD_OK;
+}
+
+int mtld_pipeline_scaleout_holds(const mtld_pipeline_t *p, int32_t partition) {
+  int n = mtld_partition_table_count(p->ptab);
+  for (int i = 0; i < n; i++)
+    if (mtld_partition_table_partition(p->ptab, i) == partition &&
+        strcmp(mtld_partition_table_topic(p->ptab, i), p->cfg->topics[0]) == 0)
+      return p->parts[i].current;
+  return 0;
 }
 
 void mtld_pipeline_scaleout_closing(mtld_pipeline_t *p) {

@@ -43,6 +43,12 @@ mtld_status_t mtld_pipeline_new(mtld_pipeline_t **out, const mtld_config_t *cfg,
  * (the daemon checkpoints there).  NULL: nothing. */
 void mtld_pipeline_set_revoke_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
 
+/* Called before the commit that precedes a revocation (not a lost one):
+ * scale-out drains the trainer there, so that commit's changelog
+ * transaction carries the user rows of every sample released so far
+ * (daemon/userrows.h).  NULL: nothing.  Main thread. */
+void mtld_pipeline_set_handover_hook(mtld_pipeline_t *p, void (*fn)(void *ctx), void *ctx);
+
 /* Hooks for mtld_source_*_new (resume at stored offsets, commit before a
  * revocation, drop the batch when partitions are lost). */
 mtld_source_hooks_t mtld_pipeline_hooks(mtld_pipeline_t *p);
@@ -70,6 +76,11 @@ void mtld_pipeline_set_changelog(mtld_pipeline_t *p, mtld_changelog_t *cl);
  * users but no partition index (built without scale-out: they could not be
  * dropped with their partitions); or the store's error; err set. */
 mtld_status_t mtld_pipeline_scaleout_reset(mtld_pipeline_t *p, char *err, size_t errlen);
+
+/* Scale-out: 1 when source partition `partition` (of the first topic) is
+ * held here now (restored or kept since its assignment, not revoked), else
+ * 0.  Main thread (the changelog's commit hook). */
+int mtld_pipeline_scaleout_holds(const mtld_pipeline_t *p, int32_t partition);
 
 /* Scale-out: the daemon stops; the revocation that leaving the group brings
  * logs each partition's ledger but keeps its state in the local store (for

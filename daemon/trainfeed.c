@@ -26,6 +26,8 @@ struct mtld_trainfeed {
   pthread_mutex_t trainer_mu; /* the trainer, while the worker observes */
   pthread_cond_t nonempty, space, idle;
   pthread_t thread;
+  mtld_trainfeed_observer_fn obs; /* under trainer_mu */
+  void *obs_ctx;
   void (*hook)(void *ctx); /* after each sample, under the trainer lock */
   void *hook_ctx;
 };
@@ -43,6 +45,7 @@ static void *worker(void *arg) {
       const mtld_sample_t *s = &f->slot[(head + i) % f->cap];
       pthread_mutex_lock(&f->trainer_mu);
       mtld_status_t st = mtld_trainer_observe(f->trainer, s, NULL);
+      if (st == MTLD_OK && f->obs) f->obs(f->obs_ctx, s);
       if (f->hook) f->hook(f->hook_ctx);
       pthread_mutex_unlock(&f->trainer_mu);
       if (st != MTLD_OK)
@@ -135,6 +138,15 @@ void mtld_trainfeed_unlock(mtld_trainfeed_t *f) {
 int mtld_trainfeed_draining(mtld_trainfeed_t *f) {
   return __atomic_load_n(&f->draining, __ATOMIC_ACQUIRE) > 0 ||
          __atomic_load_n(&f->stopping, __ATOMIC_ACQUIRE);
+}
+
+void mtld_trainfeed_set_observer(mtld_trainfeed_t *f, mtld_trainfeed_observer_fn fn, void *ctx) {
+  if (!f) return;
+  mtld_trainfeed_drain(f);
+  pthread_mutex_lock(&f->trainer_mu);
+  f->obs = fn;
+  f->obs_ctx = ctx;
+  pthread_mutex_unlock(&f->trainer_mu);
 }
 
 size_t mtld_trainfeed_depth(mtld_trainfeed_t *f) {

@@ -46,6 +46,13 @@ void mtld_trainfeed_drain(mtld_trainfeed_t *f);
 void mtld_trainfeed_lock(mtld_trainfeed_t *f);
 void mtld_trainfeed_unlock(mtld_trainfeed_t *f);
 
+/* After each sample the trainer accepted, the worker calls fn(ctx, s)
+ * while it still holds the trainer lock (scale-out: daemon/userrows.h
+ * notes the users trained).  Drains first, so no sample already pushed is
+ * seen by fn; fn NULL: none.  fn must not take the trainer lock. */
+typedef void (*mtld_trainfeed_observer_fn)(void *ctx, const mtld_sample_t *s);
+void mtld_trainfeed_set_observer(mtld_trainfeed_t *f, mtld_trainfeed_observer_fn fn, void *ctx);
+
 /* Has the worker call fn(ctx) after every sample it observes, holding the
  * trainer lock (NULL fn: none; the default).  fn runs on the worker thread,
  * only while there are samples to observe: after a drain it is not running,

@@ -224,6 +224,51 @@ void mtld_embed_sweep(mtld_embed_t *e, int64_t now_ms) {
     for (uint32_t i = 0; i < 2 * e->cms_width; i++) e->cms[i] >>= 1;
 }
 
+int mtld_embed_row_export(const mtld_embed_t *e, uint64_t id, float *w, float *m, float *v,
+                          float *acc, int64_t *last_used, uint32_t *count) {
+  *count = 0;
+  if (e->cms) {
+    uint32_t i0, i1;
+    cms_index(e, id, &i0, &i1);
+    *count = e->cms[i0] < e->cms[i1] ? e->cms[i0] : e->cms[i1];
+  }
+  uint32_t r = row_of(e, id);
+  *last_used = e->last_used[r];
+  *acc = e->acc[r];
+  size_t D = (size_t)e->dim;
+  memcpy(w, e->w + (size_t)r * D, sizeof(float) * D);
+  if (e->m) {
+    memcpy(m, e->m + (size_t)r * D, sizeof(float) * D);
+    memcpy(v, e->v + (size_t)r * D, sizeof(float) * D);
+  }
+  return e->last_used[r] != DEAD;
+}
+
+void mtld_embed_row_import(mtld_embed_t *e, uint64_t id, int live, const float *w, const float *m,
+                           const float *v, float acc, int64_t last_used, uint32_t count) {
+  if (id == 0) return;
+  if (e->cms) {
+    uint32_t i0, i1, c = count < UINT16_MAX ? count : UINT16_MAX;
+    cms_index(e, id, &i0, &i1);
+    if (e->cms[i0] < c) e->cms[i0] = (uint16_t)c;
+    if (e->cms[i1] < c) e->cms[i1] = (uint16_t)c;
+  }
+  if (!live || last_used == DEAD) return;
+  uint32_t r = row_of(e, id);
+  if (e->last_used[r] == DEAD) {
+    e->stats.admitted++;
+    e->stats.live_rows++;
+  }
+  size_t D = (size_t)e->dim;
+  memcpy(e->w + (size_t)r * D, w, sizeof(float) * D);
+  if (e->m && m && v) {
+    memcpy(e->m + (size_t)r * D, m, sizeof(float) * D);
+    memcpy(e->v + (size_t)r * D, v, sizeof(float) * D);
+  }
+  e->acc[r] = acc;
+  e->last_used[r] = last_used;
+}
+
 size_t mtld_embed_state_bytes(const mtld_embed_t *e) {
   size_t n = (size_t)e->rows * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t));
   if (e->m) n += 2 * sizeof(float) * (size_t)e->rows * e->dim;

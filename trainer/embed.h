@@ -115,6 +115,21 @@ void mtld_embed_row_init_values(const mtld_embed_t *e, uint32_t r, float *out);
 void mtld_embed_revive(mtld_embed_t *e, uint32_t r, int64_t last_used);
 void mtld_embed_kill(mtld_embed_t *e, uint32_t r);
 
+/* For moving a user's row with its partition (daemon/userrows.h).
+ * row_export: the row of id (w[dim]; m[dim], v[dim] too when the table
+ * uses Adam, else untouched; they may be NULL then), its Adagrad
+ * accumulator, last use and id's admission count (the count-min estimate,
+ * 0 without a sketch); returns 1 when the row is live, 0 when dead (only
+ * *count is then meaningful).  No side effect.
+ * row_import: raises id's admission counters to at least count and, when
+ * live, makes id's row live with exactly the given weights, optimiser
+ * state and last use (a row held by another id is overwritten: rows are
+ * hashed).  A dead import leaves the row alone. */
+int mtld_embed_row_export(const mtld_embed_t *e, uint64_t id, float *w, float *m, float *v,
+                          float *acc, int64_t *last_used, uint32_t *count);
+void mtld_embed_row_import(mtld_embed_t *e, uint64_t id, int live, const float *w, const float *m,
+                           const float *v, float acc, int64_t last_used, uint32_t count);
+
 /* Bytes of row state owned by e (weights excluded: they are the model's). */
 size_t mtld_embed_state_bytes(const mtld_embed_t *e);
 

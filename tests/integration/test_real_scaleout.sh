@@ -19,6 +19,13 @@
 #     per label: click = ctr, purchase = ctcvr, ratings = rating), which
 #     moves with the partition, equals the reference's: no label lost or
 #     doubled whatever the instances did;
+#   - the user rows travel with their partitions (daemon/userrows.h): the
+#     collector restored user rows with the 8 partitions (its log), and of
+#     the user rows a, b and c used, those it did not train since are in
+#     its snapshot bit-identical to the row of the instance that trained
+#     them last (at least max(10, 1/20) of them; without the
+#     rows carried none is), at most 1/4 older or dead
+#     (tests/integration/userrows_check.py);
 #   - one model: every instance applied the others' deltas; a and c, the
 #     last two of the group run, hold close shared weights after the final
 #     sync; a restarted and a new instance start from the shared model; a
@@ -158,7 +165,9 @@ grep -q 'resuming at offset [0-9]' "$T/c.log" || fail "c resumed no partition at
 [ "$(grep -c 'syncs the shared model' "$T/a.log")" = 2 ] || fail "a did not sync the model in both runs"
 # (no base yet: the initial weights + every delta is the shared model too)
 SHARED='started from (the shared model|the initial weights \+ [1-9])'
-sed -n '/syncs the shared model/,$p' "$T/a.log" | sed 1d | grep -qE "$SHARED" ||
+# (grep reads to the end: with -q it may stop early, sed then dies of
+# SIGPIPE and pipefail fails the pipeline although it matched)
+sed -n '/syncs the shared model/,$p' "$T/a.log" | sed 1d | grep -E "$SHARED" >/dev/null ||
   fail "the restarted a did not start from the shared model"
 for i in a b c; do
   ! grep -q 'too_late' "$T/$i.log" || fail "$i rejected events as too_late: $(grep -m1 too_late "$T/$i.log")"
@@ -199,6 +208,10 @@ wait_log "$T/d.log" 'idle release' 30
 sleep 1
 stop_pid "$D" 30
 grep -qE "$SHARED" "$T/d.log" || fail "d did not start from the shared model"
+rows=$(sed -n 's/.*scale-out: partition [0-9]*: \([0-9]*\) user rows restored.*/\1/p' "$T/d.log" |
+  awk '{s += $1} END {print s + 0}')
+[ "$rows" -gt 0 ] || fail "the collector restored no user row with its 8 partitions"
+note "collector: $rows user rows restored with the partitions"
 grep 'scale-out: events\[[0-9]*\] restored' "$T/d.log" | sed 's/.*scale-out: /#   /' | head -8
 users "$T/d.store" "$T/d.users"
 ledger "$T/d.log" "$T/d.ledger"
@@ -284,6 +297,10 @@ fi
   "$T/cand" "$T/a.store.snap" "$T/b.store.snap" "$T/c.store.snap" "$T/d.store.snap" \
   "${LIBARG[@]}" >"$T/check.out" 2>&1 || fail "the merged snapshot: $(tail -c 400 "$T/check.out")"
 note "merged snapshot (a b c d): $(cat "$T/check.out")"
+"$READER_PY" "$SRC/tests/integration/userrows_check.py" "$SRC" "$T/d.store.snap" \
+  "$T/a.store.snap" "$T/b.store.snap" "$T/c.store.snap" >"$T/rows.out" 2>&1 ||
+  fail "the user rows did not travel with their partitions: $(tail -c 400 "$T/rows.out")"
+note "collector d vs a b c: $(cat "$T/rows.out")"
 "$READER_PY" "$SRC/tools/mtld_reader.py" "$T/merged" --info >"$T/py.info" 2>&1 ||
   fail "mtld_reader.py cannot load the merged snapshot: $(head -c 300 "$T/py.info")"
 [ "$(grep '^watermark_ms' "$T/py.info")" = "$(grep '^watermark_ms' "$T/score.info")" ] ||

@@ -5,6 +5,9 @@
 # --days 2):
 #   1   one instance, 8 partitions;
 #   2s  two instances in one group (4 + 4 partitions), scaleout.model_topic on;
+#   2k  as 2s, the second instance killed -9 KILL_AFTER (default 4) s into the
+#       stream: the first must stop waiting for it (scaleout.peer_timeout),
+#       take its partitions over and finish the stream (pooled AUC: its own);
 #   3s  three instances in one group (3 + 3 + 2 partitions), model sync on;
 #   2n  two instances in one group, no model sync (each its own model: the
 #       control);
@@ -27,7 +30,8 @@
 # window, i.e. k times more samples with k instances: they change with the
 # instance count, so the table leaves them out.
 # IMPRESSIONS (default 300000), SYNC (scaleout.sync_interval, default "1s"),
-# SYNC_SAMPLES (scaleout.sync_samples, default 0), RUNS (default
+# SYNC_SAMPLES (scaleout.sync_samples, default 0), STALE
+# (scaleout.max_stale_rounds, default 0; -1 = unbounded), RUNS (default
 # "1 2s 3s 2n").
 # features.item_view = "partition": each instance's item features are those
 # of its partitions, correct without the state changelog.
@@ -37,6 +41,8 @@ SRC=$(cd "${2:-.}" && pwd)
 IMPRESSIONS=${IMPRESSIONS:-300000}
 SYNC=${SYNC:-1s}
 SYNC_SAMPLES=${SYNC_SAMPLES:-0}
+STALE=${STALE:-0}
+KILL_AFTER=${KILL_AFTER:-4}
 KL=$SRC/../shared/kafka-local/kafka-local
 [ -x "$KL" ] || { echo "no $KL: a real broker is needed"; exit 77; }
 T=$(mktemp -d /tmp/mtld-bench-scale.XXXXXX)
@@ -56,7 +62,7 @@ done
 
 "$BUILD/mtld-gen" --seed 11 --users 100 --items 200 --dim 2 --impressions "$IMPRESSIONS" \
   --days 2 --out "$T/events.pb" --quiet
-echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC or $SYNC_SAMPLES samples," \
+echo "== bench_scaleout: $IMPRESSIONS impressions, sync every $SYNC or $SYNC_SAMPLES samples, max_stale_rounds $STALE," \
   "$(nproc) CPUs," \
   "load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$SRC" rev-parse --short HEAD)"
 
@@ -121,13 +127,23 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   local t0
   t0=$(date +%s.%N)
   "$BUILD/mtld-produce" --bootstrap "$BOOTSTRAP" --topic "$topic" --in "$T/events.pb" \
-    --summary "$T/$label.produce.json" >"$T/$label.produce.log" 2>&1
+    --summary "$T/$label.produce.json" >"$T/$label.produce.log" 2>&1 &
+  local producer=$!
+  local watch=("${names[@]}")
+  if [ "$label" = 2k ]; then # the last instance is killed -9 mid-stream; the others go on
+    sleep "$KILL_AFTER"
+    kill -KILL "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+    echo "   killed -9 ${names[-1]} $KILL_AFTER s into the stream"
+    unset 'watch[-1]'
+  fi
+  wait "$producer"
   local total
   total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["delivered"])' \
     "$T/$label.produce.json")
   while :; do
     local c=0
-    for n in "${names[@]}"; do c=$((c + $(consumed "$T/$n.store"))); done
+    for n in "${watch[@]}"; do c=$((c + $(consumed "$T/$n.store"))); done
     [ "$c" -ge "$total" ] && break
     sleep 2
   done
@@ -135,6 +151,7 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
   t1=$(date +%s.%N)
   local tck
   tck=$(getconf CLK_TCK)
+  [ "$label" = 2k ] && { names=("${watch[@]}"); unset 'pids[-1]'; }
   for i in "${!names[@]}"; do # CPU seconds until the end of the stream (stop excluded)
     awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/${pids[$i]}/stat" >"$T/${names[$i]}.cpu"
   done
@@ -157,12 +174,14 @@ run() { # run LABEL TOPIC EXTRA INSTANCES...
 
 scale() { # scale RUN ACCUMULATORS
   echo "scaleout = { model_topic = \"model$1\"; sync_interval = \"$SYNC\";" \
-    "base_interval = \"60s\"; sync_samples = $SYNC_SAMPLES; sync_accumulators = $2; };"
+    "base_interval = \"60s\"; sync_samples = $SYNC_SAMPLES; sync_accumulators = $2;" \
+    "max_stale_rounds = $STALE; };"
 }
 for r in $RUNS; do
   case $r in
   1) names=(one) extra="" ;;
   2s) names=(sa sb) extra=$(scale 2s true) ;;
+  2k) names=(ka kb) extra=$(scale 2k true) ;;
   3s) names=(ta tb tc) extra=$(scale 3s true) ;;
   2x) names=(xa xb) extra=$(scale 2x false) ;;
   3x) names=(ya yb yc) extra=$(scale 3x false) ;;
@@ -171,6 +190,7 @@ for r in $RUNS; do
   *) echo "unknown run $r" >&2; exit 2 ;;
   esac
   run "$r" "ev$r" "$extra" "${names[@]}"
+  [ "$r" = 2k ] && names=(ka) # the killed instance left no checkpoint
   ckpts=()
   for n in "${names[@]}"; do ckpts+=("$T/$n.ckpt"); done
   echo "   pooled over the run's instances (mtld-snapshot-merge --pooled-auc, last checkpoints):"

@@ -986,6 +986,10 @@ static const key_def_t keys[] = {
   {.path = "scaleout.sync_accumulators", .kind = K_BOOL, FIELD(scaleout_sync_accumulators)},
   {.path = "scaleout.sync_samples",   .kind = K_INT,      FIELD(scaleout_sync_samples),
    .min = 0, .max = 1000000000},
+  {.path = "scaleout.max_stale_rounds", .kind = K_INT,    FIELD(scaleout_max_stale_rounds),
+   .min = -1, .max = 1000},
+  {.path = "scaleout.peer_timeout",   .kind = K_DURATION, FIELD(scaleout_peer_timeout_ms),
+   .min = 100, .max = 3600000, .unit_ms = 1000},
 
   {.path = "store.path",             .kind = K_STRING,   FIELD(store_path)},
   {.path = "store.sync",             .kind = K_BOOL,     FIELD(store_sync)},
@@ -1207,6 +1211,8 @@ void mtld_config_default(mtld_config_t *cfg) {
   cfg->scaleout_sync_interval_ms = 1000;
   cfg->scaleout_base_interval_ms = 60000;
   cfg->scaleout_sync_accumulators = 1;
+  cfg->scaleout_max_stale_rounds = 0;
+  cfg->scaleout_peer_timeout_ms = 5000;
   snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
   cfg->metrics_enabled = 1;
   snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "127.0.0.1");

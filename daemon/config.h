@@ -137,6 +137,11 @@ typedef struct {
   int scaleout_sync_accumulators;    /* scaleout.sync_accumulators: the shared rows' Adagrad
                                         accumulators travel with them (trainer/delta.h), default
                                         true */
+  int scaleout_max_stale_rounds;     /* scaleout.max_stale_rounds: an instance trains past its
+                                        round r + S only once it applied every live peer's round
+                                        r; -1 = no bound (asynchronous), default 0 */
+  int64_t scaleout_peer_timeout_ms;  /* scaleout.peer_timeout: a peer silent this long is not
+                                        waited for, default 5 s */
 
   /* operations */
   char log_level[16];      /* log.level = "debug"|"info"|"notice"|"warning"|"err" (reloadable) */

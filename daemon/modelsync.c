@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/bytes.h"
@@ -16,6 +17,7 @@
 #include "common/hash.h"
 #include "daemon/deadletter.h"
 #include "daemon/log.h"
+#include "daemon/stalebound.h"
 #include "daemon/syncframe.h"
 #include "trainer/delta.h"
 
@@ -32,6 +34,7 @@ typedef struct note { /* a message between the threads: received (inbox) or to s
   int kind;
   int64_t consumed, replay_from; /* outbox BASE: its marks */
   uint64_t rows;                 /* outbox DELTA: rows in it */
+  uint32_t round;                /* outbox DELTA: this instance's round (syncframe.h) */
   double extract_ms;             /* outbox: time of the extract */
   int64_t produced_ms;           /* inbox: Kafka timestamp of its last chunk (wall), 0 unknown */
   uint8_t *buf;
@@ -79,7 +82,22 @@ struct mtld_modelsync {
   uint64_t lag_n; /* ... how many */
   int64_t cur_ts; /* consume(): the Kafka timestamp of the message in hand */
   int64_t last_round_mono;
+  /* bounded staleness (scaleout.max_stale_rounds; guarded by mu) */
+  int max_stale;           /* S, -1 = off */
+  uint32_t round;          /* non-empty deltas published (extracted): our clock */
+  mtld_stalebound_t bound; /* the peers (daemon/stalebound.h) */
+  pthread_cond_t cond;     /* a peer's message read; a wait ended */
+  int waiting, closing;    /* the trainer thread waits in hold(); unhook() asked it to end */
+  uint64_t waits, interrupted;
+  double wait_ms;
 };
+
+/* ---- peers and bounded staleness ---------------------------------------------- */
+
+/* Whether this instance must wait before it trains on (mu held). */
+static int behind(mtld_modelsync_t *ms, int64_t now) {
+  return mtld_stalebound_behind(&ms->bound, ms->round, now);
+}
 
 /* ---- applying --------------------------------------------------------------- */
 
@@ -168,10 +186,16 @@ static void complete(mtld_modelsync_t *ms, const mtld_syncframe_msg_t *msg, int 
     ms->cu_last_offset = msg->last_offset;
     return;
   }
+  if (mode == LIVE) {
+    mtld_stalebound_seen(&ms->bound, msg->sender, msg->kind == MTLD_DELTA_DELTA, msg->round,
+                         msg->len == 0, ms->round, mtld_mono_ms());
+    pthread_cond_broadcast(&ms->cond);
+  }
   if (msg->kind == MTLD_DELTA_BASE) {
     if (mode == LIVE) ms->last_base_seen_mono = mtld_mono_ms();
     return;
   }
+  if (msg->len == 0) return; /* an idle marker: nothing to apply */
   /* what the base's author had applied (or sent) before its base is in it */
   if (mode == PASS_REPLAY && ms->cu_base &&
       mtld_syncframe_in_base(&ms->cu, ms->cu_last_offset, msg->sender, msg->last_offset))
@@ -285,10 +309,20 @@ static void extract(mtld_modelsync_t *ms, int kind) {
     ms->last_div = st.divergence;
     ms->last_round_mono = t0;
   }
-  if (kind == MTLD_DELTA_DELTA && st.delta_l2 == 0) /* nothing learned since the last round */
-    free_notes(n);
-  else
+  if (kind == MTLD_DELTA_DELTA && st.delta_l2 == 0) { /* nothing learned since the last round */
+    if (ms->max_stale >= 0) { /* an idle marker, so the others do not wait for us */
+      free(n->buf);
+      n->buf = NULL;
+      n->len = 0;
+      n->round = ms->round;
+      push(&ms->outbox, n);
+    } else {
+      free_notes(n);
+    }
+  } else {
+    if (kind == MTLD_DELTA_DELTA) n->round = ++ms->round;
     push(&ms->outbox, n);
+  }
   pthread_mutex_unlock(&ms->mu);
   return;
 nomem:
@@ -311,14 +345,15 @@ static void send_note(mtld_modelsync_t *ms, const note_t *x) {
                         .shape = ms->shape,
                         .consumed = x->consumed,
                         .replay_from = x->replay_from,
-                        .kind = x->kind};
+                        .kind = x->kind,
+                        .round = x->kind == MTLD_DELTA_DELTA ? x->round : 0};
   uint64_t failed = 0;
   for (uint32_t c = 0; c < h.n; c++) {
     size_t at = (size_t)c * CHUNK_BYTES,
            piece = x->len - at < CHUNK_BYTES ? x->len - at : CHUNK_BYTES;
     h.chunk = c;
     mtld_syncframe_put(ms->frame, &h);
-    memcpy(ms->frame + FRAME_BYTES, x->buf + at, piece);
+    if (piece) memcpy(ms->frame + FRAME_BYTES, x->buf + at, piece);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int tries = 0; tries < 50; tries++) {
       e = rd_kafka_producev(ms->prod, RD_KAFKA_V_TOPIC(ms->topic), RD_KAFKA_V_PARTITION(0),
@@ -341,7 +376,7 @@ static void send_note(mtld_modelsync_t *ms, const note_t *x) {
   ms->sent_bytes += x->len;
   if (x->kind == MTLD_DELTA_BASE) {
     ms->bases++;
-  } else {
+  } else if (x->len) {
     ms->rounds++;
     ms->delta_bytes += x->len;
     ms->last_bytes = x->len;
@@ -363,26 +398,96 @@ static void send_outbox(mtld_modelsync_t *ms) {
 /* Holding the trainer lock: applies what arrived, extracts this instance's
  * delta every sync_interval or sync_samples trained samples, a base when
  * due. */
-static void step(mtld_modelsync_t *ms, int trained) {
+static int step(mtld_modelsync_t *ms, int trained) {
   if (__atomic_load_n(&ms->inbox.n, __ATOMIC_RELAXED)) apply_inbox(ms);
   ms->since += trained;
   int64_t now = mtld_mono_ms();
+  int published = 0;
   if (now - ms->last_pub_mono >= ms->sync_ms ||
       (ms->sync_samples > 0 && ms->since >= ms->sync_samples)) {
     ms->last_pub_mono = now;
     ms->since = 0;
     extract(ms, MTLD_DELTA_DELTA);
+    published = 1;
   }
   pthread_mutex_lock(&ms->mu);
   int base_due = now - ms->last_base_seen_mono >= ms->base_ms + ms->jitter_ms;
   if (base_due) ms->last_base_seen_mono = now;
   pthread_mutex_unlock(&ms->mu);
   if (base_due) extract(ms, MTLD_DELTA_BASE);
+  return published;
+}
+
+/* On the trainer thread, holding the trainer lock, after this instance's
+ * round: waits (the trainer lock released, so the main thread's tick and
+ * metrics go on) until every live peer's round is within max_stale of ours,
+ * then applies what came.  Ends early when the feed drains or stops, or
+ * unhook() asks; peers silent for peer_timeout are dropped (behind()).
+ * While waiting, an idle marker every sync_interval (step: nothing trained),
+ * so two instances never wait for each other for longer than that. */
+static void hold(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  int64_t t0 = mtld_mono_ms();
+  if (ms->closing || !behind(ms, t0)) {
+    pthread_mutex_unlock(&ms->mu);
+    return;
+  }
+  ms->waiting = 1;
+  ms->waits++;
+  pthread_mutex_unlock(&ms->mu);
+  mtld_trainfeed_unlock(ms->feed);
+  int interrupted = 0;
+  int64_t last_step = t0;
+  pthread_mutex_lock(&ms->mu);
+  for (;;) {
+    int64_t now = mtld_mono_ms();
+    if (ms->closing || mtld_trainfeed_draining(ms->feed)) {
+      interrupted = 1;
+      break;
+    }
+    if (!behind(ms, now)) break;
+    if (now - last_step >= ms->sync_ms) { /* lock order: the trainer, then mu */
+      last_step = now;
+      pthread_mutex_unlock(&ms->mu);
+      mtld_trainfeed_lock(ms->feed);
+      step(ms, 0);
+      mtld_trainfeed_unlock(ms->feed);
+      pthread_mutex_lock(&ms->mu);
+      continue;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 5 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_cond_timedwait(&ms->cond, &ms->mu, &ts);
+  }
+  ms->wait_ms += (double)(mtld_mono_ms() - t0);
+  ms->interrupted += (uint64_t)interrupted;
+  pthread_mutex_unlock(&ms->mu);
+  mtld_trainfeed_lock(ms->feed);
+  pthread_mutex_lock(&ms->mu);
+  ms->waiting = 0; /* the trainer lock is ours again: unhook() can wait for it */
+  pthread_cond_broadcast(&ms->cond);
+  pthread_mutex_unlock(&ms->mu);
+  apply_inbox(ms);
 }
 
 /* The trainer thread's hook (mtld_trainfeed_set_hook): after each sample. */
 static void on_sample(void *ctx) {
-  step(ctx, 1);
+  mtld_modelsync_t *ms = ctx;
+  if (step(ms, 1) && ms->max_stale >= 0) hold(ms);
+}
+
+/* Removes the hook: ends a wait in hold() first (the hook holds the trainer
+ * lock again when waiting drops to 0; set_hook then takes it after the hook
+ * returned). */
+static void unhook(mtld_modelsync_t *ms) {
+  pthread_mutex_lock(&ms->mu);
+  ms->closing = 1;
+  pthread_cond_broadcast(&ms->cond);
+  while (ms->waiting) pthread_cond_wait(&ms->cond, &ms->mu);
+  pthread_mutex_unlock(&ms->mu);
+  mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
 }
 
 /* Reads what the consumer has (waiting up to wait_ms for the first). */
@@ -590,6 +695,9 @@ mtld_status_t mtld_modelsync_new(mtld_modelsync_t **out, const mtld_config_t *cf
   mtld_modelsync_t *ms = calloc(1, sizeof(*ms));
   if (!ms) return MTLD_ERR_NOMEM;
   pthread_mutex_init(&ms->mu, NULL);
+  pthread_cond_init(&ms->cond, NULL);
+  ms->max_stale = cfg->scaleout_max_stale_rounds;
+  mtld_stalebound_init(&ms->bound, ms->max_stale, cfg->scaleout_peer_timeout_ms);
   snprintf(ms->topic, sizeof(ms->topic), "%s", cfg->scaleout_model_topic);
   ms->sync_ms = cfg->scaleout_sync_interval_ms;
   ms->sync_samples = cfg->scaleout_sync_samples;
@@ -644,12 +752,13 @@ void mtld_modelsync_tick(mtld_modelsync_t *ms) {
 
 void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
   if (!ms) return;
-  mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  unhook(ms);
   io_join(ms);    /* the producer and consumer are this thread's now */
   consume(ms, 0); /* what the others sent meanwhile, then our last round */
   mtld_trainfeed_lock(ms->feed);
   apply_inbox(ms);
   extract(ms, MTLD_DELTA_DELTA);
+  if (ms->max_stale >= 0) extract(ms, MTLD_DELTA_DELTA); /* empty: the idle marker of a leaver */
   mtld_trainfeed_unlock(ms->feed);
   send_outbox(ms);
   if (rd_kafka_flush(ms->prod, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -659,13 +768,15 @@ void mtld_modelsync_finish(mtld_modelsync_t *ms, int timeout_ms) {
   mtld_log(MTLD_LOG_NOTICE,
            "scaleout: %" PRIu64 " rounds published (%" PRIu64 " bytes with %" PRIu64
            " bases; %.0f bytes and %.1f ms per round), %" PRIu64 " deltas applied (%.1f ms "
-           "each, %.0f ms after they were produced), %" PRIu64 " ignored",
+           "each, %.0f ms after they were produced), %" PRIu64 " ignored; %" PRIu64
+           " waits for peers (%.1f s, %" PRIu64 " interrupted), %" PRIu64 " peers dropped",
            ms->rounds, ms->sent_bytes, ms->bases,
            ms->rounds ? (double)ms->delta_bytes / (double)ms->rounds : 0.0,
            ms->rounds ? ms->round_ms / (double)ms->rounds : 0.0, ms->applied,
            ms->applied ? ms->apply_ms / (double)ms->applied : 0.0,
            ms->lag_n ? ms->lag_ms / (double)ms->lag_n : 0.0,
-           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version);
+           ms->ign_shape + ms->ign_corrupt + ms->ign_chunks + ms->ign_version, ms->waits,
+           ms->wait_ms / 1000.0, ms->interrupted, ms->bound.dropped);
   pthread_mutex_unlock(&ms->mu);
 }
 
@@ -701,6 +812,19 @@ void mtld_modelsync_render_metrics(mtld_modelsync_t *ms, mtld_metrics_buf_t *b) 
        ms->last_div},
       {"mtld_modelsync_failures_total", "counter", "Model messages not produced or delivered.",
        (double)ms->failed},
+      {"mtld_modelsync_stale_waits_total", "counter",
+       "Times the trainer waited for a peer's round (scaleout.max_stale_rounds).",
+       (double)ms->waits},
+      {"mtld_modelsync_stale_wait_seconds_total", "counter",
+       "Time the trainer spent waiting for peers' rounds.", ms->wait_ms / 1000.0},
+      {"mtld_modelsync_stale_waits_interrupted_total", "counter",
+       "Waits for peers ended early by a drain of the trainer's queue or shutdown.",
+       (double)ms->interrupted},
+      {"mtld_modelsync_peers_dropped_total", "counter",
+       "Peers no longer waited for after scaleout.peer_timeout of silence.",
+       (double)ms->bound.dropped},
+      {"mtld_modelsync_round", "gauge", "This instance's round (non-empty deltas published).",
+       (double)ms->round},
   };
   for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
     mtld_metrics_family(b, g[i].name, g[i].type, g[i].help);
@@ -737,7 +861,7 @@ void mtld_modelsync_status(mtld_modelsync_t *ms, char *buf, size_t len) {
 
 void mtld_modelsync_free(mtld_modelsync_t *ms) {
   if (!ms) return;
-  if (ms->feed) mtld_trainfeed_set_hook(ms->feed, NULL, NULL);
+  if (ms->feed) unhook(ms);
   io_join(ms);
   if (ms->cons) {
     rd_kafka_consumer_close(ms->cons);
@@ -751,6 +875,7 @@ void mtld_modelsync_free(mtld_modelsync_t *ms) {
   mtld_syncframe_free(&ms->asm_);
   free_notes(take_all(&ms->inbox));
   free_notes(take_all(&ms->outbox));
+  pthread_cond_destroy(&ms->cond);
   pthread_mutex_destroy(&ms->mu);
   free(ms->cu_base);
   free(ms->frame);

@@ -15,6 +15,21 @@
  * starts from the current shared model; with no base in the topic it
  * starts from the initial weights plus every delta the topic holds.
  *
+ * Bounded staleness (scaleout.max_stale_rounds = S, stale-synchronous
+ * parallel): an instance's round is the number of non-empty deltas it
+ * published (in each DELTA's frame); an instance does not train past its
+ * round r + S until it has applied every live peer's round r.  Peers are
+ * the senders read on the topic, their rounds aligned with ours when first
+ * seen (one round of credit) and when back from idle; an instance with
+ * nothing learned since its last round publishes an empty DELTA (an idle
+ * marker) and is not waited for until its next non-empty one; a peer read
+ * nothing from for scaleout.peer_timeout is dropped (logged, counted) until
+ * its next message.  The wait releases the trainer lock, publishes idle
+ * markers every sync_interval (so two instances never wait for each other
+ * longer than that), and ends when the feed drains or stops (a cut, a
+ * reload, shutdown) or the synchroniser is finished or freed.  A leaving
+ * instance's last message is an idle marker.
+ *
  * Messages: key = the sender's instance id (random per process); value = a
  * 64-byte frame header (daemon/syncframe.h: "MTLDMSY2", sender, sequence,
  * chunk, chunks, shape, a base's consumed and replay_from marks, kind) and a

@@ -15,7 +15,7 @@ void mtld_syncframe_put(uint8_t *p, const mtld_syncframe_t *h) {
   mtld_put_le64(p + 32, h->shape);
   mtld_put_le64(p + 40, (uint64_t)h->consumed);
   mtld_put_le32(p + 48, (uint32_t)h->kind);
-  mtld_put_le32(p + 52, 0);
+  mtld_put_le32(p + 52, h->round);
   mtld_put_le64(p + 56, (uint64_t)h->replay_from);
 }
 
@@ -30,6 +30,7 @@ int mtld_syncframe_get(const uint8_t *p, size_t len, mtld_syncframe_t *h) {
   h->shape = mtld_get_le64(p + 32);
   h->consumed = (int64_t)mtld_get_le64(p + 40);
   h->kind = (int)mtld_get_le32(p + 48);
+  h->round = mtld_get_le32(p + 52);
   h->replay_from = (int64_t)mtld_get_le64(p + 56);
   return h->n == 0 || h->chunk >= h->n ? -1 : 0;
 }
@@ -59,6 +60,7 @@ int mtld_syncframe_feed(mtld_syncframe_asm_t *a, const mtld_syncframe_t *h, cons
     p->got = 0;
     p->len = 0;
     p->kind = h->kind;
+    p->round = h->round;
     p->consumed = h->consumed;
     p->replay_from = h->replay_from;
     p->first_offset = offset;
@@ -83,6 +85,7 @@ int mtld_syncframe_feed(mtld_syncframe_asm_t *a, const mtld_syncframe_t *h, cons
   p->used = 0; /* complete: the slot is free again, its buffer reused */
   out->sender = p->sender;
   out->kind = p->kind;
+  out->round = p->round;
   out->first_offset = p->first_offset;
   out->last_offset = offset;
   out->consumed = p->consumed;

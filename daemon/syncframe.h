@@ -4,14 +4,18 @@
  * a base.  No Kafka here: modelsync.c feeds it what it consumes.
  *
  * Frame (little-endian, 64 bytes): "MTLDMSY2" | u64 sender | u64 sequence |
- * u32 chunk | u32 chunks | u64 shape | i64 consumed | u32 kind | u32 0 |
+ * u32 chunk | u32 chunks | u64 shape | i64 consumed | u32 kind | u32 round |
  * i64 replay_from; then a chunk of the encoded delta or base
  * (trainer/delta.h).  consumed and replay_from are set on a base's frames
  * (-1 otherwise): consumed is the offset of the last topic message its
  * author had read when it made the base; replay_from the offset from which
  * a starting instance must read to see every delta the base lacks - the
  * first chunk of a message the author was still reassembling (its chunks
- * straddle the base), else consumed + 1.  Version 1 frames ("MTLDMSY1", 56
+ * straddle the base), else consumed + 1.  round, on a DELTA's frames, is
+ * the number of non-empty deltas its sender had published with it (the
+ * sender's clock for scaleout.max_stale_rounds; an empty DELTA is an idle
+ * marker: nothing learned since); 0 on a base and from writers that predate
+ * it (written as 0 then: not tracked).  Version 1 frames ("MTLDMSY1", 56
  * bytes, no replay_from) are told apart and ignored.
  *
  * Thread: an assembler belongs to its caller (modelsync's main thread). */
@@ -31,6 +35,7 @@ typedef struct {
   uint64_t shape;
   int64_t consumed, replay_from; /* a base's marks (above), else -1 */
   int kind;                      /* mtld_delta_kind_t */
+  uint32_t round;                /* a DELTA's round (above), else 0 */
 } mtld_syncframe_t;
 
 /* Writes h's header into p[MTLD_SYNCFRAME_BYTES]. */
@@ -45,6 +50,7 @@ typedef struct { /* one sender's message being reassembled */
   uint64_t sender, seq;
   uint32_t got, n;
   int kind;
+  uint32_t round;
   int64_t consumed, replay_from, first_offset;
   uint8_t *buf;
   size_t len, cap;
@@ -60,6 +66,7 @@ typedef struct {
 typedef struct {
   uint64_t sender;
   int kind;
+  uint32_t round;                    /* a DELTA's round, else 0 */
   int64_t first_offset, last_offset; /* offsets of its first and last chunk */
   int64_t consumed, replay_from;     /* a base's marks, else -1 */
   const uint8_t *buf;

@@ -21,6 +21,7 @@ struct mtld_trainfeed {
   size_t cap, head, n; /* n slots from head are queued or being observed */
   int busy;            /* the worker is observing slots it took */
   int stopping;
+  int draining;               /* drains under way (read without mu by the hook) */
   pthread_mutex_t mu;         /* the queue: head, n, busy, stopping */
   pthread_mutex_t trainer_mu; /* the trainer, while the worker observes */
   pthread_cond_t nonempty, space, idle;
@@ -113,7 +114,9 @@ void mtld_trainfeed_push(mtld_trainfeed_t *f, const mtld_sample_t *s) {
 void mtld_trainfeed_drain(mtld_trainfeed_t *f) {
   if (!f) return;
   pthread_mutex_lock(&f->mu);
+  __atomic_add_fetch(&f->draining, 1, __ATOMIC_RELEASE);
   while (f->n > 0 || f->busy) pthread_cond_wait(&f->idle, &f->mu);
+  __atomic_sub_fetch(&f->draining, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -130,6 +133,11 @@ void mtld_trainfeed_lock(mtld_trainfeed_t *f) {
 
 void mtld_trainfeed_unlock(mtld_trainfeed_t *f) {
   if (f) pthread_mutex_unlock(&f->trainer_mu);
+}
+
+int mtld_trainfeed_draining(mtld_trainfeed_t *f) {
+  return __atomic_load_n(&f->draining, __ATOMIC_ACQUIRE) > 0 ||
+         __atomic_load_n(&f->stopping, __ATOMIC_ACQUIRE);
 }
 
 void mtld_trainfeed_set_observer(mtld_trainfeed_t *f, mtld_trainfeed_observer_fn fn, void *ctx) {
@@ -151,7 +159,7 @@ size_t mtld_trainfeed_depth(mtld_trainfeed_t *f) {
 void mtld_trainfeed_stop(mtld_trainfeed_t *f) {
   if (!f) return;
   pthread_mutex_lock(&f->mu);
-  f->stopping = 1;
+  __atomic_store_n(&f->stopping, 1, __ATOMIC_RELEASE);
   pthread_cond_signal(&f->nonempty);
   pthread_mutex_unlock(&f->mu);
   pthread_join(f->thread, NULL);

@@ -57,8 +57,15 @@ void mtld_trainfeed_set_observer(mtld_trainfeed_t *f, mtld_trainfeed_observer_fn
  * trainer lock (NULL fn: none; the default).  fn runs on the worker thread,
  * only while there are samples to observe: after a drain it is not running,
  * so the drainer's read of the trainer stays a consistent cut (scale-out's
- * model sync: daemon/modelsync.h). */
+ * model sync: daemon/modelsync.h).  fn may release the trainer lock
+ * (mtld_trainfeed_unlock) to wait, and must take it back before it returns.
+ * Setting the hook takes the trainer lock: a hook that waits must let its
+ * waits end first (modelsync does). */
 void mtld_trainfeed_set_hook(mtld_trainfeed_t *f, void (*fn)(void *ctx), void *ctx);
+
+/* Whether a drain or the stop is under way: a hook that waits (above) ends
+ * its wait, so the drain is not held.  Any thread, no lock. */
+int mtld_trainfeed_draining(mtld_trainfeed_t *f);
 
 /* Samples queued and not yet observed (a gauge for the metrics). */
 size_t mtld_trainfeed_depth(mtld_trainfeed_t *f);

@@ -23,6 +23,7 @@ struct mtld_delta {
   float *rows[MTLD_MAX_FIELDS];    /* shadow of shared tables' weights, NULL for local */
   float *acc[MTLD_MAX_FIELDS];     /* shadow of their Adagrad accumulators (exchanged tables) */
   uint8_t *alive[MTLD_MAX_FIELDS]; /* the shadow row exists */
+  uint16_t *cms[MTLD_MAX_FIELDS];  /* shadow of shared tables' admission sketches (NULL: none) */
   int n_fields;
   int dim;
   int with_acc;                   /* MTLD_DELTA_ACCUMULATORS */
@@ -58,6 +59,7 @@ void mtld_delta_free(mtld_delta_t *d) {
     free(d->rows[f]);
     free(d->alive[f]);
     free(d->acc[f]);
+    free(d->cms[f]);
   }
   free(d);
 }
@@ -100,6 +102,13 @@ mtld_status_t mtld_delta_new(mtld_delta_t **out, mtld_model_t *m, uint64_t local
     if (!d->rows[f] || !d->alive[f]) goto nomem;
     memcpy(d->rows[f], e->w, sizeof(float) * cells);
     for (uint32_t r = 0; r < e->rows; r++) d->alive[f][r] = e->last_used[r] != DEAD;
+    if (e->cms) {
+      size_t cells = 2 * (size_t)e->cms_width;
+      h = mtld_mix64(h ^ (0x636d7300ULL + cells));
+      d->cms[f] = malloc(sizeof(uint16_t) * cells);
+      if (!d->cms[f]) goto nomem;
+      memcpy(d->cms[f], e->cms, sizeof(uint16_t) * cells);
+    }
     if (d->with_acc) h = mtld_mix64(h ^ (uint64_t)e->cfg.optim);
     if (d->with_acc && e->cfg.optim == MTLD_EMB_ADAGRAD) {
       d->acc[f] = malloc(sizeof(float) * (e->rows ? e->rows : 1));
@@ -162,6 +171,45 @@ static void putf(buf_t *b, float v) {
 static void putd(buf_t *b, double v) {
   uint8_t *p = reserve(b, 8);
   if (p) mtld_put_f64(p, v);
+}
+
+static uint32_t get16(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static int n_sketches(const mtld_delta_t *d) {
+  int n = 0;
+  for (int f = 0; f < d->n_fields; f++) n += d->cms[f] != NULL;
+  return n;
+}
+
+/* The sketches part (delta.h): per shared table with a sketch, its cells
+ * that a BASE holds non-zero (their counts) or a DELTA saw grow (the
+ * increments); the shadow becomes the sketch.  A count that went down here
+ * (the sweep halves it) publishes nothing. */
+static void put_sketches(mtld_delta_t *d, buf_t *b, int kind) {
+  put32(b, (uint32_t)n_sketches(d));
+  for (int f = 0; f < d->n_fields && !b->failed; f++) {
+    if (!d->cms[f]) continue;
+    mtld_embed_t *e = mtld_model_embed(d->m, f);
+    uint32_t cells = 2 * e->cms_width;
+    put32(b, (uint32_t)f);
+    put32(b, cells);
+    size_t count_at = b->len;
+    put32(b, 0);
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < cells && !b->failed; i++) {
+      uint16_t cur = e->cms[i], *sh = &d->cms[f][i];
+      uint16_t v = kind == MTLD_DELTA_BASE ? *sh : (cur > *sh ? (uint16_t)(cur - *sh) : 0);
+      if (kind == MTLD_DELTA_DELTA) *sh = cur;
+      if (!v) continue;
+      put32(b, i);
+      uint8_t *p = reserve(b, 2);
+      if (p) p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+      count++;
+    }
+    if (!b->failed) mtld_put_le32(b->p + count_at, count);
+  }
 }
 
 mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *len,
@@ -284,6 +332,7 @@ mtld_status_t mtld_delta_extract(mtld_delta_t *d, int kind, void **buf, size_t *
     nrows += count;
   }
   free(init);
+  put_sketches(d, &b, kind);
   if (b.failed) {
     free(b.p);
     return MTLD_ERR_NOMEM;
@@ -374,6 +423,45 @@ static int walk(mtld_delta_t *d, const uint8_t *p, size_t len, size_t at, int ki
       if (sacc) {
         e->acc[r] += a;
         *sacc += a;
+      }
+    }
+  }
+  /* the sketches */
+  if (len - at < 4 || mtld_get_le32(p + at) != (uint32_t)n_sketches(d)) {
+    snprintf(err, errlen, "model message: admission sketches missing or not ours");
+    return -1;
+  }
+  at += 4;
+  for (int f = 0; f < d->n_fields; f++) {
+    if (!d->cms[f]) continue;
+    mtld_embed_t *e = mtld_model_embed(d->m, f);
+    uint32_t cells = 2 * e->cms_width;
+    if (len - at < 12 || mtld_get_le32(p + at) != (uint32_t)f ||
+        mtld_get_le32(p + at + 4) != cells || (len - at - 12) / 6 < mtld_get_le32(p + at + 8)) {
+      snprintf(err, errlen, "model message: bad admission sketch of table %d", f);
+      return -1;
+    }
+    uint32_t cnt = mtld_get_le32(p + at + 8);
+    at += 12;
+    if (apply && kind == MTLD_DELTA_BASE) {
+      memset(e->cms, 0, sizeof(uint16_t) * cells);
+      memset(d->cms[f], 0, sizeof(uint16_t) * cells);
+    }
+    for (uint32_t i = 0; i < cnt; i++, at += 6) {
+      uint32_t c = mtld_get_le32(p + at);
+      if (c >= cells) {
+        snprintf(err, errlen, "model message: bad admission sketch cell of table %d", f);
+        return -1;
+      }
+      if (!apply) continue;
+      uint32_t v = get16(p + at + 4);
+      if (kind == MTLD_DELTA_DELTA) v += e->cms[c]; /* increments add up, saturating */
+      e->cms[c] = (uint16_t)(v < UINT16_MAX ? v : UINT16_MAX);
+      if (kind == MTLD_DELTA_BASE) {
+        d->cms[f][c] = e->cms[c];
+      } else {
+        uint32_t sv = (uint32_t)d->cms[f][c] + get16(p + at + 4);
+        d->cms[f][c] = (uint16_t)(sv < UINT16_MAX ? sv : UINT16_MAX);
       }
     }
   }

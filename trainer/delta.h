@@ -40,12 +40,23 @@
  * instances' optimiser steps: the same number of steps per sample as one
  * instance (asynchronous data-parallel SGD).
  *
- * Encoding (little-endian): "MTLDDLT2" | u32 kind | u64 shape | u32 n_dense
+ * The count-min admission sketch of every shared table that has one
+ * (admit_after > 1) travels too: a delta carries the cells' increments since
+ * the last extract, a base the counts; applied, increments add up
+ * (saturating at 65535), so an id the group has seen is admitted on every
+ * instance as on one, and a newcomer starting from a base knows the ids the
+ * others counted (a decrease by the local sweep's halving is not
+ * published: each instance halves its own).
+ *
+ * Encoding (little-endian): "MTLDDLT3" | u32 kind | u64 shape | u32 n_dense
  * | u32 n_tables | (BASE: u64 norm count, f64 mean[MTLD_MAX_DENSE], f64
  * m2[MTLD_MAX_DENSE], per task f64 label sum and u64 label count) | f32 dense[n_dense] | per table:
  * u32 field, u32 rows present, then per row: u32 row, i64 last use, f32 values[dim], f32
  * accumulator (DELTA: its increment; 0 for tables whose accumulators are not
- * exchanged).  Version 1 ("MTLDDLT1") rows had no accumulator; a message of
+ * exchanged) | u32 n_sketches, per sketch: u32 field, u32 cells (2 x
+ * cms_width), u32 entries, per entry: u32 cell, u16 value (BASE: the count;
+ * DELTA: its increment; cells at 0 left out).  Version 2 ("MTLDDLT2") had
+ * no sketches, version 1 ("MTLDDLT1") no accumulator either; a message of
  * another version is refused (MTLD_ERR_SCHEMA).
  *
  * Thread: a tracker belongs to the thread that owns its model (or whoever
@@ -59,7 +70,7 @@
 #include "common/status.h"
 #include "trainer/model.h"
 
-#define MTLD_DELTA_MAGIC "MTLDDLT2"
+#define MTLD_DELTA_MAGIC "MTLDDLT3"
 
 /* mtld_delta_new flags */
 #define MTLD_DELTA_ACCUMULATORS 1u /* exchange the shared rows' Adagrad accumulators */

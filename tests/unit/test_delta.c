@@ -329,8 +329,60 @@ static void test_label_mean_bias(void) {
   with_reviews = 0;
 }
 
+/* The shared tables' admission sketches travel: a base gives a newcomer the
+ * group's counts (an item seen once elsewhere is admitted at its first
+ * sighting here, as on one instance with admit_after 2), a delta the
+ * increments, added up saturating at 65535. */
+static void test_sketch_travels(void) {
+  mtld_model_config_t c;
+  small_config(&c);
+  CHECK(c.emb.admit_after == 2);
+  mtld_trainer_t *a = new_trainer(&c), *b = new_trainer(&c);
+  CHECK(a && b);
+  char err[256];
+  mtld_delta_t *da, *db;
+  CHECK(mtld_delta_new(&da, mtld_trainer_model(a), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
+  CHECK(mtld_delta_new(&db, mtld_trainer_model(b), USER_ONLY, ACC, err, sizeof(err)) == MTLD_OK);
+  mtld_embed_t *ea = mtld_model_embed(mtld_trainer_model(a), MTLD_FIELD_ITEM);
+  mtld_embed_t *eb = mtld_model_embed(mtld_trainer_model(b), MTLD_FIELD_ITEM);
+  CHECK(ea->cms && eb->cms);
+  const uint64_t x = 4242, y = 4343, z = 4444;
+  mtld_embed_touch(ea, x, 1000, 1); /* once on a: not admitted there */
+  CHECK(mtld_embed_find(ea, x, 1000) < 0);
+  void *m;
+  size_t len;
+  /* a publishes its delta (the count is in a's shadow then), later a base */
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_DELTA, &m, &len, NULL) == MTLD_OK);
+  free(m);
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_BASE, &m, &len, NULL) == MTLD_OK);
+  CHECK(mtld_delta_apply(db, m, len, err, sizeof(err)) == MTLD_OK);
+  free(m);
+  mtld_embed_touch(eb, x, 1000, 1); /* the second sighting in the group */
+  CHECK(mtld_embed_find(eb, x, 1000) >= 0);
+  mtld_embed_touch(ea, y, 2000, 1);
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_DELTA, &m, &len, NULL) == MTLD_OK);
+  CHECK(mtld_delta_apply(db, m, len, err, sizeof(err)) == MTLD_OK);
+  free(m);
+  mtld_embed_touch(eb, y, 2000, 1);
+  CHECK(mtld_embed_find(eb, y, 2000) >= 0);
+  uint32_t cells = 2 * eb->cms_width;
+  for (uint32_t i = 0; i < cells; i++) eb->cms[i] = 65500;
+  for (int i = 0; i < 100; i++) mtld_embed_touch(ea, z, 3000, 1);
+  CHECK(mtld_delta_extract(da, MTLD_DELTA_DELTA, &m, &len, NULL) == MTLD_OK);
+  CHECK(mtld_delta_apply(db, m, len, err, sizeof(err)) == MTLD_OK);
+  free(m);
+  uint32_t full = 0, low = 0;
+  for (uint32_t i = 0; i < cells; i++) full += eb->cms[i] == UINT16_MAX, low += eb->cms[i] < 65500;
+  CHECK(full == 2 && low == 0); /* z's two cells saturated, none wrapped */
+  mtld_delta_free(da);
+  mtld_delta_free(db);
+  mtld_trainer_destroy(a);
+  mtld_trainer_destroy(b);
+}
+
 int main(void) {
   test_exchange_sums_updates();
+  test_sketch_travels();
   test_label_mean_bias();
   return CHECK_DONE();
 }

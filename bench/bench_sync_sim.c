@@ -39,39 +39,6 @@ typedef struct {
   size_t len;
 } msg_t;
 
-static mtld_sample_t *read_dump(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    return NULL;
-  }
-  char err[256];
-  if (mtld_sampledump_read_header(f, err, sizeof(err)) != MTLD_OK) {
-    fprintf(stderr, "bench_sync_sim: %s: %s\n", path, err);
-    fclose(f);
-    return NULL;
-  }
-  size_t cap = 1 << 16;
-  *n = 0;
-  mtld_sample_t *s = malloc(sizeof(*s) * cap);
-  while (s) {
-    if (*n == cap) {
-      cap *= 2;
-      mtld_sample_t *b = realloc(s, sizeof(*s) * cap);
-      if (!b) {
-        free(s);
-        s = NULL;
-        break;
-      }
-      s = b;
-    }
-    if (mtld_sampledump_read(f, &s[*n]) != 1) break;
-    (*n)++;
-  }
-  fclose(f);
-  return s;
-}
-
 /* A copy of an encoded DELTA (trainer/delta.h) with its dense values and row
  * values times alpha (the rows' accumulator increments kept: a sum either
  * way). */
@@ -155,8 +122,12 @@ int main(int argc, char **argv) {
   if (beta1 >= 0) cfg.model.beta1 = beta1;
   if (lr > 0) cfg.model.lr = lr;
   size_t n = 0;
-  mtld_sample_t *s = read_dump(dump, &n);
-  if (!s) return 1;
+  char derr[512];
+  mtld_sample_t *s = mtld_sampledump_load(dump, &n, derr, sizeof(derr));
+  if (!s) {
+    fprintf(stderr, "bench_sync_sim: %s\n", derr);
+    return 1;
+  }
   mtld_trainer_t *t[MAX_K];
   mtld_delta_t *d[MAX_K];
   msg_t q[MAX_LAG + 1][MAX_K];

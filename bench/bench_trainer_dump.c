@@ -48,41 +48,6 @@ static clk_t clk_since(clk_t t0) {
   return (clk_t){t.wall - t0.wall, t.cpu - t0.cpu};
 }
 
-static mtld_sample_t *read_dump(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    return NULL;
-  }
-  char err[256];
-  if (mtld_sampledump_read_header(f, err, sizeof(err)) != MTLD_OK) {
-    fprintf(stderr, "bench_trainer_dump: %s: %s\n", path, err);
-    fclose(f);
-    return NULL;
-  }
-  size_t cap = 1 << 16, len = 0;
-  mtld_sample_t *s = malloc(sizeof(*s) * cap);
-  int r = 1;
-  while (s && r == 1) {
-    if (len == cap) {
-      mtld_sample_t *ns = realloc(s, sizeof(*s) * cap * 2);
-      if (!ns) break;
-      s = ns;
-      cap *= 2;
-    }
-    r = mtld_sampledump_read(f, &s[len]);
-    if (r == 1) len++;
-  }
-  fclose(f);
-  if (!s || r != 0) {
-    fprintf(stderr, "bench_trainer_dump: %s: %s\n", path, s ? "read error" : "out of memory");
-    free(s);
-    return NULL;
-  }
-  *n = len;
-  return s;
-}
-
 /* The model config and the dense tensor layout of the model it creates (the
  * replica checks its own layout against it, so a change of model.c cannot
  * go unnoticed). */
@@ -268,8 +233,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   size_t n = 0;
-  mtld_sample_t *s = read_dump(dump, &n);
-  if (!s) return 1;
+  char derr[512];
+  mtld_sample_t *s = mtld_sampledump_load(dump, &n, derr, sizeof(derr));
+  if (!s) {
+    fprintf(stderr, "bench_trainer_dump: %s\n", derr);
+    return 1;
+  }
   size_t n_ok = 0;
   for (size_t i = 0; i < n; i++) n_ok += (size_t)accepted(&s[i]);
   printf("bench_trainer_dump: %zu samples (%zu accepted) from %s, batch %d, tasks %d\n", n, n_ok,

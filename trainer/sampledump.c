@@ -1,7 +1,9 @@
 /* sampledump.c - raw sample files (see sampledump.h). */
 #include "trainer/sampledump.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 mtld_status_t mtld_sampledump_write_header(FILE *f) {
@@ -43,4 +45,44 @@ int mtld_sampledump_read(FILE *f, mtld_sample_t *s) {
   size_t n = fread(s, 1, sizeof(*s), f);
   if (n == sizeof(*s)) return 1;
   return ferror(f) ? -1 : 0;
+}
+
+mtld_sample_t *mtld_sampledump_load(const char *path, size_t *n, char *err, size_t errlen) {
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  char herr[256];
+  if (mtld_sampledump_read_header(f, herr, sizeof(herr)) != MTLD_OK) {
+    snprintf(err, errlen, "%s: %s", path, herr);
+    fclose(f);
+    return NULL;
+  }
+  size_t cap = 1 << 16, len = 0;
+  mtld_sample_t *s = malloc(sizeof(*s) * cap);
+  int r = 1;
+  while (s && r == 1) {
+    if (len == cap) {
+      mtld_sample_t *ns = realloc(s, sizeof(*s) * cap * 2);
+      if (!ns) {
+        free(s);
+        s = NULL;
+        break;
+      }
+      s = ns;
+      cap *= 2;
+    }
+    r = mtld_sampledump_read(f, &s[len]);
+    if (r == 1) len++;
+  }
+  fclose(f);
+  if (!s || r != 0) {
+    snprintf(err, errlen, "%s: %s", path, s ? "read error" : "out of memory");
+    free(s);
+    return NULL;
+  }
+  *n = len;
+  return s;
 }

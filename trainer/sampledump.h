@@ -35,4 +35,9 @@ mtld_status_t mtld_sampledump_read_header(FILE *f, char *err, size_t errlen);
  * as the end), -1 on a read error. */
 int mtld_sampledump_read(FILE *f, mtld_sample_t *s);
 
+/* Reads the whole dump at path into a malloc'd array (the caller frees it)
+ * and sets *n.  NULL with err filled when the file cannot be opened, is not
+ * a sample dump, fails to read, or memory runs out. */
+mtld_sample_t *mtld_sampledump_load(const char *path, size_t *n, char *err, size_t errlen);
+
 #endif

@@ -549,6 +549,10 @@ static void test_sampledump(void) {
   while (mtld_sampledump_read(f, &x) == 1) n += !memcmp(&x, &s[n < 3 ? n : 2], sizeof x);
   CHECK(n == 3);
   fclose(f);
+  size_t nl = 0;
+  mtld_sample_t *all = mtld_sampledump_load(path, &nl, err, sizeof err);
+  CHECK(all != NULL && nl == 3 && !memcmp(all, s, sizeof s));
+  free(all);
   f = fopen(path, "r+b");
   fseek(f, 12, SEEK_SET);
   uint32_t bad = 12;
@@ -557,6 +561,8 @@ static void test_sampledump(void) {
   CHECK(mtld_sampledump_read_header(f, err, sizeof err) == MTLD_ERR_CORRUPT);
   CHECK(strstr(err, "12-byte") != NULL);
   fclose(f);
+  CHECK(mtld_sampledump_load(path, &nl, err, sizeof err) == NULL && nl == 0);
+  CHECK(strstr(err, "samples.bin") != NULL && strstr(err, "12-byte") != NULL);
 }
 
 static int cmp_rank(const void *a, const void *b) {

@@ -9,8 +9,14 @@ JOBS ?= 2
 # brokers included), the 35 integration tests use 367 CPU-s in 1141 s of wall
 # time; most of it is waiting (sleeps, timeouts, broker starts), which
 # overlaps.  Every test has its own temp dir and ports (port 0, kafka-local
-# picks free ones).  TEST_JOBS=1 runs them one by one.
+# picks free ones).  TEST_JOBS=1 runs them one by one.  The ASan pass stays
+# one at a time (ASAN_TEST_JOBS): under ASan with two tests at once,
+# test_real_outage's daemon in 2 of 7 runs did not finish its
+# shutdown within shutdown_timeout after the broker outage (it stopped
+# after its final checkpoint, while closing the Kafka consumer; cause not
+# found yet), never seen one at a time.
 TEST_JOBS ?= 2
+ASAN_TEST_JOBS ?= 1
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -34,7 +40,7 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MTLD_SANITIZED=1 \
-	  ctest --output-on-failure -j$(TEST_JOBS)
+	  ctest --output-on-failure -j$(ASAN_TEST_JOBS)
 
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DMTLD_FUZZ=ON -DMTLD_SANITIZE=ON >/dev/null
